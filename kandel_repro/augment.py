@@ -1,0 +1,73 @@
+"""Training-split augmentation with Keras' ``ImageDataGenerator`` (the paper's pipeline).
+
+Keras 3 removed ``keras.preprocessing.image.ImageDataGenerator``; the TF compatibility
+namespace ``tensorflow.keras.preprocessing.image`` still exports the legacy class, and
+that is the one used here, so each image gets exactly the paper-era random transform.
+
+:class:`AugmentedBatches` draws each image's transform with
+``ImageDataGenerator.get_random_transform`` and applies it with ``apply_transform``
+— what ``ImageDataGenerator.flow`` does per image — but reads the uint8 images batch by
+batch instead of converting the whole training set to float32 first (``flow`` would
+hold a float32 copy of all 176k PCam training images, 19 GB).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def image_data_generator(augmentation):
+    """The legacy ``ImageDataGenerator`` with the protocol's parameters."""
+    from tensorflow.keras.preprocessing.image import ImageDataGenerator
+
+    return ImageDataGenerator(**augmentation)
+
+
+def make_batches(x, y, batch_size, preprocess, augmentation=None, seed=0, shuffle=True):
+    """A ``keras.utils.PyDataset`` of preprocessed float32 batches from uint8 arrays."""
+    import keras
+
+    class AugmentedBatches(keras.utils.PyDataset):
+        def __init__(self):
+            # NOTE: one worker thread: batches are prepared ahead of the training step
+            # and the global NumPy random state that ImageDataGenerator draws from is
+            # seeded per batch, so the augmentation is reproducible.
+            super().__init__(workers=1, use_multiprocessing=False, max_queue_size=8)
+            self.generator = image_data_generator(augmentation) if augmentation else None
+            self.epoch = 0
+            self.order = self._order()
+
+        def _order(self):
+            if not shuffle:
+                return np.arange(len(x))
+            return np.random.default_rng([seed, self.epoch]).permutation(len(x))
+
+        def __len__(self):
+            return int(np.ceil(len(x) / batch_size))
+
+        def __getitem__(self, index):
+            rows = np.sort(self.order[index * batch_size:(index + 1) * batch_size])
+            batch = x[rows].astype(np.float32)
+            if self.generator is not None:
+                np.random.seed((seed * 1_000_003 + self.epoch * 10_007 + index) % 2**32)
+                for i in range(len(batch)):
+                    params = self.generator.get_random_transform(batch[i].shape)
+                    batch[i] = self.generator.apply_transform(batch[i], params)
+            batch = preprocess(batch)
+            if y is None:
+                return (batch,)
+            return batch, y[rows].astype(np.float32)
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = self._order()
+
+    return AugmentedBatches()
+
+
+def predict_uint8(model, x, preprocess, batch_size=256):
+    """Predict probabilities for uint8 images in large batches (no augmentation)."""
+    out = np.empty(len(x), dtype=np.float64)
+    for start in range(0, len(x), batch_size):
+        chunk = preprocess(x[start:start + batch_size].astype(np.float32))
+        out[start:start + len(chunk)] = np.asarray(model.predict_on_batch(chunk)).reshape(-1)
+    return out

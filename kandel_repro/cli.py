@@ -1,0 +1,172 @@
+"""The ``kandel-repro`` command line: a thin layer over one function per verb."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .protocol import PAPER, LEARNING_RATES
+
+
+def _add_training_options(p):
+    g = p.add_argument_group("training settings (defaults: the paper's protocol, see protocol.py)")
+    g.add_argument("--weights", default=PAPER.weights,
+                   help="'imagenet' (default, as the paper), 'none' for random weights, "
+                   "or the path of a keras.applications notop .h5 file")
+    g.add_argument("--epochs", type=int, default=PAPER.max_epochs, dest="max_epochs",
+                   help=f"maximum epochs (default {PAPER.max_epochs}; the paper gives none)")
+    g.add_argument("--patience", type=int, default=PAPER.patience,
+                   help=f"early-stopping patience in epochs (default {PAPER.patience})")
+    g.add_argument("--batch-size", type=int, default=PAPER.batch_size,
+                   help=f"batch size (default {PAPER.batch_size})")
+    g.add_argument("--head-pooling", choices=["flatten", "avg"], default=PAPER.head_pooling,
+                   help="how the last feature map reaches the head (default flatten)")
+    g.add_argument("--seed", type=int, default=PAPER.seed, help="seed of split, weights, augmentation")
+    g.add_argument("--no-augment", action="store_true",
+                   help="train without augmentation (a deviation from the paper)")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", required=True, help="folder in the Kaggle layout")
+    d.add_argument("--cache", default=None,
+                   help="packed-array cache folder (default DATA/.kandel_cache)")
+    d.add_argument("--workers", type=int, default=None, help="tif decoding processes")
+
+
+def _overrides(args):
+    out = {"weights": args.weights, "max_epochs": args.max_epochs, "patience": args.patience,
+           "batch_size": args.batch_size, "head_pooling": args.head_pooling, "seed": args.seed}
+    if args.no_augment:
+        out["augmentation"] = None
+    return out
+
+
+def cmd_synthetic(args):
+    from .data.synthetic import write_synthetic_pcam
+
+    out = write_synthetic_pcam(args.out, args.train, args.test, args.seed, args.size,
+                               progress=not args.quiet)
+    print(f"synthetic PCam in {out}")
+
+
+def cmd_pack(args):
+    from .data.pcam import pack
+
+    cache = pack(args.data, args.cache, workers=args.workers, force=args.force)
+    print(f"packed cache in {cache}")
+
+
+def cmd_blocks(args):
+    from .backbones import depth_label, get_backbone
+    from .model import block_map_of
+
+    backbone = get_backbone(args.backbone)
+    blocks = block_map_of(backbone.name)
+    if args.json:
+        print(json.dumps({str(k): v for k, v in blocks.items()}, indent=2))
+        return
+    print(f"{backbone.name}: {backbone.num_blocks} blocks (block 1 is nearest the input)")
+    for block, names in blocks.items():
+        print(f"  block {block}: {', '.join(names)}")
+    print("fine-tuning 'from block k' trains blocks k.."
+          f"{backbone.num_blocks} and the head; e.g. depth "
+          f"{depth_label(3, backbone.num_blocks)} trains blocks 3 to {backbone.num_blocks}")
+
+
+def cmd_train(args):
+    from .data import pcam
+    from .train import resolve_config, train_run
+
+    config = resolve_config(args.backbone, args.first_block, args.lr, **_overrides(args))
+    data = pcam.load(args.data, args.cache, workers=args.workers)
+    config.update(data_dir=str(args.data), data_fingerprint=data.fingerprint)
+    metrics = train_run(args.run_dir, data, config)
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_grid(args):
+    from .grid import run_grid
+
+    statuses = run_grid(args.table, args.data, args.runs, cache_dir=args.cache,
+                        rerun=args.rerun, workers=args.workers, **_overrides(args))
+    if "failed" in statuses.values():
+        return 1
+
+
+def cmd_table(args):
+    from .tables import write_table
+
+    for path in write_table(args.table, args.runs, args.out):
+        print(f"wrote {path}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kandel-repro",
+        description="Reproduce Kandel & Castelli (2020): how deeply to fine-tune a CNN "
+        "on histopathology (PCam).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="make, check and pack data sets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synthetic", help="write a synthetic PCam in the Kaggle layout")
+    s.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
+    s.add_argument("--train", type=int, default=2000, help="labelled images (default 2000)")
+    s.add_argument("--test", type=int, default=500, help="unlabelled test images (default 500)")
+    s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    s.add_argument("--size", type=int, default=96, help="image side in pixels (default 96, as PCam)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_synthetic)
+    p = dsub.add_parser("pack", help="decode the tifs once into a uint8 cache")
+    p.add_argument("--data", required=True, help="folder in the Kaggle layout")
+    p.add_argument("--cache", default=None, help="cache folder (default DATA/.kandel_cache)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes")
+    p.add_argument("--force", action="store_true", help="repack even if the cache is current")
+    p.set_defaults(func=cmd_pack)
+
+    b = sub.add_parser("blocks", help="print a backbone's block map (block → layer names)")
+    b.add_argument("backbone", help="vgg16 or vgg19")
+    b.add_argument("--json", action="store_true", help="print JSON")
+    b.set_defaults(func=cmd_blocks)
+
+    t = sub.add_parser("train", help="train one run (one depth, one learning rate)")
+    t.add_argument("--run-dir", required=True, help="run folder to write")
+    t.add_argument("--backbone", default="vgg16")
+    t.add_argument("--first-block", type=int, required=True,
+                   help="first trainable block: 5 trains the top block only, 1 the whole network")
+    t.add_argument("--lr", type=float, required=True, help=f"learning rate, e.g. one of {LEARNING_RATES}")
+    _add_training_options(t)
+    t.set_defaults(func=cmd_train)
+
+    g = sub.add_parser("grid", help="run a paper table's grid of runs (resumable)")
+    g.add_argument("table", help="table2")
+    g.add_argument("--runs", required=True, help="folder of run folders")
+    g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
+    _add_training_options(g)
+    g.set_defaults(func=cmd_grid)
+
+    tb = sub.add_parser("table", help="render a table from finished run folders")
+    tb.add_argument("table", help="table2")
+    tb.add_argument("--runs", required=True, help="folder of run folders")
+    tb.add_argument("--out", default="tables", help="output folder (default tables/)")
+    tb.set_defaults(func=cmd_table)
+    return parser
+
+
+def main(argv=None):
+    from .errors import KandelError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KandelError as exc:
+        print(f"kandel-repro: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kandel-repro: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

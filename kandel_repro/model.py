@@ -1,0 +1,128 @@
+"""Model construction and block-wise freezing.
+
+The model is the ``keras.applications`` backbone with ``include_top=False``, then
+Flatten (or global average pooling), Dropout(0.5) and Dense(1, sigmoid) — paper §4.1.
+The backbone's layers stay top-level layers of the model (no nested sub-model), so a
+block map of layer names addresses them directly.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .backbones import get_backbone
+from .errors import ConfigError, WeightsUnavailable
+
+HEAD_LAYERS = ("head_pool", "head_dropout", "head_dense")
+
+
+def keras_models_dir():
+    """Where Keras looks for (and downloads) application weight files."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def resolve_weights(weights):
+    """Normalise ``--weights``: ``"imagenet"``, ``None`` (random) or an existing file path."""
+    if weights is None or str(weights).lower() in ("none", "random", "scratch"):
+        return None
+    if str(weights).lower() == "imagenet":
+        return "imagenet"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailable(
+            f"weights file {str(path)!r} does not exist; give 'imagenet', 'none' or the path "
+            "of a keras.applications notop .h5 file"
+        )
+    return str(path)
+
+
+def build_base(backbone_name, input_shape, weights="imagenet"):
+    """Build the headless backbone, turning a failed weight download into a clear error."""
+    backbone = get_backbone(backbone_name)
+    size = min(input_shape[:2])
+    if size < backbone.min_input_size:
+        raise ConfigError(
+            f"{backbone.name} needs inputs of at least {backbone.min_input_size}×"
+            f"{backbone.min_input_size} pixels, got {input_shape[0]}×{input_shape[1]}"
+        )
+    weights = resolve_weights(weights)
+    constructor = backbone.constructor()
+    try:
+        return constructor(include_top=False, weights=weights, input_shape=tuple(input_shape))
+    except Exception as exc:  # keras raises a bare Exception on URL fetch failure
+        if weights == "imagenet" and "fetch failure" in str(exc).lower():
+            folder = keras_models_dir()
+            raise WeightsUnavailable(
+                f"could not download the ImageNet weights of {backbone.name} ({exc}).\n"
+                f"Put the file {backbone.notop_weights_file} into {folder}/ "
+                f"(Keras looks there first; set KERAS_HOME to use another folder), "
+                f"or pass --weights PATH to that file, or --weights none to train "
+                f"from random weights (a different experiment)."
+            ) from None
+        if weights not in (None, "imagenet"):
+            raise WeightsUnavailable(f"could not load weights from {weights!r}: {exc}") from None
+        raise
+
+
+def build_model(backbone_name, input_shape=(96, 96, 3), weights="imagenet",
+                head_pooling="flatten", dropout=0.5):
+    """Return ``(model, block_map)`` for one backbone.
+
+    ``block_map`` is an ordered dict ``{block number: [layer names]}``.
+    """
+    import keras
+
+    backbone = get_backbone(backbone_name)
+    base = build_base(backbone_name, input_shape, weights)
+    if head_pooling == "flatten":
+        pool = keras.layers.Flatten(name="head_pool")
+    elif head_pooling == "avg":
+        pool = keras.layers.GlobalAveragePooling2D(name="head_pool")
+    else:
+        raise ConfigError(f"head pooling must be 'flatten' or 'avg', got {head_pooling!r}")
+    x = pool(base.output)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    # NOTE: float32 output keeps the sigmoid and the loss in full precision.
+    out = keras.layers.Dense(1, activation="sigmoid", name="head_dense", dtype="float32")(x)
+    model = keras.Model(base.input, out, name=f"{backbone.name}_finetune")
+    block_map = backbone.assign_blocks(base.layers)
+    return model, block_map
+
+
+def block_map_of(backbone_name, input_shape=None):
+    """The block map of a backbone, built with random weights (no download)."""
+    backbone = get_backbone(backbone_name)
+    size = max(backbone.min_input_size, 32)
+    shape = input_shape or (size, size, 3)
+    base = build_base(backbone_name, shape, weights=None)
+    return backbone.assign_blocks(base.layers)
+
+
+def set_trainable_blocks(model, block_map, first_trainable_block, num_blocks=None):
+    """Freeze every block below ``first_trainable_block``; train it and all above.
+
+    Layers named in ``block_map`` are frozen or unfrozen by name; the head always
+    trains. Returns the sorted names of the trainable layers that hold weights.
+
+    NOTE: the model must be compiled after this call (Keras reads ``trainable`` at
+    compile time).
+    """
+    num_blocks = num_blocks or max(block_map)
+    if not isinstance(first_trainable_block, int) or not 1 <= first_trainable_block <= num_blocks:
+        raise ConfigError(
+            f"first trainable block must be an integer from 1 to {num_blocks}, "
+            f"got {first_trainable_block!r}"
+        )
+    for block, names in block_map.items():
+        for name in names:
+            model.get_layer(name).trainable = block >= first_trainable_block
+    for name in HEAD_LAYERS:
+        model.get_layer(name).trainable = True
+    return trainable_layer_names(model)
+
+
+def trainable_layer_names(model):
+    return sorted(
+        layer.name for layer in model.layers if layer.trainable and layer.trainable_weights
+    )
+

@@ -1,0 +1,133 @@
+"""The paper's protocol, stated once.
+
+Kandel I., Castelli M. (2020). *How Deeply to Fine-Tune a Convolutional Neural Network:
+A Case Study Using a Histopathology Dataset.* Applied Sciences 10(10):3359.
+
+Every value used by a training run comes from :data:`PAPER` unless the user overrides
+it. Each field is listed in :data:`SOURCES` with where it comes from: a section of the
+paper, or ``"our choice"`` with the reason, for what the paper leaves unstated. Tables
+compare a run's resolved config against :data:`PAPER` and print every difference in
+their header (:func:`deviations`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+# Learning rates of every table (paper §4.1: "10^-3, 10^-4, 10^-5").
+LEARNING_RATES = (1e-3, 1e-4, 1e-5)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Parameters of Keras' ``ImageDataGenerator`` for the training split.
+
+    The paper (§4.1) lists horizontal and vertical flips, rotation of 180°, width and
+    height shift, shear and zoom, without magnitudes except the rotation. Shift, shear
+    and zoom magnitudes are our choice: 10 % shifts, zoom in [0.9, 1.1], and a shear of
+    0.1 rad (5.73°; ``ImageDataGenerator`` takes the shear angle in degrees).
+    ``fill_mode="nearest"`` is ``ImageDataGenerator``'s default.
+    """
+
+    horizontal_flip: bool = True
+    vertical_flip: bool = True
+    rotation_range: float = 180.0
+    width_shift_range: float = 0.1
+    height_shift_range: float = 0.1
+    shear_range: float = 5.729577951308232  # degrees == 0.1 rad
+    zoom_range: float = 0.1
+    fill_mode: str = "nearest"
+
+    def to_kwargs(self):
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Settings of one fine-tuning run on PCam (paper §4.1 unless noted in SOURCES)."""
+
+    batch_size: int = 64
+    optimizer: str = "adam"
+    loss: str = "binary_crossentropy"
+    image_size: int = 96
+    dropout: float = 0.5
+    patience: int = 10
+    validation_fraction: float = 0.2
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    # --- what the paper leaves unstated: our documented choices -----------------
+    max_epochs: int = 50
+    monitor: str = "val_auc"
+    preprocessing: str = "backbone"  # the backbone's own keras preprocess_input
+    head_pooling: str = "flatten"
+    stratified_split: bool = True
+    seed: int = 0
+    weights: str = "imagenet"
+
+
+PAPER = Protocol()
+
+SOURCES = {
+    "batch_size": "paper §4.1: batch size 64",
+    "optimizer": "paper §4.1: Adam for all experiments",
+    "loss": "binary classification with one sigmoid unit; the paper names no loss, "
+    "binary cross-entropy is the standard one for it",
+    "learning_rates": "paper §4.1: 1e-3, 1e-4, 1e-5 for every depth",
+    "image_size": "paper §4.1: images kept at their original 96×96, not resized",
+    "dropout": "paper §4.1: original top removed, Dropout(0.5), new fully connected classifier",
+    "patience": "paper §4.1: early stopping of 10 epochs (50 on BreakHis, §4.3)",
+    "validation_fraction": "paper §4.1: 80 % training / 20 % validation",
+    "augmentation": "paper §4.1: flips, rotation 180°, width/height shift, shear, zoom; "
+    "training split only. Magnitudes of shift/shear/zoom are our choice (Augmentation)",
+    "max_epochs": "our choice: the paper gives no maximum; 50 epochs, with patience 10 "
+    "a run normally stops earlier",
+    "monitor": "our choice: exact validation ROC AUC (scikit-learn) each epoch, the "
+    "paper's metric; the paper says only that the best model was kept every epoch",
+    "preprocessing": "our choice: each backbone's own keras preprocess_input, the "
+    "preprocessing its ImageNet weights were trained with",
+    "head_pooling": "our choice: Flatten of the last feature map (3×3×512 for VGG at "
+    "96×96) before Dropout; --head-pooling avg uses global average pooling",
+    "stratified_split": "our choice: the 80/20 split is stratified by label",
+    "seed": "our choice: seed 0 for the split, initialisation and augmentation",
+    "weights": "paper §4.1: ImageNet weights from keras.applications",
+}
+
+# The paper's text findings, quoted beside our tables. The paper's tables give numbers
+# we do not repeat here: only what its text states is quoted.
+FINDINGS = {
+    "table2": [
+        "Best AUC ≈ 0.96 when blocks 3–5 are fine-tuned at 1e-4 (§4.2).",
+        "Fine-tuning the whole network (1–5) is worse than blocks 3–5.",
+        "Blocks 2–5 are worse than blocks 3–5.",
+        "Top block only: the three learning rates are nearly equal, 1e-3 slightly best.",
+        "1e-4 is the best trade-off between time and performance (§5).",
+    ],
+}
+
+
+def paper_settings():
+    """The protocol as a flat dict (nested augmentation included)."""
+    return dataclasses.asdict(PAPER)
+
+
+def deviations(config, keys=None):
+    """List ``"name: ours (paper: value)"`` for every setting that differs from the paper.
+
+    ``config`` is a run's resolved config dict (see :mod:`kandel_repro.train`).
+    """
+    paper = paper_settings()
+    out = []
+    for name in keys or paper:
+        if name not in config:
+            continue
+        ours, theirs = config[name], paper[name]
+        if name == "augmentation":
+            if ours is None:
+                out.append("augmentation: off (paper: on, training split only)")
+                continue
+            for sub, value in theirs.items():
+                if ours.get(sub) != value:
+                    out.append(f"augmentation.{sub}: {ours.get(sub)} (our default: {value})")
+            continue
+        if ours != theirs:
+            out.append(f"{name}: {ours} (paper/default: {theirs})")
+    return out

@@ -1,0 +1,240 @@
+"""One fine-tuning run: one backbone, one depth, one learning rate.
+
+A run lives in a folder that holds everything needed to judge and reuse it::
+
+    config.json           the fully resolved config (protocol + overrides + data facts)
+    val_ids.csv           the validation ids and labels of the 80/20 split
+    history.csv           one row per epoch: loss, accuracy, val_auc, seconds
+    best_model.keras      the model of the best epoch (by validation ROC AUC)
+    val_predictions.csv   id,label,prediction of the best model on the validation split
+    submission.csv        id,label: test predictions in sample_submission.csv order
+    metrics.json          written last: val_auc, best_epoch, epochs_run, wall time, ...
+
+A run is finished when ``metrics.json`` exists; a run that raised leaves ``error.json``
+instead. Every file is written atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from .backbones import depth_label, get_backbone
+from .errors import ConfigError
+from .protocol import PAPER
+from .runio import read_json, write_csv, write_json
+
+FINISHED = "metrics.json"
+FAILED = "error.json"
+
+# Config keys that define the experiment: a finished run is reused only if these match.
+EXPERIMENT_KEYS = (
+    "backbone", "first_trainable_block", "learning_rate", "batch_size", "max_epochs",
+    "patience", "weights", "head_pooling", "dropout", "augmentation",
+    "validation_fraction", "stratified_split", "seed", "monitor", "preprocessing",
+    "optimizer", "loss", "data_fingerprint",
+)
+
+
+def resolve_config(backbone, first_trainable_block, learning_rate, **overrides):
+    """The protocol's settings with the user's overrides applied, validated."""
+    config = dataclasses.asdict(PAPER)
+    unknown = set(overrides) - set(config) - {"data_dir", "data_fingerprint"}
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    config.update({k: v for k, v in overrides.items() if v is not None or k == "augmentation"})
+    bb = get_backbone(backbone)
+    config.update(backbone=bb.name, first_trainable_block=int(first_trainable_block),
+                  learning_rate=float(learning_rate),
+                  blocks=depth_label(int(first_trainable_block), bb.num_blocks),
+                  num_blocks=bb.num_blocks)
+    if not 1 <= config["first_trainable_block"] <= bb.num_blocks:
+        raise ConfigError(
+            f"first trainable block must be from 1 to {bb.num_blocks} for {bb.name}, "
+            f"got {first_trainable_block!r}"
+        )
+    for key in ("batch_size", "max_epochs", "patience"):
+        if int(config[key]) < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    if not config["learning_rate"] > 0:
+        raise ConfigError(f"learning rate must be positive, got {learning_rate!r}")
+    config["weights"] = "none" if config["weights"] in (None, "none", "None") else str(config["weights"])
+    return config
+
+
+def is_finished(run_dir):
+    return (Path(run_dir) / FINISHED).exists()
+
+
+def _auc(labels, scores):
+    from sklearn.metrics import roc_auc_score
+
+    if not np.all(np.isfinite(scores)):
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def _make_callback(run_dir, val_x, val_y, preprocess, config, state):
+    import keras
+
+    class ValidationAUC(keras.callbacks.Callback):
+        """Exact ROC AUC on the validation split each epoch; keeps the best model.
+
+        NOTE: it must run before EarlyStopping in the callback list, which reads
+        ``logs["val_auc"]`` that this callback adds.
+        """
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            train_seconds = time.perf_counter() - self.started
+            state["train_seconds"] += train_seconds
+            state["train_images"] += state["n_train"]
+            scores = _predict(self.model, val_x, preprocess)
+            auc = _auc(val_y, scores)
+            logs["val_auc"] = auc
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
+                   "train_seconds": train_seconds}
+            state["history"].append(row)
+            if np.isfinite(auc) and auc > state["best_auc"]:
+                state.update(best_auc=auc, best_epoch=epoch + 1, best_scores=scores)
+                _save_model(self.model, Path(run_dir) / "best_model.keras")
+            import pandas as pd
+
+            write_csv(Path(run_dir) / "history.csv", pd.DataFrame(state["history"]))
+            if not np.isfinite(logs.get("loss", 0.0)):
+                state["stopped_reason"] = "non-finite loss"
+                self.model.stop_training = True
+
+    return ValidationAUC()
+
+
+def _predict(model, x, preprocess):
+    from .augment import predict_uint8
+
+    return predict_uint8(model, x, preprocess)
+
+
+def _save_model(model, path):
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def train_run(run_dir, data, config, verbose="auto"):
+    """Train one run into ``run_dir``; return its metrics dict.
+
+    ``data`` is a :class:`kandel_repro.data.pcam.PCamData`; ``config`` a dict from
+    :func:`resolve_config`.
+    """
+    import keras
+    import pandas as pd
+
+    from .augment import make_batches
+    from .data.split import train_val_split
+    from .model import build_model, set_trainable_blocks
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (FINISHED, FAILED):
+        (run_dir / stale).unlink(missing_ok=True)
+    started = time.time()
+    train_idx, val_idx = train_val_split(
+        data.train_y, config["validation_fraction"], config["seed"], config["stratified_split"]
+    )
+    config = dict(config, image_size=int(data.image_shape[0]), dataset=data.source,
+                  n_train=len(train_idx), n_val=len(val_idx), n_test=len(data.test_x))
+    write_json(run_dir / "config.json", config)
+    write_csv(run_dir / "val_ids.csv",
+              pd.DataFrame({"id": data.train_ids[val_idx], "label": data.train_y[val_idx]}))
+
+    keras.utils.set_random_seed(config["seed"])
+    model, block_map = build_model(
+        config["backbone"], data.image_shape, config["weights"] if config["weights"] != "none" else None,
+        head_pooling=config["head_pooling"], dropout=config["dropout"],
+    )
+    trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
+                                     config["num_blocks"])
+    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
+                  loss=config["loss"], metrics=["accuracy"])
+    preprocess = get_backbone(config["backbone"]).preprocess_input()
+
+    train_x, train_y = data.train_x[train_idx], data.train_y[train_idx]
+    val_x, val_y = data.train_x[val_idx], data.train_y[val_idx]
+    batches = make_batches(train_x, train_y, config["batch_size"], preprocess,
+                           config["augmentation"], seed=config["seed"])
+    state = {"history": [], "best_auc": -np.inf, "best_epoch": 0, "best_scores": None,
+             "train_seconds": 0.0, "train_images": 0, "n_train": len(train_idx),
+             "stopped_reason": None}
+    callbacks = [
+        _make_callback(run_dir, val_x, val_y, preprocess, config, state),
+        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
+                                      patience=config["patience"]),
+    ]
+    if verbose == "auto":
+        verbose = 1 if os.isatty(1) else 2
+    model.fit(batches, epochs=config["max_epochs"], callbacks=callbacks, verbose=verbose)
+
+    epochs_run = len(state["history"])
+    if state["best_scores"] is None:
+        state["stopped_reason"] = state["stopped_reason"] or "no finite validation AUC"
+        best_scores = _predict(model, val_x, preprocess)
+    else:
+        best_scores = state["best_scores"]
+        model = keras.saving.load_model(run_dir / "best_model.keras")
+    write_csv(run_dir / "val_predictions.csv",
+              pd.DataFrame({"id": data.train_ids[val_idx], "label": val_y,
+                            "prediction": best_scores}))
+    test_scores = _predict(model, data.test_x, preprocess)
+    write_csv(run_dir / "submission.csv", pd.DataFrame({"id": data.test_ids, "label": test_scores}))
+
+    metrics = {
+        "status": "ok",
+        "val_auc": state["best_auc"] if np.isfinite(state["best_auc"]) else None,
+        "best_epoch": state["best_epoch"],
+        "epochs_run": epochs_run,
+        "stopped_early": epochs_run < config["max_epochs"],
+        "stopped_reason": state["stopped_reason"],
+        "wall_seconds": round(time.time() - started, 2),
+        "train_images_per_second": round(state["train_images"] / max(state["train_seconds"], 1e-9), 2),
+        "trainable_layers": len(trainable),
+        "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+    }
+    hidden = _hidden_test_labels(data)
+    if hidden is not None:
+        metrics["synthetic_test_auc"] = _auc(hidden.reindex(data.test_ids).to_numpy(), test_scores)
+    write_json(run_dir / FINISHED, metrics)
+    return metrics
+
+
+def _hidden_test_labels(data):
+    """Labels of a synthetic test set (the Kaggle test labels are hidden)."""
+    import pandas as pd
+
+    from .data.synthetic import HIDDEN_LABELS, is_synthetic
+
+    path = Path(data.root) / HIDDEN_LABELS
+    if not is_synthetic(data.root) or not path.exists():
+        return None
+    return pd.read_csv(path, dtype={"id": str}).set_index("id")["label"]
+
+
+def record_failure(run_dir, exc):
+    write_json(Path(run_dir) / FAILED, {
+        "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+        "traceback": traceback.format_exc(),
+    })
+
+
+def read_run(run_dir):
+    """``(config, metrics or None, error or None)`` of a run folder."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else None
+    metrics = read_json(run_dir / FINISHED) if (run_dir / FINISHED).exists() else None
+    error = read_json(run_dir / FAILED) if (run_dir / FAILED).exists() else None
+    return config, metrics, error
