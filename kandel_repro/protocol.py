@@ -129,5 +129,6 @@ def deviations(config, keys=None):
                     out.append(f"augmentation.{sub}: {ours.get(sub)} (our default: {value})")
             continue
         if ours != theirs:
-            out.append(f"{name}: {ours} (paper/default: {theirs})")
+            origin = "paper" if SOURCES.get(name, "").startswith("paper") else "our default"
+            out.append(f"{name}: {ours} ({origin}: {theirs})")
     return out

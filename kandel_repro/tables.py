@@ -78,13 +78,7 @@ def _describe_data(configs):
 def _deviations(configs):
     seen = []
     for config in configs:
-        for line in deviations(config):
-            if line not in seen:
-                seen.append(line)
-        if config.get("image_size") != 96:
-            line = f"image_size: {config.get('image_size')} (paper: 96)"
-            if line not in seen:
-                seen.append(line)
+        seen += [line for line in deviations(config) if line not in seen]
     return seen
 
 
@@ -120,7 +114,7 @@ def render_markdown(sweep_name, frame, configs, command):
         f"- Backbone: {sweep.backbone}; weights: {', '.join(weights)}",
         f"- Metric: {METRICS[metric]}",
         f"- Runs finished: {done} of {len(frame)}",
-        "- Settings that differ from the paper: " + ("none" if not devs else ""),
+        "- Settings that differ from the paper:" + ("" if devs else " none"),
     ]
     lines += [f"  - {d}" for d in devs]
     lines += [f"- Made by: `{command}`", ""]

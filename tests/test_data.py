@@ -1,0 +1,188 @@
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from kandel_repro.data import pcam
+from kandel_repro.data.split import train_val_split
+from kandel_repro.data.synthetic import (HIDDEN_LABELS, MARKER, centre_slice, synthetic_patch,
+                                         write_synthetic_pcam)
+from kandel_repro.errors import DataError
+
+
+def test_synthetic_writes_the_kaggle_layout(tiny_pcam):
+    labels = pd.read_csv(tiny_pcam / "train_labels.csv", dtype={"id": str})
+    sample = pd.read_csv(tiny_pcam / "sample_submission.csv", dtype={"id": str})
+    assert list(labels.columns) == ["id", "label"] and len(labels) == 60
+    assert list(sample.columns) == ["id", "label"] and len(sample) == 20
+    assert set(labels["label"]) == {0, 1}
+    assert all(len(i) == 40 for i in labels["id"])
+    assert sorted(p.stem for p in (tiny_pcam / "train").glob("*.tif")) == sorted(labels["id"])
+    assert sorted(p.stem for p in (tiny_pcam / "test").glob("*.tif")) == sorted(sample["id"])
+    with Image.open(tiny_pcam / "train" / f"{labels['id'][0]}.tif") as img:
+        assert img.format == "TIFF" and img.mode == "RGB" and img.size == (32, 32)
+    assert (tiny_pcam / HIDDEN_LABELS).exists() and (tiny_pcam / MARKER).exists()
+
+
+def test_synthetic_is_deterministic_by_seed(tmp_path, tiny_pcam):
+    again = write_synthetic_pcam(tmp_path / "again", 60, 20, seed=3, size=32, progress=False)
+    other = write_synthetic_pcam(tmp_path / "other", 60, 20, seed=4, size=32, progress=False)
+    for name in ("train_labels.csv", "sample_submission.csv"):
+        assert (again / name).read_bytes() == (tiny_pcam / name).read_bytes()
+    first = pd.read_csv(again / "train_labels.csv")["id"][0]
+    assert (again / "train" / f"{first}.tif").read_bytes() == \
+        (tiny_pcam / "train" / f"{first}.tif").read_bytes()
+    assert (other / "train_labels.csv").read_bytes() != (again / "train_labels.csv").read_bytes()
+
+
+def test_synthetic_folder_is_reused_or_refused(tmp_path):
+    out = write_synthetic_pcam(tmp_path / "s", 10, 5, seed=0, size=32, progress=False)
+    stamp = (out / MARKER).stat().st_mtime_ns
+    write_synthetic_pcam(out, 10, 5, seed=0, size=32, progress=False)
+    assert (out / MARKER).stat().st_mtime_ns == stamp
+    with pytest.raises(DataError, match="other|not"):
+        write_synthetic_pcam(out, 11, 5, seed=0, size=32, progress=False)
+
+
+def test_synthetic_label_follows_the_centre_rule():
+    """A positive has tumour-dark pixels in the centre region more often than a negative."""
+    size = 96
+    centre = centre_slice(size)
+
+    def dark_fraction(label, i):
+        patch = synthetic_patch(np.random.default_rng([9, label, i]), size, label)
+        return (patch[centre, centre].mean(axis=2) < 80).mean()
+
+    pos = np.mean([dark_fraction(1, i) > 0 for i in range(30)])
+    neg = np.mean([dark_fraction(0, i) > 0 for i in range(30)])
+    assert pos > 0.9 and neg < 0.2
+
+
+def test_pack_and_load(pcam_copy):
+    data = pcam.load(pcam_copy, progress=False, workers=2)
+    labels = pd.read_csv(pcam_copy / "train_labels.csv", dtype={"id": str})
+    assert data.train_x.shape == (60, 32, 32, 3) and data.train_x.dtype == np.uint8
+    assert list(data.train_ids) == list(labels["id"])
+    np.testing.assert_array_equal(data.train_y, labels["label"].to_numpy())
+    with Image.open(pcam_copy / "train" / f"{labels['id'][7]}.tif") as img:
+        np.testing.assert_array_equal(data.train_x[7], np.asarray(img))
+    sample = pd.read_csv(pcam_copy / "sample_submission.csv", dtype={"id": str})
+    assert list(data.test_ids) == list(sample["id"])
+    assert data.source == "synthetic"
+
+
+def test_cache_is_reused_then_invalidated(pcam_copy):
+    cache = pcam.pack(pcam_copy, progress=False, workers=1)
+    manifest = cache / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    assert pcam.pack(pcam_copy, progress=False, workers=1) == cache
+    assert manifest.stat().st_mtime_ns == stamp  # reused, not rewritten
+
+    first = pd.read_csv(pcam_copy / "train_labels.csv", dtype={"id": str})["id"][0]
+    path = pcam_copy / "train" / f"{first}.tif"
+    Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(path, format="TIFF")
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
+    pcam.pack(pcam_copy, progress=False, workers=1)
+    assert manifest.stat().st_mtime_ns != stamp
+    assert np.load(cache / "train_x.npy")[0].max() == 7
+
+
+def _ids(folder):
+    return pd.read_csv(folder / "train_labels.csv", dtype={"id": str})["id"].tolist()
+
+
+def test_corrupt_tif_is_named(pcam_copy):
+    bad = pcam_copy / "train" / f"{_ids(pcam_copy)[5]}.tif"
+    bad.write_bytes(b"not a tiff at all")
+    with pytest.raises(DataError, match=str(bad.name)):
+        pcam.pack(pcam_copy, progress=False, workers=2)
+    assert not (pcam_copy / ".kandel_cache").exists()  # nothing half-written
+
+
+def test_wrong_size_tif_is_named(pcam_copy):
+    bad = pcam_copy / "train" / f"{_ids(pcam_copy)[9]}.tif"
+    Image.fromarray(np.zeros((31, 32, 3), np.uint8)).save(bad, format="TIFF")
+    with pytest.raises(DataError, match=rf"{bad.name}.*31×32×3.*expected 32×32×3"):
+        pcam.pack(pcam_copy, progress=False, workers=1)
+
+
+def test_id_without_file_is_named(pcam_copy):
+    missing = _ids(pcam_copy)[3]
+    (pcam_copy / "train" / f"{missing}.tif").unlink()
+    with pytest.raises(DataError, match=f"id '{missing}' of train_labels.csv has no file"):
+        pcam.read_index(pcam_copy)
+
+
+def test_duplicate_id_is_named(pcam_copy):
+    csv = pcam_copy / "train_labels.csv"
+    frame = pd.read_csv(csv, dtype={"id": str})
+    pd.concat([frame, frame.iloc[[4]]]).to_csv(csv, index=False)
+    with pytest.raises(DataError, match=f"duplicate id '{frame['id'][4]}'"):
+        pcam.read_index(pcam_copy)
+
+
+def test_bad_label_and_header_are_named(pcam_copy):
+    csv = pcam_copy / "train_labels.csv"
+    frame = pd.read_csv(csv, dtype={"id": str})
+    frame.loc[2, "label"] = 3
+    frame.to_csv(csv, index=False)
+    with pytest.raises(DataError, match=r"line 4: label of id .* must be 0 or 1, got .3."):
+        pcam.read_index(pcam_copy)
+    frame.rename(columns={"label": "y"}).to_csv(csv, index=False)
+    with pytest.raises(DataError, match="header 'id,label'"):
+        pcam.read_index(pcam_copy)
+
+
+def test_missing_data_folder_says_what_to_do(tmp_path):
+    with pytest.raises(DataError, match="histopathologic-cancer-detection.*data synthetic"):
+        pcam.read_index(tmp_path / "nowhere")
+
+
+def test_split_is_stratified_and_seeded():
+    labels = np.array([0] * 595 + [1] * 405)
+    train, val = train_val_split(labels, 0.2, seed=0)
+    assert len(val) == 200 and len(train) == 800
+    assert not set(train) & set(val)
+    assert labels[val].sum() == 81  # 40.5 % of 200, rounded as stratification does
+    again, val2 = train_val_split(labels, 0.2, seed=0)
+    np.testing.assert_array_equal(val, val2)
+    _, val3 = train_val_split(labels, 0.2, seed=1)
+    assert set(val3) != set(val)
+
+
+@pytest.mark.slow
+def test_synthetic_is_learnable_but_not_by_mean_colour(tmp_path):
+    import keras
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    root = write_synthetic_pcam(tmp_path / "learn", 1000, 1, seed=11, size=32, progress=False)
+    data = pcam.load(root, progress=False, workers=1)
+    train, val = train_val_split(data.train_y, 0.2, seed=0)
+    x = data.train_x.astype("float32") / 255.0
+    y = data.train_y.astype("float32")
+
+    colour = x.reshape(len(x), -1, 3).mean(axis=1)
+    logistic = LogisticRegression(max_iter=1000).fit(colour[train], y[train])
+    colour_auc = roc_auc_score(y[val], logistic.predict_proba(colour[val])[:, 1])
+    assert colour_auc <= 0.70
+
+    keras.utils.set_random_seed(0)
+    cnn = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+    cnn.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    cnn.fit(x[train], y[train], batch_size=32, epochs=12, verbose=0)
+    cnn_auc = roc_auc_score(y[val], cnn.predict(x[val], verbose=0).ravel())
+    print(f"mean-colour AUC {colour_auc:.3f}, small CNN AUC {cnn_auc:.3f}")
+    assert cnn_auc >= 0.90

@@ -1,0 +1,114 @@
+import json
+
+import numpy as np
+import pytest
+
+from kandel_repro.backbones import REGISTRY, depth_label
+from kandel_repro.errors import ConfigError, WeightsUnavailable
+from kandel_repro.model import build_base, build_model, set_trainable_blocks, trainable_layer_names
+
+VGG16_CONVS = {1: ["block1_conv1", "block1_conv2"], 2: ["block2_conv1", "block2_conv2"],
+               3: ["block3_conv1", "block3_conv2", "block3_conv3"],
+               4: ["block4_conv1", "block4_conv2", "block4_conv3"],
+               5: ["block5_conv1", "block5_conv2", "block5_conv3"]}
+VGG19_CONVS = {1: ["block1_conv1", "block1_conv2"], 2: ["block2_conv1", "block2_conv2"],
+               **{b: [f"block{b}_conv{i}" for i in range(1, 5)] for b in (3, 4, 5)}}
+HEAD = ["head_dense"]  # the only head layer with weights
+
+
+@pytest.fixture(scope="module")
+def vgg16():
+    return build_model("vgg16", (32, 32, 3), weights=None)
+
+
+@pytest.mark.parametrize("first", [5, 4, 3, 2, 1])
+def test_vgg16_trainable_layers_for_every_depth(vgg16, first):
+    model, block_map = vgg16
+    names = set_trainable_blocks(model, block_map, first)
+    expected = sorted(HEAD + [n for b in range(first, 6) for n in VGG16_CONVS[b]])
+    assert names == expected
+    assert trainable_layer_names(model) == expected
+    frozen = {l.name for l in model.layers if not l.trainable}
+    assert frozen == {n for b in range(1, first) for n in block_map[b]}
+
+
+@pytest.mark.parametrize("first", [5, 3, 1])
+def test_vgg19_trainable_layers(first):
+    model, block_map = build_model("vgg19", (32, 32, 3), weights=None)
+    names = set_trainable_blocks(model, block_map, first)
+    assert names == sorted(HEAD + [n for b in range(first, 6) for n in VGG19_CONVS[b]])
+
+
+def test_refreezing_deeper_then_shallower(vgg16):
+    model, block_map = vgg16
+    set_trainable_blocks(model, block_map, 1)
+    set_trainable_blocks(model, block_map, 4)
+    assert not model.get_layer("block3_conv3").trainable
+    assert model.get_layer("block4_conv1").trainable
+
+
+def test_block_map_splits_at_pools(vgg16):
+    _, block_map = vgg16
+    assert list(block_map) == [1, 2, 3, 4, 5]
+    for block, names in block_map.items():
+        assert names[-1] == f"block{block}_pool"
+
+
+@pytest.mark.parametrize("bad", [0, 6, "3", None])
+def test_bad_first_block_is_named(vgg16, bad):
+    model, block_map = vgg16
+    with pytest.raises(ConfigError, match=repr(bad).replace("(", r"\(")):
+        set_trainable_blocks(model, block_map, bad)
+
+
+def test_head_is_flatten_dropout_dense_or_avg():
+    model, _ = build_model("vgg16", (32, 32, 3), weights=None)
+    assert model.get_layer("head_pool").__class__.__name__ == "Flatten"
+    assert model.get_layer("head_dropout").rate == 0.5
+    assert model.output_shape == (None, 1)
+    avg, _ = build_model("vgg16", (32, 32, 3), weights=None, head_pooling="avg")
+    assert avg.get_layer("head_pool").__class__.__name__ == "GlobalAveragePooling2D"
+    with pytest.raises(ConfigError, match="'max'"):
+        build_model("vgg16", (32, 32, 3), weights=None, head_pooling="max")
+
+
+def test_too_small_input_is_refused():
+    with pytest.raises(ConfigError, match="at least 32×32"):
+        build_base("vgg16", (24, 24, 3), weights=None)
+
+
+def test_unavailable_imagenet_weights_name_file_and_folder(tmp_path, monkeypatch):
+    # A proxy on a closed loopback port makes the download fail at once, as offline.
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    with pytest.raises(WeightsUnavailable) as err:
+        build_base("vgg16", (32, 32, 3), weights="imagenet")
+    message = str(err.value)
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert str(tmp_path / "kh" / "models") in message
+    assert "--weights" in message
+
+
+def test_weights_from_path_are_loaded(tmp_path):
+    base = build_base("vgg16", (32, 32, 3), weights=None)
+    path = tmp_path / "vgg16_notop.weights.h5"
+    base.save_weights(path)
+    again = build_base("vgg16", (32, 32, 3), weights=str(path))
+    for a, b in zip(base.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(WeightsUnavailable, match="missing.h5"):
+        build_base("vgg16", (32, 32, 3), weights=str(tmp_path / "missing.h5"))
+
+
+def test_depth_labels():
+    assert [depth_label(k, 5) for k in (5, 4, 1)] == ["5", "4–5", "1–5"]
+    assert set(REGISTRY) >= {"vgg16", "vgg19"}
+
+
+def test_cli_blocks_json(capsys):
+    from kandel_repro.cli import main
+
+    assert main(["blocks", "vgg16", "--json"]) == 0
+    blocks = json.loads(capsys.readouterr().out)
+    assert blocks["3"] == VGG16_CONVS[3] + ["block3_pool"]

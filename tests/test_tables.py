@@ -1,0 +1,75 @@
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kandel_repro import tables
+from kandel_repro.grid import get_sweep
+from kandel_repro.runio import write_json
+from kandel_repro.train import resolve_config
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def make_runs(root, kaggle=False):
+    """Fake finished runs: AUC grows with depth and peaks at blocks 3–5, lr 1e-4."""
+    for i, (name, first, lr) in enumerate(get_sweep("table2").cells()):
+        run = root / name
+        run.mkdir(parents=True)
+        config = resolve_config("vgg16", first, lr, weights="none", max_epochs=3)
+        config.update(dataset="synthetic", image_size=32, n_train=1200, n_val=300, n_test=300)
+        write_json(run / "config.json", config)
+        if name == "vgg16_blocks2-5_lr1e-03":
+            write_json(run / "error.json", {"status": "failed", "error": "RuntimeError: boom"})
+            continue
+        if name == "vgg16_blocks1-5_lr1e-05":
+            continue  # not finished
+        auc = 0.80 + 0.01 * i - (0.2 if (first, lr) == (1, 1e-3) else 0)
+        if (first, lr) == (3, 1e-4):
+            auc = 0.99
+        metrics = {"status": "ok", "val_auc": auc, "best_epoch": 2, "epochs_run": 3,
+                   "wall_seconds": 10.0 + i, "train_images_per_second": 100.0}
+        if kaggle:
+            metrics.update(kaggle_private_auc=auc - 0.01, kaggle_public_auc=auc - 0.02)
+        write_json(run / "metrics.json", metrics)
+
+
+def test_table_matches_golden(tmp_path):
+    make_runs(tmp_path / "runs")
+    frame, configs = tables.collect("table2", tmp_path / "runs")
+    text = tables.render_markdown("table2", frame, configs,
+                                  "kandel-repro table table2 --runs RUNS --out OUT")
+    golden = GOLDEN / "table2.md"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_table_files_and_metric_choice(tmp_path):
+    make_runs(tmp_path / "runs", kaggle=True)
+    md, csv, png = tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
+    text = md.read_text()
+    assert "Kaggle private test ROC AUC" in text and "**0.9800**" in text
+    frame = pd.read_csv(csv)
+    assert len(frame) == 15 and set(frame["status"]) == {"ok", "failed", "missing"}
+    assert frame["kaggle_public_auc"].notna().sum() == 13
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_partial_kaggle_scores_fall_back_to_validation_auc(tmp_path):
+    make_runs(tmp_path / "runs", kaggle=True)
+    (tmp_path / "runs" / "vgg16_blocks5-5_lr1e-03" / "metrics.json").write_text(
+        '{"status": "ok", "val_auc": 0.7}')
+    frame, configs = tables.collect("table2", tmp_path / "runs")
+    assert tables.choose_metric(frame) == "val_auc"
+
+
+def test_paper_settings_give_no_deviation():
+    config = resolve_config("vgg16", 3, 1e-4)
+    config.update(image_size=96)
+    assert tables._deviations([config]) == []
+    config = resolve_config("vgg16", 3, 1e-4, augmentation=None, max_epochs=3)
+    config.update(image_size=96)
+    assert tables._deviations([config]) == [
+        "augmentation: off (paper: on, training split only)", "max_epochs: 3 (our default: 50)"]

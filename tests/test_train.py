@@ -1,0 +1,191 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kandel_repro import grid as grid_mod
+from kandel_repro import train as train_mod
+from kandel_repro.data import pcam
+from kandel_repro.errors import ConfigError
+from kandel_repro.train import resolve_config, train_run
+
+ARTEFACTS = {"config.json", "val_ids.csv", "history.csv", "best_model.keras",
+             "val_predictions.csv", "submission.csv", "metrics.json"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_pcam, tmp_path_factory):
+    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=2, batch_size=16)
+    config.update(data_dir=str(tiny_pcam), data_fingerprint=data.fingerprint)
+    run_dir = tmp_path_factory.mktemp("runs") / "one"
+    metrics = train_run(run_dir, data, config, verbose=0)
+    return run_dir, data, metrics
+
+
+def test_run_folder_holds_every_artefact(finished_run):
+    run_dir, data, metrics = finished_run
+    assert ARTEFACTS <= {p.name for p in run_dir.iterdir()}
+    assert not list(run_dir.glob(".*tmp*"))  # no temporary files left behind
+    assert metrics["status"] == "ok"
+    assert metrics["epochs_run"] == 2 and 1 <= metrics["best_epoch"] <= 2
+    assert 0.0 <= metrics["val_auc"] <= 1.0
+    assert metrics["train_images_per_second"] > 0 and metrics["wall_seconds"] > 0
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+
+
+def test_config_is_fully_resolved(finished_run):
+    run_dir, data, _ = finished_run
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["backbone"] == "vgg16" and config["first_trainable_block"] == 5
+    assert config["learning_rate"] == 1e-4 and config["batch_size"] == 16
+    assert config["augmentation"]["rotation_range"] == 180.0
+    assert config["image_size"] == 32 and config["dataset"] == "synthetic"
+    assert config["n_train"] + config["n_val"] == 60 and config["n_val"] == 12
+    assert config["weights"] == "none" and config["blocks"] == "5"
+
+
+def test_history_has_one_row_per_epoch(finished_run):
+    history = pd.read_csv(finished_run[0] / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert {"loss", "val_auc", "train_seconds"} <= set(history.columns)
+
+
+def test_validation_ids_and_predictions_match_the_split(finished_run):
+    run_dir, data, metrics = finished_run
+    val = pd.read_csv(run_dir / "val_ids.csv", dtype={"id": str})
+    preds = pd.read_csv(run_dir / "val_predictions.csv", dtype={"id": str})
+    assert list(val["id"]) == list(preds["id"]) and len(val) == 12
+    assert set(val["id"]) <= set(data.train_ids)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(preds["label"], preds["prediction"]) == pytest.approx(metrics["val_auc"])
+
+
+def test_submission_follows_sample_submission_order(finished_run, tiny_pcam):
+    run_dir, _, _ = finished_run
+    sub = pd.read_csv(run_dir / "submission.csv", dtype={"id": str})
+    sample = pd.read_csv(tiny_pcam / "sample_submission.csv", dtype={"id": str})
+    assert list(sub.columns) == ["id", "label"]
+    assert list(sub["id"]) == list(sample["id"])
+    assert sub["label"].between(0, 1).all() and np.isfinite(sub["label"]).all()
+
+
+def test_best_model_reproduces_validation_predictions(finished_run):
+    import keras
+
+    from kandel_repro.augment import predict_uint8
+    from kandel_repro.backbones import get_backbone
+
+    run_dir, data, _ = finished_run
+    model = keras.saving.load_model(run_dir / "best_model.keras")
+    val = pd.read_csv(run_dir / "val_predictions.csv", dtype={"id": str})
+    rows = [list(data.train_ids).index(i) for i in val["id"]]
+    scores = predict_uint8(model, data.train_x[rows], get_backbone("vgg16").preprocess_input())
+    np.testing.assert_allclose(scores, val["prediction"], rtol=1e-4, atol=1e-5)
+
+
+def test_augmentation_touches_training_batches_only():
+    from kandel_repro.augment import make_batches
+    from kandel_repro.protocol import PAPER
+
+    x = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    y = np.zeros(8)
+    identity = lambda b: b  # noqa: E731
+    plain = make_batches(x, y, 8, identity, None, shuffle=False)[0][0]
+    np.testing.assert_array_equal(plain, x.astype(np.float32))
+    augmented = make_batches(x, y, 8, identity, PAPER.augmentation.to_kwargs(), shuffle=False)[0][0]
+    assert not np.array_equal(augmented, plain)
+
+
+def test_resolve_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="from 1 to 5.*got 6"):
+        resolve_config("vgg16", 6, 1e-4)
+    with pytest.raises(ConfigError, match="learning rate must be positive"):
+        resolve_config("vgg16", 5, 0)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        resolve_config("vgg16", 5, 1e-4, colour="red")
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet'"):
+        resolve_config("resnet", 5, 1e-4)
+
+
+# --- the grid, with a fast stand-in for training ------------------------------------
+
+def _fake_train(fail_on=(), interrupt_on=None, calls=None):
+    def fake(run_dir, data, config, verbose="auto"):
+        name = run_dir.name
+        calls.append(name)
+        if name == interrupt_on:
+            raise KeyboardInterrupt
+        run_dir.mkdir(parents=True, exist_ok=True)
+        train_mod.write_json(run_dir / "config.json", config)
+        if name in fail_on:
+            raise RuntimeError(f"boom in {name}")
+        metrics = {"status": "ok", "val_auc": 0.5 + config["first_trainable_block"] / 100,
+                   "best_epoch": 1, "epochs_run": 1}
+        train_mod.write_json(run_dir / "metrics.json", metrics)
+        return metrics
+    return fake
+
+
+def test_grid_runs_15_cells_records_failures_and_resumes(tiny_pcam, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    names = [c[0] for c in grid_mod.get_sweep("table2").cells()]
+    assert len(names) == 15 and names[0] == "vgg16_blocks5-5_lr1e-03"
+
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(fail_on={names[4]}, calls=calls))
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    assert calls == names
+    assert statuses[names[4]] == "failed" and list(statuses.values()).count("ok") == 14
+    error = json.loads((runs / names[4] / "error.json").read_text())
+    assert "boom in" in error["error"]
+
+    calls.clear()
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    assert calls == [names[4]]  # finished runs skipped, the failed one retried
+    assert list(statuses.values()).count("skipped") == 14
+
+
+def test_interrupted_grid_loses_only_the_run_in_progress(tiny_pcam, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    names = [c[0] for c in grid_mod.get_sweep("table2").cells()]
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(interrupt_on=names[6], calls=calls))
+    with pytest.raises(KeyboardInterrupt):
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    assert sum((runs / n / "metrics.json").exists() for n in names) == 6
+    calls.clear()
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    assert calls == names[6:]
+
+
+def test_grid_refuses_to_mix_settings(tiny_pcam, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=[]))
+    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=3, log=lambda m: None)
+    with pytest.raises(ConfigError, match="max_epochs: 3 there, 4 now"):
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=4,
+                          log=lambda m: None)
+
+
+def test_real_grid_trains_and_skips(tiny_pcam, tmp_path, monkeypatch):
+    """Two real cells (the sweep cut to one depth × two LRs) train, then are skipped."""
+    sweep = grid_mod.Sweep("table2", "Table 2 — VGG16 fine-tuned on PCam", "vgg16",
+                           learning_rates=(1e-3, 1e-4))
+    monkeypatch.setattr(grid_mod.Sweep, "depths", property(lambda self: (5,)))
+    monkeypatch.setitem(grid_mod.SWEEPS, "table2", sweep)
+    runs = tmp_path / "runs"
+    logs = []
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=1,
+                                 batch_size=16, verbose=0, log=logs.append)
+    assert list(statuses.values()) == ["ok", "ok"]
+    assert any("[1/2]" in line and "training" in line for line in logs)
+    stamp = (runs / "vgg16_blocks5-5_lr1e-03" / "metrics.json").stat().st_mtime_ns
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=1,
+                                 batch_size=16, verbose=0, log=logs.append)
+    assert list(statuses.values()) == ["skipped", "skipped"]
+    assert (runs / "vgg16_blocks5-5_lr1e-03" / "metrics.json").stat().st_mtime_ns == stamp
