@@ -1,0 +1,1 @@
+"""Data sets: the Kaggle PCam layout (reader, packer, synthetic generator) and splits."""
