@@ -22,9 +22,16 @@ def image_data_generator(augmentation):
     return ImageDataGenerator(**augmentation)
 
 
-def make_batches(x, y, batch_size, preprocess, augmentation=None, seed=0, shuffle=True):
-    """A ``keras.utils.PyDataset`` of preprocessed float32 batches from uint8 arrays."""
+def make_batches(x, y, batch_size, preprocess, augmentation=None, seed=0, shuffle=True,
+                 indices=None):
+    """A ``keras.utils.PyDataset`` of preprocessed float32 batches from uint8 arrays.
+
+    ``indices`` selects the rows of ``x``/``y`` to use (the training split) without
+    copying them out of the full array.
+    """
     import keras
+
+    indices = np.arange(len(x)) if indices is None else np.asarray(indices)
 
     class AugmentedBatches(keras.utils.PyDataset):
         def __init__(self):
@@ -38,11 +45,11 @@ def make_batches(x, y, batch_size, preprocess, augmentation=None, seed=0, shuffl
 
         def _order(self):
             if not shuffle:
-                return np.arange(len(x))
-            return np.random.default_rng([seed, self.epoch]).permutation(len(x))
+                return indices
+            return np.random.default_rng([seed, self.epoch]).permutation(indices)
 
         def __len__(self):
-            return int(np.ceil(len(x) / batch_size))
+            return int(np.ceil(len(indices) / batch_size))
 
         def __getitem__(self, index):
             rows = np.sort(self.order[index * batch_size:(index + 1) * batch_size])
@@ -64,10 +71,12 @@ def make_batches(x, y, batch_size, preprocess, augmentation=None, seed=0, shuffl
     return AugmentedBatches()
 
 
-def predict_uint8(model, x, preprocess, batch_size=256):
-    """Predict probabilities for uint8 images in large batches (no augmentation)."""
-    out = np.empty(len(x), dtype=np.float64)
-    for start in range(0, len(x), batch_size):
-        chunk = preprocess(x[start:start + batch_size].astype(np.float32))
+def predict_uint8(model, x, preprocess, batch_size=256, indices=None):
+    """Predict probabilities for uint8 images (rows ``indices`` of ``x``) in large batches."""
+    n = len(x) if indices is None else len(indices)
+    out = np.empty(n, dtype=np.float64)
+    for start in range(0, n, batch_size):
+        rows = slice(start, start + batch_size) if indices is None else indices[start:start + batch_size]
+        chunk = preprocess(x[rows].astype(np.float32))
         out[start:start + len(chunk)] = np.asarray(model.predict_on_batch(chunk)).reshape(-1)
     return out

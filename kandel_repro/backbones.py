@@ -48,26 +48,19 @@ class Backbone:
         return getattr(keras.applications, self.module).preprocess_input
 
 
-REGISTRY = {
-    "vgg16": Backbone(
-        name="vgg16",
-        application="VGG16",
-        module="vgg16",
+def _vgg(depth):
+    return Backbone(
+        name=f"vgg{depth}",
+        application=f"VGG{depth}",
+        module=f"vgg{depth}",
         num_blocks=5,
         min_input_size=32,
-        notop_weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        notop_weights_file=f"vgg{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5",
         assign_blocks=_vgg_blocks,
-    ),
-    "vgg19": Backbone(
-        name="vgg19",
-        application="VGG19",
-        module="vgg19",
-        num_blocks=5,
-        min_input_size=32,
-        notop_weights_file="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        assign_blocks=_vgg_blocks,
-    ),
-}
+    )
+
+
+REGISTRY = {"vgg16": _vgg(16), "vgg19": _vgg(19)}
 
 
 def get_backbone(name):

@@ -124,29 +124,33 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="repack even if the cache is current")
     p.set_defaults(func=cmd_pack)
 
+    from .backbones import REGISTRY
+
     b = sub.add_parser("blocks", help="print a backbone's block map (block → layer names)")
-    b.add_argument("backbone", help="vgg16 or vgg19")
+    b.add_argument("backbone", help=f"one of {', '.join(sorted(REGISTRY))}")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(func=cmd_blocks)
 
     t = sub.add_parser("train", help="train one run (one depth, one learning rate)")
     t.add_argument("--run-dir", required=True, help="run folder to write")
-    t.add_argument("--backbone", default="vgg16")
+    t.add_argument("--backbone", default="vgg16", choices=sorted(REGISTRY))
     t.add_argument("--first-block", type=int, required=True,
                    help="first trainable block: 5 trains the top block only, 1 the whole network")
     t.add_argument("--lr", type=float, required=True, help=f"learning rate, e.g. one of {LEARNING_RATES}")
     _add_training_options(t)
     t.set_defaults(func=cmd_train)
 
+    from .grid import SWEEPS
+
     g = sub.add_parser("grid", help="run a paper table's grid of runs (resumable)")
-    g.add_argument("table", help="table2")
+    g.add_argument("table", choices=sorted(SWEEPS), help="which paper table")
     g.add_argument("--runs", required=True, help="folder of run folders")
     g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
     _add_training_options(g)
     g.set_defaults(func=cmd_grid)
 
     tb = sub.add_parser("table", help="render a table from finished run folders")
-    tb.add_argument("table", help="table2")
+    tb.add_argument("table", choices=sorted(SWEEPS), help="which paper table")
     tb.add_argument("--runs", required=True, help="folder of run folders")
     tb.add_argument("--out", default="tables", help="output folder (default tables/)")
     tb.set_defaults(func=cmd_table)

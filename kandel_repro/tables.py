@@ -82,6 +82,13 @@ def _deviations(configs):
     return seen
 
 
+def _caveat(configs):
+    """``"synthetic data and random weights (no ImageNet)"`` or ``""`` for the paper's setup."""
+    flags = (("synthetic data", any(c.get("dataset") == "synthetic" for c in configs)),
+             ("random weights (no ImageNet)", any(c.get("weights") == "none" for c in configs)))
+    return " and ".join(text for text, flag in flags if flag)
+
+
 def grid_values(frame, sweep, metric):
     num_blocks = get_backbone(sweep.backbone).num_blocks
     rows = [depth_label(d, num_blocks) for d in sweep.depths]
@@ -100,12 +107,9 @@ def render_markdown(sweep_name, frame, configs, command):
     rows, values = grid_values(frame, sweep, metric)
     best = np.unravel_index(np.nanargmax(values), values.shape) if np.isfinite(values).any() else None
     lines = [f"# {sweep.title}: fine-tuned blocks × learning rate", ""]
-    synthetic = any(c.get("dataset") == "synthetic" for c in configs)
-    random_weights = any(c.get("weights") == "none" for c in configs)
-    if synthetic or random_weights:
-        what = " and ".join(x for x, flag in (("synthetic data", synthetic),
-                                              ("random weights (no ImageNet)", random_weights)) if flag)
-        lines += [f"> **Made from {what}: not comparable to the paper.**", ""]
+    caveat = _caveat(configs)
+    if caveat:
+        lines += [f"> **Made from {caveat}: not comparable to the paper.**", ""]
     weights = sorted({c.get("weights") for c in configs}) or ["—"]
     devs = _deviations(configs)
     done = int((frame["status"] == "ok").sum())
@@ -160,8 +164,8 @@ def write_table(sweep_name, runs_dir, out_dir="tables", command=None):
     write_csv(csv, frame.assign(metric=metric))
     rows, values = grid_values(frame, sweep, metric)
     best = np.unravel_index(np.nanargmax(values), values.shape) if np.isfinite(values).any() else None
-    synthetic = any(c.get("dataset") == "synthetic" for c in configs)
-    title = sweep.title + (" (synthetic data)" if synthetic else "")
+    caveat = _caveat(configs)
+    title = sweep.title + (f"\n{caveat}" if caveat else "")
     heatmap(values, rows, [_fmt_lr(lr) for lr in sweep.learning_rates], title,
             "validation AUC" if metric == "val_auc" else "Kaggle private AUC", png,
             best=tuple(int(i) for i in best) if best is not None else None)

@@ -30,6 +30,8 @@ from .runio import read_json, write_csv, write_json
 
 FINISHED = "metrics.json"
 FAILED = "error.json"
+ARTEFACTS = ("config.json", "val_ids.csv", "history.csv", "best_model.keras",
+             "val_predictions.csv", "submission.csv", FINISHED, FAILED)
 
 # Config keys that define the experiment: a finished run is reused only if these match.
 EXPERIMENT_KEYS = (
@@ -78,7 +80,7 @@ def _auc(labels, scores):
     return float(roc_auc_score(labels, scores))
 
 
-def _make_callback(run_dir, val_x, val_y, preprocess, config, state):
+def _make_callback(run_dir, x, val_idx, val_y, preprocess, state):
     import keras
 
     class ValidationAUC(keras.callbacks.Callback):
@@ -95,7 +97,7 @@ def _make_callback(run_dir, val_x, val_y, preprocess, config, state):
             train_seconds = time.perf_counter() - self.started
             state["train_seconds"] += train_seconds
             state["train_images"] += state["n_train"]
-            scores = _predict(self.model, val_x, preprocess)
+            scores = _predict(self.model, x, preprocess, val_idx)
             auc = _auc(val_y, scores)
             logs["val_auc"] = auc
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
@@ -114,10 +116,10 @@ def _make_callback(run_dir, val_x, val_y, preprocess, config, state):
     return ValidationAUC()
 
 
-def _predict(model, x, preprocess):
+def _predict(model, x, preprocess, indices=None):
     from .augment import predict_uint8
 
-    return predict_uint8(model, x, preprocess)
+    return predict_uint8(model, x, preprocess, indices=indices)
 
 
 def _save_model(model, path):
@@ -141,7 +143,7 @@ def train_run(run_dir, data, config, verbose="auto"):
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (FINISHED, FAILED):
+    for stale in ARTEFACTS:  # an earlier, unfinished attempt must not leak into this one
         (run_dir / stale).unlink(missing_ok=True)
     started = time.time()
     train_idx, val_idx = train_val_split(
@@ -154,25 +156,24 @@ def train_run(run_dir, data, config, verbose="auto"):
               pd.DataFrame({"id": data.train_ids[val_idx], "label": data.train_y[val_idx]}))
 
     keras.utils.set_random_seed(config["seed"])
-    model, block_map = build_model(
-        config["backbone"], data.image_shape, config["weights"] if config["weights"] != "none" else None,
-        head_pooling=config["head_pooling"], dropout=config["dropout"],
-    )
+    model, block_map = build_model(config["backbone"], data.image_shape, config["weights"],
+                                   head_pooling=config["head_pooling"], dropout=config["dropout"])
     trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
                                      config["num_blocks"])
+    trainable_parameters = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
     model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
                   loss=config["loss"], metrics=["accuracy"])
     preprocess = get_backbone(config["backbone"]).preprocess_input()
 
-    train_x, train_y = data.train_x[train_idx], data.train_y[train_idx]
-    val_x, val_y = data.train_x[val_idx], data.train_y[val_idx]
-    batches = make_batches(train_x, train_y, config["batch_size"], preprocess,
-                           config["augmentation"], seed=config["seed"])
+    # NOTE: the splits index the packed array; no copy of the images is made.
+    val_y = data.train_y[val_idx]
+    batches = make_batches(data.train_x, data.train_y, config["batch_size"], preprocess,
+                           config["augmentation"], seed=config["seed"], indices=train_idx)
     state = {"history": [], "best_auc": -np.inf, "best_epoch": 0, "best_scores": None,
              "train_seconds": 0.0, "train_images": 0, "n_train": len(train_idx),
              "stopped_reason": None}
     callbacks = [
-        _make_callback(run_dir, val_x, val_y, preprocess, config, state),
+        _make_callback(run_dir, data.train_x, val_idx, val_y, preprocess, state),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                       patience=config["patience"]),
     ]
@@ -183,7 +184,7 @@ def train_run(run_dir, data, config, verbose="auto"):
     epochs_run = len(state["history"])
     if state["best_scores"] is None:
         state["stopped_reason"] = state["stopped_reason"] or "no finite validation AUC"
-        best_scores = _predict(model, val_x, preprocess)
+        best_scores = _predict(model, data.train_x, preprocess, val_idx)
     else:
         best_scores = state["best_scores"]
         model = keras.saving.load_model(run_dir / "best_model.keras")
@@ -203,7 +204,7 @@ def train_run(run_dir, data, config, verbose="auto"):
         "wall_seconds": round(time.time() - started, 2),
         "train_images_per_second": round(state["train_images"] / max(state["train_seconds"], 1e-9), 2),
         "trainable_layers": len(trainable),
-        "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        "trainable_parameters": trainable_parameters,
     }
     hidden = _hidden_test_labels(data)
     if hidden is not None:
