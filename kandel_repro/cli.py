@@ -6,35 +6,48 @@ import json
 import os
 import sys
 
-from .protocol import PAPER, LEARNING_RATES
+from .protocol import BREAKHIS, LEARNING_RATES, PAPER
 
 
 def _add_training_options(p):
+    # NOTE: defaults are None here so that a table's own protocol (patience 50 on
+    # BreakHis, random weights in Table 5) applies unless the user says otherwise.
     g = p.add_argument_group("training settings (defaults: the paper's protocol, see protocol.py)")
-    g.add_argument("--weights", default=PAPER.weights,
+    g.add_argument("--weights", default=None,
                    help="'imagenet' (default, as the paper), 'none' for random weights, "
                    "or the path of a keras.applications notop .h5 file")
-    g.add_argument("--epochs", type=int, default=PAPER.max_epochs, dest="max_epochs",
+    g.add_argument("--epochs", type=int, default=None, dest="max_epochs",
                    help=f"maximum epochs (default {PAPER.max_epochs}; the paper gives none)")
-    g.add_argument("--patience", type=int, default=PAPER.patience,
-                   help=f"early-stopping patience in epochs (default {PAPER.patience})")
-    g.add_argument("--batch-size", type=int, default=PAPER.batch_size,
+    g.add_argument("--patience", type=int, default=None,
+                   help=f"early-stopping patience in epochs (default {PAPER.patience} on PCam, "
+                   f"{BREAKHIS.patience} on BreakHis)")
+    g.add_argument("--batch-size", type=int, default=None,
                    help=f"batch size (default {PAPER.batch_size})")
-    g.add_argument("--head-pooling", choices=["flatten", "avg"], default=PAPER.head_pooling,
+    g.add_argument("--head-pooling", choices=["flatten", "avg"], default=None,
                    help="how the last feature map reaches the head (default flatten)")
-    g.add_argument("--seed", type=int, default=PAPER.seed, help="seed of split, weights, augmentation")
+    g.add_argument("--seed", type=int, default=None, help="seed of split, weights, augmentation (default 0)")
     g.add_argument("--no-augment", action="store_true",
                    help="train without augmentation (a deviation from the paper)")
+    b = p.add_argument_group("BreakHis only")
+    b.add_argument("--image-size", type=int, default=None,
+                   help=f"side BreakHis images are resized to (default {BREAKHIS.image_size})")
+    b.add_argument("--split", choices=["image", "patient"], default=None,
+                   help="'image': random 80/10/10 as the paper (default); 'patient': "
+                   "each patient on one side, leakage-free")
+    b.add_argument("--magnification", choices=["all", "40", "100", "200", "400"], default=None,
+                   help="use one magnification only (default all)")
     d = p.add_argument_group("data")
-    d.add_argument("--data", required=True, help="folder in the Kaggle layout")
+    d.add_argument("--data", required=True,
+                   help="folder in the Kaggle layout (PCam tables) or holding BreaKHis_v1 (BreakHis)")
     d.add_argument("--cache", default=None,
                    help="packed-array cache folder (default DATA/.kandel_cache)")
     d.add_argument("--workers", type=int, default=None, help="tif decoding processes")
 
 
 def _overrides(args):
-    out = {"weights": args.weights, "max_epochs": args.max_epochs, "patience": args.patience,
-           "batch_size": args.batch_size, "head_pooling": args.head_pooling, "seed": args.seed}
+    names = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed",
+             "image_size", "split", "magnification")
+    out = {name: getattr(args, name) for name in names}
     if args.no_augment:
         out["augmentation"] = None
     return out
@@ -48,10 +61,24 @@ def cmd_synthetic(args):
     print(f"synthetic PCam in {out}")
 
 
-def cmd_pack(args):
-    from .data.pcam import pack
+def cmd_synthetic_breakhis(args):
+    from .data.synthetic_breakhis import write_synthetic_breakhis
 
-    cache = pack(args.data, args.cache, workers=args.workers, force=args.force)
+    out = write_synthetic_breakhis(args.out, args.patients, args.images, args.seed,
+                                   progress=not args.quiet)
+    print(f"synthetic BreakHis in {out}")
+
+
+def cmd_pack(args):
+    if args.dataset == "breakhis":
+        from .data.breakhis import pack
+
+        cache = pack(args.data, args.image_size or BREAKHIS.image_size, args.cache,
+                     workers=args.workers, force=args.force)
+    else:
+        from .data.pcam import pack
+
+        cache = pack(args.data, args.cache, workers=args.workers, force=args.force)
     print(f"packed cache in {cache}")
 
 
@@ -73,11 +100,12 @@ def cmd_blocks(args):
 
 
 def cmd_train(args):
-    from .data import pcam
+    from .grid import load_data
     from .train import resolve_config, train_run
 
-    config = resolve_config(args.backbone, args.first_block, args.lr, **_overrides(args))
-    data = pcam.load(args.data, args.cache, workers=args.workers)
+    config = resolve_config(args.backbone, args.first_block, args.lr, protocol=args.dataset,
+                            **_overrides(args))
+    data = load_data(args.dataset, args.data, args.cache, args.workers, config["image_size"])
     config.update(data_dir=str(args.data), data_fingerprint=data.fingerprint)
     metrics = train_run(args.run_dir, data, config)
     print(json.dumps(metrics, indent=2))
@@ -117,8 +145,21 @@ def build_parser():
     s.add_argument("--size", type=int, default=96, help="image side in pixels (default 96, as PCam)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_synthetic)
-    p = dsub.add_parser("pack", help="decode the tifs once into a uint8 cache")
-    p.add_argument("--data", required=True, help="folder in the Kaggle layout")
+    sb = dsub.add_parser("synthetic-breakhis",
+                         help="write a synthetic BreakHis in the BreaKHis_v1 folder layout")
+    sb.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
+    sb.add_argument("--patients", type=int, default=3, help="patients per subtype (default 3)")
+    sb.add_argument("--images", type=int, default=4,
+                    help="images per patient and magnification (default 4)")
+    sb.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    sb.add_argument("--quiet", action="store_true", help="no progress bar")
+    sb.set_defaults(func=cmd_synthetic_breakhis)
+    p = dsub.add_parser("pack", help="decode the images once into a uint8 cache")
+    p.add_argument("--data", required=True, help="data folder")
+    p.add_argument("--dataset", choices=["pcam", "breakhis"], default="pcam",
+                   help="layout of --data (default pcam)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help=f"BreakHis: side to resize to (default {BREAKHIS.image_size})")
     p.add_argument("--cache", default=None, help="cache folder (default DATA/.kandel_cache)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes")
     p.add_argument("--force", action="store_true", help="repack even if the cache is current")
@@ -127,7 +168,7 @@ def build_parser():
     from .backbones import REGISTRY
 
     b = sub.add_parser("blocks", help="print a backbone's block map (block → layer names)")
-    b.add_argument("backbone", help=f"one of {', '.join(sorted(REGISTRY))}")
+    b.add_argument("backbone", choices=sorted(REGISTRY), help="which backbone")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(func=cmd_blocks)
 
@@ -137,6 +178,8 @@ def build_parser():
     t.add_argument("--first-block", type=int, required=True,
                    help="first trainable block: 5 trains the top block only, 1 the whole network")
     t.add_argument("--lr", type=float, required=True, help=f"learning rate, e.g. one of {LEARNING_RATES}")
+    t.add_argument("--dataset", choices=["pcam", "breakhis"], default="pcam",
+                   help="protocol and layout of --data (default pcam)")
     _add_training_options(t)
     t.set_defaults(func=cmd_train)
 

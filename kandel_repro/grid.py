@@ -5,6 +5,10 @@
 exists) is skipped, so a grid killed at any point resumes where it stopped and loses at
 most the run in progress. A run that raises is recorded (``error.json``) and the grid
 goes on; it is retried on the next invocation.
+
+Each paper table is a :class:`Sweep`: the rows are the fine-tuning depths of one
+backbone (top block only … whole network), or for Table 5 the three backbones trained
+from scratch; the columns are the three learning rates.
 """
 from __future__ import annotations
 
@@ -20,27 +24,55 @@ from .runio import write_json
 
 
 @dataclass(frozen=True)
+class Cell:
+    name: str  # run folder name
+    row: str  # row label in the table
+    backbone: str
+    first_trainable_block: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
 class Sweep:
     name: str
     title: str
-    backbone: str
+    backbones: tuple
+    dataset: str = "pcam"  # protocol and reader: "pcam" or "breakhis"
+    scratch: bool = False  # random weights, every layer trained (Table 5)
     learning_rates: tuple = LEARNING_RATES
-    dataset: str = "pcam"
 
     @property
-    def depths(self):
-        """First trainable block, from the top block only down to the whole network."""
-        return tuple(range(get_backbone(self.backbone).num_blocks, 0, -1))
+    def row_header(self):
+        return "Architecture (from scratch)" if self.scratch else "Fine-tuned blocks"
+
+    def rows(self):
+        """``(label, backbone, first trainable block)`` from the top block only down."""
+        if self.scratch:
+            return [(get_backbone(b).application, get_backbone(b).name, 1) for b in self.backbones]
+        backbone = get_backbone(self.backbones[0])
+        return [(depth_label(first, backbone.num_blocks), backbone.name, first)
+                for first in range(backbone.num_blocks, 0, -1)]
 
     def cells(self):
-        """``(run name, first trainable block, learning rate)`` in the order they run."""
-        return [(run_name(self.backbone, first, lr), first, lr)
-                for first in self.depths for lr in self.learning_rates]
+        """Every run of the table, in the order the grid trains them."""
+        return [Cell(run_name(backbone, first, lr, self.scratch), row, backbone, first, lr)
+                for row, backbone, first in self.rows() for lr in self.learning_rates]
+
+    def fixed_settings(self):
+        return {"weights": "none"} if self.scratch else {}
 
 
-SWEEPS = {
-    "table2": Sweep("table2", "Table 2 — VGG16 fine-tuned on PCam", "vgg16"),
-}
+SWEEPS = {s.name: s for s in (
+    Sweep("table2", "Table 2 — VGG16 fine-tuned on PCam", ("vgg16",)),
+    Sweep("table3", "Table 3 — VGG19 fine-tuned on PCam", ("vgg19",)),
+    Sweep("table4", "Table 4 — InceptionV3 fine-tuned on PCam", ("inception_v3",)),
+    Sweep("table5", "Table 5 — trained from scratch on PCam",
+          ("vgg16", "vgg19", "inception_v3"), scratch=True),
+    Sweep("table6", "Table 6 — VGG16 fine-tuned on BreakHis", ("vgg16",), dataset="breakhis"),
+    Sweep("table7", "Table 7 — VGG19 fine-tuned on BreakHis", ("vgg19",), dataset="breakhis"),
+    Sweep("table8", "Table 8 — InceptionV3 fine-tuned on BreakHis", ("inception_v3",),
+          dataset="breakhis"),
+)}
 
 
 def get_sweep(name):
@@ -50,9 +82,36 @@ def get_sweep(name):
         raise ConfigError(f"unknown table {name!r}; available: {', '.join(SWEEPS)}") from None
 
 
-def run_name(backbone, first_trainable_block, learning_rate):
+def run_name(backbone, first_trainable_block, learning_rate, scratch=False):
+    if scratch:
+        return f"{backbone}_scratch_lr{learning_rate:.0e}"
     num = get_backbone(backbone).num_blocks
     return f"{backbone}_blocks{first_trainable_block}-{num}_lr{learning_rate:.0e}"
+
+
+def sweep_configs(sweep, **overrides):
+    """The resolved config of every cell: protocol ← the table's fixed settings ← overrides."""
+    from .train import resolve_config
+
+    fixed = sweep.fixed_settings()
+    for key, value in fixed.items():
+        if overrides.get(key) not in (None, value):
+            raise ConfigError(f"{sweep.name} fixes {key}={value!r}; got {overrides[key]!r}")
+    settings = {**overrides, **fixed}
+    return {cell.name: resolve_config(cell.backbone, cell.first_trainable_block,
+                                      cell.learning_rate, protocol=sweep.dataset, **settings)
+            for cell in sweep.cells()}
+
+
+def load_data(dataset, data_dir, cache_dir=None, workers=None, image_size=None):
+    """Read (packing first if needed) the data set a sweep trains on."""
+    if dataset == "breakhis":
+        from .data import breakhis
+
+        return breakhis.load(data_dir, image_size, cache_dir, workers=workers)
+    from .data import pcam
+
+    return pcam.load(data_dir, cache_dir, workers=workers)
 
 
 def _check_same_experiment(run_dir, config):
@@ -73,45 +132,60 @@ def _check_same_experiment(run_dir, config):
 
 def preflight(sweep, data_dir, weights):
     """Check data and weights before any work, so a missing piece stops the grid at once."""
-    from .data.pcam import read_index
     from .model import build_base, resolve_weights
 
-    index = read_index(data_dir)
+    if sweep.dataset == "breakhis":
+        from .data.breakhis import read_index
+    else:
+        from .data.pcam import read_index
+    read_index(data_dir)
     if resolve_weights(weights) == "imagenet":
-        size = get_backbone(sweep.backbone).min_input_size
-        build_base(sweep.backbone, (size, size, 3), "imagenet")  # downloads or explains
-    return index
+        for name in sweep.backbones:
+            size = get_backbone(name).min_input_size
+            build_base(name, (size, size, 3), "imagenet")  # downloads or explains
+
+
+def _check_input_size(sweep, data):
+    side = min(data.image_shape[:2])
+    for name in sweep.backbones:
+        backbone = get_backbone(name)
+        if side < backbone.min_input_size:
+            raise ConfigError(
+                f"{sweep.name} trains {backbone.name}, which needs images of at least "
+                f"{backbone.min_input_size}×{backbone.min_input_size}; {data.root} has "
+                f"{data.image_shape[0]}×{data.image_shape[1]}"
+            )
 
 
 def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, workers=None,
              verbose="auto", log=print, **overrides):
     """Run every cell of a sweep that is not finished; return ``{run name: status}``."""
-    from .data import pcam
-    from .train import FAILED, is_finished, record_failure, resolve_config, train_run
+    from .train import FAILED, is_finished, record_failure, train_run
 
     sweep = get_sweep(sweep_name)
     runs_dir = Path(runs_dir)
-    configs = {name: resolve_config(sweep.backbone, first, lr, **overrides)
-               for name, first, lr in sweep.cells()}
-    weights = next(iter(configs.values()))["weights"]
-    preflight(sweep, data_dir, weights)
-    data = pcam.load(data_dir, cache_dir, workers=workers)
+    configs = sweep_configs(sweep, **overrides)
+    first = next(iter(configs.values()))
+    preflight(sweep, data_dir, first["weights"])
+    data = load_data(sweep.dataset, data_dir, cache_dir, workers, first["image_size"])
+    _check_input_size(sweep, data)
     for config in configs.values():
         config.update(data_dir=str(data_dir), data_fingerprint=data.fingerprint)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    write_json(runs_dir / "grid.json", {"table": sweep.name, "backbone": sweep.backbone,
+    write_json(runs_dir / "grid.json", {"table": sweep.name, "backbones": list(sweep.backbones),
                                         "data_dir": str(data_dir), "overrides": overrides})
     statuses = {}
     cells = sweep.cells()
-    for position, (name, first, lr) in enumerate(cells, 1):
-        run_dir = runs_dir / name
-        label = (f"[{position}/{len(cells)}] {sweep.name}: {sweep.backbone} blocks "
-                 f"{depth_label(first, get_backbone(sweep.backbone).num_blocks)}, lr {lr:.0e}")
-        config = configs[name]
+    for position, cell in enumerate(cells, 1):
+        run_dir = runs_dir / cell.name
+        what = "from scratch" if sweep.scratch else f"blocks {cell.row}"
+        label = (f"[{position}/{len(cells)}] {sweep.name}: {cell.backbone} {what}, "
+                 f"lr {cell.learning_rate:.0e}")
+        config = configs[cell.name]
         if is_finished(run_dir) and not rerun:
             _check_same_experiment(run_dir, config)
             log(f"{label}: finished, skipped")
-            statuses[name] = "skipped"
+            statuses[cell.name] = "skipped"
             continue
         if (run_dir / FAILED).exists():
             log(f"{label}: failed before, retrying")
@@ -125,11 +199,12 @@ def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
         except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the grid
             record_failure(run_dir, exc)
             log(f"{label}: FAILED ({type(exc).__name__}: {exc}); recorded in {run_dir / FAILED}")
-            statuses[name] = "failed"
+            statuses[cell.name] = "failed"
             continue
-        statuses[name] = "ok"
-        log(f"{label}: val AUC {metrics['val_auc']:.4f} at epoch {metrics['best_epoch']}, "
-            f"{time.time() - started:.0f} s")
+        statuses[cell.name] = "ok"
+        auc = metrics["val_auc"]
+        log(f"{label}: val AUC {'n/a' if auc is None else f'{auc:.4f}'} at epoch "
+            f"{metrics['best_epoch']}, {time.time() - started:.0f} s")
     failed = [n for n, s in statuses.items() if s == "failed"]
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)

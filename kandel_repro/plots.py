@@ -13,8 +13,11 @@ def _pyplot():
     return plt
 
 
-def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None):
-    """Draw a grid of AUCs (NaN = missing/failed), annotate each cell, mark the best.
+def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None, texts=None,
+            row_title="fine-tuned blocks"):
+    """Draw a grid of AUCs (NaN = nothing to show), annotate each cell, mark the best.
+
+    ``texts`` overrides the annotation of each cell (e.g. "failed", "did not converge").
 
     Returns the matplotlib Figure; saves it as PNG when ``path`` is given.
     """
@@ -31,10 +34,11 @@ def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None)
     ax.set_xticks(range(len(col_labels)), col_labels)
     ax.set_yticks(range(len(row_labels)), row_labels)
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("fine-tuned blocks")
+    ax.set_ylabel(row_title.lower())
     ax.set_title(title, fontsize=10)
     for (r, c), v in np.ndenumerate(values):
-        text = f"{v:.3f}" if np.isfinite(v) else "—"
+        text = f"{v:.3f}" if np.isfinite(v) else (texts[r, c] if texts is not None else "—")
+        text = text.replace("did not converge", "did not\nconverge")
         colour = "white" if not np.isfinite(v) or v < (vmin + vmax) / 2 else "black"
         weight = "bold" if best == (r, c) else "normal"
         ax.text(c, r, text, ha="center", va="center", color=colour, fontweight=weight)

@@ -1,10 +1,13 @@
 """Tables: aggregate a sweep's run folders into Markdown, CSV and a heatmap.
 
-Tables are generated, never edited by hand. A cell shows the Kaggle private test AUC
-when every finished run of the table has been scored by Kaggle, otherwise the
-validation ROC AUC of the best epoch; the header says which. The header also states the
-data set, the weights and every setting that differs from the paper, and the paper's
-own findings (its text, no invented numbers) stand below the grid.
+Tables are generated, never edited by hand. On PCam a cell shows the Kaggle private
+test AUC when every finished run of the table has been scored by Kaggle, otherwise the
+validation ROC AUC of the best epoch; on BreakHis it shows the AUC on the held-out
+10 % test split, as the paper does. The header says which, and states the data set,
+the weights and every setting that differs from the paper; the paper's own findings
+(its text, no invented numbers) stand below the grid. In Table 5 a run that did not
+converge (rule in :data:`kandel_repro.protocol.NOT_CONVERGED_BELOW_AUC`) is shown as
+such, not as a number.
 """
 from __future__ import annotations
 
@@ -12,16 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .backbones import depth_label, get_backbone
 from .grid import get_sweep
-from .protocol import FINDINGS, deviations
+from .protocol import FINDINGS, NOT_CONVERGED_BELOW_AUC, deviations
 from .runio import write_csv, write_text
 from .train import read_run
 
 METRICS = {
     "kaggle_private_auc": "Kaggle private test ROC AUC",
     "val_auc": "validation ROC AUC of the best epoch (80/20 split; the Kaggle test AUC is not recorded)",
+    "test_auc": "ROC AUC on the held-out 10 % test split, model of the best validation epoch",
 }
+SHORT = {"kaggle_private_auc": "Kaggle private AUC", "val_auc": "validation AUC",
+         "test_auc": "test AUC"}
+
+
+def _converged(metrics):
+    auc = metrics.get("val_auc")
+    return (auc is not None and np.isfinite(auc) and auc >= NOT_CONVERGED_BELOW_AUC
+            and metrics.get("stopped_reason") != "non-finite loss")
 
 
 def collect(sweep_name, runs_dir):
@@ -29,31 +40,30 @@ def collect(sweep_name, runs_dir):
     import pandas as pd
 
     sweep = get_sweep(sweep_name)
-    num_blocks = get_backbone(sweep.backbone).num_blocks
     rows, configs = [], []
-    for name, first, lr in sweep.cells():
-        config, metrics, error = read_run(Path(runs_dir) / name)
+    for cell in sweep.cells():
+        config, metrics, error = read_run(Path(runs_dir) / cell.name)
         status = "ok" if metrics else ("failed" if error else "missing")
         metrics = metrics or {}
         rows.append({
-            "table": sweep.name, "run": name, "blocks": depth_label(first, num_blocks),
-            "first_trainable_block": first, "learning_rate": lr, "status": status,
-            "val_auc": metrics.get("val_auc"),
-            "synthetic_test_auc": metrics.get("synthetic_test_auc"),
-            "kaggle_public_auc": metrics.get("kaggle_public_auc"),
-            "kaggle_private_auc": metrics.get("kaggle_private_auc"),
-            "best_epoch": metrics.get("best_epoch"), "epochs_run": metrics.get("epochs_run"),
-            "wall_seconds": metrics.get("wall_seconds"),
-            "train_images_per_second": metrics.get("train_images_per_second"),
+            "table": sweep.name, "run": cell.name, "row": cell.row, "backbone": cell.backbone,
+            "first_trainable_block": cell.first_trainable_block,
+            "learning_rate": cell.learning_rate, "status": status,
+            "converged": _converged(metrics) if status == "ok" else None,
+            **{key: metrics.get(key) for key in (
+                "val_auc", "test_auc", "synthetic_test_auc", "kaggle_public_auc",
+                "kaggle_private_auc", "best_epoch", "epochs_run", "stopped_reason",
+                "wall_seconds", "train_images_per_second")},
             "error": (error or {}).get("error"),
         })
         if config and status == "ok":
             configs.append(config)
-    frame = pd.DataFrame(rows)
-    return frame, configs
+    return pd.DataFrame(rows), configs
 
 
-def choose_metric(frame):
+def choose_metric(frame, sweep):
+    if sweep.dataset == "breakhis":
+        return "test_auc"
     done = frame[frame["status"] == "ok"]
     if len(done) and done["kaggle_private_auc"].notna().all():
         return "kaggle_private_auc"
@@ -68,11 +78,18 @@ def _describe_data(configs):
     if not configs:
         return "no finished run yet"
     c = configs[0]
-    kind = ("synthetic PCam-like set made by `kandel-repro data synthetic` — not the Kaggle data"
-            if c.get("dataset") == "synthetic" else
-            "Kaggle Histopathologic Cancer Detection (PCam)")
+    synthetic = str(c.get("dataset", "")).startswith("synthetic")
+    if c.get("protocol") == "breakhis":
+        kind = ("synthetic BreakHis-like set made by `kandel-repro data synthetic-breakhis` — "
+                "not BreakHis" if synthetic else "BreakHis")
+        extra = (f"; magnification {c.get('magnification')}, {c.get('split')}-level split, "
+                 f"resized to")
+    else:
+        kind = ("synthetic PCam-like set made by `kandel-repro data synthetic` — not the "
+                "Kaggle data" if synthetic else "Kaggle Histopathologic Cancer Detection (PCam)")
+        extra = ","
     return (f"{kind}; {c['n_train']:,} training / {c['n_val']:,} validation / "
-            f"{c['n_test']:,} test images, {c['image_size']}×{c['image_size']} pixels")
+            f"{c['n_test']:,} test images{extra} {c['image_size']}×{c['image_size']} pixels")
 
 
 def _deviations(configs):
@@ -82,32 +99,51 @@ def _deviations(configs):
     return seen
 
 
-def _caveat(configs):
+def _caveat(configs, sweep=None):
     """``"synthetic data and random weights (no ImageNet)"`` or ``""`` for the paper's setup."""
-    flags = (("synthetic data", any(c.get("dataset") == "synthetic" for c in configs)),
-             ("random weights (no ImageNet)", any(c.get("weights") == "none" for c in configs)))
+    scratch = sweep is not None and sweep.scratch
+    flags = (("synthetic data", any(str(c.get("dataset", "")).startswith("synthetic") for c in configs)),
+             ("random weights (no ImageNet)",
+              not scratch and any(c.get("weights") == "none" for c in configs)))
     return " and ".join(text for text, flag in flags if flag)
 
 
 def grid_values(frame, sweep, metric):
-    num_blocks = get_backbone(sweep.backbone).num_blocks
-    rows = [depth_label(d, num_blocks) for d in sweep.depths]
-    values = np.full((len(rows), len(sweep.learning_rates)), np.nan)
+    """``(row labels, values, cell texts)``; NaN where there is no number to show."""
+    labels = [row for row, _, _ in sweep.rows()]
+    values = np.full((len(labels), len(sweep.learning_rates)), np.nan)
+    texts = np.full(values.shape, "—", dtype=object)
     for _, row in frame.iterrows():
-        if row["status"] == "ok" and row[metric] is not None and np.isfinite(row[metric]):
-            r = sweep.depths.index(row["first_trainable_block"])
-            c = sweep.learning_rates.index(row["learning_rate"])
-            values[r, c] = row[metric]
-    return rows, values
+        r = labels.index(row["row"])
+        c = sweep.learning_rates.index(row["learning_rate"])
+        value = row[metric]
+        if row["status"] == "failed":
+            texts[r, c] = "failed"
+        elif row["status"] != "ok":
+            continue
+        elif sweep.scratch and not row["converged"]:
+            texts[r, c] = "did not converge"
+        elif value is None or not np.isfinite(value):
+            texts[r, c] = "n/a"
+        else:
+            values[r, c] = value
+            texts[r, c] = f"{value:.4f}"
+    return labels, values, texts
+
+
+def _best(values):
+    if not np.isfinite(values).any():
+        return None
+    return tuple(int(i) for i in np.unravel_index(np.nanargmax(values), values.shape))
 
 
 def render_markdown(sweep_name, frame, configs, command):
     sweep = get_sweep(sweep_name)
-    metric = choose_metric(frame)
-    rows, values = grid_values(frame, sweep, metric)
-    best = np.unravel_index(np.nanargmax(values), values.shape) if np.isfinite(values).any() else None
-    lines = [f"# {sweep.title}: fine-tuned blocks × learning rate", ""]
-    caveat = _caveat(configs)
+    metric = choose_metric(frame, sweep)
+    rows, values, texts = grid_values(frame, sweep, metric)
+    best = _best(values)
+    lines = [f"# {sweep.title}: {sweep.row_header.lower()} × learning rate", ""]
+    caveat = _caveat(configs, sweep)
     if caveat:
         lines += [f"> **Made from {caveat}: not comparable to the paper.**", ""]
     weights = sorted({c.get("weights") for c in configs}) or ["—"]
@@ -115,30 +151,25 @@ def render_markdown(sweep_name, frame, configs, command):
     done = int((frame["status"] == "ok").sum())
     lines += [
         f"- Data: {_describe_data(configs)}",
-        f"- Backbone: {sweep.backbone}; weights: {', '.join(weights)}",
+        f"- Backbone: {', '.join(sweep.backbones)}; weights: {', '.join(weights)}",
         f"- Metric: {METRICS[metric]}",
         f"- Runs finished: {done} of {len(frame)}",
-        "- Settings that differ from the paper:" + ("" if devs else " none"),
     ]
+    if sweep.scratch:
+        lines.append(f"- \"did not converge\": best validation AUC below "
+                     f"{NOT_CONVERGED_BELOW_AUC} or a non-finite loss")
+    lines.append("- Settings that differ from the paper:" + ("" if devs else " none"))
     lines += [f"  - {d}" for d in devs]
     lines += [f"- Made by: `{command}`", ""]
-    header = ["Fine-tuned blocks"] + [_fmt_lr(lr) for lr in sweep.learning_rates]
+    header = [sweep.row_header] + [_fmt_lr(lr) for lr in sweep.learning_rates]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    statuses = {(r["first_trainable_block"], r["learning_rate"]): r["status"]
-                for _, r in frame.iterrows()}
     for r, label in enumerate(rows):
-        cells = [label]
-        for c, lr in enumerate(sweep.learning_rates):
-            status = statuses[(sweep.depths[r], lr)]
-            if status == "ok" and np.isfinite(values[r, c]):
-                text = f"{values[r, c]:.4f}"
-                cells.append(f"**{text}**" if best == (r, c) else text)
-            else:
-                cells.append({"failed": "failed", "missing": "—"}.get(status, "n/a"))
-        lines.append("| " + " | ".join(cells) + " |")
+        cells = [f"**{t}**" if best == (r, c) else str(t) for c, t in enumerate(texts[r])]
+        lines.append("| " + " | ".join([label] + cells) + " |")
     lines.append("")
     if best is not None:
-        lines.append(f"Best cell in bold: blocks {rows[best[0]]} at learning rate "
+        what = rows[best[0]] if sweep.scratch else f"blocks {rows[best[0]]}"
+        lines.append(f"Best cell in bold: {what} at learning rate "
                      f"{_fmt_lr(sweep.learning_rates[best[1]])}.")
     lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV).")
     lines += ["", "## The paper's findings for this table (its text)", ""]
@@ -160,13 +191,11 @@ def write_table(sweep_name, runs_dir, out_dir="tables", command=None):
     csv = out_dir / f"{sweep.name}.csv"
     png = out_dir / f"{sweep.name}_heatmap.png"
     write_text(md, render_markdown(sweep_name, frame, configs, command))
-    metric = choose_metric(frame)
+    metric = choose_metric(frame, sweep)
     write_csv(csv, frame.assign(metric=metric))
-    rows, values = grid_values(frame, sweep, metric)
-    best = np.unravel_index(np.nanargmax(values), values.shape) if np.isfinite(values).any() else None
-    caveat = _caveat(configs)
-    title = sweep.title + (f"\n{caveat}" if caveat else "")
-    heatmap(values, rows, [_fmt_lr(lr) for lr in sweep.learning_rates], title,
-            "validation AUC" if metric == "val_auc" else "Kaggle private AUC", png,
-            best=tuple(int(i) for i in best) if best is not None else None)
+    rows, values, texts = grid_values(frame, sweep, metric)
+    caveat = _caveat(configs, sweep)
+    heatmap(values, rows, [_fmt_lr(lr) for lr in sweep.learning_rates],
+            sweep.title + (f"\n{caveat}" if caveat else ""), SHORT[metric], png,
+            best=_best(values), texts=texts, row_title=sweep.row_header)
     return md, csv, png

@@ -7,7 +7,9 @@ A run lives in a folder that holds everything needed to judge and reuse it::
     history.csv           one row per epoch: loss, accuracy, val_auc, seconds
     best_model.keras      the model of the best epoch (by validation ROC AUC)
     val_predictions.csv   id,label,prediction of the best model on the validation split
-    submission.csv        id,label: test predictions in sample_submission.csv order
+    submission.csv        PCam: id,label — test predictions in sample_submission.csv order
+    test_ids.csv          BreakHis: the ids and labels of the held-out test split
+    test_predictions.csv  BreakHis: id,label,prediction on the held-out test split
     metrics.json          written last: val_auc, best_epoch, epochs_run, wall time, ...
 
 A run is finished when ``metrics.json`` exists; a run that raised leaves ``error.json``
@@ -25,30 +27,42 @@ import numpy as np
 
 from .backbones import depth_label, get_backbone
 from .errors import ConfigError
-from .protocol import PAPER
+from .protocol import PROTOCOLS
 from .runio import read_json, write_csv, write_json
 
 FINISHED = "metrics.json"
 FAILED = "error.json"
-ARTEFACTS = ("config.json", "val_ids.csv", "history.csv", "best_model.keras",
-             "val_predictions.csv", "submission.csv", FINISHED, FAILED)
+ARTEFACTS = ("config.json", "val_ids.csv", "test_ids.csv", "history.csv", "best_model.keras",
+             "val_predictions.csv", "submission.csv", "test_predictions.csv", FINISHED, FAILED)
 
 # Config keys that define the experiment: a finished run is reused only if these match.
 EXPERIMENT_KEYS = (
     "backbone", "first_trainable_block", "learning_rate", "batch_size", "max_epochs",
     "patience", "weights", "head_pooling", "dropout", "augmentation",
     "validation_fraction", "stratified_split", "seed", "monitor", "preprocessing",
-    "optimizer", "loss", "data_fingerprint",
+    "optimizer", "loss", "data_fingerprint", "protocol", "test_fraction", "split",
+    "magnification",
 )
 
 
-def resolve_config(backbone, first_trainable_block, learning_rate, **overrides):
-    """The protocol's settings with the user's overrides applied, validated."""
-    config = dataclasses.asdict(PAPER)
-    unknown = set(overrides) - set(config) - {"data_dir", "data_fingerprint"}
+def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pcam", **overrides):
+    """The protocol's settings with the user's overrides applied, validated.
+
+    ``protocol`` is "pcam" (paper §4.1) or "breakhis" (§4.3); overrides set to None
+    keep the protocol's value.
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+    config = dict(dataclasses.asdict(PROTOCOLS[protocol]), protocol=protocol)
+    given = {k: v for k, v in overrides.items() if v is not None or k == "augmentation"}
+    if protocol == "pcam" and "image_size" in given:
+        raise ConfigError("--image-size applies to BreakHis only: PCam patches are used at "
+                          "their own size, not resized (paper §4.1)")
+    unknown = set(given) - set(config) - {"data_dir", "data_fingerprint"}
     if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    config.update({k: v for k, v in overrides.items() if v is not None or k == "augmentation"})
+        raise ConfigError(f"unknown setting(s) for the {protocol} protocol: "
+                          f"{', '.join(sorted(unknown))}")
+    config.update(given)
     bb = get_backbone(backbone)
     config.update(backbone=bb.name, first_trainable_block=int(first_trainable_block),
                   learning_rate=float(learning_rate),
@@ -138,7 +152,6 @@ def train_run(run_dir, data, config, verbose="auto"):
     import pandas as pd
 
     from .augment import make_batches
-    from .data.split import train_val_split
     from .model import build_model, set_trainable_blocks
 
     run_dir = Path(run_dir)
@@ -146,14 +159,16 @@ def train_run(run_dir, data, config, verbose="auto"):
     for stale in ARTEFACTS:  # an earlier, unfinished attempt must not leak into this one
         (run_dir / stale).unlink(missing_ok=True)
     started = time.time()
-    train_idx, val_idx = train_val_split(
-        data.train_y, config["validation_fraction"], config["seed"], config["stratified_split"]
-    )
+    train_idx, val_idx, test = data.split(config)
     config = dict(config, image_size=int(data.image_shape[0]), dataset=data.source,
-                  n_train=len(train_idx), n_val=len(val_idx), n_test=len(data.test_x))
+                  n_train=len(train_idx), n_val=len(val_idx),
+                  n_test=len(test.x) if test.indices is None else len(test.indices))
     write_json(run_dir / "config.json", config)
     write_csv(run_dir / "val_ids.csv",
               pd.DataFrame({"id": data.train_ids[val_idx], "label": data.train_y[val_idx]}))
+    if test.indices is not None:
+        write_csv(run_dir / "test_ids.csv",
+                  pd.DataFrame({"id": test.ids[test.indices], "label": test.labels}))
 
     keras.utils.set_random_seed(config["seed"])
     model, block_map = build_model(config["backbone"], data.image_shape, config["weights"],
@@ -191,8 +206,13 @@ def train_run(run_dir, data, config, verbose="auto"):
     write_csv(run_dir / "val_predictions.csv",
               pd.DataFrame({"id": data.train_ids[val_idx], "label": val_y,
                             "prediction": best_scores}))
-    test_scores = _predict(model, data.test_x, preprocess)
-    write_csv(run_dir / "submission.csv", pd.DataFrame({"id": data.test_ids, "label": test_scores}))
+    test_scores = _predict(model, test.x, preprocess, test.indices)
+    test_ids = test.ids if test.indices is None else test.ids[test.indices]
+    if test.submission:
+        write_csv(run_dir / "submission.csv", pd.DataFrame({"id": test_ids, "label": test_scores}))
+    else:
+        write_csv(run_dir / "test_predictions.csv",
+                  pd.DataFrame({"id": test_ids, "label": test.labels, "prediction": test_scores}))
 
     metrics = {
         "status": "ok",
@@ -206,23 +226,10 @@ def train_run(run_dir, data, config, verbose="auto"):
         "trainable_layers": len(trainable),
         "trainable_parameters": trainable_parameters,
     }
-    hidden = _hidden_test_labels(data)
-    if hidden is not None:
-        metrics["synthetic_test_auc"] = _auc(hidden.reindex(data.test_ids).to_numpy(), test_scores)
+    if test.labels is not None:
+        metrics[test.auc_key] = _auc(test.labels, test_scores)
     write_json(run_dir / FINISHED, metrics)
     return metrics
-
-
-def _hidden_test_labels(data):
-    """Labels of a synthetic test set (the Kaggle test labels are hidden)."""
-    import pandas as pd
-
-    from .data.synthetic import HIDDEN_LABELS, is_synthetic
-
-    path = Path(data.root) / HIDDEN_LABELS
-    if not is_synthetic(data.root) or not path.exists():
-        return None
-    return pd.read_csv(path, dtype={"id": str}).set_index("id")["label"]
 
 
 def record_failure(run_dir, exc):

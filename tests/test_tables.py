@@ -14,7 +14,8 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def make_runs(root, kaggle=False):
     """Fake finished runs: AUC grows with depth and peaks at blocks 3–5, lr 1e-4."""
-    for i, (name, first, lr) in enumerate(get_sweep("table2").cells()):
+    for i, cell in enumerate(get_sweep("table2").cells()):
+        name, first, lr = cell.name, cell.first_trainable_block, cell.learning_rate
         run = root / name
         run.mkdir(parents=True)
         config = resolve_config("vgg16", first, lr, weights="none", max_epochs=3)
@@ -62,7 +63,7 @@ def test_partial_kaggle_scores_fall_back_to_validation_auc(tmp_path):
     (tmp_path / "runs" / "vgg16_blocks5-5_lr1e-03" / "metrics.json").write_text(
         '{"status": "ok", "val_auc": 0.7}')
     frame, configs = tables.collect("table2", tmp_path / "runs")
-    assert tables.choose_metric(frame) == "val_auc"
+    assert tables.choose_metric(frame, get_sweep("table2")) == "val_auc"
 
 
 def test_paper_settings_give_no_deviation():

@@ -131,7 +131,7 @@ def _fake_train(fail_on=(), interrupt_on=None, calls=None):
 
 def test_grid_runs_15_cells_records_failures_and_resumes(tiny_pcam, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    names = [c[0] for c in grid_mod.get_sweep("table2").cells()]
+    names = [c.name for c in grid_mod.get_sweep("table2").cells()]
     assert len(names) == 15 and names[0] == "vgg16_blocks5-5_lr1e-03"
 
     calls = []
@@ -151,7 +151,7 @@ def test_grid_runs_15_cells_records_failures_and_resumes(tiny_pcam, tmp_path, mo
 
 def test_interrupted_grid_loses_only_the_run_in_progress(tiny_pcam, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    names = [c[0] for c in grid_mod.get_sweep("table2").cells()]
+    names = [c.name for c in grid_mod.get_sweep("table2").cells()]
     calls = []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(interrupt_on=names[6], calls=calls))
     with pytest.raises(KeyboardInterrupt):
@@ -174,9 +174,9 @@ def test_grid_refuses_to_mix_settings(tiny_pcam, tmp_path, monkeypatch):
 
 def test_real_grid_trains_and_skips(tiny_pcam, tmp_path, monkeypatch):
     """Two real cells (the sweep cut to one depth × two LRs) train, then are skipped."""
-    sweep = grid_mod.Sweep("table2", "Table 2 — VGG16 fine-tuned on PCam", "vgg16",
+    sweep = grid_mod.Sweep("table2", "Table 2 — VGG16 fine-tuned on PCam", ("vgg16",),
                            learning_rates=(1e-3, 1e-4))
-    monkeypatch.setattr(grid_mod.Sweep, "depths", property(lambda self: (5,)))
+    monkeypatch.setattr(grid_mod.Sweep, "rows", lambda self: [("5", "vgg16", 5)])
     monkeypatch.setitem(grid_mod.SWEEPS, "table2", sweep)
     runs = tmp_path / "runs"
     logs = []

@@ -16,22 +16,17 @@ file, so packing never holds the data set in memory.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import multiprocessing
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
-from ..runio import write_json
-from .synthetic import MARKER
+from . import cache
+from .synthetic import HIDDEN_LABELS, MARKER
 
-CACHE_FORMAT = 1
-CHUNK = 256  # files decoded per worker task
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -51,6 +46,18 @@ class PCamIndex:
 
 
 @dataclass
+class TestSet:
+    """Images to predict after training; ``labels`` only where they are known."""
+
+    x: np.ndarray
+    ids: np.ndarray
+    indices: np.ndarray | None = None  # rows of ``x``; None = all
+    labels: np.ndarray | None = None
+    auc_key: str = "test_auc"  # metrics key of the AUC on these labels
+    submission: bool = False  # write a Kaggle submission.csv
+
+
+@dataclass
 class PCamData:
     """The packed arrays: uint8 images, ids and (for train) labels."""
 
@@ -62,10 +69,31 @@ class PCamData:
     source: str  # "synthetic" or "pcam"
     root: Path
     fingerprint: str = ""
+    protocol: str = "pcam"
 
     @property
     def image_shape(self):
         return tuple(self.train_x.shape[1:])
+
+    def split(self, config):
+        """``(train indices, validation indices, TestSet)`` — paper §4.1: 80/20."""
+        from .split import train_val_split
+
+        train_idx, val_idx = train_val_split(self.train_y, config["validation_fraction"],
+                                             config["seed"], config["stratified_split"])
+        return train_idx, val_idx, TestSet(self.test_x, self.test_ids,
+                                           labels=self._hidden_test_labels(),
+                                           auc_key="synthetic_test_auc", submission=True)
+
+    def _hidden_test_labels(self):
+        """Labels of a synthetic test set (Kaggle's test labels are hidden)."""
+        import pandas as pd
+
+        path = Path(self.root) / HIDDEN_LABELS
+        if self.source != "synthetic" or not path.exists():
+            return None
+        labels = pd.read_csv(path, dtype={"id": str}).set_index("id")["label"]
+        return labels.reindex(self.test_ids).to_numpy()
 
 
 def _read_id_csv(path, want_label):
@@ -140,130 +168,42 @@ def decode_tif(path):
         raise DataError(f"cannot decode {path}: {exc}") from None
 
 
-def _decode_chunk(task):
-    paths, shape = task
-    out = np.empty((len(paths),) + shape, dtype=np.uint8)
-    for i, path in enumerate(paths):
-        arr = decode_tif(path)
-        if arr.shape != shape:
-            raise DataError(
-                f"{path} is {arr.shape[0]}×{arr.shape[1]}×{arr.shape[2] if arr.ndim == 3 else 1}, "
-                f"expected {shape[0]}×{shape[1]}×{shape[2]} like the first training image"
-            )
-        out[i] = arr
-    return out
-
-
-def fingerprint(root):
-    """Hash of the source: file names, sizes and mtimes of train/ and test/, CSV bytes."""
-    root = Path(root)
-    digest = hashlib.sha1()
-    for sub in ("train", "test"):
-        entries = sorted(
-            (e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(root / sub)
-        )
-        digest.update(sub.encode())
-        for name, size, mtime in entries:
-            digest.update(f"{name}\0{size}\0{mtime}\n".encode())
-    for csv in ("train_labels.csv", "sample_submission.csv"):
-        digest.update((root / csv).read_bytes())
-    return digest.hexdigest()
-
-
 def default_cache_dir(root):
     return Path(root) / ".kandel_cache"
-
-
-def _pack_split(paths, shape, target, pool, bar):
-    array = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8,
-                                      shape=(len(paths),) + shape)
-    tasks = [(paths[i:i + CHUNK], shape) for i in range(0, len(paths), CHUNK)]
-    chunks = pool.imap(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks)
-    start = 0
-    for chunk in chunks:
-        array[start:start + len(chunk)] = chunk
-        start += len(chunk)
-        bar.update(len(chunk))
-    array.flush()
-    del array
 
 
 def pack(root, cache_dir=None, workers=None, progress=True, force=False):
     """Decode every tif once into a uint8 cache; reuse it while the source is unchanged.
 
-    Returns the cache folder. The cache is built in a temporary folder and moved into
-    place when complete, so an interrupted pack never leaves a half-written cache.
+    The fingerprint covers every listed file's path, size and modification time and the
+    bytes of both CSVs. Returns the cache folder.
     """
-    from tqdm.auto import tqdm
-
     root = Path(root)
     index = read_index(root)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(root)
-    stamp = fingerprint(root)
-    manifest_path = cache_dir / "manifest.json"
-    if not force and manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") == stamp and manifest.get("format") == CACHE_FORMAT:
-            return cache_dir
-    first = decode_tif(index.train_path(index.train_ids[0]))
+    train_paths = [index.train_path(i) for i in index.train_ids]
+    test_paths = [index.test_path(i) for i in index.test_ids]
+    csv_bytes = b"".join((root / n).read_bytes() for n in ("train_labels.csv", "sample_submission.csv"))
+    stamp = cache.fingerprint(train_paths + test_paths, extra=csv_bytes)
+    if not force and cache.current(cache_dir, stamp, CACHE_FORMAT):
+        return cache_dir
+    first = decode_tif(train_paths[0])
     if first.ndim != 3 or first.shape[2] != 3:
-        raise DataError(f"{index.train_path(index.train_ids[0])} is not an RGB image")
-    shape = tuple(first.shape)
-    try:
-        cache_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-    except OSError as exc:
-        raise DataError(
-            f"cannot write the packed cache to {cache_dir} ({exc}); pass --cache DIR "
-            f"with a writable folder"
-        ) from None
-    workers = workers or min(8, os.cpu_count() or 1)
-    total = len(index.train_ids) + len(index.test_ids)
-    # NOTE: spawn, not fork: the caller may have TensorFlow's threads running.
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
-    try:
-        with tqdm(total=total, desc=f"packing {root}", unit="img", disable=not progress) as bar:
-            _pack_split([index.train_path(i) for i in index.train_ids], shape,
-                        tmp / "train_x.npy", pool, bar)
-            _pack_split([index.test_path(i) for i in index.test_ids], shape,
-                        tmp / "test_x.npy", pool, bar)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if pool:
-            pool.terminate()
-            pool.join()
-    np.save(tmp / "train_y.npy", index.train_labels)
-    np.save(tmp / "train_ids.npy", np.array(index.train_ids))
-    np.save(tmp / "test_ids.npy", np.array(index.test_ids))
-    write_json(tmp / "manifest.json", {
-        "format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
-        "image_shape": list(shape), "n_train": len(index.train_ids),
-        "n_test": len(index.test_ids),
-        "dataset": "synthetic" if (root / MARKER).exists() else "pcam",
-    })
-    old = cache_dir.with_name(f".{cache_dir.name}.old-{os.getpid()}")
-    if cache_dir.exists():
-        os.replace(cache_dir, old)
-    os.replace(tmp, cache_dir)
-    shutil.rmtree(old, ignore_errors=True)
-    return cache_dir
+        raise DataError(f"{train_paths[0]} is not an RGB image")
+    return cache.build(
+        cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, first.shape,
+        {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
+         "n_train": len(train_paths), "n_test": len(test_paths),
+         "dataset": "synthetic" if (root / MARKER).exists() else "pcam",
+         "_npy": {"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
+                  "test_ids": np.array(index.test_ids)}},
+        workers=workers, progress=progress, desc=f"packing {root}",
+    )
 
 
 def load(root, cache_dir=None, workers=None, progress=True):
     """Pack if needed, then load the arrays into memory."""
     cache_dir = pack(root, cache_dir, workers=workers, progress=progress)
-    manifest = json.loads((cache_dir / "manifest.json").read_text())
-    return PCamData(
-        train_x=np.load(cache_dir / "train_x.npy"),
-        train_y=np.load(cache_dir / "train_y.npy"),
-        train_ids=np.load(cache_dir / "train_ids.npy"),
-        test_x=np.load(cache_dir / "test_x.npy"),
-        test_ids=np.load(cache_dir / "test_ids.npy"),
-        source=manifest["dataset"],
-        root=Path(root),
-        fingerprint=manifest["fingerprint"],
-    )
+    arrays, manifest = cache.load(cache_dir, ["train_x", "train_y", "train_ids", "test_x", "test_ids"])
+    return PCamData(**arrays, source=manifest["dataset"], root=Path(root),
+                    fingerprint=manifest["fingerprint"])

@@ -1,0 +1,218 @@
+"""Reader, packer and splits for BreakHis (paper §4.3).
+
+The real layout (the ``BreaKHis_v1`` archive, unpacked)::
+
+    BreaKHis_v1/histology_slides/breast/<benign|malignant>/SOB/<subtype>/
+        <patient folder, e.g. SOB_B_A_14-22549AB>/<40X|100X|200X|400X>/
+        SOB_B_A-14-22549AB-40-001.png
+
+``--data`` may point at the folder holding ``BreaKHis_v1``, at ``BreaKHis_v1`` itself,
+or at ``histology_slides/breast``. Every PNG's name is parsed for class, subtype,
+patient and magnification and checked against its folders; a name that does not parse
+or disagrees with its folders is refused with the file named.
+
+Images are 700×460; they are resized (without keeping the aspect ratio, as Keras'
+``flow_from_directory(target_size=...)`` does) to ``image_size``×``image_size`` when
+packed. The paper split images at random 80/10/10 (``split="image"``, stratified by
+label here); ``split="patient"`` keeps every patient's images on one side.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from . import cache
+from .pcam import TestSet
+
+CACHE_FORMAT = 1
+SUBTYPES = {
+    "A": ("benign", "adenosis"),
+    "F": ("benign", "fibroadenoma"),
+    "PT": ("benign", "phyllodes_tumor"),
+    "TA": ("benign", "tubular_adenoma"),
+    "DC": ("malignant", "ductal_carcinoma"),
+    "LC": ("malignant", "lobular_carcinoma"),
+    "MC": ("malignant", "mucinous_carcinoma"),
+    "PC": ("malignant", "papillary_carcinoma"),
+}
+MAGNIFICATIONS = (40, 100, 200, 400)
+NAME = re.compile(
+    r"^(?P<procedure>[A-Z]+)_(?P<cls>[BM])_(?P<type>[A-Z]+)-(?P<year>\d+)-"
+    r"(?P<patient>[0-9A-Za-z]+)-(?P<mag>\d+)-(?P<seq>\d+)\.png$"
+)
+LAYOUT = ("BreaKHis_v1/histology_slides/breast/<benign|malignant>/SOB/<subtype>/"
+          "<patient folder>/<40X|100X|200X|400X>/<file>.png")
+
+
+def parse_name(path):
+    """``{class, subtype, patient, magnification, label}`` of one BreakHis file."""
+    path = Path(path)
+    match = NAME.match(path.name)
+    if not match:
+        raise DataError(f"{path}: file name does not parse as "
+                        f"<procedure>_<B|M>_<type>-<year>-<patient>-<mag>-<seq>.png "
+                        f"(e.g. SOB_B_A-14-22549AB-40-001.png)")
+    code = match["type"]
+    if code not in SUBTYPES:
+        raise DataError(f"{path}: unknown tumour type {code!r}; known: {', '.join(SUBTYPES)}")
+    cls, subtype = SUBTYPES[code]
+    if (cls == "benign") != (match["cls"] == "B"):
+        raise DataError(f"{path}: class letter {match['cls']!r} disagrees with type {code!r}")
+    mag = int(match["mag"])
+    if mag not in MAGNIFICATIONS:
+        raise DataError(f"{path}: magnification {mag} is not one of {MAGNIFICATIONS}")
+    parts = path.parts
+    for expected, where in ((cls, "class"), (subtype, "subtype"), (f"{mag}X", "magnification")):
+        if expected not in parts:
+            raise DataError(f"{path}: {where} {expected!r} from the file name is not in its folder path")
+    patient = f"{match['year']}-{match['patient']}"
+    if len(parts) >= 3 and not parts[-3].endswith(patient):
+        raise DataError(f"{path}: patient {patient!r} from the file name is not its folder {parts[-3]!r}")
+    return {"class": cls, "subtype": subtype, "patient": patient,
+            "magnification": mag, "label": int(cls == "malignant")}
+
+
+def find_breast_root(root):
+    root = Path(root)
+    for candidate in (root / "BreaKHis_v1" / "histology_slides" / "breast",
+                      root / "histology_slides" / "breast", root):
+        if (candidate / "benign").is_dir() and (candidate / "malignant").is_dir():
+            return candidate
+    raise DataError(
+        f"no BreakHis data under {root}: expected {LAYOUT}. Download and unpack the "
+        f"BreaKHis_v1 archive there, or make a synthetic set with "
+        f"'kandel-repro data synthetic-breakhis --out {root}'"
+    )
+
+
+def read_index(root):
+    """A DataFrame of every image: path, id, label, class, subtype, patient, magnification."""
+    import pandas as pd
+
+    breast = find_breast_root(root)
+    rows = []
+    for cls in ("benign", "malignant"):
+        for path in sorted((breast / cls).rglob("*.png")):
+            rows.append({"path": str(path), "id": path.stem, **parse_name(path.relative_to(breast.parent))})
+    if not rows:
+        raise DataError(f"no PNG images under {breast} (expected {LAYOUT})")
+    frame = pd.DataFrame(rows)
+    dup = frame["id"][frame["id"].duplicated()]
+    if len(dup):
+        raise DataError(f"duplicate BreakHis file name {dup.iloc[0]!r} under {breast}")
+    return frame
+
+
+def decode_png(path, size):
+    """Decode a BreakHis PNG as RGB and resize it to size×size."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    except Exception as exc:
+        raise DataError(f"cannot decode {path}: {exc}") from None
+
+
+@dataclass
+class BreakHisData:
+    train_x: np.ndarray  # every image; the split picks train/validation/test rows
+    train_y: np.ndarray
+    train_ids: np.ndarray
+    patients: np.ndarray
+    magnifications: np.ndarray
+    source: str
+    root: Path
+    fingerprint: str = ""
+    protocol: str = "breakhis"
+
+    @property
+    def image_shape(self):
+        return tuple(self.train_x.shape[1:])
+
+    def split(self, config):
+        """``(train, validation, TestSet)`` — paper §4.3: 80/10/10."""
+        pool = np.arange(len(self.train_y))
+        mag = str(config.get("magnification", "all")).rstrip("xX")
+        if mag != "all":
+            if int(mag) not in MAGNIFICATIONS:
+                raise ConfigError(f"magnification must be all or one of {MAGNIFICATIONS}, got {mag!r}")
+            pool = pool[self.magnifications == int(mag)]
+        train, val, test = split_three(self.train_y[pool], self.patients[pool],
+                                       config["validation_fraction"], config["test_fraction"],
+                                       config["seed"], config.get("split", "image"))
+        train, val, test = pool[train], pool[val], pool[test]
+        return train, val, TestSet(self.train_x, self.train_ids, indices=test,
+                                   labels=self.train_y[test], auc_key="test_auc")
+
+
+def split_three(labels, patients, val_fraction, test_fraction, seed, kind="image"):
+    """Indices of train / validation / test, stratified by label.
+
+    ``kind="image"`` splits images at random (the paper); ``kind="patient"`` keeps each
+    patient's images on one side (``StratifiedGroupKFold``: one fold of about
+    ``test_fraction`` of the patients for test, then one for validation).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+    idx = np.arange(len(labels))
+    if kind == "image":
+        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed,
+                                      stratify=labels)
+        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction),
+                                      random_state=seed, stratify=labels[rest])
+    elif kind == "patient":
+        def one_fold(rows, fraction):
+            folds = max(2, round(1 / fraction))
+            if len(set(patients[rows])) < folds:
+                raise ConfigError(f"--split patient needs at least {folds} patients for a "
+                                  f"{fraction:.0%} split, found {len(set(patients[rows]))}")
+            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+            keep, held = next(splitter.split(rows, labels[rows], patients[rows]))
+            return rows[keep], rows[held]
+
+        rest, test = one_fold(idx, test_fraction)
+        train, val = one_fold(rest, val_fraction / (1 - test_fraction))
+    else:
+        raise ConfigError(f"split must be 'image' or 'patient', got {kind!r}")
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def default_cache_dir(root, size):
+    return Path(root) / ".kandel_cache" / f"breakhis-{size}"
+
+
+def pack(root, size, cache_dir=None, workers=None, progress=True, force=False):
+    """Decode and resize every image once into a uint8 cache; reuse it while unchanged."""
+    from .synthetic import MARKER
+
+    index = read_index(root)
+    cache_dir = Path(cache_dir) / f"breakhis-{size}" if cache_dir else default_cache_dir(root, size)
+    paths = index["path"].tolist()
+    stamp = cache.fingerprint(paths, extra=f"size={size}".encode())
+    if not force and cache.current(cache_dir, stamp, CACHE_FORMAT):
+        return cache_dir
+    synthetic = (Path(root) / MARKER).exists()
+    return cache.build(
+        cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
+        {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(Path(root).resolve()),
+         "n": len(paths), "dataset": "synthetic-breakhis" if synthetic else "breakhis",
+         "_npy": {"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
+                  "patients": index["patient"].to_numpy(str),
+                  "magnifications": index["magnification"].to_numpy(np.int16)}},
+        workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}",
+    )
+
+
+def load(root, size, cache_dir=None, workers=None, progress=True):
+    cache_dir = pack(root, size, cache_dir, workers=workers, progress=progress)
+    arrays, manifest = cache.load(cache_dir, ["x", "y", "ids", "patients", "magnifications"])
+    return BreakHisData(train_x=arrays["x"], train_y=arrays["y"], train_ids=arrays["ids"],
+                        patients=arrays["patients"], magnifications=arrays["magnifications"],
+                        source=manifest["dataset"], root=Path(root),
+                        fingerprint=manifest["fingerprint"])
