@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 KR     := $(BIN)/kandel-repro
 STAMP  := $(VENV)/.installed
 
-# Real data (Kaggle "Histopathologic Cancer Detection", unpacked) and run folders.
-DATA ?= data/pcam
-RUNS ?= runs
+# Real data (Kaggle "Histopathologic Cancer Detection" and BreakHis, unpacked) and run folders.
+DATA     ?= data/pcam
+BREAKHIS ?= data/breakhis
+RUNS     ?= runs
 # Demo scale: synthetic PCam at 32×32, random weights, 3 epochs — fits 15 min on 2 CPU cores.
 DEMO_DATA   ?= data/synthetic-demo
 DEMO_RUNS   ?= runs/demo
@@ -16,12 +17,28 @@ DEMO_TEST   ?= 300
 DEMO_SIZE   ?= 32
 DEMO_EPOCHS ?= 3
 
-.PHONY: install test demo table2 clean-demo help
+# Demo scale of the other tables: InceptionV3 needs at least 75×75 pixels.
+DEMO_DATA75     ?= data/synthetic-demo-75
+DEMO75_TRAIN    ?= 600
+DEMO75_TEST     ?= 150
+DEMO75_EPOCHS   ?= 2
+DEMO_BREAKHIS   ?= data/synthetic-breakhis-demo
+DEMO_BH_EPOCHS  ?= 3
+DEMO_BH_VGG_SIZE ?= 48
+
+PCAM_TABLES     := table2 table3 table4 table5
+BREAKHIS_TABLES := table6 table7 table8
+DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
+
+.PHONY: install test demo demo-tables tables clean-demo help $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
 
 help:
-	@echo "make test    - install into $(VENV) and run the test suite"
-	@echo "make demo    - Table 2 on synthetic data on a CPU (tables/demo/)"
-	@echo "make table2  - Table 2 on the Kaggle data in DATA=$(DATA) (GPU recommended)"
+	@echo "make test         - install into $(VENV) and run the test suite"
+	@echo "make demo         - Table 2 on synthetic data on a CPU (tables/demo/)"
+	@echo "make demo-tables  - Tables 3-8 on synthetic data on a CPU (tables/demo/)"
+	@echo "make table2 ... table5 - PCam tables from the Kaggle data in DATA=$(DATA) (GPU recommended)"
+	@echo "make table6 ... table8 - BreakHis tables from BREAKHIS=$(BREAKHIS)"
+	@echo "make tables       - every paper table, resuming whatever is already done"
 
 install: $(STAMP)
 
@@ -39,9 +56,32 @@ demo: $(STAMP)
 	$(KR) grid table2 --data $(DEMO_DATA) --runs $(DEMO_RUNS)/table2 --weights none --epochs $(DEMO_EPOCHS)
 	$(KR) table table2 --runs $(DEMO_RUNS)/table2 --out tables/demo
 
-table2: $(STAMP)
-	$(KR) grid table2 --data $(DATA) --runs $(RUNS)/table2
-	$(KR) table table2 --runs $(RUNS)/table2 --out tables
+$(PCAM_TABLES): $(STAMP)
+	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@
+	$(KR) table $@ --runs $(RUNS)/$@ --out tables
+
+$(BREAKHIS_TABLES): $(STAMP)
+	$(KR) grid $@ --data $(BREAKHIS) --runs $(RUNS)/$@
+	$(KR) table $@ --runs $(RUNS)/$@ --out tables
+
+tables: $(PCAM_TABLES) $(BREAKHIS_TABLES)
+
+demo-tables: $(DEMO_TABLES)
+
+demo-table3: $(STAMP)
+	$(KR) data synthetic --out $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --size $(DEMO_SIZE) --seed 0
+	$(KR) grid table3 --data $(DEMO_DATA) --runs $(DEMO_RUNS)/table3 --weights none --epochs $(DEMO_EPOCHS)
+	$(KR) table table3 --runs $(DEMO_RUNS)/table3 --out tables/demo
+
+demo-table4 demo-table5: $(STAMP)
+	$(KR) data synthetic --out $(DEMO_DATA75) --train $(DEMO75_TRAIN) --test $(DEMO75_TEST) --size 75 --seed 0
+	$(KR) grid $(@:demo-%=%) --data $(DEMO_DATA75) --runs $(DEMO_RUNS)/$(@:demo-%=%) $(if $(filter demo-table4,$@),--weights none) --epochs $(DEMO75_EPOCHS)
+	$(KR) table $(@:demo-%=%) --runs $(DEMO_RUNS)/$(@:demo-%=%) --out tables/demo
+
+demo-table6 demo-table7 demo-table8: $(STAMP)
+	$(KR) data synthetic-breakhis --out $(DEMO_BREAKHIS) --patients 3 --images 4 --seed 0
+	$(KR) grid $(@:demo-%=%) --data $(DEMO_BREAKHIS) --runs $(DEMO_RUNS)/$(@:demo-%=%) --weights none --epochs $(DEMO_BH_EPOCHS) --image-size $(if $(filter demo-table8,$@),75,$(DEMO_BH_VGG_SIZE))
+	$(KR) table $(@:demo-%=%) --runs $(DEMO_RUNS)/$(@:demo-%=%) --out tables/demo
 
 clean-demo:
-	rm -rf $(DEMO_RUNS) $(DEMO_DATA)
+	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS)

@@ -120,6 +120,22 @@ SOURCES = {
     "magnification": "our choice: the paper does not say; all four magnifications together",
 }
 
+# Where the BreakHis protocol's values come from, where they differ from PCam's.
+BREAKHIS_SOURCES = {
+    "patience": "paper §4.3: early stopping increased to 50 epochs for BreakHis",
+    "validation_fraction": "paper §4.3: 80 % train / 10 % validation / 10 % test",
+    "image_size": "our choice: the paper does not say how the 700×460 images were sized; "
+    "224×224, the ImageNet models' input size",
+}
+
+
+def source_of(name, protocol="pcam"):
+    """Where a setting's value comes from: a paper section or 'our choice: ...'."""
+    if protocol == "breakhis" and name in BREAKHIS_SOURCES:
+        return BREAKHIS_SOURCES[name]
+    return SOURCES.get(name, "")
+
+
 # The paper's text findings, quoted beside our tables. The paper's tables give numbers
 # we do not repeat here: only what its text states is quoted.
 FINDINGS = {
@@ -188,6 +204,7 @@ def deviations(config, keys=None):
                     out.append(f"augmentation.{sub}: {ours.get(sub)} (our default: {value})")
             continue
         if ours != theirs:
-            origin = "paper" if SOURCES.get(name, "").startswith("paper") else "our default"
+            origin = ("paper" if source_of(name, config.get("protocol", "pcam")).startswith("paper")
+                      else "our default")
             out.append(f"{name}: {ours} ({origin}: {theirs})")
     return out

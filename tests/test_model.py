@@ -112,3 +112,60 @@ def test_cli_blocks_json(capsys):
     assert main(["blocks", "vgg16", "--json"]) == 0
     blocks = json.loads(capsys.readouterr().out)
     assert blocks["3"] == VGG16_CONVS[3] + ["block3_pool"]
+
+
+# --- InceptionV3: 13 blocks -----------------------------------------------------------
+# Convolutions per block, from the architecture: stem 3 + 2, mixed0–2: 7 each,
+# mixed3: 4, mixed4–7: 10 each, mixed8: 6, mixed9–10: 9 each (94 in all). Every conv is
+# followed by a BatchNormalization (scale=False), so a trainable block contributes two
+# layers with weights per conv and two trainable weights per conv (kernel, BN beta).
+INCEPTION_CONVS = [3, 2, 7, 7, 7, 4, 10, 10, 10, 10, 6, 9, 9]
+
+
+@pytest.fixture(scope="module")
+def inception():
+    return build_model("inception_v3", (75, 75, 3), weights=None)
+
+
+def test_inception_has_13_blocks_ending_at_stem_pools_and_mixed(inception):
+    model, block_map = inception
+    assert list(block_map) == list(range(1, 14))
+    ends = [names[-1] for names in block_map.values()]
+    assert [model.get_layer(n).__class__.__name__ for n in ends[:2]] == ["MaxPooling2D"] * 2
+    assert ends[2:] == [f"mixed{i}" for i in range(11)]
+    assert sum(INCEPTION_CONVS) == 94
+
+
+@pytest.mark.parametrize("first", range(1, 14))
+def test_inception_trainable_layers_and_weights_for_every_depth(inception, first):
+    model, block_map = inception
+    names = set_trainable_blocks(model, block_map, first)
+    convs = sum(INCEPTION_CONVS[first - 1:])
+    assert len(names) == 2 * convs + 1  # + head_dense
+    assert len(model.trainable_weights) == 2 * convs + 2  # + dense kernel and bias
+    frozen_bn = [l for l in model.layers
+                 if l.__class__.__name__ == "BatchNormalization" and not l.trainable]
+    assert len(frozen_bn) == sum(INCEPTION_CONVS[:first - 1])
+
+
+def test_second_inception_in_one_process_gives_the_same_map(inception):
+    _, first_map = inception
+    model, second_map = build_model("inception_v3", (75, 75, 3), weights=None)
+    assert [len(v) for v in second_map.values()] == [len(v) for v in first_map.values()]
+    assert second_map[1][0] != first_map[1][0]  # auto-generated names did change ...
+    for first in (13, 6, 1):  # ... and the map still selects the same layers
+        names = set_trainable_blocks(model, second_map, first)
+        assert len(names) == 2 * sum(INCEPTION_CONVS[first - 1:]) + 1
+
+
+def test_inception_needs_75_pixels():
+    with pytest.raises(ConfigError, match="at least 75×75"):
+        build_base("inception_v3", (74, 74, 3), weights=None)
+
+
+def test_cli_blocks_inception_json(capsys):
+    from kandel_repro.cli import main
+
+    assert main(["blocks", "inception_v3", "--json"]) == 0
+    blocks = json.loads(capsys.readouterr().out)
+    assert len(blocks) == 13 and blocks["13"][-1] == "mixed10" and blocks["3"][-1] == "mixed0"

@@ -189,3 +189,42 @@ def test_real_grid_trains_and_skips(tiny_pcam, tmp_path, monkeypatch):
                                  batch_size=16, verbose=0, log=logs.append)
     assert list(statuses.values()) == ["skipped", "skipped"]
     assert (runs / "vgg16_blocks5-5_lr1e-03" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_breakhis_run_predicts_the_held_out_test_split(tmp_path):
+    from kandel_repro.data import breakhis
+    from kandel_repro.data.synthetic_breakhis import write_synthetic_breakhis
+
+    root = write_synthetic_breakhis(tmp_path / "bh", 2, 2, seed=2, progress=False)
+    data = breakhis.load(root, 32, workers=1, progress=False)
+    config = resolve_config("vgg16", 5, 1e-4, protocol="breakhis", weights="none",
+                            max_epochs=1, batch_size=32, image_size=32)
+    assert config["patience"] == 50 and config["test_fraction"] == 0.1
+    config.update(data_dir=str(root), data_fingerprint=data.fingerprint)
+    metrics = train_run(tmp_path / "run", data, config, verbose=0)
+    preds = pd.read_csv(tmp_path / "run" / "test_predictions.csv", dtype={"id": str})
+    test_ids = pd.read_csv(tmp_path / "run" / "test_ids.csv", dtype={"id": str})
+    val_ids = pd.read_csv(tmp_path / "run" / "val_ids.csv", dtype={"id": str})
+    assert len(preds) == 13 and list(preds["id"]) == list(test_ids["id"])
+    assert not set(preds["id"]) & set(val_ids["id"])
+    assert not (tmp_path / "run" / "submission.csv").exists()
+    from sklearn.metrics import roc_auc_score
+
+    assert metrics["test_auc"] == pytest.approx(roc_auc_score(preds["label"], preds["prediction"]))
+
+
+def test_scratch_table_fixes_random_weights():
+    configs = grid_mod.sweep_configs(grid_mod.get_sweep("table5"))
+    assert {c["weights"] for c in configs.values()} == {"none"}
+    assert {c["first_trainable_block"] for c in configs.values()} == {1}
+    with pytest.raises(ConfigError, match="table5 fixes weights='none'"):
+        grid_mod.sweep_configs(grid_mod.get_sweep("table5"), weights="imagenet")
+    with pytest.raises(ConfigError, match="BreakHis only"):
+        grid_mod.sweep_configs(grid_mod.get_sweep("table2"), image_size=64)
+    with pytest.raises(ConfigError, match="unknown setting.*pcam protocol: split"):
+        resolve_config("vgg16", 5, 1e-4, split="patient")
+
+
+def test_grid_refuses_images_too_small_for_the_backbone(tiny_pcam, tmp_path):
+    with pytest.raises(ConfigError, match="inception_v3, which needs images of at least 75×75"):
+        grid_mod.run_grid("table4", tiny_pcam, tmp_path / "runs", weights="none", log=lambda m: None)

@@ -1,0 +1,114 @@
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kandel_repro.data import breakhis
+from kandel_repro.data.breakhis import MAGNIFICATIONS, SUBTYPES, parse_name, split_three
+from kandel_repro.data.synthetic_breakhis import write_synthetic_breakhis
+from kandel_repro.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def tiny_breakhis(tmp_path_factory):
+    return write_synthetic_breakhis(tmp_path_factory.mktemp("bh") / "bh", patients_per_subtype=2,
+                                    images_per_magnification=2, seed=1, progress=False)
+
+
+@pytest.fixture
+def breakhis_copy(tiny_breakhis, tmp_path):
+    dst = tmp_path / "bh"
+    shutil.copytree(tiny_breakhis, dst, ignore=shutil.ignore_patterns(".kandel_cache"))
+    return dst
+
+
+def test_synthetic_breakhis_writes_the_real_layout(tiny_breakhis):
+    breast = tiny_breakhis / "BreaKHis_v1" / "histology_slides" / "breast"
+    files = sorted(breast.rglob("*.png"))
+    assert len(files) == 8 * 2 * 4 * 2
+    one = files[0].relative_to(breast)
+    assert one.parts[0] in ("benign", "malignant") and one.parts[1] == "SOB"
+    assert one.parts[2] in {s for _, s in SUBTYPES.values()}
+    assert one.parts[4] in {f"{m}X" for m in MAGNIFICATIONS}
+    with Image.open(files[0]) as img:
+        assert img.size == (700, 460) and img.mode == "RGB"
+    index = breakhis.read_index(tiny_breakhis)
+    assert index["patient"].nunique() == 16 and set(index["subtype"]) == {s for _, s in SUBTYPES.values()}
+    assert set(index["magnification"]) == set(MAGNIFICATIONS)
+
+
+def test_parse_real_file_names():
+    p = "breast/benign/SOB/adenosis/SOB_B_A_14-22549AB/40X/SOB_B_A-14-22549AB-40-001.png"
+    assert parse_name(p) == {"class": "benign", "subtype": "adenosis", "patient": "14-22549AB",
+                             "magnification": 40, "label": 0}
+    p = ("breast/malignant/SOB/ductal_carcinoma/SOB_M_DC_14-11031/400X/"
+         "SOB_M_DC-14-11031-400-012.png")
+    assert parse_name(p)["label"] == 1 and parse_name(p)["magnification"] == 400
+
+
+@pytest.mark.parametrize("path, message", [
+    ("breast/benign/SOB/adenosis/SOB_B_A_14-1/40X/holiday.png", "does not parse"),
+    ("breast/benign/SOB/adenosis/SOB_B_A_14-1/40X/SOB_B_XX-14-1-40-001.png", "unknown tumour type 'XX'"),
+    ("breast/benign/SOB/adenosis/SOB_B_A_14-1/40X/SOB_M_A-14-1-40-001.png", "class letter 'M'"),
+    ("breast/benign/SOB/adenosis/SOB_B_A_14-1/100X/SOB_B_A-14-1-40-001.png", "magnification '40X'"),
+    ("breast/benign/SOB/fibroadenoma/SOB_B_A_14-1/40X/SOB_B_A-14-1-40-001.png", "subtype 'adenosis'"),
+    ("breast/benign/SOB/adenosis/SOB_B_A_14-2/40X/SOB_B_A-14-1-40-001.png", "patient '14-1'"),
+])
+def test_bad_names_are_refused_with_the_file(path, message):
+    with pytest.raises(DataError, match=message) as err:
+        parse_name(path)
+    assert path.split("/")[-1] in str(err.value)
+
+
+def test_reader_refuses_a_stray_png(breakhis_copy):
+    folder = next((breakhis_copy / "BreaKHis_v1").rglob("40X"))
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / "scan copy.png")
+    with pytest.raises(DataError, match="scan copy.png"):
+        breakhis.read_index(breakhis_copy)
+
+
+def test_missing_breakhis_says_what_to_do(tmp_path):
+    with pytest.raises(DataError, match="BreaKHis_v1/histology_slides/breast.*synthetic-breakhis"):
+        breakhis.read_index(tmp_path)
+
+
+def test_pack_resizes_and_reuses_cache(breakhis_copy):
+    data = breakhis.load(breakhis_copy, 40, workers=1, progress=False)
+    assert data.train_x.shape == (128, 40, 40, 3) and data.source == "synthetic-breakhis"
+    manifest = breakhis.default_cache_dir(breakhis_copy, 40) / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    breakhis.load(breakhis_copy, 40, workers=1, progress=False)
+    assert manifest.stat().st_mtime_ns == stamp
+    assert breakhis.load(breakhis_copy, 48, workers=1, progress=False).train_x.shape[1] == 48
+
+
+def test_image_split_is_80_10_10_and_stratified():
+    labels = np.array([0] * 300 + [1] * 700)
+    patients = np.repeat(np.arange(50), 20)
+    train, val, test = split_three(labels, patients, 0.1, 0.1, seed=0, kind="image")
+    assert (len(train), len(val), len(test)) == (800, 100, 100)
+    assert labels[test].sum() == 70 and labels[val].sum() == 70
+    assert not set(train) & set(val) and not set(train) & set(test) and not set(val) & set(test)
+
+
+def test_patient_split_keeps_patients_on_one_side():
+    labels = np.repeat([0] * 15 + [1] * 35, 20)
+    patients = np.repeat(np.arange(50), 20)
+    train, val, test = split_three(labels, patients, 0.1, 0.1, seed=0, kind="patient")
+    sides = [set(patients[s]) for s in (train, val, test)]
+    assert not sides[0] & sides[1] and not sides[0] & sides[2] and not sides[1] & sides[2]
+    assert len(train) + len(val) + len(test) == 1000
+    assert 0 < labels[test].mean() < 1 and 60 <= len(test) <= 160
+    with pytest.raises(ConfigError, match="at least 10 patients"):
+        split_three(labels[:100], patients[:100], 0.1, 0.1, seed=0, kind="patient")
+
+
+def test_magnification_filter(tiny_breakhis):
+    data = breakhis.load(tiny_breakhis, 32, workers=1, progress=False)
+    config = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "split": "image"}
+    train, val, test = data.split(dict(config, magnification="200"))
+    rows = np.concatenate([train, val, test.indices])
+    assert len(rows) == 32 and set(data.magnifications[rows]) == {200}
+    with pytest.raises(ConfigError, match="'300'"):
+        data.split(dict(config, magnification="300"))
