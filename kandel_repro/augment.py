@@ -78,5 +78,10 @@ def predict_uint8(model, x, preprocess, batch_size=256, indices=None):
     for start in range(0, n, batch_size):
         rows = slice(start, start + batch_size) if indices is None else indices[start:start + batch_size]
         chunk = preprocess(x[rows].astype(np.float32))
-        out[start:start + len(chunk)] = np.asarray(model.predict_on_batch(chunk)).reshape(-1)
+        size = len(chunk)
+        if size < batch_size and n > batch_size:
+            # NOTE: pad the last batch to the full size so the predict function keeps
+            # one input shape and is not traced again for the remainder.
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - size, axis=0)])
+        out[start:start + size] = np.asarray(model.predict_on_batch(chunk)).reshape(-1)[:size]
     return out

@@ -158,9 +158,10 @@ def test_second_inception_in_one_process_gives_the_same_map(inception):
         assert len(names) == 2 * sum(INCEPTION_CONVS[first - 1:]) + 1
 
 
-def test_inception_needs_75_pixels():
+def test_inception_needs_75_pixels_and_takes_pcam_size():
     with pytest.raises(ConfigError, match="at least 75×75"):
         build_base("inception_v3", (74, 74, 3), weights=None)
+    assert build_base("inception_v3", (96, 96, 3), weights=None).output_shape == (None, 1, 1, 2048)
 
 
 def test_cli_blocks_inception_json(capsys):
