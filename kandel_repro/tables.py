@@ -92,10 +92,14 @@ def _describe_data(configs):
             f"{c['n_test']:,} test images{extra} {c['image_size']}×{c['image_size']} pixels")
 
 
-def _deviations(configs):
+def _deviations(configs, sweep=None):
+    """Differences from the paper's protocol; a table's own fixed settings (Table 5's
+    random weights) are the paper's experiment, not a deviation."""
+    fixed = sweep.fixed_settings() if sweep is not None else {}
     seen = []
     for config in configs:
-        seen += [line for line in deviations(config) if line not in seen]
+        lines = deviations(config)
+        seen += [line for line in lines if line.split(":")[0] not in fixed and line not in seen]
     return seen
 
 
@@ -147,7 +151,7 @@ def render_markdown(sweep_name, frame, configs, command):
     if caveat:
         lines += [f"> **Made from {caveat}: not comparable to the paper.**", ""]
     weights = sorted({c.get("weights") for c in configs}) or ["—"]
-    devs = _deviations(configs)
+    devs = _deviations(configs, sweep)
     done = int((frame["status"] == "ok").sum())
     lines += [
         f"- Data: {_describe_data(configs)}",

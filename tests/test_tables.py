@@ -106,6 +106,7 @@ def test_table5_marks_runs_that_did_not_converge(tmp_path):
     assert "| VGG19 | did not converge |" in text
     assert "| InceptionV3 | 0.6600 | 0.6700 | **0.6800** |" in text
     assert "below 0.55 or a non-finite loss" in text
+    assert "weights: none (paper" not in text  # random weights are Table 5's experiment
     assert "random weights" not in text.split("\n")[2]  # from scratch is the experiment itself
     frame = pd.read_csv(csv)
     assert frame["converged"].tolist().count(False) == 2
