@@ -124,13 +124,3 @@ def depth_label(first_trainable_block, num_blocks):
     if first_trainable_block == num_blocks:
         return str(num_blocks)
     return f"{first_trainable_block}–{num_blocks}"
-
-
-def check_first_block(backbone, first_trainable_block):
-    if not isinstance(first_trainable_block, int) or not (
-        1 <= first_trainable_block <= backbone.num_blocks
-    ):
-        raise ConfigError(
-            f"first trainable block must be an integer from 1 to {backbone.num_blocks} "
-            f"for {backbone.name}, got {first_trainable_block!r}"
-        )

@@ -199,7 +199,3 @@ def write_synthetic_pcam(out, n_train=2000, n_test=500, seed=0, size=96, progres
         out.rmdir()  # empty, checked above
     os.replace(tmp, out)
     return out
-
-
-def is_synthetic(data_dir):
-    return (Path(data_dir) / MARKER).exists()
