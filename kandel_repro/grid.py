@@ -103,15 +103,18 @@ def sweep_configs(sweep, **overrides):
             for cell in sweep.cells()}
 
 
+def _data_module(dataset):
+    """The reader module of a data set: ``kandel_repro.data.pcam`` or ``.breakhis``."""
+    import importlib
+
+    return importlib.import_module(f".data.{dataset}", __package__)
+
+
 def load_data(dataset, data_dir, cache_dir=None, workers=None, image_size=None):
     """Read (packing first if needed) the data set a sweep trains on."""
     if dataset == "breakhis":
-        from .data import breakhis
-
-        return breakhis.load(data_dir, image_size, cache_dir, workers=workers)
-    from .data import pcam
-
-    return pcam.load(data_dir, cache_dir, workers=workers)
+        return _data_module(dataset).load(data_dir, image_size, cache_dir, workers=workers)
+    return _data_module(dataset).load(data_dir, cache_dir, workers=workers)
 
 
 def _check_same_experiment(run_dir, config):
@@ -134,11 +137,7 @@ def preflight(sweep, data_dir, weights):
     """Check data and weights before any work, so a missing piece stops the grid at once."""
     from .model import build_base, resolve_weights
 
-    if sweep.dataset == "breakhis":
-        from .data.breakhis import read_index
-    else:
-        from .data.pcam import read_index
-    read_index(data_dir)
+    _data_module(sweep.dataset).read_index(data_dir)
     if resolve_weights(weights) == "imagenet":
         for name in sweep.backbones:
             size = get_backbone(name).min_input_size

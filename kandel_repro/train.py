@@ -27,6 +27,7 @@ import numpy as np
 
 from .backbones import depth_label, get_backbone
 from .errors import ConfigError
+from .model import resolve_weights
 from .protocol import PROTOCOLS
 from .runio import read_json, write_csv, write_json
 
@@ -78,7 +79,9 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
     if not config["learning_rate"] > 0:
         raise ConfigError(f"learning rate must be positive, got {learning_rate!r}")
-    config["weights"] = "none" if config["weights"] in (None, "none", "None") else str(config["weights"])
+    # One spelling per choice ("none", "imagenet" or the file path), so tables and the
+    # same-experiment check compare like with like; a missing file fails here, early.
+    config["weights"] = resolve_weights(config["weights"]) or "none"
     return config
 
 
@@ -97,6 +100,8 @@ def _auc(labels, scores):
 def _make_callback(run_dir, x, val_idx, val_y, preprocess, state):
     import keras
 
+    from .augment import predict_uint8
+
     class ValidationAUC(keras.callbacks.Callback):
         """Exact ROC AUC on the validation split each epoch; keeps the best model.
 
@@ -111,7 +116,7 @@ def _make_callback(run_dir, x, val_idx, val_y, preprocess, state):
             train_seconds = time.perf_counter() - self.started
             state["train_seconds"] += train_seconds
             state["train_images"] += state["n_train"]
-            scores = _predict(self.model, x, preprocess, val_idx)
+            scores = predict_uint8(self.model, x, preprocess, indices=val_idx)
             auc = _auc(val_y, scores)
             logs["val_auc"] = auc
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
@@ -130,12 +135,6 @@ def _make_callback(run_dir, x, val_idx, val_y, preprocess, state):
     return ValidationAUC()
 
 
-def _predict(model, x, preprocess, indices=None):
-    from .augment import predict_uint8
-
-    return predict_uint8(model, x, preprocess, indices=indices)
-
-
 def _save_model(model, path):
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
     model.save(tmp)
@@ -151,7 +150,7 @@ def train_run(run_dir, data, config, verbose="auto"):
     import keras
     import pandas as pd
 
-    from .augment import make_batches
+    from .augment import make_batches, predict_uint8
     from .model import build_model, set_trainable_blocks
 
     run_dir = Path(run_dir)
@@ -199,14 +198,14 @@ def train_run(run_dir, data, config, verbose="auto"):
     epochs_run = len(state["history"])
     if state["best_scores"] is None:
         state["stopped_reason"] = state["stopped_reason"] or "no finite validation AUC"
-        best_scores = _predict(model, data.train_x, preprocess, val_idx)
+        best_scores = predict_uint8(model, data.train_x, preprocess, indices=val_idx)
     else:
         best_scores = state["best_scores"]
         model = keras.saving.load_model(run_dir / "best_model.keras")
     write_csv(run_dir / "val_predictions.csv",
               pd.DataFrame({"id": data.train_ids[val_idx], "label": val_y,
                             "prediction": best_scores}))
-    test_scores = _predict(model, test.x, preprocess, test.indices)
+    test_scores = predict_uint8(model, test.x, preprocess, indices=test.indices)
     test_ids = test.ids if test.indices is None else test.ids[test.indices]
     if test.submission:
         write_csv(run_dir / "submission.csv", pd.DataFrame({"id": test_ids, "label": test_scores}))

@@ -108,6 +108,12 @@ def test_resolve_config_rejects_bad_values():
         resolve_config("vgg16", 5, 1e-4, colour="red")
     with pytest.raises(ConfigError, match="unknown backbone 'resnet'"):
         resolve_config("resnet", 5, 1e-4)
+    assert resolve_config("vgg16", 5, 1e-4, weights="random")["weights"] == "none"
+    assert resolve_config("vgg16", 5, 1e-4, weights="ImageNet")["weights"] == "imagenet"
+    from kandel_repro.errors import WeightsUnavailable
+
+    with pytest.raises(WeightsUnavailable, match="nowhere.h5"):
+        resolve_config("vgg16", 5, 1e-4, weights="nowhere.h5")
 
 
 # --- the grid, with a fast stand-in for training ------------------------------------

@@ -201,10 +201,10 @@ def pack(root, size, cache_dir=None, workers=None, progress=True, force=False):
     return cache.build(
         cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
         {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(Path(root).resolve()),
-         "n": len(paths), "dataset": "synthetic-breakhis" if synthetic else "breakhis",
-         "_npy": {"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
-                  "patients": index["patient"].to_numpy(str),
-                  "magnifications": index["magnification"].to_numpy(np.int16)}},
+         "n": len(paths), "dataset": "synthetic-breakhis" if synthetic else "breakhis"},
+        extra_arrays={"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
+                      "patients": index["patient"].to_numpy(str),
+                      "magnifications": index["magnification"].to_numpy(np.int16)},
         workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}",
     )
 

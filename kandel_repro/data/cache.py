@@ -56,17 +56,18 @@ def _decode_chunk(task):
     return out
 
 
-def build(cache_dir, arrays, decode, shape, manifest, workers=None, progress=True, desc="packing"):
+def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers=None,
+          progress=True, desc="packing"):
     """Decode ``arrays`` = ``{name: [paths]}`` into ``cache_dir/<name>.npy``.
 
     ``decode`` must be a picklable module-level function ``path -> uint8 array`` of
-    ``shape``. Extra small arrays can be passed in ``manifest["_npy"]`` as
-    ``{name: array}``; they are saved beside the images. Returns ``cache_dir``.
+    ``shape``. ``extra_arrays`` (``{name: array}``: labels, ids, ...) are saved beside
+    the images. Returns ``cache_dir``.
     """
     from tqdm.auto import tqdm
 
     cache_dir = Path(cache_dir)
-    extra = manifest.pop("_npy", {})
+    extra = extra_arrays or {}
     try:
         cache_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{os.getpid()}")

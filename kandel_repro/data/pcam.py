@@ -194,9 +194,9 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False):
         cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, first.shape,
         {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
          "n_train": len(train_paths), "n_test": len(test_paths),
-         "dataset": "synthetic" if (root / MARKER).exists() else "pcam",
-         "_npy": {"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
-                  "test_ids": np.array(index.test_ids)}},
+         "dataset": "synthetic" if (root / MARKER).exists() else "pcam"},
+        extra_arrays={"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
+                      "test_ids": np.array(index.test_ids)},
         workers=workers, progress=progress, desc=f"packing {root}",
     )
 
