@@ -28,6 +28,22 @@ def _add_training_options(p):
     g.add_argument("--seed", type=int, default=None, help="seed of split, weights, augmentation (default 0)")
     g.add_argument("--no-augment", action="store_true",
                    help="train without augmentation (a deviation from the paper)")
+    r = p.add_argument_group("speed (change how a run computes, not what; recorded in config.json)")
+    r.add_argument("--augment", choices=["fast", "imagedatagenerator"], default=None,
+                   help="'fast' (default): the paper's augmentation as one fused transform "
+                   "in the TF graph, on the GPU when there is one; 'imagedatagenerator': "
+                   "Keras' ImageDataGenerator on the CPU, the paper's own pipeline")
+    r.add_argument("--precision", choices=["auto", "float32", "mixed_float16"], default=None,
+                   help="'auto' (default): mixed_float16 on a GPU, float32 on a CPU; the "
+                   "sigmoid output and the loss stay float32")
+    r.add_argument("--jit", choices=["auto", "on", "off"], default=None,
+                   help="XLA-compile the training step; 'auto' (default) is Keras' rule: "
+                   "on with one GPU, off on a CPU or with --distribute mirrored")
+    r.add_argument("--distribute", choices=["none", "mirrored"], default=None,
+                   help="'mirrored': tf.distribute.MirroredStrategy over every GPU of this "
+                   "machine; the global batch stays --batch-size (default none)")
+    r.add_argument("--eval-batch-size", type=int, default=None,
+                   help="batch of validation/test prediction (default 1024 on a GPU, 256 on a CPU)")
     b = p.add_argument_group("BreakHis only")
     b.add_argument("--image-size", type=int, default=None,
                    help=f"side BreakHis images are resized to (default {BREAKHIS.image_size})")
@@ -46,7 +62,8 @@ def _add_training_options(p):
 
 def _overrides(args):
     names = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed",
-             "image_size", "split", "magnification")
+             "image_size", "split", "magnification", "augment", "precision", "jit",
+             "distribute", "eval_batch_size")
     out = {name: getattr(args, name) for name in names}
     if args.no_augment:
         out["augmentation"] = None
@@ -115,7 +132,8 @@ def cmd_grid(args):
     from .grid import run_grid
 
     statuses = run_grid(args.table, args.data, args.runs, cache_dir=args.cache,
-                        rerun=args.rerun, workers=args.workers, **_overrides(args))
+                        rerun=args.rerun, workers=args.workers, shard=args.shard,
+                        **_overrides(args))
     if "failed" in statuses.values():
         return 1
 
@@ -189,6 +207,10 @@ def build_parser():
     g.add_argument("table", choices=sorted(SWEEPS), help="which paper table")
     g.add_argument("--runs", required=True, help="folder of run folders")
     g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only the I-th of N disjoint shares of the table's runs (round "
+                   "robin), e.g. 1/3, 2/3, 3/3 on three machines; copy their run folders "
+                   "into one --runs folder to render the table")
     _add_training_options(g)
     g.set_defaults(func=cmd_grid)
 

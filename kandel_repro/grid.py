@@ -117,6 +117,32 @@ def load_data(dataset, data_dir, cache_dir=None, workers=None, image_size=None):
     return _data_module(dataset).load(data_dir, cache_dir, workers=workers)
 
 
+def parse_shard(text):
+    """``"i/n"`` → ``(i, n)`` with 1 ≤ i ≤ n; None → None."""
+    if text is None or isinstance(text, tuple):
+        return text
+    try:
+        index, count = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/n (e.g. 2/3), got {text!r}") from None
+    if not 1 <= index <= count:
+        raise ConfigError(f"--shard {text}: i must be from 1 to n")
+    return index, count
+
+
+def shard_cells(cells, shard):
+    """The cells of shard ``(i, n)``: every n-th cell from the i-th, as ``(position, cell)``.
+
+    Round robin, so each shard gets a similar mix of shallow (fast) and deep (slow) runs;
+    the shards of one table are disjoint and together cover it.
+    """
+    numbered = list(enumerate(cells, 1))
+    if shard is None:
+        return numbered
+    index, count = shard
+    return [(position, cell) for position, cell in numbered if (position - 1) % count == index - 1]
+
+
 def _check_same_experiment(run_dir, config):
     """Refuse to reuse a finished run made with other settings."""
     from .train import EXPERIMENT_KEYS, read_run
@@ -157,11 +183,17 @@ def _check_input_size(sweep, data):
 
 
 def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, workers=None,
-             verbose="auto", log=print, **overrides):
-    """Run every cell of a sweep that is not finished; return ``{run name: status}``."""
+             verbose="auto", log=print, shard=None, **overrides):
+    """Run every cell of a sweep that is not finished; return ``{run name: status}``.
+
+    ``shard="i/n"`` runs only the i-th of n disjoint shares of the cells (see
+    :func:`shard_cells`): n machines or Kaggle kernels each run one share, and the table
+    is rendered from all their run folders copied into one ``runs_dir``.
+    """
     from .train import FAILED, is_finished, record_failure, train_run
 
     sweep = get_sweep(sweep_name)
+    shard = parse_shard(shard)
     runs_dir = Path(runs_dir)
     configs = sweep_configs(sweep, **overrides)
     first = next(iter(configs.values()))
@@ -171,11 +203,17 @@ def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     for config in configs.values():
         config.update(data_dir=str(data_dir), data_fingerprint=data.fingerprint)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    write_json(runs_dir / "grid.json", {"table": sweep.name, "backbones": list(sweep.backbones),
-                                        "data_dir": str(data_dir), "overrides": overrides})
+    # NOTE: one file per shard, so run folders of several shards merge without clashes.
+    record = "grid.json" if shard is None else f"grid-shard-{shard[0]}of{shard[1]}.json"
+    write_json(runs_dir / record, {"table": sweep.name, "backbones": list(sweep.backbones),
+                                   "data_dir": str(data_dir), "overrides": overrides,
+                                   "shard": None if shard is None else list(shard)})
     statuses = {}
     cells = sweep.cells()
-    for position, cell in enumerate(cells, 1):
+    mine = shard_cells(cells, shard)
+    if shard is not None:
+        log(f"{sweep.name}: shard {shard[0]}/{shard[1]} runs {len(mine)} of {len(cells)} runs")
+    for position, cell in mine:
         run_dir = runs_dir / cell.name
         what = "from scratch" if sweep.scratch else f"blocks {cell.row}"
         label = (f"[{position}/{len(cells)}] {sweep.name}: {cell.backbone} {what}, "

@@ -112,6 +112,24 @@ def _caveat(configs, sweep=None):
     return " and ".join(text for text, flag in flags if flag)
 
 
+AUGMENT_NAMES = {
+    "fast": "fused in-graph transform (ImageDataGenerator's distributions, parity-tested)",
+    "imagedatagenerator": "Keras ImageDataGenerator (the paper's pipeline)",
+}
+
+
+def _computed_with(configs):
+    """How the runs were computed: augmentation implementation, precision, device."""
+    def values(key, default):
+        return sorted({str(c.get(key, default)) for c in configs})
+
+    # NOTE: runs made before --augment existed used ImageDataGenerator.
+    augment = [AUGMENT_NAMES.get(v, v) for v in values("augment", "imagedatagenerator")]
+    return (f"augmentation by {' and '.join(augment)}; precision "
+            f"{', '.join(values('precision', 'float32'))}; device: "
+            f"{'; '.join(values('device', 'not recorded'))}")
+
+
 def grid_values(frame, sweep, metric):
     """``(row labels, values, cell texts)``; NaN where there is no number to show."""
     labels = [row for row, _, _ in sweep.rows()]
@@ -164,6 +182,8 @@ def render_markdown(sweep_name, frame, configs, command):
                      f"{NOT_CONVERGED_BELOW_AUC} or a non-finite loss")
     lines.append("- Settings that differ from the paper:" + ("" if devs else " none"))
     lines += [f"  - {d}" for d in devs]
+    if configs:
+        lines.append(f"- Computed with: {_computed_with(configs)}")
     lines += [f"- Made by: `{command}`", ""]
     header = [sweep.row_header] + [_fmt_lr(lr) for lr in sweep.learning_rates]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -45,6 +45,22 @@ EXPERIMENT_KEYS = (
     "magnification",
 )
 
+# How a run is computed, not what it computes: recorded in config.json, free to differ
+# between the runs of one table (see the README's performance section).
+RUNTIME_DEFAULTS = {
+    "augment": "fast",  # or "imagedatagenerator", the paper's own pipeline
+    "precision": "auto",  # mixed_float16 on a GPU, float32 on a CPU
+    "jit": "auto",  # XLA for the whole step: Keras' rule (on with one GPU, off on a CPU)
+    "distribute": "none",  # or "mirrored": every GPU of this machine
+    "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 256 on a CPU
+}
+RUNTIME_CHOICES = {
+    "augment": ("fast", "imagedatagenerator"),
+    "precision": ("auto", "float32", "mixed_float16"),
+    "jit": ("auto", "on", "off"),
+    "distribute": ("none", "mirrored"),
+}
+
 
 def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pcam", **overrides):
     """The protocol's settings with the user's overrides applied, validated.
@@ -54,7 +70,7 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
     """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
-    config = dict(dataclasses.asdict(PROTOCOLS[protocol]), protocol=protocol)
+    config = dict(dataclasses.asdict(PROTOCOLS[protocol]), protocol=protocol, **RUNTIME_DEFAULTS)
     given = {k: v for k, v in overrides.items() if v is not None or k == "augmentation"}
     if protocol == "pcam" and "image_size" in given:
         raise ConfigError("--image-size applies to BreakHis only: PCam patches are used at "
@@ -74,7 +90,15 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
             f"first trainable block must be from 1 to {bb.num_blocks} for {bb.name}, "
             f"got {first_trainable_block!r}"
         )
-    for key in ("batch_size", "max_epochs", "patience"):
+    for key, choices in RUNTIME_CHOICES.items():
+        if config[key] not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
+    if config["augment"] == "fast" and config["augmentation"] is not None:
+        from .augment import check_fast
+
+        check_fast(config["augmentation"])
+    for key in ("batch_size", "max_epochs", "patience") + (
+            ("eval_batch_size",) if config["eval_batch_size"] is not None else ()):
         if int(config[key]) < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
     if not config["learning_rate"] > 0:
@@ -97,7 +121,7 @@ def _auc(labels, scores):
     return float(roc_auc_score(labels, scores))
 
 
-def _make_callback(run_dir, x, val_idx, val_y, preprocess, state):
+def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size, state):
     import keras
 
     from .augment import predict_uint8
@@ -105,8 +129,9 @@ def _make_callback(run_dir, x, val_idx, val_y, preprocess, state):
     class ValidationAUC(keras.callbacks.Callback):
         """Exact ROC AUC on the validation split each epoch; keeps the best model.
 
-        NOTE: it must run before EarlyStopping in the callback list, which reads
-        ``logs["val_auc"]`` that this callback adds.
+        ``model`` is the paper's model (saved as ``best_model.keras``), ``predictor`` the
+        same model behind the uint8 input stage. NOTE: this callback must run before
+        EarlyStopping in the callback list, which reads ``logs["val_auc"]`` added here.
         """
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -116,7 +141,9 @@ def _make_callback(run_dir, x, val_idx, val_y, preprocess, state):
             train_seconds = time.perf_counter() - self.started
             state["train_seconds"] += train_seconds
             state["train_images"] += state["n_train"]
-            scores = predict_uint8(self.model, x, preprocess, indices=val_idx)
+            if epoch == 0:
+                state["first_epoch_seconds"] = train_seconds
+            scores = predict_uint8(predictor, x, eval_batch_size, indices=val_idx)
             auc = _auc(val_y, scores)
             logs["val_auc"] = auc
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
@@ -124,7 +151,7 @@ def _make_callback(run_dir, x, val_idx, val_y, preprocess, state):
             state["history"].append(row)
             if np.isfinite(auc) and auc > state["best_auc"]:
                 state.update(best_auc=auc, best_epoch=epoch + 1, best_scores=scores)
-                _save_model(self.model, Path(run_dir) / "best_model.keras")
+                _save_model(model, Path(run_dir) / "best_model.keras")
             import pandas as pd
 
             write_csv(Path(run_dir) / "history.csv", pd.DataFrame(state["history"]))
@@ -141,17 +168,70 @@ def _save_model(model, path):
     os.replace(tmp, path)
 
 
+def build_run_models(config, image_shape, strategy=None):
+    """``(model, trainer, predictor, trainable layer names)`` of a resolved config.
+
+    ``model`` is the paper's model (backbone + head) on preprocessed float input — the
+    one saved as ``best_model.keras``. ``trainer`` is the compiled training model: the
+    input stage (cast, fused augmentation for ``augment="fast"``, ``preprocess_input``)
+    followed by ``model``; it takes uint8 batches, or float32 ones already augmented by
+    ``ImageDataGenerator``. ``predictor`` takes uint8 batches, augmentation off.
+    ``config["precision"]`` must be resolved (not "auto").
+    """
+    import keras
+    import tensorflow as tf
+
+    from .augment import make_input_stage
+    from .model import build_model, set_trainable_blocks
+    from .runtime import jit_setting, precision_scope
+
+    strategy = strategy or tf.distribute.get_strategy()
+    preprocess = get_backbone(config["backbone"]).preprocess_input()
+    fast = config["augment"] == "fast" and config["augmentation"] is not None
+    with strategy.scope(), precision_scope(config["precision"]):
+        model, block_map = build_model(config["backbone"], image_shape, config["weights"],
+                                       head_pooling=config["head_pooling"],
+                                       dropout=config["dropout"])
+        trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
+                                         config["num_blocks"])
+
+        def wrap(augmentation, dtype, name):
+            images = keras.Input(tuple(image_shape), dtype=dtype, name="images")
+            stage = make_input_stage(augmentation, preprocess, seed=config["seed"])
+            return keras.Model(images, model(stage(images)), name=name)
+
+        trainer = wrap(config["augmentation"] if fast else None,
+                       "uint8" if fast or config["augmentation"] is None else "float32",
+                       "trainer")
+        predictor = wrap(None, "uint8", "predictor")
+        # NOTE: compiled under the policy, so mixed_float16 gets Keras' loss scaling.
+        trainer.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
+                        loss=config["loss"], metrics=["accuracy"],
+                        jit_compile=jit_setting(config["jit"]))
+        predictor.compile(jit_compile=jit_setting(config["jit"]))
+    return model, trainer, predictor, trainable
+
+
+def resolve_runtime(config):
+    """The config with ``precision``/``eval_batch_size`` resolved and the device named."""
+    from .runtime import default_eval_batch_size, device_description, resolve_precision
+
+    return dict(config, precision=resolve_precision(config.get("precision", "auto")),
+                eval_batch_size=config.get("eval_batch_size") or default_eval_batch_size(),
+                device=device_description())
+
+
 def train_run(run_dir, data, config, verbose="auto"):
     """Train one run into ``run_dir``; return its metrics dict.
 
-    ``data`` is a :class:`kandel_repro.data.pcam.PCamData`; ``config`` a dict from
-    :func:`resolve_config`.
+    ``data`` is a :class:`kandel_repro.data.pcam.PCamData` (or ``BreakHisData``);
+    ``config`` a dict from :func:`resolve_config`.
     """
     import keras
     import pandas as pd
 
-    from .augment import make_batches, predict_uint8
-    from .model import build_model, set_trainable_blocks
+    from .augment import idg_batches, in_memory_dataset, predict_uint8
+    from .runtime import make_strategy
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,10 +239,12 @@ def train_run(run_dir, data, config, verbose="auto"):
         (run_dir / stale).unlink(missing_ok=True)
     started = time.time()
     train_idx, val_idx, test = data.split(config)
-    config = dict(config, image_size=int(data.image_shape[0]), dataset=data.source,
+    config = resolve_runtime(dict(RUNTIME_DEFAULTS, **config))
+    strategy = make_strategy(config["distribute"])
+    config.update(image_size=int(data.image_shape[0]), dataset=data.source,
                   n_train=len(train_idx), n_val=len(val_idx),
-                  n_test=len(test.x) if test.indices is None else len(test.indices))
-    write_json(run_dir / "config.json", config)
+                  n_test=len(test.x) if test.indices is None else len(test.indices),
+                  replicas=int(strategy.num_replicas_in_sync))
     write_csv(run_dir / "val_ids.csv",
               pd.DataFrame({"id": data.train_ids[val_idx], "label": data.train_y[val_idx]}))
     if test.indices is not None:
@@ -170,42 +252,46 @@ def train_run(run_dir, data, config, verbose="auto"):
                   pd.DataFrame({"id": test.ids[test.indices], "label": test.labels}))
 
     keras.utils.set_random_seed(config["seed"])
-    model, block_map = build_model(config["backbone"], data.image_shape, config["weights"],
-                                   head_pooling=config["head_pooling"], dropout=config["dropout"])
-    trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
-                                     config["num_blocks"])
+    model, trainer, predictor, trainable = build_run_models(config, data.image_shape, strategy)
+    config["jit"] = "on" if trainer.jit_compile else "off"  # Keras' "auto", resolved
+    write_json(run_dir / "config.json", config)
     trainable_parameters = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
-    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
-                  loss=config["loss"], metrics=["accuracy"])
-    preprocess = get_backbone(config["backbone"]).preprocess_input()
 
     # NOTE: the splits index the packed array; no copy of the images is made.
     val_y = data.train_y[val_idx]
-    batches = make_batches(data.train_x, data.train_y, config["batch_size"], preprocess,
-                           config["augmentation"], seed=config["seed"], indices=train_idx)
+    if config["augment"] == "imagedatagenerator" and config["augmentation"] is not None:
+        batches = idg_batches(data.train_x, data.train_y, config["batch_size"],
+                              config["augmentation"], seed=config["seed"], indices=train_idx)
+    else:
+        batches = in_memory_dataset(data.train_x, data.train_y, train_idx,
+                                    config["batch_size"], seed=config["seed"])
     state = {"history": [], "best_auc": -np.inf, "best_epoch": 0, "best_scores": None,
              "train_seconds": 0.0, "train_images": 0, "n_train": len(train_idx),
-             "stopped_reason": None}
+             "stopped_reason": None, "first_epoch_seconds": None}
+    eval_batch = config["eval_batch_size"]
     callbacks = [
-        _make_callback(run_dir, data.train_x, val_idx, val_y, preprocess, state),
+        _make_callback(run_dir, model, predictor, data.train_x, val_idx, val_y, eval_batch, state),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                       patience=config["patience"]),
     ]
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 2
-    model.fit(batches, epochs=config["max_epochs"], callbacks=callbacks, verbose=verbose)
+    # NOTE: shuffle=False: both pipelines reshuffle every epoch themselves, from the seed.
+    trainer.fit(batches, epochs=config["max_epochs"], callbacks=callbacks, verbose=verbose,
+                shuffle=False)
 
     epochs_run = len(state["history"])
     if state["best_scores"] is None:
         state["stopped_reason"] = state["stopped_reason"] or "no finite validation AUC"
-        best_scores = predict_uint8(model, data.train_x, preprocess, indices=val_idx)
+        best_scores = predict_uint8(predictor, data.train_x, eval_batch, indices=val_idx)
     else:
         best_scores = state["best_scores"]
-        model = keras.saving.load_model(run_dir / "best_model.keras")
+        # The best epoch's weights, back into the model the predictor wraps.
+        model.set_weights(keras.saving.load_model(run_dir / "best_model.keras").get_weights())
     write_csv(run_dir / "val_predictions.csv",
               pd.DataFrame({"id": data.train_ids[val_idx], "label": val_y,
                             "prediction": best_scores}))
-    test_scores = predict_uint8(model, test.x, preprocess, indices=test.indices)
+    test_scores = predict_uint8(predictor, test.x, eval_batch, indices=test.indices)
     test_ids = test.ids if test.indices is None else test.ids[test.indices]
     if test.submission:
         write_csv(run_dir / "submission.csv", pd.DataFrame({"id": test_ids, "label": test_scores}))
@@ -213,6 +299,7 @@ def train_run(run_dir, data, config, verbose="auto"):
         write_csv(run_dir / "test_predictions.csv",
                   pd.DataFrame({"id": test_ids, "label": test.labels, "prediction": test_scores}))
 
+    later = state["train_seconds"] - (state["first_epoch_seconds"] or 0.0)
     metrics = {
         "status": "ok",
         "val_auc": state["best_auc"] if np.isfinite(state["best_auc"]) else None,
@@ -222,6 +309,9 @@ def train_run(run_dir, data, config, verbose="auto"):
         "stopped_reason": state["stopped_reason"],
         "wall_seconds": round(time.time() - started, 2),
         "train_images_per_second": round(state["train_images"] / max(state["train_seconds"], 1e-9), 2),
+        # Epochs after the first exclude tracing and compilation.
+        "steady_images_per_second": (round(state["n_train"] * (epochs_run - 1) / later, 2)
+                                     if epochs_run > 1 and later > 0 else None),
         "trainable_layers": len(trainable),
         "trainable_parameters": trainable_parameters,
     }

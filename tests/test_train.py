@@ -73,30 +73,31 @@ def test_submission_follows_sample_submission_order(finished_run, tiny_pcam):
 
 
 def test_best_model_reproduces_validation_predictions(finished_run):
+    """The saved model is the paper's (preprocessed float input); preprocessing it on the
+    host must give the predictions the device-side input stage gave during training."""
     import keras
 
-    from kandel_repro.augment import predict_uint8
     from kandel_repro.backbones import get_backbone
 
     run_dir, data, _ = finished_run
     model = keras.saving.load_model(run_dir / "best_model.keras")
+    assert "input_stage" not in [layer.name for layer in model.layers]
     val = pd.read_csv(run_dir / "val_predictions.csv", dtype={"id": str})
     rows = [list(data.train_ids).index(i) for i in val["id"]]
-    scores = predict_uint8(model, data.train_x[rows], get_backbone("vgg16").preprocess_input())
+    images = get_backbone("vgg16").preprocess_input()(data.train_x[rows].astype(np.float32))
+    scores = model.predict(images, verbose=0).reshape(-1)
     np.testing.assert_allclose(scores, val["prediction"], rtol=1e-4, atol=1e-5)
 
 
-def test_augmentation_touches_training_batches_only():
-    from kandel_repro.augment import make_batches
-    from kandel_repro.protocol import PAPER
-
-    x = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
-    y = np.zeros(8)
-    identity = lambda b: b  # noqa: E731
-    plain = make_batches(x, y, 8, identity, None, shuffle=False)[0][0]
-    np.testing.assert_array_equal(plain, x.astype(np.float32))
-    augmented = make_batches(x, y, 8, identity, PAPER.augmentation.to_kwargs(), shuffle=False)[0][0]
-    assert not np.array_equal(augmented, plain)
+def test_run_records_how_it_computed(finished_run):
+    run_dir, _, metrics = finished_run
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["augment"] == "fast" and config["distribute"] == "none"
+    # this suite runs on CPUs: auto precision is float32, Keras' auto jit is off
+    assert config["precision"] == "float32" and config["jit"] == "off"
+    assert config["replicas"] == 1 and config["eval_batch_size"] == 256
+    assert config["device"].startswith("CPU")
+    assert metrics["steady_images_per_second"] > 0
 
 
 def test_resolve_config_rejects_bad_values():
@@ -114,6 +115,12 @@ def test_resolve_config_rejects_bad_values():
 
     with pytest.raises(WeightsUnavailable, match="nowhere.h5"):
         resolve_config("vgg16", 5, 1e-4, weights="nowhere.h5")
+    with pytest.raises(ConfigError, match="precision must be one of auto, float32, mixed_float16"):
+        resolve_config("vgg16", 5, 1e-4, precision="float16")
+    with pytest.raises(ConfigError, match="distribute must be one of"):
+        resolve_config("vgg16", 5, 1e-4, distribute="tpu")
+    with pytest.raises(ConfigError, match="eval_batch_size must be a positive integer"):
+        resolve_config("vgg16", 5, 1e-4, eval_batch_size=0)
 
 
 # --- the grid, with a fast stand-in for training ------------------------------------
@@ -167,6 +174,32 @@ def test_interrupted_grid_loses_only_the_run_in_progress(tiny_pcam, tmp_path, mo
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
     grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
     assert calls == names[6:]
+
+
+def test_shards_are_disjoint_cover_the_table_and_assemble(tiny_pcam, tmp_path, monkeypatch):
+    from kandel_repro.tables import collect
+
+    cells = grid_mod.get_sweep("table4").cells()
+    for count in (1, 2, 3, 4, 39, 40):
+        shares = [[c.name for _, c in grid_mod.shard_cells(cells, (i, count))]
+                  for i in range(1, count + 1)]
+        flat = [name for share in shares for name in share]
+        assert sorted(flat) == sorted(c.name for c in cells) and len(set(flat)) == len(cells)
+    for bad in ("3", "0/2", "3/2", "a/b"):
+        with pytest.raises(ConfigError, match="--shard"):
+            grid_mod.parse_shard(bad)
+
+    runs = tmp_path / "runs"
+    names = [c.name for c in grid_mod.get_sweep("table2").cells()]
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    for i in (1, 2, 3):  # three machines, one share each, into one folder
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard=f"{i}/3",
+                          log=lambda m: None)
+        assert (runs / f"grid-shard-{i}of3.json").exists()
+    assert calls == names[0::3] + names[1::3] + names[2::3]
+    frame, _ = collect("table2", runs)
+    assert (frame["status"] == "ok").all()
 
 
 def test_grid_refuses_to_mix_settings(tiny_pcam, tmp_path, monkeypatch):
