@@ -43,7 +43,7 @@ def _add_training_options(p):
                    help="'mirrored': tf.distribute.MirroredStrategy over every GPU of this "
                    "machine; the global batch stays --batch-size (default none)")
     r.add_argument("--eval-batch-size", type=int, default=None,
-                   help="batch of validation/test prediction (default 1024 on a GPU, 256 on a CPU)")
+                   help="batch of validation/test prediction (default 1024 on a GPU, 128 on a CPU)")
     b = p.add_argument_group("BreakHis only")
     b.add_argument("--image-size", type=int, default=None,
                    help=f"side BreakHis images are resized to (default {BREAKHIS.image_size})")
@@ -145,6 +145,14 @@ def cmd_table(args):
         print(f"wrote {path}")
 
 
+def cmd_bench(args):
+    from .bench import run_bench
+
+    run_bench(args.out, args.work, images=args.images, copies=args.copies, size=args.size,
+              warm=args.warm, steps=args.steps, rounds=args.rounds,
+              augment_seconds=args.augment_seconds)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="kandel-repro",
@@ -219,6 +227,27 @@ def build_parser():
     tb.add_argument("--runs", required=True, help="folder of run folders")
     tb.add_argument("--out", default="tables", help="output folder (default tables/)")
     tb.set_defaults(func=cmd_table)
+    bn = sub.add_parser("bench", help="measure the input pipeline's cost side by side "
+                        "(writes bench.md and bench.json)",
+                        description="Benchmark on synthetic PCam-sized data: fused augmentation "
+                        "vs ImageDataGenerator.flow, the pipeline vs pre-augmented tensors, "
+                        "VGG16 speed per depth, packing speed, peak memory, and a projection "
+                        "of Table 2's wall time. About 5 minutes on 2 CPU cores.")
+    bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
+    bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
+                    "(default data/bench; reused)")
+    bn.add_argument("--images", type=int, default=1500, help="distinct synthetic training images (default 1500)")
+    bn.add_argument("--copies", type=int, default=24,
+                    help="each image appears this many times (hard links), so packing and "
+                    "memory see a set of about 1 GiB (default 24)")
+    bn.add_argument("--size", type=int, default=96, help="image side (default 96, as PCam)")
+    bn.add_argument("--warm", type=int, default=2, help="untimed warm-up steps per measurement (default 2)")
+    bn.add_argument("--steps", type=int, default=8, help="timed training steps per measurement (default 6)")
+    bn.add_argument("--rounds", type=int, default=3,
+                    help="alternating rounds of pipeline vs pre-augmented (default 4; median)")
+    bn.add_argument("--augment-seconds", type=float, default=6.0,
+                    help="seconds per augmentation measurement (default 6)")
+    bn.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -52,7 +52,7 @@ RUNTIME_DEFAULTS = {
     "precision": "auto",  # mixed_float16 on a GPU, float32 on a CPU
     "jit": "auto",  # XLA for the whole step: Keras' rule (on with one GPU, off on a CPU)
     "distribute": "none",  # or "mirrored": every GPU of this machine
-    "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 256 on a CPU
+    "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 128 on a CPU
 }
 RUNTIME_CHOICES = {
     "augment": ("fast", "imagedatagenerator"),

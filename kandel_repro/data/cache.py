@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,14 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
         for name, value in extra.items():
             np.save(tmp / f"{name}.npy", value)
         write_json(tmp / "manifest.json", dict(manifest, image_shape=list(shape)))
+    except BrokenProcessPool:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(
+            "the image-decoding worker processes died before finishing. They are "
+            "spawned, so a script that packs (or loads) data must do it under "
+            "`if __name__ == \"__main__\":`; or decode in this process with "
+            "workers=1 (--workers 1)."
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
