@@ -99,6 +99,39 @@ def cmd_pack(args):
     print(f"packed cache in {cache}")
 
 
+def cmd_verify(args):
+    from pathlib import Path
+
+    from .data.pcam import KAGGLE_COUNTS, verify
+    from .data.synthetic import MARKER
+
+    synthetic = (Path(args.data) / MARKER).exists()
+    counts = None if synthetic or args.any_size else KAGGLE_COUNTS
+    index = verify(args.data, counts)
+    print(f"{args.data}: {len(index.train_ids):,} labelled and {len(index.test_ids):,} test "
+          f"images, complete and consistent"
+          + (" (synthetic set)" if synthetic else "" if counts else " (counts not checked)"))
+
+
+def cmd_validate_submission(args):
+    from pathlib import Path
+
+    from .submission import run_submission, validate_submission
+
+    path = Path(args.path)
+    if path.is_dir():
+        path, sample = run_submission(path)
+    elif args.sample is None:
+        from .errors import ConfigError
+
+        raise ConfigError("give --sample SAMPLE_SUBMISSION.csv with a CSV file, or a run folder")
+    else:
+        sample = args.sample
+    frame = validate_submission(path, sample)
+    print(f"{path}: valid ({len(frame):,} test ids, probabilities in "
+          f"[{frame['label'].min():.4f}, {frame['label'].max():.4f}])")
+
+
 def cmd_blocks(args):
     from .backbones import depth_label, get_backbone
     from .model import block_map_of
@@ -190,6 +223,13 @@ def build_parser():
     p.add_argument("--workers", type=int, default=None, help="decoding processes")
     p.add_argument("--force", action="store_true", help="repack even if the cache is current")
     p.set_defaults(func=cmd_pack)
+    v = dsub.add_parser("verify", help="check an unpacked Kaggle folder completely (counts, "
+                        "every id has its tif, no unlisted tif)")
+    v.add_argument("--data", required=True, help="folder in the Kaggle layout")
+    v.add_argument("--any-size", action="store_true",
+                   help="do not require the competition's 220,025 + 57,458 files "
+                   "(synthetic sets are never held to them)")
+    v.set_defaults(func=cmd_verify)
 
     from .backbones import REGISTRY
 
@@ -227,6 +267,13 @@ def build_parser():
     tb.add_argument("--runs", required=True, help="folder of run folders")
     tb.add_argument("--out", default="tables", help="output folder (default tables/)")
     tb.set_defaults(func=cmd_table)
+    vs = sub.add_parser("validate-submission",
+                        help="check a Kaggle submission file before uploading it")
+    vs.add_argument("path", help="a finished PCam run folder, or a submission CSV")
+    vs.add_argument("--sample", default=None,
+                    help="sample_submission.csv to check a CSV against (a run folder knows its own)")
+    vs.set_defaults(func=cmd_validate_submission)
+
     bn = sub.add_parser("bench", help="measure the input pipeline's cost side by side "
                         "(writes bench.md and bench.json)",
                         description="Benchmark on synthetic PCam-sized data: fused augmentation "

@@ -154,6 +154,37 @@ def read_index(root):
     return PCamIndex(root, train_ids, labels, test_ids)
 
 
+# The competition's files (paper §4.1; Kaggle "Histopathologic Cancer Detection").
+KAGGLE_COUNTS = {"train": 220_025, "test": 57_458}
+
+
+def verify(root, counts=None):
+    """Check an unpacked competition folder completely; return its :class:`PCamIndex`.
+
+    Beyond :func:`read_index` (CSVs well formed, every listed id has its tif): no tif in
+    ``train/`` or ``test/`` that its CSV does not list, so that ``sample_submission.csv``
+    ids equal the test files, and — with ``counts`` (e.g. :data:`KAGGLE_COUNTS`) — the
+    number of files of each split. Every problem found is named.
+    """
+    root = Path(root)
+    index = read_index(root)
+    problems = []
+    for split, ids, csv in (("train", index.train_ids, "train_labels.csv"),
+                            ("test", index.test_ids, "sample_submission.csv")):
+        files = {entry.name[:-4] for entry in os.scandir(root / split) if entry.name.endswith(".tif")}
+        unlisted = sorted(files - set(ids))
+        if unlisted:
+            problems.append(f"{len(unlisted)} tif(s) in {root / split} not listed in {csv}, "
+                            f"e.g. {unlisted[0]}.tif")
+        if counts is not None and len(files) != counts[split]:
+            problems.append(f"{root / split} holds {len(files):,} tifs; the competition has "
+                            f"{counts[split]:,} (incomplete or mixed download?)")
+    if problems:
+        raise DataError(f"{root} is not a complete, consistent copy of the competition data:\n  - "
+                        + "\n  - ".join(problems))
+    return index
+
+
 def decode_tif(path):
     """Decode one patch to an RGB uint8 array, naming the file on failure."""
     from PIL import Image
