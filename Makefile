@@ -30,10 +30,11 @@ PCAM_TABLES     := table2 table3 table4 table5
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: install test bench demo demo-tables tables clean-demo help $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
+.PHONY: install test bench data demo demo-tables tables clean-demo help $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
 
 help:
 	@echo "make test         - install into $(VENV) and run the test suite"
+	@echo "make data         - download, verify and pack the Kaggle PCam data into DATA=$(DATA)"
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
 	@echo "make demo         - Table 2 on synthetic data on a CPU (tables/demo/)"
 	@echo "make demo-tables  - Tables 3-8 on synthetic data on a CPU (tables/demo/)"
@@ -51,6 +52,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+data: $(STAMP)
+	@if [ -f $(DATA)/train_labels.csv ]; then $(KR) data verify --data $(DATA); \
+	else $(KR) data download --out $(DATA); fi
+	$(KR) data pack --data $(DATA)
 
 bench: $(STAMP)
 	$(KR) bench --out tables

@@ -99,6 +99,14 @@ def cmd_pack(args):
     print(f"packed cache in {cache}")
 
 
+def cmd_download(args):
+    from .kaggle_api import download
+
+    out = download(args.out, args.competition, counts=None if args.any_size else "kaggle",
+                   quiet=args.quiet)
+    print(f"competition data verified in {out}")
+
+
 def cmd_verify(args):
     from pathlib import Path
 
@@ -223,6 +231,19 @@ def build_parser():
     p.add_argument("--workers", type=int, default=None, help="decoding processes")
     p.add_argument("--force", action="store_true", help="repack even if the cache is current")
     p.set_defaults(func=cmd_pack)
+    from .kaggle_api import COMPETITION
+
+    dl = dsub.add_parser("download", help="download, unzip and verify the Kaggle competition files",
+                         description="Downloads the competition files with the kaggle client "
+                         "(credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY; the "
+                         "competition's rules must be accepted on kaggle.com), unzips and "
+                         "verifies them, and only then moves them to --out.")
+    dl.add_argument("--out", default="data/pcam", help="folder to create (default data/pcam)")
+    dl.add_argument("--competition", default=COMPETITION, help=f"default {COMPETITION}")
+    dl.add_argument("--any-size", action="store_true",
+                    help="do not require the competition's file counts")
+    dl.add_argument("--quiet", action="store_true", help="no progress bars")
+    dl.set_defaults(func=cmd_download)
     v = dsub.add_parser("verify", help="check an unpacked Kaggle folder completely (counts, "
                         "every id has its tif, no unlisted tif)")
     v.add_argument("--data", required=True, help="folder in the Kaggle layout")
