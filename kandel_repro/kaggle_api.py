@@ -91,9 +91,9 @@ def download(dest, competition=COMPETITION, counts="kaggle", quiet=False):
     if dest.exists() and any(dest.iterdir()):
         raise KaggleError(f"{dest} exists and is not empty; verify it with 'kandel-repro data "
                           f"verify --data {dest}', or choose another folder")
+    client = api()  # credentials first: nothing is created without them
     staging = dest.parent / f".{dest.name}.download"
     staging.mkdir(parents=True, exist_ok=True)
-    client = api()
     try:
         client.competition_download_files(competition, path=str(staging), quiet=quiet)
     except Exception as exc:  # noqa: BLE001 - translated below, or re-raised

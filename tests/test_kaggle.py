@@ -98,7 +98,8 @@ def test_missing_credentials_say_what_to_do(tmp_path, monkeypatch):
     for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(KaggleError, match="no Kaggle credentials found.*kaggle.json"):
-        download(tmp_path / "pcam", quiet=True)
+        download(tmp_path / "data" / "pcam", quiet=True)
+    assert not (tmp_path / "data").exists()  # nothing created
 
 
 def test_the_kaggle_command_line_reaches_the_stand_in_too(tiny_pcam, kaggle_env, tmp_path):
