@@ -134,29 +134,27 @@ def augment_throughput(x, seconds):
     return fast, _rate(count, time.perf_counter() - started)
 
 
-class _StepTimer:
-    """Times training steps after ``warm`` steps; syncs on the loss each step."""
+def _step_timer(warm):
+    """A callback timing training steps after ``warm`` steps; syncs on the loss each step."""
+    import keras
 
-    def __new__(cls, warm):
-        import keras
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.stamps = []
 
-        class Timer(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.stamps = []
+        def on_train_batch_end(self, batch, logs=None):
+            float(logs["loss"])  # wait for the step to finish
+            self.stamps.append(time.perf_counter())
 
-            def on_train_batch_end(self, batch, logs=None):
-                float(logs["loss"])  # wait for the step to finish
-                self.stamps.append(time.perf_counter())
+        def images_per_second(self, batch_size):
+            stamps = self.stamps[warm - 1:]
+            return _rate((len(stamps) - 1) * batch_size, stamps[-1] - stamps[0])
 
-            def images_per_second(self, batch_size):
-                stamps = self.stamps[warm - 1:]
-                return _rate((len(stamps) - 1) * batch_size, stamps[-1] - stamps[0])
-
-        return Timer()
+    return StepTimer()
 
 
 def _train_rate(trainer, dataset, warm, steps, batch_size):
-    timer = _StepTimer(warm)
+    timer = _step_timer(warm)
     trainer.fit(dataset, steps_per_epoch=warm + steps, epochs=1, verbose=0,
                 callbacks=[timer], shuffle=False)
     return timer.images_per_second(batch_size)
@@ -199,7 +197,8 @@ def pipeline_vs_preaugmented(data, train_idx, warm, steps, rounds):
 
 
 def depth_throughput(data, train_idx, warm, steps):
-    """Training images/s of each VGG16 depth (top block only … whole network)."""
+    """Training images/s of each VGG16 depth (top block only … whole network), and the
+    whole network's predictor (prediction costs the same at every depth)."""
     from .augment import in_memory_dataset
     from .train import build_run_models
 
@@ -210,7 +209,7 @@ def depth_throughput(data, train_idx, warm, steps):
         ds = in_memory_dataset(data.train_x, data.train_y, train_idx, config["batch_size"]).repeat()
         out[config["blocks"]] = _train_rate(trainer, ds, warm, steps, config["batch_size"])
         _log(f"VGG16 blocks {config['blocks']}: {out[config['blocks']]:.1f} training images/s")
-    return out, predictor, config
+    return out, predictor
 
 
 def eval_throughput(predictor, x, batch, repeats=3):
@@ -283,7 +282,7 @@ def run_bench(out_dir="tables", work_dir="data/bench", images=1500, copies=24, s
     _log(f"augmentation: fast {fast:.0f} images/s, ImageDataGenerator.flow {flow:.0f} images/s")
     with_pipeline, preaugmented, config = pipeline_vs_preaugmented(data, train_idx, warm, steps, rounds)
     _log(f"training block 5: pipeline {with_pipeline:.1f}, pre-augmented {preaugmented:.1f} images/s")
-    depth_rates, predictor, _ = depth_throughput(data, train_idx, warm, steps)
+    depth_rates, predictor = depth_throughput(data, train_idx, warm, steps)
     eval_rate = eval_throughput(predictor, data.train_x, config["eval_batch_size"])
     _log(f"prediction: {eval_rate:.1f} images/s")
     del data
