@@ -249,8 +249,15 @@ def projection(depth_rates, eval_rate):
 
 
 
-def run_bench(out_dir="tables", work_dir="data/bench", images=1500, copies=24, size=96,
-              warm=2, steps=6, rounds=4, augment_seconds=6.0, rss_steps=3):
+# The defaults of `make bench` (and of `kandel-repro bench`'s options).
+DEFAULTS = {"images": 1500, "copies": 24, "size": 96, "warm": 2, "steps": 8, "rounds": 3,
+            "augment_seconds": 6.0}
+
+
+def run_bench(out_dir="tables", work_dir="data/bench", images=DEFAULTS["images"],
+              copies=DEFAULTS["copies"], size=DEFAULTS["size"], warm=DEFAULTS["warm"],
+              steps=DEFAULTS["steps"], rounds=DEFAULTS["rounds"],
+              augment_seconds=DEFAULTS["augment_seconds"], rss_steps=3):
     """Measure every figure and write ``bench.md`` and ``bench.json`` into ``out_dir``."""
     from .data import pcam
     from .data.synthetic import write_synthetic_pcam

@@ -300,21 +300,27 @@ def build_parser():
                         description="Benchmark on synthetic PCam-sized data: fused augmentation "
                         "vs ImageDataGenerator.flow, the pipeline vs pre-augmented tensors, "
                         "VGG16 speed per depth, packing speed, peak memory, and a projection "
-                        "of Table 2's wall time. About 5 minutes on 2 CPU cores.")
+                        "of Table 2's wall time. About 6 minutes on 2 CPU cores.")
     bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
     bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
                     "(default data/bench; reused)")
-    bn.add_argument("--images", type=int, default=1500, help="distinct synthetic training images (default 1500)")
-    bn.add_argument("--copies", type=int, default=24,
+    from .bench import DEFAULTS as B
+
+    bn.add_argument("--images", type=int, default=B["images"],
+                    help=f"distinct synthetic training images (default {B['images']})")
+    bn.add_argument("--copies", type=int, default=B["copies"],
                     help="each image appears this many times (hard links), so packing and "
-                    "memory see a set of about 1 GiB (default 24)")
-    bn.add_argument("--size", type=int, default=96, help="image side (default 96, as PCam)")
-    bn.add_argument("--warm", type=int, default=2, help="untimed warm-up steps per measurement (default 2)")
-    bn.add_argument("--steps", type=int, default=8, help="timed training steps per measurement (default 6)")
-    bn.add_argument("--rounds", type=int, default=3,
-                    help="alternating rounds of pipeline vs pre-augmented (default 4; median)")
-    bn.add_argument("--augment-seconds", type=float, default=6.0,
-                    help="seconds per augmentation measurement (default 6)")
+                    f"memory see a set of about 1 GiB (default {B['copies']})")
+    bn.add_argument("--size", type=int, default=B["size"],
+                    help=f"image side (default {B['size']}, as PCam)")
+    bn.add_argument("--warm", type=int, default=B["warm"],
+                    help=f"untimed warm-up steps per measurement (default {B['warm']})")
+    bn.add_argument("--steps", type=int, default=B["steps"],
+                    help=f"timed training steps per measurement (default {B['steps']})")
+    bn.add_argument("--rounds", type=int, default=B["rounds"],
+                    help=f"alternating rounds of pipeline vs pre-augmented (default {B['rounds']}; median)")
+    bn.add_argument("--augment-seconds", type=float, default=B["augment_seconds"],
+                    help=f"seconds per augmentation measurement (default {B['augment_seconds']:g})")
     bn.set_defaults(func=cmd_bench)
     return parser
 
