@@ -38,7 +38,8 @@ help:
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
 	@echo "make demo         - Table 2 on synthetic data on a CPU (tables/demo/)"
 	@echo "make demo-tables  - Tables 3-8 on synthetic data on a CPU (tables/demo/)"
-	@echo "make table2 ... table5 - PCam tables from the Kaggle data in DATA=$(DATA) (GPU recommended)"
+	@echo "make table2 ... table5 - PCam tables from the Kaggle data in DATA=$(DATA) (GPU recommended);"
+	@echo "                  SUBMIT=1 submits each finished run to Kaggle and shows its test AUC"
 	@echo "make table6 ... table8 - BreakHis tables from BREAKHIS=$(BREAKHIS)"
 	@echo "make tables       - every paper table, resuming whatever is already done"
 
@@ -67,7 +68,7 @@ demo: $(STAMP)
 	$(KR) table table2 --runs $(DEMO_RUNS)/table2 --out tables/demo
 
 $(PCAM_TABLES): $(STAMP)
-	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@
+	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(if $(SUBMIT),--submit)
 	$(KR) table $@ --runs $(RUNS)/$@ --out tables
 
 $(BREAKHIS_TABLES): $(STAMP)

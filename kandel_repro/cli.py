@@ -169,14 +169,87 @@ def cmd_train(args):
     print(json.dumps(metrics, indent=2))
 
 
-def cmd_grid(args):
-    from .grid import run_grid
+def _submit_options(p, what):
+    from .kaggle_api import COMPETITION
+    from .submission import DEFAULT_POLL, DEFAULT_TIMEOUT
 
+    k = p.add_argument_group("Kaggle submission" + what)
+    k.add_argument("--competition", default=COMPETITION, help=f"default {COMPETITION}")
+    k.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds to wait for each score (default {DEFAULT_TIMEOUT:g}); a "
+                   "submission not scored by then stays recorded and is polled, not "
+                   "resubmitted, next time")
+    k.add_argument("--poll", type=float, default=DEFAULT_POLL,
+                   help=f"seconds between looks at the submission list (default {DEFAULT_POLL:g})")
+    k.add_argument("--resubmit", action="store_true",
+                   help="submit runs that already have a Kaggle score again")
+
+
+def _submit(args, run_dirs, queue_file=None):
+    from .submission import submit_runs
+
+    outcomes = submit_runs(run_dirs, message=getattr(args, "message", None),
+                           competition=args.competition, timeout=args.timeout, poll=args.poll,
+                           resubmit=args.resubmit, quiet=getattr(args, "quiet", False),
+                           queue_file=queue_file)
+    counts = {}
+    for outcome in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    print("Kaggle: " + (", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+                        or "no finished PCam run to submit"))
+    return outcomes
+
+
+def cmd_grid(args):
+    from pathlib import Path
+
+    from .grid import get_sweep, run_grid
+
+    sweep = get_sweep(args.table)
+    if args.submit and sweep.dataset != "pcam":
+        from .errors import ConfigError
+
+        raise ConfigError(f"--submit: {args.table} is a BreakHis table; only PCam runs are "
+                          "scored by Kaggle")
     statuses = run_grid(args.table, args.data, args.runs, cache_dir=args.cache,
                         rerun=args.rerun, workers=args.workers, shard=args.shard,
                         **_overrides(args))
-    if "failed" in statuses.values():
-        return 1
+    status = 1 if "failed" in statuses.values() else 0
+    if args.submit:
+        runs = [Path(args.runs) / name for name, s in statuses.items() if s != "failed"]
+        outcomes = _submit(args, runs, Path(args.runs) / "kaggle-queue.json")
+        if {"invalid", "error"} & set(outcomes.values()):
+            status = 1
+    return status
+
+
+def cmd_submit(args):
+    from pathlib import Path
+
+    from .submission import finished_pcam_runs
+
+    runs, queue_file = [], None
+    for path in map(Path, args.paths):
+        if not path.is_dir():
+            from .errors import ConfigError
+
+            raise ConfigError(f"{path} is not a run folder or a folder of run folders")
+        found = finished_pcam_runs(path)
+        if not found:
+            from .errors import ConfigError
+
+            raise ConfigError(f"{path} holds no finished PCam run")
+        if found != [path]:
+            queue_file = path / "kaggle-queue.json"
+        runs += found
+    if args.message and len(runs) > 1:
+        from .errors import ConfigError
+
+        raise ConfigError("-m/--message names one submission; give one run folder, or leave "
+                          "it out (each run is described by its name)")
+    outcomes = _submit(args, runs, queue_file if len(args.paths) == 1 else None)
+    # NOTE: queued is not a failure (the limit resets); pending, invalid and error are.
+    return 0 if set(outcomes.values()) <= {"scored", "scored before", "queued"} else 1
 
 
 def cmd_table(args):
@@ -280,7 +353,11 @@ def build_parser():
                    help="run only the I-th of N disjoint shares of the table's runs (round "
                    "robin), e.g. 1/3, 2/3, 3/3 on three machines; copy their run folders "
                    "into one --runs folder to render the table")
+    g.add_argument("--submit", action="store_true",
+                   help="PCam: submit each finished run to Kaggle and record its score "
+                   "(within the daily limit; the rest are queued for the next call)")
     _add_training_options(g)
+    _submit_options(g, " (with --submit)")
     g.set_defaults(func=cmd_grid)
 
     tb = sub.add_parser("table", help="render a table from finished run folders")
@@ -294,6 +371,22 @@ def build_parser():
     vs.add_argument("--sample", default=None,
                     help="sample_submission.csv to check a CSV against (a run folder knows its own)")
     vs.set_defaults(func=cmd_validate_submission)
+    su = sub.add_parser(
+        "submit", help="validate and submit runs' test predictions to Kaggle, wait for the "
+        "score, record it in metrics.json",
+        description="Validates each run's submission.csv (an invalid file is never "
+        "uploaded), submits it with the kaggle client, polls the submission list until "
+        "it is scored, and writes kaggle_public_auc and kaggle_private_auc into the run's "
+        "metrics.json; tables then show the private score. Kaggle's daily limit is "
+        "respected: runs beyond it are queued and submitted by the next call. "
+        "Credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY.")
+    su.add_argument("paths", nargs="+", metavar="RUN_DIR",
+                    help="finished PCam run folders, or a folder of them (e.g. runs/table2)")
+    su.add_argument("-m", "--message", default=None,
+                    help="submission description (default: the run's name and file hash)")
+    su.add_argument("--quiet", action="store_true", help="no upload progress bar")
+    _submit_options(su, "")
+    su.set_defaults(func=cmd_submit)
 
     bn = sub.add_parser("bench", help="measure the input pipeline's cost side by side "
                         "(writes bench.md and bench.json)",

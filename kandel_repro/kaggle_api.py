@@ -70,8 +70,27 @@ def explain(exc, competition, action):
         return KaggleError(f"Kaggle has no competition {competition!r} (404) while {action}; "
                            "check the name")
     if status is not None:
-        return KaggleError(f"Kaggle answered HTTP {status} while {action}: {exc}")
+        return KaggleError(f"Kaggle answered HTTP {status} while {action}: "
+                           f"{_server_message(exc.response) or exc}")
     return None
+
+
+def _server_message(response):
+    try:
+        return str(response.json().get("message") or "")
+    except Exception:  # noqa: BLE001 - not JSON: say nothing more
+        return ""
+
+
+def call(competition, action, function, *args, **kwargs):
+    """``function(*args, **kwargs)``, with the client's failures explained."""
+    try:
+        return function(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - translated below, or re-raised
+        error = explain(exc, competition, action)
+        if error is None:
+            raise
+        raise error from None
 
 
 def download(dest, competition=COMPETITION, counts="kaggle", quiet=False):
@@ -94,13 +113,8 @@ def download(dest, competition=COMPETITION, counts="kaggle", quiet=False):
     client = api()  # credentials first: nothing is created without them
     staging = dest.parent / f".{dest.name}.download"
     staging.mkdir(parents=True, exist_ok=True)
-    try:
-        client.competition_download_files(competition, path=str(staging), quiet=quiet)
-    except Exception as exc:  # noqa: BLE001 - translated below, or re-raised
-        error = explain(exc, competition, "downloading the data")
-        if error is None:
-            raise
-        raise error from None
+    call(competition, "downloading the data", client.competition_download_files,
+          competition, path=str(staging), quiet=quiet)
     archive = staging / f"{competition}.zip"
     if not archive.is_file():
         raise KaggleError(f"the Kaggle client finished without writing {archive}")

@@ -80,3 +80,261 @@ def run_submission(run_dir):
     if not (run_dir / "metrics.json").is_file():
         raise SubmissionError(f"{run_dir} has not finished (no metrics.json)")
     return run_dir / "submission.csv", Path(config["data_dir"]) / "sample_submission.csv"
+
+
+# -- submitting to Kaggle and recording the score ---------------------------------------
+
+RECORD = "kaggle-submission.json"  # in the run folder: what was submitted, never credentials
+SCORE_KEYS = ("kaggle_public_auc", "kaggle_private_auc")
+DEFAULT_TIMEOUT = 1800.0  # seconds to wait for a score
+DEFAULT_POLL = 30.0  # seconds between looks at the submission list
+
+
+class ScoreTimeout(KandelError):
+    """The submission was made but not scored in time; it stays recorded as pending."""
+
+
+class ScoringFailed(KandelError):
+    """Kaggle accepted the submission but could not score it (its reason is given)."""
+
+
+def _sha256(path):
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def submission_state(run_dir):
+    """``"scored"``, ``"pending"`` (submitted, score not read yet) or ``"new"``."""
+    from .runio import read_json
+
+    run_dir = Path(run_dir)
+    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    if metrics.get("kaggle_submission_ref") is not None:
+        return "scored"
+    record = run_dir / RECORD
+    if record.is_file() and read_json(record).get("status") == "pending":
+        return "pending"
+    return "new"
+
+
+def _find(entries, record):
+    """Our entry in Kaggle's submission list: by ref, else by its unique description."""
+    for entry in entries or []:
+        if entry is None:
+            continue
+        if record["ref"] and int(entry.ref or 0) == record["ref"]:
+            return entry
+        if not record["ref"] and entry.description == record["description"]:
+            return entry
+    return None
+
+
+def _score(text):
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def wait_for_score(client, record, timeout=DEFAULT_TIMEOUT, poll=DEFAULT_POLL, log=print,
+                   sleep=None, clock=None):
+    """Poll Kaggle's submission list until ``record``'s entry is scored; return the entry.
+
+    Bounded by ``timeout`` seconds (:class:`ScoreTimeout` after it) and interruptible
+    (Ctrl-C raises ``KeyboardInterrupt`` between polls). A submission Kaggle could not
+    score raises :class:`ScoringFailed` with Kaggle's reason.
+    """
+    import time
+
+    from .kaggle_api import call
+
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    competition = record["competition"]
+    deadline = clock() + timeout
+    polls = 0
+    while True:
+        entries = call(competition, "reading the submission list",
+                       client.competition_submissions, competition)
+        polls += 1
+        entry = _find(entries, record)
+        status = getattr(getattr(entry, "status", None), "name", str(getattr(entry, "status", "")))
+        if status == "COMPLETE":
+            return entry
+        if status == "ERROR":
+            raise ScoringFailed(f"Kaggle could not score submission {record['ref']} "
+                              f"({record['description']}): {entry.error_description}")
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise ScoreTimeout(
+                f"submission {record['ref'] or record['description']!r} was not scored within "
+                f"{timeout:g} s ({polls} looks at the submission list); it stays on Kaggle and "
+                f"is recorded as pending in {RECORD}")
+        if polls == 1:
+            log(f"  waiting for Kaggle to score it (up to {timeout:g} s; Ctrl-C stops waiting, "
+                "the submission stays recorded)")
+        sleep(min(poll, remaining))
+
+
+def submit_run(run_dir, message=None, competition=None, timeout=DEFAULT_TIMEOUT,
+               poll=DEFAULT_POLL, resubmit=False, quiet=False, client=None, log=print,
+               sleep=None, clock=None):
+    """Validate, submit and score one finished PCam run; return its updated metrics.
+
+    The file is validated first (:func:`validate_submission`): an invalid file is never
+    uploaded. The submission is recorded in ``RUN/kaggle-submission.json`` as soon as
+    Kaggle accepts it, so a run whose score was not read (timeout, Ctrl-C) is polled
+    again — not submitted again — by the next call. The public and private AUC are
+    written into ``metrics.json`` (atomically) as ``kaggle_public_auc`` and
+    ``kaggle_private_auc``. A run already scored is left alone unless ``resubmit``.
+    """
+    from datetime import datetime, timezone
+
+    from .kaggle_api import COMPETITION, KaggleError, api, call
+    from .runio import read_json, write_json
+
+    run_dir = Path(run_dir)
+    competition = competition or COMPETITION
+    csv, sample = run_submission(run_dir)
+    validate_submission(csv, sample)
+    metrics = read_json(run_dir / "metrics.json")
+    state = submission_state(run_dir)
+    if state == "scored" and not resubmit:
+        log(f"{run_dir.name}: scored before (submission {metrics['kaggle_submission_ref']}: "
+            f"private {metrics.get('kaggle_private_auc')}, public {metrics.get('kaggle_public_auc')}); "
+            "--resubmit to submit again")
+        return metrics
+    digest = _sha256(csv)
+    record = read_json(run_dir / RECORD) if state == "pending" else None
+    if record and not resubmit and record.get("sha256") == digest \
+            and record.get("competition") == competition:
+        log(f"{run_dir.name}: submitted before as {record['ref']}; reading its score")
+    else:
+        client = client or api()
+        description = message or f"kandel_repro {run_dir.name} ({digest[:8]})"
+        log(f"{run_dir.name}: submitting {csv} to {competition}")
+        response = call(competition, "submitting", client.competition_submit, str(csv),
+                        description, competition, quiet=quiet)
+        if response.message == client.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
+            raise KaggleError(f"uploading {csv} to Kaggle failed, so nothing was submitted; "
+                              "try again")
+        record = {"competition": competition, "ref": int(response.ref or 0),
+                  "description": description, "file": csv.name, "sha256": digest,
+                  "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "status": "pending", "message": response.message}
+        write_json(run_dir / RECORD, record)
+    client = client or api()
+    try:
+        entry = wait_for_score(client, record, timeout, poll, log, sleep, clock)
+    except KeyboardInterrupt:
+        log(f"{run_dir.name}: stopped waiting; the submission is on Kaggle and recorded in "
+            f"{run_dir / RECORD}: `kandel-repro submit {run_dir}` reads its score later "
+            "without submitting again")
+        raise
+    except ScoreTimeout as exc:
+        raise ScoreTimeout(f"{run_dir.name}: {exc}: `kandel-repro submit {run_dir}` reads its "
+                           "score later without submitting again (or give a longer "
+                           "--timeout)") from None
+    except ScoringFailed:
+        write_json(run_dir / RECORD, {**record, "status": "error"})
+        raise
+    public, private = _score(entry.public_score), _score(entry.private_score)
+    record = {**record, "ref": int(entry.ref or record["ref"]), "status": "scored",
+              "public_score": public, "private_score": private}
+    metrics.update(kaggle_public_auc=public, kaggle_private_auc=private,
+                   kaggle_submission_ref=record["ref"],
+                   kaggle_scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / RECORD, record)
+    log(f"{run_dir.name}: Kaggle AUC private {private}, public {public} "
+        f"(submission {record['ref']})")
+    return metrics
+
+
+def _allowed(limits):
+    """Whether Kaggle's daily limit lets one more submission through now."""
+    if limits.num_allowed_now > 0:
+        return True
+    return not (limits.num_today or limits.num_total)  # no team yet: all zero, first one allowed
+
+
+def finished_pcam_runs(folder):
+    """Finished PCam run folders: ``folder`` itself, or the run folders inside it."""
+    from .runio import read_json
+
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        return [folder]
+    runs = []
+    for run_dir in sorted(p for p in folder.iterdir() if (p / "config.json").is_file()):
+        if (run_dir / "metrics.json").is_file() and \
+                read_json(run_dir / "config.json").get("protocol", "pcam") == "pcam":
+            runs.append(run_dir)
+    return runs
+
+
+def submit_runs(run_dirs, message=None, competition=None, timeout=DEFAULT_TIMEOUT,
+                poll=DEFAULT_POLL, resubmit=False, quiet=False, client=None, log=print,
+                queue_file=None, sleep=None, clock=None):
+    """Submit and score several runs within Kaggle's daily limit; ``{run: outcome}``.
+
+    Outcomes: ``scored``, ``scored before``, ``pending`` (submitted, not scored in time),
+    ``queued`` (the daily limit is reached: submit again after it resets), ``invalid``
+    (the file failed validation; nothing uploaded), ``error`` (Kaggle could not score
+    it). Runs already submitted are polled first; they cost no submission. The queued
+    runs are listed in ``queue_file`` when one is given (removed when none is left).
+    Credential and connection errors stop the whole batch.
+    """
+    from .kaggle_api import COMPETITION, api, call
+    from .runio import write_json
+
+    competition = competition or COMPETITION
+    order = {"pending": 0, "new": 1, "scored": 2}
+    run_dirs = sorted((Path(r) for r in run_dirs), key=lambda r: order[submission_state(r)])
+    outcomes, queued, limits = {}, [], None
+    for run_dir in run_dirs:
+        state = submission_state(run_dir)
+        if state == "scored" and not resubmit:
+            outcomes[run_dir.name] = "scored before"
+            continue
+        try:
+            csv, sample = run_submission(run_dir)
+            validate_submission(csv, sample)
+        except SubmissionError as exc:
+            log(f"{run_dir.name}: not submitted: {exc}")
+            outcomes[run_dir.name] = "invalid"
+            continue
+        client = client or api()
+        if state != "pending" or resubmit:
+            limits = call(competition, "reading the submission limits",
+                          client.competition_get_submission_limits, competition)
+            if not _allowed(limits):
+                queued.append(run_dir)
+                outcomes[run_dir.name] = "queued"
+                continue
+        kwargs = dict(message=message, competition=competition, timeout=timeout, poll=poll,
+                      resubmit=resubmit, quiet=quiet, client=client, log=log, sleep=sleep,
+                      clock=clock)
+        try:
+            submit_run(run_dir, **kwargs)
+            outcomes[run_dir.name] = "scored"
+        except ScoreTimeout as exc:
+            log(str(exc))
+            outcomes[run_dir.name] = "pending"
+        except ScoringFailed as exc:
+            log(f"{run_dir.name}: {exc}")
+            outcomes[run_dir.name] = "error"
+    if queued:
+        log(f"{len(queued)} run(s) queued: Kaggle's daily submission limit is reached "
+            f"({limits.num_today} today). The same command submits them after the limit "
+            "resets (midnight UTC); finished runs are not trained again: "
+            + ", ".join(r.name for r in queued))
+    if queue_file is not None:
+        queue_file = Path(queue_file)
+        if queued:
+            write_json(queue_file, {"competition": competition,
+                                    "queued": [r.name for r in queued],
+                                    "reason": "daily submission limit reached"})
+        else:
+            queue_file.unlink(missing_ok=True)
+    return outcomes

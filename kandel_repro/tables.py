@@ -21,8 +21,10 @@ from .runio import write_csv, write_text
 from .train import read_run
 
 METRICS = {
-    "kaggle_private_auc": "Kaggle private test ROC AUC",
-    "val_auc": "validation ROC AUC of the best epoch (80/20 split; the Kaggle test AUC is not recorded)",
+    "kaggle_private_auc": ("Kaggle private-leaderboard test ROC AUC, scored by Kaggle "
+                           "(`kandel-repro submit`; the public score is in the CSV)"),
+    "val_auc": ("validation ROC AUC of the best epoch (80/20 split; the Kaggle test AUC is "
+                "shown once every run is scored: `kandel-repro submit`)"),
     "test_auc": "ROC AUC on the held-out 10 % test split, model of the best validation epoch",
 }
 SHORT = {"kaggle_private_auc": "Kaggle private AUC", "val_auc": "validation AUC",

@@ -34,7 +34,8 @@ from .runio import read_json, write_csv, write_json
 FINISHED = "metrics.json"
 FAILED = "error.json"
 ARTEFACTS = ("config.json", "val_ids.csv", "test_ids.csv", "history.csv", "best_model.keras",
-             "val_predictions.csv", "submission.csv", "test_predictions.csv", FINISHED, FAILED)
+             "val_predictions.csv", "submission.csv", "test_predictions.csv", FINISHED, FAILED,
+             "kaggle-submission.json")
 
 # Config keys that define the experiment: a finished run is reused only if these match.
 EXPERIMENT_KEYS = (

@@ -25,3 +25,28 @@ def pcam_copy(tiny_pcam, tmp_path):
     dst = tmp_path / "pcam"
     shutil.copytree(tiny_pcam, dst, ignore=shutil.ignore_patterns(".kandel_cache"))
     return dst
+
+
+KAGGLE_USER, KAGGLE_KEY = "tester", "not-a-real-key"
+
+
+@pytest.fixture
+def kaggle_env(tmp_path, monkeypatch):
+    """Client settings that reach only the stand-in; no real credentials read or written."""
+    from fake_kaggle import FakeKaggle
+    from kandel_repro.kaggle_api import COMPETITION
+
+    def start(archive=None, username=KAGGLE_USER, key=KAGGLE_KEY, **server_settings):
+        server = FakeKaggle(KAGGLE_USER, KAGGLE_KEY, COMPETITION, archive, **server_settings)
+        monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{server.port}")
+        monkeypatch.setenv("NO_PROXY", "")
+        monkeypatch.setenv("no_proxy", "")
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
+        monkeypatch.setenv("KAGGLE_USERNAME", username)
+        monkeypatch.setenv("KAGGLE_KEY", key)
+        monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
+        return server
+    return start

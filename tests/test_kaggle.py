@@ -4,11 +4,8 @@ import zipfile
 
 import pytest
 
-from fake_kaggle import FakeKaggle
 from kandel_repro.cli import main
 from kandel_repro.kaggle_api import COMPETITION, KaggleError, download
-
-USER, KEY = "tester", "not-a-real-key"
 
 
 def competition_zip(root, drop=None):
@@ -20,25 +17,6 @@ def competition_zip(root, drop=None):
             if path.is_file() and not relative.startswith(".") and relative != drop:
                 zipped.write(path, relative)
     return buffer.getvalue()
-
-
-@pytest.fixture
-def kaggle_env(tmp_path, monkeypatch):
-    """Client settings that reach only the stand-in; no real credentials read or written."""
-    def start(archive, username=USER, key=KEY):
-        server = FakeKaggle(USER, KEY, COMPETITION, archive)
-        monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
-        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{server.port}")
-        monkeypatch.setenv("NO_PROXY", "")
-        monkeypatch.setenv("no_proxy", "")
-        monkeypatch.setenv("HOME", str(tmp_path / "home"))
-        monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
-        monkeypatch.setenv("KAGGLE_USERNAME", username)
-        monkeypatch.setenv("KAGGLE_KEY", key)
-        monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
-        return server
-    return start
 
 
 def test_download_verify_pack(tiny_pcam, kaggle_env, tmp_path):

@@ -51,7 +51,7 @@ def test_table_files_and_metric_choice(tmp_path):
     make_runs(tmp_path / "runs", kaggle=True)
     md, csv, png = tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
     text = md.read_text()
-    assert "Kaggle private test ROC AUC" in text and "**0.9800**" in text
+    assert "Kaggle private-leaderboard test ROC AUC" in text and "**0.9800**" in text
     frame = pd.read_csv(csv)
     assert len(frame) == 15 and set(frame["status"]) == {"ok", "failed", "missing"}
     assert frame["kaggle_public_auc"].notna().sum() == 13
