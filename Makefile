@@ -30,7 +30,7 @@ PCAM_TABLES     := table2 table3 table4 table5
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: install test bench data demo demo-tables tables clean-demo help $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
+.PHONY: install test bench data demo demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
 
 help:
 	@echo "make test         - install into $(VENV) and run the test suite"
@@ -42,6 +42,8 @@ help:
 	@echo "                  SUBMIT=1 submits each finished run to Kaggle and shows its test AUC"
 	@echo "make table6 ... table8 - BreakHis tables from BREAKHIS=$(BREAKHIS)"
 	@echo "make tables       - every paper table, resuming whatever is already done"
+	@echo "make kaggle-kernel TABLE=table2 [SHARD=1/4] [RESUME_FROM=user/kernel] - push a Kaggle"
+	@echo "                    kernel that runs the table (or a shard) on Kaggle's GPU"
 
 install: $(STAMP)
 
@@ -93,6 +95,11 @@ demo-table6 demo-table7 demo-table8: $(STAMP)
 	$(KR) data synthetic-breakhis --out $(DEMO_BREAKHIS) --patients 3 --images 4 --seed 0
 	$(KR) grid $(@:demo-%=%) --data $(DEMO_BREAKHIS) --runs $(DEMO_RUNS)/$(@:demo-%=%) --weights none --epochs $(DEMO_BH_EPOCHS) --image-size $(if $(filter demo-table8,$@),75,$(DEMO_BH_VGG_SIZE))
 	$(KR) table $(@:demo-%=%) --runs $(DEMO_RUNS)/$(@:demo-%=%) --out tables/demo
+
+# A Kaggle kernel for a PCam table: data sets (wheel, weights) uploaded, kernel pushed.
+TABLE ?= table2
+kaggle-kernel: $(STAMP)
+	$(KR) kaggle-kernel $(TABLE) $(if $(SHARD),--shard $(SHARD)) $(if $(RESUME_FROM),--resume-from $(RESUME_FROM)) --push
 
 clean-demo:
 	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS)

@@ -213,10 +213,10 @@ def cmd_grid(args):
                           "scored by Kaggle")
     statuses = run_grid(args.table, args.data, args.runs, cache_dir=args.cache,
                         rerun=args.rerun, workers=args.workers, shard=args.shard,
-                        **_overrides(args))
+                        time_budget=args.time_budget, **_overrides(args))
     status = 1 if "failed" in statuses.values() else 0
     if args.submit:
-        runs = [Path(args.runs) / name for name, s in statuses.items() if s != "failed"]
+        runs = [Path(args.runs) / name for name, s in statuses.items() if s in ("ok", "skipped")]
         outcomes = _submit(args, runs, Path(args.runs) / "kaggle-queue.json")
         if {"invalid", "error"} & set(outcomes.values()):
             status = 1
@@ -257,6 +257,32 @@ def cmd_table(args):
 
     for path in write_table(args.table, args.runs, args.out):
         print(f"wrote {path}")
+
+
+def cmd_kaggle_kernel(args):
+    from .grid import parse_shard
+    from .kaggle_kernel import kernel_slug, make_kernel, push
+
+    grid_args = args.grid_args
+    user = args.user
+    client = None
+    if user is None:
+        from .kaggle_api import api
+
+        client = api()
+        user = client.get_config_value("username")
+        if not user:
+            from .errors import ConfigError
+
+            raise ConfigError("cannot tell the Kaggle user name from the credentials; give --user")
+    out = args.out or f"kaggle/{kernel_slug(args.table, parse_shard(args.shard))}"
+    folders = make_kernel(args.table, out, user, shard=args.shard, budget_hours=args.budget_hours,
+                          resume_from=args.resume_from, grid_args=grid_args)
+    if args.push:
+        push(folders, client=client)
+    else:
+        print(f"not pushed; `kandel-repro kaggle-kernel {args.table} ... --push`, or by hand: "
+              f"kaggle datasets create -p {folders['wheel']}; kaggle kernels push -p {folders['kernel']}")
 
 
 def cmd_bench(args):
@@ -353,6 +379,11 @@ def build_parser():
                    help="run only the I-th of N disjoint shares of the table's runs (round "
                    "robin), e.g. 1/3, 2/3, 3/3 on three machines; copy their run folders "
                    "into one --runs folder to render the table")
+    g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop starting runs when the slowest run so far would not fit in "
+                   "what is left, and stop a run at the epoch that would pass it (the run "
+                   "stays unfinished and is trained again next time); e.g. inside a Kaggle "
+                   "kernel")
     g.add_argument("--submit", action="store_true",
                    help="PCam: submit each finished run to Kaggle and record its score "
                    "(within the daily limit; the rest are queued for the next call)")
@@ -388,6 +419,34 @@ def build_parser():
     _submit_options(su, "")
     su.set_defaults(func=cmd_submit)
 
+    from .kaggle_kernel import DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS
+
+    kk = sub.add_parser(
+        "kaggle-kernel", help="write (--push: upload) a Kaggle kernel that runs a PCam table, "
+        "or a shard of it, on Kaggle's GPU",
+        description="Writes OUT/kernel (kernel-metadata.json: the competition as data source, "
+        "GPU on, internet off; driver.py), OUT/wheel (this package as a private data set) "
+        "and, for ImageNet runs, OUT/weights (the notop .h5 files from Keras' cache). The "
+        "kernel installs the package offline, runs `kandel-repro grid TABLE` within the time "
+        "budget, resumes from the kernels given with --resume-from, and leaves runs/ and "
+        "tables/ in its output. Options after `--` go to the kernel's grid, e.g. "
+        "`kandel-repro kaggle-kernel table2 --shard 1/3 -- --epochs 30`.")
+    kk.add_argument("table", choices=["table2", "table3", "table4", "table5"], help="which PCam table")
+    kk.add_argument("--shard", default=None, metavar="I/N", help="run the I-th of N shares of the runs")
+    kk.add_argument("--budget-hours", type=float, default=DEFAULT_BUDGET_HOURS,
+                    help=f"time budget of the kernel (default {DEFAULT_BUDGET_HOURS:g}; Kaggle "
+                    f"stops a GPU session at {SESSION_LIMIT_HOURS} h); runs that do not fit are "
+                    "left for the next kernel")
+    kk.add_argument("--resume-from", action="append", default=[], metavar="OWNER/KERNEL",
+                    help="an earlier kernel whose output (finished runs) this one starts from; "
+                    "repeatable")
+    kk.add_argument("--user", default=None,
+                    help="Kaggle user owning the kernel and data sets (default: from the credentials)")
+    kk.add_argument("--out", default=None, help="folder to write (default kaggle/<kernel name>)")
+    kk.add_argument("--push", action="store_true",
+                    help="upload the data sets (a new version if they exist) and push the kernel")
+    kk.set_defaults(func=cmd_kaggle_kernel)
+
     bn = sub.add_parser("bench", help="measure the input pipeline's cost side by side "
                         "(writes bench.md and bench.json)",
                         description="Benchmark on synthetic PCam-sized data: fused augmentation "
@@ -422,7 +481,15 @@ def main(argv=None):
     from .errors import KandelError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    extra = []
+    if "--" in argv:  # kaggle-kernel: what follows goes to the kernel's grid
+        argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if extra and args.command != "kaggle-kernel":
+        parser.error(f"unexpected arguments after --: {' '.join(extra)}")
+    args.grid_args = extra
     try:
         return args.func(args) or 0
     except KandelError as exc:

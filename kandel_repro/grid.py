@@ -182,15 +182,30 @@ def _check_input_size(sweep, data):
             )
 
 
+def _longest_run_seconds(runs_dir, cells):
+    """The wall time of the slowest finished run of these cells (None if none)."""
+    from .train import read_run
+
+    seconds = [(read_run(Path(runs_dir) / cell.name)[1] or {}).get("wall_seconds")
+               for cell in cells]
+    seconds = [s for s in seconds if s]
+    return max(seconds) if seconds else None
+
+
 def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, workers=None,
-             verbose="auto", log=print, shard=None, **overrides):
+             verbose="auto", log=print, shard=None, time_budget=None, **overrides):
     """Run every cell of a sweep that is not finished; return ``{run name: status}``.
 
     ``shard="i/n"`` runs only the i-th of n disjoint shares of the cells (see
     :func:`shard_cells`): n machines or Kaggle kernels each run one share, and the table
     is rendered from all their run folders copied into one ``runs_dir``.
+
+    ``time_budget`` (seconds from now): a run is not started when the slowest finished
+    run of the table would not fit in what is left, and a run in progress stops at the
+    epoch boundary that would pass the budget (it stays unfinished). Runs left over get
+    the status ``"out of time"``; the same call later resumes with them.
     """
-    from .train import FAILED, is_finished, record_failure, train_run
+    from .train import FAILED, TimeBudgetExceeded, is_finished, record_failure, train_run
 
     sweep = get_sweep(sweep_name)
     shard = parse_shard(shard)
@@ -209,6 +224,7 @@ def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
                                    "data_dir": str(data_dir), "overrides": overrides,
                                    "shard": None if shard is None else list(shard)})
     statuses = {}
+    deadline = None if time_budget is None else time.time() + float(time_budget)
     cells = sweep.cells()
     mine = shard_cells(cells, shard)
     if shard is not None:
@@ -224,12 +240,26 @@ def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
             log(f"{label}: finished, skipped")
             statuses[cell.name] = "skipped"
             continue
+        if deadline is not None:
+            expected = _longest_run_seconds(runs_dir, cells) or 0.0
+            if time.time() + expected > deadline:
+                left = [c.name for _, c in mine if not is_finished(runs_dir / c.name)]
+                log(f"{label}: not started: the time budget has "
+                    f"{max(deadline - time.time(), 0):.0f} s left and the slowest run so far "
+                    f"took {expected:.0f} s; {len(left)} run(s) left for the next session")
+                statuses.update({name: "out of time" for name in left})
+                break
         if (run_dir / FAILED).exists():
             log(f"{label}: failed before, retrying")
         log(f"{label}: training")
         started = time.time()
         try:
-            metrics = train_run(run_dir, data, config, verbose=verbose)
+            metrics = train_run(run_dir, data, config, verbose=verbose, deadline=deadline)
+        except TimeBudgetExceeded as exc:
+            left = [c.name for _, c in mine if not is_finished(runs_dir / c.name)]
+            log(f"{label}: {exc}; {len(left)} run(s) left for the next session")
+            statuses.update({name: "out of time" for name in left})
+            break
         except KeyboardInterrupt:
             log(f"{label}: interrupted; rerun the same command to resume from this run")
             raise

@@ -62,10 +62,15 @@ def explain(exc, competition, action):
     if status == 401:
         return KaggleError(f"Kaggle refused the credentials (401) while {action}: the API "
                            f"token may be expired or revoked; {TOKEN_HELP}")
+    if status == 403 and competition is None:
+        return KaggleError(f"Kaggle refused access (403) while {action}: "
+                           f"{_server_message(exc.response) or 'check the account of your API token'}")
     if status == 403:
         return KaggleError(f"Kaggle refused access to {competition!r} (403) while {action}: "
                            f"accept the competition rules at {RULES_URL} with the account "
                            "of your API token, then try again")
+    if status == 404 and competition is None:
+        return KaggleError(f"Kaggle found nothing (404) while {action}; check the name")
     if status == 404:
         return KaggleError(f"Kaggle has no competition {competition!r} (404) while {action}; "
                            "check the name")
@@ -83,7 +88,8 @@ def _server_message(response):
 
 
 def call(competition, action, function, *args, **kwargs):
-    """``function(*args, **kwargs)``, with the client's failures explained."""
+    """``function(*args, **kwargs)``, with the client's failures explained (``competition``
+    None: the call is not about a competition, e.g. a data set or a kernel)."""
     try:
         return function(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - translated below, or re-raised

@@ -11,6 +11,8 @@ A run lives in a folder that holds everything needed to judge and reuse it::
     test_ids.csv          BreakHis: the ids and labels of the held-out test split
     test_predictions.csv  BreakHis: id,label,prediction on the held-out test split
     metrics.json          written last: val_auc, best_epoch, epochs_run, wall time, ...
+                          (+ kaggle_public_auc/kaggle_private_auc after `kandel-repro submit`)
+    kaggle-submission.json  PCam, once submitted: ref, description, file hash, status
 
 A run is finished when ``metrics.json`` exists; a run that raised leaves ``error.json``
 instead. Every file is written atomically.
@@ -122,6 +124,11 @@ def _auc(labels, scores):
     return float(roc_auc_score(labels, scores))
 
 
+class TimeBudgetExceeded(Exception):
+    """A run was stopped at an epoch boundary because the next epoch would pass the
+    deadline; it is not finished (no metrics.json) and is trained again next time."""
+
+
 def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size, state):
     import keras
 
@@ -158,6 +165,11 @@ def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size
             write_csv(Path(run_dir) / "history.csv", pd.DataFrame(state["history"]))
             if not np.isfinite(logs.get("loss", 0.0)):
                 state["stopped_reason"] = "non-finite loss"
+                self.model.stop_training = True
+            deadline = state.get("deadline")
+            epoch_seconds = time.perf_counter() - self.started
+            if deadline is not None and time.time() + epoch_seconds > deadline:
+                state["out_of_time"] = True
                 self.model.stop_training = True
 
     return ValidationAUC()
@@ -222,11 +234,13 @@ def resolve_runtime(config):
                 device=device_description())
 
 
-def train_run(run_dir, data, config, verbose="auto"):
+def train_run(run_dir, data, config, verbose="auto", deadline=None):
     """Train one run into ``run_dir``; return its metrics dict.
 
     ``data`` is a :class:`kandel_repro.data.pcam.PCamData` (or ``BreakHisData``);
-    ``config`` a dict from :func:`resolve_config`.
+    ``config`` a dict from :func:`resolve_config`. ``deadline`` (a ``time.time()``
+    value): stop before an epoch that would end after it and raise
+    :class:`TimeBudgetExceeded`, leaving the run unfinished.
     """
     import keras
     import pandas as pd
@@ -268,7 +282,8 @@ def train_run(run_dir, data, config, verbose="auto"):
                                     config["batch_size"], seed=config["seed"])
     state = {"history": [], "best_auc": -np.inf, "best_epoch": 0, "best_scores": None,
              "train_seconds": 0.0, "train_images": 0, "n_train": len(train_idx),
-             "stopped_reason": None, "first_epoch_seconds": None}
+             "stopped_reason": None, "first_epoch_seconds": None, "deadline": deadline,
+             "out_of_time": False}
     eval_batch = config["eval_batch_size"]
     callbacks = [
         _make_callback(run_dir, model, predictor, data.train_x, val_idx, val_y, eval_batch, state),
@@ -280,6 +295,9 @@ def train_run(run_dir, data, config, verbose="auto"):
     # NOTE: shuffle=False: both pipelines reshuffle every epoch themselves, from the seed.
     trainer.fit(batches, epochs=config["max_epochs"], callbacks=callbacks, verbose=verbose,
                 shuffle=False)
+    if state["out_of_time"]:
+        raise TimeBudgetExceeded(f"{run_dir.name}: stopped after epoch {len(state['history'])} "
+                                 "to stay within the time budget; not finished")
 
     epochs_run = len(state["history"])
     if state["best_scores"] is None:

@@ -10,7 +10,10 @@ package uses:
 - ``StartSubmissionUpload`` → a resumable-upload URL, which takes the file by ``PUT``;
 - ``CreateSubmission``: counts against a daily limit, and is scored against the
   hidden labels after ``score_after`` polls (public/private: alternate sorted ids);
-- ``ListSubmissions`` (the polling) and ``GetSubmissionLimits``.
+- ``ListSubmissions`` (the polling) and ``GetSubmissionLimits``;
+- for kernels: ``StartBlobUpload`` (+ ``PUT``), ``GetDatasetStatus``, ``CreateDataset``,
+  ``CreateDatasetVersion`` (private data sets: the package wheel, the weights) and
+  ``SaveKernel`` (``kaggle kernels push``).
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-SERVICE = "/api/v1/competitions.CompetitionApiService/"
+API = "/api/v1/"
+COMPETITIONS = "competitions.CompetitionApiService"
 
 
 def score(csv_bytes, hidden):
@@ -55,6 +59,8 @@ class FakeKaggle:
         self.uploads = {}  # token → bytes received by PUT
         self.submissions = []  # newest last
         self.fail_with = None  # force an HTTP status on every API call
+        self.datasets = {}  # "owner/slug" → {"versions": [{token: file bytes}], ...}
+        self.kernels = {}  # "owner/slug" → [SaveKernel bodies]
         self._tokens = itertools.count(1)
         server = self
 
@@ -96,14 +102,14 @@ class FakeKaggle:
             def do_POST(self):
                 path = urlsplit(self.path).path
                 body = json.loads(self._body() or b"{}")
-                operation = path[len(SERVICE):] if path.startswith(SERVICE) else path
+                service, _, operation = path[len(API):].partition("/")
                 server.calls.append((operation, body))
                 if server.fail_with:
                     return self._json(server.fail_with, {"code": server.fail_with,
                                                          "message": f"forced {server.fail_with}"})
                 if not self._authorised():
                     return self._json(401, {"code": 401, "message": "Unauthenticated"})
-                if body.get("competitionName") != server.competition:
+                if service == COMPETITIONS and body.get("competitionName") != server.competition:
                     return self._json(404, {"code": 404, "message": "Competition not found"})
                 handler = getattr(server, f"op_{operation}", None)
                 if handler is None:
@@ -183,6 +189,54 @@ class FakeKaggle:
         today = self._today()
         return 200, {"numToday": today, "numTotal": len(self.submissions),
                      "numAllowedNow": max(self.daily_limit - today, 0), "limitedByTotal": False}
+
+    def op_StartBlobUpload(self, body):
+        return self.op_StartSubmissionUpload(body)
+
+    def _files(self, tokens):
+        missing = [t for t in tokens if self.uploads.get(t) is None]
+        if missing:
+            raise KeyError(missing)
+        return {t: self.uploads[t] for t in tokens}
+
+    def op_GetDatasetStatus(self, body):
+        ref = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
+        if ref not in self.datasets:
+            return 404, {"code": 404, "message": f"Dataset {ref} not found"}
+        return 200, {"status": "READY"}
+
+    def op_CreateDataset(self, body):
+        ref = f"{body.get('ownerSlug')}/{body.get('slug')}"
+        if body.get("ownerSlug") != self.username:
+            return 403, {"code": 403, "message": f"cannot create data sets for {body.get('ownerSlug')}"}
+        try:
+            files = self._files([f["token"] for f in body.get("files", [])])
+        except KeyError as exc:
+            return 400, {"code": 400, "message": f"unknown uploads {exc}"}
+        self.datasets[ref] = {"versions": [files], "private": body.get("isPrivate")}
+        return 200, {"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok"}
+
+    def op_CreateDatasetVersion(self, body):
+        ref = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
+        if ref not in self.datasets:
+            return 404, {"code": 404, "message": f"Dataset {ref} not found"}
+        try:
+            files = self._files([f["token"] for f in body.get("body", {}).get("files", [])])
+        except KeyError as exc:
+            return 400, {"code": 400, "message": f"unknown uploads {exc}"}
+        self.datasets[ref]["versions"].append(files)
+        return 200, {"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok"}
+
+    def op_SaveKernel(self, body):
+        slug = body.get("slug", "")
+        if slug.partition("/")[0] != self.username:
+            return 403, {"code": 403, "message": f"cannot push kernels for {slug}"}
+        missing = [d for d in body.get("datasetDataSources", []) if d not in self.datasets]
+        versions = self.kernels.setdefault(slug, [])
+        versions.append(body)
+        return 200, {"ref": f"/code/{slug}", "url": f"https://www.kaggle.com/code/{slug}",
+                     "versionNumber": len(versions),
+                     "invalidDatasetSources": missing}
 
     def _today(self):
         return len(self.submissions)  # every submission of a test is "today"

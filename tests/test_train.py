@@ -126,7 +126,7 @@ def test_resolve_config_rejects_bad_values():
 # --- the grid, with a fast stand-in for training ------------------------------------
 
 def _fake_train(fail_on=(), interrupt_on=None, calls=None):
-    def fake(run_dir, data, config, verbose="auto"):
+    def fake(run_dir, data, config, verbose="auto", deadline=None):
         name = run_dir.name
         calls.append(name)
         if name == interrupt_on:

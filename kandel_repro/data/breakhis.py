@@ -201,6 +201,7 @@ def pack(root, size, cache_dir=None, workers=None, progress=True, force=False):
     return cache.build(
         cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
         {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(Path(root).resolve()),
+         "identity": cache.identity(paths, root, extra=f"size={size}".encode()),
          "n": len(paths), "dataset": "synthetic-breakhis" if synthetic else "breakhis"},
         extra_arrays={"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
                       "patients": index["patient"].to_numpy(str),
@@ -215,4 +216,4 @@ def load(root, size, cache_dir=None, workers=None, progress=True):
     return BreakHisData(train_x=arrays["x"], train_y=arrays["y"], train_ids=arrays["ids"],
                         patients=arrays["patients"], magnifications=arrays["magnifications"],
                         source=manifest["dataset"], root=Path(root),
-                        fingerprint=manifest["fingerprint"])
+                        fingerprint=manifest["identity"])

@@ -34,13 +34,30 @@ def fingerprint(paths, extra=b""):
     return digest.hexdigest()
 
 
+def identity(paths, root, extra=b""):
+    """Hash of file paths relative to ``root`` and sizes (plus ``extra`` bytes).
+
+    What a run records as its ``data_fingerprint``: the same data give the same value
+    wherever they are mounted and whenever they were copied (a Kaggle kernel resuming
+    an earlier kernel's runs sees new modification times), unlike :func:`fingerprint`,
+    which decides when a cache is stale.
+    """
+    digest = hashlib.sha1(extra)
+    root = os.path.abspath(root)
+    for path in paths:
+        relative = Path(os.path.relpath(os.path.abspath(path), root)).as_posix()
+        digest.update(f"{relative}\0{os.stat(path).st_size}\n".encode())
+    return digest.hexdigest()
+
+
 def current(cache_dir, stamp, fmt):
     """True if ``cache_dir`` holds a complete cache of source ``stamp``."""
     manifest = Path(cache_dir) / "manifest.json"
     if not manifest.exists():
         return False
     data = json.loads(manifest.read_text())
-    return data.get("fingerprint") == stamp and data.get("format") == fmt
+    return (data.get("fingerprint") == stamp and data.get("format") == fmt
+            and "identity" in data)  # caches made before identities existed are rebuilt
 
 
 def _decode_chunk(task):

@@ -207,7 +207,8 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False):
     """Decode every tif once into a uint8 cache; reuse it while the source is unchanged.
 
     The fingerprint covers every listed file's path, size and modification time and the
-    bytes of both CSVs. Returns the cache folder.
+    bytes of both CSVs; the identity (a run's ``data_fingerprint``) the same without
+    location and times. Returns the cache folder.
     """
     root = Path(root)
     index = read_index(root)
@@ -224,6 +225,7 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False):
     return cache.build(
         cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, first.shape,
         {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
+         "identity": cache.identity(train_paths + test_paths, root, extra=csv_bytes),
          "n_train": len(train_paths), "n_test": len(test_paths),
          "dataset": "synthetic" if (root / MARKER).exists() else "pcam"},
         extra_arrays={"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
@@ -237,4 +239,4 @@ def load(root, cache_dir=None, workers=None, progress=True):
     cache_dir = pack(root, cache_dir, workers=workers, progress=progress)
     arrays, manifest = cache.load(cache_dir, ["train_x", "train_y", "train_ids", "test_x", "test_ids"])
     return PCamData(**arrays, source=manifest["dataset"], root=Path(root),
-                    fingerprint=manifest["fingerprint"])
+                    fingerprint=manifest["identity"])

@@ -1,0 +1,224 @@
+"""Kaggle kernels that run (a shard of) a PCam table on Kaggle's GPU.
+
+:func:`make_kernel` writes three folders::
+
+    OUT/kernel/   kernel-metadata.json + driver.py  (kaggle kernels push -p OUT/kernel)
+    OUT/wheel/    the package wheel + dataset-metadata.json    (a private data set)
+    OUT/weights/  the ImageNet notop .h5 files + dataset-metadata.json  (imagenet runs)
+
+The kernel has no internet: it installs the package from the wheel data set, finds the
+weights in the weights data set, reads the competition data, and resumes from the
+outputs of earlier kernels given with ``resume_from`` (see
+:mod:`kandel_repro.kaggle_driver`, the script it runs). :func:`push` uploads the two
+data sets (a new version when they exist) and pushes the kernel, with the official
+client.
+"""
+from __future__ import annotations
+
+import json
+import pprint
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import ConfigError
+from .kaggle_api import COMPETITION, KaggleError
+
+SESSION_LIMIT_HOURS = 12  # Kaggle's limit for a GPU session
+DEFAULT_BUDGET_HOURS = 11.0  # ours: an hour's margin for the last epoch and saving outputs
+REQUIRES = ["tensorflow", "keras", "sklearn", "pandas", "matplotlib", "h5py", "PIL", "tqdm",
+            "scipy"]
+WHEEL_DATASET = "kandel-repro-wheel"
+WEIGHTS_DATASET = "kandel-repro-imagenet-weights"
+
+
+def kernel_slug(table, shard=None):
+    return f"kandel-repro-{table}" + (f"-shard-{shard[0]}-of-{shard[1]}" if shard else "")
+
+
+def _check_grid_args(table, grid_args):
+    """Parse the grid options here, so a typo fails now rather than on Kaggle."""
+    from .cli import build_parser
+
+    forbidden = {"--data", "--runs", "--cache", "--shard", "--time-budget", "--submit"}
+    clash = sorted(forbidden & {a.split("=")[0] for a in grid_args})
+    if clash:
+        raise ConfigError(f"the kernel sets {', '.join(clash)} itself; leave them out")
+    try:
+        args = build_parser().parse_args(["grid", table, "--data", "x", "--runs", "y", *grid_args])
+    except SystemExit:
+        raise ConfigError(f"invalid grid options for the kernel: {' '.join(grid_args)!r}") from None
+    from .cli import _overrides
+    from .grid import get_sweep, sweep_configs
+
+    configs = sweep_configs(get_sweep(table), **_overrides(args))
+    return next(iter(configs.values()))["weights"]
+
+
+def _write_metadata(folder, metadata, name):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+
+
+def build_wheel(dest):
+    """Build the package's wheel into ``dest`` (from this source checkout); return it."""
+    source = Path(__file__).resolve().parents[1]
+    if not (source / "setup.cfg").is_file():
+        raise ConfigError(f"the wheel is built from a source checkout; {source} has no setup.cfg")
+    for old in dest.glob("kandel_repro-*.whl"):
+        old.unlink()
+    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                          "--quiet", "--disable-pip-version-check", "-w", str(dest), str(source)],
+                         capture_output=True, text=True)
+    wheels = sorted(dest.glob("kandel_repro-*.whl"))
+    if run.returncode or not wheels:
+        raise ConfigError(f"building the wheel failed:\n{run.stdout}{run.stderr}")
+    return wheels[-1]
+
+
+def _check_weights(files):
+    """Raise, saying how to get them, if weight files are missing from Keras' cache."""
+    from .model import keras_models_dir
+
+    folder = keras_models_dir()
+    missing = [name for name in files if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"the kernel has no internet, so it needs the ImageNet weight files {', '.join(missing)} "
+            f"as a data set, and they are not in {folder}/. On a machine with internet, "
+            "`python -c \"import keras; keras.applications.VGG16(include_top=False)\"` (VGG19, "
+            "InceptionV3 alike) downloads them there; copy them into that folder here "
+            "(or set KERAS_HOME), then run this again")
+    return folder
+
+
+def collect_weights(dest, files):
+    """Copy the notop weight files from Keras' cache into ``dest``."""
+    folder = _check_weights(files)
+    for name in files:
+        if not (dest / name).is_file():
+            shutil.copyfile(folder / name, dest / name)
+    return [dest / name for name in files]
+
+
+def make_kernel(table, out, user, shard=None, budget_hours=DEFAULT_BUDGET_HOURS,
+                resume_from=(), grid_args=(), wheel=True, log=print):
+    """Write the kernel, wheel and weights folders for ``table`` under ``out``."""
+    from .backbones import get_backbone
+    from .grid import get_sweep, parse_shard
+
+    sweep = get_sweep(table)
+    if sweep.dataset != "pcam":
+        raise ConfigError(f"{table} trains on BreakHis, which is not this Kaggle competition's "
+                          "data; kernels run the PCam tables (table2 … table5)")
+    if not 0 < budget_hours < SESSION_LIMIT_HOURS:
+        raise ConfigError(f"--budget-hours must be above 0 and below Kaggle's "
+                          f"{SESSION_LIMIT_HOURS}-hour session limit, got {budget_hours:g}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", user or ""):
+        raise ConfigError(f"Kaggle user name {user!r} is not valid")
+    shard = parse_shard(shard)
+    grid_args = list(grid_args)
+    weights = _check_grid_args(table, grid_args)
+    for source in resume_from:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+/[A-Za-z0-9_-]+", source):
+            raise ConfigError(f"--resume-from takes a kernel as OWNER/SLUG, got {source!r}")
+    out = Path(out)
+    weight_files = ([get_backbone(b).notop_weights_file for b in sweep.backbones]
+                    if weights == "imagenet" else [])
+    _check_weights(weight_files)  # before anything is written
+    slug = kernel_slug(table, shard)
+    datasets = [f"{user}/{WHEEL_DATASET}"] + ([f"{user}/{WEIGHTS_DATASET}"] if weight_files else [])
+    budget = int(budget_hours * 3600)
+    settings = {"table": table, "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+                "competition": COMPETITION, "budget_seconds": budget, "margin_seconds": 900,
+                "weight_files": weight_files, "wheel_dataset": datasets[0],
+                "weights_dataset": datasets[1] if weight_files else "",
+                "grid_args": grid_args, "requires": REQUIRES}
+    template = (Path(__file__).parent / "kaggle_driver.py").read_text(encoding="utf-8")
+    filled = re.sub(r"^SETTINGS = \{.*?^\}\n", lambda _: "SETTINGS = "
+                    + pprint.pformat(settings, sort_dicts=False) + "\n", template,
+                    count=1, flags=re.S | re.M)
+    kernel = out / "kernel"
+    kernel.mkdir(parents=True, exist_ok=True)
+    (kernel / "driver.py").write_text(filled, encoding="utf-8")
+    _write_metadata(kernel, {
+        "id": f"{user}/{slug}", "title": slug, "code_file": "driver.py", "language": "python",
+        "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_tpu": False,
+        "enable_internet": False, "dataset_sources": datasets,
+        "competition_sources": [COMPETITION], "kernel_sources": list(resume_from),
+        "model_sources": [],
+    }, "kernel-metadata.json")
+    folders = {"kernel": kernel}
+    if wheel:
+        folders["wheel"] = out / "wheel"
+        folders["wheel"].mkdir(parents=True, exist_ok=True)
+        log(f"built {build_wheel(folders['wheel']).name}")
+        _write_metadata(folders["wheel"], {"title": WHEEL_DATASET, "id": datasets[0],
+                                           "licenses": [{"name": "other"}]},
+                        "dataset-metadata.json")
+    if weight_files:
+        folders["weights"] = out / "weights"
+        folders["weights"].mkdir(parents=True, exist_ok=True)
+        collect_weights(folders["weights"], weight_files)
+        _write_metadata(folders["weights"], {"title": WEIGHTS_DATASET, "id": datasets[1],
+                                             "licenses": [{"name": "other"}]},
+                        "dataset-metadata.json")
+    log(f"kernel {user}/{slug} in {kernel}: {table}"
+        + (f" shard {shard[0]}/{shard[1]}" if shard else "")
+        + f", budget {budget_hours:g} h of Kaggle's {SESSION_LIMIT_HOURS} h, GPU, no internet; "
+        f"data sets {', '.join(datasets)}"
+        + (f"; resumes from {', '.join(resume_from)}" if resume_from else ""))
+    return folders
+
+
+def _dataset_exists(client, ref):
+    from .kaggle_api import explain
+
+    try:
+        client.dataset_status(ref)
+    except Exception as exc:  # noqa: BLE001 - a 404 answers the question; others explained
+        if getattr(getattr(exc, "response", None), "status_code", None) == 404:
+            return False
+        error = explain(exc, None, f"looking up the data set {ref}")
+        if error is None:
+            raise
+        raise error from None
+    return True
+
+
+def push(folders, message="kandel_repro", client=None, log=print):
+    """Upload the data sets (new version if they exist), then push the kernel."""
+    from .kaggle_api import api, call
+
+    client = client or api()
+    for name in ("wheel", "weights"):
+        folder = folders.get(name)
+        if folder is None:
+            continue
+        ref = json.loads((folder / "dataset-metadata.json").read_text())["id"]
+        if _dataset_exists(client, ref):
+            response = call(None, f"uploading a new version of {ref}",
+                            client.dataset_create_version, str(folder), message, quiet=True,
+                            dir_mode="skip")
+        else:
+            response = call(None, f"creating the data set {ref}",
+                            client.dataset_create_new, str(folder), public=False, quiet=True,
+                            dir_mode="skip")
+        if getattr(response, "error", None):
+            raise KaggleError(f"Kaggle refused the data set {ref}: {response.error}")
+        log(f"data set {ref}: uploaded")
+    response = call(None, "pushing the kernel", client.kernels_push, str(folders["kernel"]))
+    if getattr(response, "error", None):
+        raise KaggleError(f"Kaggle refused the kernel: {response.error}")
+    invalid = [*(response.invalid_dataset_sources or []),
+               *(response.invalid_competition_sources or []),
+               *(response.invalid_kernel_sources or [])]
+    if invalid:
+        raise KaggleError(f"the kernel was pushed, but Kaggle does not know its sources "
+                          f"{', '.join(invalid)}: check the names (and accept the "
+                          "competition's rules), then push again")
+    log(f"kernel pushed: {response.url} (version {response.version_number}); its output "
+        "holds runs/ and tables/ when it finishes")
+    return response
