@@ -42,7 +42,7 @@ help:
 	@echo "                  SUBMIT=1 submits each finished run to Kaggle and shows its test AUC"
 	@echo "make table6 ... table8 - BreakHis tables from BREAKHIS=$(BREAKHIS)"
 	@echo "make tables       - every paper table, resuming whatever is already done"
-	@echo "make kaggle-kernel TABLE=table2 [SHARD=1/4] [RESUME_FROM=user/kernel] - push a Kaggle"
+	@echo "make kaggle-kernel TABLE=table2 [SHARD=1/4] [NAME=...] [RESUME_FROM=user/kernel] - push a Kaggle"
 	@echo "                    kernel that runs the table (or a shard) on Kaggle's GPU"
 
 install: $(STAMP)
@@ -99,7 +99,7 @@ demo-table6 demo-table7 demo-table8: $(STAMP)
 # A Kaggle kernel for a PCam table: data sets (wheel, weights) uploaded, kernel pushed.
 TABLE ?= table2
 kaggle-kernel: $(STAMP)
-	$(KR) kaggle-kernel $(TABLE) $(if $(SHARD),--shard $(SHARD)) $(if $(RESUME_FROM),--resume-from $(RESUME_FROM)) --push
+	$(KR) kaggle-kernel $(TABLE) $(if $(SHARD),--shard $(SHARD)) $(if $(NAME),--name $(NAME)) $(if $(RESUME_FROM),--resume-from $(RESUME_FROM)) --push
 
 clean-demo:
 	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS)

@@ -275,9 +275,9 @@ def cmd_kaggle_kernel(args):
             from .errors import ConfigError
 
             raise ConfigError("cannot tell the Kaggle user name from the credentials; give --user")
-    out = args.out or f"kaggle/{kernel_slug(args.table, parse_shard(args.shard))}"
+    out = args.out or f"kaggle/{args.name or kernel_slug(args.table, parse_shard(args.shard))}"
     folders = make_kernel(args.table, out, user, shard=args.shard, budget_hours=args.budget_hours,
-                          resume_from=args.resume_from, grid_args=grid_args)
+                          resume_from=args.resume_from, grid_args=grid_args, name=args.name)
     if args.push:
         push(folders, client=client)
     else:
@@ -440,6 +440,9 @@ def build_parser():
     kk.add_argument("--resume-from", action="append", default=[], metavar="OWNER/KERNEL",
                     help="an earlier kernel whose output (finished runs) this one starts from; "
                     "repeatable")
+    kk.add_argument("--name", default=None,
+                    help="kernel name (default kandel-repro-TABLE[-shard-I-of-N]); give a new "
+                    "one to continue an earlier kernel with --resume-from")
     kk.add_argument("--user", default=None,
                     help="Kaggle user owning the kernel and data sets (default: from the credentials)")
     kk.add_argument("--out", default=None, help="folder to write (default kaggle/<kernel name>)")

@@ -104,7 +104,7 @@ def collect_weights(dest, files):
 
 
 def make_kernel(table, out, user, shard=None, budget_hours=DEFAULT_BUDGET_HOURS,
-                resume_from=(), grid_args=(), wheel=True, log=print):
+                resume_from=(), grid_args=(), wheel=True, name=None, log=print):
     """Write the kernel, wheel and weights folders for ``table`` under ``out``."""
     from .backbones import get_backbone
     from .grid import get_sweep, parse_shard
@@ -128,7 +128,9 @@ def make_kernel(table, out, user, shard=None, budget_hours=DEFAULT_BUDGET_HOURS,
     weight_files = ([get_backbone(b).notop_weights_file for b in sweep.backbones]
                     if weights == "imagenet" else [])
     _check_weights(weight_files)  # before anything is written
-    slug = kernel_slug(table, shard)
+    slug = name or kernel_slug(table, shard)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{3,48}[a-z0-9]", slug):
+        raise ConfigError(f"kernel name {slug!r}: 5 to 50 lower-case letters, digits and dashes")
     datasets = [f"{user}/{WHEEL_DATASET}"] + ([f"{user}/{WEIGHTS_DATASET}"] if weight_files else [])
     budget = int(budget_hours * 3600)
     settings = {"table": table, "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
