@@ -72,6 +72,7 @@ def test_imagenet_kernels_carry_the_weight_files(tmp_path, monkeypatch):
     (dict(grid_args=["--epochs", "many"]), "invalid grid options"),
     (dict(grid_args=["--shard", "1/2"]), "sets --shard itself"),
     (dict(resume_from=["not a kernel"]), "OWNER/SLUG"),
+    (dict(name="My Kernel"), "lower-case letters"),
 ])
 def test_bad_kernel_settings_fail_here_not_on_kaggle(tmp_path, kwargs, message):
     kwargs = {"table": "table2", "grid_args": ["--weights", "none"], **kwargs}

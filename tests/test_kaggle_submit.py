@@ -186,3 +186,20 @@ def test_grid_submit_refuses_breakhis_tables(tmp_path, capsys):
     assert main(["grid", "table6", "--data", str(tmp_path), "--runs", str(tmp_path / "r"),
                  "--submit"]) == 2
     assert "only PCam runs are scored by Kaggle" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_waiting_keeps_the_submission_recorded(tiny_pcam, hidden, kaggle_env, tmp_path):
+    run = make_run(tmp_path / "runs", "impatient", tiny_pcam, hidden)
+    logged = []
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    with kaggle_env(hidden_labels=hidden, score_after=5) as server:
+        with pytest.raises(KeyboardInterrupt):
+            submit_run(run, log=logged.append, sleep=interrupt, **FAST)
+        assert json.loads((run / RECORD).read_text())["status"] == "pending"
+        assert any("stopped waiting" in line and "without submitting again" in line for line in logged)
+        metrics = submit_run(run, log=logged.append, **FAST)
+    assert operations(server).count("CreateSubmission") == 1
+    assert metrics["kaggle_public_auc"] is not None
