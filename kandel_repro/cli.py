@@ -226,25 +226,20 @@ def cmd_grid(args):
 def cmd_submit(args):
     from pathlib import Path
 
+    from .errors import ConfigError
     from .submission import finished_pcam_runs
 
     runs, queue_file = [], None
     for path in map(Path, args.paths):
         if not path.is_dir():
-            from .errors import ConfigError
-
             raise ConfigError(f"{path} is not a run folder or a folder of run folders")
         found = finished_pcam_runs(path)
         if not found:
-            from .errors import ConfigError
-
             raise ConfigError(f"{path} holds no finished PCam run")
         if found != [path]:
             queue_file = path / "kaggle-queue.json"
         runs += found
     if args.message and len(runs) > 1:
-        from .errors import ConfigError
-
         raise ConfigError("-m/--message names one submission; give one run folder, or leave "
                           "it out (each run is described by its name)")
     outcomes = _submit(args, runs, queue_file if len(args.paths) == 1 else None)
