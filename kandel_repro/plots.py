@@ -1,4 +1,12 @@
-"""Figures: the depth × learning-rate heatmap of a table."""
+"""Figures, shared by the tables, the command line and the notebooks.
+
+- :func:`heatmap` — a table's depth × learning-rate grid;
+- :func:`learning_curves` — training loss and validation AUC per epoch;
+- :func:`roc_curves` — ROC curves with their AUC;
+- :func:`cost_vs_depth` — trainable parameters and time per step at each depth.
+
+Each returns its matplotlib Figure and, given ``path``, saves it as PNG (atomically).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -47,10 +55,99 @@ def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None,
                                    edgecolor="red", linewidth=2))
     fig.colorbar(image, ax=ax, label=metric)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path):
+    """Save ``fig`` as PNG atomically when ``path`` is given; return the figure."""
     if path is not None:
         from .runio import atomic_path
 
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=120)
-        plt.close(fig)
+        _pyplot().close(fig)
     return fig
+
+
+STYLES = ["-", "--", ":", "-."]
+
+
+def learning_curves(histories, path=None, title=None, colors=None, styles=None):
+    """Training loss and validation AUC per epoch, one line per run.
+
+    ``histories``: ``{label: DataFrame}`` with columns ``epoch``, ``loss``, ``val_auc``
+    (a run's ``history.csv``). ``colors``/``styles``: optional ``{label: index}`` — e.g.
+    colour by depth, line style by learning rate. The best epoch of each run is dotted.
+    """
+    plt = _pyplot()
+    cmap = plt.get_cmap("viridis")
+    n_colors = max((colors or {}).values(), default=len(histories) - 1) + 1
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, (label, frame) in enumerate(histories.items()):
+        colour = cmap(((colors or {}).get(label, i)) / max(n_colors - 1, 1) * 0.9)
+        style = STYLES[(styles or {}).get(label, 0) % len(STYLES)]
+        left.plot(frame["epoch"], frame["loss"], style, color=colour, label=label)
+        right.plot(frame["epoch"], frame["val_auc"], style, color=colour, label=label)
+        auc = frame["val_auc"].to_numpy(dtype=float)
+        if np.isfinite(auc).any():
+            best = int(np.nanargmax(auc))
+            right.plot(frame["epoch"].iloc[best], auc[best], "o", color=colour, markersize=4)
+    left.set(xlabel="epoch", ylabel="training loss (binary cross-entropy)", title="training loss")
+    right.set(xlabel="epoch", ylabel="validation ROC AUC", title="validation AUC (dot: best epoch)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    right.legend(fontsize=7, ncol=1 + len(histories) // 8, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def roc_curves(curves, path=None, title=None):
+    """ROC curves with their AUC: ``{label: (true labels, scores)}``."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    for label, (y, scores) in curves.items():
+        y, scores = np.asarray(y), np.asarray(scores, dtype=float)
+        if len(np.unique(y)) < 2 or not np.isfinite(scores).all():
+            continue
+        fpr, tpr, _ = roc_curve(y, scores)
+        ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, scores):.4f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01),
+           title=title or "ROC")
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def cost_vs_depth(frame, path=None, title=None):
+    """Trainable parameters (bars) and time per training step (line) at each depth.
+
+    ``frame``: rows of :func:`kandel_repro.cost.depth_costs` — ``backbone``, ``blocks``
+    (depth label), ``trainable_parameters``, ``seconds_per_step``; one panel per
+    backbone, depths from the top block only (left) to the whole network (right).
+    """
+    plt = _pyplot()
+    backbones = list(dict.fromkeys(frame["backbone"]))
+    fig, axes = plt.subplots(1, len(backbones), figsize=(4.6 * len(backbones), 4), squeeze=False)
+    for ax, name in zip(axes[0], backbones):
+        rows = frame[frame["backbone"] == name]
+        x = np.arange(len(rows))
+        ax.bar(x, rows["trainable_parameters"] / 1e6, color="tab:blue", alpha=0.6)
+        ax.set_xticks(x, rows["blocks"], rotation=45 if len(rows) > 6 else 0, fontsize=8)
+        ax.set(xlabel="fine-tuned blocks", title=name)
+        ax.set_ylabel("trainable parameters (millions)", color="tab:blue")
+        twin = ax.twinx()
+        twin.plot(x, rows["seconds_per_step"] * 1e3, "o-", color="tab:red")
+        twin.set_ylabel("ms per training step", color="tab:red")
+        twin.set_ylim(bottom=0)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
