@@ -72,35 +72,53 @@ def _save(fig, path):
 STYLES = ["-", "--", ":", "-."]
 
 
-def learning_curves(histories, path=None, title=None, colors=None, styles=None):
+def learning_curves(histories, path=None, title=None, colors=None, styles=None,
+                    color_names=None, style_names=None):
     """Training loss and validation AUC per epoch, one line per run.
 
     ``histories``: ``{label: DataFrame}`` with columns ``epoch``, ``loss``, ``val_auc``
     (a run's ``history.csv``). ``colors``/``styles``: optional ``{label: index}`` — e.g.
-    colour by depth, line style by learning rate. The best epoch of each run is dotted.
+    colour by depth, line style by learning rate — with ``color_names``/``style_names``
+    (index → name) for a compact legend of colours and styles instead of one entry per
+    run. The best epoch of each run is marked with a dot.
     """
     plt = _pyplot()
+    from matplotlib.lines import Line2D
+
     cmap = plt.get_cmap("viridis")
-    n_colors = max((colors or {}).values(), default=len(histories) - 1) + 1
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for i, (label, frame) in enumerate(histories.items()):
-        colour = cmap(((colors or {}).get(label, i)) / max(n_colors - 1, 1) * 0.9)
-        style = STYLES[(styles or {}).get(label, 0) % len(STYLES)]
-        left.plot(frame["epoch"], frame["loss"], style, color=colour, label=label)
-        right.plot(frame["epoch"], frame["val_auc"], style, color=colour, label=label)
+    colors = colors or {label: i for i, label in enumerate(histories)}
+    styles = styles or {}
+    n_colors = max(colors.values(), default=0) + 1
+
+    def colour(index):
+        return cmap(index / max(n_colors - 1, 1) * 0.9)
+
+    compact = color_names is not None and style_names is not None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13 if compact else 11, 4.4))
+    for label, frame in histories.items():
+        c, style = colour(colors[label]), STYLES[styles.get(label, 0) % len(STYLES)]
+        left.plot(frame["epoch"], frame["loss"], style, color=c, label=label)
+        right.plot(frame["epoch"], frame["val_auc"], style, color=c, label=label)
         auc = frame["val_auc"].to_numpy(dtype=float)
         if np.isfinite(auc).any():
             best = int(np.nanargmax(auc))
-            right.plot(frame["epoch"].iloc[best], auc[best], "o", color=colour, markersize=4)
+            right.plot(frame["epoch"].iloc[best], auc[best], "o", color=c, markersize=4)
     left.set(xlabel="epoch", ylabel="training loss (binary cross-entropy)", title="training loss")
     right.set(xlabel="epoch", ylabel="validation ROC AUC", title="validation AUC (dot: best epoch)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    right.legend(fontsize=7, ncol=1 + len(histories) // 8, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if compact:
+        handles = [Line2D([], [], color=colour(i), label=name) for i, name in color_names.items()]
+        handles += [Line2D([], [], color="black", linestyle=STYLES[i % len(STYLES)], label=name)
+                    for i, name in style_names.items()]
+        fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 0.86, 1))
+    else:
+        right.legend(fontsize=7, loc="best")
+        fig.tight_layout()
     return _save(fig, path)
 
 

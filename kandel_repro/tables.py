@@ -204,8 +204,83 @@ def render_markdown(sweep_name, frame, configs, command):
     return "\n".join(lines)
 
 
+def _row_name(sweep, row):
+    return row if sweep.scratch else f"blocks {row}"
+
+
+def run_histories(sweep_name, runs_dir):
+    """``({label: history DataFrame}, {label: colour index}, {label: style index})`` of
+    the finished runs: colour by row (depth or architecture), line style by learning
+    rate (see :func:`curve_legend` for the names)."""
+    import pandas as pd
+
+    sweep = get_sweep(sweep_name)
+    rows = [row for row, _, _ in sweep.rows()]
+    histories, colors, styles = {}, {}, {}
+    for cell in sweep.cells():
+        path = Path(runs_dir) / cell.name / "history.csv"
+        if not (Path(runs_dir) / cell.name / "metrics.json").exists() or not path.exists():
+            continue
+        label = f"{_row_name(sweep, cell.row)}, lr {_fmt_lr(cell.learning_rate)}"
+        histories[label] = pd.read_csv(path)
+        colors[label] = rows.index(cell.row)
+        styles[label] = sweep.learning_rates.index(cell.learning_rate)
+    return histories, colors, styles
+
+
+def curve_legend(sweep_name):
+    """``(colour index → row name, style index → learning rate)`` for learning_curves."""
+    sweep = get_sweep(sweep_name)
+    rows = {i: _row_name(sweep, row) for i, (row, _, _) in enumerate(sweep.rows())}
+    return rows, {i: f"lr {_fmt_lr(lr)}" for i, lr in enumerate(sweep.learning_rates)}
+
+
+def best_cell_predictions(sweep_name, runs_dir):
+    """``{label: (labels, scores)}``: per learning rate, the predictions of the cell with
+    the best validation AUC — on the validation split (PCam, whose test labels are
+    hidden) or the held-out test split (BreakHis)."""
+    import pandas as pd
+
+    sweep = get_sweep(sweep_name)
+    frame, _ = collect(sweep_name, runs_dir)
+    done = frame[frame["status"] == "ok"].dropna(subset=["val_auc"])
+    name = "test_predictions.csv" if sweep.dataset == "breakhis" else "val_predictions.csv"
+    curves = {}
+    for lr in sweep.learning_rates:
+        cells = done[done["learning_rate"] == lr]
+        if cells.empty:
+            continue
+        best = cells.loc[cells["val_auc"].idxmax()]
+        predictions = pd.read_csv(Path(runs_dir) / best["run"] / name)
+        curves[f"lr {_fmt_lr(lr)}: {_row_name(sweep, best['row'])}"] = (predictions["label"], predictions["prediction"])
+    return curves
+
+
+def write_figures(sweep_name, runs_dir, out_dir, caveat=""):
+    """``<table>_curves.png`` and ``<table>_roc.png`` (when a run has finished)."""
+    from .plots import learning_curves, roc_curves
+
+    sweep = get_sweep(sweep_name)
+    out_dir = Path(out_dir)
+    histories, colors, styles = run_histories(sweep_name, runs_dir)
+    if not histories:
+        return []
+    suffix = f"\n{caveat}" if caveat else ""
+    curves_png = out_dir / f"{sweep.name}_curves.png"
+    color_names, style_names = curve_legend(sweep_name)
+    learning_curves(histories, curves_png, title=f"{sweep.title}: every finished run{suffix}",
+                    colors=colors, styles=styles, color_names=color_names,
+                    style_names=style_names)
+    split = "held-out test split" if sweep.dataset == "breakhis" else "validation split"
+    roc_png = out_dir / f"{sweep.name}_roc.png"
+    roc_curves(best_cell_predictions(sweep_name, runs_dir), roc_png,
+               title=f"{sweep.name}: best cell per learning rate, {split}{suffix}")
+    return [curves_png, roc_png]
+
+
 def write_table(sweep_name, runs_dir, out_dir="tables", command=None):
-    """Write ``<table>.md``, ``<table>.csv`` and ``<table>_heatmap.png``; return their paths."""
+    """Write ``<table>.md``, ``<table>.csv``, ``<table>_heatmap.png`` and, once a run has
+    finished, ``<table>_curves.png`` and ``<table>_roc.png``; return their paths."""
     from .plots import heatmap
 
     sweep = get_sweep(sweep_name)
@@ -224,4 +299,4 @@ def write_table(sweep_name, runs_dir, out_dir="tables", command=None):
     heatmap(values, rows, [_fmt_lr(lr) for lr in sweep.learning_rates],
             sweep.title + (f"\n{caveat}" if caveat else ""), SHORT[metric], png,
             best=_best(values), texts=texts, row_title=sweep.row_header)
-    return md, csv, png
+    return [md, csv, png, *write_figures(sweep_name, runs_dir, out_dir, caveat)]

@@ -49,13 +49,41 @@ def test_table_matches_golden(tmp_path):
 
 def test_table_files_and_metric_choice(tmp_path):
     make_runs(tmp_path / "runs", kaggle=True)
-    md, csv, png = tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
+    md, csv, png, *figures = tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
     text = md.read_text()
     assert "Kaggle private-leaderboard test ROC AUC" in text and "**0.9800**" in text
     frame = pd.read_csv(csv)
     assert len(frame) == 15 and set(frame["status"]) == {"ok", "failed", "missing"}
     assert frame["kaggle_public_auc"].notna().sum() == 13
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figures == []  # no history.csv in these runs: no curves to draw
+
+
+def test_curves_and_roc_figures_of_a_table(tmp_path):
+    import numpy as np
+
+    make_runs(tmp_path / "runs")
+    rng = np.random.default_rng(0)
+    frame, _ = tables.collect("table2", tmp_path / "runs")
+    for _, row in frame[frame["status"] == "ok"].iterrows():
+        run = tmp_path / "runs" / row["run"]
+        pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.7, 0.5, 0.4],
+                      "val_auc": [0.6, row["val_auc"], row["val_auc"] - 0.01]}).to_csv(
+            run / "history.csv", index=False)
+        labels = rng.integers(0, 2, 50)
+        pd.DataFrame({"id": range(50), "label": labels,
+                      "prediction": labels * row["val_auc"] + rng.uniform(0, 0.5, 50)}).to_csv(
+            run / "val_predictions.csv", index=False)
+    histories, colors, styles = tables.run_histories("table2", tmp_path / "runs")
+    assert len(histories) == 13  # the finished runs
+    assert colors["blocks 3–5, lr 1e-4"] == 2 and styles["blocks 3–5, lr 1e-4"] == 1
+    curves = tables.best_cell_predictions("table2", tmp_path / "runs")
+    assert list(curves) == ["lr 1e-3: blocks 3–5", "lr 1e-4: blocks 3–5",
+                           "lr 1e-5: blocks 2–5"]  # best per column
+    paths = tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
+    assert [p.name for p in paths[3:]] == ["table2_curves.png", "table2_roc.png"]
+    for path in paths[2:]:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_partial_kaggle_scores_fall_back_to_validation_auc(tmp_path):
@@ -100,7 +128,7 @@ def test_table5_marks_runs_that_did_not_converge(tmp_path):
         if cell.name == "vgg19_scratch_lr1e-03":
             metrics.update(val_auc=0.7, stopped_reason="non-finite loss")
         write_json(run / "metrics.json", metrics)
-    md, csv, png = tables.write_table("table5", tmp_path, tmp_path / "out")
+    md, csv, png, *_ = tables.write_table("table5", tmp_path, tmp_path / "out")
     text = md.read_text()
     assert "| VGG16 | did not converge | 0.6100 | 0.6200 |" in text
     assert "| VGG19 | did not converge |" in text
@@ -123,7 +151,7 @@ def test_breakhis_tables_show_test_auc(tmp_path):
         write_json(run / "config.json", config)
         write_json(run / "metrics.json", {"status": "ok", "val_auc": 0.9, "best_epoch": 1,
                                           "test_auc": 0.5 + cell.first_trainable_block / 10})
-    md, _, _ = tables.write_table("table6", tmp_path, tmp_path / "out")
+    md, *_ = tables.write_table("table6", tmp_path, tmp_path / "out")
     text = md.read_text()
     assert "held-out 10 % test split" in text and "| 5 | **1.0000** | 1.0000 | 1.0000 |" in text
     assert "synthetic BreakHis-like set" in text and "patient-level split" in text
