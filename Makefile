@@ -30,12 +30,14 @@ PCAM_TABLES     := table2 table3 table4 table5
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: install test bench data demo demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
+.PHONY: install test bench cost notebooks data demo demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
 
 help:
 	@echo "make test         - install into $(VENV) and run the test suite"
 	@echo "make data         - download, verify and pack the Kaggle PCam data into DATA=$(DATA)"
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
+	@echo "make cost         - parameters and time per step at every depth (tables/cost_vs_depth.*)"
+	@echo "make notebooks    - open the walkthroughs in notebooks/ with JupyterLab"
 	@echo "make demo         - Table 2 on synthetic data on a CPU (tables/demo/)"
 	@echo "make demo-tables  - Tables 3-8 on synthetic data on a CPU (tables/demo/)"
 	@echo "make table2 ... table5 - PCam tables from the Kaggle data in DATA=$(DATA) (GPU recommended);"
@@ -63,6 +65,15 @@ data: $(STAMP)
 
 bench: $(STAMP)
 	$(KR) bench --out tables
+
+# The walkthroughs, in JupyterLab (installed into the same .venv on first use).
+notebooks: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[notebooks]"
+	$(BIN)/jupyter lab notebooks/
+
+# Trainable parameters and time per step of every depth of the three backbones.
+cost: $(STAMP)
+	$(KR) cost vgg16 vgg19 inception_v3 --out tables
 
 demo: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --size $(DEMO_SIZE) --seed 0

@@ -280,6 +280,26 @@ def cmd_kaggle_kernel(args):
               f"kaggle datasets create -p {folders['wheel']}; kaggle kernels push -p {folders['kernel']}")
 
 
+def cmd_cost(args):
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .cost import depth_costs
+    from .plots import cost_vs_depth
+    from .runio import write_csv
+
+    frames = [depth_costs(name, args.image_size, args.batch_size, args.steps, args.warm,
+                          first_blocks=args.first_blocks, log=print) for name in args.backbones]
+    frame = pd.concat(frames, ignore_index=True)
+    out = Path(args.out)
+    csv, png = out / "cost_vs_depth.csv", out / "cost_vs_depth.png"
+    write_csv(csv, frame)
+    cost_vs_depth(frame, png, title=f"Cost of each fine-tuning depth: {args.image_size}×"
+                  f"{args.image_size} images, batch {args.batch_size}, on this machine")
+    print(f"wrote {csv}\nwrote {png}")
+
+
 def cmd_bench(args):
     from .bench import run_bench
 
@@ -413,6 +433,24 @@ def build_parser():
     su.add_argument("--quiet", action="store_true", help="no upload progress bar")
     _submit_options(su, "")
     su.set_defaults(func=cmd_submit)
+
+    co = sub.add_parser(
+        "cost", help="trainable parameters and time per training step at each depth "
+        "(writes cost_vs_depth.csv and .png)",
+        description="Builds each depth's training model (random weights: the cost does not "
+        "depend on them) and times training steps on random images in memory, through the "
+        "same input pipeline as a run. Times are of this machine.")
+    co.add_argument("backbones", nargs="+", choices=sorted(REGISTRY), metavar="BACKBONE",
+                    help=f"one or more of {', '.join(sorted(REGISTRY))}")
+    co.add_argument("--image-size", type=int, default=96, help="image side (default 96, as PCam)")
+    co.add_argument("--batch-size", type=int, default=PAPER.batch_size,
+                    help=f"batch size (default {PAPER.batch_size})")
+    co.add_argument("--steps", type=int, default=5, help="timed steps per depth (default 5; median)")
+    co.add_argument("--warm", type=int, default=2, help="untimed steps first (default 2)")
+    co.add_argument("--first-blocks", type=int, nargs="+", default=None, metavar="K",
+                    help="measure only these depths (first trainable block; default all)")
+    co.add_argument("--out", default="tables", help="output folder (default tables/)")
+    co.set_defaults(func=cmd_cost)
 
     from .kaggle_kernel import DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS
 

@@ -143,15 +143,25 @@ def shard_cells(cells, shard):
     return [(position, cell) for position, cell in numbered if (position - 1) % count == index - 1]
 
 
-def _check_same_experiment(run_dir, config):
-    """Refuse to reuse a finished run made with other settings."""
+def _check_same_experiment(run_dir, config, legacy_fingerprint=None):
+    """Refuse to reuse a finished run made with other settings.
+
+    ``legacy_fingerprint``: the same data as runs made before data identities were
+    recorded fingerprinted them (absolute paths and modification times); such runs are
+    accepted when it matches.
+    """
     from .train import EXPERIMENT_KEYS, read_run
 
     old, _, _ = read_run(run_dir)
     if old is None:
         return
+    def differs(key):
+        if key == "data_fingerprint" and legacy_fingerprint:
+            return old.get(key) not in (config.get(key), legacy_fingerprint)
+        return old.get(key) != config.get(key)
+
     diffs = [f"{k}: {old.get(k)!r} there, {config.get(k)!r} now"
-             for k in EXPERIMENT_KEYS if old.get(k) != config.get(k)]
+             for k in EXPERIMENT_KEYS if differs(k)]
     if diffs:
         raise ConfigError(
             f"{run_dir} holds a finished run made with other settings ("
@@ -236,7 +246,7 @@ def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
                  f"lr {cell.learning_rate:.0e}")
         config = configs[cell.name]
         if is_finished(run_dir) and not rerun:
-            _check_same_experiment(run_dir, config)
+            _check_same_experiment(run_dir, config, data.legacy_fingerprint)
             log(f"{label}: finished, skipped")
             statuses[cell.name] = "skipped"
             continue

@@ -13,9 +13,15 @@ import numpy as np
 
 
 def _pyplot():
+    """pyplot; headless (Agg) unless a backend was chosen (Jupyter's inline one, or
+    ``MPLBACKEND``), so figures show in notebooks and save anywhere."""
+    import os
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

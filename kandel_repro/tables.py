@@ -155,7 +155,8 @@ def grid_values(frame, sweep, metric):
     return labels, values, texts
 
 
-def _best(values):
+def best_cell(values):
+    """``(row, column)`` of the highest value, or None when nothing is finite."""
     if not np.isfinite(values).any():
         return None
     return tuple(int(i) for i in np.unravel_index(np.nanargmax(values), values.shape))
@@ -165,7 +166,7 @@ def render_markdown(sweep_name, frame, configs, command):
     sweep = get_sweep(sweep_name)
     metric = choose_metric(frame, sweep)
     rows, values, texts = grid_values(frame, sweep, metric)
-    best = _best(values)
+    best = best_cell(values)
     lines = [f"# {sweep.title}: {sweep.row_header.lower()} × learning rate", ""]
     caveat = _caveat(configs, sweep)
     if caveat:
@@ -298,5 +299,5 @@ def write_table(sweep_name, runs_dir, out_dir="tables", command=None):
     caveat = _caveat(configs, sweep)
     heatmap(values, rows, [_fmt_lr(lr) for lr in sweep.learning_rates],
             sweep.title + (f"\n{caveat}" if caveat else ""), SHORT[metric], png,
-            best=_best(values), texts=texts, row_title=sweep.row_header)
+            best=best_cell(values), texts=texts, row_title=sweep.row_header)
     return [md, csv, png, *write_figures(sweep_name, runs_dir, out_dir, caveat)]

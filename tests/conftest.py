@@ -44,6 +44,7 @@ def kaggle_env(tmp_path, monkeypatch):
         monkeypatch.setenv("NO_PROXY", "")
         monkeypatch.setenv("no_proxy", "")
         monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        (tmp_path / "home").mkdir(exist_ok=True)
         monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
         monkeypatch.setenv("KAGGLE_USERNAME", username)
         monkeypatch.setenv("KAGGLE_KEY", key)

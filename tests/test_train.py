@@ -267,3 +267,24 @@ def test_scratch_table_fixes_random_weights():
 def test_grid_refuses_images_too_small_for_the_backbone(tiny_pcam, tmp_path):
     with pytest.raises(ConfigError, match="inception_v3, which needs images of at least 75×75"):
         grid_mod.run_grid("table4", tiny_pcam, tmp_path / "runs", weights="none", log=lambda m: None)
+
+
+def test_runs_made_before_data_identities_are_still_reused(tiny_pcam, tmp_path, monkeypatch):
+    """Run folders that recorded the old path-and-time fingerprint of the same data are
+    skipped, not refused; another data fingerprint still is refused."""
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    runs = tmp_path / "runs"
+    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15", log=lambda m: None)
+    (name,) = calls
+    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    assert data.legacy_fingerprint and data.legacy_fingerprint != data.fingerprint
+    config = json.loads((runs / name / "config.json").read_text())
+    (runs / name / "config.json").write_text(json.dumps({**config, "data_fingerprint": data.legacy_fingerprint}))
+    calls.clear()
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15",
+                                 log=lambda m: None)
+    assert statuses == {name: "skipped"} and calls == []
+    (runs / name / "config.json").write_text(json.dumps({**config, "data_fingerprint": "other"}))
+    with pytest.raises(ConfigError, match="data_fingerprint: 'other' there"):
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15", log=lambda m: None)

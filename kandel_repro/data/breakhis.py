@@ -128,7 +128,8 @@ class BreakHisData:
     magnifications: np.ndarray
     source: str
     root: Path
-    fingerprint: str = ""
+    fingerprint: str = ""  # identity of the data: relative paths, sizes, CSV bytes
+    legacy_fingerprint: str = ""  # what runs made before identities recorded (paths, times)
     protocol: str = "breakhis"
 
     @property
@@ -216,4 +217,5 @@ def load(root, size, cache_dir=None, workers=None, progress=True):
     return BreakHisData(train_x=arrays["x"], train_y=arrays["y"], train_ids=arrays["ids"],
                         patients=arrays["patients"], magnifications=arrays["magnifications"],
                         source=manifest["dataset"], root=Path(root),
-                        fingerprint=manifest["identity"])
+                        fingerprint=manifest["identity"],
+                    legacy_fingerprint=manifest["fingerprint"])

@@ -68,7 +68,8 @@ class PCamData:
     test_ids: np.ndarray
     source: str  # "synthetic" or "pcam"
     root: Path
-    fingerprint: str = ""
+    fingerprint: str = ""  # identity of the data: relative paths, sizes, CSV bytes
+    legacy_fingerprint: str = ""  # what runs made before identities recorded (paths, times)
     protocol: str = "pcam"
 
     @property
@@ -239,4 +240,5 @@ def load(root, cache_dir=None, workers=None, progress=True):
     cache_dir = pack(root, cache_dir, workers=workers, progress=progress)
     arrays, manifest = cache.load(cache_dir, ["train_x", "train_y", "train_ids", "test_x", "test_ids"])
     return PCamData(**arrays, source=manifest["dataset"], root=Path(root),
-                    fingerprint=manifest["identity"])
+                    fingerprint=manifest["identity"],
+                    legacy_fingerprint=manifest["fingerprint"])
