@@ -121,7 +121,7 @@ def learning_curves(histories, path=None, title=None, colors=None, styles=None,
         handles += [Line2D([], [], color="black", linestyle=STYLES[i % len(STYLES)], label=name)
                     for i, name in style_names.items()]
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0, 0.86, 1))
+        fig.tight_layout(rect=(0, 0, 0.88, 1))
     else:
         right.legend(fontsize=7, loc="best")
         fig.tight_layout()

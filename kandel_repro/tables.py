@@ -279,11 +279,22 @@ def write_figures(sweep_name, runs_dir, out_dir, caveat=""):
     return [curves_png, roc_png]
 
 
+def table_heatmap(sweep_name, frame, configs, path=None):
+    """The table's grid as a heatmap (best cell framed; caveats in the title)."""
+    from .plots import heatmap
+
+    sweep = get_sweep(sweep_name)
+    metric = choose_metric(frame, sweep)
+    rows, values, texts = grid_values(frame, sweep, metric)
+    caveat = _caveat(configs, sweep)
+    return heatmap(values, rows, [_fmt_lr(lr) for lr in sweep.learning_rates],
+                   sweep.title + (f"\n{caveat}" if caveat else ""), SHORT[metric], path,
+                   best=best_cell(values), texts=texts, row_title=sweep.row_header)
+
+
 def write_table(sweep_name, runs_dir, out_dir="tables", command=None):
     """Write ``<table>.md``, ``<table>.csv``, ``<table>_heatmap.png`` and, once a run has
     finished, ``<table>_curves.png`` and ``<table>_roc.png``; return their paths."""
-    from .plots import heatmap
-
     sweep = get_sweep(sweep_name)
     frame, configs = collect(sweep_name, runs_dir)
     out_dir = Path(out_dir)
@@ -293,11 +304,6 @@ def write_table(sweep_name, runs_dir, out_dir="tables", command=None):
     csv = out_dir / f"{sweep.name}.csv"
     png = out_dir / f"{sweep.name}_heatmap.png"
     write_text(md, render_markdown(sweep_name, frame, configs, command))
-    metric = choose_metric(frame, sweep)
-    write_csv(csv, frame.assign(metric=metric))
-    rows, values, texts = grid_values(frame, sweep, metric)
-    caveat = _caveat(configs, sweep)
-    heatmap(values, rows, [_fmt_lr(lr) for lr in sweep.learning_rates],
-            sweep.title + (f"\n{caveat}" if caveat else ""), SHORT[metric], png,
-            best=best_cell(values), texts=texts, row_title=sweep.row_header)
-    return [md, csv, png, *write_figures(sweep_name, runs_dir, out_dir, caveat)]
+    write_csv(csv, frame.assign(metric=choose_metric(frame, sweep)))
+    table_heatmap(sweep_name, frame, configs, png)
+    return [md, csv, png, *write_figures(sweep_name, runs_dir, out_dir, _caveat(configs, sweep))]
