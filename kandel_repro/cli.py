@@ -295,8 +295,10 @@ def cmd_cost(args):
     out = Path(args.out)
     csv, png = out / "cost_vs_depth.csv", out / "cost_vs_depth.png"
     write_csv(csv, frame)
+    from .runtime import device_description
+
     cost_vs_depth(frame, png, title=f"Cost of each fine-tuning depth: {args.image_size}×"
-                  f"{args.image_size} images, batch {args.batch_size}, on this machine")
+                  f"{args.image_size} images, batch {args.batch_size}, {device_description()}")
     print(f"wrote {csv}\nwrote {png}")
 
 
