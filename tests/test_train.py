@@ -288,3 +288,18 @@ def test_runs_made_before_data_identities_are_still_reused(tiny_pcam, tmp_path, 
     (runs / name / "config.json").write_text(json.dumps({**config, "data_fingerprint": "other"}))
     with pytest.raises(ConfigError, match="data_fingerprint: 'other' there"):
         grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15", log=lambda m: None)
+
+
+def test_result_files_get_the_usual_permissions_not_mkstemps(tmp_path):
+    import os
+    import stat
+
+    from kandel_repro.runio import FILE_MODE, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == FILE_MODE
+    assert FILE_MODE & stat.S_IRGRP  # readable by others sharing the run folders
