@@ -296,10 +296,7 @@ def test_result_files_get_the_usual_permissions_not_mkstemps(tmp_path):
 
     from kandel_repro.runio import FILE_MODE, write_json
 
-    old = os.umask(0o022)
-    try:
-        write_json(tmp_path / "x.json", {"a": 1})
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == FILE_MODE
-    assert FILE_MODE & stat.S_IRGRP  # readable by others sharing the run folders
+    mask = os.umask(0)
+    os.umask(mask)
+    write_json(tmp_path / "x.json", {"a": 1})
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == FILE_MODE == 0o666 & ~mask
