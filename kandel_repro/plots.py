@@ -110,6 +110,11 @@ def learning_curves(histories, path=None, title=None, colors=None, styles=None,
             best = int(np.nanargmax(auc))
             right.plot(frame["epoch"].iloc[best], auc[best], "o", color=c, markersize=4)
     left.set(xlabel="epoch", ylabel="training loss (binary cross-entropy)", title="training loss")
+    losses = np.concatenate([f["loss"].to_numpy(dtype=float) for f in histories.values()] or [[1.0]])
+    losses = losses[np.isfinite(losses) & (losses > 0)]
+    if losses.size and losses.max() / losses.min() > 20:  # one diverging run hides the rest
+        left.set_yscale("log")
+        left.set_title("training loss (log scale)")
     right.set(xlabel="epoch", ylabel="validation ROC AUC", title="validation AUC (dot: best epoch)")
     for ax in (left, right):
         ax.grid(alpha=0.3)

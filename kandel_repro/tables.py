@@ -275,7 +275,8 @@ def write_figures(sweep_name, runs_dir, out_dir, caveat=""):
     split = "held-out test split" if sweep.dataset == "breakhis" else "validation split"
     roc_png = out_dir / f"{sweep.name}_roc.png"
     roc_curves(best_cell_predictions(sweep_name, runs_dir), roc_png,
-               title=f"{sweep.name}: best cell per learning rate, {split}{suffix}")
+               title=f"{sweep.name}: best cell per learning rate (by validation AUC),\n"
+                     f"ROC on the {split}{suffix}")
     return [curves_png, roc_png]
 
 
