@@ -50,8 +50,21 @@ def _log(started, message):
 
 
 def _find(inputs, pattern):
-    """Files matching ``pattern`` one or two folders below ``inputs`` (data set layouts)."""
-    return sorted(inputs.glob(f"*/{pattern}")) + sorted(inputs.glob(f"*/*/{pattern}"))
+    """Files matching ``pattern`` one to three folders below ``inputs``: Kaggle mounts a
+    source at ``/kaggle/input/<slug>/``, and has nested them deeper in some layouts."""
+    return [path for depth in ("*", "*/*", "*/*/*") for path in sorted(inputs.glob(f"{depth}/{pattern}"))]
+
+
+def find_competition(inputs, competition):
+    """The folder of the competition's files under ``inputs`` (the one named after it
+    when several hold a ``train_labels.csv``)."""
+    found = [p.parent for p in _find(inputs, "train_labels.csv")
+             if (p.parent / "sample_submission.csv").is_file()]
+    named = [folder for folder in found if folder.name == competition]
+    if not (named or found):
+        raise KernelError(f"no train_labels.csv with a sample_submission.csv under {inputs}: "
+                          f"add the competition {competition!r} as a data source of this kernel")
+    return (named or found)[0]
 
 
 def install(inputs, settings):
@@ -127,10 +140,8 @@ def main(argv=None):
             _log(started, f"weights: {path}")
         copied = resume(inputs, runs)
         _log(started, f"resumed {copied} finished run(s) from earlier kernels")
-        data = inputs / settings["competition"]
-        if not (data / "train_labels.csv").is_file():
-            raise KernelError(f"{data}/train_labels.csv is missing: add the competition "
-                              f"{settings['competition']!r} as a data source of this kernel")
+        data = find_competition(inputs, settings["competition"])
+        _log(started, f"competition data: {data}")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(target)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
         cache = Path(args.cache) if args.cache else Path(tempfile.gettempdir()) / "kandel_cache"

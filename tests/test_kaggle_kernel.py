@@ -110,6 +110,19 @@ def test_the_driver_runs_its_shard_on_a_simulated_kaggle_root_and_resumes(kernel
     assert not (root / "working" / "kandel_pkg").exists()  # the package is not in the output
 
 
+def test_the_driver_finds_the_competition_wherever_kaggle_mounts_it(tiny_pcam, tmp_path):
+    from kandel_repro import kaggle_driver
+
+    inputs = tmp_path / "input"
+    (inputs / "other-dataset").mkdir(parents=True)
+    (inputs / "other-dataset" / "train_labels.csv").write_text("id,label\n")  # no sample_submission
+    with pytest.raises(kaggle_driver.KernelError, match=f"add the competition '{COMPETITION}'"):
+        kaggle_driver.find_competition(inputs, COMPETITION)
+    nested = inputs / "competitions" / COMPETITION
+    shutil.copytree(tiny_pcam, nested, ignore=shutil.ignore_patterns(".kandel_cache", "*.tif"))
+    assert kaggle_driver.find_competition(inputs, COMPETITION) == nested
+
+
 def test_the_driver_explains_a_missing_wheel(kernel, tmp_path):
     root = tmp_path / "kaggle"
     (root / "input").mkdir(parents=True)
