@@ -188,15 +188,22 @@ def submit_run(run_dir, message=None, competition=None, timeout=DEFAULT_TIMEOUT,
     written into ``metrics.json`` (atomically) as ``kaggle_public_auc`` and
     ``kaggle_private_auc``. A run already scored is left alone unless ``resubmit``.
     """
+    run_dir = Path(run_dir)
+    csv, sample = run_submission(run_dir)
+    validate_submission(csv, sample)
+    return _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmit,
+                             quiet, client, log, sleep, clock)
+
+
+def _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmit, quiet,
+                      client, log, sleep, clock):
+    """:func:`submit_run` after the validation of ``csv``, ``run_dir``'s submission file."""
     from datetime import datetime, timezone
 
     from .kaggle_api import COMPETITION, KaggleError, api, call
     from .runio import read_json, write_json
 
-    run_dir = Path(run_dir)
     competition = competition or COMPETITION
-    csv, sample = run_submission(run_dir)
-    validate_submission(csv, sample)
     metrics = read_json(run_dir / "metrics.json")
     state = submission_state(run_dir)
     if state == "scored" and not resubmit:
@@ -312,11 +319,9 @@ def submit_runs(run_dirs, message=None, competition=None, timeout=DEFAULT_TIMEOU
                 queued.append(run_dir)
                 outcomes[run_dir.name] = "queued"
                 continue
-        kwargs = dict(message=message, competition=competition, timeout=timeout, poll=poll,
-                      resubmit=resubmit, quiet=quiet, client=client, log=log, sleep=sleep,
-                      clock=clock)
         try:
-            submit_run(run_dir, **kwargs)
+            _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmit,
+                              quiet, client, log, sleep, clock)
             outcomes[run_dir.name] = "scored"
         except ScoreTimeout as exc:
             log(str(exc))
