@@ -236,14 +236,16 @@ def curve_legend(sweep_name):
     return rows, {i: f"lr {_fmt_lr(lr)}" for i, lr in enumerate(sweep.learning_rates)}
 
 
-def best_cell_predictions(sweep_name, runs_dir):
+def best_cell_predictions(sweep_name, runs_dir, frame=None):
     """``{label: (labels, scores)}``: per learning rate, the predictions of the cell with
     the best validation AUC — on the validation split (PCam, whose test labels are
-    hidden) or the held-out test split (BreakHis)."""
+    hidden) or the held-out test split (BreakHis). ``frame``: :func:`collect`'s, when
+    the caller has it already."""
     import pandas as pd
 
     sweep = get_sweep(sweep_name)
-    frame, _ = collect(sweep_name, runs_dir)
+    if frame is None:
+        frame, _ = collect(sweep_name, runs_dir)
     done = frame[frame["status"] == "ok"].dropna(subset=["val_auc"])
     name = "test_predictions.csv" if sweep.dataset == "breakhis" else "val_predictions.csv"
     curves = {}
@@ -257,7 +259,7 @@ def best_cell_predictions(sweep_name, runs_dir):
     return curves
 
 
-def write_figures(sweep_name, runs_dir, out_dir, caveat=""):
+def write_figures(sweep_name, runs_dir, out_dir, frame, caveat=""):
     """``<table>_curves.png`` and ``<table>_roc.png`` (when a run has finished)."""
     from .plots import learning_curves, roc_curves
 
@@ -274,7 +276,7 @@ def write_figures(sweep_name, runs_dir, out_dir, caveat=""):
                     style_names=style_names)
     split = "held-out test split" if sweep.dataset == "breakhis" else "validation split"
     roc_png = out_dir / f"{sweep.name}_roc.png"
-    roc_curves(best_cell_predictions(sweep_name, runs_dir), roc_png,
+    roc_curves(best_cell_predictions(sweep_name, runs_dir, frame), roc_png,
                title=f"{sweep.name}: best cell per learning rate (by validation AUC),\n"
                      f"ROC on the {split}{suffix}")
     return [curves_png, roc_png]
@@ -307,4 +309,5 @@ def write_table(sweep_name, runs_dir, out_dir="tables", command=None):
     write_text(md, render_markdown(sweep_name, frame, configs, command))
     write_csv(csv, frame.assign(metric=choose_metric(frame, sweep)))
     table_heatmap(sweep_name, frame, configs, png)
-    return [md, csv, png, *write_figures(sweep_name, runs_dir, out_dir, _caveat(configs, sweep))]
+    return [md, csv, png,
+            *write_figures(sweep_name, runs_dir, out_dir, frame, _caveat(configs, sweep))]
