@@ -192,9 +192,9 @@ def _submit(args, run_dirs, queue_file=None):
                            competition=args.competition, timeout=args.timeout, poll=args.poll,
                            resubmit=args.resubmit, quiet=getattr(args, "quiet", False),
                            queue_file=queue_file)
-    counts = {}
-    for outcome in outcomes.values():
-        counts[outcome] = counts.get(outcome, 0) + 1
+    from collections import Counter
+
+    counts = Counter(outcomes.values())
     print("Kaggle: " + (", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
                         or "no finished PCam run to submit"))
     return outcomes
@@ -288,6 +288,7 @@ def cmd_cost(args):
     from .cost import depth_costs
     from .plots import cost_vs_depth
     from .runio import write_csv
+    from .runtime import device_description
 
     frames = [depth_costs(name, args.image_size, args.batch_size, args.steps, args.warm,
                           first_blocks=args.first_blocks, log=print) for name in args.backbones]
@@ -295,8 +296,6 @@ def cmd_cost(args):
     out = Path(args.out)
     csv, png = out / "cost_vs_depth.csv", out / "cost_vs_depth.png"
     write_csv(csv, frame)
-    from .runtime import device_description
-
     cost_vs_depth(frame, png, title=f"Cost of each fine-tuning depth: {args.image_size}×"
                   f"{args.image_size} images, batch {args.batch_size}, {device_description()}")
     print(f"wrote {csv}\nwrote {png}")

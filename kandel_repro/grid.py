@@ -237,6 +237,12 @@ def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     deadline = None if time_budget is None else time.time() + float(time_budget)
     cells = sweep.cells()
     mine = shard_cells(cells, shard)
+
+    def out_of_time():
+        """Mark this shard's unfinished runs "out of time"; return how many."""
+        left = [c.name for _, c in mine if not is_finished(runs_dir / c.name)]
+        statuses.update({name: "out of time" for name in left})
+        return len(left)
     if shard is not None:
         log(f"{sweep.name}: shard {shard[0]}/{shard[1]} runs {len(mine)} of {len(cells)} runs")
     for position, cell in mine:
@@ -253,11 +259,10 @@ def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
         if deadline is not None:
             expected = _longest_run_seconds(runs_dir, cells) or 0.0
             if time.time() + expected > deadline:
-                left = [c.name for _, c in mine if not is_finished(runs_dir / c.name)]
+                left = out_of_time()
                 log(f"{label}: not started: the time budget has "
                     f"{max(deadline - time.time(), 0):.0f} s left and the slowest run so far "
-                    f"took {expected:.0f} s; {len(left)} run(s) left for the next session")
-                statuses.update({name: "out of time" for name in left})
+                    f"took {expected:.0f} s; {left} run(s) left for the next session")
                 break
         if (run_dir / FAILED).exists():
             log(f"{label}: failed before, retrying")
@@ -266,9 +271,7 @@ def run_grid(sweep_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
         try:
             metrics = train_run(run_dir, data, config, verbose=verbose, deadline=deadline)
         except TimeBudgetExceeded as exc:
-            left = [c.name for _, c in mine if not is_finished(runs_dir / c.name)]
-            log(f"{label}: {exc}; {len(left)} run(s) left for the next session")
-            statuses.update({name: "out of time" for name in left})
+            log(f"{label}: {exc}; {out_of_time()} run(s) left for the next session")
             break
         except KeyboardInterrupt:
             log(f"{label}: interrupted; rerun the same command to resume from this run")
