@@ -1,6 +1,6 @@
 """Training-split augmentation and the input pipeline.
 
-Two implementations of the paper's augmentation (§4.1), chosen with ``--augment``:
+Two implementations of the paper's augmentation (§4.1), chosen with ``--augmenter``:
 
 ``fast`` (default)
     :class:`InputStage` draws each image's parameters with the same distributions as
@@ -34,7 +34,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-AUGMENT_MODES = ("fast", "imagedatagenerator")
+# The implementations of the augmentation (`--augmenter`), described in this docstring.
+AUGMENTERS = ("fast", "imagedatagenerator")
 # ImageDataGenerator arguments the fused transform implements.
 FAST_KEYS = {"horizontal_flip", "vertical_flip", "rotation_range", "width_shift_range",
              "height_shift_range", "shear_range", "zoom_range", "fill_mode"}
@@ -51,21 +52,21 @@ def check_fast(augmentation):
     """Refuse settings the fused transform does not implement, naming them."""
     unknown = set(augmentation) - FAST_KEYS
     if unknown:
-        raise ConfigError(f"--augment fast does not implement {', '.join(sorted(unknown))}; "
-                          "use --augment imagedatagenerator")
+        raise ConfigError(f"--augmenter fast does not implement {', '.join(sorted(unknown))}; "
+                          "use --augmenter imagedatagenerator")
     if augmentation.get("fill_mode", "nearest") != "nearest":
-        raise ConfigError(f"--augment fast implements fill_mode='nearest' only, got "
-                          f"{augmentation['fill_mode']!r}; use --augment imagedatagenerator")
+        raise ConfigError(f"--augmenter fast implements fill_mode='nearest' only, got "
+                          f"{augmentation['fill_mode']!r}; use --augmenter imagedatagenerator")
     for key in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range"):
         value = augmentation.get(key, 0)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"--augment fast needs augmentation.{key} to be a number ≥ 0, "
+            raise ConfigError(f"--augmenter fast needs augmentation.{key} to be a number ≥ 0, "
                               f"got {value!r}")
         if key.endswith("shift_range") and isinstance(value, int) and value >= 1:
             # NOTE: ImageDataGenerator draws an int shift from range(value) (a discrete
             # choice), a float one uniformly; only the latter is implemented here.
             raise ConfigError(f"augmentation.{key}={value!r} (an int) means a discrete pixel "
-                              "shift in ImageDataGenerator; give a float for --augment fast")
+                              "shift in ImageDataGenerator; give a float for --augmenter fast")
     zoom_range(augmentation.get("zoom_range", 0.0))
     return augmentation
 
@@ -222,8 +223,8 @@ def make_input_stage(augmentation, preprocess, seed=0, name="input_stage"):
     import keras
     import tensorflow as tf
 
-    if augmentation is not None:
-        check_fast(augmentation)
+    # NOTE: ``augmentation`` was checked with check_fast when the run's config was
+    # resolved (kandel_repro.config), the one place settings are validated.
 
     class InputStage(keras.layers.Layer):
         def __init__(self):

@@ -32,8 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .protocol import LEARNING_RATES, PAPER
+from .augment import image_data_generator, in_memory_dataset, make_input_stage, predict_uint8
+from .config import resolve_config, resolve_runtime
+from .cost import depth_costs, step_timer
+from .data import pcam
+from .data.synthetic import HIDDEN_LABELS, MARKER, write_synthetic_pcam
+from .protocol import LEARNING_RATES, PCAM
 from .runio import write_json, write_text
+from .runtime import device_description
+from .train import build_run_models
 
 # PCam's Kaggle split sizes (paper §4.1), for the projection.
 PCAM_TRAIN, PCAM_VAL, PCAM_TEST = 176_020, 44_005, 57_458
@@ -42,16 +49,17 @@ RSS_SCRIPT = """
 import json, resource, sys
 from kandel_repro.augment import in_memory_dataset, predict_uint8
 from kandel_repro.data import pcam
-from kandel_repro.train import build_run_models, resolve_config, resolve_runtime
+from kandel_repro.config import resolve_config, resolve_runtime
+from kandel_repro.train import build_run_models
 root, cache, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 data = pcam.load(root, cache, progress=False)
 config = resolve_runtime(resolve_config("vgg16", 1, 1e-4, weights="none"))
 model, trainer, predictor, _ = build_run_models(config, data.image_shape)
 train_idx, val_idx, _ = data.split(config)
-ds = in_memory_dataset(data.train_x, data.train_y, train_idx, config["batch_size"]).repeat()
+ds = in_memory_dataset(data.x, data.y, train_idx, config["batch_size"]).repeat()
 trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
 # A share of each prediction: memory is that of one batch, however many there are.
-predict_uint8(predictor, data.train_x, config["eval_batch_size"], indices=val_idx[:1024])
+predict_uint8(predictor, data.x, config["eval_batch_size"], indices=val_idx[:1024])
 predict_uint8(predictor, data.test_x[:512], config["eval_batch_size"])
 # NOTE: VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child started by
 # a big parent would report the parent's peak.
@@ -75,8 +83,6 @@ def replicate_pcam(src, dst, copies):
     Rebuilt only when missing.
     """
     import pandas as pd
-
-    from .data.synthetic import HIDDEN_LABELS, MARKER
 
     src, dst = Path(src), Path(dst)
     done = dst / "REPLICATED.json"
@@ -112,10 +118,8 @@ def augment_throughput(x, seconds):
     """``(fast images/s, ImageDataGenerator.flow images/s)`` on the same uint8 images."""
     import tensorflow as tf
 
-    from .augment import image_data_generator, make_input_stage
-
-    aug = PAPER.augmentation.to_kwargs()
-    batch = PAPER.batch_size
+    aug = PCAM.augmentation.to_kwargs()
+    batch = PCAM.batch_size
     stage = make_input_stage(aug, lambda t: t, seed=0)
     step = tf.function(lambda b: tf.reduce_mean(stage(b, training=True)))
     batches = [x[i:i + batch] for i in range(0, len(x) - batch + 1, batch)]
@@ -134,35 +138,14 @@ def augment_throughput(x, seconds):
     return fast, _rate(count, time.perf_counter() - started)
 
 
-def _step_timer(warm):
-    """A callback timing training steps after ``warm`` steps; syncs on the loss each step."""
-    import keras
-
-    class StepTimer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.stamps = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            float(logs["loss"])  # wait for the step to finish
-            self.stamps.append(time.perf_counter())
-
-        def images_per_second(self, batch_size):
-            stamps = self.stamps[warm - 1:]
-            return _rate((len(stamps) - 1) * batch_size, stamps[-1] - stamps[0])
-
-    return StepTimer()
-
-
 def _train_rate(trainer, dataset, warm, steps, batch_size):
-    timer = _step_timer(warm)
+    timer = step_timer(warm)
     trainer.fit(dataset, steps_per_epoch=warm + steps, epochs=1, verbose=0,
                 callbacks=[timer], shuffle=False)
     return timer.images_per_second(batch_size)
 
 
 def _config(first, **extra):
-    from .train import resolve_config, resolve_runtime
-
     return resolve_runtime(resolve_config("vgg16", first, 1e-4, weights="none", **extra))
 
 
@@ -171,20 +154,17 @@ def pipeline_vs_preaugmented(data, train_idx, warm, steps, rounds):
     import keras
     import tensorflow as tf
 
-    from .augment import in_memory_dataset
-    from .train import build_run_models
-
     config = _config(5)
     batch = config["batch_size"]
     model, trainer, _, _ = build_run_models(config, data.image_shape)
     config["jit"] = "on" if trainer.jit_compile else "off"
-    pipeline = in_memory_dataset(data.train_x, data.train_y, train_idx, batch).repeat()
+    pipeline = in_memory_dataset(data.x, data.y, train_idx, batch).repeat()
     # The baseline: the paper's model alone, fed tensors augmented and preprocessed
     # beforehand and held in memory — the input pipeline removed.
     stage = trainer.get_layer("input_stage")
-    pool = data.train_x[train_idx[:batch * 8]]
+    pool = data.x[train_idx[:batch * 8]]
     ready = stage(tf.constant(pool), training=True)
-    labels = data.train_y[train_idx[:batch * 8]].astype(np.float32)
+    labels = data.y[train_idx[:batch * 8]].astype(np.float32)
     preaugmented = (tf.data.Dataset.from_tensor_slices((ready, labels)).batch(batch)
                     .repeat().prefetch(tf.data.AUTOTUNE))
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy",
@@ -197,24 +177,20 @@ def pipeline_vs_preaugmented(data, train_idx, warm, steps, rounds):
 
 
 def depth_throughput(data, train_idx, warm, steps):
-    """Training images/s of each VGG16 depth (top block only … whole network), and the
+    """Training images/s of each VGG16 depth (top block only … whole network), timed by
+    :func:`kandel_repro.cost.depth_costs` (median step) on the packed images, and the
     whole network's predictor (prediction costs the same at every depth)."""
-    from .augment import in_memory_dataset
-    from .train import build_run_models
-
-    out = {}
-    for first in range(5, 0, -1):
-        config = _config(first)
-        _, trainer, predictor, _ = build_run_models(config, data.image_shape)
-        ds = in_memory_dataset(data.train_x, data.train_y, train_idx, config["batch_size"]).repeat()
-        out[config["blocks"]] = _train_rate(trainer, ds, warm, steps, config["batch_size"])
-        _log(f"VGG16 blocks {config['blocks']}: {out[config['blocks']]:.1f} training images/s")
+    config = _config(1)
+    frame = depth_costs("vgg16", data.image_shape[0], config["batch_size"], steps, warm,
+                        images=data.x[train_idx], labels=data.y[train_idx])
+    out = dict(zip(frame["blocks"], frame["images_per_second"]))
+    for blocks, rate in out.items():
+        _log(f"VGG16 blocks {blocks}: {rate:.1f} training images/s")
+    _, _, predictor, _ = build_run_models(config, data.image_shape)
     return out, predictor
 
 
 def eval_throughput(predictor, x, batch, repeats=3):
-    from .augment import predict_uint8
-
     n = min(len(x), batch * 2)
     predict_uint8(predictor, x[:n], batch)  # trace
     started = time.perf_counter()
@@ -243,8 +219,8 @@ def projection(depth_rates, eval_rate):
 
     return {
         "table2_hours_per_epoch_of_all_15_runs": lrs * sum(per_epoch.values()) / 3600,
-        "table2_hours_at_11_epochs_per_run": hours(PAPER.patience + 1),
-        "table2_hours_at_50_epochs_per_run": hours(PAPER.max_epochs),
+        "table2_hours_at_11_epochs_per_run": hours(PCAM.patience + 1),
+        "table2_hours_at_50_epochs_per_run": hours(PCAM.max_epochs),
     }
 
 
@@ -259,10 +235,6 @@ def run_bench(out_dir="tables", work_dir="data/bench", images=DEFAULTS["images"]
               steps=DEFAULTS["steps"], rounds=DEFAULTS["rounds"],
               augment_seconds=DEFAULTS["augment_seconds"], rss_steps=3):
     """Measure every figure and write ``bench.md`` and ``bench.json`` into ``out_dir``."""
-    from .data import pcam
-    from .data.synthetic import write_synthetic_pcam
-    from .runtime import device_description
-
     import tensorflow as tf
 
     # NOTE: each depth builds a new model, whose step function TF would report as
@@ -285,12 +257,12 @@ def run_bench(out_dir="tables", work_dir="data/bench", images=DEFAULTS["images"]
     data = pcam.load(root, cache, progress=False)
     train_idx, _, _ = data.split(_config(5))
 
-    fast, flow = augment_throughput(data.train_x[train_idx[:2048]], augment_seconds)
+    fast, flow = augment_throughput(data.x[train_idx[:2048]], augment_seconds)
     _log(f"augmentation: fast {fast:.0f} images/s, ImageDataGenerator.flow {flow:.0f} images/s")
     with_pipeline, preaugmented, config = pipeline_vs_preaugmented(data, train_idx, warm, steps, rounds)
     _log(f"training block 5: pipeline {with_pipeline:.1f}, pre-augmented {preaugmented:.1f} images/s")
     depth_rates, predictor = depth_throughput(data, train_idx, warm, steps)
-    eval_rate = eval_throughput(predictor, data.train_x, config["eval_batch_size"])
+    eval_rate = eval_throughput(predictor, data.x, config["eval_batch_size"])
     _log(f"prediction: {eval_rate:.1f} images/s")
     del data
     rss = peak_rss(root, cache, rss_steps)
@@ -380,14 +352,14 @@ def render(f, depth_rates):
         f"From the throughputs above: 15 runs (5 depths × 3 learning rates), each epoch "
         f"training on {PCAM_TRAIN:,} images and predicting {PCAM_VAL:,} validation images, "
         f"and each run predicting the {PCAM_TEST:,} test images once. The paper does not "
-        f"report epoch counts; with patience {PAPER.patience} a run takes at least "
-        f"{PAPER.patience + 1} epochs, and at most {PAPER.max_epochs} (our cap).",
+        f"report epoch counts; with patience {PCAM.patience} a run takes at least "
+        f"{PCAM.patience + 1} epochs, and at most {PCAM.max_epochs} (our cap).",
         "",
         "| | hours |",
         "|---|---|",
         f"| one epoch of all 15 runs | {f['table2_hours_per_epoch_of_all_15_runs']:,.1f} |",
-        f"| Table 2 at {PAPER.patience + 1} epochs per run | {f['table2_hours_at_11_epochs_per_run']:,.1f} |",
-        f"| Table 2 at {PAPER.max_epochs} epochs per run | {f['table2_hours_at_50_epochs_per_run']:,.1f} |",
+        f"| Table 2 at {PCAM.patience + 1} epochs per run | {f['table2_hours_at_11_epochs_per_run']:,.1f} |",
+        f"| Table 2 at {PCAM.max_epochs} epochs per run | {f['table2_hours_at_50_epochs_per_run']:,.1f} |",
         "",
         f"Measured on {f['device']}; this benchmark took {f['bench_wall_seconds']:.0f} s.",
         "",

@@ -2,32 +2,63 @@
 
 :func:`depth_costs` builds a backbone's run model once per depth (the same models a run
 trains: input stage with augmentation, backbone, Dropout, Dense), counts its trainable
-layers and parameters, and times training steps on random images held in memory, with
-the same input pipeline as a run. The time is of this machine; compare depths with each
-other, not machines.
+layers and parameters, and times training steps on images held in memory, with the same
+input pipeline as a run. The time is of this machine; compare depths with each other,
+not machines. :func:`write_cost` is ``kandel-repro cost`` (``make cost``); ``make
+bench`` times the depths with the same function.
 """
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 
+from .augment import in_memory_dataset
 from .backbones import depth_label, get_backbone
+from .config import resolve_config, resolve_runtime
+from .plots import cost_vs_depth
+from .runio import write_csv
+from .runtime import device_description
+from .train import build_run_models
+
+
+def step_timer(warm):
+    """A Keras callback stamping the end of every training step (it waits for the step:
+    it reads the loss); ``images_per_second(batch)`` over the steps after ``warm``."""
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.stamps = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            float(logs["loss"])  # wait for the step to finish
+            self.stamps.append(time.perf_counter())
+
+        def step_seconds(self):
+            """Seconds of each timed step (those after the ``warm`` first ones)."""
+            return np.diff(self.stamps[warm - 1:])
+
+        def images_per_second(self, batch_size):
+            seconds = self.step_seconds()
+            return len(seconds) * batch_size / max(float(seconds.sum()), 1e-9)
+
+    return StepTimer()
 
 
 def depth_costs(backbone, image_size=96, batch_size=32, steps=5, warm=2, first_blocks=None,
-                weights="none", seed=0, log=None):
+                weights="none", seed=0, images=None, labels=None, log=None):
     """A DataFrame, one row per depth from the top block only to the whole network.
 
     Columns: ``backbone``, ``first_block``, ``blocks`` (e.g. ``"3–5"``),
     ``trainable_layers`` (layers with weights that train, head included),
     ``trainable_parameters``, ``total_parameters``, ``seconds_per_step`` (median of the
-    timed steps after ``warm`` untimed ones) and ``images_per_second``.
-    ``first_blocks`` limits the depths measured (default: all).
+    timed steps after ``warm`` untimed ones) and ``images_per_second`` (of the median
+    step). ``first_blocks`` limits the depths measured (default: all). ``images`` and
+    ``labels`` (uint8 N×S×S×3, 0/1): what to train on; default random images.
     """
     import pandas as pd
-
-    from .augment import in_memory_dataset
-    from .bench import _step_timer
-    from .train import build_run_models, resolve_config, resolve_runtime
 
     info = get_backbone(backbone)
     side = int(image_size)
@@ -36,21 +67,22 @@ def depth_costs(backbone, image_size=96, batch_size=32, steps=5, warm=2, first_b
                          f"{info.min_input_size}; got {image_size}")
     if steps < 1 or warm < 1:
         raise ValueError("steps and warm must be at least 1")
-    rng = np.random.default_rng(seed)
-    n = batch_size * 4
-    x = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
-    y = rng.integers(0, 2, n).astype(np.int8)
+    if images is None:
+        rng = np.random.default_rng(seed)
+        images = rng.integers(0, 256, (batch_size * 4, side, side, 3), dtype=np.uint8)
+        labels = rng.integers(0, 2, len(images)).astype(np.int8)
     firsts = list(range(info.num_blocks, 0, -1)) if first_blocks is None else list(first_blocks)
     rows = []
     for first in firsts:
         config = resolve_runtime(resolve_config(info.name, first, 1e-4, weights=weights,
                                                 batch_size=batch_size, seed=seed))
         model, trainer, _, trainable = build_run_models(config, (side, side, 3))
-        data = in_memory_dataset(x, y, np.arange(n), batch_size, seed=seed).repeat()
-        timer = _step_timer(1)
+        data = in_memory_dataset(images, labels, np.arange(len(images)), batch_size,
+                                 seed=seed).repeat()
+        timer = step_timer(warm)
         trainer.fit(data, steps_per_epoch=warm + steps, epochs=1, verbose=0, callbacks=[timer],
                     shuffle=False)
-        per_step = float(np.median(np.diff(timer.stamps[warm - 1:])))
+        per_step = float(np.median(timer.step_seconds()))
         rows.append({
             "backbone": info.name, "first_block": first,
             "blocks": depth_label(first, info.num_blocks),
@@ -63,3 +95,20 @@ def depth_costs(backbone, image_size=96, batch_size=32, steps=5, warm=2, first_b
             log(f"{info.name} blocks {rows[-1]['blocks']}: {rows[-1]['trainable_parameters']:,} "
                 f"trainable parameters, {per_step * 1e3:.0f} ms per step")
     return pd.DataFrame(rows)
+
+
+def write_cost(backbones, out_dir="tables", image_size=96, batch_size=64, steps=5, warm=2,
+               first_blocks=None, log=print):
+    """What ``kandel-repro cost`` does: :func:`depth_costs` of each backbone into
+    ``cost_vs_depth.csv`` and ``cost_vs_depth.png`` in ``out_dir``; returns both paths."""
+    import pandas as pd
+
+    frame = pd.concat([depth_costs(name, image_size, batch_size, steps, warm,
+                                   first_blocks=first_blocks, log=log) for name in backbones],
+                      ignore_index=True)
+    out = Path(out_dir)
+    csv, png = out / "cost_vs_depth.csv", out / "cost_vs_depth.png"
+    write_csv(csv, frame)
+    cost_vs_depth(frame, png, title=f"Cost of each fine-tuning depth: {image_size}×"
+                  f"{image_size} images, batch {batch_size}, {device_description()}")
+    return csv, png

@@ -15,6 +15,8 @@ from pathlib import Path
 from .errors import KandelError
 
 COMPETITION = "histopathologic-cancer-detection"
+SESSION_LIMIT_HOURS = 12  # Kaggle's limit for a GPU session
+DEFAULT_BUDGET_HOURS = 11.0  # ours for a kernel: an hour's margin for the last epoch and outputs
 RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
 TOKEN_HELP = ("create an API token at https://www.kaggle.com/settings (API → Create New "
               "Token) and save the downloaded kaggle.json as ~/.kaggle/kaggle.json "

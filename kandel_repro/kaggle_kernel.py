@@ -23,11 +23,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .backbones import get_backbone
 from .errors import ConfigError
-from .kaggle_api import COMPETITION, KaggleError
-
-SESSION_LIMIT_HOURS = 12  # Kaggle's limit for a GPU session
-DEFAULT_BUDGET_HOURS = 11.0  # ours: an hour's margin for the last epoch and saving outputs
+from .grid import parse_shard
+from .kaggle_api import (COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS, KaggleError, api,
+                         call, explain)
+from .model import keras_models_dir
+from .options import parse_grid_args
+from .studies import get_study, study_configs
 REQUIRES = ["tensorflow", "keras", "sklearn", "pandas", "matplotlib", "h5py", "PIL", "tqdm",
             "scipy"]
 WHEEL_DATASET = "kandel-repro-wheel"
@@ -38,22 +41,10 @@ def kernel_slug(table, shard=None):
     return f"kandel-repro-{table}" + (f"-shard-{shard[0]}-of-{shard[1]}" if shard else "")
 
 
-def _check_grid_args(table, grid_args):
-    """Parse the grid options here, so a typo fails now rather than on Kaggle."""
-    from .cli import build_parser
-
-    forbidden = {"--data", "--runs", "--cache", "--shard", "--time-budget", "--submit"}
-    clash = sorted(forbidden & {a.split("=")[0] for a in grid_args})
-    if clash:
-        raise ConfigError(f"the kernel sets {', '.join(clash)} itself; leave them out")
-    try:
-        args = build_parser().parse_args(["grid", table, "--data", "x", "--runs", "y", *grid_args])
-    except SystemExit:
-        raise ConfigError(f"invalid grid options for the kernel: {' '.join(grid_args)!r}") from None
-    from .cli import _overrides
-    from .grid import get_sweep, sweep_configs
-
-    configs = sweep_configs(get_sweep(table), **_overrides(args))
+def _check_grid_args(study, grid_args):
+    """Resolve the kernel's grid options here, so a typo fails now rather than on
+    Kaggle; return the weights they ask for."""
+    configs = study_configs(get_study(study), **parse_grid_args(study, grid_args))
     return next(iter(configs.values()))["weights"]
 
 
@@ -80,8 +71,6 @@ def build_wheel(dest):
 
 def _check_weights(files):
     """Raise, saying how to get them, if weight files are missing from Keras' cache."""
-    from .model import keras_models_dir
-
     folder = keras_models_dir()
     missing = [name for name in files if not (folder / name).is_file()]
     if missing:
@@ -105,12 +94,9 @@ def collect_weights(dest, files):
 
 def make_kernel(table, out, user, shard=None, budget_hours=DEFAULT_BUDGET_HOURS,
                 resume_from=(), grid_args=(), wheel=True, name=None, log=print):
-    """Write the kernel, wheel and weights folders for ``table`` under ``out``."""
-    from .backbones import get_backbone
-    from .grid import get_sweep, parse_shard
-
-    sweep = get_sweep(table)
-    if sweep.dataset != "pcam":
+    """Write the kernel, wheel and weights folders for study ``table`` under ``out``."""
+    study = get_study(table)
+    if study.dataset != "pcam":
         raise ConfigError(f"{table} trains on BreakHis, which is not this Kaggle competition's "
                           "data; kernels run the PCam tables (table2 … table5)")
     if not 0 < budget_hours < SESSION_LIMIT_HOURS:
@@ -125,7 +111,7 @@ def make_kernel(table, out, user, shard=None, budget_hours=DEFAULT_BUDGET_HOURS,
         if not re.fullmatch(r"[A-Za-z0-9_-]+/[A-Za-z0-9_-]+", source):
             raise ConfigError(f"--resume-from takes a kernel as OWNER/SLUG, got {source!r}")
     out = Path(out)
-    weight_files = ([get_backbone(b).notop_weights_file for b in sweep.backbones]
+    weight_files = ([get_backbone(b).notop_weights_file for b in study.backbones]
                     if weights == "imagenet" else [])
     _check_weights(weight_files)  # before anything is written
     slug = name or kernel_slug(table, shard)
@@ -176,8 +162,6 @@ def make_kernel(table, out, user, shard=None, budget_hours=DEFAULT_BUDGET_HOURS,
 
 
 def _dataset_exists(client, ref):
-    from .kaggle_api import explain
-
     try:
         client.dataset_status(ref)
     except Exception as exc:  # noqa: BLE001 - a 404 answers the question; others explained
@@ -192,8 +176,6 @@ def _dataset_exists(client, ref):
 
 def push(folders, message="kandel_repro", client=None, log=print):
     """Upload the data sets (new version if they exist), then push the kernel."""
-    from .kaggle_api import api, call
-
     client = client or api()
     for name in ("wheel", "weights"):
         folder = folders.get(name)
@@ -224,3 +206,24 @@ def push(folders, message="kandel_repro", client=None, log=print):
     log(f"kernel pushed: {response.url} (version {response.version_number}); its output "
         "holds runs/ and tables/ when it finishes")
     return response
+
+
+def kernel_command(study, user=None, out=None, name=None, shard=None, push_now=False,
+                   log=print, **options):
+    """What ``kandel-repro kaggle-kernel`` does: write the kernel's folders (the user
+    from the credentials unless given; ``out`` default ``kaggle/<kernel name>``), then
+    push them (``push_now``) or say how."""
+    client = None
+    if user is None:
+        client = api()
+        user = client.get_config_value("username")
+        if not user:
+            raise ConfigError("cannot tell the Kaggle user name from the credentials; give --user")
+    out = out or f"kaggle/{name or kernel_slug(study, parse_shard(shard))}"
+    folders = make_kernel(study, out, user, shard=shard, name=name, log=log, **options)
+    if push_now:
+        push(folders, client=client, log=log)
+    else:
+        log(f"not pushed; `kandel-repro kaggle-kernel {study} ... --push`, or by hand: "
+            f"kaggle datasets create -p {folders['wheel']}; kaggle kernels push -p {folders['kernel']}")
+    return folders

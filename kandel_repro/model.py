@@ -7,10 +7,12 @@ block map of layer names addresses them directly.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from .backbones import get_backbone
+from .backbones import depth_label, get_backbone
+from .config import normalise_weights
 from .errors import ConfigError, WeightsUnavailable
 
 HEAD_LAYERS = ("head_pool", "head_dropout", "head_dense")
@@ -21,23 +23,11 @@ def keras_models_dir():
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
-def resolve_weights(weights):
-    """Normalise ``--weights``: ``"imagenet"``, ``None`` (random) or an existing file path."""
-    if weights is None or str(weights).lower() in ("none", "random", "scratch"):
-        return None
-    if str(weights).lower() == "imagenet":
-        return "imagenet"
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsUnavailable(
-            f"weights file {str(path)!r} does not exist; give 'imagenet', 'none' or the path "
-            "of a keras.applications notop .h5 file"
-        )
-    return str(path)
-
-
 def build_base(backbone_name, input_shape, weights="imagenet"):
-    """Build the headless backbone, turning a failed weight download into a clear error."""
+    """Build the headless backbone, turning a failed weight download into a clear error.
+
+    ``weights``: ``"imagenet"``, ``"none"`` (or None) for random weights, or a file.
+    """
     backbone = get_backbone(backbone_name)
     size = min(input_shape[:2])
     if size < backbone.min_input_size:
@@ -45,10 +35,11 @@ def build_base(backbone_name, input_shape, weights="imagenet"):
             f"{backbone.name} needs inputs of at least {backbone.min_input_size}×"
             f"{backbone.min_input_size} pixels, got {input_shape[0]}×{input_shape[1]}"
         )
-    weights = resolve_weights(weights)
+    weights = normalise_weights(weights)
     constructor = backbone.constructor()
     try:
-        return constructor(include_top=False, weights=weights, input_shape=tuple(input_shape))
+        return constructor(include_top=False, weights=None if weights == "none" else weights,
+                           input_shape=tuple(input_shape))
     except Exception as exc:  # keras raises a bare Exception on URL fetch failure
         if weights == "imagenet" and "fetch failure" in str(exc).lower():
             folder = keras_models_dir()
@@ -59,7 +50,7 @@ def build_base(backbone_name, input_shape, weights="imagenet"):
                 f"or pass --weights PATH to that file, or --weights none to train "
                 f"from random weights (a different experiment)."
             ) from None
-        if weights not in (None, "imagenet"):
+        if weights not in ("none", "imagenet"):
             raise WeightsUnavailable(f"could not load weights from {weights!r}: {exc}") from None
         raise
 
@@ -96,6 +87,20 @@ def block_map_of(backbone_name, input_shape=None):
     shape = input_shape or (size, size, 3)
     base = build_base(backbone_name, shape, weights=None)
     return backbone.assign_blocks(base.layers)
+
+
+def describe_blocks(backbone_name, as_json=False):
+    """What ``kandel-repro blocks`` prints: block number → layer names, as text or JSON."""
+    backbone = get_backbone(backbone_name)
+    blocks = block_map_of(backbone.name)
+    if as_json:
+        return json.dumps({str(k): v for k, v in blocks.items()}, indent=2)
+    lines = [f"{backbone.name}: {backbone.num_blocks} blocks (block 1 is nearest the input)"]
+    lines += [f"  block {block}: {', '.join(names)}" for block, names in blocks.items()]
+    lines.append(f"fine-tuning 'from block k' trains blocks k..{backbone.num_blocks} and the "
+                 f"head; e.g. depth {depth_label(3, backbone.num_blocks)} trains blocks 3 to "
+                 f"{backbone.num_blocks}")
+    return "\n".join(lines)
 
 
 def set_trainable_blocks(model, block_map, first_trainable_block, num_blocks=None):

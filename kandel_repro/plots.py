@@ -28,7 +28,7 @@ def _pyplot():
 
 
 def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None, texts=None,
-            row_title="fine-tuned blocks"):
+            row_title="fine-tuned blocks", column_title="learning rate"):
     """Draw a grid of AUCs (NaN = nothing to show), annotate each cell, mark the best.
 
     ``texts`` overrides the annotation of each cell (e.g. "failed", "did not converge").
@@ -47,7 +47,7 @@ def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None,
                       aspect="auto")
     ax.set_xticks(range(len(col_labels)), col_labels)
     ax.set_yticks(range(len(row_labels)), row_labels)
-    ax.set_xlabel("learning rate")
+    ax.set_xlabel(column_title.lower())
     ax.set_ylabel(row_title.lower())
     ax.set_title(title, fontsize=10)
     for (r, c), v in np.ndenumerate(values):

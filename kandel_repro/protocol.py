@@ -3,11 +3,12 @@
 Kandel I., Castelli M. (2020). *How Deeply to Fine-Tune a Convolutional Neural Network:
 A Case Study Using a Histopathology Dataset.* Applied Sciences 10(10):3359.
 
-Every value used by a training run comes from :data:`PAPER` unless the user overrides
-it. Each field is listed in :data:`SOURCES` with where it comes from: a section of the
-paper, or ``"our choice"`` with the reason, for what the paper leaves unstated. Tables
-compare a run's resolved config against :data:`PAPER` and print every difference in
-their header (:func:`deviations`).
+Two protocols: :data:`PCAM` (§4.1, Tables 2–5) and :data:`BREAKHIS` (§4.3, Tables 6–8).
+Every value used by a training run comes from its protocol unless the user overrides
+it (:func:`kandel_repro.config.resolve_config`). Each field is listed in :data:`SOURCES`
+with where it comes from: a section of the paper, or ``"our choice"`` with the reason,
+for what the paper leaves unstated. Tables compare a run's resolved config against its
+protocol and print every difference in their header (:func:`deviations`).
 """
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ class Protocol:
     weights: str = "imagenet"
 
 
-PAPER = Protocol()
+# The paper's PCam protocol (§4.1).
+PCAM = Protocol()
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class BreakHisProtocol(Protocol):
 
 
 BREAKHIS = BreakHisProtocol()
-PROTOCOLS = {"pcam": PAPER, "breakhis": BREAKHIS}
+PROTOCOLS = {"pcam": PCAM, "breakhis": BREAKHIS}
 
 # Table 5 marks a from-scratch run "did not converge" by this rule rather than print a
 # misleading AUC (paper §4.2: "the model did not converge at all").

@@ -6,11 +6,18 @@ Kaggle would reject or score wrongly, and names every problem it finds.
 """
 from __future__ import annotations
 
+import hashlib
+import time
+from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from .errors import KandelError
+from . import rundir
+from .errors import ConfigError, KandelError
+from .kaggle_api import COMPETITION, KaggleError, api, call
+from .runio import read_json, write_json
 
 SHOW = 3  # offending ids quoted per problem
 
@@ -68,23 +75,35 @@ def validate_submission(path, sample_submission):
 
 def run_submission(run_dir):
     """``(submission.csv, sample_submission.csv)`` of a finished PCam run folder."""
-    from .runio import read_json
-
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise SubmissionError(f"{run_dir} is not a run folder (no config.json)")
-    config = read_json(run_dir / "config.json")
+    config = rundir.read_config(run_dir)
+    if config is None:
+        raise SubmissionError(f"{run_dir} is not a run folder (no {rundir.CONFIG})")
     if config.get("protocol", "pcam") != "pcam":
         raise SubmissionError(f"{run_dir} is a {config['protocol']} run; only PCam runs "
                               "make Kaggle submissions")
-    if not (run_dir / "metrics.json").is_file():
-        raise SubmissionError(f"{run_dir} has not finished (no metrics.json)")
-    return run_dir / "submission.csv", Path(config["data_dir"]) / "sample_submission.csv"
+    if not rundir.is_finished(run_dir):
+        raise SubmissionError(f"{run_dir} has not finished (no {rundir.METRICS})")
+    return run_dir / rundir.SUBMISSION, Path(config["data_dir"]) / "sample_submission.csv"
+
+
+def validate_path(path, sample=None):
+    """What ``kandel-repro validate-submission`` does: check a run folder's submission
+    (against the sample file of the data it was trained on) or a CSV file (against
+    ``sample``); return a one-line summary."""
+    path = Path(path)
+    if path.is_dir():
+        path, sample = run_submission(path)
+    elif sample is None:
+        raise ConfigError("give --sample SAMPLE_SUBMISSION.csv with a CSV file, or a run folder")
+    frame = validate_submission(path, sample)
+    return (f"{path}: valid ({len(frame):,} test ids, probabilities in "
+            f"[{frame['label'].min():.4f}, {frame['label'].max():.4f}])")
 
 
 # -- submitting to Kaggle and recording the score ---------------------------------------
 
-RECORD = "kaggle-submission.json"  # in the run folder: what was submitted, never credentials
+RECORD = rundir.KAGGLE_RECORD  # in the run folder: what was submitted, never credentials
 SCORE_KEYS = ("kaggle_public_auc", "kaggle_private_auc")
 DEFAULT_TIMEOUT = 1800.0  # seconds to wait for a score
 DEFAULT_POLL = 30.0  # seconds between looks at the submission list
@@ -99,17 +118,13 @@ class ScoringFailed(KandelError):
 
 
 def _sha256(path):
-    import hashlib
-
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def submission_state(run_dir):
     """``"scored"``, ``"pending"`` (submitted, score not read yet) or ``"new"``."""
-    from .runio import read_json
-
     run_dir = Path(run_dir)
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    metrics = rundir.read_metrics(run_dir) or {}
     if metrics.get("kaggle_submission_ref") is not None:
         return "scored"
     record = run_dir / RECORD
@@ -145,10 +160,6 @@ def wait_for_score(client, record, timeout=DEFAULT_TIMEOUT, poll=DEFAULT_POLL, l
     (Ctrl-C raises ``KeyboardInterrupt`` between polls). A submission Kaggle could not
     score raises :class:`ScoringFailed` with Kaggle's reason.
     """
-    import time
-
-    from .kaggle_api import call
-
     sleep, clock = sleep or time.sleep, clock or time.monotonic
     competition = record["competition"]
     deadline = clock() + timeout
@@ -198,13 +209,8 @@ def submit_run(run_dir, message=None, competition=None, timeout=DEFAULT_TIMEOUT,
 def _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmit, quiet,
                       client, log, sleep, clock):
     """:func:`submit_run` after the validation of ``csv``, ``run_dir``'s submission file."""
-    from datetime import datetime, timezone
-
-    from .kaggle_api import COMPETITION, KaggleError, api, call
-    from .runio import read_json, write_json
-
     competition = competition or COMPETITION
-    metrics = read_json(run_dir / "metrics.json")
+    metrics = rundir.read_metrics(run_dir)
     state = submission_state(run_dir)
     if state == "scored" and not resubmit:
         log(f"{run_dir.name}: scored before (submission {metrics['kaggle_submission_ref']}: "
@@ -248,10 +254,10 @@ def _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmi
     public, private = _score(entry.public_score), _score(entry.private_score)
     record = {**record, "ref": int(entry.ref or record["ref"]), "status": "scored",
               "public_score": public, "private_score": private}
-    metrics.update(kaggle_public_auc=public, kaggle_private_auc=private,
-                   kaggle_submission_ref=record["ref"],
-                   kaggle_scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    write_json(run_dir / "metrics.json", metrics)
+    metrics = rundir.update_metrics(
+        run_dir, kaggle_public_auc=public, kaggle_private_auc=private,
+        kaggle_submission_ref=record["ref"],
+        kaggle_scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     write_json(run_dir / RECORD, record)
     log(f"{run_dir.name}: Kaggle AUC private {private}, public {public} "
         f"(submission {record['ref']})")
@@ -263,21 +269,6 @@ def _allowed(limits):
     if limits.num_allowed_now > 0:
         return True
     return not (limits.num_today or limits.num_total)  # no team yet: all zero, first one allowed
-
-
-def finished_pcam_runs(folder):
-    """Finished PCam run folders: ``folder`` itself, or the run folders inside it."""
-    from .runio import read_json
-
-    folder = Path(folder)
-    if (folder / "config.json").is_file():
-        return [folder]
-    runs = []
-    for run_dir in sorted(p for p in folder.iterdir() if (p / "config.json").is_file()):
-        if (run_dir / "metrics.json").is_file() and \
-                read_json(run_dir / "config.json").get("protocol", "pcam") == "pcam":
-            runs.append(run_dir)
-    return runs
 
 
 def submit_runs(run_dirs, message=None, competition=None, timeout=DEFAULT_TIMEOUT,
@@ -292,9 +283,6 @@ def submit_runs(run_dirs, message=None, competition=None, timeout=DEFAULT_TIMEOU
     runs are listed in ``queue_file`` when one is given (removed when none is left).
     Credential and connection errors stop the whole batch.
     """
-    from .kaggle_api import COMPETITION, api, call
-    from .runio import write_json
-
     competition = competition or COMPETITION
     order = {"pending": 0, "new": 1, "scored": 2}
     run_dirs = sorted((Path(r) for r in run_dirs), key=lambda r: order[submission_state(r)])
@@ -343,3 +331,38 @@ def submit_runs(run_dirs, message=None, competition=None, timeout=DEFAULT_TIMEOU
         else:
             queue_file.unlink(missing_ok=True)
     return outcomes
+
+
+def summarise(outcomes):
+    """One line: how many runs ended how (``Kaggle: 2 scored, 1 queued``)."""
+    counts = Counter(outcomes.values())
+    return "Kaggle: " + (", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+                         or "no finished PCam run to submit")
+
+
+def submit_paths(paths, message=None, log=print, **options):
+    """What ``kandel-repro submit`` does; returns its exit status.
+
+    ``paths``: run folders, or folders of them (a queue file is kept in a single folder
+    of runs). ``options`` go to :func:`submit_runs`. Status 0 when every run is scored
+    (now or before) or queued for after Kaggle's daily limit; 1 when one is pending,
+    invalid or could not be scored.
+    """
+    runs, queue_file = [], None
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise ConfigError(f"{path} is not a run folder or a folder of run folders")
+        found = rundir.finished_runs(path, protocol="pcam")
+        if not found:
+            raise ConfigError(f"{path} holds no finished PCam run")
+        if found != [path]:
+            queue_file = path / "kaggle-queue.json"
+        runs += found
+    if message and len(runs) > 1:
+        raise ConfigError("-m/--message names one submission; give one run folder, or leave "
+                          "it out (each run is described by its name)")
+    outcomes = submit_runs(runs, message=message, log=log,
+                           queue_file=queue_file if len(paths) == 1 else None, **options)
+    log(summarise(outcomes))
+    # NOTE: queued is not a failure (the limit resets); pending, invalid and error are.
+    return 0 if set(outcomes.values()) <= {"scored", "scored before", "queued"} else 1

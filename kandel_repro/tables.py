@@ -1,4 +1,4 @@
-"""Tables: aggregate a sweep's run folders into Markdown, CSV and a heatmap.
+"""Tables: a study's run folders aggregated into Markdown, CSV and figures.
 
 Tables are generated, never edited by hand. On PCam a cell shows the Kaggle private
 test AUC when every finished run of the table has been scored by Kaggle, otherwise the
@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .grid import get_sweep
-from .protocol import FINDINGS, NOT_CONVERGED_BELOW_AUC, deviations
+from . import rundir
+from .data.readers import get_reader
+from .plots import heatmap, learning_curves, roc_curves
+from .protocol import NOT_CONVERGED_BELOW_AUC, deviations
 from .runio import write_csv, write_text
-from .train import read_run
+from .studies import get_study
 
 METRICS = {
     "kaggle_private_auc": ("Kaggle private-leaderboard test ROC AUC, scored by Kaggle "
@@ -37,34 +39,38 @@ def _converged(metrics):
             and metrics.get("stopped_reason") != "non-finite loss")
 
 
-def collect(sweep_name, runs_dir):
-    """One row per cell of the sweep: status, AUCs and run facts, as a DataFrame."""
+def collect(study_name, runs_dir):
+    """One row per run of the study: status, AUCs and run facts, as a DataFrame; and
+    the configs of the finished runs."""
     import pandas as pd
 
-    sweep = get_sweep(sweep_name)
+    study = get_study(study_name)
     rows, configs = [], []
-    for cell in sweep.cells():
-        config, metrics, error = read_run(Path(runs_dir) / cell.name)
-        status = "ok" if metrics else ("failed" if error else "missing")
-        metrics = metrics or {}
+    for cell in study.cells():
+        run = rundir.read_run(Path(runs_dir) / cell.name)
+        metrics = run.metrics or {}
         rows.append({
-            "table": sweep.name, "run": cell.name, "row": cell.row, "backbone": cell.backbone,
+            "table": study.name, "run": cell.name, "row": cell.row.label,
+            "column": cell.column.label, "backbone": cell.backbone,
             "first_trainable_block": cell.first_trainable_block,
-            "learning_rate": cell.learning_rate, "status": status,
-            "converged": _converged(metrics) if status == "ok" else None,
+            "learning_rate": cell.learning_rate, "status": run.status,
+            "converged": _converged(metrics) if run.status == "ok" else None,
             **{key: metrics.get(key) for key in (
                 "val_auc", "test_auc", "synthetic_test_auc", "kaggle_public_auc",
                 "kaggle_private_auc", "best_epoch", "epochs_run", "stopped_reason",
                 "wall_seconds", "train_images_per_second")},
-            "error": (error or {}).get("error"),
+            "error": (run.error or {}).get("error"),
         })
-        if config and status == "ok":
-            configs.append(config)
+        if run.config and run.status == "ok":
+            configs.append(run.config)
     return pd.DataFrame(rows), configs
 
 
-def choose_metric(frame, sweep):
-    if sweep.dataset == "breakhis":
+def choose_metric(frame, study):
+    """The column a table shows: the test AUC where the data set's test split is
+    labelled; on Kaggle's PCam the private-leaderboard AUC once every finished run is
+    scored, else the validation AUC."""
+    if get_reader(study.dataset).labelled_test:
         return "test_auc"
     done = frame[frame["status"] == "ok"]
     if len(done) and done["kaggle_private_auc"].notna().all():
@@ -72,15 +78,11 @@ def choose_metric(frame, sweep):
     return "val_auc"
 
 
-def _fmt_lr(lr):
-    return f"{lr:.0e}".replace("e-0", "e-")
-
-
 def _describe_data(configs):
     if not configs:
         return "no finished run yet"
     c = configs[0]
-    synthetic = str(c.get("dataset", "")).startswith("synthetic")
+    synthetic = c.get("synthetic", False)
     if c.get("protocol") == "breakhis":
         kind = ("synthetic BreakHis-like set made by `kandel-repro data synthetic-breakhis` — "
                 "not BreakHis" if synthetic else "BreakHis")
@@ -94,10 +96,10 @@ def _describe_data(configs):
             f"{c['n_test']:,} test images{extra} {c['image_size']}×{c['image_size']} pixels")
 
 
-def _deviations(configs, sweep=None):
-    """Differences from the paper's protocol; a table's own fixed settings (Table 5's
-    random weights) are the paper's experiment, not a deviation."""
-    fixed = sweep.fixed_settings() if sweep is not None else {}
+def _deviations(configs, study=None):
+    """Differences from the paper's protocol; a study's own fixed settings (Table 5's
+    random weights) are the experiment, not a deviation."""
+    fixed = study.fixed if study is not None else {}
     seen = []
     for config in configs:
         lines = deviations(config)
@@ -105,16 +107,16 @@ def _deviations(configs, sweep=None):
     return seen
 
 
-def _caveat(configs, sweep=None):
+def _caveat(configs, study=None):
     """``"synthetic data and random weights (no ImageNet)"`` or ``""`` for the paper's setup."""
-    scratch = sweep is not None and sweep.scratch
-    flags = (("synthetic data", any(str(c.get("dataset", "")).startswith("synthetic") for c in configs)),
+    random_by_design = study is not None and study.fixed.get("weights") == "none"
+    flags = (("synthetic data", any(c.get("synthetic", False) for c in configs)),
              ("random weights (no ImageNet)",
-              not scratch and any(c.get("weights") == "none" for c in configs)))
+              not random_by_design and any(c.get("weights") == "none" for c in configs)))
     return " and ".join(text for text, flag in flags if flag)
 
 
-AUGMENT_NAMES = {
+AUGMENTER_NAMES = {
     "fast": "fused in-graph transform (ImageDataGenerator's distributions, parity-tested)",
     "imagedatagenerator": "Keras ImageDataGenerator (the paper's pipeline)",
 }
@@ -125,34 +127,34 @@ def _computed_with(configs):
     def values(key, default):
         return sorted({str(c.get(key, default)) for c in configs})
 
-    # NOTE: runs made before --augment existed used ImageDataGenerator.
-    augment = [AUGMENT_NAMES.get(v, v) for v in values("augment", "imagedatagenerator")]
+    # NOTE: runs made before the augmenter was recorded used ImageDataGenerator.
+    augment = [AUGMENTER_NAMES.get(v, v) for v in values("augmenter", "imagedatagenerator")]
     return (f"augmentation by {' and '.join(augment)}; precision "
             f"{', '.join(values('precision', 'float32'))}; device: "
             f"{'; '.join(values('device', 'not recorded'))}")
 
 
-def grid_values(frame, sweep, metric):
+def grid_values(frame, study, metric):
     """``(row labels, values, cell texts)``; NaN where there is no number to show."""
-    labels = [row for row, _, _ in sweep.rows()]
-    values = np.full((len(labels), len(sweep.learning_rates)), np.nan)
+    rows = [level.label for level in study.rows]
+    columns = [level.label for level in study.columns]
+    values = np.full((len(rows), len(columns)), np.nan)
     texts = np.full(values.shape, "—", dtype=object)
     for _, row in frame.iterrows():
-        r = labels.index(row["row"])
-        c = sweep.learning_rates.index(row["learning_rate"])
+        r, c = rows.index(row["row"]), columns.index(row["column"])
         value = row[metric]
         if row["status"] == "failed":
             texts[r, c] = "failed"
         elif row["status"] != "ok":
             continue
-        elif sweep.scratch and not row["converged"]:
+        elif study.marks_non_convergence and not row["converged"]:
             texts[r, c] = "did not converge"
         elif value is None or not np.isfinite(value):
             texts[r, c] = "n/a"
         else:
             values[r, c] = value
             texts[r, c] = f"{value:.4f}"
-    return labels, values, texts
+    return rows, values, texts
 
 
 def best_cell(values):
@@ -162,25 +164,25 @@ def best_cell(values):
     return tuple(int(i) for i in np.unravel_index(np.nanargmax(values), values.shape))
 
 
-def render_markdown(sweep_name, frame, configs, command):
-    sweep = get_sweep(sweep_name)
-    metric = choose_metric(frame, sweep)
-    rows, values, texts = grid_values(frame, sweep, metric)
+def render_markdown(study_name, frame, configs, command):
+    study = get_study(study_name)
+    metric = choose_metric(frame, study)
+    rows, values, texts = grid_values(frame, study, metric)
     best = best_cell(values)
-    lines = [f"# {sweep.title}: {sweep.row_header.lower()} × learning rate", ""]
-    caveat = _caveat(configs, sweep)
+    lines = [f"# {study.title}: {study.row_header.lower()} × {study.column_header.lower()}", ""]
+    caveat = _caveat(configs, study)
     if caveat:
         lines += [f"> **Made from {caveat}: not comparable to the paper.**", ""]
     weights = sorted({c.get("weights") for c in configs}) or ["—"]
-    devs = _deviations(configs, sweep)
+    devs = _deviations(configs, study)
     done = int((frame["status"] == "ok").sum())
     lines += [
         f"- Data: {_describe_data(configs)}",
-        f"- Backbone: {', '.join(sweep.backbones)}; weights: {', '.join(weights)}",
+        f"- Backbone: {', '.join(study.backbones)}; weights: {', '.join(weights)}",
         f"- Metric: {METRICS[metric]}",
         f"- Runs finished: {done} of {len(frame)}",
     ]
-    if sweep.scratch:
+    if study.marks_non_convergence:
         lines.append(f"- \"did not converge\": best validation AUC below "
                      f"{NOT_CONVERGED_BELOW_AUC} or a non-finite loss")
     lines.append("- Settings that differ from the paper:" + ("" if devs else " none"))
@@ -188,126 +190,139 @@ def render_markdown(sweep_name, frame, configs, command):
     if configs:
         lines.append(f"- Computed with: {_computed_with(configs)}")
     lines += [f"- Made by: `{command}`", ""]
-    header = [sweep.row_header] + [_fmt_lr(lr) for lr in sweep.learning_rates]
+    header = [study.row_header] + [level.label for level in study.columns]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r, label in enumerate(rows):
         cells = [f"**{t}**" if best == (r, c) else str(t) for c, t in enumerate(texts[r])]
         lines.append("| " + " | ".join([label] + cells) + " |")
     lines.append("")
     if best is not None:
-        what = rows[best[0]] if sweep.scratch else f"blocks {rows[best[0]]}"
-        lines.append(f"Best cell in bold: {what} at learning rate "
-                     f"{_fmt_lr(sweep.learning_rates[best[1]])}.")
+        lines.append(f"Best cell in bold: {study.rows[best[0]].name} at "
+                     f"{study.column_header.lower()} {study.columns[best[1]].label}.")
     lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV).")
     lines += ["", "## The paper's findings for this table (its text)", ""]
-    lines += [f"- {f}" for f in FINDINGS.get(sweep.name, [])]
+    lines += [f"- {f}" for f in study.findings]
     lines.append("")
     return "\n".join(lines)
 
 
-def _row_name(sweep, row):
-    return row if sweep.scratch else f"blocks {row}"
-
-
-def run_histories(sweep_name, runs_dir):
+def run_histories(study_name, runs_dir):
     """``({label: history DataFrame}, {label: colour index}, {label: style index})`` of
-    the finished runs: colour by row (depth or architecture), line style by learning
-    rate (see :func:`curve_legend` for the names)."""
+    the finished runs: colour by row (depth or architecture), line style by column
+    (learning rate; see :func:`curve_legend` for the names)."""
     import pandas as pd
 
-    sweep = get_sweep(sweep_name)
-    rows = [row for row, _, _ in sweep.rows()]
+    study = get_study(study_name)
     histories, colors, styles = {}, {}, {}
-    for cell in sweep.cells():
-        path = Path(runs_dir) / cell.name / "history.csv"
-        if not (Path(runs_dir) / cell.name / "metrics.json").exists() or not path.exists():
+    for cell in study.cells():
+        run_dir = Path(runs_dir) / cell.name
+        if not rundir.is_finished(run_dir) or not (run_dir / rundir.HISTORY).exists():
             continue
-        label = f"{_row_name(sweep, cell.row)}, lr {_fmt_lr(cell.learning_rate)}"
-        histories[label] = pd.read_csv(path)
-        colors[label] = rows.index(cell.row)
-        styles[label] = sweep.learning_rates.index(cell.learning_rate)
+        histories[cell.description] = pd.read_csv(run_dir / rundir.HISTORY)
+        colors[cell.description] = study.rows.index(cell.row)
+        styles[cell.description] = study.columns.index(cell.column)
     return histories, colors, styles
 
 
-def curve_legend(sweep_name):
-    """``(colour index → row name, style index → learning rate)`` for learning_curves."""
-    sweep = get_sweep(sweep_name)
-    rows = {i: _row_name(sweep, row) for i, (row, _, _) in enumerate(sweep.rows())}
-    return rows, {i: f"lr {_fmt_lr(lr)}" for i, lr in enumerate(sweep.learning_rates)}
+def curve_legend(study_name):
+    """``(colour index → row name, style index → column name)`` for learning_curves."""
+    study = get_study(study_name)
+    return ({i: level.name for i, level in enumerate(study.rows)},
+            {i: level.name for i, level in enumerate(study.columns)})
 
 
-def best_cell_predictions(sweep_name, runs_dir, frame=None):
-    """``{label: (labels, scores)}``: per learning rate, the predictions of the cell with
-    the best validation AUC — on the validation split (PCam, whose test labels are
-    hidden) or the held-out test split (BreakHis). ``frame``: :func:`collect`'s, when
-    the caller has it already."""
+def best_cell_predictions(study_name, runs_dir, frame=None):
+    """``{label: (labels, scores)}``: per column (learning rate), the predictions of the
+    cell with the best validation AUC — on the held-out test split where the data set's
+    test split is labelled (BreakHis), else on the validation split (Kaggle's PCam, whose
+    test labels are hidden). ``frame``: :func:`collect`'s, when the caller has it."""
     import pandas as pd
 
-    sweep = get_sweep(sweep_name)
+    study = get_study(study_name)
     if frame is None:
-        frame, _ = collect(sweep_name, runs_dir)
+        frame, _ = collect(study_name, runs_dir)
+    name = (rundir.TEST_PREDICTIONS if get_reader(study.dataset).labelled_test
+            else rundir.VAL_PREDICTIONS)
     done = frame[frame["status"] == "ok"].dropna(subset=["val_auc"])
-    name = "test_predictions.csv" if sweep.dataset == "breakhis" else "val_predictions.csv"
+    done = done[done["run"].map(lambda run: (Path(runs_dir) / run / name).is_file()).astype(bool)]
+    rows = {level.label: level for level in study.rows}
     curves = {}
-    for lr in sweep.learning_rates:
-        cells = done[done["learning_rate"] == lr]
+    for column in study.columns:
+        cells = done[done["column"] == column.label]
         if cells.empty:
             continue
         best = cells.loc[cells["val_auc"].idxmax()]
         predictions = pd.read_csv(Path(runs_dir) / best["run"] / name)
-        curves[f"lr {_fmt_lr(lr)}: {_row_name(sweep, best['row'])}"] = (predictions["label"], predictions["prediction"])
+        curves[f"{column.name}: {rows[best['row']].name}"] = (predictions["label"],
+                                                             predictions["prediction"])
     return curves
 
 
-def write_figures(sweep_name, runs_dir, out_dir, frame, caveat=""):
-    """``<table>_curves.png`` and ``<table>_roc.png`` (when a run has finished)."""
-    from .plots import learning_curves, roc_curves
+def table_heatmap(study_name, frame, configs, path=None):
+    """The study's grid as a heatmap (best cell framed; caveats in the title)."""
+    study = get_study(study_name)
+    metric = choose_metric(frame, study)
+    rows, values, texts = grid_values(frame, study, metric)
+    caveat = _caveat(configs, study)
+    return heatmap(values, rows, [level.label for level in study.columns],
+                   study.title + (f"\n{caveat}" if caveat else ""), SHORT[metric], path,
+                   best=best_cell(values), texts=texts, row_title=study.row_header,
+                   column_title=study.column_header)
 
-    sweep = get_sweep(sweep_name)
-    out_dir = Path(out_dir)
-    histories, colors, styles = run_histories(sweep_name, runs_dir)
+
+def curves_figure(study_name, runs_dir, frame, configs, path):
+    """``<study>_curves.png``: training loss and validation AUC of every finished run."""
+    study = get_study(study_name)
+    histories, colors, styles = run_histories(study_name, runs_dir)
     if not histories:
-        return []
-    suffix = f"\n{caveat}" if caveat else ""
-    curves_png = out_dir / f"{sweep.name}_curves.png"
-    color_names, style_names = curve_legend(sweep_name)
-    learning_curves(histories, curves_png, title=f"{sweep.title}: every finished run{suffix}",
-                    colors=colors, styles=styles, color_names=color_names,
-                    style_names=style_names)
-    split = "held-out test split" if sweep.dataset == "breakhis" else "validation split"
-    roc_png = out_dir / f"{sweep.name}_roc.png"
-    roc_curves(best_cell_predictions(sweep_name, runs_dir, frame), roc_png,
-               title=f"{sweep.name}: best cell per learning rate (by validation AUC),\n"
-                     f"ROC on the {split}{suffix}")
-    return [curves_png, roc_png]
+        return None
+    color_names, style_names = curve_legend(study_name)
+    caveat = _caveat(configs, study)
+    return learning_curves(histories, path, title=f"{study.title}: every finished run"
+                           + (f"\n{caveat}" if caveat else ""), colors=colors, styles=styles,
+                           color_names=color_names, style_names=style_names)
 
 
-def table_heatmap(sweep_name, frame, configs, path=None):
-    """The table's grid as a heatmap (best cell framed; caveats in the title)."""
-    from .plots import heatmap
+def roc_figure(study_name, runs_dir, frame, configs, path):
+    """``<study>_roc.png``: ROC curves of the best cell of each column."""
+    study = get_study(study_name)
+    curves = best_cell_predictions(study_name, runs_dir, frame)
+    if not curves:
+        return None
+    split = ("held-out test split" if get_reader(study.dataset).labelled_test
+             else "validation split")
+    caveat = _caveat(configs, study)
+    return roc_curves(curves, path, title=f"{study.name}: best cell per "
+                      f"{study.column_header.lower()} (by validation AUC),\nROC on the {split}"
+                      + (f"\n{caveat}" if caveat else ""))
 
-    sweep = get_sweep(sweep_name)
-    metric = choose_metric(frame, sweep)
-    rows, values, texts = grid_values(frame, sweep, metric)
-    caveat = _caveat(configs, sweep)
-    return heatmap(values, rows, [_fmt_lr(lr) for lr in sweep.learning_rates],
-                   sweep.title + (f"\n{caveat}" if caveat else ""), SHORT[metric], path,
-                   best=best_cell(values), texts=texts, row_title=sweep.row_header)
+
+# The figures a study can ask for (Study.figures): name → function(study name, runs
+# folder, collect()'s frame and configs, path) returning the figure, or None when there
+# is nothing to draw yet.
+FIGURES = {
+    "heatmap": lambda name, runs_dir, frame, configs, path: table_heatmap(name, frame, configs, path),
+    "curves": curves_figure,
+    "roc": roc_figure,
+}
 
 
-def write_table(sweep_name, runs_dir, out_dir="tables", command=None):
-    """Write ``<table>.md``, ``<table>.csv``, ``<table>_heatmap.png`` and, once a run has
-    finished, ``<table>_curves.png`` and ``<table>_roc.png``; return their paths."""
-    sweep = get_sweep(sweep_name)
-    frame, configs = collect(sweep_name, runs_dir)
+def write_table(study_name, runs_dir, out_dir="tables", command=None):
+    """Write ``<study>.md``, ``<study>.csv`` and the study's figures
+    (``<study>_<figure>.png``: a figure with nothing to draw yet is left out); return
+    the paths written."""
+    study = get_study(study_name)
+    frame, configs = collect(study_name, runs_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = command or f"kandel-repro table {sweep_name} --runs {runs_dir} --out {out_dir}"
-    md = out_dir / f"{sweep.name}.md"
-    csv = out_dir / f"{sweep.name}.csv"
-    png = out_dir / f"{sweep.name}_heatmap.png"
-    write_text(md, render_markdown(sweep_name, frame, configs, command))
-    write_csv(csv, frame.assign(metric=choose_metric(frame, sweep)))
-    table_heatmap(sweep_name, frame, configs, png)
-    return [md, csv, png,
-            *write_figures(sweep_name, runs_dir, out_dir, frame, _caveat(configs, sweep))]
+    command = command or f"kandel-repro table {study_name} --runs {runs_dir} --out {out_dir}"
+    md = out_dir / f"{study.name}.md"
+    csv = out_dir / f"{study.name}.csv"
+    write_text(md, render_markdown(study_name, frame, configs, command))
+    write_csv(csv, frame.assign(metric=choose_metric(frame, study)))
+    written = [md, csv]
+    for figure in study.figures:
+        path = out_dir / f"{study.name}_{figure}.png"
+        if FIGURES[figure](study_name, runs_dir, frame, configs, path) is not None:
+            written.append(path)
+    return written

@@ -1,119 +1,22 @@
-"""One fine-tuning run: one backbone, one depth, one learning rate.
+"""One fine-tuning run: one backbone, one depth, one learning rate → one run folder.
 
-A run lives in a folder that holds everything needed to judge and reuse it::
-
-    config.json           the fully resolved config (protocol + overrides + data facts)
-    val_ids.csv           the validation ids and labels of the 80/20 split
-    history.csv           one row per epoch: loss, accuracy, val_auc, seconds
-    best_model.keras      the model of the best epoch (by validation ROC AUC)
-    val_predictions.csv   id,label,prediction of the best model on the validation split
-    submission.csv        PCam: id,label — test predictions in sample_submission.csv order
-    test_ids.csv          BreakHis: the ids and labels of the held-out test split
-    test_predictions.csv  BreakHis: id,label,prediction on the held-out test split
-    metrics.json          written last: val_auc, best_epoch, epochs_run, wall time, ...
-                          (+ kaggle_public_auc/kaggle_private_auc after `kandel-repro submit`)
-    kaggle-submission.json  PCam, once submitted: ref, description, file hash, status
-
-A run is finished when ``metrics.json`` exists; a run that raised leaves ``error.json``
-instead. Every file is written atomically.
+:func:`train_run` trains the model a resolved config (:mod:`kandel_repro.config`)
+describes on packed data (:class:`kandel_repro.data.packed.PackedData`) and writes the
+run folder (:mod:`kandel_repro.rundir` lists its files): the config, the split's ids,
+the history of every epoch, the best model, its predictions, and ``metrics.json`` last.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 
-from .backbones import depth_label, get_backbone
-from .errors import ConfigError
-from .model import resolve_weights
-from .protocol import PROTOCOLS
-from .runio import read_json, write_csv, write_json
-
-FINISHED = "metrics.json"
-FAILED = "error.json"
-ARTEFACTS = ("config.json", "val_ids.csv", "test_ids.csv", "history.csv", "best_model.keras",
-             "val_predictions.csv", "submission.csv", "test_predictions.csv", FINISHED, FAILED,
-             "kaggle-submission.json")
-
-# Config keys that define the experiment: a finished run is reused only if these match.
-EXPERIMENT_KEYS = (
-    "backbone", "first_trainable_block", "learning_rate", "batch_size", "max_epochs",
-    "patience", "weights", "head_pooling", "dropout", "augmentation",
-    "validation_fraction", "stratified_split", "seed", "monitor", "preprocessing",
-    "optimizer", "loss", "data_fingerprint", "protocol", "test_fraction", "split",
-    "magnification",
-)
-
-# How a run is computed, not what it computes: recorded in config.json, free to differ
-# between the runs of one table (see the README's performance section).
-RUNTIME_DEFAULTS = {
-    "augment": "fast",  # or "imagedatagenerator", the paper's own pipeline
-    "precision": "auto",  # mixed_float16 on a GPU, float32 on a CPU
-    "jit": "auto",  # XLA for the whole step: Keras' rule (on with one GPU, off on a CPU)
-    "distribute": "none",  # or "mirrored": every GPU of this machine
-    "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 128 on a CPU
-}
-RUNTIME_CHOICES = {
-    "augment": ("fast", "imagedatagenerator"),
-    "precision": ("auto", "float32", "mixed_float16"),
-    "jit": ("auto", "on", "off"),
-    "distribute": ("none", "mirrored"),
-}
-
-
-def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pcam", **overrides):
-    """The protocol's settings with the user's overrides applied, validated.
-
-    ``protocol`` is "pcam" (paper §4.1) or "breakhis" (§4.3); overrides set to None
-    keep the protocol's value.
-    """
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
-    config = dict(dataclasses.asdict(PROTOCOLS[protocol]), protocol=protocol, **RUNTIME_DEFAULTS)
-    given = {k: v for k, v in overrides.items() if v is not None or k == "augmentation"}
-    if protocol == "pcam" and "image_size" in given:
-        raise ConfigError("--image-size applies to BreakHis only: PCam patches are used at "
-                          "their own size, not resized (paper §4.1)")
-    unknown = set(given) - set(config) - {"data_dir", "data_fingerprint"}
-    if unknown:
-        raise ConfigError(f"unknown setting(s) for the {protocol} protocol: "
-                          f"{', '.join(sorted(unknown))}")
-    config.update(given)
-    bb = get_backbone(backbone)
-    config.update(backbone=bb.name, first_trainable_block=int(first_trainable_block),
-                  learning_rate=float(learning_rate),
-                  blocks=depth_label(int(first_trainable_block), bb.num_blocks),
-                  num_blocks=bb.num_blocks)
-    if not 1 <= config["first_trainable_block"] <= bb.num_blocks:
-        raise ConfigError(
-            f"first trainable block must be from 1 to {bb.num_blocks} for {bb.name}, "
-            f"got {first_trainable_block!r}"
-        )
-    for key, choices in RUNTIME_CHOICES.items():
-        if config[key] not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
-    if config["augment"] == "fast" and config["augmentation"] is not None:
-        from .augment import check_fast
-
-        check_fast(config["augmentation"])
-    for key in ("batch_size", "max_epochs", "patience") + (
-            ("eval_batch_size",) if config["eval_batch_size"] is not None else ()):
-        if int(config[key]) < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
-    if not config["learning_rate"] > 0:
-        raise ConfigError(f"learning rate must be positive, got {learning_rate!r}")
-    # One spelling per choice ("none", "imagenet" or the file path), so tables and the
-    # same-experiment check compare like with like; a missing file fails here, early.
-    config["weights"] = resolve_weights(config["weights"]) or "none"
-    return config
-
-
-def is_finished(run_dir):
-    return (Path(run_dir) / FINISHED).exists()
+from . import rundir
+from .backbones import get_backbone
+from .config import resolve_runtime, with_data
+from .runio import write_csv
 
 
 def _auc(labels, scores):
@@ -159,10 +62,10 @@ def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size
             state["history"].append(row)
             if np.isfinite(auc) and auc > state["best_auc"]:
                 state.update(best_auc=auc, best_epoch=epoch + 1, best_scores=scores)
-                _save_model(model, Path(run_dir) / "best_model.keras")
+                _save_model(model, Path(run_dir) / rundir.BEST_MODEL)
             import pandas as pd
 
-            write_csv(Path(run_dir) / "history.csv", pd.DataFrame(state["history"]))
+            write_csv(Path(run_dir) / rundir.HISTORY, pd.DataFrame(state["history"]))
             if not np.isfinite(logs.get("loss", 0.0)):
                 state["stopped_reason"] = "non-finite loss"
                 self.model.stop_training = True
@@ -186,7 +89,7 @@ def build_run_models(config, image_shape, strategy=None):
 
     ``model`` is the paper's model (backbone + head) on preprocessed float input — the
     one saved as ``best_model.keras``. ``trainer`` is the compiled training model: the
-    input stage (cast, fused augmentation for ``augment="fast"``, ``preprocess_input``)
+    input stage (cast, fused augmentation for ``augmenter="fast"``, ``preprocess_input``)
     followed by ``model``; it takes uint8 batches, or float32 ones already augmented by
     ``ImageDataGenerator``. ``predictor`` takes uint8 batches, augmentation off.
     ``config["precision"]`` must be resolved (not "auto").
@@ -200,7 +103,7 @@ def build_run_models(config, image_shape, strategy=None):
 
     strategy = strategy or tf.distribute.get_strategy()
     preprocess = get_backbone(config["backbone"]).preprocess_input()
-    fast = config["augment"] == "fast" and config["augmentation"] is not None
+    fast = config["augmenter"] == "fast" and config["augmentation"] is not None
     with strategy.scope(), precision_scope(config["precision"]):
         model, block_map = build_model(config["backbone"], image_shape, config["weights"],
                                        head_pooling=config["head_pooling"],
@@ -225,22 +128,14 @@ def build_run_models(config, image_shape, strategy=None):
     return model, trainer, predictor, trainable
 
 
-def resolve_runtime(config):
-    """The config with ``precision``/``eval_batch_size`` resolved and the device named."""
-    from .runtime import default_eval_batch_size, device_description, resolve_precision
-
-    return dict(config, precision=resolve_precision(config.get("precision", "auto")),
-                eval_batch_size=config.get("eval_batch_size") or default_eval_batch_size(),
-                device=device_description())
-
-
 def train_run(run_dir, data, config, verbose="auto", deadline=None):
     """Train one run into ``run_dir``; return its metrics dict.
 
-    ``data`` is a :class:`kandel_repro.data.pcam.PCamData` (or ``BreakHisData``);
-    ``config`` a dict from :func:`resolve_config`. ``deadline`` (a ``time.time()``
-    value): stop before an epoch that would end after it and raise
-    :class:`TimeBudgetExceeded`, leaving the run unfinished.
+    ``data`` is a :class:`~kandel_repro.data.packed.PackedData`; ``config`` a dict from
+    :func:`~kandel_repro.config.resolve_config` with the data's facts
+    (:func:`~kandel_repro.config.with_data`). ``deadline`` (a ``time.time()`` value):
+    stop before an epoch that would end after it and raise :class:`TimeBudgetExceeded`,
+    leaving the run unfinished.
     """
     import keras
     import pandas as pd
@@ -248,45 +143,40 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
     from .augment import idg_batches, in_memory_dataset, predict_uint8
     from .runtime import make_strategy
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ARTEFACTS:  # an earlier, unfinished attempt must not leak into this one
-        (run_dir / stale).unlink(missing_ok=True)
+    run_dir = rundir.start(run_dir)
     started = time.time()
     train_idx, val_idx, test = data.split(config)
-    config = resolve_runtime(dict(RUNTIME_DEFAULTS, **config))
+    config = resolve_runtime(with_data(config, data, config.get("data_dir") or data.root))
     strategy = make_strategy(config["distribute"])
-    config.update(image_size=int(data.image_shape[0]), dataset=data.source,
-                  n_train=len(train_idx), n_val=len(val_idx),
-                  n_test=len(test.x) if test.indices is None else len(test.indices),
+    config.update(image_size=int(data.image_shape[0]), n_train=len(train_idx),
+                  n_val=len(val_idx), n_test=test.size,
                   replicas=int(strategy.num_replicas_in_sync))
-    write_csv(run_dir / "val_ids.csv",
-              pd.DataFrame({"id": data.train_ids[val_idx], "label": data.train_y[val_idx]}))
+    val_y = data.y[val_idx]
+    write_csv(run_dir / rundir.VAL_IDS, pd.DataFrame({"id": data.ids[val_idx], "label": val_y}))
     if test.indices is not None:
-        write_csv(run_dir / "test_ids.csv",
-                  pd.DataFrame({"id": test.ids[test.indices], "label": test.labels}))
+        write_csv(run_dir / rundir.TEST_IDS,
+                  pd.DataFrame({"id": test.selected_ids(), "label": test.labels}))
 
     keras.utils.set_random_seed(config["seed"])
     model, trainer, predictor, trainable = build_run_models(config, data.image_shape, strategy)
     config["jit"] = "on" if trainer.jit_compile else "off"  # Keras' "auto", resolved
-    write_json(run_dir / "config.json", config)
+    rundir.write_config(run_dir, config)
     trainable_parameters = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
 
     # NOTE: the splits index the packed array; no copy of the images is made.
-    val_y = data.train_y[val_idx]
-    if config["augment"] == "imagedatagenerator" and config["augmentation"] is not None:
-        batches = idg_batches(data.train_x, data.train_y, config["batch_size"],
-                              config["augmentation"], seed=config["seed"], indices=train_idx)
+    if config["augmenter"] == "imagedatagenerator" and config["augmentation"] is not None:
+        batches = idg_batches(data.x, data.y, config["batch_size"], config["augmentation"],
+                              seed=config["seed"], indices=train_idx)
     else:
-        batches = in_memory_dataset(data.train_x, data.train_y, train_idx,
-                                    config["batch_size"], seed=config["seed"])
+        batches = in_memory_dataset(data.x, data.y, train_idx, config["batch_size"],
+                                    seed=config["seed"])
     state = {"history": [], "best_auc": -np.inf, "best_epoch": 0, "best_scores": None,
              "train_seconds": 0.0, "train_images": 0, "n_train": len(train_idx),
              "stopped_reason": None, "first_epoch_seconds": None, "deadline": deadline,
              "out_of_time": False}
     eval_batch = config["eval_batch_size"]
     callbacks = [
-        _make_callback(run_dir, model, predictor, data.train_x, val_idx, val_y, eval_batch, state),
+        _make_callback(run_dir, model, predictor, data.x, val_idx, val_y, eval_batch, state),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                       patience=config["patience"]),
     ]
@@ -302,21 +192,21 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
     epochs_run = len(state["history"])
     if state["best_scores"] is None:
         state["stopped_reason"] = state["stopped_reason"] or "no finite validation AUC"
-        best_scores = predict_uint8(predictor, data.train_x, eval_batch, indices=val_idx)
+        best_scores = predict_uint8(predictor, data.x, eval_batch, indices=val_idx)
     else:
         best_scores = state["best_scores"]
         # The best epoch's weights, back into the model the predictor wraps.
-        model.set_weights(keras.saving.load_model(run_dir / "best_model.keras").get_weights())
-    write_csv(run_dir / "val_predictions.csv",
-              pd.DataFrame({"id": data.train_ids[val_idx], "label": val_y,
-                            "prediction": best_scores}))
+        model.set_weights(keras.saving.load_model(run_dir / rundir.BEST_MODEL).get_weights())
+    write_csv(run_dir / rundir.VAL_PREDICTIONS,
+              pd.DataFrame({"id": data.ids[val_idx], "label": val_y, "prediction": best_scores}))
     test_scores = predict_uint8(predictor, test.x, eval_batch, indices=test.indices)
-    test_ids = test.ids if test.indices is None else test.ids[test.indices]
     if test.submission:
-        write_csv(run_dir / "submission.csv", pd.DataFrame({"id": test_ids, "label": test_scores}))
+        write_csv(run_dir / rundir.SUBMISSION,
+                  pd.DataFrame({"id": test.selected_ids(), "label": test_scores}))
     else:
-        write_csv(run_dir / "test_predictions.csv",
-                  pd.DataFrame({"id": test_ids, "label": test.labels, "prediction": test_scores}))
+        write_csv(run_dir / rundir.TEST_PREDICTIONS,
+                  pd.DataFrame({"id": test.selected_ids(), "label": test.labels,
+                                "prediction": test_scores}))
 
     later = state["train_seconds"] - (state["first_epoch_seconds"] or 0.0)
     metrics = {
@@ -336,21 +226,5 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
     }
     if test.labels is not None:
         metrics[test.auc_key] = _auc(test.labels, test_scores)
-    write_json(run_dir / FINISHED, metrics)
+    rundir.write_metrics(run_dir, metrics)
     return metrics
-
-
-def record_failure(run_dir, exc):
-    write_json(Path(run_dir) / FAILED, {
-        "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-        "traceback": traceback.format_exc(),
-    })
-
-
-def read_run(run_dir):
-    """``(config, metrics or None, error or None)`` of a run folder."""
-    run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else None
-    metrics = read_json(run_dir / FINISHED) if (run_dir / FINISHED).exists() else None
-    error = read_json(run_dir / FAILED) if (run_dir / FAILED).exists() else None
-    return config, metrics, error

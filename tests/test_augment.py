@@ -9,9 +9,9 @@ import pytest
 from kandel_repro.augment import (apply_parameters, check_fast, idg_batches, image_data_generator,
                                   in_memory_dataset, make_input_stage, random_parameters)
 from kandel_repro.errors import ConfigError
-from kandel_repro.protocol import PAPER
+from kandel_repro.protocol import PCAM
 
-AUG = PAPER.augmentation.to_kwargs()
+AUG = PCAM.augmentation.to_kwargs()
 # Stated tolerance of the parity with ImageDataGenerator.apply_transform: images on the
 # 0-255 scale agree to within 0.01 everywhere (float32 here, float64 coordinates there).
 PARITY_ATOL = 0.01
@@ -103,9 +103,9 @@ def test_fast_mode_refuses_what_it_does_not_implement():
         check_fast(dict(AUG, channel_shift_range=10.0))
     with pytest.raises(ConfigError, match="width_shift_range=4 .*discrete"):
         check_fast(dict(AUG, width_shift_range=4))
-    from kandel_repro.train import resolve_config
+    from kandel_repro.config import resolve_config
 
-    config = resolve_config("vgg16", 5, 1e-4, augment="imagedatagenerator",
+    config = resolve_config("vgg16", 5, 1e-4, augmenter="imagedatagenerator",
                             augmentation=dict(AUG, fill_mode="reflect"))
     assert config["augmentation"]["fill_mode"] == "reflect"  # the paper's pipeline takes it
 
@@ -129,9 +129,10 @@ def test_imagedatagenerator_batches_are_the_legacy_transform():
 
 
 def test_imagedatagenerator_mode_does_not_augment_twice():
-    from kandel_repro.train import build_run_models, resolve_config
+    from kandel_repro.config import resolve_config
+    from kandel_repro.train import build_run_models
 
-    config = resolve_config("vgg16", 5, 1e-4, weights="none", augment="imagedatagenerator",
+    config = resolve_config("vgg16", 5, 1e-4, weights="none", augmenter="imagedatagenerator",
                             precision="float32")
     model, trainer, predictor, _ = build_run_models(config, (32, 32, 3))
     stage = trainer.get_layer("input_stage")
@@ -167,7 +168,8 @@ def test_in_memory_dataset_keeps_images_and_labels_together_and_reshuffles():
 def test_mixed_precision_keeps_head_and_loss_in_float32_and_scales_the_loss():
     import keras
 
-    from kandel_repro.train import build_run_models, resolve_config
+    from kandel_repro.config import resolve_config
+    from kandel_repro.train import build_run_models
 
     before = keras.config.dtype_policy().name
     config = resolve_config("vgg16", 5, 1e-4, weights="none", precision="mixed_float16")
@@ -185,8 +187,9 @@ def test_mixed_precision_keeps_head_and_loss_in_float32_and_scales_the_loss():
 
 
 def test_jit_compiles_the_training_step(tiny_pcam, tmp_path):
+    from kandel_repro.config import resolve_config
     from kandel_repro.data import pcam
-    from kandel_repro.train import resolve_config, train_run
+    from kandel_repro.train import train_run
 
     data = pcam.load(tiny_pcam, progress=False, workers=1)
     config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=1, batch_size=16,
@@ -204,7 +207,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from kandel_repro.data import pcam
 from kandel_repro.runtime import make_strategy
-from kandel_repro.train import resolve_config, train_run
+from kandel_repro.config import resolve_config
+from kandel_repro.train import train_run
 assert make_strategy("mirrored").num_replicas_in_sync == 2
 data = pcam.load(sys.argv[1], progress=False, workers=1)
 config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=1, batch_size=16,

@@ -74,13 +74,13 @@ def test_missing_breakhis_says_what_to_do(tmp_path):
 
 
 def test_pack_resizes_and_reuses_cache(breakhis_copy):
-    data = breakhis.load(breakhis_copy, 40, workers=1, progress=False)
-    assert data.train_x.shape == (128, 40, 40, 3) and data.source == "synthetic-breakhis"
+    data = breakhis.load(breakhis_copy, image_size=40, workers=1, progress=False)
+    assert data.x.shape == (128, 40, 40, 3) and data.synthetic and data.dataset == "breakhis"
     manifest = breakhis.default_cache_dir(breakhis_copy, 40) / "manifest.json"
     stamp = manifest.stat().st_mtime_ns
-    breakhis.load(breakhis_copy, 40, workers=1, progress=False)
+    breakhis.load(breakhis_copy, image_size=40, workers=1, progress=False)
     assert manifest.stat().st_mtime_ns == stamp
-    assert breakhis.load(breakhis_copy, 48, workers=1, progress=False).train_x.shape[1] == 48
+    assert breakhis.load(breakhis_copy, image_size=48, workers=1, progress=False).x.shape[1] == 48
 
 
 def test_image_split_is_80_10_10_and_stratified():
@@ -105,7 +105,7 @@ def test_patient_split_keeps_patients_on_one_side():
 
 
 def test_magnification_filter(tiny_breakhis):
-    data = breakhis.load(tiny_breakhis, 32, workers=1, progress=False)
+    data = breakhis.load(tiny_breakhis, image_size=32, workers=1, progress=False)
     config = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "split": "image"}
     train, val, test = data.split(dict(config, magnification="200"))
     rows = np.concatenate([train, val, test.indices])
@@ -120,12 +120,12 @@ def test_synthetic_breakhis_is_learnable(tmp_path):
     from sklearn.metrics import roc_auc_score
 
     root = write_synthetic_breakhis(tmp_path / "bh", 3, 3, seed=0, progress=False)
-    data = breakhis.load(root, 64, workers=2, progress=False)
+    data = breakhis.load(root, image_size=64, workers=2, progress=False)
     config = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "split": "image"}
     train, val, test = data.split(config)
     held_out = np.concatenate([val, test.indices])
-    x = data.train_x.astype("float32") / 255.0
-    y = data.train_y.astype("float32")
+    x = data.x.astype("float32") / 255.0
+    y = data.y.astype("float32")
     keras.utils.set_random_seed(0)
     cnn = keras.Sequential([
         keras.Input((64, 64, 3)),

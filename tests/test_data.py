@@ -64,14 +64,14 @@ def test_synthetic_label_follows_the_centre_rule():
 def test_pack_and_load(pcam_copy):
     data = pcam.load(pcam_copy, progress=False, workers=2)
     labels = pd.read_csv(pcam_copy / "train_labels.csv", dtype={"id": str})
-    assert data.train_x.shape == (60, 32, 32, 3) and data.train_x.dtype == np.uint8
-    assert list(data.train_ids) == list(labels["id"])
-    np.testing.assert_array_equal(data.train_y, labels["label"].to_numpy())
+    assert data.x.shape == (60, 32, 32, 3) and data.x.dtype == np.uint8
+    assert list(data.ids) == list(labels["id"])
+    np.testing.assert_array_equal(data.y, labels["label"].to_numpy())
     with Image.open(pcam_copy / "train" / f"{labels['id'][7]}.tif") as img:
-        np.testing.assert_array_equal(data.train_x[7], np.asarray(img))
+        np.testing.assert_array_equal(data.x[7], np.asarray(img))
     sample = pd.read_csv(pcam_copy / "sample_submission.csv", dtype={"id": str})
     assert list(data.test_ids) == list(sample["id"])
-    assert data.source == "synthetic"
+    assert data.synthetic and data.dataset == "pcam"
 
 
 def test_cache_is_reused_then_invalidated(pcam_copy):
@@ -161,9 +161,9 @@ def test_synthetic_is_learnable_but_not_by_mean_colour(tmp_path):
 
     root = write_synthetic_pcam(tmp_path / "learn", 1000, 1, seed=11, size=32, progress=False)
     data = pcam.load(root, progress=False, workers=1)
-    train, val = train_val_split(data.train_y, 0.2, seed=0)
-    x = data.train_x.astype("float32") / 255.0
-    y = data.train_y.astype("float32")
+    train, val = train_val_split(data.y, 0.2, seed=0)
+    x = data.x.astype("float32") / 255.0
+    y = data.y.astype("float32")
 
     colour = x.reshape(len(x), -1, 3).mean(axis=1)
     logistic = LogisticRegression(max_iter=1000).fit(colour[train], y[train])

@@ -29,7 +29,7 @@ def test_download_verify_pack(tiny_pcam, kaggle_env, tmp_path):
     index = pcam.verify(out)
     assert len(index.train_ids) == 60 and len(index.test_ids) == 20
     data = pcam.load(out, workers=1, progress=False)
-    assert data.train_x.shape == (60, 32, 32, 3)
+    assert data.x.shape == (60, 32, 32, 3)
     assert not (tmp_path / "data" / ".pcam.download").exists()
     assert not list((tmp_path).rglob("kaggle.json"))  # no credential was written anywhere
 

@@ -5,21 +5,21 @@ import pandas as pd
 import pytest
 
 from kandel_repro import tables
-from kandel_repro.grid import get_sweep
+from kandel_repro.studies import get_study
 from kandel_repro.runio import write_json
-from kandel_repro.train import resolve_config
+from kandel_repro.config import resolve_config
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
 def make_runs(root, kaggle=False):
     """Fake finished runs: AUC grows with depth and peaks at blocks 3–5, lr 1e-4."""
-    for i, cell in enumerate(get_sweep("table2").cells()):
+    for i, cell in enumerate(get_study("table2").cells()):
         name, first, lr = cell.name, cell.first_trainable_block, cell.learning_rate
         run = root / name
         run.mkdir(parents=True)
         config = resolve_config("vgg16", first, lr, weights="none", max_epochs=3)
-        config.update(dataset="synthetic", image_size=32, n_train=1200, n_val=300, n_test=300)
+        config.update(dataset="pcam", synthetic=True, image_size=32, n_train=1200, n_val=300, n_test=300)
         write_json(run / "config.json", config)
         if name == "vgg16_blocks2-5_lr1e-03":
             write_json(run / "error.json", {"status": "failed", "error": "RuntimeError: boom"})
@@ -91,7 +91,7 @@ def test_partial_kaggle_scores_fall_back_to_validation_auc(tmp_path):
     (tmp_path / "runs" / "vgg16_blocks5-5_lr1e-03" / "metrics.json").write_text(
         '{"status": "ok", "val_auc": 0.7}')
     frame, configs = tables.collect("table2", tmp_path / "runs")
-    assert tables.choose_metric(frame, get_sweep("table2")) == "val_auc"
+    assert tables.choose_metric(frame, get_study("table2")) == "val_auc"
 
 
 def test_paper_settings_give_no_deviation():
@@ -104,19 +104,8 @@ def test_paper_settings_give_no_deviation():
         "augmentation: off (paper: on, training split only)", "max_epochs: 3 (our default: 50)"]
 
 
-def test_every_paper_table_is_a_sweep():
-    counts = {name: len(get_sweep(name).cells()) for name in
-              ("table2", "table3", "table4", "table5", "table6", "table7", "table8")}
-    assert counts == {"table2": 15, "table3": 15, "table4": 39, "table5": 9,
-                      "table6": 15, "table7": 15, "table8": 39}
-    rows4 = [row for row, _, _ in get_sweep("table4").rows()]
-    assert rows4[0] == "13" and rows4[7] == "6–13" and rows4[-1] == "1–13"
-    assert [row for row, _, _ in get_sweep("table5").rows()] == ["VGG16", "VGG19", "InceptionV3"]
-
-
 def test_table5_marks_runs_that_did_not_converge(tmp_path):
-    sweep = get_sweep("table5")
-    for i, cell in enumerate(sweep.cells()):
+    for i, cell in enumerate(get_study("table5").cells()):
         run = tmp_path / cell.name
         run.mkdir()
         config = resolve_config(cell.backbone, 1, cell.learning_rate, weights="none")
@@ -141,13 +130,12 @@ def test_table5_marks_runs_that_did_not_converge(tmp_path):
 
 
 def test_breakhis_tables_show_test_auc(tmp_path):
-    sweep = get_sweep("table6")
-    for cell in sweep.cells():
+    for cell in get_study("table6").cells():
         run = tmp_path / cell.name
         run.mkdir()
         config = resolve_config("vgg16", cell.first_trainable_block, cell.learning_rate,
                                 protocol="breakhis", image_size=64, split="patient")
-        config.update(dataset="synthetic-breakhis", n_train=100, n_val=12, n_test=12)
+        config.update(dataset="breakhis", synthetic=True, n_train=100, n_val=12, n_test=12)
         write_json(run / "config.json", config)
         write_json(run / "metrics.json", {"status": "ok", "val_auc": 0.9, "best_epoch": 1,
                                           "test_auc": 0.5 + cell.first_trainable_block / 10})

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..protocol import BREAKHIS
 from . import cache
-from .pcam import TestSet
+from .packed import PackedData, Split, TestSet
 
 CACHE_FORMAT = 1
 SUBTYPES = {
@@ -120,36 +121,28 @@ def decode_png(path, size):
 
 
 @dataclass
-class BreakHisData:
-    train_x: np.ndarray  # every image; the split picks train/validation/test rows
-    train_y: np.ndarray
-    train_ids: np.ndarray
-    patients: np.ndarray
-    magnifications: np.ndarray
-    source: str
-    root: Path
-    fingerprint: str = ""  # identity of the data: relative paths, sizes, CSV bytes
-    legacy_fingerprint: str = ""  # what runs made before identities recorded (paths, times)
-    protocol: str = "breakhis"
+class BreakHisData(PackedData):
+    """BreakHis packed: ``x``/``y``/``ids`` hold every image; the split picks the
+    training, validation and test rows (paper §4.3)."""
 
-    @property
-    def image_shape(self):
-        return tuple(self.train_x.shape[1:])
+    patients: np.ndarray = None
+    magnifications: np.ndarray = None
 
     def split(self, config):
-        """``(train, validation, TestSet)`` — paper §4.3: 80/10/10."""
-        pool = np.arange(len(self.train_y))
-        mag = str(config.get("magnification", "all")).rstrip("xX")
+        """Paper §4.3: 80/10/10, by image (the paper) or by patient; optionally one
+        magnification only."""
+        pool = np.arange(len(self.y))
+        mag = config.get("magnification", "all")
         if mag != "all":
             if int(mag) not in MAGNIFICATIONS:
                 raise ConfigError(f"magnification must be all or one of {MAGNIFICATIONS}, got {mag!r}")
             pool = pool[self.magnifications == int(mag)]
-        train, val, test = split_three(self.train_y[pool], self.patients[pool],
+        train, val, test = split_three(self.y[pool], self.patients[pool],
                                        config["validation_fraction"], config["test_fraction"],
                                        config["seed"], config.get("split", "image"))
         train, val, test = pool[train], pool[val], pool[test]
-        return train, val, TestSet(self.train_x, self.train_ids, indices=test,
-                                   labels=self.train_y[test], auc_key="test_auc")
+        return Split(train, val, TestSet(self.x, self.ids, indices=test, labels=self.y[test],
+                                         auc_key="test_auc"))
 
 
 def split_three(labels, patients, val_fraction, test_fraction, seed, kind="image"):
@@ -188,10 +181,13 @@ def default_cache_dir(root, size):
     return Path(root) / ".kandel_cache" / f"breakhis-{size}"
 
 
-def pack(root, size, cache_dir=None, workers=None, progress=True, force=False):
-    """Decode and resize every image once into a uint8 cache; reuse it while unchanged."""
+def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None):
+    """Decode and resize every image once into a uint8 cache; reuse it while unchanged.
+
+    ``image_size``: the side images are resized to (default: the protocol's, 224)."""
     from .synthetic import MARKER
 
+    size = int(image_size or BREAKHIS.image_size)
     index = read_index(root)
     cache_dir = Path(cache_dir) / f"breakhis-{size}" if cache_dir else default_cache_dir(root, size)
     paths = index["path"].tolist()
@@ -211,11 +207,11 @@ def pack(root, size, cache_dir=None, workers=None, progress=True, force=False):
     )
 
 
-def load(root, size, cache_dir=None, workers=None, progress=True):
-    cache_dir = pack(root, size, cache_dir, workers=workers, progress=progress)
+def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
+    """Pack if needed (at ``image_size``), then load the arrays as :class:`BreakHisData`."""
+    cache_dir = pack(root, cache_dir, workers=workers, progress=progress, image_size=image_size)
     arrays, manifest = cache.load(cache_dir, ["x", "y", "ids", "patients", "magnifications"])
-    return BreakHisData(train_x=arrays["x"], train_y=arrays["y"], train_ids=arrays["ids"],
-                        patients=arrays["patients"], magnifications=arrays["magnifications"],
-                        source=manifest["dataset"], root=Path(root),
+    return BreakHisData(**arrays, dataset="breakhis",
+                        synthetic=manifest["dataset"] == "synthetic-breakhis", root=Path(root),
                         fingerprint=manifest["identity"],
-                    legacy_fingerprint=manifest["fingerprint"])
+                        legacy_fingerprint=manifest["fingerprint"])

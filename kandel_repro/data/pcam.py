@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from . import cache
+from .packed import PackedData, Split, TestSet
 from .synthetic import HIDDEN_LABELS, MARKER
 
 CACHE_FORMAT = 2
@@ -46,52 +47,30 @@ class PCamIndex:
 
 
 @dataclass
-class TestSet:
-    """Images to predict after training; ``labels`` only where they are known."""
+class PCamData(PackedData):
+    """The Kaggle layout packed: ``x``/``y``/``ids`` are ``train/``, ``test_x``/``test_ids``
+    the unlabelled ``test/`` in ``sample_submission.csv`` order."""
 
-    x: np.ndarray
-    ids: np.ndarray
-    indices: np.ndarray | None = None  # rows of ``x``; None = all
-    labels: np.ndarray | None = None
-    auc_key: str = "test_auc"  # metrics key of the AUC on these labels
-    submission: bool = False  # write a Kaggle submission.csv
-
-
-@dataclass
-class PCamData:
-    """The packed arrays: uint8 images, ids and (for train) labels."""
-
-    train_x: np.ndarray
-    train_y: np.ndarray
-    train_ids: np.ndarray
-    test_x: np.ndarray
-    test_ids: np.ndarray
-    source: str  # "synthetic" or "pcam"
-    root: Path
-    fingerprint: str = ""  # identity of the data: relative paths, sizes, CSV bytes
-    legacy_fingerprint: str = ""  # what runs made before identities recorded (paths, times)
-    protocol: str = "pcam"
-
-    @property
-    def image_shape(self):
-        return tuple(self.train_x.shape[1:])
+    test_x: np.ndarray = None
+    test_ids: np.ndarray = None
 
     def split(self, config):
-        """``(train indices, validation indices, TestSet)`` — paper §4.1: 80/20."""
+        """Paper §4.1: 80/20 of ``train/``; the test set is Kaggle's, written as a
+        submission (its labels are known only for a synthetic set)."""
         from .split import train_val_split
 
-        train_idx, val_idx = train_val_split(self.train_y, config["validation_fraction"],
-                                             config["seed"], config["stratified_split"])
-        return train_idx, val_idx, TestSet(self.test_x, self.test_ids,
-                                           labels=self._hidden_test_labels(),
-                                           auc_key="synthetic_test_auc", submission=True)
+        train, val = train_val_split(self.y, config["validation_fraction"], config["seed"],
+                                     config["stratified_split"])
+        return Split(train, val, TestSet(self.test_x, self.test_ids,
+                                         labels=self._hidden_test_labels(),
+                                         auc_key="synthetic_test_auc", submission=True))
 
     def _hidden_test_labels(self):
         """Labels of a synthetic test set (Kaggle's test labels are hidden)."""
         import pandas as pd
 
         path = Path(self.root) / HIDDEN_LABELS
-        if self.source != "synthetic" or not path.exists():
+        if not self.synthetic or not path.exists():
             return None
         labels = pd.read_csv(path, dtype={"id": str}).set_index("id")["label"]
         return labels.reindex(self.test_ids).to_numpy()
@@ -186,6 +165,19 @@ def verify(root, counts=None):
     return index
 
 
+def verify_folder(root, any_size=False):
+    """What ``kandel-repro data verify`` does: :func:`verify` a folder, holding it to the
+    competition's file counts unless it is a synthetic set (or ``any_size``); return a
+    one-line summary."""
+    root = Path(root)
+    synthetic = (root / MARKER).exists()
+    counts = None if synthetic or any_size else KAGGLE_COUNTS
+    index = verify(root, counts)
+    return (f"{root}: {len(index.train_ids):,} labelled and {len(index.test_ids):,} test "
+            "images, complete and consistent"
+            + (" (synthetic set)" if synthetic else "" if counts else " (counts not checked)"))
+
+
 def decode_tif(path):
     """Decode one patch to an RGB uint8 array, naming the file on failure."""
     from PIL import Image
@@ -204,13 +196,16 @@ def default_cache_dir(root):
     return Path(root) / ".kandel_cache"
 
 
-def pack(root, cache_dir=None, workers=None, progress=True, force=False):
+def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None):
     """Decode every tif once into a uint8 cache; reuse it while the source is unchanged.
 
     The fingerprint covers every listed file's path, size and modification time and the
     bytes of both CSVs; the identity (a run's ``data_fingerprint``) the same without
     location and times. Returns the cache folder.
     """
+    if image_size is not None:
+        raise ConfigError("PCam patches are used at their own size, not resized (paper §4.1); "
+                          f"got image_size={image_size!r}")
     root = Path(root)
     index = read_index(root)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(root)
@@ -235,10 +230,14 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False):
     )
 
 
-def load(root, cache_dir=None, workers=None, progress=True):
-    """Pack if needed, then load the arrays into memory."""
-    cache_dir = pack(root, cache_dir, workers=workers, progress=progress)
+def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
+    """Pack if needed, then load the arrays into memory as :class:`PCamData`.
+
+    PCam patches are used at their own size (paper §4.1): ``image_size`` must be None.
+    """
+    cache_dir = pack(root, cache_dir, workers=workers, progress=progress, image_size=image_size)
     arrays, manifest = cache.load(cache_dir, ["train_x", "train_y", "train_ids", "test_x", "test_ids"])
-    return PCamData(**arrays, source=manifest["dataset"], root=Path(root),
-                    fingerprint=manifest["identity"],
-                    legacy_fingerprint=manifest["fingerprint"])
+    return PCamData(x=arrays["train_x"], y=arrays["train_y"], ids=arrays["train_ids"],
+                    test_x=arrays["test_x"], test_ids=arrays["test_ids"], dataset="pcam",
+                    synthetic=manifest["dataset"] == "synthetic", root=Path(root),
+                    fingerprint=manifest["identity"], legacy_fingerprint=manifest["fingerprint"])

@@ -1,0 +1,192 @@
+"""A run's settings, resolved and validated in one place.
+
+:func:`resolve_config` starts from a protocol (:mod:`kandel_repro.protocol`), applies the
+user's settings, gives every value one spelling and checks it; the command line's
+``choices=`` come from :data:`CHOICES` here, and nothing downstream normalises again.
+
+A run's ``config.json`` holds three kinds of keys:
+
+- **experiment settings** (:data:`EXPERIMENT_KEYS`): what the run computes. A finished
+  run is reused by a grid only when they all match (:mod:`kandel_repro.rundir`).
+- **runtime settings** (:data:`RUNTIME_DEFAULTS`): how it computes — which
+  implementation applies the augmentation (``augmenter``), precision, XLA, distribution,
+  the prediction batch. They change speed, not results, and may differ between the runs
+  of one table.
+- **facts** the run records: the data (:func:`with_data`: ``dataset``, ``synthetic``,
+  ``data_dir``, ``data_fingerprint``; then ``image_size``, ``n_train``…) and the machine
+  (``device``, ``replicas``).
+
+Words kept apart: ``augmentation`` is the experiment's setting (the paper's transform
+parameters, or None for none), ``augmenter`` the implementation that applies it;
+``dataset`` is the data set a run reads (a reader of :mod:`kandel_repro.data.readers`:
+``pcam``, ``breakhis``), ``protocol`` the paper's settings for it, and ``synthetic``
+whether the data were made by this package's generators. Run folders written before
+these names keep being read: :func:`upgrade` translates their ``config.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from .augment import AUGMENTERS, check_fast
+from .backbones import depth_label, get_backbone
+from .errors import ConfigError, WeightsUnavailable
+from .protocol import PROTOCOLS
+
+# Config keys that define the experiment: a finished run is reused only if these match.
+EXPERIMENT_KEYS = (
+    "backbone", "first_trainable_block", "learning_rate", "batch_size", "max_epochs",
+    "patience", "weights", "head_pooling", "dropout", "augmentation",
+    "validation_fraction", "stratified_split", "seed", "monitor", "preprocessing",
+    "optimizer", "loss", "data_fingerprint", "protocol", "test_fraction", "split",
+    "magnification",
+)
+
+# How a run is computed, not what it computes: recorded in config.json, free to differ
+# between the runs of one table (see the README's performance section).
+RUNTIME_DEFAULTS = {
+    "augmenter": "fast",  # or "imagedatagenerator", the paper's own pipeline
+    "precision": "auto",  # mixed_float16 on a GPU, float32 on a CPU
+    "jit": "auto",  # XLA for the whole step: Keras' rule (on with one GPU, off on a CPU)
+    "distribute": "none",  # or "mirrored": every GPU of this machine
+    "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 128 on a CPU
+}
+
+# The values a setting may take; the command line offers exactly these.
+CHOICES = {
+    "augmenter": AUGMENTERS,
+    "precision": ("auto", "float32", "mixed_float16"),
+    "jit": ("auto", "on", "off"),
+    "distribute": ("none", "mirrored"),
+    "head_pooling": ("flatten", "avg"),
+    "split": ("image", "patient"),
+    "magnification": ("all", "40", "100", "200", "400"),
+}
+
+# --weights: these spellings mean random initialisation; "imagenet" the paper's weights.
+RANDOM_WEIGHTS = ("none", "random", "scratch")
+
+# Keys of config.json renamed since runs were first written: old name → current name.
+RENAMED = {"augment": "augmenter"}
+
+
+def normalise_weights(weights):
+    """One spelling of ``--weights``: ``"imagenet"``, ``"none"`` or the file's path.
+
+    ``None``, ``"none"``, ``"random"`` and ``"scratch"`` (any case) are random weights;
+    ``"imagenet"`` (any case) the ImageNet weights; anything else must be an existing
+    file (a ``keras.applications`` notop ``.h5``), named in the error if it is not.
+    """
+    text = "none" if weights is None else str(weights)
+    if text.lower() in RANDOM_WEIGHTS:
+        return "none"
+    if text.lower() == "imagenet":
+        return "imagenet"
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailable(
+            f"weights file {str(path)!r} does not exist; give 'imagenet', 'none' or the path "
+            "of a keras.applications notop .h5 file")
+    return str(path)
+
+
+def normalise(key, value):
+    """``value`` of setting ``key`` in its one spelling (None stays None)."""
+    if value is None and key != "weights":
+        return None
+    if key == "weights":
+        return normalise_weights(value)
+    if key == "magnification":
+        return str(value).lower().rstrip("x")  # "100X" → "100"
+    return value
+
+
+def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pcam", **settings):
+    """The protocol's settings with the user's ``settings`` applied, each checked once.
+
+    ``protocol`` is "pcam" (paper §4.1) or "breakhis" (§4.3); a setting given as None
+    keeps the protocol's value (``augmentation=None`` turns augmentation off). Raises
+    :class:`~kandel_repro.errors.ConfigError` naming the setting and the value at fault.
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+    config = dict(dataclasses.asdict(PROTOCOLS[protocol]), protocol=protocol, **RUNTIME_DEFAULTS)
+    settings = {RENAMED.get(k, k): v for k, v in settings.items()}
+    given = {k: normalise(k, v) for k, v in settings.items()
+             if v is not None or k == "augmentation"}
+    if protocol == "pcam" and "image_size" in given:
+        raise ConfigError("--image-size applies to BreakHis only: PCam patches are used at "
+                          "their own size, not resized (paper §4.1)")
+    unknown = set(given) - set(config)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) for the {protocol} protocol: "
+                          f"{', '.join(sorted(unknown))}")
+    config.update(given)
+    bb = get_backbone(backbone)
+    try:
+        first = int(first_trainable_block)
+        rate = float(learning_rate)
+    except (TypeError, ValueError):
+        raise ConfigError(f"first trainable block must be an integer and the learning rate a "
+                          f"number, got {first_trainable_block!r} and {learning_rate!r}") from None
+    if not 1 <= first <= bb.num_blocks:
+        raise ConfigError(f"first trainable block must be from 1 to {bb.num_blocks} for "
+                          f"{bb.name}, got {first_trainable_block!r}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise ConfigError(f"learning rate must be positive, got {learning_rate!r}")
+    config.update(backbone=bb.name, first_trainable_block=first, learning_rate=rate,
+                  blocks=depth_label(first, bb.num_blocks), num_blocks=bb.num_blocks,
+                  weights=normalise_weights(config["weights"]))
+    for key, choices in CHOICES.items():
+        if key in config and config[key] not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
+    if config["augmenter"] == "fast" and config["augmentation"] is not None:
+        check_fast(config["augmentation"])
+    for key in ("batch_size", "max_epochs", "patience") + (
+            ("eval_batch_size",) if config["eval_batch_size"] is not None else ()):
+        if int(config[key]) < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    return config
+
+
+def with_data(config, data, data_dir=None):
+    """``config`` with the facts of the data it trains on: which data set, whether
+    synthetic, where it was read from (default: the data's root) and its identity
+    (``data_fingerprint``)."""
+    return dict(config, dataset=data.dataset, synthetic=bool(data.synthetic),
+                data_dir=str(data_dir if data_dir is not None else data.root),
+                data_fingerprint=data.fingerprint)
+
+
+def resolve_runtime(config):
+    """The config with ``precision``/``eval_batch_size`` resolved and the device named."""
+    from .runtime import default_eval_batch_size, device_description, resolve_precision
+
+    config = dict(RUNTIME_DEFAULTS, **config)
+    return dict(config, precision=resolve_precision(config["precision"]),
+                eval_batch_size=config["eval_batch_size"] or default_eval_batch_size(),
+                device=device_description())
+
+
+# What config.json's ``dataset`` held before it named the data set: the data's origin.
+_LEGACY_ORIGINS = {"synthetic": ("pcam", True), "pcam": ("pcam", False),
+                   "synthetic-breakhis": ("breakhis", True), "breakhis": ("breakhis", False)}
+
+
+def upgrade(config):
+    """A ``config.json`` of any version in today's names (a new dict; None stays None).
+
+    Runs written before the renames spelled the augmentation implementation ``augment``
+    and recorded the data's origin in ``dataset`` (``synthetic``, ``synthetic-breakhis``,
+    ``pcam``, ``breakhis``); today ``dataset`` names the data set and ``synthetic`` says
+    whether it was generated. Runs made before ``augment`` existed used
+    ``ImageDataGenerator``.
+    """
+    if config is None:
+        return None
+    out = {RENAMED.get(k, k): v for k, v in config.items()}
+    if "synthetic" not in out and out.get("dataset") in _LEGACY_ORIGINS:
+        out["dataset"], out["synthetic"] = _LEGACY_ORIGINS[out["dataset"]]
+    out.setdefault("augmenter", "imagedatagenerator")
+    return out

@@ -1,0 +1,60 @@
+"""The data sets a run can read, each behind one interface.
+
+:data:`READERS` maps a data set's name (a run's ``dataset``, ``--dataset`` on the command
+line) to a :class:`Reader`: its module's ``read_index`` (check the layout, decode
+nothing), ``pack`` (decode once into the uint8 cache) and ``load`` (pack if needed, then
+a :class:`~kandel_repro.data.packed.PackedData`), all with one signature, and the
+protocol of the paper that applies to it. A new data set is a new entry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from ..errors import ConfigError
+from . import breakhis, pcam
+
+
+@dataclass(frozen=True)
+class Reader:
+    name: str
+    protocol: str  # kandel_repro.protocol.PROTOCOLS key
+    description: str
+    module: ModuleType  # read_index(root), pack(root, ...), load(root, ...)
+    resizes: bool  # images are resized to the run's image_size when packed
+    labelled_test: bool  # its test split has labels: tables show the test AUC
+
+    def read_index(self, root):
+        return self.module.read_index(root)
+
+    def pack(self, root, cache_dir=None, workers=None, progress=True, force=False,
+             image_size=None):
+        return self.module.pack(root, cache_dir, workers=workers, progress=progress, force=force,
+                                image_size=image_size if self.resizes else None)
+
+    def load(self, root, cache_dir=None, workers=None, progress=True, image_size=None):
+        """The packed data; ``image_size`` applies to readers that resize (ignored by
+        the others, whose images keep their own size)."""
+        return self.module.load(root, cache_dir, workers=workers, progress=progress,
+                                image_size=image_size if self.resizes else None)
+
+
+READERS = {r.name: r for r in (
+    Reader("pcam", "pcam", "Kaggle 'Histopathologic Cancer Detection' (PCam) layout", pcam,
+           resizes=False, labelled_test=False),
+    Reader("breakhis", "breakhis", "BreaKHis_v1 folder layout", breakhis,
+           resizes=True, labelled_test=True),
+)}
+
+
+def get_reader(name):
+    try:
+        return READERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown data set {name!r}; one of {', '.join(READERS)}") from None
+
+
+def load_data(dataset, data_dir, cache_dir=None, workers=None, image_size=None, progress=True):
+    """Read (packing first if needed) data set ``dataset`` from ``data_dir``."""
+    return get_reader(dataset).load(data_dir, cache_dir, workers=workers, progress=progress,
+                                    image_size=image_size)

@@ -1,0 +1,356 @@
+"""The command line's options, defined once: ``kandel-repro`` (:mod:`kandel_repro.cli`)
+and the Kaggle kernel (which checks the grid options it will pass on) both parse with
+:func:`build_parser`.
+
+Every subcommand sets ``verb`` (``"grid"``, ``"data pack"``…), the key of its handler
+in :data:`kandel_repro.cli.HANDLERS`. Choices come from where the values are defined:
+settings from :data:`kandel_repro.config.CHOICES`, studies from
+:data:`kandel_repro.studies.STUDIES`, backbones and data sets from their registries.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+from .backbones import REGISTRY
+from .bench import DEFAULTS as BENCH
+from .config import CHOICES
+from .data.readers import READERS
+from .errors import ConfigError
+from .kaggle_api import COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS
+from .protocol import BREAKHIS, LEARNING_RATES, PCAM
+from .studies import STUDIES
+from .submission import DEFAULT_POLL, DEFAULT_TIMEOUT
+
+# Run settings a training option sets (argparse dest = config key), None = not given.
+SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed",
+            "image_size", "split", "magnification", "augmenter", "precision", "jit",
+            "distribute", "eval_batch_size")
+# Grid options a Kaggle kernel sets itself.
+KERNEL_SETS = ("--data", "--runs", "--cache", "--shard", "--time-budget", "--submit")
+
+
+def _study_names(dataset=None):
+    return sorted(name for name, s in STUDIES.items() if dataset in (None, s.dataset))
+
+
+def add_training_options(p):
+    """Run settings (the protocol's unless given), how a run computes, and the data."""
+    # NOTE: defaults are None here so that a study's own protocol (patience 50 on
+    # BreakHis, random weights in Table 5) applies unless the user says otherwise.
+    g = p.add_argument_group("training settings (defaults: the paper's protocol, see protocol.py)")
+    g.add_argument("--weights", default=None,
+                   help="'imagenet' (default, as the paper), 'none' (or 'random', 'scratch') "
+                   "for random weights, or the path of a keras.applications notop .h5 file")
+    g.add_argument("--epochs", type=int, default=None, dest="max_epochs",
+                   help=f"maximum epochs (default {PCAM.max_epochs}; the paper gives none)")
+    g.add_argument("--patience", type=int, default=None,
+                   help=f"early-stopping patience in epochs (default {PCAM.patience} on PCam, "
+                   f"{BREAKHIS.patience} on BreakHis)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help=f"batch size (default {PCAM.batch_size})")
+    g.add_argument("--head-pooling", choices=CHOICES["head_pooling"], default=None,
+                   help="how the last feature map reaches the head (default flatten)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="seed of split, weights, augmentation (default 0)")
+    g.add_argument("--no-augmentation", action="store_true",
+                   help="train without augmentation (a deviation from the paper)")
+    g.add_argument("--no-augment", action="store_true", dest="no_augmentation",
+                   help=argparse.SUPPRESS)  # the option's earlier name
+    r = p.add_argument_group("speed (change how a run computes, not what; recorded in config.json)")
+    r.add_argument("--augmenter", choices=CHOICES["augmenter"], default=None,
+                   help="which implementation applies the paper's augmentation: 'fast' "
+                   "(default): one fused transform in the TF graph, on the GPU when there is "
+                   "one; 'imagedatagenerator': Keras' ImageDataGenerator on the CPU, the "
+                   "paper's own pipeline")
+    r.add_argument("--augment", choices=CHOICES["augmenter"], default=None, dest="augmenter",
+                   help=argparse.SUPPRESS)  # the option's earlier name
+    r.add_argument("--precision", choices=CHOICES["precision"], default=None,
+                   help="'auto' (default): mixed_float16 on a GPU, float32 on a CPU; the "
+                   "sigmoid output and the loss stay float32")
+    r.add_argument("--jit", choices=CHOICES["jit"], default=None,
+                   help="XLA-compile the training step; 'auto' (default) is Keras' rule: "
+                   "on with one GPU, off on a CPU or with --distribute mirrored")
+    r.add_argument("--distribute", choices=CHOICES["distribute"], default=None,
+                   help="'mirrored': tf.distribute.MirroredStrategy over every GPU of this "
+                   "machine; the global batch stays --batch-size (default none)")
+    r.add_argument("--eval-batch-size", type=int, default=None,
+                   help="batch of validation/test prediction (default 1024 on a GPU, 128 on a CPU)")
+    b = p.add_argument_group("BreakHis only")
+    b.add_argument("--image-size", type=int, default=None,
+                   help=f"side BreakHis images are resized to (default {BREAKHIS.image_size})")
+    b.add_argument("--split", choices=CHOICES["split"], default=None,
+                   help="'image': random 80/10/10 as the paper (default); 'patient': "
+                   "each patient on one side, leakage-free")
+    b.add_argument("--magnification", choices=CHOICES["magnification"], default=None,
+                   help="use one magnification only (default all)")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", required=True,
+                   help="folder in the Kaggle layout (PCam) or holding BreaKHis_v1 (BreakHis)")
+    d.add_argument("--cache", default=None,
+                   help="packed-array cache folder (default DATA/.kandel_cache)")
+    d.add_argument("--workers", type=int, default=None, help="tif decoding processes")
+
+
+def settings_from_args(args):
+    """The run settings given on the command line (None: the protocol's value)."""
+    out = {name: getattr(args, name) for name in SETTINGS}
+    if args.no_augmentation:
+        out["augmentation"] = None
+    return out
+
+
+def add_submit_options(p, what=""):
+    k = p.add_argument_group("Kaggle submission" + what)
+    k.add_argument("--competition", default=COMPETITION, help=f"default {COMPETITION}")
+    k.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds to wait for each score (default {DEFAULT_TIMEOUT:g}); a "
+                   "submission not scored by then stays recorded and is polled, not "
+                   "resubmitted, next time")
+    k.add_argument("--poll", type=float, default=DEFAULT_POLL,
+                   help=f"seconds between looks at the submission list (default {DEFAULT_POLL:g})")
+    k.add_argument("--resubmit", action="store_true",
+                   help="submit runs that already have a Kaggle score again")
+
+
+def submit_options(args):
+    """The options of :func:`kandel_repro.submission.submit_runs` given on the command line."""
+    return {"competition": args.competition, "timeout": args.timeout, "poll": args.poll,
+            "resubmit": args.resubmit, "quiet": getattr(args, "quiet", False)}
+
+
+def parse_grid_args(study, argv):
+    """Run settings of ``kandel-repro grid STUDY … ARGV``, checked now (a Kaggle kernel's
+    grid options: a typo must fail here, not on Kaggle)."""
+    clash = sorted(set(KERNEL_SETS) & {a.split("=")[0] for a in argv})
+    if clash:
+        raise ConfigError(f"the kernel sets {', '.join(clash)} itself; leave them out")
+    try:
+        args = build_parser().parse_args(["grid", study, "--data", "x", "--runs", "y", *argv])
+    except SystemExit:
+        raise ConfigError(f"invalid grid options for the kernel: {' '.join(argv)!r}") from None
+    return settings_from_args(args)
+
+
+def _positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds ≥ 0, got {text!r}")
+    return value
+
+
+def _data_parsers(sub):
+    data = sub.add_parser("data", help="make, check and pack data sets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synthetic", help="write a synthetic PCam in the Kaggle layout")
+    s.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
+    s.add_argument("--train", type=int, default=2000, help="labelled images (default 2000)")
+    s.add_argument("--test", type=int, default=500, help="unlabelled test images (default 500)")
+    s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    s.add_argument("--size", type=int, default=96, help="image side in pixels (default 96, as PCam)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(verb="data synthetic")
+    sb = dsub.add_parser("synthetic-breakhis",
+                         help="write a synthetic BreakHis in the BreaKHis_v1 folder layout")
+    sb.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
+    sb.add_argument("--patients", type=int, default=3, help="patients per subtype (default 3)")
+    sb.add_argument("--images", type=int, default=4,
+                    help="images per patient and magnification (default 4)")
+    sb.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    sb.add_argument("--quiet", action="store_true", help="no progress bar")
+    sb.set_defaults(verb="data synthetic-breakhis")
+    p = dsub.add_parser("pack", help="decode the images once into a uint8 cache")
+    p.add_argument("--data", required=True, help="data folder")
+    p.add_argument("--dataset", choices=sorted(READERS), default="pcam",
+                   help="which data set --data holds (default pcam: the Kaggle layout)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help=f"BreakHis: side to resize to (default {BREAKHIS.image_size})")
+    p.add_argument("--cache", default=None, help="cache folder (default DATA/.kandel_cache)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes")
+    p.add_argument("--force", action="store_true", help="repack even if the cache is current")
+    p.set_defaults(verb="data pack")
+    dl = dsub.add_parser("download", help="download, unzip and verify the Kaggle competition files",
+                         description="Downloads the competition files with the kaggle client "
+                         "(credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY; the "
+                         "competition's rules must be accepted on kaggle.com), unzips and "
+                         "verifies them, and only then moves them to --out.")
+    dl.add_argument("--out", default="data/pcam", help="folder to create (default data/pcam)")
+    dl.add_argument("--competition", default=COMPETITION, help=f"default {COMPETITION}")
+    dl.add_argument("--any-size", action="store_true",
+                    help="do not require the competition's file counts")
+    dl.add_argument("--quiet", action="store_true", help="no progress bars")
+    dl.set_defaults(verb="data download")
+    v = dsub.add_parser("verify", help="check an unpacked Kaggle folder completely (counts, "
+                        "every id has its tif, no unlisted tif)")
+    v.add_argument("--data", required=True, help="folder in the Kaggle layout")
+    v.add_argument("--any-size", action="store_true",
+                   help="do not require the competition's 220,025 + 57,458 files "
+                   "(synthetic sets are never held to them)")
+    v.set_defaults(verb="data verify")
+
+
+def _training_parsers(sub):
+    b = sub.add_parser("blocks", help="print a backbone's block map (block → layer names)")
+    b.add_argument("backbone", choices=sorted(REGISTRY), help="which backbone")
+    b.add_argument("--json", action="store_true", help="print JSON")
+    b.set_defaults(verb="blocks")
+
+    t = sub.add_parser("train", help="train one run (one depth, one learning rate)")
+    t.add_argument("--run-dir", required=True, help="run folder to write")
+    t.add_argument("--backbone", default="vgg16", choices=sorted(REGISTRY))
+    t.add_argument("--first-block", type=int, required=True,
+                   help="first trainable block: 5 trains the top block only, 1 the whole network")
+    t.add_argument("--lr", type=float, required=True,
+                   help=f"learning rate, e.g. one of {LEARNING_RATES}")
+    t.add_argument("--dataset", choices=sorted(READERS), default="pcam",
+                   help="which data set --data holds; its protocol applies (default pcam: "
+                   "the Kaggle layout, paper §4.1; breakhis: §4.3)")
+    add_training_options(t)
+    t.set_defaults(verb="train")
+
+    g = sub.add_parser("grid", help="train the runs of a study, e.g. a paper table (resumable)")
+    g.add_argument("study", choices=_study_names(), metavar="STUDY",
+                   help=f"which study: {', '.join(_study_names())} (the paper's tables)")
+    g.add_argument("--runs", required=True, help="folder of run folders")
+    g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only the I-th of N disjoint shares of the study's runs (round "
+                   "robin), e.g. 1/3, 2/3, 3/3 on three machines; copy their run folders "
+                   "into one --runs folder to render the table")
+    g.add_argument("--time-budget", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help="stop starting runs when the slowest run so far would not fit in "
+                   "what is left, and stop a run at the epoch that would pass it (the run "
+                   "stays unfinished and is trained again next time); e.g. inside a Kaggle "
+                   "kernel")
+    g.add_argument("--submit", action="store_true",
+                   help="PCam: submit each finished run to Kaggle and record its score "
+                   "(within the daily limit; the rest are queued for the next call)")
+    add_training_options(g)
+    add_submit_options(g, " (with --submit)")
+    g.set_defaults(verb="grid")
+
+    tb = sub.add_parser("table", help="render a study's table and figures from its run folders")
+    tb.add_argument("study", choices=_study_names(), metavar="STUDY",
+                    help=f"which study: {', '.join(_study_names())}")
+    tb.add_argument("--runs", required=True, help="folder of run folders")
+    tb.add_argument("--out", default="tables", help="output folder (default tables/)")
+    tb.set_defaults(verb="table")
+
+
+def _kaggle_parsers(sub):
+    vs = sub.add_parser("validate-submission",
+                        help="check a Kaggle submission file before uploading it")
+    vs.add_argument("path", help="a finished PCam run folder, or a submission CSV")
+    vs.add_argument("--sample", default=None,
+                    help="sample_submission.csv to check a CSV against (a run folder knows its own)")
+    vs.set_defaults(verb="validate-submission")
+    su = sub.add_parser(
+        "submit", help="validate and submit runs' test predictions to Kaggle, wait for the "
+        "score, record it in metrics.json",
+        description="Validates each run's submission.csv (an invalid file is never "
+        "uploaded), submits it with the kaggle client, polls the submission list until "
+        "it is scored, and writes kaggle_public_auc and kaggle_private_auc into the run's "
+        "metrics.json; tables then show the private score. Kaggle's daily limit is "
+        "respected: runs beyond it are queued and submitted by the next call. "
+        "Credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY.")
+    su.add_argument("paths", nargs="+", metavar="RUN_DIR",
+                    help="finished PCam run folders, or a folder of them (e.g. runs/table2)")
+    su.add_argument("-m", "--message", default=None,
+                    help="submission description (default: the run's name and file hash)")
+    su.add_argument("--quiet", action="store_true", help="no upload progress bar")
+    add_submit_options(su)
+    su.set_defaults(verb="submit")
+
+    kk = sub.add_parser(
+        "kaggle-kernel", help="write (--push: upload) a Kaggle kernel that runs a PCam study, "
+        "or a shard of it, on Kaggle's GPU",
+        description="Writes OUT/kernel (kernel-metadata.json: the competition as data source, "
+        "GPU on, internet off; driver.py), OUT/wheel (this package as a private data set) "
+        "and, for ImageNet runs, OUT/weights (the notop .h5 files from Keras' cache). The "
+        "kernel installs the package offline, runs `kandel-repro grid STUDY` within the time "
+        "budget, resumes from the kernels given with --resume-from, and leaves runs/ and "
+        "tables/ in its output. Options after `--` go to the kernel's grid, e.g. "
+        "`kandel-repro kaggle-kernel table2 --shard 1/3 -- --epochs 30`.")
+    kk.add_argument("study", choices=_study_names("pcam"), metavar="STUDY",
+                    help=f"which PCam study: {', '.join(_study_names('pcam'))}")
+    kk.add_argument("--shard", default=None, metavar="I/N", help="run the I-th of N shares of the runs")
+    kk.add_argument("--budget-hours", type=float, default=DEFAULT_BUDGET_HOURS,
+                    help=f"time budget of the kernel (default {DEFAULT_BUDGET_HOURS:g}; Kaggle "
+                    f"stops a GPU session at {SESSION_LIMIT_HOURS} h); runs that do not fit are "
+                    "left for the next kernel")
+    kk.add_argument("--resume-from", action="append", default=[], metavar="OWNER/KERNEL",
+                    help="an earlier kernel whose output (finished runs) this one starts from; "
+                    "repeatable")
+    kk.add_argument("--name", default=None,
+                    help="kernel name (default kandel-repro-STUDY[-shard-I-of-N]); give a new "
+                    "one to continue an earlier kernel with --resume-from")
+    kk.add_argument("--user", default=None,
+                    help="Kaggle user owning the kernel and data sets (default: from the credentials)")
+    kk.add_argument("--out", default=None, help="folder to write (default kaggle/<kernel name>)")
+    kk.add_argument("--push", action="store_true",
+                    help="upload the data sets (a new version if they exist) and push the kernel")
+    kk.set_defaults(verb="kaggle-kernel")
+
+
+def _measurement_parsers(sub):
+    co = sub.add_parser(
+        "cost", help="trainable parameters and time per training step at each depth "
+        "(writes cost_vs_depth.csv and .png)",
+        description="Builds each depth's training model (random weights: the cost does not "
+        "depend on them) and times training steps on random images in memory, through the "
+        "same input pipeline as a run. Times are of this machine.")
+    co.add_argument("backbones", nargs="+", choices=sorted(REGISTRY), metavar="BACKBONE",
+                    help=f"one or more of {', '.join(sorted(REGISTRY))}")
+    co.add_argument("--image-size", type=int, default=96, help="image side (default 96, as PCam)")
+    co.add_argument("--batch-size", type=int, default=PCAM.batch_size,
+                    help=f"batch size (default {PCAM.batch_size})")
+    co.add_argument("--steps", type=int, default=5, help="timed steps per depth (default 5; median)")
+    co.add_argument("--warm", type=int, default=2, help="untimed steps first (default 2)")
+    co.add_argument("--first-blocks", type=int, nargs="+", default=None, metavar="K",
+                    help="measure only these depths (first trainable block; default all)")
+    co.add_argument("--out", default="tables", help="output folder (default tables/)")
+    co.set_defaults(verb="cost")
+
+    bn = sub.add_parser("bench", help="measure the input pipeline's cost side by side "
+                        "(writes bench.md and bench.json)",
+                        description="Benchmark on synthetic PCam-sized data: fused augmentation "
+                        "vs ImageDataGenerator.flow, the pipeline vs pre-augmented tensors, "
+                        "VGG16 speed per depth, packing speed, peak memory, and a projection "
+                        "of Table 2's wall time. About 6 minutes on 2 CPU cores.")
+    bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
+    bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
+                    "(default data/bench; reused)")
+    bn.add_argument("--images", type=int, default=BENCH["images"],
+                    help=f"distinct synthetic training images (default {BENCH['images']})")
+    bn.add_argument("--copies", type=int, default=BENCH["copies"],
+                    help="each image appears this many times (hard links), so packing and "
+                    f"memory see a set of about 1 GiB (default {BENCH['copies']})")
+    bn.add_argument("--size", type=int, default=BENCH["size"],
+                    help=f"image side (default {BENCH['size']}, as PCam)")
+    bn.add_argument("--warm", type=int, default=BENCH["warm"],
+                    help=f"untimed warm-up steps per measurement (default {BENCH['warm']})")
+    bn.add_argument("--steps", type=int, default=BENCH["steps"],
+                    help=f"timed training steps per measurement (default {BENCH['steps']})")
+    bn.add_argument("--rounds", type=int, default=BENCH["rounds"],
+                    help=f"alternating rounds of pipeline vs pre-augmented (default {BENCH['rounds']}; median)")
+    bn.add_argument("--augment-seconds", type=float, default=BENCH["augment_seconds"],
+                    help=f"seconds per augmentation measurement (default {BENCH['augment_seconds']:g})")
+    bn.set_defaults(verb="bench")
+
+
+def build_parser():
+    """The ``kandel-repro`` parser; each subcommand sets ``verb``."""
+    parser = argparse.ArgumentParser(
+        prog="kandel-repro",
+        description="Reproduce Kandel & Castelli (2020): how deeply to fine-tune a CNN "
+        "on histopathology (PCam).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _data_parsers(sub)
+    _training_parsers(sub)
+    _kaggle_parsers(sub)
+    _measurement_parsers(sub)
+    return parser

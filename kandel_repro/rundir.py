@@ -1,0 +1,173 @@
+"""The run folder: its files, and everything that reads or writes them.
+
+One training run (one cell of a study, one seed) lives in one folder::
+
+    config.json             the fully resolved config (kandel_repro.config) + data facts
+    val_ids.csv             the validation ids and labels of the split
+    history.csv             one row per epoch: loss, accuracy, val_auc, seconds
+    best_model.keras        the model of the best epoch (by validation ROC AUC)
+    val_predictions.csv     id,label,prediction of the best model on the validation split
+    submission.csv          PCam: id,label — test predictions in sample_submission.csv order
+    test_ids.csv            BreakHis: the ids and labels of the held-out test split
+    test_predictions.csv    BreakHis: id,label,prediction on the held-out test split
+    metrics.json            written last: val_auc, best_epoch, epochs_run, wall time, ...
+                            (+ kaggle_public_auc/kaggle_private_auc after `kandel-repro submit`)
+    error.json              instead of metrics.json when the run raised
+    kaggle-submission.json  PCam, once submitted: ref, description, file hash, status
+
+A run is finished when ``metrics.json`` exists. Every file is written atomically
+(:mod:`kandel_repro.runio`). The folder of a study's runs also holds ``grid.json`` (or
+``grid-shard-IofN.json``), what the last grid over it was asked to do. Tables, the
+grid, submissions and Kaggle kernels read run folders only through this module; a
+``config.json`` written by an earlier version is read in today's names
+(:func:`kandel_repro.config.upgrade`).
+"""
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import NamedTuple
+
+from .config import EXPERIMENT_KEYS, upgrade
+from .errors import ConfigError
+from .runio import read_json, write_json
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+ERROR = "error.json"
+HISTORY = "history.csv"
+BEST_MODEL = "best_model.keras"
+VAL_IDS = "val_ids.csv"
+VAL_PREDICTIONS = "val_predictions.csv"
+SUBMISSION = "submission.csv"
+TEST_IDS = "test_ids.csv"
+TEST_PREDICTIONS = "test_predictions.csv"
+KAGGLE_RECORD = "kaggle-submission.json"
+# Everything a run writes: cleared when a run (re)starts, so an unfinished earlier
+# attempt cannot leak into it.
+ARTEFACTS = (CONFIG, VAL_IDS, TEST_IDS, HISTORY, BEST_MODEL, VAL_PREDICTIONS, SUBMISSION,
+             TEST_PREDICTIONS, METRICS, ERROR, KAGGLE_RECORD)
+
+
+class Run(NamedTuple):
+    """What a run folder says: its config (None if never started), its metrics (None
+    unless finished) and its error (None unless it raised)."""
+
+    config: dict | None
+    metrics: dict | None
+    error: dict | None
+
+    @property
+    def status(self):
+        """``"ok"`` (finished), ``"failed"`` or ``"missing"`` (not run, or unfinished)."""
+        return "ok" if self.metrics else ("failed" if self.error else "missing")
+
+
+def _read(path):
+    return read_json(path) if path.is_file() else None
+
+
+def is_finished(run_dir):
+    return (Path(run_dir) / METRICS).exists()
+
+
+def read_config(run_dir):
+    """The run's config in today's names, or None."""
+    return upgrade(_read(Path(run_dir) / CONFIG))
+
+
+def read_metrics(run_dir):
+    return _read(Path(run_dir) / METRICS)
+
+
+def read_run(run_dir):
+    """:class:`Run` ``(config, metrics, error)`` of a run folder."""
+    run_dir = Path(run_dir)
+    return Run(read_config(run_dir), read_metrics(run_dir), _read(run_dir / ERROR))
+
+
+def start(run_dir):
+    """Create ``run_dir`` for a new attempt, removing what an earlier one left."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ARTEFACTS:
+        (run_dir / name).unlink(missing_ok=True)
+    return run_dir
+
+
+def write_config(run_dir, config):
+    write_json(Path(run_dir) / CONFIG, config)
+
+
+def write_metrics(run_dir, metrics):
+    """Write ``metrics.json``: the run is finished from this moment."""
+    write_json(Path(run_dir) / METRICS, metrics)
+
+
+def update_metrics(run_dir, **values):
+    """Add ``values`` to a finished run's metrics (atomically); return the result."""
+    metrics = {**read_metrics(run_dir), **values}
+    write_metrics(run_dir, metrics)
+    return metrics
+
+
+def record_failure(run_dir, exc):
+    """Write ``error.json`` for a run that raised ``exc`` (call inside ``except``)."""
+    write_json(Path(run_dir) / ERROR, {
+        "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+        "traceback": traceback.format_exc(),
+    })
+
+
+def check_same_experiment(run_dir, config, legacy_fingerprint=None):
+    """Refuse to reuse a finished run made with other settings (every
+    :data:`~kandel_repro.config.EXPERIMENT_KEYS` must match).
+
+    ``legacy_fingerprint``: the fingerprint that runs made before data identities were
+    recorded gave the same data (absolute paths and modification times); such runs are
+    accepted when it matches.
+    """
+    old = read_config(run_dir)
+    if old is None:
+        return
+
+    def differs(key):
+        if key == "data_fingerprint" and legacy_fingerprint:
+            return old.get(key) not in (config.get(key), legacy_fingerprint)
+        return old.get(key) != config.get(key)
+
+    diffs = [f"{k}: {old.get(k)!r} there, {config.get(k)!r} now"
+             for k in EXPERIMENT_KEYS if differs(k)]
+    if diffs:
+        raise ConfigError(
+            f"{run_dir} holds a finished run made with other settings ("
+            + "; ".join(diffs) + "). Use another --runs folder, or --rerun to replace it."
+        )
+
+
+def longest_seconds(run_dirs):
+    """The wall time of the slowest finished run among ``run_dirs`` (None if none)."""
+    seconds = [(read_metrics(run_dir) or {}).get("wall_seconds") for run_dir in run_dirs]
+    seconds = [s for s in seconds if s]
+    return max(seconds) if seconds else None
+
+
+def record_grid(runs_dir, request, shard=None):
+    """Write what a grid over ``runs_dir`` was asked to do; one file per shard, so the
+    run folders of several shards merge without clashes."""
+    name = "grid.json" if shard is None else f"grid-shard-{shard[0]}of{shard[1]}.json"
+    write_json(Path(runs_dir) / name, dict(request, shard=None if shard is None else list(shard)))
+
+
+def finished_runs(folder, protocol=None):
+    """Finished run folders: ``folder`` itself when it is one, else those inside it
+    (only those of ``protocol`` when given)."""
+    folder = Path(folder)
+    if (folder / CONFIG).is_file():
+        return [folder]
+    found = []
+    for run_dir in sorted(p for p in folder.iterdir() if (p / CONFIG).is_file()):
+        config = read_config(run_dir)
+        if is_finished(run_dir) and (protocol is None or config.get("protocol", "pcam") == protocol):
+            found.append(run_dir)
+    return found

@@ -1,0 +1,166 @@
+"""The study registry: every experiment this package runs, as data.
+
+A :class:`Study` is a grid of runs: its rows and columns are :class:`Level`\\ s, each
+setting some run settings (a depth, a backbone, a learning rate…), its ``fixed``
+settings apply to every run and are part of the experiment (Table 5's random weights),
+and ``dataset`` names the data its runs read (and so the paper's protocol for them).
+The paper's Tables 2–8 are the first entries of :data:`STUDIES`; a new study is a new
+entry, plus at most a new figure in :mod:`kandel_repro.tables`.
+
+Words: a *study* is this specification; ``kandel-repro grid STUDY``
+(:mod:`kandel_repro.grid`) trains its runs, ``kandel-repro table STUDY``
+(:mod:`kandel_repro.tables`) renders them. A paper table is a study.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .backbones import depth_label, get_backbone
+from .config import normalise, resolve_config
+from .data.readers import get_reader
+from .errors import ConfigError
+from .protocol import FINDINGS, LEARNING_RATES
+
+
+def format_lr(lr):
+    """``1e-4`` as the paper writes it (not ``1e-04``)."""
+    return f"{lr:.0e}".replace("e-0", "e-")
+
+
+@dataclass(frozen=True)
+class Level:
+    """One row or column of a study."""
+
+    label: str  # as the table prints it: "3–5", "VGG16", "1e-4"
+    key: str  # its part of a run folder's name: "vgg16_blocks3-5", "lr1e-04"
+    settings: MappingProxyType  # the run settings it sets
+    name: str = ""  # in sentences and legends ("blocks 3–5"); default: the label
+
+    def __post_init__(self):
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+        if not self.name:
+            object.__setattr__(self, "name", self.label)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a study: a row level × a column level."""
+
+    name: str  # the run folder's name
+    row: Level
+    column: Level
+    settings: MappingProxyType  # the study's fixed settings, the row's, the column's
+
+    @property
+    def backbone(self):
+        return self.settings["backbone"]
+
+    @property
+    def first_trainable_block(self):
+        return self.settings["first_trainable_block"]
+
+    @property
+    def learning_rate(self):
+        return self.settings["learning_rate"]
+
+    @property
+    def description(self):
+        return f"{self.row.name}, {self.column.name}"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    dataset: str  # the data set its runs read (kandel_repro.data.readers.READERS)
+    rows: tuple
+    columns: tuple
+    row_header: str
+    column_header: str = "Learning rate"
+    fixed: MappingProxyType = field(default_factory=dict)  # settings of every run
+    findings: tuple = ()  # the paper's text about it, quoted under the table
+    marks_non_convergence: bool = False  # show "did not converge" (Table 5's rule)
+    figures: tuple = ("heatmap", "curves", "roc")  # kandel_repro.tables.FIGURES
+
+    def __post_init__(self):
+        object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
+
+    @property
+    def protocol(self):
+        return get_reader(self.dataset).protocol
+
+    @property
+    def backbones(self):
+        """The backbones its runs train, in order of first appearance."""
+        return tuple(dict.fromkeys(cell.backbone for cell in self.cells()))
+
+    def cells(self):
+        """Every run of the study, in the order a grid trains them (row by row)."""
+        return [Cell(f"{row.key}_{column.key}", row, column,
+                     MappingProxyType({**self.fixed, **row.settings, **column.settings}))
+                for row in self.rows for column in self.columns]
+
+
+# --- the levels of the paper's tables --------------------------------------------------
+
+def depth_rows(backbone):
+    """Fine-tuning depths of ``backbone``: the top block only, the top two, … all."""
+    bb = get_backbone(backbone)
+    return tuple(Level(depth_label(first, bb.num_blocks), f"{bb.name}_blocks{first}-{bb.num_blocks}",
+                       {"backbone": bb.name, "first_trainable_block": first},
+                       name=f"blocks {depth_label(first, bb.num_blocks)}")
+                 for first in range(bb.num_blocks, 0, -1))
+
+
+def scratch_rows(backbones):
+    """Whole backbones trained from their random initialisation (every block trains)."""
+    return tuple(Level(get_backbone(b).application, f"{get_backbone(b).name}_scratch",
+                       {"backbone": get_backbone(b).name, "first_trainable_block": 1})
+                 for b in backbones)
+
+
+def lr_columns(learning_rates=LEARNING_RATES):
+    return tuple(Level(format_lr(lr), f"lr{lr:.0e}", {"learning_rate": lr},
+                       name=f"lr {format_lr(lr)}")
+                 for lr in learning_rates)
+
+
+def _fine_tuning(name, title, backbone, dataset):
+    return Study(name, title, dataset, depth_rows(backbone), lr_columns(), "Fine-tuned blocks",
+                 findings=tuple(FINDINGS[name]))
+
+
+STUDIES = {s.name: s for s in (
+    _fine_tuning("table2", "Table 2 — VGG16 fine-tuned on PCam", "vgg16", "pcam"),
+    _fine_tuning("table3", "Table 3 — VGG19 fine-tuned on PCam", "vgg19", "pcam"),
+    _fine_tuning("table4", "Table 4 — InceptionV3 fine-tuned on PCam", "inception_v3", "pcam"),
+    Study("table5", "Table 5 — trained from scratch on PCam", "pcam",
+          scratch_rows(("vgg16", "vgg19", "inception_v3")), lr_columns(),
+          "Architecture (from scratch)", fixed={"weights": "none"},
+          findings=tuple(FINDINGS["table5"]), marks_non_convergence=True),
+    _fine_tuning("table6", "Table 6 — VGG16 fine-tuned on BreakHis", "vgg16", "breakhis"),
+    _fine_tuning("table7", "Table 7 — VGG19 fine-tuned on BreakHis", "vgg19", "breakhis"),
+    _fine_tuning("table8", "Table 8 — InceptionV3 fine-tuned on BreakHis", "inception_v3",
+                 "breakhis"),
+)}
+
+
+def get_study(name):
+    try:
+        return STUDIES[name]
+    except KeyError:
+        raise ConfigError(f"unknown study {name!r}; available: {', '.join(STUDIES)}") from None
+
+
+def study_configs(study, **settings):
+    """The resolved config of every cell: protocol ← the user's ``settings`` ← the
+    study's fixed settings and the cell's own. A user setting that contradicts a fixed
+    one is refused (compared in its normalised spelling, so ``weights="scratch"`` agrees
+    with Table 5's ``"none"``)."""
+    for key, value in study.fixed.items():
+        given = settings.get(key)
+        if given is not None and normalise(key, given) != normalise(key, value):
+            raise ConfigError(f"{study.name} fixes {key}={value!r}; got {given!r}")
+    return {cell.name: resolve_config(protocol=study.protocol, **{**settings, **cell.settings})
+            for cell in study.cells()}

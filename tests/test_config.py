@@ -1,0 +1,93 @@
+"""One place resolves and checks a run's settings (kandel_repro.config)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from kandel_repro.config import CHOICES, normalise_weights, resolve_config, upgrade
+from kandel_repro.errors import ConfigError, WeightsUnavailable
+
+LEGACY = Path(__file__).parent / "golden" / "legacy_runs"
+
+
+def test_resolve_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="from 1 to 5.*got 6"):
+        resolve_config("vgg16", 6, 1e-4)
+    with pytest.raises(ConfigError, match="learning rate must be positive"):
+        resolve_config("vgg16", 5, 0)
+    with pytest.raises(ConfigError, match="learning rate must be positive, got inf"):
+        resolve_config("vgg16", 5, float("inf"))
+    with pytest.raises(ConfigError, match="unknown setting"):
+        resolve_config("vgg16", 5, 1e-4, colour="red")
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet'"):
+        resolve_config("resnet", 5, 1e-4)
+    with pytest.raises(WeightsUnavailable, match="nowhere.h5"):
+        resolve_config("vgg16", 5, 1e-4, weights="nowhere.h5")
+    with pytest.raises(ConfigError, match="precision must be one of auto, float32, mixed_float16"):
+        resolve_config("vgg16", 5, 1e-4, precision="float16")
+    with pytest.raises(ConfigError, match="distribute must be one of"):
+        resolve_config("vgg16", 5, 1e-4, distribute="tpu")
+    with pytest.raises(ConfigError, match="augmenter must be one of fast, imagedatagenerator"):
+        resolve_config("vgg16", 5, 1e-4, augmenter="gpu")
+    with pytest.raises(ConfigError, match="eval_batch_size must be a positive integer"):
+        resolve_config("vgg16", 5, 1e-4, eval_batch_size=0)
+    with pytest.raises(ConfigError, match="BreakHis only"):
+        resolve_config("vgg16", 5, 1e-4, image_size=64)
+    with pytest.raises(ConfigError, match="unknown setting.*pcam protocol: split"):
+        resolve_config("vgg16", 5, 1e-4, split="patient")
+    with pytest.raises(ConfigError, match="magnification must be one of"):
+        resolve_config("vgg16", 5, 1e-4, protocol="breakhis", magnification="30")
+
+
+@pytest.mark.parametrize("given, spelled", [
+    (None, "none"), ("none", "none"), ("None", "none"), ("random", "none"), ("Scratch", "none"),
+    ("imagenet", "imagenet"), ("ImageNet", "imagenet")])
+def test_weights_have_one_spelling(given, spelled):
+    assert normalise_weights(given) == spelled
+    if given is not None:  # to resolve_config, None means "not given": the protocol's imagenet
+        assert resolve_config("vgg16", 5, 1e-4, weights=given)["weights"] == spelled
+
+
+def test_a_weights_file_is_kept_by_its_path(tmp_path):
+    path = tmp_path / "w.h5"
+    path.write_bytes(b"")
+    assert resolve_config("vgg16", 5, 1e-4, weights=str(path))["weights"] == str(path)
+
+
+def test_other_settings_get_one_spelling():
+    assert resolve_config("vgg16", 5, 1e-4, protocol="breakhis",
+                          magnification="100X")["magnification"] == "100"
+    # the earlier name of the augmenter setting is still understood
+    assert resolve_config("vgg16", 5, 1e-4, augment="imagedatagenerator")["augmenter"] == \
+        "imagedatagenerator"
+
+
+def test_augmentation_off_is_a_setting_and_the_augmenter_how_it_is_applied():
+    config = resolve_config("vgg16", 5, 1e-4, augmentation=None, augmenter="imagedatagenerator")
+    assert config["augmentation"] is None and config["augmenter"] == "imagedatagenerator"
+    assert resolve_config("vgg16", 5, 1e-4)["augmentation"]["rotation_range"] == 180.0
+
+
+def test_the_command_line_offers_exactly_the_choices_of_the_config():
+    from kandel_repro.options import build_parser
+
+    parser = build_parser()
+    grid = parser._subparsers._group_actions[0].choices["grid"]
+    offered = {action.dest: tuple(action.choices) for action in grid._actions
+               if action.choices and action.dest in CHOICES}
+    assert offered == {key: tuple(values) for key, values in CHOICES.items()}
+
+
+def test_old_config_files_are_read_in_todays_names():
+    old = json.loads((LEGACY / "table2" / "vgg16_blocks5-5_lr1e-04" / "config.json").read_text())
+    assert old["augment"] == "fast" and old["dataset"] == "synthetic"  # as written then
+    new = upgrade(old)
+    assert "augment" not in new and new["augmenter"] == "fast"
+    assert new["dataset"] == "pcam" and new["synthetic"] is True
+    old6 = json.loads((LEGACY / "table6" / "vgg16_blocks5-5_lr1e-04" / "config.json").read_text())
+    assert upgrade(old6)["dataset"] == "breakhis" and upgrade(old6)["synthetic"] is True
+    # runs made before the augmenter was recorded used ImageDataGenerator
+    assert upgrade({"protocol": "pcam", "dataset": "pcam"}) == {
+        "protocol": "pcam", "dataset": "pcam", "synthetic": False,
+        "augmenter": "imagedatagenerator"}
+    assert upgrade(None) is None

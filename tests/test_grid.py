@@ -1,0 +1,181 @@
+"""The grid: a study's runs in order, resumable, sharded, within a time budget."""
+import json
+
+import pytest
+
+from kandel_repro import grid as grid_mod
+from kandel_repro import studies
+from kandel_repro import train as train_mod
+from kandel_repro.cli import main
+from kandel_repro.data import pcam
+from kandel_repro.errors import ConfigError
+from kandel_repro.runio import write_json
+from kandel_repro.studies import Study, depth_rows, get_study, lr_columns
+
+
+def quiet(*args):
+    pass
+
+
+def cut_table2(monkeypatch, learning_rates=(1e-4,), rows=slice(0, 1)):
+    """Register a Table 2 cut to the top block (by default) and the given rates."""
+    study = Study("table2", "Table 2 — VGG16 fine-tuned on PCam", "pcam",
+                  depth_rows("vgg16")[rows], lr_columns(learning_rates), "Fine-tuned blocks")
+    monkeypatch.setitem(studies.STUDIES, "table2", study)
+    return study
+
+
+# --- the grid, with a fast stand-in for training ------------------------------------
+
+def _fake_train(fail_on=(), interrupt_on=None, calls=None):
+    def fake(run_dir, data, config, verbose="auto", deadline=None):
+        name = run_dir.name
+        calls.append(name)
+        if name == interrupt_on:
+            raise KeyboardInterrupt
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", config)
+        if name in fail_on:
+            raise RuntimeError(f"boom in {name}")
+        metrics = {"status": "ok", "val_auc": 0.5 + config["first_trainable_block"] / 100,
+                   "best_epoch": 1, "epochs_run": 1}
+        write_json(run_dir / "metrics.json", metrics)
+        return metrics
+    return fake
+
+
+def test_grid_runs_15_cells_records_failures_and_resumes(tiny_pcam, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    names = [c.name for c in get_study("table2").cells()]
+    assert len(names) == 15 and names[0] == "vgg16_blocks5-5_lr1e-03"
+
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(fail_on={names[4]}, calls=calls))
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    assert calls == names
+    assert statuses[names[4]] == "failed" and list(statuses.values()).count("ok") == 14
+    error = json.loads((runs / names[4] / "error.json").read_text())
+    assert "boom in" in error["error"]
+
+    calls.clear()
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    assert calls == [names[4]]  # finished runs skipped, the failed one retried
+    assert list(statuses.values()).count("skipped") == 14
+
+
+def test_interrupted_grid_loses_only_the_run_in_progress(tiny_pcam, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    names = [c.name for c in get_study("table2").cells()]
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(interrupt_on=names[6], calls=calls))
+    with pytest.raises(KeyboardInterrupt):
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    assert sum((runs / n / "metrics.json").exists() for n in names) == 6
+    calls.clear()
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    assert calls == names[6:]
+
+
+def test_shards_are_disjoint_cover_the_table_and_assemble(tiny_pcam, tmp_path, monkeypatch):
+    from kandel_repro.tables import collect
+
+    cells = get_study("table4").cells()
+    for count in (1, 2, 3, 4, 39, 40):
+        shares = [[c.name for _, c in grid_mod.shard_cells(cells, (i, count))]
+                  for i in range(1, count + 1)]
+        flat = [name for share in shares for name in share]
+        assert sorted(flat) == sorted(c.name for c in cells) and len(set(flat)) == len(cells)
+    for bad in ("3", "0/2", "3/2", "a/b"):
+        with pytest.raises(ConfigError, match="--shard"):
+            grid_mod.parse_shard(bad)
+
+    runs = tmp_path / "runs"
+    names = [c.name for c in get_study("table2").cells()]
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    for i in (1, 2, 3):  # three machines, one share each, into one folder
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard=f"{i}/3",
+                          log=lambda m: None)
+        assert (runs / f"grid-shard-{i}of3.json").exists()
+    assert calls == names[0::3] + names[1::3] + names[2::3]
+    frame, _ = collect("table2", runs)
+    assert (frame["status"] == "ok").all()
+
+
+def test_grid_refuses_to_mix_settings(tiny_pcam, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=[]))
+    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=3, log=lambda m: None)
+    with pytest.raises(ConfigError, match="max_epochs: 3 there, 4 now"):
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=4,
+                          log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_real_grid_trains_and_skips(tiny_pcam, tmp_path, monkeypatch):
+    """Two real cells (the study cut to one depth × two LRs) train, then are skipped."""
+    cut_table2(monkeypatch, learning_rates=(1e-3, 1e-4))
+    runs = tmp_path / "runs"
+    logs = []
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=1,
+                                 batch_size=16, verbose=0, log=logs.append)
+    assert list(statuses.values()) == ["ok", "ok"]
+    assert any("[1/2]" in line and "training" in line for line in logs)
+    stamp = (runs / "vgg16_blocks5-5_lr1e-03" / "metrics.json").stat().st_mtime_ns
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=1,
+                                 batch_size=16, verbose=0, log=logs.append)
+    assert list(statuses.values()) == ["skipped", "skipped"]
+    assert (runs / "vgg16_blocks5-5_lr1e-03" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_grid_refuses_images_too_small_for_the_backbone(tiny_pcam, tmp_path):
+    with pytest.raises(ConfigError, match="inception_v3, which needs images of at least 75×75"):
+        grid_mod.run_grid("table4", tiny_pcam, tmp_path / "runs", weights="none", log=lambda m: None)
+
+
+def test_runs_made_before_data_identities_are_still_reused(tiny_pcam, tmp_path, monkeypatch):
+    """Run folders that recorded the old path-and-time fingerprint of the same data are
+    skipped, not refused; another data fingerprint still is refused."""
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    runs = tmp_path / "runs"
+    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15", log=lambda m: None)
+    (name,) = calls
+    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    assert data.legacy_fingerprint and data.legacy_fingerprint != data.fingerprint
+    config = json.loads((runs / name / "config.json").read_text())
+    (runs / name / "config.json").write_text(json.dumps({**config, "data_fingerprint": data.legacy_fingerprint}))
+    calls.clear()
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15",
+                                 log=lambda m: None)
+    assert statuses == {name: "skipped"} and calls == []
+    (runs / name / "config.json").write_text(json.dumps({**config, "data_fingerprint": "other"}))
+    with pytest.raises(ConfigError, match="data_fingerprint: 'other' there"):
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15", log=lambda m: None)
+
+
+
+
+def test_a_grid_with_no_time_left_starts_nothing(tiny_pcam, tmp_path):
+    statuses = grid_mod.run_grid("table2", tiny_pcam, tmp_path / "runs", shard="1/8", log=quiet,
+                                 time_budget=0, weights="none", max_epochs=1)
+    assert set(statuses.values()) == {"out of time"} and len(statuses) == 2
+    assert not list((tmp_path / "runs").glob("*/metrics.json"))
+
+
+def test_grid_table5_accepts_any_spelling_of_random_weights(tiny_pcam, tmp_path, monkeypatch,
+                                                             capsys):
+    """`grid table5 --weights scratch` (an alias of none) trains; imagenet is refused."""
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    monkeypatch.setattr(grid_mod, "_check_input_size", lambda study, data: None)
+    code = main(["grid", "table5", "--data", str(tiny_pcam), "--runs", str(tmp_path / "r"),
+                 "--weights", "scratch", "--shard", "1/9"])
+    assert code == 0 and calls == ["vgg16_scratch_lr1e-03"]
+    config = json.loads((tmp_path / "r" / calls[0] / "config.json").read_text())
+    assert config["weights"] == "none"
+    code = main(["grid", "table5", "--data", str(tiny_pcam), "--runs", str(tmp_path / "r"),
+                 "--weights", "imagenet"])
+    assert code == 2 and "table5 fixes weights='none'; got 'imagenet'" in capsys.readouterr().err

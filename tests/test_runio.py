@@ -1,0 +1,23 @@
+"""Atomic writes (kandel_repro.runio)."""
+import os
+import stat
+
+import pytest
+
+from kandel_repro.runio import FILE_MODE, read_json, write_json, write_text
+
+
+def test_result_files_get_the_usual_permissions_not_mkstemps(tmp_path):
+    mask = os.umask(0)
+    os.umask(mask)
+    write_json(tmp_path / "x.json", {"a": 1})
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == FILE_MODE == 0o666 & ~mask
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    write_json(tmp_path / "x.json", {"a": 1})
+    with pytest.raises(TypeError, match="cannot write object"):
+        write_json(tmp_path / "x.json", {"a": object()})
+    assert read_json(tmp_path / "x.json") == {"a": 1}
+    write_text(tmp_path / "t.txt", "done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt", "x.json"]

@@ -1,0 +1,65 @@
+"""The study registry: the paper's tables as data (kandel_repro.studies)."""
+import pytest
+
+from kandel_repro import studies
+from kandel_repro.errors import ConfigError
+from kandel_repro.studies import Study, depth_rows, get_study, lr_columns, study_configs
+
+
+def test_every_paper_table_is_a_study():
+    counts = {name: len(get_study(name).cells()) for name in
+              ("table2", "table3", "table4", "table5", "table6", "table7", "table8")}
+    assert counts == {"table2": 15, "table3": 15, "table4": 39, "table5": 9,
+                      "table6": 15, "table7": 15, "table8": 39}
+    rows4 = [level.label for level in get_study("table4").rows]
+    assert rows4[0] == "13" and rows4[7] == "6–13" and rows4[-1] == "1–13"
+    assert [level.label for level in get_study("table5").rows] == ["VGG16", "VGG19", "InceptionV3"]
+    assert get_study("table6").protocol == "breakhis" and get_study("table2").protocol == "pcam"
+    assert get_study("table5").backbones == ("vgg16", "vgg19", "inception_v3")
+
+
+def test_run_folder_names_are_those_grids_have_always_written():
+    names = [cell.name for cell in get_study("table2").cells()]
+    assert names[:4] == ["vgg16_blocks5-5_lr1e-03", "vgg16_blocks5-5_lr1e-04",
+                         "vgg16_blocks5-5_lr1e-05", "vgg16_blocks4-5_lr1e-03"]
+    assert names[-1] == "vgg16_blocks1-5_lr1e-05"
+    assert get_study("table4").cells()[3].name == "inception_v3_blocks12-13_lr1e-03"
+    assert [cell.name for cell in get_study("table5").cells()][::3] == [
+        "vgg16_scratch_lr1e-03", "vgg19_scratch_lr1e-03", "inception_v3_scratch_lr1e-03"]
+
+
+def test_a_cell_carries_its_settings():
+    cell = get_study("table2").cells()[7]  # blocks 3–5 at 1e-4
+    assert (cell.backbone, cell.first_trainable_block, cell.learning_rate) == ("vgg16", 3, 1e-4)
+    assert cell.description == "blocks 3–5, lr 1e-4"
+    scratch = get_study("table5").cells()[0]
+    assert dict(scratch.settings) == {"weights": "none", "backbone": "vgg16",
+                                      "first_trainable_block": 1, "learning_rate": 1e-3}
+
+
+def test_the_scratch_table_fixes_random_weights_in_any_spelling():
+    configs = study_configs(get_study("table5"))
+    assert {c["weights"] for c in configs.values()} == {"none"}
+    assert {c["first_trainable_block"] for c in configs.values()} == {1}
+    for spelling in ("scratch", "random", "None", "none"):  # all mean random weights
+        configs = study_configs(get_study("table5"), weights=spelling)
+        assert {c["weights"] for c in configs.values()} == {"none"}
+    with pytest.raises(ConfigError, match="table5 fixes weights='none'; got 'imagenet'"):
+        study_configs(get_study("table5"), weights="imagenet")
+    with pytest.raises(ConfigError, match="BreakHis only"):
+        study_configs(get_study("table2"), image_size=64)
+
+
+def test_a_new_study_is_an_entry(monkeypatch):
+    study = Study("demo-lr", "VGG16 blocks 4–5 at two rates", "pcam", depth_rows("vgg16")[1:2],
+                  lr_columns((1e-2, 1e-4)), "Fine-tuned blocks", fixed={"head_pooling": "avg"})
+    monkeypatch.setitem(studies.STUDIES, study.name, study)
+    configs = study_configs(get_study("demo-lr"), weights="none")
+    assert list(configs) == ["vgg16_blocks4-5_lr1e-02", "vgg16_blocks4-5_lr1e-04"]
+    assert {c["head_pooling"] for c in configs.values()} == {"avg"}
+    assert [c["learning_rate"] for c in configs.values()] == [1e-2, 1e-4]
+
+
+def test_an_unknown_study_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown study 'table9'; available: table2, table3"):
+        get_study("table9")
