@@ -30,10 +30,11 @@ PCAM_TABLES     := table2 table3 table4 table5
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: install test bench cost notebooks data demo demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
+.PHONY: install test test-fast bench cost notebooks data demo demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
 
 help:
-	@echo "make test         - install into $(VENV) and run the test suite"
+	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
+	@echo "make test-fast    - the tests not marked slow, for the edit loop (under a minute)"
 	@echo "make data         - download, verify and pack the Kaggle PCam data into DATA=$(DATA)"
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
 	@echo "make cost         - parameters and time per step at every depth (tables/cost_vs_depth.*)"
@@ -57,6 +58,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Everything but the tests marked slow (notebooks, bench, kernel driver, real grids,
+# InceptionV3 maps): the edit loop.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 data: $(STAMP)
 	@if [ -f $(DATA)/train_labels.csv ]; then $(KR) data verify --data $(DATA); \

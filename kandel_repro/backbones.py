@@ -8,7 +8,6 @@ the paper (§4.1): "fine-tune blocks 3–5" of VGG16 means every layer of blocks
 """
 from __future__ import annotations
 
-import importlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass

@@ -31,6 +31,7 @@ from .kaggle_api import (COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS,
 from .model import keras_models_dir
 from .options import parse_grid_args
 from .studies import get_study, study_configs
+
 REQUIRES = ["tensorflow", "keras", "sklearn", "pandas", "matplotlib", "h5py", "PIL", "tqdm",
             "scipy"]
 WHEEL_DATASET = "kandel-repro-wheel"

@@ -27,6 +27,17 @@ def pcam_copy(tiny_pcam, tmp_path):
     return dst
 
 
+@pytest.fixture(scope="session")
+def tiny_breakhis(tmp_path_factory):
+    """A small synthetic BreakHis (2 patients per subtype, 2 images per magnification:
+    128 PNGs; read-only for tests: pass a cache folder of the test's own when packing).
+    tests/golden/legacy_runs/table6 was made from this set."""
+    from kandel_repro.data.synthetic_breakhis import write_synthetic_breakhis
+
+    return write_synthetic_breakhis(tmp_path_factory.mktemp("bh") / "bh", patients_per_subtype=2,
+                                    images_per_magnification=2, seed=2, progress=False)
+
+
 KAGGLE_USER, KAGGLE_KEY = "tester", "not-a-real-key"
 
 

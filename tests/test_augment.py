@@ -186,6 +186,7 @@ def test_mixed_precision_keeps_head_and_loss_in_float32_and_scales_the_loss():
     assert out.dtype == np.float32 and np.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_jit_compiles_the_training_step(tiny_pcam, tmp_path):
     from kandel_repro.config import resolve_config
     from kandel_repro.data import pcam
@@ -219,6 +220,7 @@ print("RESULT", json.dumps(metrics))
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_over_two_devices(tiny_pcam, tmp_path):
     """Two logical CPU devices stand in for two GPUs (a fresh process: TF's devices are
     fixed at start-up)."""

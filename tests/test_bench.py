@@ -9,6 +9,7 @@ import pytest
 from kandel_repro.bench import replicate_pcam, run_bench
 
 
+@pytest.mark.slow
 def test_bench_writes_every_figure(tmp_path, capsys):
     figures = run_bench(tmp_path / "out", tmp_path / "work", images=40, copies=2, size=32,
                         warm=1, steps=2, rounds=1, augment_seconds=0.3)

@@ -10,12 +10,6 @@ from kandel_repro.data.synthetic_breakhis import write_synthetic_breakhis
 from kandel_repro.errors import ConfigError, DataError
 
 
-@pytest.fixture(scope="module")
-def tiny_breakhis(tmp_path_factory):
-    return write_synthetic_breakhis(tmp_path_factory.mktemp("bh") / "bh", patients_per_subtype=2,
-                                    images_per_magnification=2, seed=1, progress=False)
-
-
 @pytest.fixture
 def breakhis_copy(tiny_breakhis, tmp_path):
     dst = tmp_path / "bh"

@@ -11,7 +11,7 @@ from kandel_repro import grid as grid_mod
 from kandel_repro.cli import main
 from kandel_repro.errors import ConfigError
 from kandel_repro.kaggle_api import COMPETITION
-from kandel_repro.kaggle_kernel import make_kernel, push
+from kandel_repro.kaggle_kernel import make_kernel
 from kandel_repro.studies import get_study
 
 QUICK = ["--weights", "none", "--epochs", "1", "--batch-size", "16"]
@@ -80,6 +80,7 @@ def test_bad_kernel_settings_fail_here_not_on_kaggle(tmp_path, kwargs, message):
         make_kernel(out=tmp_path, user="tester", wheel=False, log=quiet, **kwargs)
 
 
+@pytest.mark.slow
 def test_the_driver_runs_its_shard_on_a_simulated_kaggle_root_and_resumes(kernel, tiny_pcam, tmp_path):
     root = tmp_path / "kaggle"
     inputs = root / "input"

@@ -162,6 +162,7 @@ def test_the_kaggle_command_line_submits_to_the_stand_in_too(tiny_pcam, hidden, 
     assert f"{public:.5f}" in listed.stdout and f"{private:.5f}" in listed.stdout
 
 
+@pytest.mark.slow
 def test_grid_submit_scores_each_finished_run_and_the_table_shows_it(tiny_pcam, hidden,
                                                                      kaggle_env, tmp_path, capsys):
     runs = tmp_path / "runs" / "table2"

@@ -127,6 +127,7 @@ def inception():
     return build_model("inception_v3", (75, 75, 3), weights=None)
 
 
+@pytest.mark.slow
 def test_inception_has_13_blocks_ending_at_stem_pools_and_mixed(inception):
     model, block_map = inception
     assert list(block_map) == list(range(1, 14))
@@ -136,6 +137,7 @@ def test_inception_has_13_blocks_ending_at_stem_pools_and_mixed(inception):
     assert sum(INCEPTION_CONVS) == 94
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first", range(1, 14))
 def test_inception_trainable_layers_and_weights_for_every_depth(inception, first):
     model, block_map = inception
@@ -148,6 +150,7 @@ def test_inception_trainable_layers_and_weights_for_every_depth(inception, first
     assert len(frozen_bn) == sum(INCEPTION_CONVS[:first - 1])
 
 
+@pytest.mark.slow
 def test_second_inception_in_one_process_gives_the_same_map(inception):
     _, first_map = inception
     model, second_map = build_model("inception_v3", (75, 75, 3), weights=None)
@@ -158,12 +161,14 @@ def test_second_inception_in_one_process_gives_the_same_map(inception):
         assert len(names) == 2 * sum(INCEPTION_CONVS[first - 1:]) + 1
 
 
+@pytest.mark.slow
 def test_inception_needs_75_pixels_and_takes_pcam_size():
     with pytest.raises(ConfigError, match="at least 75×75"):
         build_base("inception_v3", (74, 74, 3), weights=None)
     assert build_base("inception_v3", (96, 96, 3), weights=None).output_shape == (None, 1, 1, 2048)
 
 
+@pytest.mark.slow
 def test_cli_blocks_inception_json(capsys):
     from kandel_repro.cli import main
 

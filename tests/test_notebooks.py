@@ -59,6 +59,7 @@ def test_notebooks_are_committed_without_outputs_and_say_what_and_how_long(name)
     assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
 
 
+@pytest.mark.slow
 def test_01_quickstart(tmp_path):
     book = execute("01_quickstart", tmp_path, WORK=str(tmp_path / "work"), N_TRAIN=80, N_TEST=20,
                    EPOCHS=2)
@@ -69,6 +70,7 @@ def test_01_quickstart(tmp_path):
     assert figures(book) == 2  # learning curves, ROC
 
 
+@pytest.mark.slow
 def test_02_blocks(tmp_path):
     book = execute("02_blocks", tmp_path, BACKBONES=["vgg16", "inception_v3"], IMAGE_SIZE=75,
                    BATCH_SIZE=4, STEPS=1, WARM=1,
@@ -79,6 +81,7 @@ def test_02_blocks(tmp_path):
     assert figures(book) == 1  # cost against depth
 
 
+@pytest.mark.slow
 def test_03_table2_trains_what_is_missing_then_reads_the_grid(tmp_path):
     runs = tmp_path / "runs" / "table2"
     book = execute("03_table2", tmp_path, RUNS=str(runs), DATA=str(tmp_path / "data"),
@@ -91,6 +94,7 @@ def test_03_table2_trains_what_is_missing_then_reads_the_grid(tmp_path):
     assert figures(book) == 3  # heatmap, learning curves, ROC
 
 
+@pytest.mark.slow
 def test_04_kaggle_without_credentials_skips_the_submission(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
@@ -104,6 +108,7 @@ def test_04_kaggle_without_credentials_skips_the_submission(tmp_path, monkeypatc
     assert "Not scored by Kaggle yet" in out
 
 
+@pytest.mark.slow
 def test_04_kaggle_submits_and_reads_the_score_back(tiny_pcam, kaggle_env, tmp_path):
     from test_kaggle_submit import make_run
 

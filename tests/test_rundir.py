@@ -75,16 +75,16 @@ def test_a_pcam_run_folder_of_an_earlier_version_resumes_and_renders(tiny_pcam, 
     assert [p.name for p in figures] == ["table2_heatmap.png", "table2_curves.png", "table2_roc.png"]
 
 
-def test_a_breakhis_run_folder_of_an_earlier_version_resumes_and_renders(tmp_path, monkeypatch):
-    from kandel_repro.data.synthetic_breakhis import write_synthetic_breakhis
-
-    root = write_synthetic_breakhis(tmp_path / "bh", 2, 2, seed=2, progress=False)
+def test_a_breakhis_run_folder_of_an_earlier_version_resumes_and_renders(tiny_breakhis, tmp_path,
+                                                                         monkeypatch):
+    root = tiny_breakhis
     runs = tmp_path / "runs"
     shutil.copytree(LEGACY / "table6", runs)
     _cut(monkeypatch, "table6", "breakhis", "Table 6 — VGG16 fine-tuned on BreakHis")
     monkeypatch.setattr(train_mod, "train_run", _no_training)
     statuses = grid_mod.run_grid("table6", root, runs, weights="none", max_epochs=1,
-                                 batch_size=32, image_size=32, workers=1, log=lambda m: None)
+                                 batch_size=32, image_size=32, workers=1,
+                                 cache_dir=tmp_path / "cache", log=lambda m: None)
     assert statuses == {NAME: "skipped"}
     md, *_ = tables.write_table("table6", runs, tmp_path / "out")
     test_auc = json.loads((runs / NAME / "metrics.json").read_text())["test_auc"]

@@ -1,13 +1,10 @@
-"""Submission files are checked before upload; the Kaggle folder is verified before packing."""
-import shutil
+"""Submission files are checked before upload (kandel_repro.submission)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from kandel_repro.cli import main
-from kandel_repro.data import pcam
-from kandel_repro.errors import DataError
 from kandel_repro.submission import SubmissionError, validate_submission
 
 
@@ -62,20 +59,3 @@ def test_cli_validates_a_file(sample, tmp_path, capsys):
     bad = _write(tmp_path, _good(sample).iloc[2:], name="bad.csv")
     assert main(["validate-submission", str(bad), "--sample", str(sample)]) == 2
     assert "must not be submitted" in capsys.readouterr().err
-
-
-def test_verify_names_unlisted_files_and_wrong_counts(pcam_copy):
-    index = pcam.verify(pcam_copy, counts={"train": 60, "test": 20})
-    assert len(index.train_ids) == 60
-    with pytest.raises(DataError, match="holds 60 tifs; the competition has 220,025"):
-        pcam.verify(pcam_copy, counts=pcam.KAGGLE_COUNTS)
-    first = next((pcam_copy / "test").iterdir())
-    shutil.copyfile(first, pcam_copy / "test" / "unlisted.tif")
-    with pytest.raises(DataError, match="1 tif.* not listed in sample_submission.csv, e.g. unlisted.tif"):
-        pcam.verify(pcam_copy)
-
-
-def test_cli_verify_does_not_hold_synthetic_sets_to_kaggle_counts(tiny_pcam, capsys):
-    assert main(["data", "verify", "--data", str(tiny_pcam)]) == 0
-    assert "60 labelled and 20 test images, complete and consistent (synthetic set)" in \
-        capsys.readouterr().out

@@ -2,12 +2,11 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from kandel_repro import tables
-from kandel_repro.studies import get_study
-from kandel_repro.runio import write_json
 from kandel_repro.config import resolve_config
+from kandel_repro.runio import write_json
+from kandel_repro.studies import get_study
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -100,12 +100,12 @@ def test_run_records_how_it_computed(finished_run):
     assert metrics["steady_images_per_second"] > 0
 
 
-def test_breakhis_run_predicts_the_held_out_test_split(tmp_path):
+@pytest.mark.slow
+def test_breakhis_run_predicts_the_held_out_test_split(tiny_breakhis, tmp_path):
     from kandel_repro.data import breakhis
-    from kandel_repro.data.synthetic_breakhis import write_synthetic_breakhis
 
-    root = write_synthetic_breakhis(tmp_path / "bh", 2, 2, seed=2, progress=False)
-    data = breakhis.load(root, image_size=32, workers=1, progress=False)
+    root = tiny_breakhis
+    data = breakhis.load(root, tmp_path / "cache", image_size=32, workers=1, progress=False)
     config = resolve_config("vgg16", 5, 1e-4, protocol="breakhis", weights="none",
                             max_epochs=1, batch_size=32, image_size=32)
     assert config["patience"] == 50 and config["test_fraction"] == 0.1

@@ -1,15 +1,22 @@
-import json
+"""The Kaggle PCam layout: synthetic generator, reader, packer, split, verify (kandel_repro.data.pcam)."""
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
+from kandel_repro.cli import main
 from kandel_repro.data import pcam
 from kandel_repro.data.split import train_val_split
-from kandel_repro.data.synthetic import (HIDDEN_LABELS, MARKER, centre_slice, synthetic_patch,
-                                         write_synthetic_pcam)
+from kandel_repro.data.synthetic import (
+    HIDDEN_LABELS,
+    MARKER,
+    centre_slice,
+    synthetic_patch,
+    write_synthetic_pcam,
+)
 from kandel_repro.errors import DataError
 
 
@@ -186,3 +193,20 @@ def test_synthetic_is_learnable_but_not_by_mean_colour(tmp_path):
     cnn_auc = roc_auc_score(y[val], cnn.predict(x[val], verbose=0).ravel())
     print(f"mean-colour AUC {colour_auc:.3f}, small CNN AUC {cnn_auc:.3f}")
     assert cnn_auc >= 0.90
+
+
+def test_verify_names_unlisted_files_and_wrong_counts(pcam_copy):
+    index = pcam.verify(pcam_copy, counts={"train": 60, "test": 20})
+    assert len(index.train_ids) == 60
+    with pytest.raises(DataError, match="holds 60 tifs; the competition has 220,025"):
+        pcam.verify(pcam_copy, counts=pcam.KAGGLE_COUNTS)
+    first = next((pcam_copy / "test").iterdir())
+    shutil.copyfile(first, pcam_copy / "test" / "unlisted.tif")
+    with pytest.raises(DataError, match="1 tif.* not listed in sample_submission.csv, e.g. unlisted.tif"):
+        pcam.verify(pcam_copy)
+
+
+def test_cli_verify_does_not_hold_synthetic_sets_to_kaggle_counts(tiny_pcam, capsys):
+    assert main(["data", "verify", "--data", str(tiny_pcam)]) == 0
+    assert "60 labelled and 20 test images, complete and consistent (synthetic set)" in \
+        capsys.readouterr().out

@@ -1,10 +1,8 @@
-"""The plotting module and `kandel-repro cost`."""
+"""The plotting module (kandel_repro.plots)."""
 import numpy as np
 import pandas as pd
-import pytest
 
 from kandel_repro import plots
-from kandel_repro.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -29,26 +27,3 @@ def test_roc_curves_report_each_auc(tmp_path):
                            tmp_path / "r.png")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["perfect (AUC 1.0000)", "inverted (AUC 0.0000)", "chance"]
-
-
-def test_cost_command_measures_each_depth(tmp_path, capsys):
-    assert main(["cost", "vgg16", "--image-size", "32", "--batch-size", "4", "--steps", "1",
-                 "--warm", "1", "--first-blocks", "5", "3", "1", "--out", str(tmp_path)]) == 0
-    frame = pd.read_csv(tmp_path / "cost_vs_depth.csv")
-    assert frame["blocks"].tolist() == ["5", "3–5", "1–5"]
-    assert frame["trainable_parameters"].is_monotonic_increasing
-    assert frame["trainable_parameters"].nunique() == 3
-    # The whole network trains every parameter; the top block only, block 5 + the head.
-    assert frame["trainable_parameters"].iloc[-1] == frame["total_parameters"].iloc[-1]
-    assert frame["trainable_parameters"].iloc[0] == 3 * (3 * 3 * 512 * 512 + 512) + 512 + 1
-    assert (frame["seconds_per_step"] > 0).all()
-    assert (tmp_path / "cost_vs_depth.png").read_bytes()[:8] == PNG
-    fig = plots.cost_vs_depth(pd.concat([frame, frame.assign(backbone="copy")]))
-    assert len(fig.axes) == 4  # two panels, each with its twin axis
-
-
-def test_cost_refuses_images_too_small_for_the_backbone():
-    from kandel_repro.cost import depth_costs
-
-    with pytest.raises(ValueError, match="at least 75×75"):
-        depth_costs("inception_v3", image_size=32)
