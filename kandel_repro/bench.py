@@ -6,7 +6,7 @@ layout and packed by the same code as the real data), and written to
 ``tables/bench.md`` and ``tables/bench.json`` (one key per figure; ratios as plain
 numbers; ``target_*`` and ``met_*`` keys for the issue's targets):
 
-- augmented images/s: the fused transform (``--augment fast``) vs
+- augmented images/s: the fused transform (``--augmenter fast``) vs
   ``ImageDataGenerator.flow`` on the same uint8 images and parameters;
 - training images/s of VGG16 fine-tuning its top block only (the fastest step, where
   the input pipeline weighs most) with the full pipeline (uint8 in RAM → ``tf.data`` →
@@ -294,6 +294,7 @@ def run_bench(out_dir="tables", work_dir="data/bench", images=DEFAULTS["images"]
         "peak_rss_limit_bytes": rss_limit,
         "peak_rss_vs_limit": rss / rss_limit,
         **projection(depth_rates, eval_rate),
+        "distinct_images": images, "copies": copies, "rounds": rounds,
         "bench_wall_seconds": time.time() - started,
     }
     figures.update({f"target_{k}": v for k, v in TARGETS.items()})
@@ -320,10 +321,17 @@ def render(f, depth_rates):
         f"(synthetic PCam in the Kaggle layout), batch {f['batch_size']}, precision "
         f"{f['precision']}, XLA for the step: {f['jit']}",
         "- Made by: `make bench` (`kandel-repro bench`); every figure from one run, side by side",
+        f"- Data: {f['distinct_images']:,} distinct synthetic training images in the Kaggle "
+        f"layout, each hard-linked {f['copies']} times, so that packing and memory see "
+        f"{f['packed_bytes'] / 2**30:.2f} GiB",
+        "- Timings leave out the first steps of each measurement (tracing, compilation, "
+        "warm-up). The two training speeds compared are measured in alternating rounds "
+        f"({f['rounds']}, median) so that both see the same machine state; the speed "
+        "by depth is the median step (`kandel_repro.cost.depth_costs`, as `make cost`).",
         "",
         "| figure | value | target |",
         "|---|---|---|",
-        f"| augmented images/s, fused in-graph (`--augment fast`) | {f['augment_fast_images_per_second']:,.0f} | |",
+        f"| augmented images/s, fused in-graph (`--augmenter fast`) | {f['augment_fast_images_per_second']:,.0f} | |",
         f"| augmented images/s, `ImageDataGenerator.flow` | {f['augment_imagedatagenerator_flow_images_per_second']:,.0f} | |",
         f"| **ratio fast / flow** | **{f['augment_speedup']:.1f}×** | ≥ {TARGETS['augment_speedup']:.0f}× ({ok('augment_speedup')}) |",
         f"| training images/s, VGG16 top block only, full pipeline | {f['train_pipeline_images_per_second']:,.1f} | |",
