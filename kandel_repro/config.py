@@ -33,6 +33,7 @@ from .augment import AUGMENTERS, check_fast
 from .backbones import depth_label, get_backbone
 from .errors import ConfigError, WeightsUnavailable
 from .protocol import PROTOCOLS
+from .runtime import default_eval_batch_size, device_description, resolve_precision
 
 # Config keys that define the experiment: a finished run is reused only if these match.
 EXPERIMENT_KEYS = (
@@ -161,8 +162,6 @@ def with_data(config, data, data_dir=None):
 
 def resolve_runtime(config):
     """The config with ``precision``/``eval_batch_size`` resolved and the device named."""
-    from .runtime import default_eval_batch_size, device_description, resolve_precision
-
     config = dict(RUNTIME_DEFAULTS, **config)
     return dict(config, precision=resolve_precision(config["precision"]),
                 eval_batch_size=config["eval_batch_size"] or default_eval_batch_size(),

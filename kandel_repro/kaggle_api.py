@@ -12,6 +12,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from .data.pcam import KAGGLE_COUNTS, verify
 from .errors import KandelError
 
 COMPETITION = "histopathologic-cancer-detection"
@@ -111,8 +112,6 @@ def download(dest, competition=COMPETITION, counts="kaggle", quiet=False):
     Incomplete or inconsistent data is reported and never put in place.
     """
     from tqdm.auto import tqdm
-
-    from .data.pcam import KAGGLE_COUNTS, verify
 
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):

@@ -34,6 +34,16 @@ def _study_names(dataset=None):
     return sorted(name for name, s in STUDIES.items() if dataset in (None, s.dataset))
 
 
+def _add_study(p, dataset=None, runs=True):
+    """The STUDY argument (of ``dataset``'s studies, default all) and, with ``runs``,
+    the folder of its run folders."""
+    names = _study_names(dataset)
+    p.add_argument("study", choices=names, metavar="STUDY",
+                   help=f"which study: {', '.join(names)} (the paper's tables)")
+    if runs:
+        p.add_argument("--runs", required=True, help="folder of run folders")
+
+
 def add_training_options(p):
     """Run settings (the protocol's unless given), how a run computes, and the data."""
     # NOTE: defaults are None here so that a study's own protocol (patience 50 on
@@ -212,9 +222,7 @@ def _training_parsers(sub):
     t.set_defaults(verb="train")
 
     g = sub.add_parser("grid", help="train the runs of a study, e.g. a paper table (resumable)")
-    g.add_argument("study", choices=_study_names(), metavar="STUDY",
-                   help=f"which study: {', '.join(_study_names())} (the paper's tables)")
-    g.add_argument("--runs", required=True, help="folder of run folders")
+    _add_study(g)
     g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="run only the I-th of N disjoint shares of the study's runs (round "
@@ -233,9 +241,7 @@ def _training_parsers(sub):
     g.set_defaults(verb="grid")
 
     tb = sub.add_parser("table", help="render a study's table and figures from its run folders")
-    tb.add_argument("study", choices=_study_names(), metavar="STUDY",
-                    help=f"which study: {', '.join(_study_names())}")
-    tb.add_argument("--runs", required=True, help="folder of run folders")
+    _add_study(tb)
     tb.add_argument("--out", default="tables", help="output folder (default tables/)")
     tb.set_defaults(verb="table")
 
@@ -274,8 +280,7 @@ def _kaggle_parsers(sub):
         "budget, resumes from the kernels given with --resume-from, and leaves runs/ and "
         "tables/ in its output. Options after `--` go to the kernel's grid, e.g. "
         "`kandel-repro kaggle-kernel table2 --shard 1/3 -- --epochs 30`.")
-    kk.add_argument("study", choices=_study_names("pcam"), metavar="STUDY",
-                    help=f"which PCam study: {', '.join(_study_names('pcam'))}")
+    _add_study(kk, dataset="pcam", runs=False)
     kk.add_argument("--shard", default=None, metavar="I/N", help="run the I-th of N shares of the runs")
     kk.add_argument("--budget-hours", type=float, default=DEFAULT_BUDGET_HOURS,
                     help=f"time budget of the kernel (default {DEFAULT_BUDGET_HOURS:g}; Kaggle "

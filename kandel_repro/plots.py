@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .runio import atomic_path
+
 
 def _pyplot():
     """pyplot; headless (Agg) unless a backend was chosen (Jupyter's inline one, or
@@ -67,8 +69,6 @@ def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None,
 def _save(fig, path):
     """Save ``fig`` as PNG atomically when ``path`` is given; return the figure."""
     if path is not None:
-        from .runio import atomic_path
-
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=120)
         _pyplot().close(fig)

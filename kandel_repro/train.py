@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from . import rundir
+from .augment import idg_batches, in_memory_dataset, make_input_stage, predict_uint8
 from .backbones import get_backbone
 from .config import resolve_runtime, with_data
+from .model import build_model, set_trainable_blocks
 from .runio import write_csv
+from .runtime import jit_setting, make_strategy, precision_scope
 
 
 def _auc(labels, scores):
@@ -34,8 +37,6 @@ class TimeBudgetExceeded(Exception):
 
 def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size, state):
     import keras
-
-    from .augment import predict_uint8
 
     class ValidationAUC(keras.callbacks.Callback):
         """Exact ROC AUC on the validation split each epoch; keeps the best model.
@@ -97,10 +98,6 @@ def build_run_models(config, image_shape, strategy=None):
     import keras
     import tensorflow as tf
 
-    from .augment import make_input_stage
-    from .model import build_model, set_trainable_blocks
-    from .runtime import jit_setting, precision_scope
-
     strategy = strategy or tf.distribute.get_strategy()
     preprocess = get_backbone(config["backbone"]).preprocess_input()
     fast = config["augmenter"] == "fast" and config["augmentation"] is not None
@@ -139,9 +136,6 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
     """
     import keras
     import pandas as pd
-
-    from .augment import idg_batches, in_memory_dataset, predict_uint8
-    from .runtime import make_strategy
 
     run_dir = rundir.start(run_dir)
     started = time.time()

@@ -29,6 +29,7 @@ from ..errors import ConfigError, DataError
 from ..protocol import BREAKHIS
 from . import cache
 from .packed import PackedData, Split, TestSet
+from .synthetic import MARKER
 
 CACHE_FORMAT = 1
 SUBTYPES = {
@@ -185,8 +186,6 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
     """Decode and resize every image once into a uint8 cache; reuse it while unchanged.
 
     ``image_size``: the side images are resized to (default: the protocol's, 224)."""
-    from .synthetic import MARKER
-
     size = int(image_size or BREAKHIS.image_size)
     index = read_index(root)
     cache_dir = Path(cache_dir) / f"breakhis-{size}" if cache_dir else default_cache_dir(root, size)

@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from . import cache
 from .packed import PackedData, Split, TestSet
+from .split import train_val_split
 from .synthetic import HIDDEN_LABELS, MARKER
 
 CACHE_FORMAT = 2
@@ -57,8 +58,6 @@ class PCamData(PackedData):
     def split(self, config):
         """Paper §4.1: 80/20 of ``train/``; the test set is Kaggle's, written as a
         submission (its labels are known only for a synthetic set)."""
-        from .split import train_val_split
-
         train, val = train_val_split(self.y, config["validation_fraction"], config["seed"],
                                      config["stratified_split"])
         return Split(train, val, TestSet(self.test_x, self.test_ids,
