@@ -25,7 +25,8 @@ def cmd_synthetic_breakhis(args):
 
 def cmd_pack(args):
     cache = readers.get_reader(args.dataset).pack(args.data, args.cache, workers=args.workers,
-                                                  force=args.force, image_size=args.image_size)
+                                                  force=args.force, image_size=args.image_size,
+                                                  verify=True)
     print(f"packed cache in {cache}")
 
 
@@ -36,11 +37,11 @@ def cmd_download(args):
 
 
 def cmd_verify(args):
-    print(pcam.verify_folder(args.data, args.any_size))
+    print(pcam.verify_folder(args.data, args.any_size, args.cache))
 
 
 def cmd_validate_submission(args):
-    print(submission.validate_path(args.path, args.sample))
+    print(submission.validate_path(args.path, args.sample, args.sample_data))
 
 
 def cmd_blocks(args):

@@ -51,7 +51,7 @@ RUNTIME_DEFAULTS = {
     "precision": "auto",  # mixed_float16 on a GPU, float32 on a CPU
     "jit": "auto",  # XLA for the whole step: Keras' rule (on with one GPU, off on a CPU)
     "distribute": "none",  # or "mirrored": every GPU of this machine
-    "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 128 on a CPU
+    "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 64 on a CPU
 }
 
 # The values a setting may take; the command line offers exactly these.
@@ -144,20 +144,39 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
     if config["augmenter"] == "fast" and config["augmentation"] is not None:
         check_fast(config["augmentation"])
-    for key in ("batch_size", "max_epochs", "patience") + (
+    for key in ("batch_size", "max_epochs", "patience", "image_size") + (
             ("eval_batch_size",) if config["eval_batch_size"] is not None else ()):
-        if int(config[key]) < 1:
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    if protocol != "pcam" and config["image_size"] < bb.min_input_size:
+        # NOTE: PCam patches keep their own size (checked against the data); images that
+        # are resized are checked here, before anything is packed at that size.
+        raise ConfigError(f"--image-size {config['image_size']}: {bb.name} needs images of at "
+                          f"least {bb.min_input_size}×{bb.min_input_size}")
     return config
+
+
+def check_time_budget(seconds):
+    """A time budget in seconds: a finite number above 0 (None: no budget)."""
+    if seconds is None:
+        return None
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--time-budget must be a number of seconds, got {seconds!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--time-budget must be a number of seconds above 0, got {seconds!r}")
+    return value
 
 
 def with_data(config, data, data_dir=None):
     """``config`` with the facts of the data it trains on: which data set, whether
-    synthetic, where it was read from (default: the data's root) and its identity
-    (``data_fingerprint``)."""
+    synthetic, where it was read from (an absolute path; default: the data's root), its
+    identity (``data_fingerprint``) and the reader's own facts (PCam: the fingerprint of
+    the sample submission's ids)."""
+    folder = Path(data_dir if data_dir is not None else data.root).expanduser().resolve()
     return dict(config, dataset=data.dataset, synthetic=bool(data.synthetic),
-                data_dir=str(data_dir if data_dir is not None else data.root),
-                data_fingerprint=data.fingerprint)
+                data_dir=str(folder), data_fingerprint=data.fingerprint, **data.facts())
 
 
 def resolve_runtime(config):

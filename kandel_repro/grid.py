@@ -16,10 +16,11 @@ from pathlib import Path
 
 from . import rundir, train
 from .backbones import get_backbone
-from .config import resolve_config, with_data
+from .config import check_time_budget, resolve_config, with_data
 from .data.readers import get_reader
 from .errors import ConfigError
 from .model import build_base
+from .runio import check_writable
 from .studies import get_study, study_configs
 from .submission import submit_runs, summarise
 from .train import TimeBudgetExceeded
@@ -94,19 +95,20 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     """
     study = get_study(study_name)
     shard = parse_shard(shard)
-    runs_dir = Path(runs_dir)
+    time_budget = check_time_budget(time_budget)
     configs = study_configs(study, **settings)
     first = next(iter(configs.values()))
     preflight(study, data_dir, first["weights"])
+    runs_dir = check_writable(runs_dir, "--runs")
     data = get_reader(study.dataset).load(data_dir, cache_dir, workers=workers,
                                           image_size=first["image_size"])
     _check_input_size(study, data)
+    data.split(first)  # data a split cannot serve is refused before any run starts
     configs = {name: with_data(config, data, data_dir) for name, config in configs.items()}
-    runs_dir.mkdir(parents=True, exist_ok=True)
     rundir.record_grid(runs_dir, {"study": study.name, "backbones": list(study.backbones),
                                   "data_dir": str(data_dir), "settings": settings}, shard)
     statuses = {}
-    deadline = None if time_budget is None else time.time() + float(time_budget)
+    deadline = None if time_budget is None else time.time() + time_budget
     cells = study.cells()
     mine = shard_cells(cells, shard)
 
@@ -134,12 +136,24 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
                     f"{max(deadline - time.time(), 0):.0f} s left and the slowest run so far "
                     f"took {expected:.0f} s; {left} run(s) left for the next session")
                 break
-        if (run_dir / rundir.ERROR).exists():
-            log(f"{label}: failed before, retrying")
-        log(f"{label}: training")
         started = time.time()
         try:
-            metrics = train.train_run(run_dir, data, config, verbose=verbose, deadline=deadline)
+            with rundir.claim(run_dir):
+                if rundir.is_finished(run_dir) and not rerun:  # finished meanwhile, elsewhere
+                    rundir.check_same_experiment(run_dir, config, data.legacy_fingerprint)
+                    log(f"{label}: finished by another process, skipped")
+                    statuses[cell.name] = "skipped"
+                    continue
+                earlier = rundir.read_run(run_dir).error
+                if earlier:
+                    log(f"{label}: failed before ({earlier['error']}), retrying")
+                log(f"{label}: training")
+                metrics = train.train_run(run_dir, data, config, verbose=verbose,
+                                          deadline=deadline)
+        except rundir.RunBusy as exc:
+            log(f"{label}: skipped: {exc}")
+            statuses[cell.name] = "busy"
+            continue
         except TimeBudgetExceeded as exc:
             log(f"{label}: {exc}; {out_of_time()} run(s) left for the next session")
             break
@@ -147,15 +161,20 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
             log(f"{label}: interrupted; rerun the same command to resume from this run")
             raise
         except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid
-            rundir.record_failure(run_dir, exc)
-            log(f"{label}: FAILED ({type(exc).__name__}: {exc}); recorded in "
-                f"{run_dir / rundir.ERROR}")
+            unrecorded = rundir.record_failure(run_dir, exc)
+            where = (f"not recorded: {unrecorded}" if unrecorded
+                     else f"recorded in {run_dir / rundir.ERROR}")
+            log(f"{label}: FAILED ({type(exc).__name__}: {exc}); {where}")
             statuses[cell.name] = "failed"
             continue
         statuses[cell.name] = "ok"
         auc = metrics["val_auc"]
         log(f"{label}: val AUC {'n/a' if auc is None else f'{auc:.4f}'} at epoch "
             f"{metrics['best_epoch']}, {time.time() - started:.0f} s")
+    busy = [n for n, s in statuses.items() if s == "busy"]
+    if busy:
+        log(f"{len(busy)} run(s) were being trained by another process; the same command "
+            "later picks up any they leave unfinished")
     failed = [n for n, s in statuses.items() if s == "failed"]
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -172,8 +191,11 @@ def train_single(run_dir, data_dir, backbone, first_trainable_block, learning_ra
     reader = get_reader(dataset)
     config = resolve_config(backbone, first_trainable_block, learning_rate,
                             protocol=reader.protocol, **settings)
+    reader.read_index(data_dir)
+    run_dir = check_writable(run_dir, "--run-dir")
     data = reader.load(data_dir, cache_dir, workers=workers, image_size=config["image_size"])
-    return train.train_run(run_dir, data, with_data(config, data, data_dir), verbose=verbose)
+    with rundir.claim(run_dir):
+        return train.train_run(run_dir, data, with_data(config, data, data_dir), verbose=verbose)
 
 
 def grid_command(study_name, data_dir, runs_dir, submit=None, log=print, **options):

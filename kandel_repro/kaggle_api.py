@@ -42,6 +42,12 @@ def has_credentials():
 
 def api():
     """An authenticated ``KaggleApi``, or a :class:`KaggleError` saying what is missing."""
+    given = {name: bool(os.environ.get(name)) for name in ("KAGGLE_USERNAME", "KAGGLE_KEY")}
+    if len(set(given.values())) > 1:
+        have, missing = sorted(given, key=given.get, reverse=True)
+        raise KaggleError(f"{have} is set but {missing} is not: set both (the key is in the "
+                          f"kaggle.json of your API token), or unset {have} to use "
+                          f"{_config_dir() / 'kaggle.json'}")
     if not has_credentials():
         raise KaggleError(f"no Kaggle credentials found: {TOKEN_HELP}")
     from kaggle.api.kaggle_api_extended import KaggleApi

@@ -10,11 +10,10 @@ settings from :data:`kandel_repro.config.CHOICES`, studies from
 from __future__ import annotations
 
 import argparse
-import math
 
 from .backbones import REGISTRY
 from .bench import DEFAULTS as BENCH
-from .config import CHOICES
+from .config import CHOICES, check_time_budget
 from .data.readers import READERS
 from .errors import ConfigError
 from .kaggle_api import COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS
@@ -85,7 +84,7 @@ def add_training_options(p):
                    help="'mirrored': tf.distribute.MirroredStrategy over every GPU of this "
                    "machine; the global batch stays --batch-size (default none)")
     r.add_argument("--eval-batch-size", type=int, default=None,
-                   help="batch of validation/test prediction (default 1024 on a GPU, 128 on a CPU)")
+                   help="batch of validation/test prediction (default 1024 on a GPU, 64 on a CPU)")
     b = p.add_argument_group("BreakHis only")
     b.add_argument("--image-size", type=int, default=None,
                    help=f"side BreakHis images are resized to (default {BREAKHIS.image_size})")
@@ -123,10 +122,21 @@ def add_submit_options(p, what=""):
                    help="submit runs that already have a Kaggle score again")
 
 
+def add_sample_options(p):
+    s = p.add_argument_group("where the competition's sample_submission.csv is (by default: "
+                             "in the folder a run was trained on, as its config.json records)")
+    s.add_argument("--data", default=None, dest="sample_data", metavar="FOLDER",
+                   help="the competition's files here (for runs trained on another machine, "
+                   "e.g. a Kaggle kernel, or from another folder)")
+    s.add_argument("--sample", default=None, metavar="FILE",
+                   help="this sample_submission.csv")
+
+
 def submit_options(args):
     """The options of :func:`kandel_repro.submission.submit_runs` given on the command line."""
     return {"competition": args.competition, "timeout": args.timeout, "poll": args.poll,
-            "resubmit": args.resubmit, "quiet": getattr(args, "quiet", False)}
+            "resubmit": args.resubmit, "quiet": getattr(args, "quiet", False),
+            "sample": getattr(args, "sample", None), "data_dir": getattr(args, "sample_data", None)}
 
 
 def parse_grid_args(study, argv):
@@ -142,14 +152,12 @@ def parse_grid_args(study, argv):
     return settings_from_args(args)
 
 
-def _positive_seconds(text):
+def _seconds(text):
+    """``--time-budget``: checked when parsed (a finite number above 0)."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds ≥ 0, got {text!r}")
-    return value
+        return check_time_budget(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _data_parsers(sub):
@@ -172,7 +180,8 @@ def _data_parsers(sub):
     sb.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     sb.add_argument("--quiet", action="store_true", help="no progress bar")
     sb.set_defaults(verb="data synthetic-breakhis")
-    p = dsub.add_parser("pack", help="decode the images once into a uint8 cache")
+    p = dsub.add_parser("pack", help="decode the images once into a uint8 cache (or check "
+                        "the cache's checksums and repack a damaged one)")
     p.add_argument("--data", required=True, help="data folder")
     p.add_argument("--dataset", choices=sorted(READERS), default="pcam",
                    help="which data set --data holds (default pcam: the Kaggle layout)")
@@ -194,8 +203,13 @@ def _data_parsers(sub):
     dl.add_argument("--quiet", action="store_true", help="no progress bars")
     dl.set_defaults(verb="data download")
     v = dsub.add_parser("verify", help="check an unpacked Kaggle folder completely (counts, "
-                        "every id has its tif, no unlisted tif)")
+                        "every id has its tif, no unlisted tif) and its packed cache",
+                        description="Checks the CSVs, that every listed id has its tif and no "
+                        "tif is unlisted, the competition's file counts, and the packed cache's "
+                        "checksums when there is one. It does not decode the images: "
+                        "`data pack` decodes every one and names any it cannot read.")
     v.add_argument("--data", required=True, help="folder in the Kaggle layout")
+    v.add_argument("--cache", default=None, help="packed cache to check (default DATA/.kandel_cache)")
     v.add_argument("--any-size", action="store_true",
                    help="do not require the competition's 220,025 + 57,458 files "
                    "(synthetic sets are never held to them)")
@@ -228,7 +242,7 @@ def _training_parsers(sub):
                    help="run only the I-th of N disjoint shares of the study's runs (round "
                    "robin), e.g. 1/3, 2/3, 3/3 on three machines; copy their run folders "
                    "into one --runs folder to render the table")
-    g.add_argument("--time-budget", type=_positive_seconds, default=None, metavar="SECONDS",
+    g.add_argument("--time-budget", type=_seconds, default=None, metavar="SECONDS",
                    help="stop starting runs when the slowest run so far would not fit in "
                    "what is left, and stop a run at the epoch that would pass it (the run "
                    "stays unfinished and is trained again next time); e.g. inside a Kaggle "
@@ -250,8 +264,7 @@ def _kaggle_parsers(sub):
     vs = sub.add_parser("validate-submission",
                         help="check a Kaggle submission file before uploading it")
     vs.add_argument("path", help="a finished PCam run folder, or a submission CSV")
-    vs.add_argument("--sample", default=None,
-                    help="sample_submission.csv to check a CSV against (a run folder knows its own)")
+    add_sample_options(vs)
     vs.set_defaults(verb="validate-submission")
     su = sub.add_parser(
         "submit", help="validate and submit runs' test predictions to Kaggle, wait for the "
@@ -268,6 +281,7 @@ def _kaggle_parsers(sub):
                     help="submission description (default: the run's name and file hash)")
     su.add_argument("--quiet", action="store_true", help="no upload progress bar")
     add_submit_options(su)
+    add_sample_options(su)
     su.set_defaults(verb="submit")
 
     kk = sub.add_parser(

@@ -24,12 +24,17 @@ grid, submissions and Kaggle kernels read run folders only through this module; 
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import socket
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
 from .config import EXPERIMENT_KEYS, upgrade
-from .errors import ConfigError
+from .errors import ConfigError, KandelError
 from .runio import read_json, write_json
 
 CONFIG = "config.json"
@@ -43,6 +48,7 @@ SUBMISSION = "submission.csv"
 TEST_IDS = "test_ids.csv"
 TEST_PREDICTIONS = "test_predictions.csv"
 KAGGLE_RECORD = "kaggle-submission.json"
+LOCK = ".lock"  # held while a process trains the run (see claim)
 # Everything a run writes: cleared when a run (re)starts, so an unfinished earlier
 # attempt cannot leak into it.
 ARTEFACTS = (CONFIG, VAL_IDS, TEST_IDS, HISTORY, BEST_MODEL, VAL_PREDICTIONS, SUBMISSION,
@@ -63,27 +69,64 @@ class Run(NamedTuple):
         return "ok" if self.metrics else ("failed" if self.error else "missing")
 
 
+class CorruptFile(KandelError):
+    """A run folder's JSON file that cannot be read (e.g. truncated by a full disk)."""
+
+
 def _read(path):
-    return read_json(path) if path.is_file() else None
+    """The JSON object in ``path``; None if there is no file; :class:`CorruptFile`,
+    naming the file, if it is not a JSON object."""
+    if not path.is_file():
+        return None
+    try:
+        value = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFile(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise CorruptFile(f"{path} does not hold a JSON object")
+    return value
+
+
+def _read_or_none(path):
+    try:
+        return _read(path)
+    except CorruptFile:
+        return None
 
 
 def is_finished(run_dir):
-    return (Path(run_dir) / METRICS).exists()
+    """True when ``metrics.json`` exists and can be read (a damaged one is unfinished)."""
+    return _read_or_none(Path(run_dir) / METRICS) is not None
 
 
 def read_config(run_dir):
-    """The run's config in today's names, or None."""
-    return upgrade(_read(Path(run_dir) / CONFIG))
+    """The run's config in today's names, or None (no file, or a damaged one)."""
+    return upgrade(_read_or_none(Path(run_dir) / CONFIG))
 
 
 def read_metrics(run_dir):
-    return _read(Path(run_dir) / METRICS)
+    """The run's metrics, or None (not finished, or a damaged file)."""
+    return _read_or_none(Path(run_dir) / METRICS)
 
 
 def read_run(run_dir):
-    """:class:`Run` ``(config, metrics, error)`` of a run folder."""
+    """:class:`Run` ``(config, metrics, error)`` of a run folder.
+
+    A damaged ``config.json`` or ``metrics.json`` makes the run a failed one whose
+    error names the file: it is shown as failed in tables and trained again by a grid.
+    """
     run_dir = Path(run_dir)
-    return Run(read_config(run_dir), read_metrics(run_dir), _read(run_dir / ERROR))
+    parts, problems = {}, []
+    for key, name in (("config", CONFIG), ("metrics", METRICS), ("error", ERROR)):
+        try:
+            parts[key] = _read(run_dir / name)
+        except CorruptFile as exc:
+            parts[key] = None
+            problems.append(str(exc))
+    if problems:
+        return Run(upgrade(parts["config"]), None,
+                   {"status": "failed", "error": "; ".join(problems)})
+    return Run(upgrade(parts["config"]), parts["metrics"], parts["error"])
 
 
 def start(run_dir):
@@ -112,11 +155,86 @@ def update_metrics(run_dir, **values):
 
 
 def record_failure(run_dir, exc):
-    """Write ``error.json`` for a run that raised ``exc`` (call inside ``except``)."""
-    write_json(Path(run_dir) / ERROR, {
-        "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-        "traceback": traceback.format_exc(),
-    })
+    """Write ``error.json`` for a run that raised ``exc`` (call inside ``except``);
+    return None, or the reason it could not be written (e.g. a read-only folder)."""
+    try:
+        write_json(Path(run_dir) / ERROR, {
+            "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        })
+    except OSError as problem:
+        return f"{type(problem).__name__}: {problem}"
+    return None
+
+
+class RunBusy(KandelError):
+    """Another live process is training this run (it holds the run's lock)."""
+
+
+@contextlib.contextmanager
+def claim(run_dir):
+    """Hold ``run_dir``'s lock while the body trains it; :class:`RunBusy` when another
+    live process holds it.
+
+    The lock is an OS lock (``fcntl.lockf``) on ``run_dir/.lock``, whose text says who
+    holds it (pid, host, since when). The kernel releases it when its process ends,
+    however it ends (``kill -9`` included), so a lock left by a dead process is stale
+    by construction and simply taken over; POSIX locks also work on NFS, the usual
+    shared storage of a cluster. The file is removed when the holder is done.
+    """
+    import fcntl
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunBusy(f"{run_dir} is being trained by another process ({_holder(path)})") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:  # the last holder removed it after we opened it
+            same = False
+        if same:
+            break
+        os.close(fd)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.write(fd, (json.dumps(holder) + "\n").encode())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _holder(path):
+    try:
+        holder = json.loads(Path(path).read_text())
+        return f"pid {holder['pid']} on {holder['host']}, since {holder['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder not recorded yet"
+
+
+def mixed_settings(runs, varied=()):
+    """The experiment settings on which finished runs disagree, ``{key: {value as JSON
+    text: [run names]}}``, leaving out the keys in ``varied`` (those a study varies on
+    purpose). ``runs``: ``{run name: config}``."""
+    out = {}
+    for key in EXPERIMENT_KEYS:
+        if key in varied:
+            continue
+        values = {}
+        for name, config in runs.items():
+            values.setdefault(json.dumps(config.get(key), sort_keys=True), []).append(name)
+        if len(values) > 1:
+            out[key] = values
+    return out
 
 
 def check_same_experiment(run_dir, config, legacy_fingerprint=None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -40,13 +41,33 @@ def atomic_path(path, suffix=""):
         raise
 
 
+def check_writable(folder, option):
+    """Create ``folder`` if needed and check that files can be written in it; a
+    :class:`~kandel_repro.errors.ConfigError` naming the folder and ``option`` if not."""
+    from .errors import ConfigError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"cannot write into {folder} ({exc.strerror or exc}); give {option} a "
+                          "folder you can write to") from None
+    return folder
+
+
 def write_text(path, text):
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    """Write ``obj`` as JSON, atomically. A non-finite float (NaN, ±inf: not JSON) is
+    written as null."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_jsonable, allow_nan=False)
+    write_text(path, text + "\n")
 
 
 def read_json(path):
@@ -57,6 +78,19 @@ def write_csv(path, frame):
     """Write a pandas DataFrame atomically, without its index."""
     with atomic_path(path, suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def _finite(obj):
+    """``obj`` with every non-finite float replaced by None (recursively)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalars
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _jsonable(value):

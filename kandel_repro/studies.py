@@ -91,6 +91,11 @@ class Study:
         return get_reader(self.dataset).protocol
 
     @property
+    def varied_keys(self):
+        """The run settings its rows and columns set (those its runs differ in)."""
+        return frozenset(key for level in self.rows + self.columns for key in level.settings)
+
+    @property
     def backbones(self):
         """The backbones its runs train, in order of first appearance."""
         return tuple(dict.fromkeys(cell.backbone for cell in self.cells()))

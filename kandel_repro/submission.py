@@ -7,6 +7,7 @@ Kaggle would reject or score wrongly, and names every problem it finds.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import rundir
+from .data.pcam import ids_fingerprint
 from .errors import ConfigError, KandelError
 from .kaggle_api import COMPETITION, KaggleError, api, call
 from .runio import read_json, write_json
@@ -73,29 +75,55 @@ def validate_submission(path, sample_submission):
     return frame
 
 
-def run_submission(run_dir):
-    """``(submission.csv, sample_submission.csv)`` of a finished PCam run folder."""
+def run_submission(run_dir, sample=None, data_dir=None):
+    """``(submission.csv, sample_submission.csv)`` of a finished PCam run folder.
+
+    The sample file is ``sample`` when given, else the one in ``data_dir``, else the one
+    in the folder the run was trained on (its ``config.json``), so runs trained on
+    another machine (a Kaggle kernel) or from another folder can be checked here. A run
+    that recorded its sample ids' fingerprint refuses a sample file with other ids.
+    """
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
     if config is None:
-        raise SubmissionError(f"{run_dir} is not a run folder (no {rundir.CONFIG})")
+        raise SubmissionError(f"{run_dir} is not a run folder (no readable {rundir.CONFIG})")
     if config.get("protocol", "pcam") != "pcam":
         raise SubmissionError(f"{run_dir} is a {config['protocol']} run; only PCam runs "
                               "make Kaggle submissions")
     if not rundir.is_finished(run_dir):
-        raise SubmissionError(f"{run_dir} has not finished (no {rundir.METRICS})")
-    return run_dir / rundir.SUBMISSION, Path(config["data_dir"]) / "sample_submission.csv"
+        raise SubmissionError(f"{run_dir} has not finished (no readable {rundir.METRICS})")
+    if sample is None:
+        folder = data_dir if data_dir is not None else config.get("data_dir")
+        sample = Path(folder) / "sample_submission.csv" if folder else None
+        if sample is None or not sample.is_file():
+            raise SubmissionError(
+                f"{run_dir} was trained on the data in {config.get('data_dir')!r}, whose "
+                f"sample_submission.csv is not {'there' if data_dir is None else f'in {data_dir}'}: "
+                "give --data FOLDER (the competition's files) or --sample FILE")
+    sample = Path(sample)
+    recorded = config.get("sample_ids_sha1")
+    if recorded and sample.is_file():
+        import pandas as pd
+
+        ids = pd.read_csv(sample, dtype={"id": str}, usecols=["id"])["id"]
+        if ids_fingerprint(ids) != recorded:
+            raise SubmissionError(f"{sample} is not the sample file of the data {run_dir.name} "
+                                  "predicted (its test ids differ); give the competition's own")
+    return run_dir / rundir.SUBMISSION, sample
 
 
-def validate_path(path, sample=None):
+def validate_path(path, sample=None, data_dir=None):
     """What ``kandel-repro validate-submission`` does: check a run folder's submission
-    (against the sample file of the data it was trained on) or a CSV file (against
-    ``sample``); return a one-line summary."""
+    (against the sample file of its data, or ``sample``/``data_dir``'s) or a CSV file
+    (against ``sample``, or ``data_dir``'s); return a one-line summary."""
     path = Path(path)
     if path.is_dir():
-        path, sample = run_submission(path)
+        path, sample = run_submission(path, sample, data_dir)
+    elif sample is None and data_dir is None:
+        raise ConfigError("give --sample SAMPLE_SUBMISSION.csv (or --data FOLDER) with a CSV "
+                          "file, or give a run folder")
     elif sample is None:
-        raise ConfigError("give --sample SAMPLE_SUBMISSION.csv with a CSV file, or a run folder")
+        sample = Path(data_dir) / "sample_submission.csv"
     frame = validate_submission(path, sample)
     return (f"{path}: valid ({len(frame):,} test ids, probabilities in "
             f"[{frame['label'].min():.4f}, {frame['label'].max():.4f}])")
@@ -189,7 +217,7 @@ def wait_for_score(client, record, timeout=DEFAULT_TIMEOUT, poll=DEFAULT_POLL, l
 
 def submit_run(run_dir, message=None, competition=None, timeout=DEFAULT_TIMEOUT,
                poll=DEFAULT_POLL, resubmit=False, quiet=False, client=None, log=print,
-               sleep=None, clock=None):
+               sleep=None, clock=None, sample=None, data_dir=None):
     """Validate, submit and score one finished PCam run; return its updated metrics.
 
     The file is validated first (:func:`validate_submission`): an invalid file is never
@@ -200,8 +228,9 @@ def submit_run(run_dir, message=None, competition=None, timeout=DEFAULT_TIMEOUT,
     ``kaggle_private_auc``. A run already scored is left alone unless ``resubmit``.
     """
     run_dir = Path(run_dir)
-    csv, sample = run_submission(run_dir)
+    csv, sample = run_submission(run_dir, sample, data_dir)
     validate_submission(csv, sample)
+    refuse_synthetic(run_dir)
     return _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmit,
                              quiet, client, log, sleep, clock)
 
@@ -264,6 +293,21 @@ def _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmi
     return metrics
 
 
+# Set to 1 to submit runs made from synthetic data: for tests against a stand-in for
+# Kaggle only (the real competition cannot score them).
+ALLOW_SYNTHETIC = "KANDEL_REPRO_SUBMIT_SYNTHETIC"
+
+
+def refuse_synthetic(run_dir):
+    """A :class:`SubmissionError` for a run trained on synthetic data (unless
+    ``$KANDEL_REPRO_SUBMIT_SYNTHETIC`` is 1)."""
+    config = rundir.read_config(run_dir) or {}
+    if config.get("synthetic") and os.environ.get(ALLOW_SYNTHETIC) != "1":
+        raise SubmissionError(f"{run_dir} was trained on synthetic data (made by kandel-repro "
+                              "data synthetic), whose test ids Kaggle does not know; only runs "
+                              "on the competition's files can be scored")
+
+
 def _allowed(limits):
     """Whether Kaggle's daily limit lets one more submission through now."""
     if limits.num_allowed_now > 0:
@@ -273,13 +317,15 @@ def _allowed(limits):
 
 def submit_runs(run_dirs, message=None, competition=None, timeout=DEFAULT_TIMEOUT,
                 poll=DEFAULT_POLL, resubmit=False, quiet=False, client=None, log=print,
-                queue_file=None, sleep=None, clock=None):
+                queue_file=None, sleep=None, clock=None, sample=None, data_dir=None):
     """Submit and score several runs within Kaggle's daily limit; ``{run: outcome}``.
 
     Outcomes: ``scored``, ``scored before``, ``pending`` (submitted, not scored in time),
     ``queued`` (the daily limit is reached: submit again after it resets), ``invalid``
-    (the file failed validation; nothing uploaded), ``error`` (Kaggle could not score
-    it). Runs already submitted are polled first; they cost no submission. The queued
+    (the file failed validation, or the run was trained on synthetic data; nothing
+    uploaded), ``error`` (Kaggle could not score it). ``sample``/``data_dir``: where the
+    competition's ``sample_submission.csv`` is, for runs trained elsewhere
+    (:func:`run_submission`). Runs already submitted are polled first; they cost no submission. The queued
     runs are listed in ``queue_file`` when one is given (removed when none is left).
     Credential and connection errors stop the whole batch.
     """
@@ -293,8 +339,9 @@ def submit_runs(run_dirs, message=None, competition=None, timeout=DEFAULT_TIMEOU
             outcomes[run_dir.name] = "scored before"
             continue
         try:
-            csv, sample = run_submission(run_dir)
-            validate_submission(csv, sample)
+            csv, sample_file = run_submission(run_dir, sample, data_dir)
+            validate_submission(csv, sample_file)
+            refuse_synthetic(run_dir)
         except SubmissionError as exc:
             log(f"{run_dir.name}: not submitted: {exc}")
             outcomes[run_dir.name] = "invalid"

@@ -19,7 +19,8 @@ from . import rundir
 from .data.readers import get_reader
 from .plots import heatmap, learning_curves, roc_curves
 from .protocol import NOT_CONVERGED_BELOW_AUC, deviations
-from .runio import write_csv, write_text
+from .errors import ConfigError
+from .runio import check_writable, write_csv, write_text
 from .studies import get_study
 
 METRICS = {
@@ -41,11 +42,16 @@ def _converged(metrics):
 
 def collect(study_name, runs_dir):
     """One row per run of the study: status, AUCs and run facts, as a DataFrame; and
-    the configs of the finished runs."""
+    the configs of the finished runs.
+
+    Refuses (:class:`~kandel_repro.errors.ConfigError`) a folder whose finished runs
+    were made with different experiment settings (other data, epochs, seed…): one table
+    is one experiment, as :func:`kandel_repro.grid.run_grid` keeps it.
+    """
     import pandas as pd
 
     study = get_study(study_name)
-    rows, configs = [], []
+    rows, configs, named = [], [], {}
     for cell in study.cells():
         run = rundir.read_run(Path(runs_dir) / cell.name)
         metrics = run.metrics or {}
@@ -63,7 +69,24 @@ def collect(study_name, runs_dir):
         })
         if run.config and run.status == "ok":
             configs.append(run.config)
+            named[cell.name] = run.config
+    _refuse_mixed(study, runs_dir, named)
     return pd.DataFrame(rows), configs
+
+
+def _refuse_mixed(study, runs_dir, configs):
+    mixed = rundir.mixed_settings(configs, varied=study.varied_keys)
+    if not mixed:
+        return
+
+    def runs(names):
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    lines = [f"  - {key}: " + "; ".join(f"{value} in {runs(names)}" for value, names in values.items())
+             for key, values in mixed.items()]
+    raise ConfigError(f"{runs_dir} mixes runs made with different settings, which one table "
+                      "must not show together:\n" + "\n".join(lines) + "\nKeep each experiment "
+                      "in its own --runs folder (or retrain the odd runs: grid … --rerun).")
 
 
 def choose_metric(frame, study):
@@ -307,14 +330,23 @@ FIGURES = {
 }
 
 
-def write_table(study_name, runs_dir, out_dir="tables", command=None):
+def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print):
     """Write ``<study>.md``, ``<study>.csv`` and the study's figures
     (``<study>_<figure>.png``: a figure with nothing to draw yet is left out); return
     the paths written."""
     study = get_study(study_name)
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ConfigError(f"{runs_dir} is not a folder: give --runs the folder of "
+                          f"{study.name}'s run folders (e.g. runs/{study.name})")
+    names = [cell.name for cell in study.cells()]
+    if not any((runs_dir / name).is_dir() for name in names):
+        raise ConfigError(f"{runs_dir} holds no run of {study.name} (its run folders are named "
+                          f"like {names[0]}); is it another study's folder?")
     frame, configs = collect(study_name, runs_dir)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for _, row in frame[frame["status"] == "failed"].iterrows():
+        log(f"{row['run']}: failed ({row['error']}); shown as failed")
+    out_dir = check_writable(out_dir, "--out")
     command = command or f"kandel-repro table {study_name} --runs {runs_dir} --out {out_dir}"
     md = out_dir / f"{study.name}.md"
     csv = out_dir / f"{study.name}.csv"

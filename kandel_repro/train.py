@@ -137,9 +137,9 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
     import keras
     import pandas as pd
 
-    run_dir = rundir.start(run_dir)
     started = time.time()
-    train_idx, val_idx, test = data.split(config)
+    train_idx, val_idx, test = data.split(config)  # refuses unusable data before any write
+    run_dir = rundir.start(run_dir)
     config = resolve_runtime(with_data(config, data, config.get("data_dir") or data.root))
     strategy = make_strategy(config["distribute"])
     config.update(image_size=int(data.image_shape[0]), n_train=len(train_idx),

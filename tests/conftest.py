@@ -60,5 +60,7 @@ def kaggle_env(tmp_path, monkeypatch):
         monkeypatch.setenv("KAGGLE_USERNAME", username)
         monkeypatch.setenv("KAGGLE_KEY", key)
         monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
+        # the stand-in scores synthetic runs; the real Kaggle cannot (explicit opt-in)
+        monkeypatch.setenv("KANDEL_REPRO_SUBMIT_SYNTHETIC", "1")
         return server
     return start

@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,24 @@ def test_synthetic_breakhis_is_learnable(tmp_path):
     cnn.fit(x[train], y[train], batch_size=16, epochs=15, verbose=0)
     auc = roc_auc_score(y[held_out], cnn.predict(x[held_out], verbose=0).ravel())
     assert auc >= 0.9
+
+
+def test_png_in_capitals_is_read_not_skipped(breakhis_copy):
+    before = breakhis.read_index(breakhis_copy)
+    path = Path(before["path"].iloc[0])
+    path.rename(path.with_suffix(".PNG"))
+    after = breakhis.read_index(breakhis_copy)
+    assert len(after) == len(before) and after["path"].str.endswith(".PNG").sum() == 1
+
+
+def test_a_magnification_without_images_is_refused_before_training(breakhis_copy, tmp_path,
+                                                                   capsys):
+    from kandel_repro.cli import main
+
+    for folder in list((breakhis_copy / "BreaKHis_v1").rglob("100X")):
+        shutil.rmtree(folder)
+    code = main(["grid", "table6", "--data", str(breakhis_copy), "--runs", str(tmp_path / "r"),
+                 "--magnification", "100", "--image-size", "32", "--weights", "none",
+                 "--workers", "1"])
+    assert code == 2 and "holds no 100X image" in capsys.readouterr().err
+    assert not any((tmp_path / "r").glob("vgg16_*"))

@@ -36,6 +36,16 @@ def test_synthetic_then_table_from_cli(tmp_path, capsys):
     assert (tmp_path / "s" / "train_labels.csv").exists()
     assert main(["data", "synthetic", "--out", str(tmp_path / "s"), "--train", "9", "--quiet"]) == 2
     assert "already holds" in capsys.readouterr().err
-    assert main(["table", "table2", "--runs", str(tmp_path / "none"), "--out",
+    (tmp_path / "runs" / "vgg16_blocks5-5_lr1e-03").mkdir(parents=True)  # started, not done
+    assert main(["table", "table2", "--runs", str(tmp_path / "runs"), "--out",
                  str(tmp_path / "t")]) == 0
     assert "Runs finished: 0 of 15" in (tmp_path / "t" / "table2.md").read_text()
+
+
+def test_verify_says_what_it_checks_and_what_not(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["data", "verify", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "does not decode the images" in out and "checksums" in out

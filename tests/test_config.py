@@ -91,3 +91,16 @@ def test_old_config_files_are_read_in_todays_names():
         "protocol": "pcam", "dataset": "pcam", "synthetic": False,
         "augmenter": "imagedatagenerator"}
     assert upgrade(None) is None
+
+
+def test_the_data_folder_is_recorded_as_an_absolute_path(tiny_pcam, monkeypatch):
+    from kandel_repro.config import with_data
+    from kandel_repro.data import pcam
+    from kandel_repro.data.pcam import ids_fingerprint
+
+    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    monkeypatch.chdir(tiny_pcam.parent)
+    config = with_data(resolve_config("vgg16", 5, 1e-4), data, tiny_pcam.name)
+    assert config["data_dir"] == str(tiny_pcam.resolve())
+    assert config["sample_ids_sha1"] == ids_fingerprint(data.test_ids)
+    assert config["dataset"] == "pcam" and config["synthetic"] is True

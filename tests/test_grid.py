@@ -160,7 +160,7 @@ def test_runs_made_before_data_identities_are_still_reused(tiny_pcam, tmp_path, 
 
 def test_a_grid_with_no_time_left_starts_nothing(tiny_pcam, tmp_path):
     statuses = grid_mod.run_grid("table2", tiny_pcam, tmp_path / "runs", shard="1/8", log=quiet,
-                                 time_budget=0, weights="none", max_epochs=1)
+                                 time_budget=1e-6, weights="none", max_epochs=1)
     assert set(statuses.values()) == {"out of time"} and len(statuses) == 2
     assert not list((tmp_path / "runs").glob("*/metrics.json"))
 
@@ -179,3 +179,78 @@ def test_grid_table5_accepts_any_spelling_of_random_weights(tiny_pcam, tmp_path,
     code = main(["grid", "table5", "--data", str(tiny_pcam), "--runs", str(tmp_path / "r"),
                  "--weights", "imagenet"])
     assert code == 2 and "table5 fixes weights='none'; got 'imagenet'" in capsys.readouterr().err
+
+
+def _read_only(folder, monkeypatch):
+    """Make ``folder`` read-only; as root (who writes anyway) writes into it fail too."""
+    import os
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        real = tempfile.mkstemp
+
+        def refuse(*args, dir=None, **kwargs):
+            if dir is not None and str(dir).startswith(str(folder)):
+                raise PermissionError(13, "Permission denied", str(dir))
+            return real(*args, dir=dir, **kwargs)
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+
+
+@pytest.mark.parametrize("verb", ["grid", "train", "table"])
+def test_an_unwritable_output_folder_is_named_before_any_work(tiny_pcam, tmp_path, monkeypatch,
+                                                              capsys, verb):
+    locked = tmp_path / "locked"
+    _read_only(locked, monkeypatch)
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    if verb == "table":
+        (tmp_path / "runs" / "vgg16_blocks5-5_lr1e-03").mkdir(parents=True)
+    argv = {"grid": ["grid", "table2", "--data", str(tiny_pcam), "--runs", str(locked),
+                     "--weights", "none"],
+            "train": ["train", "--data", str(tiny_pcam), "--run-dir", str(locked / "one"),
+                      "--first-block", "5", "--lr", "1e-4", "--weights", "none"],
+            "table": ["table", "table2", "--runs", str(tmp_path / "runs"), "--out", str(locked)]}
+    option = {"grid": "--runs", "train": "--run-dir", "table": "--out"}[verb]
+    try:
+        assert main(argv[verb]) == 2
+    finally:
+        locked.chmod(0o755)
+    err = capsys.readouterr().err
+    assert f"cannot write into {locked}" in err and f"give {option} a folder" in err
+    assert "Traceback" not in err and calls == []
+
+
+def test_a_run_folder_that_cannot_be_written_fails_alone(tiny_pcam, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    names = [c.name for c in get_study("table2").cells()]
+    (runs / names[0]).write_text("a file where the run's folder belongs")
+    calls, logs = [], []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=logs.append)
+    assert statuses[names[0]] == "failed" and calls == names[1:]
+    assert any(names[0] in line and "FAILED" in line and "not recorded" in line for line in logs)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "soon"])
+def test_a_time_budget_is_checked_when_parsed(tiny_pcam, tmp_path, capsys, value):
+    with pytest.raises(SystemExit):
+        main(["grid", "table2", "--data", str(tiny_pcam), "--runs", str(tmp_path / "r"),
+              "--time-budget", value])
+    assert "--time-budget" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--time-budget must be"):
+        grid_mod.run_grid("table2", tiny_pcam, tmp_path / "r", time_budget=value, log=quiet)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("size, message", [("0", "image_size must be a positive integer"),
+                                           ("10", "vgg16 needs images of at least 32×32")])
+def test_an_image_size_is_refused_before_anything_is_packed(tiny_breakhis, tmp_path, capsys,
+                                                            size, message):
+    cache = tmp_path / "cache"
+    assert main(["grid", "table6", "--data", str(tiny_breakhis), "--runs", str(tmp_path / "r"),
+                 "--image-size", size, "--weights", "none", "--cache", str(cache)]) == 2
+    assert message in capsys.readouterr().err
+    assert not cache.exists() and not (tmp_path / "r").exists()

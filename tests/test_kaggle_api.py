@@ -93,3 +93,14 @@ def test_the_kaggle_command_line_reaches_the_stand_in_too(tiny_pcam, kaggle_env,
     assert [op for op, _ in server.calls] == ["DownloadDataFiles"]
     with zipfile.ZipFile(tmp_path / "cli" / f"{COMPETITION}.zip") as zipped:
         assert "train_labels.csv" in zipped.namelist()
+
+
+@pytest.mark.parametrize("given, missing", [("KAGGLE_USERNAME", "KAGGLE_KEY"),
+                                            ("KAGGLE_KEY", "KAGGLE_USERNAME")])
+def test_half_a_credential_names_the_missing_variable(tmp_path, monkeypatch, given, missing):
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "empty"))
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(given, "someone")
+    with pytest.raises(KaggleError, match=f"{given} is set but {missing} is not"):
+        download(tmp_path / "pcam", quiet=True)

@@ -11,8 +11,8 @@ from fake_kaggle import score
 from kandel_repro.cli import main
 from kandel_repro.data.synthetic import HIDDEN_LABELS
 from kandel_repro.kaggle_api import COMPETITION
-from kandel_repro.submission import (RECORD, ScoreTimeout, ScoringFailed, submit_run,
-                                     submit_runs)
+from kandel_repro.submission import (RECORD, ScoreTimeout, ScoringFailed, SubmissionError,
+                                     submit_run, submit_runs)
 from conftest import KAGGLE_KEY as KEY, KAGGLE_USER as USER
 
 FAST = dict(poll=0.01, timeout=30)
@@ -204,3 +204,18 @@ def test_ctrl_c_while_waiting_keeps_the_submission_recorded(tiny_pcam, hidden, k
         metrics = submit_run(run, log=logged.append, **FAST)
     assert operations(server).count("CreateSubmission") == 1
     assert metrics["kaggle_public_auc"] is not None
+
+
+def test_a_run_on_synthetic_data_is_not_submitted(tiny_pcam, hidden, kaggle_env, tmp_path,
+                                                  monkeypatch, capsys):
+    run = make_run(tmp_path / "runs", "vgg16_blocks5-5_lr1e-04", tiny_pcam, hidden)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(dict(config, synthetic=True)))
+    with kaggle_env(hidden_labels=hidden) as server:
+        monkeypatch.delenv("KANDEL_REPRO_SUBMIT_SYNTHETIC")  # what a user's shell has
+        assert main(["submit", str(run)]) == 1
+        assert operations(server) == []  # Kaggle never asked
+    out = capsys.readouterr().out
+    assert "was trained on synthetic data" in out and "Kaggle: 1 invalid" in out
+    with pytest.raises(SubmissionError, match="trained on synthetic data"):
+        submit_run(run, log=lambda *a: None, **FAST)

@@ -1,6 +1,10 @@
 """The Kaggle PCam layout: synthetic generator, reader, packer, split, verify (kandel_repro.data.pcam)."""
 import os
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,13 +14,8 @@ from PIL import Image
 from kandel_repro.cli import main
 from kandel_repro.data import pcam
 from kandel_repro.data.split import train_val_split
-from kandel_repro.data.synthetic import (
-    HIDDEN_LABELS,
-    MARKER,
-    centre_slice,
-    synthetic_patch,
-    write_synthetic_pcam,
-)
+from kandel_repro.data.synthetic import (HIDDEN_LABELS, MARKER, centre_slice, synthetic_patch,
+                                         write_synthetic_pcam)
 from kandel_repro.errors import DataError
 
 
@@ -210,3 +209,164 @@ def test_cli_verify_does_not_hold_synthetic_sets_to_kaggle_counts(tiny_pcam, cap
     assert main(["data", "verify", "--data", str(tiny_pcam)]) == 0
     assert "60 labelled and 20 test images, complete and consistent (synthetic set)" in \
         capsys.readouterr().out
+
+
+# --- a damaged cache, degenerate data, sizes (reliability) -----------------------------
+
+def test_the_first_image_of_the_wrong_size_is_the_one_named(pcam_copy):
+    """Images are held to the set's size (PCam 96×96; here the synthetic set's 32×32),
+    not to the first image, so a wrong first image does not blame an innocent second."""
+    first, second = _ids(pcam_copy)[:2]
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(
+        pcam_copy / "train" / f"{first}.tif", format="TIFF")
+    with pytest.raises(DataError, match=rf"{first}\.tif is 40×40×3, expected 32×32×3") as caught:
+        pcam.pack(pcam_copy, progress=False, workers=1)
+    assert second not in str(caught.value)
+    assert pcam.patch_shape(pcam_copy) == (32, 32, 3)
+    (pcam_copy / MARKER).unlink()  # not synthetic: the Kaggle patch size applies
+    assert pcam.patch_shape(pcam_copy) == (96, 96, 3)
+
+
+def _damage(cache, how):
+    if how == "truncated":
+        path = cache / "train_x.npy"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "missing":
+        (cache / "train_y.npy").unlink()
+    elif how == "manifest":
+        (cache / "manifest.json").write_text("{not json")
+
+
+@pytest.mark.parametrize("how", ["truncated", "missing", "manifest"])
+def test_a_damaged_cache_is_found_and_packed_again(pcam_copy, capsys, how):
+    cache = pcam.pack(pcam_copy, progress=False, workers=1)
+    expected = np.load(cache / "train_x.npy")
+    _damage(cache, how)
+    data = pcam.load(pcam_copy, progress=False, workers=1)
+    np.testing.assert_array_equal(data.x, expected)
+    err = capsys.readouterr().err
+    assert f"the packed cache in {cache} is damaged" in err and "packing it again" in err
+
+
+@pytest.mark.parametrize("how", ["truncated", "missing", "manifest"])
+def test_loading_a_damaged_cache_says_to_repack(pcam_copy, how):
+    from kandel_repro.data import cache as cache_mod
+
+    cache = pcam.pack(pcam_copy, progress=False, workers=1)
+    _damage(cache, how)
+    with pytest.raises(DataError, match="kandel-repro data pack --force"):
+        cache_mod.load(cache, pcam.ARRAYS)
+
+
+def test_same_size_garbage_is_found_by_its_checksum(pcam_copy, capsys):
+    cache = pcam.pack(pcam_copy, progress=False, workers=1)
+    path = cache / "train_x.npy"
+    good = path.read_bytes()
+    header = len(good) - 60 * 32 * 32 * 3
+    path.write_bytes(good[:header] + bytes(len(good) - header))  # zeros, same size
+    assert main(["data", "verify", "--data", str(pcam_copy)]) == 2
+    assert "does not match the checksum recorded when it was packed" in capsys.readouterr().err
+    assert main(["data", "pack", "--data", str(pcam_copy), "--workers", "1"]) == 0
+    assert "packing it again" in capsys.readouterr().err
+    assert path.read_bytes() == good
+    assert main(["data", "verify", "--data", str(pcam_copy)]) == 0
+    assert "packed cache intact" in capsys.readouterr().out
+
+
+def test_a_killed_packers_folders_are_removed_by_the_next(pcam_copy):
+    from kandel_repro.data.cache import _HOST
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = [pcam_copy / f"..kandel_cache.{kind}-{_HOST}-{dead}" for kind in ("tmp", "old")]
+    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    alive = pcam_copy / f"..kandel_cache.tmp-{_HOST}-{busy.pid}"  # a packer still at work
+    try:
+        for folder in stale + [alive]:
+            (folder / "x").mkdir(parents=True)
+        pcam.pack(pcam_copy, progress=False, workers=1)
+        assert not any(folder.exists() for folder in stale) and alive.exists()
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+@pytest.mark.slow
+def test_decoding_workers_exit_when_the_packer_is_killed(tmp_path):
+    root = write_synthetic_pcam(tmp_path / "big", n_train=4000, n_test=10, seed=0, size=32,
+                                progress=False)
+    packer = subprocess.Popen([sys.executable, "-c", PACK_SCRIPT, str(root)])
+
+    def children():
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == packer.pid and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+        return found
+
+    deadline = time.time() + 60
+    while len(children()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    workers = children()
+    assert len(workers) >= 2, "the packer did not start its decoding workers"
+    packer.kill()
+    packer.wait()
+
+    def running(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.time() + 10
+    while any(running(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(running(pid) for pid in workers)
+
+
+PACK_SCRIPT = """
+import sys
+from kandel_repro.data import pcam
+if __name__ == "__main__":
+    pcam.pack(sys.argv[1], workers=2, progress=False)
+"""
+
+
+@pytest.mark.parametrize("csv", ["train_labels.csv", "sample_submission.csv"])
+def test_a_csv_with_a_header_only_is_refused_before_training(pcam_copy, tmp_path, csv, capsys):
+    (pcam_copy / csv).write_text("id,label\n")
+    code = main(["grid", "table2", "--data", str(pcam_copy), "--runs", str(tmp_path / "runs"),
+                 "--weights", "none"])
+    assert code == 2 and f"{pcam_copy / csv} lists no image" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_data_too_small_or_of_one_class_is_refused_before_any_run(tmp_path, capsys):
+    few = write_synthetic_pcam(tmp_path / "few", n_train=3, n_test=2, seed=0, size=32,
+                               progress=False)
+    code = main(["grid", "table2", "--data", str(few), "--runs", str(tmp_path / "r"),
+                 "--weights", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "too few images for its 2-way split" in err and "train_labels.csv" in err
+    assert not any((tmp_path / "r").glob("vgg16_*"))  # no run folder started
+    one = tmp_path / "one"
+    shutil.copytree(few, one)
+    frame = pd.read_csv(one / "train_labels.csv").assign(label=0)
+    frame.to_csv(one / "train_labels.csv", index=False)
+    code = main(["train", "--data", str(one), "--run-dir", str(tmp_path / "run"),
+                 "--first-block", "5", "--lr", "1e-4", "--weights", "none"])
+    assert code == 2 and "need images of both classes" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_file_where_a_folder_belongs_is_named(tmp_path, capsys):
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    assert main(["data", "synthetic", "--out", str(target), "--quiet"]) == 2
+    assert f"{target} is a file; --out must be a folder" in capsys.readouterr().err
+    assert main(["data", "verify", "--data", str(target)]) == 2
+    assert f"{target} is a file; give the folder in the Kaggle layout" in capsys.readouterr().err

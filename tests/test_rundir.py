@@ -1,7 +1,11 @@
 """The run-folder format (kandel_repro.rundir), including folders written by earlier
 versions of the package (tests/golden/legacy_runs, see its README)."""
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +94,107 @@ def test_a_breakhis_run_folder_of_an_earlier_version_resumes_and_renders(tiny_br
     test_auc = json.loads((runs / NAME / "metrics.json").read_text())["test_auc"]
     assert f"| 5 | **{test_auc:.4f}** |" in md.read_text()
     assert "synthetic BreakHis-like set" in md.read_text()
+
+
+def test_a_damaged_metrics_file_is_named_and_the_run_trained_again(tiny_pcam, tmp_path,
+                                                                   monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    calls = []
+
+    def fake_train(run_dir, data, config, verbose="auto", deadline=None):
+        calls.append(run_dir.name)
+        rundir.start(run_dir)
+        rundir.write_config(run_dir, config)
+        metrics = {"status": "ok", "val_auc": 0.7, "best_epoch": 1, "epochs_run": 1}
+        rundir.write_metrics(run_dir, metrics)
+        return metrics
+
+    _cut(monkeypatch, "table2", "pcam", "Table 2 — VGG16 fine-tuned on PCam")
+    monkeypatch.setattr(train_mod, "train_run", fake_train)
+    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    (runs / NAME / "metrics.json").write_text('{"status": "ok", "val_au')  # a full disk
+    run = rundir.read_run(runs / NAME)
+    assert run.status == "failed" and not rundir.is_finished(runs / NAME)
+    assert f"{runs / NAME / 'metrics.json'} is not valid JSON" in run.error["error"]
+    md, *_ = tables.write_table("table2", runs, tmp_path / "out")
+    assert "| 5 | failed |" in md.read_text()
+    assert f"{NAME}: failed ({runs / NAME / 'metrics.json'} is not valid JSON" in capsys.readouterr().out
+    logs = []
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=logs.append)
+    assert statuses == {NAME: "ok"} and calls == [NAME, NAME]
+    assert any("is not valid JSON" in line and "retrying" in line for line in logs)
+
+
+HOLD = """
+import sys, time
+from kandel_repro import rundir
+with rundir.claim(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def _hold(run_dir):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_run_held_by_a_live_process_is_skipped_and_left_alone(tiny_pcam, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    run_dir = runs / NAME
+    run_dir.mkdir(parents=True)
+    (run_dir / "history.csv").write_text("epoch,loss\n1,0.7\n")  # the other process's work
+    holder = _hold(run_dir)
+    try:
+        with pytest.raises(rundir.RunBusy, match=rf"pid {holder.pid} on {socket.gethostname()}"):
+            with rundir.claim(run_dir):
+                pass
+        _cut(monkeypatch, "table2", "pcam", "Table 2 — VGG16 fine-tuned on PCam")
+        monkeypatch.setattr(train_mod, "train_run", _no_training)
+        logs = []
+        statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=logs.append)
+        assert statuses == {NAME: "busy"}
+        assert any("being trained by another process" in line for line in logs)
+        assert (run_dir / "history.csv").exists()  # not cleared
+        assert not (run_dir / "error.json").exists()  # not recorded as a failure
+    finally:
+        holder.kill()  # as kill -9: the lock it leaves behind is stale
+        holder.wait()
+    assert (run_dir / rundir.LOCK).exists()
+    with rundir.claim(run_dir):
+        assert json.loads((run_dir / rundir.LOCK).read_text())["pid"] == os.getpid()
+    assert not (run_dir / rundir.LOCK).exists()
+
+
+def test_two_grids_on_one_folder_train_each_run_once(tiny_pcam, tmp_path):
+    """Two processes run the same grid at once: every run is trained by exactly one."""
+    runs = tmp_path / "runs"
+    script = TWO_GRIDS.format(data=str(tiny_pcam), runs=str(runs))
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    trained = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+        trained += json.loads(out.strip().splitlines()[-1])
+    assert sorted(trained) == sorted(c.name for c in studies.get_study("table2").cells())
+
+
+TWO_GRIDS = """
+import json, time
+from kandel_repro import grid, rundir, train
+
+def slow_fake(run_dir, data, config, verbose="auto", deadline=None):
+    rundir.start(run_dir)
+    rundir.write_config(run_dir, config)
+    time.sleep(0.3)
+    metrics = {{"status": "ok", "val_auc": 0.6, "best_epoch": 1, "epochs_run": 1}}
+    rundir.write_metrics(run_dir, metrics)
+    return metrics
+
+train.train_run = slow_fake
+statuses = grid.run_grid("table2", {data!r}, {runs!r}, weights="none", log=lambda m: None)
+print(json.dumps([name for name, status in statuses.items() if status == "ok"]))
+"""

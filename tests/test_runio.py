@@ -21,3 +21,15 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert read_json(tmp_path / "x.json") == {"a": 1}
     write_text(tmp_path / "t.txt", "done")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt", "x.json"]
+
+
+def test_no_nan_is_ever_written_into_json(tmp_path):
+    import json
+
+    import numpy as np
+
+    write_json(tmp_path / "m.json", {"val_auc": float("nan"), "rates": [np.float64("inf"), 0.5],
+                                     "n": np.int64(3)})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"val_auc": None, "rates": [None, 0.5], "n": 3}

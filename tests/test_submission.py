@@ -59,3 +59,38 @@ def test_cli_validates_a_file(sample, tmp_path, capsys):
     bad = _write(tmp_path, _good(sample).iloc[2:], name="bad.csv")
     assert main(["validate-submission", str(bad), "--sample", str(sample)]) == 2
     assert "must not be submitted" in capsys.readouterr().err
+
+
+def _kernel_run(tmp_path, sample, recorded=True):
+    """A finished run as a Kaggle kernel leaves it: trained on /kaggle/input/…"""
+    import json
+
+    from kandel_repro.data.pcam import ids_fingerprint
+
+    run = tmp_path / "runs" / "vgg16_blocks5-5_lr1e-04"
+    run.mkdir(parents=True)
+    config = {"protocol": "pcam", "dataset": "pcam", "synthetic": False,
+              "data_dir": "/kaggle/input/histopathologic-cancer-detection"}
+    if recorded:
+        ids = pd.read_csv(sample, dtype={"id": str})["id"]
+        config["sample_ids_sha1"] = ids_fingerprint(ids)
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "metrics.json").write_text(json.dumps({"status": "ok", "val_auc": 0.9}))
+    _write(run, _good(sample))
+    return run
+
+
+def test_a_run_trained_elsewhere_is_validated_with_data_or_sample(sample, tmp_path, capsys):
+    run = _kernel_run(tmp_path, sample)
+    assert main(["validate-submission", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "/kaggle/input/histopathologic-cancer-detection" in err and "--data FOLDER" in err
+    assert main(["validate-submission", str(run), "--data", str(sample.parent)]) == 0
+    assert "valid (20 test ids" in capsys.readouterr().out
+    assert main(["validate-submission", str(run), "--sample", str(sample)]) == 0
+    other = _write(tmp_path, _good(sample).iloc[:-1][["id"]].assign(label=0), name="other.csv")
+    assert main(["validate-submission", str(run), "--sample", str(other)]) == 2
+    assert "is not the sample file of the data" in capsys.readouterr().err
+    # a run from before the fingerprint was recorded is checked against the file itself
+    old = _kernel_run(tmp_path / "old", sample, recorded=False)
+    assert main(["validate-submission", str(old), "--sample", str(sample)]) == 0

@@ -1,10 +1,13 @@
+import json
 import os
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from kandel_repro import tables
 from kandel_repro.config import resolve_config
+from kandel_repro.errors import ConfigError
 from kandel_repro.runio import write_json
 from kandel_repro.studies import get_study
 
@@ -144,3 +147,38 @@ def test_breakhis_tables_show_test_auc(tmp_path):
     assert "synthetic BreakHis-like set" in text and "patient-level split" in text
     assert "split: patient (paper: image)" in text and "image_size: 64 (our default: 224)" in text
     assert "patience" not in text  # 50 on BreakHis is the paper's value
+
+
+def test_a_folder_mixing_experiments_is_refused_naming_the_runs(tmp_path, capsys):
+    from kandel_repro.cli import main
+
+    make_runs(tmp_path / "runs")
+    odd = tmp_path / "runs" / "vgg16_blocks4-5_lr1e-04" / "config.json"
+    config = json.loads(odd.read_text())
+    odd.write_text(json.dumps(dict(config, max_epochs=1, data_fingerprint="other-data")))
+    with pytest.raises(ConfigError, match="mixes runs made with different settings") as caught:
+        tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
+    message = str(caught.value)
+    assert "max_epochs: 3 in vgg16_blocks5-5_lr1e-03" in message
+    assert "and 9 more; 1 in vgg16_blocks4-5_lr1e-04" in message
+    assert "data_fingerprint" in message and "own --runs folder" in message
+    assert not (tmp_path / "out").exists()  # nothing written
+    assert main(["table", "table2", "--runs", str(tmp_path / "runs"), "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "1 in vgg16_blocks4-5_lr1e-04" in capsys.readouterr().err
+    # how a run computed is not part of the experiment: such runs share a table
+    odd.write_text(json.dumps(dict(config, augmenter="imagedatagenerator", precision="float32")))
+    tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
+
+
+def test_a_wrong_runs_folder_is_an_error_not_an_empty_table(tmp_path, capsys):
+    from kandel_repro.cli import main
+
+    assert main(["table", "table2", "--runs", str(tmp_path / "nowhere"), "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "nowhere is not a folder" in capsys.readouterr().err
+    (tmp_path / "runs3" / "vgg19_blocks5-5_lr1e-03").mkdir(parents=True)  # Table 3's runs
+    assert main(["table", "table2", "--runs", str(tmp_path / "runs3"), "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "holds no run of table2" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -95,7 +95,7 @@ def test_run_records_how_it_computed(finished_run):
     assert config["augmenter"] == "fast" and config["distribute"] == "none"
     # this suite runs on CPUs: auto precision is float32, Keras' auto jit is off
     assert config["precision"] == "float32" and config["jit"] == "off"
-    assert config["replicas"] == 1 and config["eval_batch_size"] == 128
+    assert config["replicas"] == 1 and config["eval_batch_size"] == 64
     assert config["device"].startswith("CPU")
     assert metrics["steady_images_per_second"] > 0
 

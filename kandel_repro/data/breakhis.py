@@ -29,6 +29,7 @@ from ..errors import ConfigError, DataError
 from ..protocol import BREAKHIS
 from . import cache
 from .packed import PackedData, Split, TestSet
+from .split import check_splittable
 from .synthetic import MARKER
 
 CACHE_FORMAT = 1
@@ -45,7 +46,7 @@ SUBTYPES = {
 MAGNIFICATIONS = (40, 100, 200, 400)
 NAME = re.compile(
     r"^(?P<procedure>[A-Z]+)_(?P<cls>[BM])_(?P<type>[A-Z]+)-(?P<year>\d+)-"
-    r"(?P<patient>[0-9A-Za-z]+)-(?P<mag>\d+)-(?P<seq>\d+)\.png$"
+    r"(?P<patient>[0-9A-Za-z]+)-(?P<mag>\d+)-(?P<seq>\d+)\.(?i:png)$"
 )
 LAYOUT = ("BreaKHis_v1/histology_slides/breast/<benign|malignant>/SOB/<subtype>/"
           "<patient folder>/<40X|100X|200X|400X>/<file>.png")
@@ -81,6 +82,8 @@ def parse_name(path):
 
 def find_breast_root(root):
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file; give the folder holding BreaKHis_v1 (expected {LAYOUT})")
     for candidate in (root / "BreaKHis_v1" / "histology_slides" / "breast",
                       root / "histology_slides" / "breast", root):
         if (candidate / "benign").is_dir() and (candidate / "malignant").is_dir():
@@ -99,7 +102,7 @@ def read_index(root):
     breast = find_breast_root(root)
     rows = []
     for cls in ("benign", "malignant"):
-        for path in sorted((breast / cls).rglob("*.png")):
+        for path in sorted(p for p in (breast / cls).rglob("*") if p.suffix.lower() == ".png"):
             rows.append({"path": str(path), "id": path.stem, **parse_name(path.relative_to(breast.parent))})
     if not rows:
         raise DataError(f"no PNG images under {breast} (expected {LAYOUT})")
@@ -138,6 +141,11 @@ class BreakHisData(PackedData):
             if int(mag) not in MAGNIFICATIONS:
                 raise ConfigError(f"magnification must be all or one of {MAGNIFICATIONS}, got {mag!r}")
             pool = pool[self.magnifications == int(mag)]
+            if not len(pool):
+                raise DataError(f"{self.root} holds no {mag}X image; choose another "
+                                "--magnification (or all)")
+        check_splittable(self.y[pool], (config["validation_fraction"], config["test_fraction"]),
+                         f"{self.root}" + ("" if mag == "all" else f" at {mag}X"))
         train, val, test = split_three(self.y[pool], self.patients[pool],
                                        config["validation_fraction"], config["test_fraction"],
                                        config["seed"], config.get("split", "image"))
@@ -182,8 +190,13 @@ def default_cache_dir(root, size):
     return Path(root) / ".kandel_cache" / f"breakhis-{size}"
 
 
-def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None):
-    """Decode and resize every image once into a uint8 cache; reuse it while unchanged.
+ARRAYS = ("x", "y", "ids", "patients", "magnifications")
+
+
+def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None,
+         verify=False):
+    """Decode and resize every image once into a uint8 cache; reuse it while unchanged
+    and undamaged (``verify``: its checksums too, else shapes and sizes).
 
     ``image_size``: the side images are resized to (default: the protocol's, 224)."""
     size = int(image_size or BREAKHIS.image_size)
@@ -191,7 +204,8 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
     cache_dir = Path(cache_dir) / f"breakhis-{size}" if cache_dir else default_cache_dir(root, size)
     paths = index["path"].tolist()
     stamp = cache.fingerprint(paths, extra=f"size={size}".encode())
-    if not force and cache.current(cache_dir, stamp, CACHE_FORMAT):
+    if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
+                                   log=cache.warn):
         return cache_dir
     synthetic = (Path(root) / MARKER).exists()
     return cache.build(
@@ -209,7 +223,7 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
 def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
     """Pack if needed (at ``image_size``), then load the arrays as :class:`BreakHisData`."""
     cache_dir = pack(root, cache_dir, workers=workers, progress=progress, image_size=image_size)
-    arrays, manifest = cache.load(cache_dir, ["x", "y", "ids", "patients", "magnifications"])
+    arrays, manifest = cache.load(cache_dir, ARRAYS)
     return BreakHisData(**arrays, dataset="breakhis",
                         synthetic=manifest["dataset"] == "synthetic-breakhis", root=Path(root),
                         fingerprint=manifest["identity"],

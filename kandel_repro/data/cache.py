@@ -4,7 +4,11 @@ Images are decoded in parallel worker processes, chunk by chunk, and streamed in
 memory-mapped ``.npy`` file, so packing never holds the whole data set in memory. A
 cache is built in a temporary folder and moved into place only when complete; its
 ``manifest.json`` records a fingerprint of the source so that a changed source is
-repacked and an unchanged one reused.
+repacked and an unchanged one reused, and the shape, dtype and SHA-256 of every array
+so that a damaged cache is found: shapes and sizes are checked whenever the cache is
+used (cheap), the checksums by ``data pack`` and ``data verify``. A damaged cache is
+packed again. Temporary folders left by a killed packer are removed by the next one,
+and decoding workers exit when the process that started them dies.
 """
 from __future__ import annotations
 
@@ -12,7 +16,12 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
+import socket
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -50,14 +59,124 @@ def identity(paths, root, extra=b""):
     return digest.hexdigest()
 
 
-def current(cache_dir, stamp, fmt):
-    """True if ``cache_dir`` holds a complete cache of source ``stamp``."""
-    manifest = Path(cache_dir) / "manifest.json"
-    if not manifest.exists():
+def _manifest(cache_dir):
+    """The cache's manifest, or a :class:`DataError` naming the file."""
+    path = Path(cache_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path} does not hold a JSON object")
+    return manifest
+
+
+def sha256(path, block=1 << 23):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check(cache_dir, names, deep=False):
+    """Raise :class:`DataError` naming the file when the cache's arrays ``names`` are
+    missing, truncated or of another shape than the manifest records; with ``deep``,
+    when their SHA-256 differs from the one recorded at packing (garbage of the right
+    size). Returns the manifest."""
+    cache_dir = Path(cache_dir)
+    manifest = _manifest(cache_dir)
+    arrays = manifest.get("arrays", {})
+    for name in names:
+        path = cache_dir / f"{name}.npy"
+        try:
+            array = np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise DataError(f"{path} is missing") from None
+        except (OSError, ValueError) as exc:  # a truncated file cannot be mapped
+            raise DataError(f"{path} is damaged ({exc})") from None
+        expected = arrays.get(name)
+        if expected and (list(array.shape) != expected["shape"] or str(array.dtype) != expected["dtype"]):
+            raise DataError(f"{path} holds a {array.dtype} array of shape {list(array.shape)}; "
+                            f"{expected['dtype']} of shape {expected['shape']} was packed")
+        del array
+        if deep and name in manifest.get("checksums", {}):
+            if sha256(path) != manifest["checksums"][name]:
+                raise DataError(f"{path} does not match the checksum recorded when it was packed")
+    # Arrays of one split ("train_x", "train_y", "train_ids"; BreakHis' "x", "y", …)
+    # hold one row per image: their lengths must agree.
+    groups = {}
+    for name in names:
+        rows = len(np.load(cache_dir / f"{name}.npy", mmap_mode="r"))
+        groups.setdefault(name.rsplit("_", 1)[0] if "_" in name else "", {})[name] = rows
+    for group in groups.values():
+        if len(set(group.values())) > 1:
+            raise DataError(f"the arrays of {cache_dir} disagree in length ({group})")
+    return manifest
+
+
+def current(cache_dir, stamp, fmt, names=(), deep=False, log=None):
+    """True if ``cache_dir`` holds a complete, undamaged cache of source ``stamp``.
+
+    A damaged cache (:func:`check` of ``names``; ``deep``: checksums too) is not
+    current: ``log`` says why, and the caller packs again.
+    """
+    manifest_path = Path(cache_dir) / "manifest.json"
+    if not manifest_path.exists():
         return False
-    data = json.loads(manifest.read_text())
-    return (data.get("fingerprint") == stamp and data.get("format") == fmt
-            and "identity" in data)  # caches made before identities existed are rebuilt
+    try:
+        data = _manifest(cache_dir)
+        if not (data.get("fingerprint") == stamp and data.get("format") == fmt
+                and "identity" in data):  # caches made before identities existed are rebuilt
+            return False
+        check(cache_dir, names, deep=deep)
+    except DataError as exc:
+        if log:
+            log(f"the packed cache in {cache_dir} is damaged ({exc}); packing it again")
+        return False
+    return True
+
+
+def warn(message):
+    """A note on the standard error (not the results' output)."""
+    print(f"kandel-repro: {message}", file=sys.stderr, flush=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale(cache_dir):
+    """Remove the temporary folders of packers of this host that died (``kill -9``)."""
+    pattern = re.compile(rf"^\.{re.escape(cache_dir.name)}\.(tmp|old)-{re.escape(_HOST)}-(\d+)$")
+    if not cache_dir.parent.is_dir():
+        return
+    for entry in cache_dir.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match and not _alive(int(match.group(2))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
+
+
+def _watch_parent(parent):
+    """Exit this decoding worker when the process that started it is gone."""
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _decode_chunk(task):
@@ -68,7 +187,7 @@ def _decode_chunk(task):
         if arr.shape != shape:
             raise DataError(
                 f"{path} is {'×'.join(map(str, arr.shape))}, expected "
-                f"{'×'.join(map(str, shape))} like the first image"
+                f"{'×'.join(map(str, shape))}"
             )
         out[i] = arr
     return out
@@ -88,7 +207,8 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
     extra = extra_arrays or {}
     try:
         cache_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{os.getpid()}")
+        _remove_stale(cache_dir)
+        tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{_HOST}-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as exc:
@@ -98,7 +218,8 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
     total = sum(len(p) for p in arrays.values())
     # NOTE: spawn, not fork: the caller may have TensorFlow's threads running. An
     # executor, not a Pool: a worker that cannot start raises instead of hanging.
-    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_watch_parent, initargs=(os.getpid(),))
             if workers > 1 else None)
     try:
         with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
@@ -115,7 +236,13 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
                 del target
         for name, value in extra.items():
             np.save(tmp / f"{name}.npy", value)
-        write_json(tmp / "manifest.json", dict(manifest, image_shape=list(shape)))
+        names = list(arrays) + list(extra)
+        mapped = {name: np.load(tmp / f"{name}.npy", mmap_mode="r") for name in names}
+        described = {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in mapped.items()}
+        del mapped
+        write_json(tmp / "manifest.json", dict(
+            manifest, image_shape=list(shape), arrays=described,
+            checksums={name: sha256(tmp / f"{name}.npy") for name in names}))
     except BrokenProcessPool:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(
@@ -130,7 +257,7 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
-    old = cache_dir.with_name(f".{cache_dir.name}.old-{os.getpid()}")
+    old = cache_dir.with_name(f".{cache_dir.name}.old-{_HOST}-{os.getpid()}")
     if cache_dir.exists():
         os.replace(cache_dir, old)
     os.replace(tmp, cache_dir)
@@ -139,7 +266,11 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
 
 
 def load(cache_dir, names):
-    """Load arrays ``names`` and the manifest of a cache."""
+    """Load arrays ``names`` and the manifest of a cache (checked: :func:`check`)."""
     cache_dir = Path(cache_dir)
-    manifest = json.loads((cache_dir / "manifest.json").read_text())
-    return {name: np.load(cache_dir / f"{name}.npy") for name in names}, manifest
+    try:
+        manifest = check(cache_dir, names)
+        return {name: np.load(cache_dir / f"{name}.npy") for name in names}, manifest
+    except (DataError, OSError, ValueError) as exc:
+        raise DataError(f"the packed cache in {cache_dir} cannot be used ({exc}); pack it again "
+                        "with `kandel-repro data pack --force`") from None

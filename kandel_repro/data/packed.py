@@ -67,5 +67,9 @@ class PackedData:
     def image_shape(self):
         return tuple(self.x.shape[1:])
 
+    def facts(self):
+        """Facts about the data a run records in its config (beyond the fingerprint)."""
+        return {}
+
     def split(self, config) -> Split:
         raise NotImplementedError(f"{type(self).__name__} does not define its split")

@@ -16,6 +16,8 @@ file, so packing never holds the data set in memory.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ from .split import train_val_split
 from .synthetic import HIDDEN_LABELS, MARKER
 
 CACHE_FORMAT = 2
+ARRAYS = ("train_x", "train_y", "train_ids", "test_x", "test_ids")
+PATCH_SIZE = 96  # the Kaggle patches (paper §4.1)
 
 
 @dataclass
@@ -47,6 +51,11 @@ class PCamIndex:
         return self.root / "test" / f"{image_id}.tif"
 
 
+def ids_fingerprint(ids):
+    """SHA-1 of ids in order: the identity of a ``sample_submission.csv``."""
+    return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
+
+
 @dataclass
 class PCamData(PackedData):
     """The Kaggle layout packed: ``x``/``y``/``ids`` are ``train/``, ``test_x``/``test_ids``
@@ -55,11 +64,16 @@ class PCamData(PackedData):
     test_x: np.ndarray = None
     test_ids: np.ndarray = None
 
+    def facts(self):
+        """The sample file's identity, so a submission can be checked anywhere later."""
+        return {"sample_ids_sha1": ids_fingerprint(self.test_ids)}
+
     def split(self, config):
         """Paper §4.1: 80/20 of ``train/``; the test set is Kaggle's, written as a
         submission (its labels are known only for a synthetic set)."""
         train, val = train_val_split(self.y, config["validation_fraction"], config["seed"],
-                                     config["stratified_split"])
+                                     config["stratified_split"],
+                                     what=f"{Path(self.root) / 'train_labels.csv'}")
         return Split(train, val, TestSet(self.test_x, self.test_ids,
                                          labels=self._hidden_test_labels(),
                                          auc_key="synthetic_test_auc", submission=True))
@@ -119,6 +133,9 @@ def _check_files(folder, ids, csv_name):
 def read_index(root):
     """Read and check the CSVs of a Kaggle-layout folder; no image is decoded."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file; give the folder in the Kaggle layout (train/, "
+                        "test/, train_labels.csv, sample_submission.csv)")
     if not root.is_dir():
         raise DataError(
             f"data folder {root} does not exist. Unpack the Kaggle competition "
@@ -128,6 +145,9 @@ def read_index(root):
         )
     train_ids, labels = _read_id_csv(root / "train_labels.csv", want_label=True)
     test_ids, _ = _read_id_csv(root / "sample_submission.csv", want_label=False)
+    for name, ids in (("train_labels.csv", train_ids), ("sample_submission.csv", test_ids)):
+        if not ids:
+            raise DataError(f"{root / name} lists no image (a header only)")
     _check_files(root / "train", train_ids, "train_labels.csv")
     _check_files(root / "test", test_ids, "sample_submission.csv")
     return PCamIndex(root, train_ids, labels, test_ids)
@@ -164,17 +184,23 @@ def verify(root, counts=None):
     return index
 
 
-def verify_folder(root, any_size=False):
+def verify_folder(root, any_size=False, cache_dir=None):
     """What ``kandel-repro data verify`` does: :func:`verify` a folder, holding it to the
-    competition's file counts unless it is a synthetic set (or ``any_size``); return a
-    one-line summary."""
+    competition's file counts unless it is a synthetic set (or ``any_size``), and check
+    its packed cache, if there is one, against the checksums recorded when it was packed;
+    return a summary. Images are not decoded here (packing decodes every one)."""
     root = Path(root)
     synthetic = (root / MARKER).exists()
     counts = None if synthetic or any_size else KAGGLE_COUNTS
     index = verify(root, counts)
-    return (f"{root}: {len(index.train_ids):,} labelled and {len(index.test_ids):,} test "
-            "images, complete and consistent"
-            + (" (synthetic set)" if synthetic else "" if counts else " (counts not checked)"))
+    lines = [f"{root}: {len(index.train_ids):,} labelled and {len(index.test_ids):,} test "
+             "images, complete and consistent"
+             + (" (synthetic set)" if synthetic else "" if counts else " (counts not checked)")]
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(root)
+    if (cache_dir / "manifest.json").exists():
+        cache.check(cache_dir, ARRAYS, deep=True)
+        lines.append(f"{cache_dir}: packed cache intact (shapes and checksums)")
+    return "\n".join(lines)
 
 
 def decode_tif(path):
@@ -195,8 +221,24 @@ def default_cache_dir(root):
     return Path(root) / ".kandel_cache"
 
 
-def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None):
-    """Decode every tif once into a uint8 cache; reuse it while the source is unchanged.
+def patch_shape(root):
+    """The size every image of ``root`` must have: PCam's 96×96, or the size a synthetic
+    set declares in its marker file."""
+    marker = Path(root) / MARKER
+    size = PATCH_SIZE
+    if marker.is_file():
+        try:
+            size = int(json.loads(marker.read_text())["params"]["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise DataError(f"{marker} does not say the set's image size; make the synthetic "
+                            "set again") from None
+    return (size, size, 3)
+
+
+def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None,
+         verify=False):
+    """Decode every tif once into a uint8 cache; reuse it while the source is unchanged
+    and the cache undamaged (``verify``: its checksums too, else shapes and sizes).
 
     The fingerprint covers every listed file's path, size and modification time and the
     bytes of both CSVs; the identity (a run's ``data_fingerprint``) the same without
@@ -212,13 +254,11 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
     test_paths = [index.test_path(i) for i in index.test_ids]
     csv_bytes = b"".join((root / n).read_bytes() for n in ("train_labels.csv", "sample_submission.csv"))
     stamp = cache.fingerprint(train_paths + test_paths, extra=csv_bytes)
-    if not force and cache.current(cache_dir, stamp, CACHE_FORMAT):
+    if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
+                                   log=cache.warn):
         return cache_dir
-    first = decode_tif(train_paths[0])
-    if first.ndim != 3 or first.shape[2] != 3:
-        raise DataError(f"{train_paths[0]} is not an RGB image")
     return cache.build(
-        cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, first.shape,
+        cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, patch_shape(root),
         {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
          "identity": cache.identity(train_paths + test_paths, root, extra=csv_bytes),
          "n_train": len(train_paths), "n_test": len(test_paths),
@@ -235,7 +275,7 @@ def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
     PCam patches are used at their own size (paper §4.1): ``image_size`` must be None.
     """
     cache_dir = pack(root, cache_dir, workers=workers, progress=progress, image_size=image_size)
-    arrays, manifest = cache.load(cache_dir, ["train_x", "train_y", "train_ids", "test_x", "test_ids"])
+    arrays, manifest = cache.load(cache_dir, ARRAYS)
     return PCamData(x=arrays["train_x"], y=arrays["train_y"], ids=arrays["train_ids"],
                     test_x=arrays["test_x"], test_ids=arrays["test_ids"], dataset="pcam",
                     synthetic=manifest["dataset"] == "synthetic", root=Path(root),

@@ -28,9 +28,9 @@ class Reader:
         return self.module.read_index(root)
 
     def pack(self, root, cache_dir=None, workers=None, progress=True, force=False,
-             image_size=None):
+             image_size=None, verify=False):
         return self.module.pack(root, cache_dir, workers=workers, progress=progress, force=force,
-                                image_size=image_size if self.resizes else None)
+                                image_size=image_size if self.resizes else None, verify=verify)
 
     def load(self, root, cache_dir=None, workers=None, progress=True, image_size=None):
         """The packed data; ``image_size`` applies to readers that resize (ignored by

@@ -3,15 +3,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 
-def train_val_split(labels, validation_fraction=0.2, seed=0, stratified=True):
+def check_splittable(labels, fractions, what="the labelled set"):
+    """Refuse labels a stratified split into parts of ``fractions`` cannot serve: one
+    class only (a ROC AUC needs both), or too few images of a class for every part to
+    get one. ``what`` names the data in the message."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    described = ", ".join(f"{n:,} of class {c}" for c, n in zip(classes, counts)) or "none"
+    if len(classes) < 2:
+        raise DataError(f"{what} has {len(labels):,} image(s), {described}: training and its "
+                        "ROC AUC need images of both classes")
+    parts = len(fractions) + 1
+    smallest = min(fractions)
+    if counts.min() < parts or len(labels) * smallest < len(classes):
+        raise DataError(f"{what} has too few images for its {parts}-way split ({described}): "
+                        f"every class needs at least {parts} images and the smallest part "
+                        f"({smallest:.0%}) at least one of each class")
+
+
+def train_val_split(labels, validation_fraction=0.2, seed=0, stratified=True,
+                    what="the labelled set"):
     """Return ``(train_indices, val_indices)``, sorted, stratified by label by default."""
     from sklearn.model_selection import train_test_split
 
     if not 0 < validation_fraction < 1:
         raise ConfigError(f"validation fraction must be in (0, 1), got {validation_fraction}")
+    check_splittable(labels, (validation_fraction,), what)
     indices = np.arange(len(labels))
     train_idx, val_idx = train_test_split(
         indices, test_size=validation_fraction, random_state=seed,

@@ -156,6 +156,8 @@ def write_synthetic_pcam(out, n_train=2000, n_test=500, seed=0, size=96, progres
             raise DataError(f"--{name} must be at least 1, got {value}")
     if int(size) < 16:
         raise DataError(f"--size must be at least 16 pixels, got {size}")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file; --out must be a folder (new, or one this command made)")
     marker = out / MARKER
     if marker.exists():
         existing = json.loads(marker.read_text())

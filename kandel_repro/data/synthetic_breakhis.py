@@ -76,6 +76,8 @@ def write_synthetic_breakhis(out, patients_per_subtype=3, images_per_magnificati
     if patients_per_subtype < 1 or images_per_magnification < 1:
         raise DataError(f"patients per subtype and images per magnification must be ≥ 1, "
                         f"got {patients_per_subtype} and {images_per_magnification}")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file; --out must be a folder (new, or one this command made)")
     marker = out / MARKER
     if marker.exists():
         existing = json.loads(marker.read_text())
