@@ -168,6 +168,7 @@ def test_a_run_held_by_a_live_process_is_skipped_and_left_alone(tiny_pcam, tmp_p
     assert not (run_dir / rundir.LOCK).exists()
 
 
+@pytest.mark.slow
 def test_two_grids_on_one_folder_train_each_run_once(tiny_pcam, tmp_path):
     """Two processes run the same grid at once: every run is trained by exactly one."""
     runs = tmp_path / "runs"
