@@ -5,6 +5,13 @@ BIN    := $(VENV)/bin
 KR     := $(BIN)/kandel-repro
 STAMP  := $(VENV)/.installed
 
+# Seeds per cell (SEEDS=3: seeds 0, 1, 2; or a list: SEEDS=0,3,7); unset: seed 0 only.
+SEEDS ?=
+GRID_SEEDS  = $(if $(SEEDS),--seeds $(SEEDS))
+# The demo tables show the seeds asked for (seed 0 alone by default), whatever else is in
+# their runs folder.
+DEMO_SEEDS  = --seeds $(or $(SEEDS),1)
+
 # Real data (Kaggle "Histopathologic Cancer Detection" and BreakHis, unpacked) and run folders.
 DATA     ?= data/pcam
 BREAKHIS ?= data/breakhis
@@ -39,10 +46,11 @@ help:
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
 	@echo "make cost         - parameters and time per step at every depth (tables/cost_vs_depth.*)"
 	@echo "make notebooks    - open the walkthroughs in notebooks/ with JupyterLab"
-	@echo "make demo         - Table 2 on synthetic data on a CPU (tables/demo/)"
+	@echo "make demo         - Table 2 on synthetic data on a CPU (tables/demo/); SEEDS=3 for 3 seeds per cell"
 	@echo "make demo-tables  - Tables 3-8 on synthetic data on a CPU (tables/demo/)"
 	@echo "make table2 ... table5 - PCam tables from the Kaggle data in DATA=$(DATA) (GPU recommended);"
-	@echo "                  SUBMIT=1 submits each finished run to Kaggle and shows its test AUC"
+	@echo "                  SUBMIT=1 submits each finished run to Kaggle and shows its test AUC;"
+	@echo "                  SEEDS=3 trains each cell with 3 seeds (spread, ties with the best)"
 	@echo "make table6 ... table8 - BreakHis tables from BREAKHIS=$(BREAKHIS)"
 	@echo "make tables       - every paper table, resuming whatever is already done"
 	@echo "make kaggle-kernel TABLE=table2 [SHARD=1/4] [NAME=...] [RESUME_FROM=user/kernel] - push a Kaggle"
@@ -83,16 +91,16 @@ cost: $(STAMP)
 
 demo: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --size $(DEMO_SIZE) --seed 0
-	$(KR) grid table2 --data $(DEMO_DATA) --runs $(DEMO_RUNS)/table2 --weights none --epochs $(DEMO_EPOCHS)
-	$(KR) table table2 --runs $(DEMO_RUNS)/table2 --out tables/demo
+	$(KR) grid table2 --data $(DEMO_DATA) --runs $(DEMO_RUNS)/table2 --weights none --epochs $(DEMO_EPOCHS) $(GRID_SEEDS)
+	$(KR) table table2 --runs $(DEMO_RUNS)/table2 --out tables/demo $(DEMO_SEEDS)
 
 $(PCAM_TABLES): $(STAMP)
-	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(if $(SUBMIT),--submit)
-	$(KR) table $@ --runs $(RUNS)/$@ --out tables
+	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS) $(if $(SUBMIT),--submit)
+	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
 
 $(BREAKHIS_TABLES): $(STAMP)
-	$(KR) grid $@ --data $(BREAKHIS) --runs $(RUNS)/$@
-	$(KR) table $@ --runs $(RUNS)/$@ --out tables
+	$(KR) grid $@ --data $(BREAKHIS) --runs $(RUNS)/$@ $(GRID_SEEDS)
+	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
 
 tables: $(PCAM_TABLES) $(BREAKHIS_TABLES)
 
@@ -100,23 +108,23 @@ demo-tables: $(DEMO_TABLES)
 
 demo-table3: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --size $(DEMO_SIZE) --seed 0
-	$(KR) grid table3 --data $(DEMO_DATA) --runs $(DEMO_RUNS)/table3 --weights none --epochs $(DEMO_EPOCHS)
-	$(KR) table table3 --runs $(DEMO_RUNS)/table3 --out tables/demo
+	$(KR) grid table3 --data $(DEMO_DATA) --runs $(DEMO_RUNS)/table3 --weights none --epochs $(DEMO_EPOCHS) $(GRID_SEEDS)
+	$(KR) table table3 --runs $(DEMO_RUNS)/table3 --out tables/demo $(DEMO_SEEDS)
 
 demo-table4 demo-table5: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_DATA75) --train $(DEMO75_TRAIN) --test $(DEMO75_TEST) --size 75 --seed 0
-	$(KR) grid $(@:demo-%=%) --data $(DEMO_DATA75) --runs $(DEMO_RUNS)/$(@:demo-%=%) $(if $(filter demo-table4,$@),--weights none) --epochs $(DEMO75_EPOCHS)
-	$(KR) table $(@:demo-%=%) --runs $(DEMO_RUNS)/$(@:demo-%=%) --out tables/demo
+	$(KR) grid $(@:demo-%=%) --data $(DEMO_DATA75) --runs $(DEMO_RUNS)/$(@:demo-%=%) $(if $(filter demo-table4,$@),--weights none) --epochs $(DEMO75_EPOCHS) $(GRID_SEEDS)
+	$(KR) table $(@:demo-%=%) --runs $(DEMO_RUNS)/$(@:demo-%=%) --out tables/demo $(DEMO_SEEDS)
 
 demo-table6 demo-table7 demo-table8: $(STAMP)
 	$(KR) data synthetic-breakhis --out $(DEMO_BREAKHIS) --patients 3 --images 4 --seed 0
-	$(KR) grid $(@:demo-%=%) --data $(DEMO_BREAKHIS) --runs $(DEMO_RUNS)/$(@:demo-%=%) --weights none --epochs $(DEMO_BH_EPOCHS) --image-size $(if $(filter demo-table8,$@),75,$(DEMO_BH_VGG_SIZE))
-	$(KR) table $(@:demo-%=%) --runs $(DEMO_RUNS)/$(@:demo-%=%) --out tables/demo
+	$(KR) grid $(@:demo-%=%) --data $(DEMO_BREAKHIS) --runs $(DEMO_RUNS)/$(@:demo-%=%) --weights none --epochs $(DEMO_BH_EPOCHS) --image-size $(if $(filter demo-table8,$@),75,$(DEMO_BH_VGG_SIZE)) $(GRID_SEEDS)
+	$(KR) table $(@:demo-%=%) --runs $(DEMO_RUNS)/$(@:demo-%=%) --out tables/demo $(DEMO_SEEDS)
 
 # A Kaggle kernel for a PCam table: data sets (wheel, weights) uploaded, kernel pushed.
 TABLE ?= table2
 kaggle-kernel: $(STAMP)
-	$(KR) kaggle-kernel $(TABLE) $(if $(SHARD),--shard $(SHARD)) $(if $(NAME),--name $(NAME)) $(if $(RESUME_FROM),--resume-from $(RESUME_FROM)) --push
+	$(KR) kaggle-kernel $(TABLE) $(if $(SHARD),--shard $(SHARD)) $(if $(NAME),--name $(NAME)) $(if $(RESUME_FROM),--resume-from $(RESUME_FROM)) --push $(if $(SEEDS),-- --seeds $(SEEDS))
 
 clean-demo:
 	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS)

@@ -58,13 +58,13 @@ def cmd_train(args):
 def cmd_grid(args):
     return grid.grid_command(
         args.study, args.data, args.runs, cache_dir=args.cache, rerun=args.rerun,
-        workers=args.workers, shard=args.shard, time_budget=args.time_budget,
+        workers=args.workers, shard=args.shard, time_budget=args.time_budget, seeds=args.seeds,
         submit=options.submit_options(args) if args.submit else None,
         **options.settings_from_args(args))
 
 
 def cmd_table(args):
-    for path in tables.write_table(args.study, args.runs, args.out):
+    for path in tables.write_table(args.study, args.runs, args.out, seeds=args.seeds):
         print(f"wrote {path}")
 
 

@@ -39,7 +39,7 @@ from .runtime import default_eval_batch_size, device_description, resolve_precis
 EXPERIMENT_KEYS = (
     "backbone", "first_trainable_block", "learning_rate", "batch_size", "max_epochs",
     "patience", "weights", "head_pooling", "dropout", "augmentation",
-    "validation_fraction", "stratified_split", "seed", "monitor", "preprocessing",
+    "validation_fraction", "stratified_split", "seed", "split_seed", "monitor", "preprocessing",
     "optimizer", "loss", "data_fingerprint", "protocol", "test_fraction", "split",
     "magnification",
 )
@@ -148,6 +148,9 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
             ("eval_batch_size",) if config["eval_batch_size"] is not None else ()):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    for key in ("seed", "split_seed"):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
+            raise ConfigError(f"{key} must be an integer ≥ 0, got {config[key]!r}")
     if protocol != "pcam" and config["image_size"] < bb.min_input_size:
         # NOTE: PCam patches keep their own size (checked against the data); images that
         # are resized are checked here, before anything is packed at that size.
@@ -199,7 +202,8 @@ def upgrade(config):
     and recorded the data's origin in ``dataset`` (``synthetic``, ``synthetic-breakhis``,
     ``pcam``, ``breakhis``); today ``dataset`` names the data set and ``synthetic`` says
     whether it was generated. Runs made before ``augment`` existed used
-    ``ImageDataGenerator``.
+    ``ImageDataGenerator``; runs made before ``split_seed`` drew their split from
+    ``seed``.
     """
     if config is None:
         return None
@@ -207,4 +211,6 @@ def upgrade(config):
     if "synthetic" not in out and out.get("dataset") in _LEGACY_ORIGINS:
         out["dataset"], out["synthetic"] = _LEGACY_ORIGINS[out["dataset"]]
     out.setdefault("augmenter", "imagedatagenerator")
+    if "seed" in out:  # one seed used to draw the split too
+        out.setdefault("split_seed", out["seed"])
     return out

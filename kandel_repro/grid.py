@@ -21,7 +21,7 @@ from .data.readers import get_reader
 from .errors import ConfigError
 from .model import build_base
 from .runio import check_writable
-from .studies import get_study, study_configs
+from .studies import get_study, parse_seeds, study_configs, study_runs
 from .submission import submit_runs, summarise
 from .train import TimeBudgetExceeded
 
@@ -40,7 +40,8 @@ def parse_shard(text):
 
 
 def shard_cells(cells, shard):
-    """The cells of shard ``(i, n)``: every n-th cell from the i-th, as ``(position, cell)``.
+    """The items (cells, or runs) of shard ``(i, n)``: every n-th from the i-th, as
+    ``(position, item)``.
 
     Round robin, so each shard gets a similar mix of shallow (fast) and deep (slow) runs;
     the shards of one table are disjoint and together cover it.
@@ -80,13 +81,16 @@ def _describe(study, cell):
 
 
 def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, workers=None,
-             verbose="auto", log=print, shard=None, time_budget=None, **settings):
+             verbose="auto", log=print, shard=None, time_budget=None, seeds=None, **settings):
     """Train every run of a study that is not finished; return ``{run name: status}``.
 
     ``settings`` are run settings (:func:`kandel_repro.config.resolve_config`) applied
-    to every run. ``shard="i/n"`` runs only the i-th of n disjoint shares of the runs
-    (see :func:`shard_cells`): n machines or Kaggle kernels each run one share, and the
-    table is rendered from all their run folders copied into one ``runs_dir``.
+    to every run. ``seeds`` (``3``, ``"0,3,7"``; default seed 0 only, or ``seed``'s
+    value when that setting is given): each cell is trained once per seed (the seed of
+    the head's initialisation, the shuffling and the augmentation; the split stays
+    ``split_seed``'s). ``shard="i/n"`` runs only the i-th of n disjoint shares of the
+    runs (see :func:`shard_cells`): n machines or Kaggle kernels each run one share, and
+    the table is rendered from all their run folders copied into one ``runs_dir``.
 
     ``time_budget`` (seconds from now): a run is not started when the slowest finished
     run of the study would not fit in what is left, and a run in progress stops at the
@@ -96,7 +100,8 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     study = get_study(study_name)
     shard = parse_shard(shard)
     time_budget = check_time_budget(time_budget)
-    configs = study_configs(study, **settings)
+    seeds = _seeds(seeds, settings)
+    configs = study_configs(study, seeds, **settings)
     first = next(iter(configs.values()))
     preflight(study, data_dir, first["weights"])
     runs_dir = check_writable(runs_dir, "--runs")
@@ -106,30 +111,32 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     data.split(first)  # data a split cannot serve is refused before any run starts
     configs = {name: with_data(config, data, data_dir) for name, config in configs.items()}
     rundir.record_grid(runs_dir, {"study": study.name, "backbones": list(study.backbones),
-                                  "data_dir": str(data_dir), "settings": settings}, shard)
+                                  "data_dir": str(data_dir), "settings": settings,
+                                  "seeds": list(seeds)}, shard)
     statuses = {}
     deadline = None if time_budget is None else time.time() + time_budget
-    cells = study.cells()
-    mine = shard_cells(cells, shard)
+    runs = study_runs(study, seeds)
+    mine = shard_cells(runs, shard)
 
     def out_of_time():
         """Mark this shard's unfinished runs "out of time"; return how many."""
-        left = [c.name for _, c in mine if not rundir.is_finished(runs_dir / c.name)]
+        left = [name for _, (_, _, name) in mine if not rundir.is_finished(runs_dir / name)]
         statuses.update({name: "out of time" for name in left})
         return len(left)
     if shard is not None:
-        log(f"{study.name}: shard {shard[0]}/{shard[1]} runs {len(mine)} of {len(cells)} runs")
-    for position, cell in mine:
-        run_dir = runs_dir / cell.name
-        label = f"[{position}/{len(cells)}] {study.name}: {_describe(study, cell)}"
-        config = configs[cell.name]
+        log(f"{study.name}: shard {shard[0]}/{shard[1]} runs {len(mine)} of {len(runs)} runs")
+    for position, (cell, seed, name) in mine:
+        run_dir = runs_dir / name
+        label = (f"[{position}/{len(runs)}] {study.name}: {_describe(study, cell)}"
+                 + (f", seed {seed}" if seeds != (0,) else ""))
+        config = configs[name]
         if rundir.is_finished(run_dir) and not rerun:
             rundir.check_same_experiment(run_dir, config, data.legacy_fingerprint)
             log(f"{label}: finished, skipped")
-            statuses[cell.name] = "skipped"
+            statuses[name] = "skipped"
             continue
         if deadline is not None:
-            expected = rundir.longest_seconds(runs_dir / c.name for c in cells) or 0.0
+            expected = rundir.longest_seconds(runs_dir / n for _, _, n in runs) or 0.0
             if time.time() + expected > deadline:
                 left = out_of_time()
                 log(f"{label}: not started: the time budget has "
@@ -142,7 +149,7 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
                 if rundir.is_finished(run_dir) and not rerun:  # finished meanwhile, elsewhere
                     rundir.check_same_experiment(run_dir, config, data.legacy_fingerprint)
                     log(f"{label}: finished by another process, skipped")
-                    statuses[cell.name] = "skipped"
+                    statuses[name] = "skipped"
                     continue
                 earlier = rundir.read_run(run_dir).error
                 if earlier:
@@ -152,7 +159,7 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
                                           deadline=deadline)
         except rundir.RunBusy as exc:
             log(f"{label}: skipped: {exc}")
-            statuses[cell.name] = "busy"
+            statuses[name] = "busy"
             continue
         except TimeBudgetExceeded as exc:
             log(f"{label}: {exc}; {out_of_time()} run(s) left for the next session")
@@ -165,9 +172,9 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
             where = (f"not recorded: {unrecorded}" if unrecorded
                      else f"recorded in {run_dir / rundir.ERROR}")
             log(f"{label}: FAILED ({type(exc).__name__}: {exc}); {where}")
-            statuses[cell.name] = "failed"
+            statuses[name] = "failed"
             continue
-        statuses[cell.name] = "ok"
+        statuses[name] = "ok"
         auc = metrics["val_auc"]
         log(f"{label}: val AUC {'n/a' if auc is None else f'{auc:.4f}'} at epoch "
             f"{metrics['best_epoch']}, {time.time() - started:.0f} s")
@@ -179,6 +186,14 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
     return statuses
+
+
+def _seeds(seeds, settings):
+    """The seeds of a grid: ``--seeds``, or ``--seed S`` alone as the one seed S."""
+    seed = settings.pop("seed", None)
+    if seed is not None and seeds is not None:
+        raise ConfigError("give --seeds (the seeds of a grid) or --seed (one seed), not both")
+    return parse_seeds(seeds if seed is None else [seed])
 
 
 def train_single(run_dir, data_dir, backbone, first_trainable_block, learning_rate,

@@ -45,7 +45,9 @@ def kernel_slug(table, shard=None):
 def _check_grid_args(study, grid_args):
     """Resolve the kernel's grid options here, so a typo fails now rather than on
     Kaggle; return the weights they ask for."""
-    configs = study_configs(get_study(study), **parse_grid_args(study, grid_args))
+    settings = parse_grid_args(study, grid_args)
+    settings.pop("seed", None)  # the grid's seeds: checked when the kernel's grid starts
+    configs = study_configs(get_study(study), **settings)
     return next(iter(configs.values()))["weights"]
 
 

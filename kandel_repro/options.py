@@ -22,7 +22,7 @@ from .studies import STUDIES
 from .submission import DEFAULT_POLL, DEFAULT_TIMEOUT
 
 # Run settings a training option sets (argparse dest = config key), None = not given.
-SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed",
+SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed", "split_seed",
             "image_size", "split", "magnification", "augmenter", "precision", "jit",
             "distribute", "eval_batch_size")
 # Grid options a Kaggle kernel sets itself.
@@ -61,7 +61,11 @@ def add_training_options(p):
     g.add_argument("--head-pooling", choices=CHOICES["head_pooling"], default=None,
                    help="how the last feature map reaches the head (default flatten)")
     g.add_argument("--seed", type=int, default=None,
-                   help="seed of split, weights, augmentation (default 0)")
+                   help="seed of the head's initialisation, the shuffling and the "
+                   "augmentation (default 0); a grid's runs take theirs from --seeds")
+    g.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the train/validation(/test) split (default 0); the same for "
+                   "every seed of a grid, so its runs are scored on the same images")
     g.add_argument("--no-augmentation", action="store_true",
                    help="train without augmentation (a deviation from the paper)")
     g.add_argument("--no-augment", action="store_true", dest="no_augmentation",
@@ -247,6 +251,10 @@ def _training_parsers(sub):
                    "what is left, and stop a run at the epoch that would pass it (the run "
                    "stays unfinished and is trained again next time); e.g. inside a Kaggle "
                    "kernel")
+    g.add_argument("--seeds", default=None, metavar="N|LIST",
+                   help="train each cell once per seed: N for seeds 0 … N-1 (e.g. 3), or a "
+                   "list (e.g. 0,3,7); seed 0 keeps the run folder names of a one-seed grid, "
+                   "the others get _seed<S> (default: seed 0 only)")
     g.add_argument("--submit", action="store_true",
                    help="PCam: submit each finished run to Kaggle and record its score "
                    "(within the daily limit; the rest are queued for the next call)")
@@ -257,6 +265,9 @@ def _training_parsers(sub):
     tb = sub.add_parser("table", help="render a study's table and figures from its run folders")
     _add_study(tb)
     tb.add_argument("--out", default="tables", help="output folder (default tables/)")
+    tb.add_argument("--seeds", default=None, metavar="N|LIST",
+                    help="show only these seeds' runs (N: seeds 0 … N-1; or a list); default "
+                    "every seed found in --runs")
     tb.set_defaults(verb="table")
 
 

@@ -3,6 +3,7 @@
 - :func:`heatmap` — a table's depth × learning-rate grid;
 - :func:`learning_curves` — training loss and validation AUC per epoch;
 - :func:`roc_curves` — ROC curves with their AUC;
+- :func:`radar` — several profiles on a few measures;
 - :func:`cost_vs_depth` — trainable parameters and time per step at each depth.
 
 Each returns its matplotlib Figure and, given ``path``, saves it as PNG (atomically).
@@ -30,8 +31,10 @@ def _pyplot():
 
 
 def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None, texts=None,
-            row_title="fine-tuned blocks", column_title="learning rate"):
-    """Draw a grid of AUCs (NaN = nothing to show), annotate each cell, mark the best.
+            row_title="fine-tuned blocks", column_title="learning rate", tied=()):
+    """Draw a grid of AUCs (NaN = nothing to show), annotate each cell, mark the best
+    (red frame) and the cells tied with it (``tied``: ``(row, column)`` positions,
+    hatched, with a legend).
 
     ``texts`` overrides the annotation of each cell (e.g. "failed", "did not converge").
 
@@ -55,22 +58,35 @@ def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None,
     for (r, c), v in np.ndenumerate(values):
         text = f"{v:.3f}" if np.isfinite(v) else (texts[r, c] if texts is not None else "—")
         text = text.replace("did not converge", "did not\nconverge")
-        colour = "white" if not np.isfinite(v) or v < (vmin + vmax) / 2 else "black"
+        colour = "dimgrey" if not np.isfinite(v) else "white" if v < (vmin + vmax) / 2 else "black"
         weight = "bold" if best == (r, c) else "normal"
         ax.text(c, r, text, ha="center", va="center", color=colour, fontweight=weight)
     if best is not None:
         ax.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False,
-                                   edgecolor="red", linewidth=2))
+                                   edgecolor="red", linewidth=2, label="best"))
+    for r, c in tied:
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///",
+                                   edgecolor="white", linewidth=0))
+    if best is not None:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor="none", edgecolor="red", linewidth=2, label="best")]
+        if tied:
+            handles.append(Patch(facecolor="lightgrey", edgecolor="black", hatch="///",
+                                 linewidth=0.5, label="tied with the best"))
+        fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False,
+                   handleheight=1.4)
     fig.colorbar(image, ax=ax, label=metric)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07 if best is not None else 0, 1, 1))
     return _save(fig, path)
 
 
-def _save(fig, path):
-    """Save ``fig`` as PNG atomically when ``path`` is given; return the figure."""
+def _save(fig, path, tight=False):
+    """Save ``fig`` as PNG atomically when ``path`` is given; return the figure.
+    ``tight``: crop to what is drawn (labels outside the axes included)."""
     if path is not None:
         with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=120)
+            fig.savefig(tmp, dpi=120, bbox_inches="tight" if tight else None)
         _pyplot().close(fig)
     return fig
 
@@ -153,6 +169,38 @@ def roc_curves(curves, path=None, title=None):
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def radar(profiles, axes, path=None, title=None):
+    """A radar (spider) chart: ``profiles`` ``{label: [value per axis]}`` on ``axes``
+    (names), each in [0, 1]; one closed outline per profile."""
+    plt = _pyplot()
+    angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False)
+    fig, ax = plt.subplots(figsize=(7.2, 7.4), subplot_kw={"projection": "polar"})
+    cmap = plt.get_cmap("viridis")
+    for i, (label, values) in enumerate(profiles.items()):
+        values = np.asarray(values, dtype=float)
+        colour = cmap(i / max(len(profiles) - 1, 1) * 0.9)
+        ax.plot(np.r_[angles, angles[:1]], np.r_[values, values[:1]], color=colour, label=label)
+        ax.fill(np.r_[angles, angles[:1]], np.r_[values, values[:1]], color=colour, alpha=0.08)
+    ax.set_theta_offset(np.pi / 2)  # the first axis at the top, then clockwise
+    ax.set_theta_direction(-1)
+    ax.set_xticks(angles, axes)
+    for label, angle in zip(ax.get_xticklabels(), angles):
+        side = np.sin(angle)  # right of the centre > 0 (clockwise from the top)
+        label.set_horizontalalignment("left" if side > 0.1 else "right" if side < -0.1 else "center")
+    ax.tick_params(axis="x", pad=8)
+    ax.set_rlabel_position(np.degrees(angles[1]) / 2)  # between the first two axes
+    finite = np.concatenate([np.asarray(v, dtype=float) for v in profiles.values()])
+    finite = finite[np.isfinite(finite)]
+    low = max(0.0, np.floor((finite.min() if finite.size else 0.0) * 10) / 10 - 0.1)
+    ax.set_ylim(low, 1.0)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(3, len(profiles)),
+              fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path, tight=True)
 
 
 def cost_vs_depth(frame, path=None, title=None):

@@ -62,6 +62,7 @@ class Protocol:
     head_pooling: str = "flatten"
     stratified_split: bool = True
     seed: int = 0
+    split_seed: int = 0
     weights: str = "imagenet"
 
 
@@ -115,7 +116,10 @@ SOURCES = {
     "head_pooling": "our choice: Flatten of the last feature map (3×3×512 for VGG at "
     "96×96) before Dropout; --head-pooling avg uses global average pooling",
     "stratified_split": "our choice: the 80/20 split is stratified by label",
-    "seed": "our choice: seed 0 for the split, initialisation and augmentation",
+    "seed": "our choice: seed 0 for the head's initialisation, the shuffling and the "
+    "augmentation stream; a grid's --seeds trains each cell once per seed",
+    "split_seed": "our choice: seed 0 for the train/validation(/test) split, the same for "
+    "every seed of a table so that its runs are scored on the same images",
     "weights": "paper §4.1: ImageNet weights from keras.applications",
     "test_fraction": "paper §4.3: BreakHis split 80 % / 10 % / 10 %",
     "split": "paper §4.3: images split at random (our 'image' split, stratified by label)",
@@ -138,44 +142,78 @@ def source_of(name, protocol="pcam"):
     return SOURCES.get(name, "")
 
 
+@dataclass(frozen=True)
+class Finding:
+    """A finding of the paper's text and, where a grid can check it, the claim it makes.
+
+    Claims name cells by their row and column labels (``("3–5", "1e-4")``):
+    ``("best", cell)`` the best cell of the table; ``("best_in_column", column, row)``
+    and ``("best_in_row", row, column)`` the best of a column or a row; ``("worse",
+    a, b)`` cell a below cell b; ``("similar_row", row)`` the cells of a row alike;
+    ``("not_converged", [cells])``; ``("all", [claims])``. ``claim=None``: the grid
+    alone cannot check it (it speaks of time, or of other tables).
+    :mod:`kandel_repro.compare` gives each claim a verdict from the runs.
+    """
+
+    text: str
+    claim: tuple = None
+
+
 # The paper's text findings, quoted beside our tables. The paper's tables give numbers
-# we do not repeat here: only what its text states is quoted.
+# we do not repeat here: only what its text states is quoted. Where the text names no
+# learning rate for a comparison of depths, the claim takes the paper's best, 1e-4.
 FINDINGS = {
     "table2": [
-        "Best AUC ≈ 0.96 when blocks 3–5 are fine-tuned at 1e-4 (§4.2).",
-        "Fine-tuning the whole network (1–5) is worse than blocks 3–5.",
-        "Blocks 2–5 are worse than blocks 3–5.",
-        "Top block only: the three learning rates are nearly equal, 1e-3 slightly best.",
-        "1e-4 is the best trade-off between time and performance (§5).",
+        Finding("Best AUC ≈ 0.96 when blocks 3–5 are fine-tuned at 1e-4 (§4.2).",
+                ("best", ("3–5", "1e-4"))),
+        Finding("Fine-tuning the whole network (1–5) is worse than blocks 3–5.",
+                ("worse", ("1–5", "1e-4"), ("3–5", "1e-4"))),
+        Finding("Blocks 2–5 are worse than blocks 3–5.",
+                ("worse", ("2–5", "1e-4"), ("3–5", "1e-4"))),
+        Finding("Top block only: the three learning rates are nearly equal, 1e-3 slightly best.",
+                ("similar_row", "5")),
+        Finding("1e-4 is the best trade-off between time and performance (§5)."),
     ],
     "table3": [
-        "Best AUC when blocks 3–5 are fine-tuned at 1e-4; 1e-5 performs comparably (§4.2).",
-        "At 1e-3 the best result comes from fine-tuning only the top two blocks (4–5).",
+        Finding("Best AUC when blocks 3–5 are fine-tuned at 1e-4; 1e-5 performs comparably "
+                "(§4.2).", ("best", ("3–5", "1e-4"))),
+        Finding("At 1e-3 the best result comes from fine-tuning only the top two blocks (4–5).",
+                ("best_in_column", "1e-3", "4–5")),
     ],
     "table4": [
-        "Top block only (13): the three learning rates are nearly equal, 1e-3 highest, "
-        "1e-4 lowest (§4.2).",
-        "At 1e-4 and 1e-5 fine-tuning the whole network (1–13) is best.",
-        "At 1e-3 the best is blocks 6–13 (the first five blocks frozen).",
+        Finding("Top block only (13): the three learning rates are nearly equal, 1e-3 highest, "
+                "1e-4 lowest (§4.2).", ("similar_row", "13")),
+        Finding("At 1e-4 and 1e-5 fine-tuning the whole network (1–13) is best.",
+                ("all", [("best_in_column", "1e-4", "1–13"), ("best_in_column", "1e-5", "1–13")])),
+        Finding("At 1e-3 the best is blocks 6–13 (the first five blocks frozen).",
+                ("best_in_column", "1e-3", "6–13")),
     ],
     "table5": [
-        "VGG16 and VGG19 do not converge at 1e-3 (§4.2).",
-        "VGG16 is best at 1e-4; VGG19 is worse at 1e-4 than at 1e-5.",
-        "InceptionV3 converges better with smaller learning rates and is best at 1e-4.",
-        "No network trained from scratch beats fine-tuning.",
+        Finding("VGG16 and VGG19 do not converge at 1e-3 (§4.2).",
+                ("not_converged", [("VGG16", "1e-3"), ("VGG19", "1e-3")])),
+        Finding("VGG16 is best at 1e-4; VGG19 is worse at 1e-4 than at 1e-5.",
+                ("all", [("best_in_row", "VGG16", "1e-4"),
+                         ("worse", ("VGG19", "1e-4"), ("VGG19", "1e-5"))])),
+        Finding("InceptionV3 converges better with smaller learning rates and is best at 1e-4.",
+                ("best_in_row", "InceptionV3", "1e-4")),
+        Finding("No network trained from scratch beats fine-tuning."),
     ],
     "table6": [
-        "Agrees with PCam (§4.3): at 1e-3 the top block only (5) is best.",
-        "At 1e-4 blocks 3–5 are best; overall best is blocks 3–5 at 1e-5.",
+        Finding("Agrees with PCam (§4.3): at 1e-3 the top block only (5) is best.",
+                ("best_in_column", "1e-3", "5")),
+        Finding("At 1e-4 blocks 3–5 are best; overall best is blocks 3–5 at 1e-5.",
+                ("all", [("best_in_column", "1e-4", "3–5"), ("best", ("3–5", "1e-5"))])),
     ],
     "table7": [
-        "Like PCam (§4.3): at 1e-3 the top block only (5) is best.",
-        "At 1e-4 and 1e-5 blocks 3–5 are best.",
+        Finding("Like PCam (§4.3): at 1e-3 the top block only (5) is best.",
+                ("best_in_column", "1e-3", "5")),
+        Finding("At 1e-4 and 1e-5 blocks 3–5 are best.",
+                ("all", [("best_in_column", "1e-4", "3–5"), ("best_in_column", "1e-5", "3–5")])),
     ],
     "table8": [
-        "The paper's text gives no finding specific to InceptionV3 on BreakHis beyond "
-        "its Table 8; its conclusion (§5) is that InceptionV3 gains from fine-tuning the "
-        "whole network.",
+        Finding("The paper's text gives no finding specific to InceptionV3 on BreakHis beyond "
+                "its Table 8; its conclusion (§5) is that InceptionV3 gains from fine-tuning "
+                "the whole network."),
     ],
 }
 

@@ -13,6 +13,7 @@ Words: a *study* is this specification; ``kandel-repro grid STUDY``
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -81,7 +82,7 @@ class Study:
     fixed: MappingProxyType = field(default_factory=dict)  # settings of every run
     findings: tuple = ()  # the paper's text about it, quoted under the table
     marks_non_convergence: bool = False  # show "did not converge" (Table 5's rule)
-    figures: tuple = ("heatmap", "curves", "roc")  # kandel_repro.tables.FIGURES
+    figures: tuple = ("heatmap", "curves", "roc", "radar")  # kandel_repro.tables.FIGURES
 
     def __post_init__(self):
         object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
@@ -151,6 +152,49 @@ STUDIES = {s.name: s for s in (
 )}
 
 
+def run_name(cell, seed=0):
+    """The folder of ``cell``'s run with ``seed``: the cell's name for seed 0 (the name
+    grids have always used), ``<cell>_seed<S>`` for the others."""
+    return cell.name if int(seed) == 0 else f"{cell.name}_seed{int(seed)}"
+
+
+def seed_of(cell, folder_name):
+    """The seed of ``cell``'s run in folder ``folder_name``, or None if it is not one."""
+    if folder_name == cell.name:
+        return 0
+    match = re.fullmatch(re.escape(cell.name) + r"_seed(\d+)", folder_name)
+    return int(match.group(1)) if match else None
+
+
+def parse_seeds(seeds):
+    """``--seeds``: ``N`` (seeds 0 … N−1) or a list ``0,3,7``; None → ``(0,)``."""
+    if seeds is None:
+        return (0,)
+    if isinstance(seeds, int):
+        text = str(seeds)
+    elif isinstance(seeds, (list, tuple)):
+        text = ",".join(map(str, seeds))
+    else:
+        text = str(seeds).strip()
+    try:
+        if "," in text or isinstance(seeds, (list, tuple)):
+            values = tuple(int(part) for part in text.split(",") if part.strip())
+        else:
+            values = tuple(range(int(text)))
+    except ValueError:
+        raise ConfigError(f"--seeds takes a count (3: seeds 0, 1, 2) or a list (0,3,7), got "
+                          f"{seeds!r}") from None
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise ConfigError(f"--seeds needs at least one seed, each ≥ 0 and none twice, got {seeds!r}")
+    return values
+
+
+def study_runs(study, seeds=(0,)):
+    """``[(cell, seed, run name)]``: every run of the study, seed by seed (a whole table
+    of seed 0 first), cell by cell, in the order a grid trains them."""
+    return [(cell, seed, run_name(cell, seed)) for seed in seeds for cell in study.cells()]
+
+
 def get_study(name):
     try:
         return STUDIES[name]
@@ -158,14 +202,18 @@ def get_study(name):
         raise ConfigError(f"unknown study {name!r}; available: {', '.join(STUDIES)}") from None
 
 
-def study_configs(study, **settings):
-    """The resolved config of every cell: protocol ← the user's ``settings`` ← the
-    study's fixed settings and the cell's own. A user setting that contradicts a fixed
-    one is refused (compared in its normalised spelling, so ``weights="scratch"`` agrees
-    with Table 5's ``"none"``)."""
+def study_configs(study, seeds=(0,), **settings):
+    """The resolved config of every run (``{run name: config}``, see :func:`study_runs`):
+    protocol ← the user's ``settings`` ← the study's fixed settings and the cell's own ←
+    the run's seed. A user setting that contradicts a fixed one is refused (compared in
+    its normalised spelling, so ``weights="scratch"`` agrees with Table 5's ``"none"``)."""
     for key, value in study.fixed.items():
         given = settings.get(key)
         if given is not None and normalise(key, given) != normalise(key, value):
             raise ConfigError(f"{study.name} fixes {key}={value!r}; got {given!r}")
-    return {cell.name: resolve_config(protocol=study.protocol, **{**settings, **cell.settings})
-            for cell in study.cells()}
+    if settings.get("seed") is not None:
+        raise ConfigError("a study's runs take their seeds from --seeds (the seed of each "
+                          "run); give --seeds instead of --seed")
+    return {name: resolve_config(protocol=study.protocol,
+                                 **{**settings, **cell.settings, "seed": seed})
+            for cell, seed, name in study_runs(study, seeds)}

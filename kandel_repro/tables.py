@@ -1,27 +1,38 @@
 """Tables: a study's run folders aggregated into Markdown, CSV and figures.
 
-Tables are generated, never edited by hand. On PCam a cell shows the Kaggle private
-test AUC when every finished run of the table has been scored by Kaggle, otherwise the
-validation ROC AUC of the best epoch; on BreakHis it shows the AUC on the held-out
-10 % test split, as the paper does. The header says which, and states the data set,
-the weights and every setting that differs from the paper; the paper's own findings
-(its text, no invented numbers) stand below the grid. In Table 5 a run that did not
-converge (rule in :data:`kandel_repro.protocol.NOT_CONVERGED_BELOW_AUC`) is shown as
-such, not as a number.
+Tables are generated, never edited by hand. A table is assembled once from the run
+folders (:func:`assemble`): one row per run (cell × seed), one summary per cell over its
+seeds, the best cell and the cells tied with it (:mod:`kandel_repro.compare`), and the
+paper's findings with this grid's verdict. On PCam a cell shows the Kaggle private test
+AUC when every finished run has been scored by Kaggle, otherwise the validation ROC AUC
+of the best epoch; on BreakHis the AUC on the held-out 10 % test split, as the paper
+does. The header says which, and states the data set, the weights, the seeds and every
+setting that differs from the paper; the paper's own findings (its text, no invented
+numbers) stand below the grid. In Table 5 a run that did not converge (rule in
+:data:`kandel_repro.protocol.NOT_CONVERGED_BELOW_AUC`) is shown as such, not as a
+number.
+
+Files: ``<study>.md``; ``<study>.csv`` (one row per run, unrounded); ``<study>_cells.csv``
+(one row per cell: n, mean, sd, min, max, CI, best, tied, p-values against the best per
+seed); the figures of :data:`FIGURES`.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import rundir
+from .compare import Evidence, verdict
 from .data.readers import get_reader
-from .plots import heatmap, learning_curves, roc_curves
-from .protocol import NOT_CONVERGED_BELOW_AUC, deviations
 from .errors import ConfigError
+from .plots import heatmap, learning_curves, radar, roc_curves
+from .protocol import NOT_CONVERGED_BELOW_AUC, deviations
 from .runio import check_writable, write_csv, write_text
-from .studies import get_study
+from .stats import MEASURES, TABLE_RULE, run_summary
+from .studies import get_study, parse_seeds, run_name, seed_of
 
 METRICS = {
     "kaggle_private_auc": ("Kaggle private-leaderboard test ROC AUC, scored by Kaggle "
@@ -32,6 +43,9 @@ METRICS = {
 }
 SHORT = {"kaggle_private_auc": "Kaggle private AUC", "val_auc": "validation AUC",
          "test_auc": "test AUC"}
+FACTS = ("val_auc", "test_auc", "synthetic_test_auc", "kaggle_public_auc", "kaggle_private_auc",
+         "best_epoch", "epochs_run", "stopped_reason", "wall_seconds", "train_images_per_second")
+TIED_MARK = "≈"
 
 
 def _converged(metrics):
@@ -40,42 +54,87 @@ def _converged(metrics):
             and metrics.get("stopped_reason") != "non-finite loss")
 
 
-def collect(study_name, runs_dir):
-    """One row per run of the study: status, AUCs and run facts, as a DataFrame; and
-    the configs of the finished runs.
+def _summary(run_dir, metrics, labelled_test):
+    """The run's CIs and threshold measures: as recorded, or (runs made before they were)
+    computed from its prediction files; {} when those are missing."""
+    if "val_auc_ci" in metrics:
+        return {k: v for k, v in metrics.items()
+                if k.endswith("_ci") or k.endswith(("_t05", "_youden")) or k in (
+                    "youden_threshold", "measures_split")}
+    import pandas as pd
+
+    try:
+        val = pd.read_csv(run_dir / rundir.VAL_PREDICTIONS)
+        test = pd.read_csv(run_dir / rundir.TEST_PREDICTIONS) if labelled_test else None
+        return run_summary(val["label"], val["prediction"],
+                           None if test is None else test["label"],
+                           None if test is None else test["prediction"])
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _flat(summary):
+    """CI pairs as two columns each, for the CSV."""
+    out = {}
+    for key, value in summary.items():
+        if key.endswith("_ci") and isinstance(value, (list, tuple)) and len(value) == 2:
+            out[f"{key}_low"], out[f"{key}_high"] = value
+        else:
+            out[key] = value
+    return out
+
+
+def collect(study_name, runs_dir, seeds=None):
+    """One row per run of the study (cell × seed; the seeds found in ``runs_dir``, or
+    ``seeds``): status, AUCs, CIs, measures and run facts, as a DataFrame; and the
+    configs of the finished runs.
 
     Refuses (:class:`~kandel_repro.errors.ConfigError`) a folder whose finished runs
-    were made with different experiment settings (other data, epochs, seed…): one table
-    is one experiment, as :func:`kandel_repro.grid.run_grid` keeps it.
+    were made with different experiment settings (other data, epochs, split…): one
+    table is one experiment, as :func:`kandel_repro.grid.run_grid` keeps it.
     """
     import pandas as pd
 
     study = get_study(study_name)
+    runs_dir = Path(runs_dir)
+    seeds = _seeds(study, runs_dir, seeds)
+    labelled_test = get_reader(study.dataset).labelled_test
     rows, configs, named = [], [], {}
-    for cell in study.cells():
-        run = rundir.read_run(Path(runs_dir) / cell.name)
-        metrics = run.metrics or {}
-        rows.append({
-            "table": study.name, "run": cell.name, "row": cell.row.label,
-            "column": cell.column.label, "backbone": cell.backbone,
-            "first_trainable_block": cell.first_trainable_block,
-            "learning_rate": cell.learning_rate, "status": run.status,
-            "converged": _converged(metrics) if run.status == "ok" else None,
-            **{key: metrics.get(key) for key in (
-                "val_auc", "test_auc", "synthetic_test_auc", "kaggle_public_auc",
-                "kaggle_private_auc", "best_epoch", "epochs_run", "stopped_reason",
-                "wall_seconds", "train_images_per_second")},
-            "error": (run.error or {}).get("error"),
-        })
-        if run.config and run.status == "ok":
-            configs.append(run.config)
-            named[cell.name] = run.config
+    for seed in seeds:
+        for cell in study.cells():
+            name = run_name(cell, seed)
+            run = rundir.read_run(runs_dir / name)
+            metrics = run.metrics or {}
+            summary = _summary(runs_dir / name, metrics, labelled_test) if run.metrics else {}
+            rows.append({
+                "table": study.name, "run": name, "row": cell.row.label,
+                "column": cell.column.label, "seed": seed, "backbone": cell.backbone,
+                "first_trainable_block": cell.first_trainable_block,
+                "learning_rate": cell.learning_rate, "status": run.status,
+                "converged": _converged(metrics) if run.status == "ok" else None,
+                **{key: metrics.get(key) for key in FACTS}, **_flat(summary),
+                "error": (run.error or {}).get("error"),
+            })
+            if run.config and run.status == "ok":
+                configs.append(run.config)
+                named[name] = run.config
     _refuse_mixed(study, runs_dir, named)
     return pd.DataFrame(rows), configs
 
 
+def _seeds(study, runs_dir, seeds):
+    if seeds is not None:
+        return parse_seeds(seeds)
+    found = set()
+    if runs_dir.is_dir():
+        names = [entry.name for entry in runs_dir.iterdir() if entry.is_dir()]
+        for cell in study.cells():
+            found |= {s for s in (seed_of(cell, n) for n in names) if s is not None}
+    return tuple(sorted(found)) or (0,)
+
+
 def _refuse_mixed(study, runs_dir, configs):
-    mixed = rundir.mixed_settings(configs, varied=study.varied_keys)
+    mixed = rundir.mixed_settings(configs, varied=study.varied_keys | {"seed"})
     if not mixed:
         return
 
@@ -121,12 +180,13 @@ def _describe_data(configs):
 
 def _deviations(configs, study=None):
     """Differences from the paper's protocol; a study's own fixed settings (Table 5's
-    random weights) are the experiment, not a deviation."""
-    fixed = study.fixed if study is not None else {}
+    random weights) are the experiment, not a deviation, and the seeds of the runs are
+    listed on their own line."""
+    skip = set(study.fixed if study is not None else ()) | {"seed"}
     seen = []
     for config in configs:
         lines = deviations(config)
-        seen += [line for line in lines if line.split(":")[0] not in fixed and line not in seen]
+        seen += [line for line in lines if line.split(":")[0] not in skip and line not in seen]
     return seen
 
 
@@ -157,53 +217,146 @@ def _computed_with(configs):
             f"{'; '.join(values('device', 'not recorded'))}")
 
 
-def grid_values(frame, study, metric):
-    """``(row labels, values, cell texts)``; NaN where there is no number to show."""
-    rows = [level.label for level in study.rows]
-    columns = [level.label for level in study.columns]
-    values = np.full((len(rows), len(columns)), np.nan)
-    texts = np.full(values.shape, "—", dtype=object)
-    for _, row in frame.iterrows():
-        r, c = rows.index(row["row"]), columns.index(row["column"])
-        value = row[metric]
-        if row["status"] == "failed":
-            texts[r, c] = "failed"
-        elif row["status"] != "ok":
-            continue
-        elif study.marks_non_convergence and not row["converged"]:
-            texts[r, c] = "did not converge"
-        elif value is None or not np.isfinite(value):
-            texts[r, c] = "n/a"
-        else:
-            values[r, c] = value
-            texts[r, c] = f"{value:.4f}"
-    return rows, values, texts
+@dataclass
+class Table:
+    """A study's runs, assembled: ``frame`` (one row per run), ``configs`` (of the
+    finished runs), ``cells`` (one row per cell, see :func:`assemble`), the ``metric``
+    shown, the ``seeds``, the ``evidence`` the comparisons come from, the ``best``
+    cell (row, column) and the verdicts on the paper's ``findings``."""
+
+    study: object
+    runs_dir: Path
+    frame: object
+    configs: list
+    cells: object
+    metric: str
+    seeds: tuple
+    evidence: Evidence
+    best: tuple
+    findings: list
+
+    @property
+    def texts(self):
+        """``(values, texts)`` arrays in the study's row × column layout."""
+        rows = [level.label for level in self.study.rows]
+        columns = [level.label for level in self.study.columns]
+        values = np.full((len(rows), len(columns)), np.nan)
+        texts = np.full(values.shape, "—", dtype=object)
+        for _, cell in self.cells.iterrows():
+            r, c = rows.index(cell["row"]), columns.index(cell["column"])
+            values[r, c] = cell["mean"]
+            texts[r, c] = cell["text"]
+        return values, texts
+
+    def position(self, cell):
+        rows = [level.label for level in self.study.rows]
+        columns = [level.label for level in self.study.columns]
+        return rows.index(cell[0]), columns.index(cell[1])
+
+    def name(self, cell):
+        """A cell in words: ``blocks 3–5 at 1e-4``."""
+        rows = {level.label: level for level in self.study.rows}
+        return f"{rows[cell[0]].name} at {cell[1]}"
 
 
-def best_cell(values):
-    """``(row, column)`` of the highest value, or None when nothing is finite."""
-    if not np.isfinite(values).any():
-        return None
-    return tuple(int(i) for i in np.unravel_index(np.nanargmax(values), values.shape))
+def assemble(study_name, runs_dir, seeds=None):
+    """Read a study's run folders once into a :class:`Table`."""
+    import pandas as pd
 
-
-def render_markdown(study_name, frame, configs, command):
     study = get_study(study_name)
+    frame, configs = collect(study_name, runs_dir, seeds)
     metric = choose_metric(frame, study)
-    rows, values, texts = grid_values(frame, study, metric)
-    best = best_cell(values)
+    seeds = tuple(sorted(frame["seed"].unique()))
+    values, runs, converged = {}, {}, {}
+    for _, run in frame.iterrows():
+        cell = (run["row"], run["column"])
+        if run["status"] != "ok":
+            continue
+        runs.setdefault(cell, {})[run["seed"]] = run["run"]
+        converged.setdefault(cell, {})[run["seed"]] = bool(run["converged"])
+        value = run[metric]
+        usable = value is not None and np.isfinite(value)
+        if usable and not (study.marks_non_convergence and not run["converged"]):
+            values.setdefault(cell, {})[run["seed"]] = float(value)
+    split = "test" if metric == "test_auc" else "validation"
+    evidence = Evidence(study, runs_dir, values, runs, split, converged)
+    best, per_cell, tied = evidence.ties()
+    per_seed = evidence.best_per_seed()
+    rows = []
+    for cell in study.cells():
+        key = (cell.row.label, cell.column.label)
+        mine = frame[(frame["row"] == key[0]) & (frame["column"] == key[1])]
+        numbers = np.array(list(values.get(key, {}).values()), dtype=float)
+        ci = [np.nan, np.nan]
+        if len(numbers) == 1:
+            ci_key = f"{metric}_ci"
+            seed = next(iter(values[key]))
+            run = mine[mine["seed"] == seed].iloc[0]
+            if f"{ci_key}_low" in run and np.isfinite(run.get(f"{ci_key}_low", np.nan)):
+                ci = [run[f"{ci_key}_low"], run[f"{ci_key}_high"]]
+        row = {
+            "table": study.name, "row": key[0], "column": key[1], "backbone": cell.backbone,
+            "first_trainable_block": cell.first_trainable_block,
+            "learning_rate": cell.learning_rate, "metric": metric,
+            "runs_finished": int((mine["status"] == "ok").sum()),
+            "runs_failed": int((mine["status"] == "failed").sum()),
+            "n": len(numbers),
+            "mean": float(numbers.mean()) if len(numbers) else np.nan,
+            "sd": float(numbers.std(ddof=1)) if len(numbers) > 1 else np.nan,
+            "min": float(numbers.min()) if len(numbers) else np.nan,
+            "max": float(numbers.max()) if len(numbers) else np.nan,
+            "ci_low": ci[0], "ci_high": ci[1],
+            "best": key == best,
+            "tied_with_best": (None if key == best or key not in tied else tied[key]),
+            "best_in_seeds": sum(1 for c in per_seed.values() if c == key),
+            **{f"p_vs_best_seed{s}": p for s, _, p in per_cell.get(key, [])},
+            **{f"diff_vs_best_seed{s}": d for s, d, _ in per_cell.get(key, [])},
+        }
+        row["text"] = _cell_text(row, mine, study, ci)
+        rows.append(row)
+    cells = pd.DataFrame(rows)
+    table = Table(study, Path(runs_dir), frame, configs, cells, metric, seeds, evidence, best, [])
+    table.findings = [(f.text, *verdict(f.claim, evidence, table.name)) for f in study.findings]
+    return table
+
+
+def _cell_text(row, runs, study, ci):
+    """What the Markdown table shows in a cell."""
+    if row["n"] == 0:
+        if (runs["status"] == "ok").any() and study.marks_non_convergence:
+            return "did not converge"
+        if (runs["status"] == "ok").any():
+            return "n/a"
+        return "failed" if (runs["status"] == "failed").any() else "—"
+    if row["n"] == 1:
+        text = f"{row['mean']:.4f}"
+        if np.isfinite(ci[0]):
+            text += f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+    else:
+        text = f"{row['mean']:.4f} ({row['min']:.4f}–{row['max']:.4f}, n={row['n']})"
+    if row["best"]:
+        return f"**{text}**"
+    return text + (f" {TIED_MARK}" if row["tied_with_best"] else "")
+
+
+def render_markdown(table, command):
+    """The Markdown of a :class:`Table`."""
+    study, metric, configs = table.study, table.metric, table.configs
     lines = [f"# {study.title}: {study.row_header.lower()} × {study.column_header.lower()}", ""]
     caveat = _caveat(configs, study)
     if caveat:
         lines += [f"> **Made from {caveat}: not comparable to the paper.**", ""]
     weights = sorted({c.get("weights") for c in configs}) or ["—"]
     devs = _deviations(configs, study)
-    done = int((frame["status"] == "ok").sum())
+    done = int((table.frame["status"] == "ok").sum())
+    split_seeds = sorted({c.get("split_seed", 0) for c in configs}) or [0]
     lines += [
         f"- Data: {_describe_data(configs)}",
         f"- Backbone: {', '.join(study.backbones)}; weights: {', '.join(weights)}",
         f"- Metric: {METRICS[metric]}",
-        f"- Runs finished: {done} of {len(frame)}",
+        f"- Runs finished: {done} of {len(table.frame)}",
+        _seeds_line(table, split_seeds),
+        _ties_line(table),
     ]
     if study.marks_non_convergence:
         lines.append(f"- \"did not converge\": best validation AUC below "
@@ -215,146 +368,225 @@ def render_markdown(study_name, frame, configs, command):
     lines += [f"- Made by: `{command}`", ""]
     header = [study.row_header] + [level.label for level in study.columns]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r, label in enumerate(rows):
-        cells = [f"**{t}**" if best == (r, c) else str(t) for c, t in enumerate(texts[r])]
-        lines.append("| " + " | ".join([label] + cells) + " |")
+    _, texts = table.texts
+    for r, level in enumerate(study.rows):
+        lines.append("| " + " | ".join([level.label] + [str(t) for t in texts[r]]) + " |")
     lines.append("")
-    if best is not None:
-        lines.append(f"Best cell in bold: {study.rows[best[0]].name} at "
-                     f"{study.column_header.lower()} {study.columns[best[1]].label}.")
+    if table.best is not None:
+        lines.append(f"Best cell in bold{' (highest mean over the seeds)' if len(table.seeds) > 1 else ''}: "
+                     f"{study.rows[table.position(table.best)[0]].name} at "
+                     f"{study.column_header.lower()} {table.best[1]}.")
+        counts = table.cells[table.cells["best_in_seeds"] > 0].sort_values(
+            "best_in_seeds", ascending=False)
+        if len(table.seeds) > 1 and len(counts):
+            lines.append("Best cell per seed: " + "; ".join(
+                f"{table.name((c['row'], c['column']))} in {c['best_in_seeds']} of "
+                f"{len(table.seeds)} seeds" for _, c in counts.iterrows()) + ".")
     lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV).")
-    lines += ["", "## The paper's findings for this table (its text)", ""]
-    lines += [f"- {f}" for f in study.findings]
+    lines += ["", "## The paper's findings for this table (its text), and this grid's answer", ""]
+    lines += [f"- {text} — **{v}**: {reason}." for text, v, reason in table.findings]
+    if table.findings:
+        lines += ["", "Answers are computed from the runs (`kandel_repro/compare.py`): "
+                  "*supported* or *contradicted* when DeLong's paired test separates the cells "
+                  "named at 5 % (Holm-adjusted) in every seed, *not distinguishable* otherwise."]
     lines.append("")
     return "\n".join(lines)
 
 
-def run_histories(study_name, runs_dir):
+def _seeds_line(table, split_seeds):
+    seeds = ", ".join(map(str, table.seeds))
+    split = f"split seed {', '.join(map(str, split_seeds))}"
+    if len(table.seeds) == 1:
+        return (f"- Seed {seeds} ({split}); a cell shows its AUC and DeLong's 95 % confidence "
+                "interval [low, high]")
+    return (f"- Seeds {seeds} ({split}: every run scored on the same images); a cell shows "
+            "the mean over its seeds (min–max, n = runs)")
+
+
+def _ties_line(table):
+    compared = sum(1 for _, c in table.cells.iterrows() if c["tied_with_best"] is not None)
+    if table.best is None:
+        return "- Tied with the best: nothing to compare yet"
+    if not compared:
+        return ("- Tied with the best: not judged (no prediction files to compare; runs made "
+                "before predictions were kept, or a single cell)")
+    split = f"{table.evidence.split} split"
+    if table.metric == "kaggle_private_auc":
+        split += " (Kaggle keeps the test labels)"
+    return (f"- {TIED_MARK}: tied with the best — not significantly below it by DeLong's paired "
+            f"test on the same {split} images, Holm-adjusted over the table's {compared} "
+            "comparisons, 5 %" + (", in at least one seed (a cell counts as below the best "
+                                  "only if it is in every seed)" if len(table.seeds) > 1 else ""))
+
+
+def run_histories(table):
     """``({label: history DataFrame}, {label: colour index}, {label: style index})`` of
     the finished runs: colour by row (depth or architecture), line style by column
     (learning rate; see :func:`curve_legend` for the names)."""
     import pandas as pd
 
-    study = get_study(study_name)
+    study = table.study
+    rows = [level.label for level in study.rows]
+    columns = [level.label for level in study.columns]
     histories, colors, styles = {}, {}, {}
-    for cell in study.cells():
-        run_dir = Path(runs_dir) / cell.name
-        if not rundir.is_finished(run_dir) or not (run_dir / rundir.HISTORY).exists():
+    for _, run in table.frame[table.frame["status"] == "ok"].iterrows():
+        path = table.runs_dir / run["run"] / rundir.HISTORY
+        if not path.exists():
             continue
-        histories[cell.description] = pd.read_csv(run_dir / rundir.HISTORY)
-        colors[cell.description] = study.rows.index(cell.row)
-        styles[cell.description] = study.columns.index(cell.column)
+        label = (f"{study.rows[rows.index(run['row'])].name}, "
+                 f"{study.columns[columns.index(run['column'])].name}"
+                 + (f", seed {run['seed']}" if len(table.seeds) > 1 else ""))
+        histories[label] = pd.read_csv(path)
+        colors[label] = rows.index(run["row"])
+        styles[label] = columns.index(run["column"])
     return histories, colors, styles
 
 
-def curve_legend(study_name):
+def curve_legend(study):
     """``(colour index → row name, style index → column name)`` for learning_curves."""
-    study = get_study(study_name)
     return ({i: level.name for i, level in enumerate(study.rows)},
             {i: level.name for i, level in enumerate(study.columns)})
 
 
-def best_cell_predictions(study_name, runs_dir, frame=None):
+def best_cell_predictions(table):
     """``{label: (labels, scores)}``: per column (learning rate), the predictions of the
-    cell with the best validation AUC — on the held-out test split where the data set's
-    test split is labelled (BreakHis), else on the validation split (Kaggle's PCam, whose
-    test labels are hidden). ``frame``: :func:`collect`'s, when the caller has it."""
+    cell with the best mean, of its first seed — on the held-out test split where the
+    data set's test split is labelled (BreakHis), else on the validation split (Kaggle's
+    PCam, whose test labels are hidden)."""
     import pandas as pd
 
-    study = get_study(study_name)
-    if frame is None:
-        frame, _ = collect(study_name, runs_dir)
-    name = (rundir.TEST_PREDICTIONS if get_reader(study.dataset).labelled_test
+    name = (rundir.TEST_PREDICTIONS if get_reader(table.study.dataset).labelled_test
             else rundir.VAL_PREDICTIONS)
-    done = frame[frame["status"] == "ok"].dropna(subset=["val_auc"])
-    done = done[done["run"].map(lambda run: (Path(runs_dir) / run / name).is_file()).astype(bool)]
-    rows = {level.label: level for level in study.rows}
     curves = {}
-    for column in study.columns:
-        cells = done[done["column"] == column.label]
-        if cells.empty:
-            continue
-        best = cells.loc[cells["val_auc"].idxmax()]
-        predictions = pd.read_csv(Path(runs_dir) / best["run"] / name)
-        curves[f"{column.name}: {rows[best['row']].name}"] = (predictions["label"],
-                                                             predictions["prediction"])
+    for column in table.study.columns:
+        cells = [c for c in table.evidence.cells() if c[1] == column.label]
+        ranked = sorted(cells, key=table.evidence.mean, reverse=True)
+        for cell in ranked:
+            run = table.evidence.runs[cell][min(table.evidence.values[cell])]
+            path = table.runs_dir / run / name
+            if path.is_file():
+                predictions = pd.read_csv(path)
+                label = f"{column.name}: {table.study.rows[table.position(cell)[0]].name}"
+                curves[label] = (predictions["label"], predictions["prediction"])
+                break
     return curves
 
 
-def table_heatmap(study_name, frame, configs, path=None):
-    """The study's grid as a heatmap (best cell framed; caveats in the title)."""
-    study = get_study(study_name)
-    metric = choose_metric(frame, study)
-    rows, values, texts = grid_values(frame, study, metric)
-    caveat = _caveat(configs, study)
-    return heatmap(values, rows, [level.label for level in study.columns],
-                   study.title + (f"\n{caveat}" if caveat else ""), SHORT[metric], path,
-                   best=best_cell(values), texts=texts, row_title=study.row_header,
-                   column_title=study.column_header)
+def table_heatmap(table, path=None):
+    """The study's grid as a heatmap (best cell framed, tied cells hatched; caveats in
+    the title)."""
+    study = table.study
+    values, texts = table.texts
+    tied = [table.position((c["row"], c["column"])) for _, c in table.cells.iterrows()
+            if c["tied_with_best"]]
+    caveat = _caveat(table.configs, study)
+    seeds = f" (mean of {len(table.seeds)} seeds)" if len(table.seeds) > 1 else ""
+    return heatmap(values, [level.label for level in study.rows],
+                   [level.label for level in study.columns],
+                   study.title + seeds + (f"\n{caveat}" if caveat else ""),
+                   SHORT[table.metric], path,
+                   best=None if table.best is None else table.position(table.best),
+                   texts=np.vectorize(_short_text)(texts), row_title=study.row_header,
+                   column_title=study.column_header, tied=tied)
 
 
-def curves_figure(study_name, runs_dir, frame, configs, path):
+def _short_text(text):
+    """A heatmap cell without the CI or spread (the colour shows the mean)."""
+    return re.sub(r"\s*[\[(].*$", "", str(text).replace("**", "")).replace(f" {TIED_MARK}", "")
+
+
+def curves_figure(table, path):
     """``<study>_curves.png``: training loss and validation AUC of every finished run."""
-    study = get_study(study_name)
-    histories, colors, styles = run_histories(study_name, runs_dir)
+    histories, colors, styles = run_histories(table)
     if not histories:
         return None
-    color_names, style_names = curve_legend(study_name)
-    caveat = _caveat(configs, study)
-    return learning_curves(histories, path, title=f"{study.title}: every finished run"
+    color_names, style_names = curve_legend(table.study)
+    caveat = _caveat(table.configs, table.study)
+    return learning_curves(histories, path, title=f"{table.study.title}: every finished run"
                            + (f"\n{caveat}" if caveat else ""), colors=colors, styles=styles,
                            color_names=color_names, style_names=style_names)
 
 
-def roc_figure(study_name, runs_dir, frame, configs, path):
+def roc_figure(table, path):
     """``<study>_roc.png``: ROC curves of the best cell of each column."""
-    study = get_study(study_name)
-    curves = best_cell_predictions(study_name, runs_dir, frame)
+    curves = best_cell_predictions(table)
     if not curves:
         return None
-    split = ("held-out test split" if get_reader(study.dataset).labelled_test
+    split = ("held-out test split" if get_reader(table.study.dataset).labelled_test
              else "validation split")
-    caveat = _caveat(configs, study)
-    return roc_curves(curves, path, title=f"{study.name}: best cell per "
-                      f"{study.column_header.lower()} (by validation AUC),\nROC on the {split}"
-                      + (f"\n{caveat}" if caveat else ""))
+    caveat = _caveat(table.configs, table.study)
+    return roc_curves(curves, path, title=f"{table.study.name}: best cell per "
+                      f"{table.study.column_header.lower()} (by mean {SHORT[table.metric]}),"
+                      f"\nROC on the {split}" + (f"\n{caveat}" if caveat else ""))
 
 
-# The figures a study can ask for (Study.figures): name → function(study name, runs
-# folder, collect()'s frame and configs, path) returning the figure, or None when there
-# is nothing to draw yet.
-FIGURES = {
-    "heatmap": lambda name, runs_dir, frame, configs, path: table_heatmap(name, frame, configs, path),
-    "curves": curves_figure,
-    "roc": roc_figure,
-}
+def radar_figure(table, path):
+    """``<study>_radar.png``: the best cell of each row (each depth, or each backbone)
+    on six measures — AUC, and accuracy, sensitivity, specificity, precision and F1 at
+    the threshold of Youden's J chosen on the validation split (means over seeds)."""
+    frame = table.frame[table.frame["status"] == "ok"]
+    keys = [f"{m}_{TABLE_RULE}" for m in MEASURES]
+    if frame.empty or not set(keys) <= set(frame.columns):
+        return None
+    profiles = {}
+    for level in table.study.rows:
+        cells = [c for c in table.evidence.cells() if c[0] == level.label]
+        best = table.evidence.best(cells)
+        if best is None:
+            continue
+        runs = frame[(frame["row"] == best[0]) & (frame["column"] == best[1])]
+        numbers = runs[keys].astype(float)
+        if numbers.isna().all().all():
+            continue
+        profiles[table.name(best)] = [table.evidence.mean(best)] + list(numbers.mean())
+    if not profiles:
+        return None
+    split = frame["measures_split"].dropna().iloc[0] if "measures_split" in frame else "validation"
+    caveat = _caveat(table.configs, table.study)
+    return radar(profiles, [SHORT[table.metric]] + [m.capitalize() if m != "f1" else "F1"
+                                                   for m in MEASURES], path,
+                 title=f"{table.study.title}: the best cell of each row\n{split} split; "
+                       "threshold: Youden's J on the validation split"
+                       + (f"\n{caveat}" if caveat else ""))
 
 
-def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print):
-    """Write ``<study>.md``, ``<study>.csv`` and the study's figures
-    (``<study>_<figure>.png``: a figure with nothing to draw yet is left out); return
-    the paths written."""
+# The figures a study can ask for (Study.figures): name → function(table, path) returning
+# the figure, or None when there is nothing to draw yet.
+FIGURES = {"heatmap": table_heatmap, "curves": curves_figure, "roc": roc_figure,
+           "radar": radar_figure}
+
+
+def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print, seeds=None):
+    """Write ``<study>.md``, ``<study>.csv``, ``<study>_cells.csv`` and the study's
+    figures (``<study>_<figure>.png``: a figure with nothing to draw yet is left out);
+    return the paths written."""
     study = get_study(study_name)
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ConfigError(f"{runs_dir} is not a folder: give --runs the folder of "
                           f"{study.name}'s run folders (e.g. runs/{study.name})")
     names = [cell.name for cell in study.cells()]
-    if not any((runs_dir / name).is_dir() for name in names):
+    if not any((runs_dir / name).is_dir() for name in names) and not any(
+            seed_of(cell, entry.name) is not None for cell in study.cells()
+            for entry in runs_dir.iterdir()):
         raise ConfigError(f"{runs_dir} holds no run of {study.name} (its run folders are named "
                           f"like {names[0]}); is it another study's folder?")
-    frame, configs = collect(study_name, runs_dir)
-    for _, row in frame[frame["status"] == "failed"].iterrows():
+    table = assemble(study_name, runs_dir, seeds)
+    for _, row in table.frame[table.frame["status"] == "failed"].iterrows():
         log(f"{row['run']}: failed ({row['error']}); shown as failed")
+    for problem in table.evidence.problems:
+        log(f"not compared: {problem}")
     out_dir = check_writable(out_dir, "--out")
     command = command or f"kandel-repro table {study_name} --runs {runs_dir} --out {out_dir}"
     md = out_dir / f"{study.name}.md"
     csv = out_dir / f"{study.name}.csv"
-    write_text(md, render_markdown(study_name, frame, configs, command))
-    write_csv(csv, frame.assign(metric=choose_metric(frame, study)))
-    written = [md, csv]
+    cells = out_dir / f"{study.name}_cells.csv"
+    write_text(md, render_markdown(table, command))
+    write_csv(csv, table.frame.assign(metric=table.metric))
+    write_csv(cells, table.cells.drop(columns=["text"]))
+    written = [md, csv, cells]
     for figure in study.figures:
         path = out_dir / f"{study.name}_{figure}.png"
-        if FIGURES[figure](study_name, runs_dir, frame, configs, path) is not None:
+        if FIGURES[figure](table, path) is not None:
             written.append(path)
     return written

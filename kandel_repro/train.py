@@ -20,6 +20,7 @@ from .config import resolve_runtime, with_data
 from .model import build_model, set_trainable_blocks
 from .runio import write_csv
 from .runtime import jit_setting, make_strategy, precision_scope
+from .stats import run_summary
 
 
 def _auc(labels, scores):
@@ -220,5 +221,7 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
     }
     if test.labels is not None:
         metrics[test.auc_key] = _auc(test.labels, test_scores)
+    if np.isfinite(best_scores).all() and (test.labels is None or np.isfinite(test_scores).all()):
+        metrics.update(run_summary(val_y, best_scores, test.labels, test_scores, test.auc_key))
     rundir.write_metrics(run_dir, metrics)
     return metrics

@@ -101,7 +101,7 @@ def test_patient_split_keeps_patients_on_one_side():
 
 def test_magnification_filter(tiny_breakhis):
     data = breakhis.load(tiny_breakhis, image_size=32, workers=1, progress=False)
-    config = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "split": "image"}
+    config = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "split_seed": 0, "split": "image"}
     train, val, test = data.split(dict(config, magnification="200"))
     rows = np.concatenate([train, val, test.indices])
     assert len(rows) == 32 and set(data.magnifications[rows]) == {200}
@@ -116,7 +116,7 @@ def test_synthetic_breakhis_is_learnable(tmp_path):
 
     root = write_synthetic_breakhis(tmp_path / "bh", 3, 3, seed=0, progress=False)
     data = breakhis.load(root, image_size=64, workers=2, progress=False)
-    config = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "split": "image"}
+    config = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "split_seed": 0, "split": "image"}
     train, val, test = data.split(config)
     held_out = np.concatenate([val, test.indices])
     x = data.x.astype("float32") / 255.0

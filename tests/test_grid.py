@@ -254,3 +254,47 @@ def test_an_image_size_is_refused_before_anything_is_packed(tiny_breakhis, tmp_p
                  "--image-size", size, "--weights", "none", "--cache", str(cache)]) == 2
     assert message in capsys.readouterr().err
     assert not cache.exists() and not (tmp_path / "r").exists()
+
+
+def test_seeds_train_each_cell_once_per_seed_and_resume_mid_seed(tiny_pcam, tmp_path,
+                                                                 monkeypatch):
+    runs = tmp_path / "runs"
+    cells = [c.name for c in get_study("table2").cells()]
+    order = cells + [f"{n}_seed1" for n in cells] + [f"{n}_seed2" for n in cells]
+    calls = []
+    interrupt = f"{cells[4]}_seed1"
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(interrupt_on=interrupt, calls=calls))
+    with pytest.raises(KeyboardInterrupt):
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seeds=3, log=quiet)
+    assert calls == order[:order.index(interrupt) + 1]
+    seeds = {json.loads((runs / n / "config.json").read_text())["seed"] for n in order[:19]}
+    assert seeds == {0, 1}
+    calls.clear()
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seeds="0,1,2",
+                                 log=quiet)
+    assert calls == order[order.index(interrupt):]  # finished (cell, seed) runs not retrained
+    assert list(statuses.values()).count("skipped") == 15 + 4
+    config = json.loads((runs / f"{cells[0]}_seed2" / "config.json").read_text())
+    assert config["seed"] == 2 and config["split_seed"] == 0  # the split stays fixed
+
+
+def test_shards_and_a_single_seed_of_a_seeded_grid(tiny_pcam, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    calls = []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    for i in (1, 2):
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seeds=2, shard=f"{i}/2",
+                          log=quiet)
+    assert len(calls) == len(set(calls)) == 30
+    calls.clear()
+    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seed=7, shard="1/15",
+                      log=quiet)  # --seed S alone: the one seed S
+    assert calls == ["vgg16_blocks5-5_lr1e-03_seed7"]
+    with pytest.raises(ConfigError, match="not both"):
+        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seed=1, seeds=2, log=quiet)
+    for bad in ("0", "-1,2", "a", "1,1"):
+        with pytest.raises(ConfigError, match="--seeds"):
+            studies.parse_seeds(bad)
+    assert studies.parse_seeds("3") == (0, 1, 2) and studies.parse_seeds("0,3,7") == (0, 3, 7)
+    assert studies.parse_seeds("5,") == (5,)

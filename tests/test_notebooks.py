@@ -89,9 +89,10 @@ def test_03_table2_trains_what_is_missing_then_reads_the_grid(tmp_path):
     assert len(list(runs.glob("*/metrics.json"))) == 15
     out = text_of(book)
     assert "15 of 15 runs finished" in out
-    assert "The paper, Table 2:" in out and "best cell: blocks" in out
+    assert "The paper, Table 2, and what this grid says:" in out and "best depth" in out
+    assert any(v in out for v in ("→ supported", "→ not distinguishable", "→ contradicted"))
     assert "# Table 2 — VGG16 fine-tuned on PCam" in out
-    assert figures(book) == 3  # heatmap, learning curves, ROC
+    assert figures(book) == 4  # heatmap, learning curves, ROC, radar
 
 
 @pytest.mark.slow

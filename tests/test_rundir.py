@@ -71,12 +71,13 @@ def test_a_pcam_run_folder_of_an_earlier_version_resumes_and_renders(tiny_pcam, 
     with pytest.raises(ConfigError, match="max_epochs: 1 there, 2 now"):
         grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=2,
                           batch_size=16, log=lambda m: None)
-    md, csv, *figures = tables.write_table("table2", runs, tmp_path / "out")
+    md, csv, cells, *figures = tables.write_table("table2", runs, tmp_path / "out")
     text = md.read_text()
     auc = json.loads((runs / NAME / "metrics.json").read_text())["val_auc"]
-    assert f"| 5 | **{auc:.4f}** |" in text
+    assert f"| 5 | **{auc:.4f} [" in text  # its DeLong interval, from its predictions
     assert "synthetic PCam-like set" in text and "fused in-graph transform" in text
-    assert [p.name for p in figures] == ["table2_heatmap.png", "table2_curves.png", "table2_roc.png"]
+    assert [p.name for p in figures] == ["table2_heatmap.png", "table2_curves.png", "table2_roc.png",
+                                         "table2_radar.png"]
 
 
 def test_a_breakhis_run_folder_of_an_earlier_version_resumes_and_renders(tiny_breakhis, tmp_path,
@@ -92,7 +93,7 @@ def test_a_breakhis_run_folder_of_an_earlier_version_resumes_and_renders(tiny_br
     assert statuses == {NAME: "skipped"}
     md, *_ = tables.write_table("table6", runs, tmp_path / "out")
     test_auc = json.loads((runs / NAME / "metrics.json").read_text())["test_auc"]
-    assert f"| 5 | **{test_auc:.4f}** |" in md.read_text()
+    assert f"| 5 | **{test_auc:.4f} [" in md.read_text()
     assert "synthetic BreakHis-like set" in md.read_text()
 
 

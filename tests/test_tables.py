@@ -2,6 +2,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,78 +15,174 @@ from kandel_repro.studies import get_study
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def make_runs(root, kaggle=False):
-    """Fake finished runs: AUC grows with depth and peaks at blocks 3–5, lr 1e-4."""
-    for i, cell in enumerate(get_study("table2").cells()):
-        name, first, lr = cell.name, cell.first_trainable_block, cell.learning_rate
-        run = root / name
-        run.mkdir(parents=True)
-        config = resolve_config("vgg16", first, lr, weights="none", max_epochs=3)
-        config.update(dataset="pcam", synthetic=True, image_size=32, n_train=1200, n_val=300, n_test=300)
-        write_json(run / "config.json", config)
-        if name == "vgg16_blocks2-5_lr1e-03":
-            write_json(run / "error.json", {"status": "failed", "error": "RuntimeError: boom"})
-            continue
-        if name == "vgg16_blocks1-5_lr1e-05":
-            continue  # not finished
-        auc = 0.80 + 0.01 * i - (0.2 if (first, lr) == (1, 1e-3) else 0)
-        if (first, lr) == (3, 1e-4):
-            auc = 0.99
-        metrics = {"status": "ok", "val_auc": auc, "best_epoch": 2, "epochs_run": 3,
-                   "wall_seconds": 10.0 + i, "train_images_per_second": 100.0}
-        if kaggle:
-            metrics.update(kaggle_private_auc=auc - 0.01, kaggle_public_auc=auc - 0.02)
-        write_json(run / "metrics.json", metrics)
+LABELS = np.random.default_rng(1).integers(0, 2, 300)  # one validation split for every run
+IDS = [f"v{k:03d}" for k in range(len(LABELS))]
+
+
+def strength(first, lr):
+    """How well a fake cell separates the classes: peaks at blocks 3–5, lr 1e-4."""
+    if (first, lr) == (3, 1e-4):
+        return 2.6
+    if (first, lr) == (2, 1e-4):
+        return 2.45  # a close runner-up
+    return 0.8 + 0.1 * (5 - first) - (0.6 if (first, lr) == (1, 1e-3) else 0)
+
+
+def make_runs(root, kaggle=False, seeds=(0,), predictions=True):
+    """Fake finished runs, seed by seed, with validation predictions whose AUC is the
+    run's val_auc: blocks 3–5 at 1e-4 best, blocks 2–5 at 1e-4 nearly as good."""
+    from sklearn.metrics import roc_auc_score
+
+    from kandel_repro.studies import run_name
+
+    for seed in seeds:
+        for i, cell in enumerate(get_study("table2").cells()):
+            first, lr = cell.first_trainable_block, cell.learning_rate
+            name = run_name(cell, seed)
+            run = root / name
+            run.mkdir(parents=True)
+            config = resolve_config("vgg16", first, lr, weights="none", max_epochs=3, seed=seed)
+            config.update(dataset="pcam", synthetic=True, image_size=32, n_train=1200, n_val=300,
+                          n_test=300)
+            write_json(run / "config.json", config)
+            if cell.name == "vgg16_blocks2-5_lr1e-03":
+                write_json(run / "error.json", {"status": "failed", "error": "RuntimeError: boom"})
+                continue
+            if cell.name == "vgg16_blocks1-5_lr1e-05":
+                continue  # not finished
+            noise = np.random.default_rng([seed, i]).normal(size=len(LABELS))
+            scores = 1 / (1 + np.exp(-(LABELS * strength(first, lr) + noise - 1)))
+            if predictions:
+                pd.DataFrame({"id": IDS, "label": LABELS, "prediction": scores}).to_csv(
+                    run / "val_predictions.csv", index=False)
+            auc = float(roc_auc_score(LABELS, scores))
+            metrics = {"status": "ok", "val_auc": auc, "best_epoch": 2, "epochs_run": 3,
+                       "wall_seconds": 10.0 + i, "train_images_per_second": 100.0}
+            if kaggle:
+                metrics.update(kaggle_private_auc=auc - 0.01, kaggle_public_auc=auc - 0.02)
+            write_json(run / "metrics.json", metrics)
 
 
 def test_table_matches_golden(tmp_path):
     make_runs(tmp_path / "runs")
-    frame, configs = tables.collect("table2", tmp_path / "runs")
-    text = tables.render_markdown("table2", frame, configs,
-                                  "kandel-repro table table2 --runs RUNS --out OUT")
+    table = tables.assemble("table2", tmp_path / "runs")
+    text = tables.render_markdown(table, "kandel-repro table table2 --runs RUNS --out OUT")
     golden = GOLDEN / "table2.md"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
 
 
+def test_one_seed_shows_delong_intervals_and_ties(tmp_path):
+    from kandel_repro import stats
+
+    make_runs(tmp_path / "runs")
+    table = tables.assemble("table2", tmp_path / "runs")
+    cells = table.cells.set_index(["row", "column"])
+    # in this seed the runner-up by design edges ahead: one run per cell decides little
+    assert table.best == ("2–5", "1e-4") and cells.loc[("2–5", "1e-4"), "best"]
+    assert bool(cells.loc[("3–5", "1e-4"), "tied_with_best"])  # … and the two are tied
+    assert not cells.loc[("1–5", "1e-3"), "tied_with_best"]
+    # the interval shown is DeLong's on the run's predictions
+    run = tmp_path / "runs" / "vgg16_blocks2-5_lr1e-04" / "val_predictions.csv"
+    predictions = pd.read_csv(run)
+    auc, low, high = stats.auc_ci(predictions["label"], predictions["prediction"])
+    assert cells.loc[("2–5", "1e-4"), "ci_low"] == pytest.approx(low, abs=1e-12)
+    text = tables.render_markdown(table, "cmd")
+    assert f"**{auc:.4f} [{low:.4f}, {high:.4f}]**" in text
+    # the p-values against the best: DeLong's paired test, Holm-adjusted over the table
+    others = [c for c in table.evidence.cells() if c != table.best]
+    best_scores = predictions["prediction"]
+    raw = []
+    for cell in others:
+        name = table.evidence.runs[cell][0]
+        other = pd.read_csv(tmp_path / "runs" / name / "val_predictions.csv")["prediction"]
+        raw.append(stats.paired_test(LABELS, other, best_scores)[2])
+    expected = dict(zip(others, stats.holm(raw)))
+    for cell, p in expected.items():
+        assert cells.loc[cell, "p_vs_best_seed0"] == pytest.approx(p, rel=1e-9)
+
+
+def test_several_seeds_give_spread_and_the_best_per_seed(tmp_path):
+    make_runs(tmp_path / "runs", seeds=(0, 1, 2))
+    md, csv, cells_csv, *figures = tables.write_table("table2", tmp_path / "runs",
+                                                      tmp_path / "out")
+    text = md.read_text()
+    frame = pd.read_csv(csv, dtype={"row": str, "column": str})
+    assert len(frame) == 45 and sorted(frame["seed"].unique()) == [0, 1, 2]
+    assert (tmp_path / "runs" / "vgg16_blocks3-5_lr1e-04_seed2").is_dir()
+    cells = pd.read_csv(cells_csv, dtype={"row": str, "column": str}).set_index(["row", "column"])
+    best = cells.loc[("3–5", "1e-4")]
+    seeds = frame[(frame["row"] == "3–5") & (frame["column"] == "1e-4")]["val_auc"]
+    assert best["n"] == 3 and best["mean"] == pytest.approx(seeds.mean(), abs=1e-15)
+    assert f"({seeds.min():.4f}–{seeds.max():.4f}, n=3)" in text
+    assert "Seeds 0, 1, 2 (split seed 0" in text and "Best cell per seed:" in text
+    assert "in at least one seed" in text
+    assert "**" in text.split("| 3–5 |")[1].split("\n")[0]  # over three seeds, 3–5 at 1e-4
+    assert best["best_in_seeds"] == 2 and "in 2 of 3 seeds" in text
+    assert [p.name for p in figures] == ["table2_heatmap.png", "table2_roc.png",
+                                         "table2_radar.png"]
+    # the table can be cut to chosen seeds
+    md, *_ = tables.write_table("table2", tmp_path / "runs", tmp_path / "one", seeds="1")
+    assert "- Seed 0 (" in md.read_text() and "n=3" not in md.read_text()
+
+
+def test_the_papers_findings_get_this_grids_answer(tmp_path):
+    make_runs(tmp_path / "runs")
+    table = tables.assemble("table2", tmp_path / "runs")
+    answers = [(verdict, reason) for _, verdict, reason in table.findings]
+    best, whole, two, top, time = answers
+    assert best[0] == "not distinguishable" and "the best of the table is blocks 2–5" in best[1]
+    assert whole[0] == "supported" and two[0] == "not distinguishable"
+    assert top[0] == "supported" and time[0] == "not assessable"
+    text = tables.render_markdown(table, "cmd")
+    assert "— **supported**: blocks 1–5 at 1e-4" in text
+
+
+def test_runs_without_prediction_files_still_render(tmp_path):
+    make_runs(tmp_path / "runs", predictions=False)
+    text = tables.render_markdown(tables.assemble("table2", tmp_path / "runs"), "cmd")
+    assert "Tied with the best: not judged" in text and "**" in text
+
+
 def test_table_files_and_metric_choice(tmp_path):
     make_runs(tmp_path / "runs", kaggle=True)
-    md, csv, png, *figures = tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
+    md, csv, cells, png, *figures = tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
     text = md.read_text()
-    assert "Kaggle private-leaderboard test ROC AUC" in text and "**0.9800**" in text
     frame = pd.read_csv(csv)
+    best = frame.loc[frame["kaggle_private_auc"].idxmax()]
+    assert "Kaggle private-leaderboard test ROC AUC" in text
+    assert f"**{best['kaggle_private_auc']:.4f}**" in text
+    assert "validation split (Kaggle keeps the test labels)" in text
     assert len(frame) == 15 and set(frame["status"]) == {"ok", "failed", "missing"}
     assert frame["kaggle_public_auc"].notna().sum() == 13
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert figures == []  # no history.csv in these runs: no curves to draw
+    assert [p.name for p in figures] == ["table2_roc.png", "table2_radar.png"]  # no histories
 
 
-def test_curves_and_roc_figures_of_a_table(tmp_path):
-    import numpy as np
-
+def test_curves_roc_and_radar_figures_of_a_table(tmp_path):
     make_runs(tmp_path / "runs")
-    rng = np.random.default_rng(0)
-    frame, _ = tables.collect("table2", tmp_path / "runs")
-    for _, row in frame[frame["status"] == "ok"].iterrows():
-        run = tmp_path / "runs" / row["run"]
+    for run in (tmp_path / "runs").glob("*/metrics.json"):
+        auc = json.loads(run.read_text())["val_auc"]
         pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.7, 0.5, 0.4],
-                      "val_auc": [0.6, row["val_auc"], row["val_auc"] - 0.01]}).to_csv(
-            run / "history.csv", index=False)
-        labels = rng.integers(0, 2, 50)
-        pd.DataFrame({"id": range(50), "label": labels,
-                      "prediction": labels * row["val_auc"] + rng.uniform(0, 0.5, 50)}).to_csv(
-            run / "val_predictions.csv", index=False)
-    histories, colors, styles = tables.run_histories("table2", tmp_path / "runs")
+                      "val_auc": [0.6, auc, auc - 0.01]}).to_csv(run.parent / "history.csv",
+                                                                 index=False)
+    table = tables.assemble("table2", tmp_path / "runs")
+    histories, colors, styles = tables.run_histories(table)
     assert len(histories) == 13  # the finished runs
     assert colors["blocks 3–5, lr 1e-4"] == 2 and styles["blocks 3–5, lr 1e-4"] == 1
-    curves = tables.best_cell_predictions("table2", tmp_path / "runs")
-    assert list(curves) == ["lr 1e-3: blocks 3–5", "lr 1e-4: blocks 3–5",
-                           "lr 1e-5: blocks 2–5"]  # best per column
+    curves = tables.best_cell_predictions(table)
+    assert list(curves)[1] == "lr 1e-4: blocks 2–5"  # best per column
     paths = tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
-    assert [p.name for p in paths[3:]] == ["table2_curves.png", "table2_roc.png"]
-    for path in paths[2:]:
+    assert [p.name for p in paths[3:]] == ["table2_heatmap.png", "table2_curves.png",
+                                           "table2_roc.png", "table2_radar.png"]
+    for path in paths[3:]:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = tables.table_heatmap(table)
+    hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
+    assert len(hatched) == int(table.cells["tied_with_best"].eq(True).sum()) >= 1
+    radar = tables.radar_figure(table, None)
+    assert len(radar.axes[0].lines) == 5  # the best cell of each of the five depths
 
 
 def test_partial_kaggle_scores_fall_back_to_validation_auc(tmp_path):
@@ -119,7 +216,7 @@ def test_table5_marks_runs_that_did_not_converge(tmp_path):
         if cell.name == "vgg19_scratch_lr1e-03":
             metrics.update(val_auc=0.7, stopped_reason="non-finite loss")
         write_json(run / "metrics.json", metrics)
-    md, csv, png, *_ = tables.write_table("table5", tmp_path, tmp_path / "out")
+    md, csv, *_ = tables.write_table("table5", tmp_path, tmp_path / "out")
     text = md.read_text()
     assert "| VGG16 | did not converge | 0.6100 | 0.6200 |" in text
     assert "| VGG19 | did not converge |" in text

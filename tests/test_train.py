@@ -129,3 +129,27 @@ def test_a_run_stops_at_the_epoch_that_would_pass_the_deadline(tiny_pcam, tmp_pa
         train_run(tmp_path / "run", data, config, verbose=0, deadline=time.time() + 1)
     assert not (tmp_path / "run" / "metrics.json").exists()  # unfinished: trained again next time
     assert len((tmp_path / "run" / "history.csv").read_text().strip().splitlines()) == 2
+
+
+def test_a_run_records_its_intervals_and_threshold_measures(finished_run):
+    from kandel_repro import stats
+
+    run_dir, _, metrics = finished_run
+    predictions = pd.read_csv(run_dir / "val_predictions.csv")
+    _, low, high = stats.auc_ci(predictions["label"], predictions["prediction"])
+    assert metrics["val_auc_ci"] == pytest.approx([low, high])
+    # synthetic PCam has hidden test labels: the measures are those of the test split
+    assert metrics["measures_split"] == "test" and len(metrics["synthetic_test_auc_ci"]) == 2
+    for name in stats.MEASURES:
+        assert 0 <= metrics[f"{name}_youden"] <= 1 and 0 <= metrics[f"{name}_t05"] <= 1
+    assert metrics["youden_threshold"] == pytest.approx(
+        stats.youden_threshold(predictions["label"], predictions["prediction"]))
+
+
+def test_the_split_does_not_move_with_the_seed(tiny_pcam):
+    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    first = data.split(resolve_config("vgg16", 5, 1e-4, seed=0))
+    other = data.split(resolve_config("vgg16", 5, 1e-4, seed=3))
+    moved = data.split(resolve_config("vgg16", 5, 1e-4, seed=0, split_seed=1))
+    np.testing.assert_array_equal(first.val, other.val)
+    assert not np.array_equal(first.val, moved.val)

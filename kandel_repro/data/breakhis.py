@@ -148,7 +148,7 @@ class BreakHisData(PackedData):
                          f"{self.root}" + ("" if mag == "all" else f" at {mag}X"))
         train, val, test = split_three(self.y[pool], self.patients[pool],
                                        config["validation_fraction"], config["test_fraction"],
-                                       config["seed"], config.get("split", "image"))
+                                       config["split_seed"], config.get("split", "image"))
         train, val, test = pool[train], pool[val], pool[test]
         return Split(train, val, TestSet(self.x, self.ids, indices=test, labels=self.y[test],
                                          auc_key="test_auc"))

@@ -71,7 +71,7 @@ class PCamData(PackedData):
     def split(self, config):
         """Paper §4.1: 80/20 of ``train/``; the test set is Kaggle's, written as a
         submission (its labels are known only for a synthetic set)."""
-        train, val = train_val_split(self.y, config["validation_fraction"], config["seed"],
+        train, val = train_val_split(self.y, config["validation_fraction"], config["split_seed"],
                                      config["stratified_split"],
                                      what=f"{Path(self.root) / 'train_labels.csv'}")
         return Split(train, val, TestSet(self.test_x, self.test_ids,
