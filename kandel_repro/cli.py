@@ -7,14 +7,20 @@ import os
 import sys
 
 from . import bench, cost, grid, kaggle_api, kaggle_kernel, model, options, submission, tables
-from .data import pcam, readers, synthetic, synthetic_breakhis
+from .data import pcam, readers, synthetic, synthetic_breakhis, synthetic_h5
 from .errors import KandelError
 
 
 def cmd_synthetic(args):
     out = synthetic.write_synthetic_pcam(args.out, args.train, args.test, args.seed, args.size,
-                                         progress=not args.quiet)
+                                         progress=not args.quiet, slides=args.slides)
     print(f"synthetic PCam in {out}")
+
+
+def cmd_synthetic_h5(args):
+    out = synthetic_h5.write_synthetic_pcam_h5(args.out, args.train, args.valid, args.test,
+                                               args.seed, args.size, progress=not args.quiet)
+    print(f"synthetic PCam (HDF5 layout) in {out}")
 
 
 def cmd_synthetic_breakhis(args):
@@ -59,6 +65,7 @@ def cmd_grid(args):
     return grid.grid_command(
         args.study, args.data, args.runs, cache_dir=args.cache, rerun=args.rerun,
         workers=args.workers, shard=args.shard, time_budget=args.time_budget, seeds=args.seeds,
+        dataset=args.dataset,
         submit=options.submit_options(args) if args.submit else None,
         **options.settings_from_args(args))
 
@@ -93,6 +100,7 @@ def cmd_bench(args):
 
 HANDLERS = {
     "data synthetic": cmd_synthetic, "data synthetic-breakhis": cmd_synthetic_breakhis,
+    "data synthetic-h5": cmd_synthetic_h5,
     "data pack": cmd_pack, "data download": cmd_download, "data verify": cmd_verify,
     "validate-submission": cmd_validate_submission, "blocks": cmd_blocks, "train": cmd_train,
     "grid": cmd_grid, "table": cmd_table, "submit": cmd_submit,

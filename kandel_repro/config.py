@@ -41,7 +41,7 @@ EXPERIMENT_KEYS = (
     "patience", "weights", "head_pooling", "dropout", "augmentation",
     "validation_fraction", "stratified_split", "seed", "split_seed", "monitor", "preprocessing",
     "optimizer", "loss", "data_fingerprint", "protocol", "test_fraction", "split",
-    "magnification",
+    "magnification", "wsi_map_sha1",
 )
 
 # How a run is computed, not what it computes: recorded in config.json, free to differ
@@ -61,7 +61,7 @@ CHOICES = {
     "jit": ("auto", "on", "off"),
     "distribute": ("none", "mirrored"),
     "head_pooling": ("flatten", "avg"),
-    "split": ("image", "patient"),
+    "split": ("image", "patient", "slide"),
     "magnification": ("all", "40", "100", "200", "400"),
 }
 
@@ -100,6 +100,8 @@ def normalise(key, value):
         return normalise_weights(value)
     if key == "magnification":
         return str(value).lower().rstrip("x")  # "100X" → "100"
+    if key == "wsi_map":
+        return str(Path(value).expanduser().resolve())
     return value
 
 
@@ -142,6 +144,12 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
     for key, choices in CHOICES.items():
         if key in config and config[key] not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
+    splits = {"pcam": ("image", "slide"), "breakhis": ("image", "patient")}[protocol]
+    if config["split"] not in splits:
+        raise ConfigError(f"--split {config['split']} does not apply to {protocol}: one of "
+                          f"{', '.join(splits)}")
+    if config["wsi_map"] is not None and (protocol != "pcam" or config["split"] != "slide"):
+        raise ConfigError("--wsi-map applies to PCam's --split slide only")
     if config["augmenter"] == "fast" and config["augmentation"] is not None:
         check_fast(config["augmentation"])
     for key in ("batch_size", "max_epochs", "patience", "image_size") + (
@@ -179,7 +187,8 @@ def with_data(config, data, data_dir=None):
     the sample submission's ids)."""
     folder = Path(data_dir if data_dir is not None else data.root).expanduser().resolve()
     return dict(config, dataset=data.dataset, synthetic=bool(data.synthetic),
-                data_dir=str(folder), data_fingerprint=data.fingerprint, **data.facts())
+                data_dir=str(folder), data_fingerprint=data.fingerprint, **data.facts(),
+                **data.split_facts(config))
 
 
 def resolve_runtime(config):
@@ -213,4 +222,6 @@ def upgrade(config):
     out.setdefault("augmenter", "imagedatagenerator")
     if "seed" in out:  # one seed used to draw the split too
         out.setdefault("split_seed", out["seed"])
+    if out.get("protocol") == "pcam":
+        out.setdefault("split", "image")  # PCam's split had no name: it was by image
     return out

@@ -53,9 +53,9 @@ def shard_cells(cells, shard):
     return [(position, cell) for position, cell in numbered if (position - 1) % count == index - 1]
 
 
-def preflight(study, data_dir, weights):
+def preflight(study, data_dir, weights, dataset=None):
     """Check data and weights before any work, so a missing piece stops the grid at once."""
-    get_reader(study.dataset).read_index(data_dir)
+    get_reader(dataset or study.dataset).read_index(data_dir)
     if weights == "imagenet":
         for name in study.backbones:
             size = get_backbone(name).min_input_size
@@ -81,7 +81,8 @@ def _describe(study, cell):
 
 
 def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, workers=None,
-             verbose="auto", log=print, shard=None, time_budget=None, seeds=None, **settings):
+             verbose="auto", log=print, shard=None, time_budget=None, seeds=None, dataset=None,
+             **settings):
     """Train every run of a study that is not finished; return ``{run name: status}``.
 
     ``settings`` are run settings (:func:`kandel_repro.config.resolve_config`) applied
@@ -91,6 +92,8 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     ``split_seed``'s). ``shard="i/n"`` runs only the i-th of n disjoint shares of the
     runs (see :func:`shard_cells`): n machines or Kaggle kernels each run one share, and
     the table is rendered from all their run folders copied into one ``runs_dir``.
+    ``dataset``: the data set ``data_dir`` holds when it is not the study's own (one of
+    the same protocol: a PCam study reads ``pcam`` or ``pcam-h5``).
 
     ``time_budget`` (seconds from now): a run is not started when the slowest finished
     run of the study would not fit in what is left, and a run in progress stops at the
@@ -98,15 +101,15 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     the status ``"out of time"``; the same call later resumes with them.
     """
     study = get_study(study_name)
+    reader = _reader(study, dataset)
     shard = parse_shard(shard)
     time_budget = check_time_budget(time_budget)
     seeds = _seeds(seeds, settings)
     configs = study_configs(study, seeds, **settings)
     first = next(iter(configs.values()))
-    preflight(study, data_dir, first["weights"])
+    preflight(study, data_dir, first["weights"], reader.name)
     runs_dir = check_writable(runs_dir, "--runs")
-    data = get_reader(study.dataset).load(data_dir, cache_dir, workers=workers,
-                                          image_size=first["image_size"])
+    data = reader.load(data_dir, cache_dir, workers=workers, image_size=first["image_size"])
     _check_input_size(study, data)
     data.split(first)  # data a split cannot serve is refused before any run starts
     configs = {name: with_data(config, data, data_dir) for name, config in configs.items()}
@@ -188,6 +191,15 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     return statuses
 
 
+def _reader(study, dataset):
+    """The reader of the data a grid reads: the study's, or one of its protocol."""
+    reader = get_reader(dataset or study.dataset)
+    if reader.protocol != study.protocol:
+        raise ConfigError(f"{study.name} follows the {study.protocol} protocol; --dataset "
+                          f"{reader.name} is {reader.protocol} data")
+    return reader
+
+
 def _seeds(seeds, settings):
     """The seeds of a grid: ``--seeds``, or ``--seed S`` alone as the one seed S."""
     seed = settings.pop("seed", None)
@@ -221,8 +233,9 @@ def grid_command(study_name, data_dir, runs_dir, submit=None, log=print, **optio
     to Kaggle. Status 1 when a run failed or a submission was invalid or unscorable.
     """
     study = get_study(study_name)
-    if submit is not None and study.dataset != "pcam":
-        raise ConfigError(f"--submit: {study.name} trains on {study.dataset}, not the Kaggle "
+    dataset = options.get("dataset") or study.dataset
+    if submit is not None and dataset != "pcam":
+        raise ConfigError(f"--submit: {study.name} trains on {dataset}, not the Kaggle "
                           "data; only PCam runs are scored by Kaggle")
     statuses = run_grid(study_name, data_dir, runs_dir, log=log, **options)
     status = 1 if "failed" in statuses.values() else 0

@@ -23,7 +23,7 @@ from .submission import DEFAULT_POLL, DEFAULT_TIMEOUT
 
 # Run settings a training option sets (argparse dest = config key), None = not given.
 SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed", "split_seed",
-            "image_size", "split", "magnification", "augmenter", "precision", "jit",
+            "image_size", "split", "wsi_map", "magnification", "augmenter", "precision", "jit",
             "distribute", "eval_batch_size")
 # Grid options a Kaggle kernel sets itself.
 KERNEL_SETS = ("--data", "--runs", "--cache", "--shard", "--time-budget", "--submit")
@@ -66,6 +66,13 @@ def add_training_options(p):
     g.add_argument("--split-seed", type=int, default=None,
                    help="seed of the train/validation(/test) split (default 0); the same for "
                    "every seed of a grid, so its runs are scored on the same images")
+    g.add_argument("--split", choices=CHOICES["split"], default=None,
+                   help="'image': a random split as the paper's (default); 'slide' (PCam, "
+                   "Kaggle layout): no slide on both sides, by the map of --wsi-map; "
+                   "'patient' (BreakHis): no patient on both sides")
+    g.add_argument("--wsi-map", default=None, metavar="CSV",
+                   help="with --split slide: the id,wsi map of patches to slides (default "
+                   "DATA/patch_id_wsi.csv)")
     g.add_argument("--no-augmentation", action="store_true",
                    help="train without augmentation (a deviation from the paper)")
     g.add_argument("--no-augment", action="store_true", dest="no_augmentation",
@@ -92,14 +99,12 @@ def add_training_options(p):
     b = p.add_argument_group("BreakHis only")
     b.add_argument("--image-size", type=int, default=None,
                    help=f"side BreakHis images are resized to (default {BREAKHIS.image_size})")
-    b.add_argument("--split", choices=CHOICES["split"], default=None,
-                   help="'image': random 80/10/10 as the paper (default); 'patient': "
-                   "each patient on one side, leakage-free")
     b.add_argument("--magnification", choices=CHOICES["magnification"], default=None,
                    help="use one magnification only (default all)")
     d = p.add_argument_group("data")
     d.add_argument("--data", required=True,
-                   help="folder in the Kaggle layout (PCam) or holding BreaKHis_v1 (BreakHis)")
+                   help="folder in the Kaggle layout (PCam), of the six PCam HDF5 files "
+                   "(--dataset pcam-h5) or holding BreaKHis_v1 (BreakHis)")
     d.add_argument("--cache", default=None,
                    help="packed-array cache folder (default DATA/.kandel_cache)")
     d.add_argument("--workers", type=int, default=None, help="tif decoding processes")
@@ -173,8 +178,21 @@ def _data_parsers(sub):
     s.add_argument("--test", type=int, default=500, help="unlabelled test images (default 500)")
     s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     s.add_argument("--size", type=int, default=96, help="image side in pixels (default 96, as PCam)")
+    s.add_argument("--slides", type=int, default=0,
+                   help="draw the patches from this many synthetic slides, each with its own "
+                   "stain and tumour prevalence, and write patch_id_wsi.csv (default 0: none)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(verb="data synthetic")
+    h5 = dsub.add_parser("synthetic-h5", help="write a synthetic PCam in the layout of the "
+                         "original HDF5 release (six .h5.gz files)")
+    h5.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
+    h5.add_argument("--train", type=int, default=1000, help="training patches (default 1000)")
+    h5.add_argument("--valid", type=int, default=200, help="validation patches (default 200)")
+    h5.add_argument("--test", type=int, default=200, help="labelled test patches (default 200)")
+    h5.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    h5.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
+    h5.add_argument("--quiet", action="store_true", help="no progress bar")
+    h5.set_defaults(verb="data synthetic-h5")
     sb = dsub.add_parser("synthetic-breakhis",
                          help="write a synthetic BreakHis in the BreaKHis_v1 folder layout")
     sb.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
@@ -241,6 +259,10 @@ def _training_parsers(sub):
 
     g = sub.add_parser("grid", help="train the runs of a study, e.g. a paper table (resumable)")
     _add_study(g)
+    g.add_argument("--dataset", choices=sorted(READERS), default=None,
+                   help="the data set --data holds, if not the study's own: a PCam study runs "
+                   "on pcam (the Kaggle layout, default) or pcam-h5 (the HDF5 release, whose "
+                   "labelled test split the table then reports)")
     g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="run only the I-th of N disjoint shares of the study's runs (round "

@@ -63,6 +63,8 @@ class Protocol:
     stratified_split: bool = True
     seed: int = 0
     split_seed: int = 0
+    split: str = "image"
+    wsi_map: str = None  # PCam's patch → slide map, for split="slide"
     weights: str = "imagenet"
 
 
@@ -84,7 +86,6 @@ class BreakHisProtocol(Protocol):
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     image_size: int = 224
-    split: str = "image"
     magnification: str = "all"
 
 
@@ -122,7 +123,10 @@ SOURCES = {
     "every seed of a table so that its runs are scored on the same images",
     "weights": "paper §4.1: ImageNet weights from keras.applications",
     "test_fraction": "paper §4.3: BreakHis split 80 % / 10 % / 10 %",
-    "split": "paper §4.3: images split at random (our 'image' split, stratified by label)",
+    "split": "paper §4.1/§4.3: images split at random (our 'image' split, stratified by "
+    "label); 'slide' (PCam) and 'patient' (BreakHis) keep each slide or patient on one side",
+    "wsi_map": "our option: the patch → slide map (id,wsi) for PCam's slide-level split; "
+    "default DATA/patch_id_wsi.csv",
     "magnification": "our choice: the paper does not say; all four magnifications together",
 }
 

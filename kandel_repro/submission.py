@@ -87,9 +87,9 @@ def run_submission(run_dir, sample=None, data_dir=None):
     config = rundir.read_config(run_dir)
     if config is None:
         raise SubmissionError(f"{run_dir} is not a run folder (no readable {rundir.CONFIG})")
-    if config.get("protocol", "pcam") != "pcam":
-        raise SubmissionError(f"{run_dir} is a {config['protocol']} run; only PCam runs "
-                              "make Kaggle submissions")
+    if config.get("protocol", "pcam") != "pcam" or config.get("dataset", "pcam") != "pcam":
+        raise SubmissionError(f"{run_dir} was trained on {config.get('dataset')} data; only runs "
+                              "on the Kaggle competition's files make Kaggle submissions")
     if not rundir.is_finished(run_dir):
         raise SubmissionError(f"{run_dir} has not finished (no readable {rundir.METRICS})")
     if sample is None:

@@ -98,14 +98,14 @@ def collect(study_name, runs_dir, seeds=None):
     study = get_study(study_name)
     runs_dir = Path(runs_dir)
     seeds = _seeds(study, runs_dir, seeds)
-    labelled_test = get_reader(study.dataset).labelled_test
     rows, configs, named = [], [], {}
     for seed in seeds:
         for cell in study.cells():
             name = run_name(cell, seed)
             run = rundir.read_run(runs_dir / name)
             metrics = run.metrics or {}
-            summary = _summary(runs_dir / name, metrics, labelled_test) if run.metrics else {}
+            labelled = get_reader((run.config or {}).get("dataset") or study.dataset).labelled_test
+            summary = _summary(runs_dir / name, metrics, labelled) if run.metrics else {}
             rows.append({
                 "table": study.name, "run": name, "row": cell.row.label,
                 "column": cell.column.label, "seed": seed, "backbone": cell.backbone,
@@ -148,11 +148,16 @@ def _refuse_mixed(study, runs_dir, configs):
                       "in its own --runs folder (or retrain the odd runs: grid … --rerun).")
 
 
-def choose_metric(frame, study):
+def dataset_of(study, configs):
+    """The data set the runs read (the study's when no run has finished)."""
+    return configs[0].get("dataset") or study.dataset if configs else study.dataset
+
+
+def choose_metric(frame, study, configs=()):
     """The column a table shows: the test AUC where the data set's test split is
-    labelled; on Kaggle's PCam the private-leaderboard AUC once every finished run is
-    scored, else the validation AUC."""
-    if get_reader(study.dataset).labelled_test:
+    labelled (BreakHis, the PCam HDF5 release); on Kaggle's PCam the private-leaderboard
+    AUC once every finished run is scored, else the validation AUC."""
+    if get_reader(dataset_of(study, configs)).labelled_test:
         return "test_auc"
     done = frame[frame["status"] == "ok"]
     if len(done) and done["kaggle_private_auc"].notna().all():
@@ -165,17 +170,30 @@ def _describe_data(configs):
         return "no finished run yet"
     c = configs[0]
     synthetic = c.get("synthetic", False)
+    split = c.get("split", "image")
+    size = f"{c['image_size']}×{c['image_size']} pixels"
     if c.get("protocol") == "breakhis":
         kind = ("synthetic BreakHis-like set made by `kandel-repro data synthetic-breakhis` — "
                 "not BreakHis" if synthetic else "BreakHis")
-        extra = (f"; magnification {c.get('magnification')}, {c.get('split')}-level split, "
-                 f"resized to")
+        parts = [f"resized to {size}", f"magnification {c.get('magnification')}",
+                 f"{split}-level split"]
+    elif c.get("dataset") == "pcam-h5":
+        kind = ("synthetic PCam-like set in the HDF5 release's layout, made by `kandel-repro "
+                "data synthetic-h5` — not PCam" if synthetic
+                else "PatchCamelyon, the original HDF5 release")
+        parts = [size, "the release's own train / valid / test splits (slide-disjoint)"]
     else:
         kind = ("synthetic PCam-like set made by `kandel-repro data synthetic` — not the "
                 "Kaggle data" if synthetic else "Kaggle Histopathologic Cancer Detection (PCam)")
-        extra = ","
+        parts = [size, "80/20 split by slide (no slide on both sides; "
+                 f"{Path(c.get('wsi_map') or 'patch_id_wsi.csv').name})" if split == "slide"
+                 else "random 80/20 split"]
+    shares = [f"{c[f'{part}_positive_fraction']:.1%} {part}" for part in ("train", "val", "test")
+              if c.get(f"{part}_positive_fraction") is not None]
+    if shares:
+        parts.append(f"positives: {', '.join(shares)}")
     return (f"{kind}; {c['n_train']:,} training / {c['n_val']:,} validation / "
-            f"{c['n_test']:,} test images{extra} {c['image_size']}×{c['image_size']} pixels")
+            f"{c['n_test']:,} test images; " + "; ".join(parts))
 
 
 def _deviations(configs, study=None):
@@ -253,6 +271,10 @@ class Table:
         columns = [level.label for level in self.study.columns]
         return rows.index(cell[0]), columns.index(cell[1])
 
+    @property
+    def dataset(self):
+        return dataset_of(self.study, self.configs)
+
     def name(self, cell):
         """A cell in words: ``blocks 3–5 at 1e-4``."""
         rows = {level.label: level for level in self.study.rows}
@@ -265,7 +287,7 @@ def assemble(study_name, runs_dir, seeds=None):
 
     study = get_study(study_name)
     frame, configs = collect(study_name, runs_dir, seeds)
-    metric = choose_metric(frame, study)
+    metric = choose_metric(frame, study, configs)
     seeds = tuple(sorted(frame["seed"].unique()))
     values, runs, converged = {}, {}, {}
     for _, run in frame.iterrows():
@@ -358,6 +380,8 @@ def render_markdown(table, command):
         _seeds_line(table, split_seeds),
         _ties_line(table),
     ]
+    if metric == "test_auc":
+        lines.append(_selection_line(table))
     if study.marks_non_convergence:
         lines.append(f"- \"did not converge\": best validation AUC below "
                      f"{NOT_CONVERGED_BELOW_AUC} or a non-finite loss")
@@ -391,6 +415,19 @@ def render_markdown(table, command):
                   "named at 5 % (Holm-adjusted) in every seed, *not distinguishable* otherwise."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _selection_line(table):
+    """Where the test split is labelled: which cell the validation AUC would choose."""
+    done = table.frame[(table.frame["status"] == "ok") & table.frame["val_auc"].notna()]
+    if done.empty:
+        return "- Model selection: the validation AUC (nothing finished yet)"
+    means = done.groupby(["row", "column"])[["val_auc", "test_auc"]].mean()
+    cell = means["val_auc"].idxmax()
+    return (f"- Model selection: each run keeps the epoch of its best validation AUC; by "
+            f"validation AUC the best cell is {table.name(cell)} (validation "
+            f"{means.loc[cell, 'val_auc']:.4f}, test {means.loc[cell, 'test_auc']:.4f}) — the "
+            "test split is not used to choose")
 
 
 def _seeds_line(table, split_seeds):
@@ -455,7 +492,7 @@ def best_cell_predictions(table):
     PCam, whose test labels are hidden)."""
     import pandas as pd
 
-    name = (rundir.TEST_PREDICTIONS if get_reader(table.study.dataset).labelled_test
+    name = (rundir.TEST_PREDICTIONS if get_reader(table.dataset).labelled_test
             else rundir.VAL_PREDICTIONS)
     curves = {}
     for column in table.study.columns:
@@ -512,7 +549,7 @@ def roc_figure(table, path):
     curves = best_cell_predictions(table)
     if not curves:
         return None
-    split = ("held-out test split" if get_reader(table.study.dataset).labelled_test
+    split = ("held-out test split" if get_reader(table.dataset).labelled_test
              else "validation split")
     caveat = _caveat(table.configs, table.study)
     return roc_curves(curves, path, title=f"{table.study.name}: best cell per "

@@ -145,6 +145,10 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
     strategy = make_strategy(config["distribute"])
     config.update(image_size=int(data.image_shape[0]), n_train=len(train_idx),
                   n_val=len(val_idx), n_test=test.size,
+                  train_positive_fraction=float(np.mean(data.y[train_idx])),
+                  val_positive_fraction=float(np.mean(data.y[val_idx])),
+                  test_positive_fraction=(None if test.labels is None
+                                          else float(np.mean(test.labels))),
                   replicas=int(strategy.num_replicas_in_sync))
     val_y = data.y[val_idx]
     write_csv(run_dir / rundir.VAL_IDS, pd.DataFrame({"id": data.ids[val_idx], "label": val_y}))

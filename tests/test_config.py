@@ -33,8 +33,10 @@ def test_resolve_config_rejects_bad_values():
         resolve_config("vgg16", 5, 1e-4, eval_batch_size=0)
     with pytest.raises(ConfigError, match="BreakHis only"):
         resolve_config("vgg16", 5, 1e-4, image_size=64)
-    with pytest.raises(ConfigError, match="unknown setting.*pcam protocol: split"):
+    with pytest.raises(ConfigError, match="--split patient does not apply to pcam"):
         resolve_config("vgg16", 5, 1e-4, split="patient")
+    with pytest.raises(ConfigError, match="--wsi-map applies to PCam's --split slide only"):
+        resolve_config("vgg16", 5, 1e-4, wsi_map="map.csv")
     with pytest.raises(ConfigError, match="magnification must be one of"):
         resolve_config("vgg16", 5, 1e-4, protocol="breakhis", magnification="30")
 
@@ -89,7 +91,7 @@ def test_old_config_files_are_read_in_todays_names():
     # runs made before the augmenter was recorded used ImageDataGenerator
     assert upgrade({"protocol": "pcam", "dataset": "pcam"}) == {
         "protocol": "pcam", "dataset": "pcam", "synthetic": False,
-        "augmenter": "imagedatagenerator"}
+        "augmenter": "imagedatagenerator", "split": "image"}
     assert upgrade(None) is None
 
 

@@ -370,3 +370,56 @@ def test_a_file_where_a_folder_belongs_is_named(tmp_path, capsys):
     assert f"{target} is a file; --out must be a folder" in capsys.readouterr().err
     assert main(["data", "verify", "--data", str(target)]) == 2
     assert f"{target} is a file; give the folder in the Kaggle layout" in capsys.readouterr().err
+
+
+# --- the slide-level split ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def slides_pcam(tmp_path_factory):
+    return write_synthetic_pcam(tmp_path_factory.mktemp("slides") / "s", n_train=200, n_test=40,
+                                seed=0, size=32, progress=False, slides=20)
+
+
+def test_synthetic_slides_come_with_their_map_and_their_own_stains(slides_pcam, tiny_pcam):
+    slides = pd.read_csv(slides_pcam / "patch_id_wsi.csv", dtype=str)
+    assert list(slides.columns) == ["id", "wsi"] and slides["wsi"].nunique() == 20
+    assert set(slides["id"]) == set(_ids(slides_pcam))
+    assert not (tiny_pcam / "patch_id_wsi.csv").exists()  # sets without slides unchanged
+    data = pcam.load(slides_pcam, progress=False, workers=1)
+    by_slide = pd.Series(list(data.x.reshape(len(data.x), -1, 3).mean(axis=1)),
+                         index=slides.set_index("id").loc[data.ids, "wsi"].to_numpy())
+    means = np.stack(by_slide.groupby(level=0).apply(lambda s: np.mean(np.stack(s.to_numpy()), 0)))
+    assert means.std(axis=0).min() > 3  # grey levels: the slides differ in stain
+
+
+@pytest.mark.parametrize("split_seed", [0, 1, 2])
+def test_the_slide_split_never_puts_a_slide_on_both_sides(slides_pcam, split_seed):
+    from kandel_repro.config import resolve_config
+
+    data = pcam.load(slides_pcam, progress=False, workers=1)
+    config = resolve_config("vgg16", 5, 1e-4, split="slide", split_seed=split_seed)
+    train, val, _ = data.split(config)
+    slides = data.slides(config)
+    assert not set(slides[train]) & set(slides[val])
+    assert len(train) + len(val) == 200 and 0.1 < len(val) / 200 < 0.35
+    assert 0 < data.y[val].mean() < 1  # both classes on each side
+    facts = data.split_facts(config)
+    assert facts["wsi_map"].endswith("patch_id_wsi.csv") and len(facts["wsi_map_sha1"]) == 40
+
+
+def test_ids_missing_from_the_slide_map_are_listed(slides_pcam, tmp_path):
+    from kandel_repro.config import resolve_config
+
+    copy = tmp_path / "s"
+    shutil.copytree(slides_pcam, copy, ignore=shutil.ignore_patterns(".kandel_cache"))
+    frame = pd.read_csv(copy / "patch_id_wsi.csv", dtype=str)
+    frame.iloc[3:].to_csv(copy / "patch_id_wsi.csv", index=False)
+    data = pcam.load(copy, progress=False, workers=1)
+    config = resolve_config("vgg16", 5, 1e-4, split="slide")
+    with pytest.raises(DataError, match=rf"has no slide for 3 id\(s\) .* e\.g\. {frame['id'][0]}"):
+        data.split(config)
+    (copy / "patch_id_wsi.csv").unlink()
+    with pytest.raises(DataError, match="needs the patch → slide map .*patch_id_wsi.csv"):
+        data.split(config)
+    with pytest.raises(Exception, match="--split slide does not apply to breakhis"):
+        resolve_config("vgg16", 5, 1e-4, protocol="breakhis", split="slide")

@@ -193,6 +193,44 @@ def _decode_chunk(task):
     return out
 
 
+def stage(cache_dir):
+    """A new, empty temporary folder beside ``cache_dir`` to build a cache in (the
+    folders of dead packers of this host removed first)."""
+    cache_dir = Path(cache_dir)
+    try:
+        cache_dir.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(cache_dir)
+        tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{_HOST}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise DataError(f"cannot write the packed cache to {cache_dir} ({exc}); pass "
+                        f"--cache DIR with a writable folder") from None
+    return tmp
+
+
+def commit(tmp, cache_dir, manifest, names, shape):
+    """Record the arrays ``names`` of ``tmp`` (shapes, dtypes, SHA-256) in its manifest
+    and move it into place as ``cache_dir``; return ``cache_dir``."""
+    cache_dir = Path(cache_dir)
+    try:
+        mapped = {name: np.load(tmp / f"{name}.npy", mmap_mode="r") for name in names}
+        described = {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in mapped.items()}
+        del mapped
+        write_json(tmp / "manifest.json", dict(
+            manifest, image_shape=list(shape), arrays=described,
+            checksums={name: sha256(tmp / f"{name}.npy") for name in names}))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = cache_dir.with_name(f".{cache_dir.name}.old-{_HOST}-{os.getpid()}")
+    if cache_dir.exists():
+        os.replace(cache_dir, old)
+    os.replace(tmp, cache_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return cache_dir
+
+
 def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers=None,
           progress=True, desc="packing"):
     """Decode ``arrays`` = ``{name: [paths]}`` into ``cache_dir/<name>.npy``.
@@ -203,17 +241,8 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
     """
     from tqdm.auto import tqdm
 
-    cache_dir = Path(cache_dir)
     extra = extra_arrays or {}
-    try:
-        cache_dir.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(cache_dir)
-        tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{_HOST}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-    except OSError as exc:
-        raise DataError(f"cannot write the packed cache to {cache_dir} ({exc}); pass "
-                        f"--cache DIR with a writable folder") from None
+    tmp = stage(cache_dir)
     workers = workers or min(8, os.cpu_count() or 1)
     total = sum(len(p) for p in arrays.values())
     # NOTE: spawn, not fork: the caller may have TensorFlow's threads running. An
@@ -236,13 +265,6 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
                 del target
         for name, value in extra.items():
             np.save(tmp / f"{name}.npy", value)
-        names = list(arrays) + list(extra)
-        mapped = {name: np.load(tmp / f"{name}.npy", mmap_mode="r") for name in names}
-        described = {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in mapped.items()}
-        del mapped
-        write_json(tmp / "manifest.json", dict(
-            manifest, image_shape=list(shape), arrays=described,
-            checksums={name: sha256(tmp / f"{name}.npy") for name in names}))
     except BrokenProcessPool:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(
@@ -257,20 +279,17 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
-    old = cache_dir.with_name(f".{cache_dir.name}.old-{_HOST}-{os.getpid()}")
-    if cache_dir.exists():
-        os.replace(cache_dir, old)
-    os.replace(tmp, cache_dir)
-    shutil.rmtree(old, ignore_errors=True)
-    return cache_dir
+    return commit(tmp, cache_dir, manifest, list(arrays) + list(extra), shape)
 
 
-def load(cache_dir, names):
-    """Load arrays ``names`` and the manifest of a cache (checked: :func:`check`)."""
+def load(cache_dir, names, mmap=()):
+    """Load arrays ``names`` and the manifest of a cache (checked: :func:`check`); the
+    arrays in ``mmap`` are memory-mapped (read-only), not read into memory."""
     cache_dir = Path(cache_dir)
     try:
         manifest = check(cache_dir, names)
-        return {name: np.load(cache_dir / f"{name}.npy") for name in names}, manifest
+        return {name: np.load(cache_dir / f"{name}.npy", mmap_mode="r" if name in mmap else None)
+                for name in names}, manifest
     except (DataError, OSError, ValueError) as exc:
         raise DataError(f"the packed cache in {cache_dir} cannot be used ({exc}); pack it again "
                         "with `kandel-repro data pack --force`") from None

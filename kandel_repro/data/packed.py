@@ -71,5 +71,9 @@ class PackedData:
         """Facts about the data a run records in its config (beyond the fingerprint)."""
         return {}
 
+    def split_facts(self, config):
+        """Facts about the split ``config`` asks for (e.g. the slide map's identity)."""
+        return {}
+
     def split(self, config) -> Split:
         raise NotImplementedError(f"{type(self).__name__} does not define its split")

@@ -27,12 +27,13 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from . import cache
 from .packed import PackedData, Split, TestSet
-from .split import train_val_split
-from .synthetic import HIDDEN_LABELS, MARKER
+from .split import group_split, train_val_split
+from .synthetic import HIDDEN_LABELS, MARKER, WSI_MAP  # WSI_MAP: id,wsi (a community file)
 
 CACHE_FORMAT = 2
 ARRAYS = ("train_x", "train_y", "train_ids", "test_x", "test_ids")
 PATCH_SIZE = 96  # the Kaggle patches (paper §4.1)
+
 
 
 @dataclass
@@ -68,12 +69,52 @@ class PCamData(PackedData):
         """The sample file's identity, so a submission can be checked anywhere later."""
         return {"sample_ids_sha1": ids_fingerprint(self.test_ids)}
 
+    def wsi_map(self, config):
+        """The path of the patch → slide map ``split="slide"`` uses."""
+        return Path(config.get("wsi_map") or Path(self.root) / WSI_MAP)
+
+    def split_facts(self, config):
+        if config.get("split", "image") != "slide":
+            return {}
+        path = self.wsi_map(config)
+        if not path.is_file():
+            raise DataError(f"--split slide needs the patch → slide map {path} (id,wsi; the "
+                            "community file patch_id_wsi.csv); put it there or give --wsi-map")
+        return {"wsi_map": str(path.resolve()),
+                "wsi_map_sha1": hashlib.sha1(path.read_bytes()).hexdigest()}
+
+    def slides(self, config):
+        """The slide of every labelled image, from the map; the ids it lacks are named."""
+        import pandas as pd
+
+        path = self.wsi_map(config)
+        self.split_facts(config)  # the file is there
+        try:
+            frame = pd.read_csv(path, dtype=str)
+        except Exception as exc:  # noqa: BLE001 - any parse error is the file's fault
+            raise DataError(f"cannot read {path}: {exc}") from None
+        if not {"id", "wsi"} <= set(frame.columns):
+            raise DataError(f"{path} must have the columns id,wsi, found "
+                            f"{','.join(map(str, frame.columns))}")
+        slides = frame.drop_duplicates("id").set_index("id")["wsi"].reindex(self.ids)
+        missing = list(np.asarray(self.ids)[slides.isna().to_numpy()])
+        if missing:
+            raise DataError(f"{path} has no slide for {len(missing):,} id(s) of train_labels.csv, "
+                            f"e.g. {', '.join(missing[:5])}")
+        return slides.to_numpy()
+
     def split(self, config):
-        """Paper §4.1: 80/20 of ``train/``; the test set is Kaggle's, written as a
-        submission (its labels are known only for a synthetic set)."""
-        train, val = train_val_split(self.y, config["validation_fraction"], config["split_seed"],
-                                     config["stratified_split"],
-                                     what=f"{Path(self.root) / 'train_labels.csv'}")
+        """Paper §4.1: 80/20 of ``train/``, by image (the paper) or by slide (no slide on
+        both sides, stratified by label as far as slides allow); the test set is
+        Kaggle's, written as a submission (its labels are known only for a synthetic
+        set)."""
+        what = f"{Path(self.root) / 'train_labels.csv'}"
+        if config.get("split", "image") == "slide":
+            train, val = group_split(self.y, self.slides(config), config["validation_fraction"],
+                                     config["split_seed"], what)
+        else:
+            train, val = train_val_split(self.y, config["validation_fraction"],
+                                         config["split_seed"], config["stratified_split"], what=what)
         return Split(train, val, TestSet(self.test_x, self.test_ids,
                                          labels=self._hidden_test_labels(),
                                          auc_key="synthetic_test_auc", submission=True))

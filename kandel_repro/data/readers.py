@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import breakhis, pcam
+from . import breakhis, pcam, pcam_h5
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class Reader:
 READERS = {r.name: r for r in (
     Reader("pcam", "pcam", "Kaggle 'Histopathologic Cancer Detection' (PCam) layout", pcam,
            resizes=False, labelled_test=False),
+    Reader("pcam-h5", "pcam", "the original PatchCamelyon release (HDF5): its own train, "
+           "valid and labelled test splits", pcam_h5, resizes=False, labelled_test=True),
     Reader("breakhis", "breakhis", "BreaKHis_v1 folder layout", breakhis,
            resizes=True, labelled_test=True),
 )}

@@ -24,6 +24,27 @@ def check_splittable(labels, fractions, what="the labelled set"):
                         f"({smallest:.0%}) at least one of each class")
 
 
+def group_split(labels, groups, validation_fraction=0.2, seed=0, what="the labelled set"):
+    """``(train, validation)`` indices with no group (slide, patient) on both sides,
+    stratified by label as far as the groups allow (``StratifiedGroupKFold``: one of
+    round(1 / fraction) folds is the validation split)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0 < validation_fraction < 1:
+        raise ConfigError(f"validation fraction must be in (0, 1), got {validation_fraction}")
+    check_splittable(labels, (validation_fraction,), what)
+    folds = max(2, round(1 / validation_fraction))
+    if len(set(groups)) < folds:
+        raise DataError(f"{what}: a {validation_fraction:.0%} split by slide needs at least "
+                        f"{folds} slides, found {len(set(groups))}")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train, val = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    if len(np.unique(np.asarray(labels)[val])) < 2:
+        raise DataError(f"{what}: the slide-level validation split holds one class only; "
+                        "the slides are too few or too one-sided")
+    return np.sort(train), np.sort(val)
+
+
 def train_val_split(labels, validation_fraction=0.2, seed=0, stratified=True,
                     what="the labelled set"):
     """Return ``(train_indices, val_indices)``, sorted, stratified by label by default."""

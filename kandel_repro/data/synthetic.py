@@ -33,6 +33,7 @@ from ..errors import DataError
 from ..runio import write_json
 
 MARKER = "SYNTHETIC.json"
+WSI_MAP = "patch_id_wsi.csv"
 HIDDEN_LABELS = "synthetic_test_labels.csv"
 FORMAT_VERSION = 1
 # Fraction of negatives that hold a tumour structure outside the centre region.
@@ -138,8 +139,31 @@ def _labels(rng, n):
     return labels
 
 
-def write_synthetic_pcam(out, n_train=2000, n_test=500, seed=0, size=96, progress=True):
+def _slides(seed, n, count, first):
+    """``(slide of each patch, labels)`` for ``n`` patches on ``count`` slides numbered
+    from ``first``: each slide has a tumour prevalence of its own (from nearly none to
+    mostly tumour, 40 % on average, as PCam's), so a slide's stain tells something of
+    its labels — the leak a split by slide closes."""
+    rng = np.random.default_rng([seed, 23, first])
+    prevalence = rng.beta(0.8, 1.18, size=count)
+    slide = first + rng.integers(0, count, size=n)
+    labels = (rng.random(n) < prevalence[slide - first]).astype(np.int64)
+    return slide, labels
+
+
+def slide_stain(seed, slide):
+    """A slide's stain: one multiplier per RGB channel, as between slides and scanners."""
+    return np.random.default_rng([seed, 21, int(slide)]).uniform(0.82, 1.18, size=3)
+
+
+def write_synthetic_pcam(out, n_train=2000, n_test=500, seed=0, size=96, progress=True, slides=0):
     """Write (or reuse) a synthetic set in the Kaggle layout; return its folder.
+
+    ``slides`` > 0: the patches come from that many synthetic slides (and the test
+    patches from a quarter as many others), each with its own stain and tumour
+    prevalence, and ``patch_id_wsi.csv`` (``id,wsi``) maps every labelled patch to its
+    slide, as the community file does for Kaggle's data. ``slides=0`` (default): the
+    images and labels of earlier versions, no slides.
 
     A folder already holding a complete set made with the same parameters is reused;
     one made with other parameters is an error (it is never overwritten silently).
@@ -151,6 +175,11 @@ def write_synthetic_pcam(out, n_train=2000, n_test=500, seed=0, size=96, progres
     out = Path(out)
     params = {"format": FORMAT_VERSION, "train": int(n_train), "test": int(n_test),
               "seed": int(seed), "size": int(size)}
+    if slides:
+        params["slides"] = int(slides)  # absent for sets without slides, as before
+        if int(slides) < 5:
+            raise DataError(f"--slides must be at least 5 (a slide-level 80/20 split needs "
+                            f"5), got {slides}")
     for name, value in (("train", n_train), ("test", n_test)):
         if int(value) < 1:
             raise DataError(f"--{name} must be at least 1, got {value}")
@@ -176,6 +205,11 @@ def write_synthetic_pcam(out, n_train=2000, n_test=500, seed=0, size=96, progres
     (tmp / "test").mkdir()
     label_rng = np.random.default_rng([seed, 7])
     splits = {"train": _labels(label_rng, n_train), "test": _labels(label_rng, n_test)}
+    slide_of = {}
+    if slides:
+        test_slides = max(1, int(slides) // 4)
+        slide_of["train"], splits["train"] = _slides(seed, n_train, int(slides), 0)
+        slide_of["test"], splits["test"] = _slides(seed, n_test, test_slides, int(slides))
     tables = {}
     total = n_train + n_test
     with tqdm(total=total, desc="synthetic PCam", unit="img", disable=not progress) as bar:
@@ -185,6 +219,9 @@ def write_synthetic_pcam(out, n_train=2000, n_test=500, seed=0, size=96, progres
                 rng = np.random.default_rng([seed, split_index, index])
                 image_id = synthetic_id(seed, split, index)
                 patch = synthetic_patch(rng, size, int(label))
+                if slides:
+                    stain = slide_stain(seed, slide_of[split][index])
+                    patch = np.clip(patch * stain, 0, 255).astype(np.uint8)
                 Image.fromarray(patch).save(tmp / split / f"{image_id}.tif", format="TIFF")
                 ids.append(image_id)
                 bar.update()
@@ -192,6 +229,10 @@ def write_synthetic_pcam(out, n_train=2000, n_test=500, seed=0, size=96, progres
     tables["train"].to_csv(tmp / "train_labels.csv", index=False)
     tables["test"].assign(label=0).to_csv(tmp / "sample_submission.csv", index=False)
     tables["test"].to_csv(tmp / HIDDEN_LABELS, index=False)
+    if slides:
+        pd.DataFrame({"id": tables["train"]["id"],
+                      "wsi": [f"synthetic_slide_{k:03d}" for k in slide_of["train"]]}).to_csv(
+            tmp / WSI_MAP, index=False)
     write_json(tmp / MARKER, {
         "params": params,
         "note": "synthetic PCam-like data made by kandel_repro; not the Kaggle data",
