@@ -39,10 +39,15 @@ DEMO_BH_EPOCHS  ?= 3
 DEMO_BH_VGG_SIZE ?= 48
 
 PCAM_TABLES     := table2 table3 table4 table5
+# Beyond the paper: Tajbakhsh et al.'s questions, on the Kaggle PCam data.
+PCAM_STUDIES    := layerwise-vgg16 layerwise-vgg19 datasize init
+DEMO_STUDIES    := demo-layerwise-vgg16 demo-datasize demo-init
+# Demo studies run 2 seeds by default: their figures show the spread over seeds.
+DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: install test test-fast bench cost notebooks data demo demo-h5 demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES)
+.PHONY: install test test-fast bench cost notebooks data demo demo-h5 demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES)
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -59,6 +64,8 @@ help:
 	@echo "                  SEEDS=3 trains each cell with 3 seeds (spread, ties with the best)"
 	@echo "make table6 ... table8 - BreakHis tables from BREAKHIS=$(BREAKHIS)"
 	@echo "make tables       - every paper table, resuming whatever is already done"
+	@echo "make layerwise-vgg16, layerwise-vgg19, datasize, init - beyond the paper (Tajbakhsh et al.)"
+	@echo "                  on DATA; demo-layerwise-vgg16, demo-datasize, demo-init at demo scale"
 	@echo "make kaggle-kernel TABLE=table2 [SHARD=1/4] [NAME=...] [RESUME_FROM=user/kernel] - push a Kaggle"
 	@echo "                    kernel that runs the table (or a shard) on Kaggle's GPU"
 
@@ -109,6 +116,16 @@ demo-h5: $(STAMP)
 $(PCAM_TABLES): $(STAMP)
 	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS) $(if $(SUBMIT),--submit)
 	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
+
+$(PCAM_STUDIES): $(STAMP)
+	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS)
+	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
+
+# At demo scale: the synthetic PCam of `make demo`, random weights, 3 epochs, 2 seeds.
+$(DEMO_STUDIES): $(STAMP)
+	$(KR) data synthetic --out $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --size $(DEMO_SIZE) --seed 0
+	$(KR) grid $(@:demo-%=%) --data $(DEMO_DATA) --runs $(DEMO_RUNS)/$(@:demo-%=%) --weights none --epochs $(DEMO_EPOCHS) --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+	$(KR) table $(@:demo-%=%) --runs $(DEMO_RUNS)/$(@:demo-%=%) --out tables/demo --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
 
 $(BREAKHIS_TABLES): $(STAMP)
 	$(KR) grid $@ --data $(BREAKHIS) --runs $(RUNS)/$@ $(GRID_SEEDS)

@@ -57,15 +57,34 @@ def _inception_v3_blocks(layers):
     return blocks
 
 
+def assign_layers(layers):
+    """The layer granularity of a backbone: ``{number: [layer names]}`` where layer
+    ``k`` is the k-th convolution from the input (1 …), with the layers after it that
+    have no convolution of their own (its BatchNormalization, activation, pooling) —
+    fine-tuning "from layer k" trains those and everything above."""
+    out = OrderedDict()
+    number = 0
+    for layer in layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if "Conv" in kind:
+            number += 1
+        out.setdefault(max(number, 1), []).append(layer.name)
+    return out
+
+
 @dataclass(frozen=True)
 class Backbone:
     name: str
     application: str  # class name in keras.applications
     module: str  # keras.applications submodule with preprocess_input
     num_blocks: int
+    num_layers: int  # convolutions, for layer-wise depth (assign_layers)
     min_input_size: int
     notop_weights_file: str  # what keras.applications downloads for include_top=False
     assign_blocks: Callable  # list of layers -> OrderedDict{block: [layer names]}
+    block_layers: tuple = ()  # convolutions per block, where blocks are runs of them (VGG)
 
     def constructor(self):
         import keras
@@ -84,6 +103,8 @@ def _vgg(depth):
         application=f"VGG{depth}",
         module=f"vgg{depth}",
         num_blocks=5,
+        num_layers={16: 13, 19: 16}[depth],
+        block_layers={16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}[depth],
         min_input_size=32,
         notop_weights_file=f"vgg{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5",
         assign_blocks=_vgg_blocks,
@@ -98,6 +119,7 @@ REGISTRY = {
         application="InceptionV3",
         module="inception_v3",
         num_blocks=13,
+        num_layers=94,
         min_input_size=75,
         notop_weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
         assign_blocks=_inception_v3_blocks,
@@ -116,6 +138,13 @@ def get_backbone(name):
         raise ConfigError(
             f"unknown backbone {name!r}; available: {', '.join(sorted(REGISTRY))}"
         ) from None
+
+
+def layer_label(first_trainable_layer, num_layers):
+    """A layer-wise depth's label: ``"head only"``, ``"13"``, ``"11–13"``…"""
+    if first_trainable_layer > num_layers:
+        return "head only"
+    return depth_label(first_trainable_layer, num_layers)
 
 
 def depth_label(first_trainable_block, num_blocks):

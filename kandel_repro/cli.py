@@ -51,12 +51,13 @@ def cmd_validate_submission(args):
 
 
 def cmd_blocks(args):
-    print(model.describe_blocks(args.backbone, as_json=args.json))
+    print(model.describe_blocks(args.backbone, as_json=args.json, layers=args.layers))
 
 
 def cmd_train(args):
     metrics = grid.train_single(args.run_dir, args.data, args.backbone, args.first_block, args.lr,
                                 dataset=args.dataset, cache_dir=args.cache, workers=args.workers,
+                                first_trainable_layer=args.first_trainable_layer,
                                 **options.settings_from_args(args))
     print(json.dumps(metrics, indent=2))
 
@@ -65,13 +66,14 @@ def cmd_grid(args):
     return grid.grid_command(
         args.study, args.data, args.runs, cache_dir=args.cache, rerun=args.rerun,
         workers=args.workers, shard=args.shard, time_budget=args.time_budget, seeds=args.seeds,
-        dataset=args.dataset,
+        dataset=args.dataset, fractions=args.fractions,
         submit=options.submit_options(args) if args.submit else None,
         **options.settings_from_args(args))
 
 
 def cmd_table(args):
-    for path in tables.write_table(args.study, args.runs, args.out, seeds=args.seeds):
+    for path in tables.write_table(args.study, args.runs, args.out, seeds=args.seeds,
+                                   fractions=args.fractions):
         print(f"wrote {path}")
 
 

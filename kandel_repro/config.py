@@ -30,7 +30,7 @@ import math
 from pathlib import Path
 
 from .augment import AUGMENTERS, check_fast
-from .backbones import depth_label, get_backbone
+from .backbones import depth_label, get_backbone, layer_label
 from .errors import ConfigError, WeightsUnavailable
 from .protocol import PROTOCOLS
 from .runtime import default_eval_batch_size, device_description, resolve_precision
@@ -41,8 +41,15 @@ EXPERIMENT_KEYS = (
     "patience", "weights", "head_pooling", "dropout", "augmentation",
     "validation_fraction", "stratified_split", "seed", "split_seed", "monitor", "preprocessing",
     "optimizer", "loss", "data_fingerprint", "protocol", "test_fraction", "split",
-    "magnification", "wsi_map_sha1",
+    "magnification", "wsi_map_sha1", "momentum", "lr_decay", "head_lr_mult", "bias_lr_mult",
+    "first_trainable_layer", "init", "train_fraction", "balance",
 )
+
+# Settings added after runs were first written, with the value those runs had: a
+# config.json without them is read as made with these (kandel_repro.config.upgrade).
+ADDED = {"momentum": 0.0, "lr_decay": 1.0, "head_lr_mult": 1.0, "bias_lr_mult": 1.0,
+         "first_trainable_layer": None, "init": None, "train_fraction": 1.0,
+         "balance": "none", "wsi_map": None}
 
 # How a run is computed, not what it computes: recorded in config.json, free to differ
 # between the runs of one table (see the README's performance section).
@@ -63,6 +70,9 @@ CHOICES = {
     "head_pooling": ("flatten", "avg"),
     "split": ("image", "patient", "slide"),
     "magnification": ("all", "40", "100", "200", "400"),
+    "optimizer": ("adam", "sgd"),
+    "init": (None, "glorot", "he", "gaussian"),
+    "balance": ("none", "downsample"),
 }
 
 # --weights: these spellings mean random initialisation; "imagenet" the paper's weights.
@@ -141,9 +151,21 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
     config.update(backbone=bb.name, first_trainable_block=first, learning_rate=rate,
                   blocks=depth_label(first, bb.num_blocks), num_blocks=bb.num_blocks,
                   weights=normalise_weights(config["weights"]))
+    if config["first_trainable_layer"] is not None:
+        config["layers"] = layer_label(config["first_trainable_layer"], bb.num_layers)
     for key, choices in CHOICES.items():
         if key in config and config[key] not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
+    _check_optimiser(config)
+    if config["first_trainable_layer"] is not None:
+        layers = bb.num_layers
+        if not isinstance(config["first_trainable_layer"], int) or \
+                not 1 <= config["first_trainable_layer"] <= layers + 1:
+            raise ConfigError(f"first trainable layer must be from 1 to {layers + 1} for "
+                              f"{bb.name} ({layers + 1}: the head only), got "
+                              f"{config['first_trainable_layer']!r}")
+    if not (isinstance(config["train_fraction"], (int, float)) and 0 < config["train_fraction"] <= 1):
+        raise ConfigError(f"train_fraction must be in (0, 1], got {config['train_fraction']!r}")
     splits = {"pcam": ("image", "slide"), "breakhis": ("image", "patient")}[protocol]
     if config["split"] not in splits:
         raise ConfigError(f"--split {config['split']} does not apply to {protocol}: one of "
@@ -165,6 +187,20 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
         raise ConfigError(f"--image-size {config['image_size']}: {bb.name} needs images of at "
                           f"least {bb.min_input_size}×{bb.min_input_size}")
     return config
+
+
+def _check_optimiser(config):
+    for key in ("head_lr_mult", "bias_lr_mult"):
+        value = config[key]
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{key} must be a number above 0, got {value!r}")
+    if not (isinstance(config["lr_decay"], (int, float)) and 0 < config["lr_decay"] <= 1):
+        raise ConfigError(f"lr_decay must be in (0, 1] (1: no decay), got {config['lr_decay']!r}")
+    if not (isinstance(config["momentum"], (int, float)) and 0 <= config["momentum"] < 1):
+        raise ConfigError(f"momentum must be in [0, 1), got {config['momentum']!r}")
+    if config["momentum"] and config["optimizer"] != "sgd":
+        raise ConfigError(f"--momentum applies to --optimizer sgd; {config['optimizer']} has "
+                          "its own moments")
 
 
 def check_time_budget(seconds):
@@ -224,4 +260,7 @@ def upgrade(config):
         out.setdefault("split_seed", out["seed"])
     if out.get("protocol") == "pcam":
         out.setdefault("split", "image")  # PCam's split had no name: it was by image
+    if "protocol" in out:
+        for key, value in ADDED.items():
+            out.setdefault(key, value)
     return out

@@ -82,7 +82,7 @@ def _describe(study, cell):
 
 def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, workers=None,
              verbose="auto", log=print, shard=None, time_budget=None, seeds=None, dataset=None,
-             **settings):
+             fractions=None, **settings):
     """Train every run of a study that is not finished; return ``{run name: status}``.
 
     ``settings`` are run settings (:func:`kandel_repro.config.resolve_config`) applied
@@ -100,7 +100,7 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     epoch boundary that would pass the budget (it stays unfinished). Runs left over get
     the status ``"out of time"``; the same call later resumes with them.
     """
-    study = get_study(study_name)
+    study = get_study(study_name, fractions)
     reader = _reader(study, dataset)
     shard = parse_shard(shard)
     time_budget = check_time_budget(time_budget)
@@ -232,12 +232,13 @@ def grid_command(study_name, data_dir, runs_dir, submit=None, log=print, **optio
     options of :func:`kandel_repro.submission.submit_runs`), submits every finished run
     to Kaggle. Status 1 when a run failed or a submission was invalid or unscorable.
     """
-    study = get_study(study_name)
+    study = get_study(study_name, options.get("fractions"))
     dataset = options.get("dataset") or study.dataset
     if submit is not None and dataset != "pcam":
         raise ConfigError(f"--submit: {study.name} trains on {dataset}, not the Kaggle "
                           "data; only PCam runs are scored by Kaggle")
-    statuses = run_grid(study_name, data_dir, runs_dir, log=log, **options)
+    statuses = run_grid(study, data_dir, runs_dir, log=log, **{
+        k: v for k, v in options.items() if k != "fractions"})
     status = 1 if "failed" in statuses.values() else 0
     if submit is not None:
         runs = [Path(runs_dir) / name for name, s in statuses.items() if s in ("ok", "skipped")]

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .backbones import depth_label, get_backbone
+from .backbones import assign_layers, depth_label, get_backbone
 from .config import normalise_weights
 from .errors import ConfigError, WeightsUnavailable
 
@@ -89,9 +89,35 @@ def block_map_of(backbone_name, input_shape=None):
     return backbone.assign_blocks(base.layers)
 
 
-def describe_blocks(backbone_name, as_json=False):
-    """What ``kandel-repro blocks`` prints: block number → layer names, as text or JSON."""
+def layer_map_of(backbone_name):
+    """``{layer number: {"layers": names, "block": block, "parameters": count}}``: the
+    layer granularity of a backbone (:func:`kandel_repro.backbones.assign_layers`)."""
     backbone = get_backbone(backbone_name)
+    size = max(backbone.min_input_size, 32)
+    base = build_base(backbone_name, (size, size, 3), weights=None)
+    block_of = {name: block for block, names in backbone.assign_blocks(base.layers).items()
+                for name in names}
+    return {number: {"layers": names, "block": block_of[names[0]],
+                     "parameters": int(sum(base.get_layer(n).count_params() for n in names))}
+            for number, names in assign_layers(base.layers).items()}
+
+
+def describe_blocks(backbone_name, as_json=False, layers=False):
+    """What ``kandel-repro blocks`` prints: block number → layer names (``layers``: layer
+    number → layer names, block and parameters), as text or JSON."""
+    backbone = get_backbone(backbone_name)
+    if layers:
+        mapping = layer_map_of(backbone.name)
+        if as_json:
+            return json.dumps({str(k): v for k, v in mapping.items()}, indent=2)
+        lines = [f"{backbone.name}: {backbone.num_layers} layers (convolutions; 1 is nearest "
+                 "the input)"]
+        lines += [f"  layer {k:3d} (block {v['block']}): {', '.join(v['layers'])} — "
+                  f"{v['parameters']:,} parameters" for k, v in mapping.items()]
+        lines.append(f"fine-tuning 'from layer k' (--first-layer k) trains layers "
+                     f"k..{backbone.num_layers} and the head; k = {backbone.num_layers + 1} "
+                     "trains the head only")
+        return "\n".join(lines)
     blocks = block_map_of(backbone.name)
     if as_json:
         return json.dumps({str(k): v for k, v in blocks.items()}, indent=2)
@@ -101,6 +127,54 @@ def describe_blocks(backbone_name, as_json=False):
                  f"head; e.g. depth {depth_label(3, backbone.num_blocks)} trains blocks 3 to "
                  f"{backbone.num_blocks}")
     return "\n".join(lines)
+
+
+def set_trainable_layers(model, layer_map, first_trainable_layer):
+    """Freeze the layers numbered below ``first_trainable_layer``, train the rest and the
+    head (``layer_map``: :func:`kandel_repro.backbones.assign_layers` of the model's
+    backbone); the trainable layers that hold weights, sorted.
+
+    NOTE: the model must be compiled after this call (Keras reads ``trainable`` at
+    compile time).
+    """
+    for number, names in layer_map.items():
+        for name in names:
+            if name not in HEAD_LAYERS:
+                model.get_layer(name).trainable = number >= first_trainable_layer
+    for name in HEAD_LAYERS:
+        model.get_layer(name).trainable = True
+    return trainable_layer_names(model)
+
+
+INITIALISERS = {
+    "glorot": lambda: _initializer("GlorotUniform"),
+    "he": lambda: _initializer("HeNormal"),
+    "gaussian": lambda: _initializer("RandomNormal", stddev=0.01),
+}
+
+
+def _initializer(name, **kwargs):
+    import keras
+
+    return getattr(keras.initializers, name)(**kwargs)
+
+
+def reinitialise(model, init, head_only=False):
+    """Draw every convolution's and dense layer's kernel anew with ``init`` (glorot, he,
+    gaussian: N(0, 0.01²)), their biases 0; only the head's with ``head_only`` (the
+    backbone keeps its pretrained weights). Draws from Keras' global seed."""
+    import keras
+
+    initializer = INITIALISERS[init]()
+    for layer in model.layers:
+        if head_only and layer.name not in HEAD_LAYERS:
+            continue
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None or not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            continue
+        kernel.assign(initializer(kernel.shape, dtype=kernel.dtype))
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
 
 
 def set_trainable_blocks(model, block_map, first_trainable_block, num_blocks=None):

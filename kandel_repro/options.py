@@ -24,7 +24,8 @@ from .submission import DEFAULT_POLL, DEFAULT_TIMEOUT
 # Run settings a training option sets (argparse dest = config key), None = not given.
 SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed", "split_seed",
             "image_size", "split", "wsi_map", "magnification", "augmenter", "precision", "jit",
-            "distribute", "eval_batch_size")
+            "distribute", "eval_batch_size", "optimizer", "momentum", "lr_decay", "head_lr_mult",
+            "bias_lr_mult", "init", "train_fraction", "balance")
 # Grid options a Kaggle kernel sets itself.
 KERNEL_SETS = ("--data", "--runs", "--cache", "--shard", "--time-budget", "--submit")
 
@@ -77,6 +78,28 @@ def add_training_options(p):
                    help="train without augmentation (a deviation from the paper)")
     g.add_argument("--no-augment", action="store_true", dest="no_augmentation",
                    help=argparse.SUPPRESS)  # the option's earlier name
+    t = p.add_argument_group("beyond the paper (Tajbakhsh et al. 2016; off by default)")
+    t.add_argument("--optimizer", choices=CHOICES["optimizer"], default=None,
+                   help="'adam' (default, the paper's) or 'sgd'")
+    t.add_argument("--momentum", type=float, default=None,
+                   help="SGD's momentum (default 0; Tajbakhsh et al.: 0.9)")
+    t.add_argument("--lr-decay", type=float, default=None, metavar="GAMMA",
+                   help="multiply the learning rate by GAMMA after every epoch (default 1: "
+                   "none; Tajbakhsh et al.: 0.95)")
+    t.add_argument("--head-lr-mult", type=float, default=None, metavar="M",
+                   help="the new classifier learns M× faster (default 1; Tajbakhsh et al.: 10); "
+                   "one optimiser per parameter group, so it holds for Adam too")
+    t.add_argument("--bias-lr-mult", type=float, default=None, metavar="M",
+                   help="biases learn M× faster than their weights (default 1; Tajbakhsh et al.: 2)")
+    t.add_argument("--init", choices=[c for c in CHOICES["init"] if c], default=None,
+                   help="initialiser of random weights: glorot, he or gaussian (N(0, 0.01²)); "
+                   "with ImageNet weights the head's only (default: each layer's own)")
+    t.add_argument("--train-fraction", type=float, default=None, metavar="F",
+                   help="train on a nested, stratified fraction F of the training split "
+                   "(default 1); the validation split is unchanged")
+    t.add_argument("--balance", choices=CHOICES["balance"], default=None,
+                   help="'downsample': cut the training split's negatives to as many as its "
+                   "positives (default none)")
     r = p.add_argument_group("speed (change how a run computes, not what; recorded in config.json)")
     r.add_argument("--augmenter", choices=CHOICES["augmenter"], default=None,
                    help="which implementation applies the paper's augmentation: 'fast' "
@@ -242,6 +265,8 @@ def _training_parsers(sub):
     b = sub.add_parser("blocks", help="print a backbone's block map (block → layer names)")
     b.add_argument("backbone", choices=sorted(REGISTRY), help="which backbone")
     b.add_argument("--json", action="store_true", help="print JSON")
+    b.add_argument("--layers", action="store_true",
+                   help="the layer granularity: every convolution, its block and its parameters")
     b.set_defaults(verb="blocks")
 
     t = sub.add_parser("train", help="train one run (one depth, one learning rate)")
@@ -249,6 +274,9 @@ def _training_parsers(sub):
     t.add_argument("--backbone", default="vgg16", choices=sorted(REGISTRY))
     t.add_argument("--first-block", type=int, required=True,
                    help="first trainable block: 5 trains the top block only, 1 the whole network")
+    t.add_argument("--first-layer", type=int, default=None, dest="first_trainable_layer",
+                   help="fine-tune by layer instead: the first trainable convolution (1 … all; "
+                   "one more than the backbone has: the head only); see `blocks --layers`")
     t.add_argument("--lr", type=float, required=True,
                    help=f"learning rate, e.g. one of {LEARNING_RATES}")
     t.add_argument("--dataset", choices=sorted(READERS), default="pcam",
@@ -264,6 +292,9 @@ def _training_parsers(sub):
                    "on pcam (the Kaggle layout, default) or pcam-h5 (the HDF5 release, whose "
                    "labelled test split the table then reports)")
     g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
+    g.add_argument("--fractions", default=None, metavar="LIST",
+                   help="datasize study: the training-set fractions (default "
+                   "1,0.5,0.25,0.125,0.0625,0.03125)")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="run only the I-th of N disjoint shares of the study's runs (round "
                    "robin), e.g. 1/3, 2/3, 3/3 on three machines; copy their run folders "
@@ -287,6 +318,8 @@ def _training_parsers(sub):
     tb = sub.add_parser("table", help="render a study's table and figures from its run folders")
     _add_study(tb)
     tb.add_argument("--out", default="tables", help="output folder (default tables/)")
+    tb.add_argument("--fractions", default=None, metavar="LIST",
+                    help="datasize study: the fractions its grid was given")
     tb.add_argument("--seeds", default=None, metavar="N|LIST",
                     help="show only these seeds' runs (N: seeds 0 … N-1; or a list); default "
                     "every seed found in --runs")

@@ -42,7 +42,8 @@ def heatmap(values, row_labels, col_labels, title, metric, path=None, best=None,
     """
     plt = _pyplot()
     values = np.asarray(values, dtype=float)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(col_labels), 1.2 + 0.55 * len(row_labels)))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.3 * len(col_labels)),
+                                    1.2 + 0.55 * len(row_labels)))
     finite = values[np.isfinite(values)]
     vmin = float(finite.min()) if finite.size else 0.5
     vmax = float(finite.max()) if finite.size else 1.0
@@ -167,6 +168,39 @@ def roc_curves(curves, path=None, title=None):
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def lines_with_bands(series, path=None, title=None, xlabel="", ylabel="", logx=False,
+                     marks=None, hlines=None):
+    """One line per series with its band: ``series`` ``{label: (x, mean, low, high)}``
+    (arrays; low/high may equal the mean when there is one run). ``marks``: ``{label:
+    [(x, y, text)]}`` points to annotate; ``hlines``: ``{label: (y, low, high)}``
+    horizontal references (e.g. a model trained from scratch)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    cmap = plt.get_cmap("viridis")
+    for i, (label, (x, mean, low, high)) in enumerate(series.items()):
+        colour = cmap(i / max(len(series) - 1, 1) * 0.85)
+        ax.plot(x, mean, "o-", color=colour, label=label, markersize=4)
+        if np.any(np.asarray(high) > np.asarray(low)):
+            ax.fill_between(x, low, high, color=colour, alpha=0.2)
+        for px, py, text in (marks or {}).get(label, []):
+            ax.annotate(text, (px, py), textcoords="offset points", xytext=(4, -12), fontsize=7)
+    for label, (y, low, high) in (hlines or {}).items():
+        ax.axhline(y, color="grey", linestyle="--", label=label)
+        if high > low:
+            ax.axhspan(low, high, color="grey", alpha=0.12)
+    if logx:
+        ax.set_xscale("log")
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

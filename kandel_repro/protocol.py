@@ -66,6 +66,15 @@ class Protocol:
     split: str = "image"
     wsi_map: str = None  # PCam's patch → slide map, for split="slide"
     weights: str = "imagenet"
+    # --- beyond the paper (Tajbakhsh et al. 2016): off unless asked for -------------
+    momentum: float = 0.0  # SGD only
+    lr_decay: float = 1.0  # learning rate × lr_decay after every epoch
+    head_lr_mult: float = 1.0  # the new classifier's learning rate, × the base rate
+    bias_lr_mult: float = 1.0  # every bias's learning rate, × its weights' rate
+    first_trainable_layer: int = None  # layer-wise depth; None: by block
+    init: str = None  # random weights' initialiser; None: each layer's own
+    train_fraction: float = 1.0  # a nested, stratified share of the training split
+    balance: str = "none"  # or "downsample": negatives cut to as many as positives
 
 
 # The paper's PCam protocol (§4.1).
@@ -122,6 +131,20 @@ SOURCES = {
     "split_seed": "our choice: seed 0 for the train/validation(/test) split, the same for "
     "every seed of a table so that its runs are scored on the same images",
     "weights": "paper §4.1: ImageNet weights from keras.applications",
+    "momentum": "beyond the paper: Tajbakhsh et al. 2016 train with SGD, momentum 0.9",
+    "lr_decay": "beyond the paper: Tajbakhsh et al. 2016 multiply the learning rate by 0.95 "
+    "every epoch",
+    "head_lr_mult": "beyond the paper: Tajbakhsh et al. 2016 train the new last layer 10× "
+    "faster than the tuned ones",
+    "bias_lr_mult": "beyond the paper: in Tajbakhsh et al. 2016 biases learn at twice their "
+    "weights' rate",
+    "first_trainable_layer": "beyond the paper: Tajbakhsh et al. 2016 tune the last layer, "
+    "the last two, … all (layer-wise depth)",
+    "init": "beyond the paper: Tajbakhsh et al. 2016 compare Glorot, He and Gaussian "
+    "initialisation from scratch",
+    "train_fraction": "beyond the paper: Tajbakhsh et al. 2016 fine-tune and train from "
+    "scratch on reduced training sets (the fractions are our choice)",
+    "balance": "beyond the paper: Tajbakhsh et al. 2016 downsample the negatives",
     "test_fraction": "paper §4.3: BreakHis split 80 % / 10 % / 10 %",
     "split": "paper §4.1/§4.3: images split at random (our 'image' split, stratified by "
     "label); 'slide' (PCam) and 'patient' (BreakHis) keep each slide or patient on one side",

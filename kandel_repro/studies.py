@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .backbones import depth_label, get_backbone
+from .backbones import depth_label, get_backbone, layer_label
 from .config import normalise, resolve_config
 from .data.readers import get_reader
 from .errors import ConfigError
@@ -132,6 +132,47 @@ def lr_columns(learning_rates=LEARNING_RATES):
                  for lr in learning_rates)
 
 
+def layer_rows(backbone):
+    """Layer-wise depths (Tajbakhsh et al. 2016): the head only, then the head and the
+    last convolution, the last two, … all; then the whole network from scratch. A depth
+    that is also a block-wise one says so (``layers 11–13 = blocks 5``)."""
+    bb = get_backbone(backbone)
+    n = bb.num_layers
+    starts, first = {}, 1  # first convolution of each block → block number
+    for block, count in enumerate(bb.block_layers, 1):
+        starts[first] = block
+        first += count
+    rows = [Level("head only", f"{bb.name}_head",
+                  {"backbone": bb.name, "first_trainable_block": 1, "first_trainable_layer": n + 1},
+                  name="head only")]
+    for k in range(n, 0, -1):
+        label = layer_label(k, n)
+        same = (f" = blocks {depth_label(starts[k], bb.num_blocks)}" if k in starts else "")
+        rows.append(Level(label, f"{bb.name}_layers{k}-{n}",
+                          {"backbone": bb.name, "first_trainable_block": 1,
+                           "first_trainable_layer": k}, name=f"layers {label}{same}"))
+    rows.append(Level("from scratch", f"{bb.name}_scratch",
+                      {"backbone": bb.name, "first_trainable_block": 1, "weights": "none"},
+                      name="from scratch"))
+    return tuple(rows)
+
+
+# Training-set fractions of the datasize study (our choice: the seed names "full and
+# reduced training sets" without fractions); --fractions changes them.
+FRACTIONS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
+
+
+def fraction_rows(fractions=FRACTIONS):
+    from fractions import Fraction
+
+    rows = []
+    for fraction in fractions:
+        label = str(Fraction(fraction).limit_denominator(1024))
+        rows.append(Level(label, f"frac{fraction:g}", {"train_fraction": float(fraction)},
+                          name=f"{label} of the training split"))
+    return tuple(rows)
+
+
 def _fine_tuning(name, title, backbone, dataset):
     return Study(name, title, dataset, depth_rows(backbone), lr_columns(), "Fine-tuned blocks",
                  findings=tuple(FINDINGS[name]))
@@ -149,7 +190,49 @@ STUDIES = {s.name: s for s in (
     _fine_tuning("table7", "Table 7 — VGG19 fine-tuned on BreakHis", "vgg19", "breakhis"),
     _fine_tuning("table8", "Table 8 — InceptionV3 fine-tuned on BreakHis", "inception_v3",
                  "breakhis"),
+    # --- beyond the paper: Tajbakhsh et al. 2016's questions ----------------------------
+    Study("layerwise-vgg16", "Layer-wise depth — VGG16 on PCam", "pcam", layer_rows("vgg16"),
+          lr_columns((1e-4,)), "Fine-tuned layers", figures=(
+              "heatmap", "curves", "params", "radar")),
+    Study("layerwise-vgg19", "Layer-wise depth — VGG19 on PCam", "pcam", layer_rows("vgg19"),
+          lr_columns((1e-4,)), "Fine-tuned layers", figures=(
+              "heatmap", "curves", "params", "radar")),
+    Study("datasize", "Training-set size — VGG16 on PCam, fine-tuned (blocks 3–5) and from "
+          "scratch", "pcam", fraction_rows(),
+          (Level("fine-tuned, blocks 3–5", "vgg16_blocks3-5",
+                 {"backbone": "vgg16", "first_trainable_block": 3}),
+           Level("from scratch", "vgg16_scratch",
+                 {"backbone": "vgg16", "first_trainable_block": 1, "weights": "none"})),
+          "Training-set fraction", column_header="Model", fixed={"learning_rate": 1e-4},
+          figures=("heatmap", "datasize", "curves", "radar")),
+    Study("init", "Initialisation — VGG16 on PCam, from scratch or fine-tuned", "pcam",
+          (Level("ImageNet, blocks 1–5", "vgg16_imagenet",
+                 {"backbone": "vgg16", "first_trainable_block": 1}),
+           *(Level(label, f"vgg16_{init}",
+                   {"backbone": "vgg16", "first_trainable_block": 1, "weights": "none",
+                    "init": init}, name=f"{label} from scratch")
+             for init, label in (("glorot", "Glorot"), ("he", "He"),
+                                 ("gaussian", "Gaussian σ=0.01")))),
+          lr_columns((1e-4,)), "Initialisation", figures=("heatmap", "convergence", "radar")),
 )}
+
+
+def vary(study, fractions=None):
+    """``study`` with other training-set fractions (the datasize study's rows)."""
+    if fractions is None:
+        return study
+    if not any("train_fraction" in level.settings for level in study.rows):
+        raise ConfigError(f"--fractions applies to the datasize study, not {study.name}")
+    try:
+        values = tuple(float(f) for f in str(fractions).split(",") if f.strip())
+    except ValueError:
+        raise ConfigError(f"--fractions takes numbers in (0, 1], e.g. 1,0.5,0.25; got "
+                          f"{fractions!r}") from None
+    if not values or not all(0 < v <= 1 for v in values):
+        raise ConfigError(f"--fractions takes numbers in (0, 1], e.g. 1,0.5,0.25; got {fractions!r}")
+    from dataclasses import replace
+
+    return replace(study, rows=fraction_rows(values))
 
 
 def run_name(cell, seed=0):
@@ -195,9 +278,13 @@ def study_runs(study, seeds=(0,)):
     return [(cell, seed, run_name(cell, seed)) for seed in seeds for cell in study.cells()]
 
 
-def get_study(name):
+def get_study(name, fractions=None):
+    """The study ``name`` (a :class:`Study` passes through), with other training-set
+    fractions when ``fractions`` is given (:func:`vary`)."""
+    if isinstance(name, Study):
+        return vary(name, fractions)
     try:
-        return STUDIES[name]
+        return vary(STUDIES[name], fractions)
     except KeyError:
         raise ConfigError(f"unknown study {name!r}; available: {', '.join(STUDIES)}") from None
 

@@ -28,7 +28,7 @@ from . import rundir
 from .compare import Evidence, verdict
 from .data.readers import get_reader
 from .errors import ConfigError
-from .plots import heatmap, learning_curves, radar, roc_curves
+from .plots import heatmap, learning_curves, lines_with_bands, radar, roc_curves
 from .protocol import NOT_CONVERGED_BELOW_AUC, deviations
 from .runio import check_writable, write_csv, write_text
 from .stats import MEASURES, TABLE_RULE, run_summary
@@ -116,7 +116,9 @@ def collect(study_name, runs_dir, seeds=None):
                 "error": (run.error or {}).get("error"),
             })
             if run.config and run.status == "ok":
-                configs.append(run.config)
+                # NOTE: what the study sets for this run (its cell's settings) is the
+                # experiment, not a deviation from the paper; tables read it from here.
+                configs.append(dict(run.config, _set_by_study=frozenset(cell.settings)))
                 named[name] = run.config
     _refuse_mixed(study, runs_dir, named)
     return pd.DataFrame(rows), configs
@@ -203,17 +205,18 @@ def _deviations(configs, study=None):
     skip = set(study.fixed if study is not None else ()) | {"seed"}
     seen = []
     for config in configs:
+        mine = skip | set(config.get("_set_by_study", ()))
         lines = deviations(config)
-        seen += [line for line in lines if line.split(":")[0] not in skip and line not in seen]
+        seen += [line for line in lines if line.split(":")[0] not in mine and line not in seen]
     return seen
 
 
 def _caveat(configs, study=None):
     """``"synthetic data and random weights (no ImageNet)"`` or ``""`` for the paper's setup."""
-    random_by_design = study is not None and study.fixed.get("weights") == "none"
     flags = (("synthetic data", any(c.get("synthetic", False) for c in configs)),
              ("random weights (no ImageNet)",
-              not random_by_design and any(c.get("weights") == "none" for c in configs)))
+              any(c.get("weights") == "none" and "weights" not in c.get("_set_by_study", ())
+                  for c in configs)))
     return " and ".join(text for text, flag in flags if flag)
 
 
@@ -276,9 +279,13 @@ class Table:
         return dataset_of(self.study, self.configs)
 
     def name(self, cell):
-        """A cell in words: ``blocks 3–5 at 1e-4``."""
+        """A cell in words: ``blocks 3–5 at 1e-4`` (``1/4, from scratch`` where the
+        columns are not learning rates)."""
         rows = {level.label: level for level in self.study.rows}
-        return f"{rows[cell[0]].name} at {cell[1]}"
+        if self.study.column_header == "Learning rate":
+            return f"{rows[cell[0]].name} at {cell[1]}"
+        columns = {level.label: level for level in self.study.columns}
+        return f"{rows[cell[0]].name}, {columns[cell[1]].name}"
 
 
 def assemble(study_name, runs_dir, seeds=None):
@@ -587,17 +594,125 @@ def radar_figure(table, path):
                        + (f"\n{caveat}" if caveat else ""))
 
 
+def _band(values):
+    values = np.asarray(values, dtype=float)
+    return values.mean(), values.min(), values.max()
+
+
+def params_figure(table, path):
+    """``<study>_params.png`` (layer-wise depth): the metric against the trainable
+    parameters of each depth, block-wise depths marked, from scratch as a reference."""
+    frame = table.frame[table.frame["status"] == "ok"]
+    if "first_trainable_layer" not in table.study.varied_keys or frame.empty:
+        return None
+    params = {}
+    for cell in table.study.cells():
+        runs = table.runs_dir
+        for seed, name in table.evidence.runs.get((cell.row.label, cell.column.label), {}).items():
+            metrics = rundir.read_metrics(runs / name) or {}
+            if metrics.get("trainable_parameters"):
+                params[(cell.row.label, cell.column.label)] = metrics["trainable_parameters"]
+    series, marks, hlines = {}, {}, {}
+    for column in table.study.columns:
+        points = []
+        for level in table.study.rows:
+            cell = (level.label, column.label)
+            values = list(table.evidence.values.get(cell, {}).values())
+            if not values or cell not in params:
+                continue
+            if "weights" in level.settings:  # from scratch: a reference, not a depth
+                hlines[f"{level.name}, {column.name}"] = _band(values)
+                continue
+            mean, low, high = _band(values)
+            points.append((params[cell], mean, low, high, level.name))
+        if points:
+            points.sort()
+            x, mean, low, high, names = (list(v) for v in zip(*points))
+            label = column.name
+            series[label] = (x, mean, low, high)
+            marks[label] = [(px, py, n.split("= ")[1]) for px, py, n in zip(x, mean, names)
+                            if "= " in n]
+    if not series:
+        return None
+    caveat = _caveat(table.configs, table.study)
+    return lines_with_bands(series, path, title=f"{table.study.title}\n{SHORT[table.metric]} "
+                            "against trainable parameters (block-wise depths named)"
+                            + (f"\n{caveat}" if caveat else ""),
+                            xlabel="trainable parameters", ylabel=SHORT[table.metric],
+                            logx=True, marks=marks, hlines=hlines)
+
+
+def datasize_figure(table, path):
+    """``<study>_datasize.png``: the metric against the training images, one line per
+    model (fine-tuned, from scratch), the band spanning the seeds."""
+    frame = table.frame[table.frame["status"] == "ok"]
+    if "train_fraction" not in table.study.varied_keys or frame.empty:
+        return None
+    sizes = {}
+    for config in table.configs:
+        sizes.setdefault(config.get("train_fraction", 1.0), config.get("n_train"))
+    series = {}
+    for column in table.study.columns:
+        points = []
+        for level in table.study.rows:
+            values = list(table.evidence.values.get((level.label, column.label), {}).values())
+            images = sizes.get(level.settings["train_fraction"])
+            if values and images:
+                points.append((images, *_band(values)))
+        if points:
+            points.sort()
+            series[column.name] = tuple(list(v) for v in zip(*points))
+    if not series:
+        return None
+    caveat = _caveat(table.configs, table.study)
+    seeds = f", band: min–max of {len(table.seeds)} seeds" if len(table.seeds) > 1 else ""
+    return lines_with_bands(series, path, title=f"{table.study.title}\n{SHORT[table.metric]} "
+                            f"against training images (validation split unchanged{seeds})"
+                            + (f"\n{caveat}" if caveat else ""),
+                            xlabel="training images", ylabel=SHORT[table.metric], logx=True)
+
+
+def convergence_figure(table, path):
+    """``<study>_convergence.png``: validation AUC per epoch, one line per row (e.g. an
+    initialisation), the band spanning the seeds."""
+    import pandas as pd
+
+    series = {}
+    for level in table.study.rows:
+        curves = []
+        for column in table.study.columns:
+            for name in table.evidence.runs.get((level.label, column.label), {}).values():
+                path_ = table.runs_dir / name / rundir.HISTORY
+                if path_.exists():
+                    curves.append(pd.read_csv(path_)["val_auc"].to_numpy(dtype=float))
+        if not curves:
+            continue
+        epochs = min(len(c) for c in curves)
+        stacked = np.stack([c[:epochs] for c in curves])
+        series[level.name] = (np.arange(1, epochs + 1), stacked.mean(0), stacked.min(0),
+                              stacked.max(0))
+    if not series:
+        return None
+    caveat = _caveat(table.configs, table.study)
+    seeds = f" (band: min–max of {len(table.seeds)} seeds)" if len(table.seeds) > 1 else ""
+    return lines_with_bands(series, path, title=f"{table.study.title}\nvalidation AUC per "
+                            f"epoch{seeds}" + (f"\n{caveat}" if caveat else ""),
+                            xlabel="epoch", ylabel="validation AUC")
+
+
 # The figures a study can ask for (Study.figures): name → function(table, path) returning
 # the figure, or None when there is nothing to draw yet.
 FIGURES = {"heatmap": table_heatmap, "curves": curves_figure, "roc": roc_figure,
-           "radar": radar_figure}
+           "radar": radar_figure, "params": params_figure, "datasize": datasize_figure,
+           "convergence": convergence_figure}
 
 
-def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print, seeds=None):
+def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print, seeds=None,
+                fractions=None):
     """Write ``<study>.md``, ``<study>.csv``, ``<study>_cells.csv`` and the study's
     figures (``<study>_<figure>.png``: a figure with nothing to draw yet is left out);
-    return the paths written."""
-    study = get_study(study_name)
+    return the paths written. ``fractions``: the datasize study's other fractions."""
+    study = get_study(study_name, fractions)
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ConfigError(f"{runs_dir} is not a folder: give --runs the folder of "
@@ -608,7 +723,7 @@ def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print,
             for entry in runs_dir.iterdir()):
         raise ConfigError(f"{runs_dir} holds no run of {study.name} (its run folders are named "
                           f"like {names[0]}); is it another study's folder?")
-    table = assemble(study_name, runs_dir, seeds)
+    table = assemble(study, runs_dir, seeds)
     for _, row in table.frame[table.frame["status"] == "failed"].iterrows():
         log(f"{row['run']}: failed ({row['error']}); shown as failed")
     for problem in table.evidence.problems:

@@ -15,12 +15,27 @@ import numpy as np
 
 from . import rundir
 from .augment import idg_batches, in_memory_dataset, make_input_stage, predict_uint8
-from .backbones import get_backbone
-from .config import resolve_runtime, with_data
-from .model import build_model, set_trainable_blocks
+from .backbones import assign_layers, get_backbone
+from .config import ADDED, resolve_runtime, with_data
+from .data.split import downsample, nested_subset
+from .model import build_model, reinitialise, set_trainable_blocks, set_trainable_layers
+from .optim import build_optimizers, epoch_decay, grouped_trainer
 from .runio import write_csv
 from .runtime import jit_setting, make_strategy, precision_scope
 from .stats import run_summary
+
+
+def reduce_training(train_idx, labels, config):
+    """The training rows a run uses: a nested, stratified ``train_fraction`` of the
+    split's (the same images at every seed; each fraction's rows hold the smaller
+    fractions'), then, with ``balance="downsample"``, the negatives cut to as many as
+    the positives. The validation split is never touched."""
+    fraction = config.get("train_fraction", 1.0)
+    if fraction < 1.0:
+        train_idx = nested_subset(train_idx, labels, fraction, config["split_seed"])
+    if config.get("balance", "none") == "downsample":
+        train_idx = downsample(train_idx, labels, config["split_seed"])
+    return train_idx
 
 
 def _auc(labels, scores):
@@ -94,7 +109,8 @@ def build_run_models(config, image_shape, strategy=None):
     input stage (cast, fused augmentation for ``augmenter="fast"``, ``preprocess_input``)
     followed by ``model``; it takes uint8 batches, or float32 ones already augmented by
     ``ImageDataGenerator``. ``predictor`` takes uint8 batches, augmentation off.
-    ``config["precision"]`` must be resolved (not "auto").
+    ``config["precision"]`` must be resolved (not "auto"). The trainer's optimisers
+    (:func:`kandel_repro.optim.build_optimizers`) are ``trainer.optimizers_used``.
     """
     import keras
     import tensorflow as tf
@@ -106,21 +122,32 @@ def build_run_models(config, image_shape, strategy=None):
         model, block_map = build_model(config["backbone"], image_shape, config["weights"],
                                        head_pooling=config["head_pooling"],
                                        dropout=config["dropout"])
-        trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
-                                         config["num_blocks"])
+        if config.get("first_trainable_layer") is not None:
+            trainable = set_trainable_layers(model, assign_layers(model.layers),
+                                             config["first_trainable_layer"])
+        else:
+            trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
+                                             config["num_blocks"])
+        if config.get("init"):
+            reinitialise(model, config["init"], head_only=config["weights"] != "none")
 
-        def wrap(augmentation, dtype, name):
+        def wrap(augmentation, dtype, name, groups=None):
             images = keras.Input(tuple(image_shape), dtype=dtype, name="images")
             stage = make_input_stage(augmentation, preprocess, seed=config["seed"])
+            if groups is not None:
+                return grouped_trainer(images, model(stage(images)), groups, name=name)
             return keras.Model(images, model(stage(images)), name=name)
 
+        optimizers = build_optimizers(model, dict(config, **{
+            k: config.get(k, v) for k, v in ADDED.items()}))
+        grouped = None if optimizers[0][1] is None else [(o, v) for o, v, _ in optimizers]
         trainer = wrap(config["augmentation"] if fast else None,
                        "uint8" if fast or config["augmentation"] is None else "float32",
-                       "trainer")
+                       "trainer", grouped)
+        trainer.optimizers_used = optimizers
         predictor = wrap(None, "uint8", "predictor")
         # NOTE: compiled under the policy, so mixed_float16 gets Keras' loss scaling.
-        trainer.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
-                        loss=config["loss"], metrics=["accuracy"],
+        trainer.compile(optimizer=optimizers[0][0], loss=config["loss"], metrics=["accuracy"],
                         jit_compile=jit_setting(config["jit"]))
         predictor.compile(jit_compile=jit_setting(config["jit"]))
     return model, trainer, predictor, trainable
@@ -140,6 +167,7 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
 
     started = time.time()
     train_idx, val_idx, test = data.split(config)  # refuses unusable data before any write
+    train_idx = reduce_training(train_idx, data.y, config)
     run_dir = rundir.start(run_dir)
     config = resolve_runtime(with_data(config, data, config.get("data_dir") or data.root))
     strategy = make_strategy(config["distribute"])
@@ -179,6 +207,8 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                       patience=config["patience"]),
     ]
+    if config.get("lr_decay", 1.0) != 1.0:
+        callbacks.append(epoch_decay(trainer.optimizers_used, config["lr_decay"]))
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 2
     # NOTE: shuffle=False: both pipelines reshuffle every epoch themselves, from the seed.

@@ -77,7 +77,9 @@ def test_the_command_line_offers_exactly_the_choices_of_the_config():
     grid = parser._subparsers._group_actions[0].choices["grid"]
     offered = {action.dest: tuple(action.choices) for action in grid._actions
                if action.choices and action.dest in CHOICES}
-    assert offered == {key: tuple(values) for key, values in CHOICES.items()}
+    # None (a setting's "not given") is offered by leaving the option out
+    assert offered == {key: tuple(v for v in values if v is not None)
+                       for key, values in CHOICES.items()}
 
 
 def test_old_config_files_are_read_in_todays_names():
@@ -89,9 +91,11 @@ def test_old_config_files_are_read_in_todays_names():
     old6 = json.loads((LEGACY / "table6" / "vgg16_blocks5-5_lr1e-04" / "config.json").read_text())
     assert upgrade(old6)["dataset"] == "breakhis" and upgrade(old6)["synthetic"] is True
     # runs made before the augmenter was recorded used ImageDataGenerator
+    from kandel_repro.config import ADDED
+
     assert upgrade({"protocol": "pcam", "dataset": "pcam"}) == {
         "protocol": "pcam", "dataset": "pcam", "synthetic": False,
-        "augmenter": "imagedatagenerator", "split": "image"}
+        "augmenter": "imagedatagenerator", "split": "image", **ADDED}
     assert upgrade(None) is None
 
 

@@ -175,3 +175,64 @@ def test_cli_blocks_inception_json(capsys):
     assert main(["blocks", "inception_v3", "--json"]) == 0
     blocks = json.loads(capsys.readouterr().out)
     assert len(blocks) == 13 and blocks["13"][-1] == "mixed10" and blocks["3"][-1] == "mixed0"
+
+
+# --- layer granularity and initialisers (beyond the paper) ---------------------------------
+
+def test_vgg16_layer_map_numbers_its_13_convolutions(capsys):
+    from kandel_repro.backbones import assign_layers
+    from kandel_repro.cli import main
+    from kandel_repro.model import layer_map_of
+
+    mapping = layer_map_of("vgg16")
+    assert list(mapping) == list(range(1, 14))
+    assert mapping[1]["layers"] == ["block1_conv1"] and mapping[2]["layers"] == ["block1_conv2", "block1_pool"]
+    assert mapping[11] == {"layers": ["block5_conv1"], "block": 5, "parameters": 3 * 3 * 512 * 512 + 512}
+    assert main(["blocks", "vgg16", "--layers", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["13"]["layers"] == ["block5_conv3", "block5_pool"]
+    model, _ = build_model("vgg19", (32, 32, 3), weights=None)
+    assert len(assign_layers(model.layers)) == 16
+
+
+@pytest.mark.parametrize("first, trainable", [
+    (14, {"head_dense"}),
+    (13, {"head_dense", "block5_conv3"}),
+    (11, {"head_dense", "block5_conv1", "block5_conv2", "block5_conv3"}),
+    (1, None)])
+def test_layer_wise_depth_trains_the_last_layers(vgg16, first, trainable):
+    from kandel_repro.backbones import assign_layers
+    from kandel_repro.model import set_trainable_layers
+
+    model, _ = vgg16
+    names = set(set_trainable_layers(model, assign_layers(model.layers), first))
+    every = {l.name for l in model.layers if l.trainable_weights}
+    assert names == (every if trainable is None else trainable)
+
+
+@pytest.mark.parametrize("init, std", [("gaussian", lambda fan_in: 0.01),
+                                       ("he", lambda fan_in: np.sqrt(2 / fan_in))])
+def test_initialisers_draw_the_stated_distribution(init, std):
+    import keras
+
+    from kandel_repro.model import reinitialise
+
+    keras.utils.set_random_seed(0)
+    model, _ = build_model("vgg16", (32, 32, 3), weights=None)
+    reinitialise(model, init)
+    kernel = model.get_layer("block4_conv1").kernel.numpy()
+    fan_in = 3 * 3 * 256
+    assert kernel.std() == pytest.approx(std(fan_in), rel=0.05) and abs(kernel.mean()) < 1e-3
+    assert not model.get_layer("block4_conv1").bias.numpy().any()
+
+
+def test_with_pretrained_weights_only_the_head_is_drawn_anew():
+    import keras
+
+    from kandel_repro.model import reinitialise
+
+    keras.utils.set_random_seed(0)
+    model, _ = build_model("vgg16", (32, 32, 3), weights=None)
+    before = model.get_layer("block1_conv1").kernel.numpy().copy()
+    reinitialise(model, "gaussian", head_only=True)
+    np.testing.assert_array_equal(model.get_layer("block1_conv1").kernel.numpy(), before)
+    assert model.get_layer("head_dense").kernel.numpy().std() == pytest.approx(0.01, rel=0.3)

@@ -423,3 +423,17 @@ def test_ids_missing_from_the_slide_map_are_listed(slides_pcam, tmp_path):
         data.split(config)
     with pytest.raises(Exception, match="--split slide does not apply to breakhis"):
         resolve_config("vgg16", 5, 1e-4, protocol="breakhis", split="slide")
+
+
+def test_nested_subsets_keep_the_class_balance_and_nest():
+    from kandel_repro.data.split import downsample, nested_subset
+
+    labels = np.array([0] * 600 + [1] * 400)
+    indices = np.arange(1000)[::2]  # a training split
+    half = nested_subset(indices, labels, 0.5, seed=3)
+    quarter = nested_subset(indices, labels, 0.25, seed=3)
+    assert set(quarter) <= set(half) <= set(indices)
+    assert len(half) == 250 and labels[half].mean() == pytest.approx(labels[indices].mean())
+    assert len(nested_subset(indices, labels, 1.0, seed=3)) == len(indices)
+    balanced = downsample(indices, labels, seed=3)
+    assert (labels[balanced] == 0).sum() == (labels[balanced] == 1).sum() == (labels[indices] == 1).sum()

@@ -63,3 +63,33 @@ def test_a_new_study_is_an_entry(monkeypatch):
 def test_an_unknown_study_lists_the_known_ones():
     with pytest.raises(ConfigError, match="unknown study 'table9'; available: table2, table3"):
         get_study("table9")
+
+
+def test_tajbakhshs_questions_are_entries_of_the_registry():
+    layerwise = get_study("layerwise-vgg16")
+    assert [level.label for level in layerwise.rows][:3] == ["head only", "13", "12–13"]
+    assert layerwise.rows[-1].label == "from scratch" and len(layerwise.cells()) == 15
+    assert "layers 11–13 = blocks 5" in [level.name for level in layerwise.rows]
+    assert len(get_study("layerwise-vgg19").cells()) == 18
+    configs = study_configs(layerwise)
+    assert configs["vgg16_head_lr1e-04"]["first_trainable_layer"] == 14
+    assert configs["vgg16_scratch_lr1e-04"]["weights"] == "none"
+    assert configs["vgg16_layers11-13_lr1e-04"]["layers"] == "11–13"
+    datasize = study_configs(get_study("datasize"), weights="none")
+    assert [c["train_fraction"] for c in datasize.values()][::2] == [1, 0.5, 0.25, 0.125, 0.0625,
+                                                                     0.03125]
+    assert {c["learning_rate"] for c in datasize.values()} == {1e-4}
+    init = study_configs(get_study("init"))
+    assert [c["init"] for c in init.values()] == [None, "glorot", "he", "gaussian"]
+    assert [c["weights"] for c in init.values()] == ["imagenet", "none", "none", "none"]
+
+
+def test_the_datasize_fractions_can_be_changed():
+    study = get_study("datasize", fractions="1,0.1")
+    assert [level.label for level in study.rows] == ["1", "1/10"]
+    assert [c.name for c in study.cells()][:2] == ["frac1_vgg16_blocks3-5", "frac1_vgg16_scratch"]
+    for bad in ("0", "2", "a,b", ""):
+        with pytest.raises(ConfigError, match="--fractions takes numbers"):
+            get_study("datasize", fractions=bad)
+    with pytest.raises(ConfigError, match="applies to the datasize study"):
+        get_study("table2", fractions="0.5")

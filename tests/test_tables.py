@@ -279,3 +279,50 @@ def test_a_wrong_runs_folder_is_an_error_not_an_empty_table(tmp_path, capsys):
                  str(tmp_path / "out")]) == 2
     assert "holds no run of table2" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _fake_study_runs(root, study_name, seeds=(0, 1), **settings):
+    """Finished runs of any study, with histories, predictions and parameter counts."""
+    from sklearn.metrics import roc_auc_score
+
+    from kandel_repro.studies import run_name, study_configs
+
+    study = get_study(study_name)
+    configs = study_configs(study, seeds=seeds, **settings)
+    for i, (name, config) in enumerate(configs.items()):
+        run = root / name
+        run.mkdir(parents=True)
+        n_train = int(1200 * config["train_fraction"])
+        write_json(run / "config.json", dict(config, dataset="pcam", synthetic=True,
+                                             image_size=32, n_train=n_train, n_val=300,
+                                             n_test=300))
+        strength = 0.5 + (i % 7) / 5
+        noise = np.random.default_rng([config["seed"], i]).normal(size=len(LABELS))
+        scores = 1 / (1 + np.exp(-(LABELS * strength + noise - 1)))
+        pd.DataFrame({"id": IDS, "label": LABELS, "prediction": scores}).to_csv(
+            run / "val_predictions.csv", index=False)
+        auc = float(roc_auc_score(LABELS, scores))
+        pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.7, 0.6, 0.5],
+                      "val_auc": [auc - 0.1, auc - 0.02, auc]}).to_csv(run / "history.csv",
+                                                                      index=False)
+        write_json(run / "metrics.json", {"status": "ok", "val_auc": auc, "best_epoch": 3,
+                                          "epochs_run": 3, "trainable_parameters": 1000 * (i + 1)})
+    return configs
+
+
+@pytest.mark.parametrize("study, figure", [("layerwise-vgg16", "params"),
+                                           ("datasize", "datasize"), ("init", "convergence")])
+def test_the_beyond_the_paper_studies_render_with_their_figures(tmp_path, study, figure):
+    _fake_study_runs(tmp_path / "runs", study, weights="none")
+    paths = tables.write_table(study, tmp_path / "runs", tmp_path / "out", log=lambda m: None)
+    names = [p.name for p in paths]
+    assert f"{study}_{figure}.png" in names and f"{study}_radar.png" in names
+    text = (tmp_path / "out" / f"{study}.md").read_text()
+    assert "Seeds 0, 1" in text and "n=2" in text
+    assert "Made from synthetic data and random weights" in text
+    if study == "datasize":
+        assert "| 1/32 |" in text and "train_fraction" not in text  # set by the study
+        fig = tables.datasize_figure(tables.assemble(study, tmp_path / "runs"), None)
+        assert [line.get_label() for line in fig.axes[0].lines] == ["fine-tuned, blocks 3–5",
+                                                                   "from scratch"]
+        assert list(fig.axes[0].lines[0].get_xdata()) == [37, 75, 150, 300, 600, 1200]

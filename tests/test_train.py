@@ -153,3 +153,15 @@ def test_the_split_does_not_move_with_the_seed(tiny_pcam):
     moved = data.split(resolve_config("vgg16", 5, 1e-4, seed=0, split_seed=1))
     np.testing.assert_array_equal(first.val, other.val)
     assert not np.array_equal(first.val, moved.val)
+
+
+def test_a_run_can_train_on_a_reduced_or_balanced_training_split(tiny_pcam):
+    from kandel_repro.train import reduce_training
+
+    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    train, val, _ = data.split(resolve_config("vgg16", 5, 1e-4))
+    quarter = reduce_training(train, data.y, resolve_config("vgg16", 5, 1e-4, train_fraction=0.25))
+    assert set(quarter) <= set(train) and len(quarter) == pytest.approx(len(train) / 4, abs=2)
+    balanced = reduce_training(train, data.y, resolve_config("vgg16", 5, 1e-4, balance="downsample"))
+    assert data.y[balanced].mean() == 0.5
+    assert reduce_training(train, data.y, resolve_config("vgg16", 5, 1e-4)) is train

@@ -24,6 +24,32 @@ def check_splittable(labels, fractions, what="the labelled set"):
                         f"({smallest:.0%}) at least one of each class")
 
 
+def nested_subset(indices, labels, fraction, seed=0):
+    """A stratified ``fraction`` of ``indices`` (sorted), nested: each class's rows are
+    taken in one fixed random order, so a smaller fraction's rows are among a larger's.
+    At least one image of each class is kept."""
+    indices = np.asarray(indices)
+    labels = np.asarray(labels)[indices]
+    kept = []
+    for cls in np.unique(labels):
+        rows = indices[labels == cls]
+        order = np.random.default_rng([seed, 31, int(cls)]).permutation(len(rows))
+        kept.append(rows[order[:max(1, int(np.ceil(fraction * len(rows))))]])
+    return np.sort(np.concatenate(kept))
+
+
+def downsample(indices, labels, seed=0):
+    """``indices`` with the negatives cut at random to as many as the positives
+    (Tajbakhsh et al. 2016 balance their classes so)."""
+    indices = np.asarray(indices)
+    labels = np.asarray(labels)[indices]
+    positives, negatives = indices[labels == 1], indices[labels == 0]
+    if len(negatives) > len(positives):
+        rng = np.random.default_rng([seed, 37])
+        negatives = rng.choice(negatives, size=len(positives), replace=False)
+    return np.sort(np.concatenate([positives, negatives]))
+
+
 def group_split(labels, groups, validation_fraction=0.2, seed=0, what="the labelled set"):
     """``(train, validation)`` indices with no group (slide, patient) on both sides,
     stratified by label as far as the groups allow (``StratifiedGroupKFold``: one of
