@@ -42,12 +42,15 @@ PCAM_TABLES     := table2 table3 table4 table5
 # Beyond the paper: Tajbakhsh et al.'s questions, on the Kaggle PCam data.
 PCAM_STUDIES    := layerwise-vgg16 layerwise-vgg19 datasize init
 DEMO_STUDIES    := demo-layerwise-vgg16 demo-datasize demo-init
+# Transfusion's questions (Raghu et al. 2019); their demos start from weights trained here.
+TRANSFUSION_STUDIES := small-nets partial-transfer
+DEMO_WEIGHTS    ?= $(DEMO_RUNS)/weights
 # Demo studies run 2 seeds by default: their figures show the spread over seeds.
 DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: install test test-fast bench cost notebooks data demo demo-h5 demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES)
+.PHONY: install test test-fast bench cost notebooks data demo demo-h5 demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -66,6 +69,8 @@ help:
 	@echo "make tables       - every paper table, resuming whatever is already done"
 	@echo "make layerwise-vgg16, layerwise-vgg19, datasize, init - beyond the paper (Tajbakhsh et al.)"
 	@echo "                  on DATA; demo-layerwise-vgg16, demo-datasize, demo-init at demo scale"
+	@echo "make small-nets, partial-transfer - beyond the paper (Raghu et al.) on DATA;"
+	@echo "                  demo-small-nets, demo-partial-transfer, demo-similarity at demo scale"
 	@echo "make kaggle-kernel TABLE=table2 [SHARD=1/4] [NAME=...] [RESUME_FROM=user/kernel] - push a Kaggle"
 	@echo "                    kernel that runs the table (or a shard) on Kaggle's GPU"
 
@@ -120,6 +125,29 @@ $(PCAM_TABLES): $(STAMP)
 $(PCAM_STUDIES): $(STAMP)
 	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS)
 	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
+
+$(TRANSFUSION_STUDIES): $(STAMP)
+	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS)
+	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
+
+# No ImageNet weights here: the Transfusion demos start from weights of demo runs trained
+# first (VGG16 blocks 1–5 of `make demo`, InceptionV3 from scratch of `make demo-table5`),
+# and their tables say so.
+demo-weights: demo demo-table5
+	$(KR) export-weights $(DEMO_RUNS)/table2/vgg16_blocks1-5_lr1e-04 $(DEMO_RUNS)/table5/inception_v3_scratch_lr1e-04 --out $(DEMO_WEIGHTS)
+
+demo-small-nets: demo-weights
+	$(KR) data synthetic --out $(DEMO_DATA75) --train $(DEMO75_TRAIN) --test $(DEMO75_TEST) --size 75 --seed 0
+	$(KR) grid small-nets --data $(DEMO_DATA75) --runs $(DEMO_RUNS)/small-nets --weights $(DEMO_WEIGHTS) --epochs $(DEMO_EPOCHS) --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+	$(KR) table small-nets --runs $(DEMO_RUNS)/small-nets --out tables/demo --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+
+demo-partial-transfer: demo-weights
+	$(KR) grid partial-transfer --data $(DEMO_DATA) --runs $(DEMO_RUNS)/partial-transfer --weights $(DEMO_WEIGHTS) --epochs $(DEMO_EPOCHS) --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+	$(KR) table partial-transfer --runs $(DEMO_RUNS)/partial-transfer --out tables/demo --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+
+# What fine-tuning changed in the demo Table 2: CKA per block, one line per depth.
+demo-similarity: demo
+	$(KR) similarity $(DEMO_RUNS)/table2 --images 300 --out tables/demo --name table2_similarity
 
 # At demo scale: the synthetic PCam of `make demo`, random weights, 3 epochs, 2 seeds.
 $(DEMO_STUDIES): $(STAMP)

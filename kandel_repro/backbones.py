@@ -85,16 +85,72 @@ class Backbone:
     notop_weights_file: str  # what keras.applications downloads for include_top=False
     assign_blocks: Callable  # list of layers -> OrderedDict{block: [layer names]}
     block_layers: tuple = ()  # convolutions per block, where blocks are runs of them (VGG)
+    build: Callable = None  # our own architecture: input shape -> headless keras Model
+
+    @property
+    def pretrained(self):
+        """Whether ImageNet weights exist for it (keras.applications ones do)."""
+        return self.build is None
 
     def constructor(self):
+        """``(include_top=False, weights=…, input_shape=…) -> keras Model``."""
         import keras
 
-        return getattr(keras.applications, self.application)
+        if self.build is None:
+            return getattr(keras.applications, self.application)
+
+        def construct(include_top=False, weights=None, input_shape=None):
+            if weights == "imagenet":
+                raise ConfigError(f"{self.name} has no ImageNet weights: train it from scratch "
+                                  "(--weights none) or from weights a run made here "
+                                  "(--weights PATH, see `kandel-repro export-weights`)")
+            model = self.build(tuple(input_shape))
+            if weights is not None:
+                model.load_weights(weights)
+            return model
+
+        return construct
 
     def preprocess_input(self):
         import keras
 
+        if self.module is None:
+            return scale_to_unit
         return getattr(keras.applications, self.module).preprocess_input
+
+
+def scale_to_unit(images):
+    """The CBR networks' preprocessing (our choice): pixel values to [0, 1]."""
+    return images / 255.0
+
+
+def _cbr(name, kernel, widths, final=None):
+    """A CBR network of Raghu et al. 2019 (Transfusion): per block a convolution (stride
+    1) → BatchNorm → ReLU → 3×3 max-pool with stride 2; ``final``: one more conv → BN →
+    ReLU block without pool; then global average pooling (the head follows)."""
+    def build(input_shape):
+        import keras
+        from keras import layers
+
+        inputs = keras.Input(input_shape, name="images_in")
+        x = inputs
+        units = [(width, True) for width in widths] + ([(final, False)] if final else [])
+        for block, (width, pool) in enumerate(units, 1):
+            x = layers.Conv2D(width, kernel, padding="same", use_bias=False,
+                              name=f"block{block}_conv")(x)
+            x = layers.BatchNormalization(name=f"block{block}_bn")(x)
+            x = layers.ReLU(name=f"block{block}_relu")(x)
+            if pool:
+                x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"block{block}_pool")(x)
+        x = layers.GlobalAveragePooling2D(name=f"block{len(units)}_gap")(x)
+        return keras.Model(inputs, x, name=name)
+
+    blocks = len(widths) + (1 if final else 0)
+    label = {"cbr_large_t": "CBR-LargeT", "cbr_large_w": "CBR-LargeW", "cbr_small": "CBR-Small",
+             "cbr_tiny": "CBR-Tiny"}[name]
+    return Backbone(name=name, application=label, module=None, num_blocks=blocks,
+                    num_layers=blocks, min_input_size=16, notop_weights_file=None,
+                    assign_blocks=_vgg_blocks, block_layers=(1,) * blocks, build=build)
 
 
 def _vgg(depth):
@@ -127,7 +183,17 @@ REGISTRY = {
 }
 
 
-ALIASES = {"inceptionv3": "inception_v3", "inception": "inception_v3"}
+# Transfusion's small networks (Raghu et al. 2019), trained from scratch.
+REGISTRY.update({b.name: b for b in (
+    _cbr("cbr_large_t", 7, (32, 64, 128, 256), final=512),
+    _cbr("cbr_large_w", 7, (64, 128, 256, 512)),
+    _cbr("cbr_small", 7, (32, 64, 128, 256)),
+    _cbr("cbr_tiny", 5, (64, 128, 256, 512)),
+)})
+
+ALIASES = {"inceptionv3": "inception_v3", "inception": "inception_v3",
+           "cbr-larget": "cbr_large_t", "cbr-largew": "cbr_large_w", "cbr-small": "cbr_small",
+           "cbr-tiny": "cbr_tiny"}
 
 
 def get_backbone(name):

@@ -6,7 +6,8 @@ import json
 import os
 import sys
 
-from . import bench, cost, grid, kaggle_api, kaggle_kernel, model, options, submission, tables
+from . import (bench, cost, grid, kaggle_api, kaggle_kernel, model, options, similarity,
+               submission, tables)
 from .data import pcam, readers, synthetic, synthetic_breakhis, synthetic_h5
 from .errors import KandelError
 
@@ -88,6 +89,17 @@ def cmd_kaggle_kernel(args):
                                  grid_args=args.grid_args)
 
 
+def cmd_export_weights(args):
+    for path in model.export_weights(args.runs, args.out):
+        print(f"wrote {path}")
+
+
+def cmd_similarity(args):
+    for path in similarity.similarity_command(args.run, args.other, args.images, args.batch,
+                                              args.out, name=args.name):
+        print(f"wrote {path}")
+
+
 def cmd_cost(args):
     for path in cost.write_cost(args.backbones, args.out, args.image_size, args.batch_size,
                                 args.steps, args.warm, first_blocks=args.first_blocks):
@@ -107,6 +119,7 @@ HANDLERS = {
     "validate-submission": cmd_validate_submission, "blocks": cmd_blocks, "train": cmd_train,
     "grid": cmd_grid, "table": cmd_table, "submit": cmd_submit,
     "kaggle-kernel": cmd_kaggle_kernel, "cost": cmd_cost, "bench": cmd_bench,
+    "export-weights": cmd_export_weights, "similarity": cmd_similarity,
 }
 
 

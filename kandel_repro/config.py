@@ -42,14 +42,15 @@ EXPERIMENT_KEYS = (
     "validation_fraction", "stratified_split", "seed", "split_seed", "monitor", "preprocessing",
     "optimizer", "loss", "data_fingerprint", "protocol", "test_fraction", "split",
     "magnification", "wsi_map_sha1", "momentum", "lr_decay", "head_lr_mult", "bias_lr_mult",
-    "first_trainable_layer", "init", "train_fraction", "balance",
+    "first_trainable_layer", "init", "train_fraction", "balance", "weights_from",
+    "transfer_blocks",
 )
 
 # Settings added after runs were first written, with the value those runs had: a
 # config.json without them is read as made with these (kandel_repro.config.upgrade).
 ADDED = {"momentum": 0.0, "lr_decay": 1.0, "head_lr_mult": 1.0, "bias_lr_mult": 1.0,
          "first_trainable_layer": None, "init": None, "train_fraction": 1.0,
-         "balance": "none", "wsi_map": None}
+         "balance": "none", "wsi_map": None, "weights_from": None, "transfer_blocks": None}
 
 # How a run is computed, not what it computes: recorded in config.json, free to differ
 # between the runs of one table (see the README's performance section).
@@ -75,30 +76,35 @@ CHOICES = {
     "balance": ("none", "downsample"),
 }
 
-# --weights: these spellings mean random initialisation; "imagenet" the paper's weights.
+# --weights: these spellings mean random initialisation; "imagenet" the paper's weights;
+# "meanvar" random weights with the statistics of pretrained ones (--weights-from).
 RANDOM_WEIGHTS = ("none", "random", "scratch")
+MEANVAR = "meanvar"
 
 # Keys of config.json renamed since runs were first written: old name → current name.
 RENAMED = {"augment": "augmenter"}
 
 
 def normalise_weights(weights):
-    """One spelling of ``--weights``: ``"imagenet"``, ``"none"`` or the file's path.
+    """One spelling of ``--weights``: ``"imagenet"``, ``"none"``, ``"meanvar"`` or a path.
 
     ``None``, ``"none"``, ``"random"`` and ``"scratch"`` (any case) are random weights;
-    ``"imagenet"`` (any case) the ImageNet weights; anything else must be an existing
-    file (a ``keras.applications`` notop ``.h5``), named in the error if it is not.
+    ``"imagenet"`` (any case) the ImageNet weights; ``"meanvar"`` Mean-Var
+    initialisation; anything else must be an existing file (a ``keras.applications``
+    notop ``.h5``, or a ``.weights.h5`` of ``kandel-repro export-weights``) or a folder
+    of ``<backbone>.weights.h5`` files, named in the error if it is not.
     """
     text = "none" if weights is None else str(weights)
     if text.lower() in RANDOM_WEIGHTS:
         return "none"
-    if text.lower() == "imagenet":
-        return "imagenet"
+    if text.lower() in ("imagenet", MEANVAR):
+        return text.lower()
     path = Path(text).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise WeightsUnavailable(
-            f"weights file {str(path)!r} does not exist; give 'imagenet', 'none' or the path "
-            "of a keras.applications notop .h5 file")
+            f"weights file {str(path)!r} does not exist; give 'imagenet', 'none', 'meanvar', "
+            "the path of a keras.applications notop .h5 file, or a folder of "
+            "<backbone>.weights.h5 files (kandel-repro export-weights)")
     return str(path)
 
 
@@ -112,6 +118,8 @@ def normalise(key, value):
         return str(value).lower().rstrip("x")  # "100X" → "100"
     if key == "wsi_map":
         return str(Path(value).expanduser().resolve())
+    if key == "weights_from":
+        return normalise_weights(value)
     return value
 
 
@@ -157,6 +165,7 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
         if key in config and config[key] not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
     _check_optimiser(config)
+    _check_transfer(config, bb)
     if config["first_trainable_layer"] is not None:
         layers = bb.num_layers
         if not isinstance(config["first_trainable_layer"], int) or \
@@ -201,6 +210,25 @@ def _check_optimiser(config):
     if config["momentum"] and config["optimizer"] != "sgd":
         raise ConfigError(f"--momentum applies to --optimizer sgd; {config['optimizer']} has "
                           "its own moments")
+
+
+def _check_transfer(config, bb):
+    """Mean-Var and partial transfer need pretrained weights to start from."""
+    if config["weights"] == MEANVAR:
+        config["weights_from"] = config["weights_from"] or "imagenet"
+        if config["weights_from"] in ("none", MEANVAR):
+            raise ConfigError("--weights meanvar draws from pretrained weights: --weights-from "
+                              "imagenet (default) or the path of weights a run made")
+    elif config["weights_from"] is not None:
+        raise ConfigError("--weights-from applies to --weights meanvar")
+    k = config["transfer_blocks"]
+    if k is not None:
+        if not isinstance(k, int) or not 0 <= k <= bb.num_blocks:
+            raise ConfigError(f"--transfer-blocks must be from 0 to {bb.num_blocks} for "
+                              f"{bb.name}, got {k!r}")
+        if config["weights"] in ("none", MEANVAR):
+            raise ConfigError("--transfer-blocks takes blocks from pretrained weights: "
+                              "--weights imagenet or a path, not none or meanvar")
 
 
 def check_time_budget(seconds):

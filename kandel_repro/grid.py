@@ -53,13 +53,16 @@ def shard_cells(cells, shard):
     return [(position, cell) for position, cell in numbered if (position - 1) % count == index - 1]
 
 
-def preflight(study, data_dir, weights, dataset=None):
-    """Check data and weights before any work, so a missing piece stops the grid at once."""
+def preflight(study, data_dir, configs, dataset=None):
+    """Check data and weights before any work, so a missing piece stops the grid at once:
+    the ImageNet weights of every backbone whose runs start from them (Mean-Var's
+    statistics included) are downloaded now, or their absence explained."""
     get_reader(dataset or study.dataset).read_index(data_dir)
-    if weights == "imagenet":
-        for name in study.backbones:
-            size = get_backbone(name).min_input_size
-            build_base(name, (size, size, 3), "imagenet")  # downloads or explains
+    needed = {c["backbone"] for c in configs
+              if "imagenet" in (c["weights"], c.get("weights_from"))}
+    for name in sorted(needed):
+        size = get_backbone(name).min_input_size
+        build_base(name, (size, size, 3), "imagenet")  # downloads or explains
 
 
 def _check_input_size(study, data):
@@ -107,7 +110,7 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     seeds = _seeds(seeds, settings)
     configs = study_configs(study, seeds, **settings)
     first = next(iter(configs.values()))
-    preflight(study, data_dir, first["weights"], reader.name)
+    preflight(study, data_dir, configs.values(), reader.name)
     runs_dir = check_writable(runs_dir, "--runs")
     data = reader.load(data_dir, cache_dir, workers=workers, image_size=first["image_size"])
     _check_input_size(study, data)

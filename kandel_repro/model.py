@@ -26,7 +26,8 @@ def keras_models_dir():
 def build_base(backbone_name, input_shape, weights="imagenet"):
     """Build the headless backbone, turning a failed weight download into a clear error.
 
-    ``weights``: ``"imagenet"``, ``"none"`` (or None) for random weights, or a file.
+    ``weights``: ``"imagenet"``, ``"none"`` (or None) for random weights, a file, or a
+    folder holding ``<backbone>.weights.h5`` (:func:`export_weights`).
     """
     backbone = get_backbone(backbone_name)
     size = min(input_shape[:2])
@@ -36,6 +37,13 @@ def build_base(backbone_name, input_shape, weights="imagenet"):
             f"{backbone.min_input_size} pixels, got {input_shape[0]}×{input_shape[1]}"
         )
     weights = normalise_weights(weights)
+    if weights == "meanvar":
+        raise ConfigError("Mean-Var weights are drawn by build_model, not loaded")
+    if Path(weights).is_dir():
+        folder, weights = weights, str(Path(weights) / f"{backbone.name}.weights.h5")
+        if not Path(weights).is_file():
+            raise WeightsUnavailable(f"{folder} holds no weights for {backbone.name} (expected "
+                                     f"{weights}; kandel-repro export-weights writes them)")
     constructor = backbone.constructor()
     try:
         return constructor(include_top=False, weights=None if weights == "none" else weights,
@@ -56,16 +64,28 @@ def build_base(backbone_name, input_shape, weights="imagenet"):
 
 
 def build_model(backbone_name, input_shape=(96, 96, 3), weights="imagenet",
-                head_pooling="flatten", dropout=0.5):
+                head_pooling="flatten", dropout=0.5, weights_from=None, transfer_blocks=None):
     """Return ``(model, block_map)`` for one backbone.
 
     ``block_map`` is an ordered dict ``{block number: [layer names]}``.
+    ``weights="meanvar"``: random weights with each tensor's mean and variance from
+    ``weights_from`` (:func:`mean_var`); ``transfer_blocks=k``: ``weights`` for blocks
+    1..k, the backbone's own initialisation above (:func:`partial_transfer`).
     """
     import keras
 
     backbone = get_backbone(backbone_name)
-    base = build_base(backbone_name, input_shape, weights)
-    if head_pooling == "flatten":
+    if weights == "meanvar":
+        base = build_base(backbone_name, input_shape, "none")
+        mean_var(base, build_base(backbone_name, input_shape, weights_from or "imagenet"))
+    else:
+        base = build_base(backbone_name, input_shape, weights)
+        if transfer_blocks is not None:
+            partial_transfer(base, build_base(backbone_name, input_shape, "none"),
+                             backbone.assign_blocks(base.layers), transfer_blocks)
+    if len(base.output.shape) == 2:  # pooled by the architecture itself (CBR networks)
+        pool = keras.layers.Flatten(name="head_pool")
+    elif head_pooling == "flatten":
         pool = keras.layers.Flatten(name="head_pool")
     elif head_pooling == "avg":
         pool = keras.layers.GlobalAveragePooling2D(name="head_pool")
@@ -78,6 +98,76 @@ def build_model(backbone_name, input_shape=(96, 96, 3), weights="imagenet",
     model = keras.Model(base.input, out, name=f"{backbone.name}_finetune")
     block_map = backbone.assign_blocks(base.layers)
     return model, block_map
+
+
+def mean_var(base, source):
+    """Mean-Var initialisation (Raghu et al. 2019): every weight tensor of ``base`` drawn
+    i.i.d. from a normal with the mean and standard deviation of the same tensor of
+    ``source`` (the pretrained network); BatchNormalization set to identity (γ 1, β 0,
+    moving mean 0, moving variance 1). Draws from Keras' global seed."""
+    import keras
+
+    for layer, pretrained in zip(base.layers, source.layers):
+        if not layer.weights:
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for weight in layer.weights:
+                name = weight.path.split("/")[-1]
+                fill = 1.0 if name in ("gamma", "moving_variance") else 0.0
+                weight.assign(keras.ops.full(weight.shape, fill, dtype=weight.dtype))
+            continue
+        for weight, reference in zip(layer.weights, pretrained.weights):
+            values = keras.ops.convert_to_numpy(reference)
+            weight.assign(keras.random.normal(weight.shape, mean=float(values.mean()),
+                                              stddev=float(values.std()), dtype=weight.dtype))
+
+
+def partial_transfer(base, fresh, block_map, transfer_blocks):
+    """Keep ``base``'s (pretrained) weights in blocks 1..``transfer_blocks``; give the
+    blocks above ``fresh``'s (the backbone's own random initialisation)."""
+    for block, names in block_map.items():
+        if block > transfer_blocks:
+            for name in names:
+                layer = base.get_layer(name)
+                if layer.weights:
+                    layer.set_weights(fresh.get_layer(name).get_weights())
+
+
+def export_weights(run_dirs, out):
+    """``kandel-repro export-weights``: the backbone weights of finished runs' best models,
+    as ``OUT/<backbone>.weights.h5`` (what ``--weights OUT`` then loads), each with
+    ``OUT/<backbone>.json`` saying which run they come from. Returns the files written."""
+    import keras
+
+    from . import rundir
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written, seen = [], {}
+    for run_dir in map(Path, run_dirs):
+        config = rundir.read_config(run_dir)
+        if config is None or not rundir.is_finished(run_dir) or \
+                not (run_dir / rundir.BEST_MODEL).is_file():
+            raise ConfigError(f"{run_dir} is not a finished run with a {rundir.BEST_MODEL}")
+        name = config["backbone"]
+        if name in seen:
+            raise ConfigError(f"{run_dir} and {seen[name]} are both {name} runs: one per backbone")
+        seen[name] = run_dir
+        trained = keras.saving.load_model(run_dir / rundir.BEST_MODEL)
+        size = int(config["image_size"])
+        base = build_base(name, (size, size, 3), "none")
+        for layer in base.layers:
+            if layer.weights:
+                layer.set_weights(trained.get_layer(layer.name).get_weights())
+        target = out / f"{name}.weights.h5"
+        base.save_weights(target)
+        (out / f"{name}.json").write_text(json.dumps({
+            "backbone": name, "source_run": str(run_dir.resolve()),
+            "val_auc": (rundir.read_metrics(run_dir) or {}).get("val_auc"),
+            "synthetic": bool(config.get("synthetic")), "dataset": config.get("dataset"),
+            "note": "weights of a run trained by kandel_repro, not ImageNet's"}, indent=2) + "\n")
+        written.append(target)
+    return written
 
 
 def block_map_of(backbone_name, input_shape=None):
@@ -118,9 +208,12 @@ def describe_blocks(backbone_name, as_json=False, layers=False):
                      f"k..{backbone.num_layers} and the head; k = {backbone.num_layers + 1} "
                      "trains the head only")
         return "\n".join(lines)
-    blocks = block_map_of(backbone.name)
+    size = max(backbone.min_input_size, 32)
+    base = build_base(backbone.name, (size, size, 3), weights=None)
+    blocks = backbone.assign_blocks(base.layers)
     if as_json:
-        return json.dumps({str(k): v for k, v in blocks.items()}, indent=2)
+        return json.dumps({str(k): {"layers": v, "parameters": int(sum(
+            base.get_layer(n).count_params() for n in v))} for k, v in blocks.items()}, indent=2)
     lines = [f"{backbone.name}: {backbone.num_blocks} blocks (block 1 is nearest the input)"]
     lines += [f"  block {block}: {', '.join(names)}" for block, names in blocks.items()]
     lines.append(f"fine-tuning 'from block k' trains blocks k..{backbone.num_blocks} and the "

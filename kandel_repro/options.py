@@ -25,7 +25,8 @@ from .submission import DEFAULT_POLL, DEFAULT_TIMEOUT
 SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed", "split_seed",
             "image_size", "split", "wsi_map", "magnification", "augmenter", "precision", "jit",
             "distribute", "eval_batch_size", "optimizer", "momentum", "lr_decay", "head_lr_mult",
-            "bias_lr_mult", "init", "train_fraction", "balance")
+            "bias_lr_mult", "init", "train_fraction", "balance", "weights_from",
+            "transfer_blocks")
 # Grid options a Kaggle kernel sets itself.
 KERNEL_SETS = ("--data", "--runs", "--cache", "--shard", "--time-budget", "--submit")
 
@@ -51,7 +52,9 @@ def add_training_options(p):
     g = p.add_argument_group("training settings (defaults: the paper's protocol, see protocol.py)")
     g.add_argument("--weights", default=None,
                    help="'imagenet' (default, as the paper), 'none' (or 'random', 'scratch') "
-                   "for random weights, or the path of a keras.applications notop .h5 file")
+                   "for random weights, 'meanvar' (random with the statistics of "
+                   "--weights-from), the path of a keras.applications notop .h5 file, or a "
+                   "folder of <backbone>.weights.h5 from `kandel-repro export-weights`")
     g.add_argument("--epochs", type=int, default=None, dest="max_epochs",
                    help=f"maximum epochs (default {PCAM.max_epochs}; the paper gives none)")
     g.add_argument("--patience", type=int, default=None,
@@ -100,6 +103,13 @@ def add_training_options(p):
     t.add_argument("--balance", choices=CHOICES["balance"], default=None,
                    help="'downsample': cut the training split's negatives to as many as its "
                    "positives (default none)")
+    f = p.add_argument_group("beyond the paper (Raghu et al. 2019, Transfusion; off by default)")
+    f.add_argument("--weights-from", default=None, metavar="WEIGHTS",
+                   help="with --weights meanvar: the pretrained weights whose per-tensor mean "
+                   "and variance the random ones are drawn with (default imagenet)")
+    f.add_argument("--transfer-blocks", type=int, default=None, metavar="K",
+                   help="partial transfer: the pretrained --weights for blocks 1..K only, the "
+                   "backbone's own random initialisation above (every block trains)")
     r = p.add_argument_group("speed (change how a run computes, not what; recorded in config.json)")
     r.add_argument("--augmenter", choices=CHOICES["augmenter"], default=None,
                    help="which implementation applies the paper's augmentation: 'fast' "
@@ -380,6 +390,36 @@ def _kaggle_parsers(sub):
     kk.set_defaults(verb="kaggle-kernel")
 
 
+def _similarity_parsers(sub):
+    ex = sub.add_parser("export-weights", help="save finished runs' backbone weights as "
+                        "pretrained weights for other runs (--weights FOLDER)",
+                        description="Writes OUT/<backbone>.weights.h5 from each run's "
+                        "best_model.keras (one run per backbone) and OUT/<backbone>.json naming "
+                        "the run; `--weights OUT` then starts from them, e.g. where no "
+                        "ImageNet weights can be had. Tables say such weights are not ImageNet's.")
+    ex.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders")
+    ex.add_argument("--out", required=True, help="folder to write")
+    ex.set_defaults(verb="export-weights")
+    si = sub.add_parser(
+        "similarity", help="what fine-tuning changed: linear CKA per block between a run's "
+        "network and its initial weights (or another run's)",
+        description="Per block, the linear CKA (minibatch, unbiased HSIC) between the "
+        "activations of RUN's fine-tuned network and of its initial weights (or of RUN_B's "
+        "network) on validation images: 1 means fine-tuning left the block's representation "
+        "as it was. Given a folder of runs (e.g. runs/demo/table2), it does so for the best "
+        "run of every depth and draws one line per depth. Writes similarity.csv and "
+        "similarity.png (--out; default beside the runs).")
+    si.add_argument("run", metavar="RUN", help="a finished run folder, or a folder of them")
+    si.add_argument("other", nargs="?", default=None, metavar="RUN_B",
+                    help="compare with this run's network instead of RUN's initial weights")
+    si.add_argument("--images", type=int, default=1000,
+                    help="validation images to compare on (default 1000)")
+    si.add_argument("--batch", type=int, default=50, help="minibatch of the CKA (default 50)")
+    si.add_argument("--out", default=None, help="folder for NAME.csv and NAME.png")
+    si.add_argument("--name", default="similarity", help="file name (default similarity)")
+    si.set_defaults(verb="similarity")
+
+
 def _measurement_parsers(sub):
     co = sub.add_parser(
         "cost", help="trainable parameters and time per training step at each depth "
@@ -437,5 +477,6 @@ def build_parser():
     _data_parsers(sub)
     _training_parsers(sub)
     _kaggle_parsers(sub)
+    _similarity_parsers(sub)
     _measurement_parsers(sub)
     return parser

@@ -173,7 +173,7 @@ def roc_curves(curves, path=None, title=None):
 
 
 def lines_with_bands(series, path=None, title=None, xlabel="", ylabel="", logx=False,
-                     marks=None, hlines=None):
+                     marks=None, hlines=None, target=None):
     """One line per series with its band: ``series`` ``{label: (x, mean, low, high)}``
     (arrays; low/high may equal the mean when there is one run). ``marks``: ``{label:
     [(x, y, text)]}`` points to annotate; ``hlines``: ``{label: (y, low, high)}``
@@ -192,6 +192,8 @@ def lines_with_bands(series, path=None, title=None, xlabel="", ylabel="", logx=F
         ax.axhline(y, color="grey", linestyle="--", label=label)
         if high > low:
             ax.axhspan(low, high, color="grey", alpha=0.12)
+    if target is not None:
+        ax.axhline(target[0], color="red", linestyle=":", label=target[1])
     if logx:
         ax.set_xscale("log")
     else:
@@ -201,6 +203,28 @@ def lines_with_bands(series, path=None, title=None, xlabel="", ylabel="", logx=F
     ax.legend(fontsize=8, loc="best")
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def scatter_panels(points, xlabels, ylabel, path=None, title=None, logx=(True, True)):
+    """Side-by-side scatter plots of the same labelled points against different x:
+    ``points`` ``{label: ([x per panel], y, low, high)}`` (low/high: the y range)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(xlabels), figsize=(6 * len(xlabels), 4.6), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for p, (ax, xlabel) in enumerate(zip(axes[0], xlabels)):
+        for i, (label, (xs, y, low, high)) in enumerate(points.items()):
+            colour = cmap(i / max(len(points) - 1, 1) * 0.9)
+            ax.errorbar([xs[p]], [y], yerr=[[y - low], [high - y]], fmt="o", color=colour,
+                        capsize=3, label=label)
+            ax.annotate(label, (xs[p], y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        if logx[p]:
+            ax.set_xscale("log")
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

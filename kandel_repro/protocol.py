@@ -75,6 +75,9 @@ class Protocol:
     init: str = None  # random weights' initialiser; None: each layer's own
     train_fraction: float = 1.0  # a nested, stratified share of the training split
     balance: str = "none"  # or "downsample": negatives cut to as many as positives
+    # --- beyond the paper (Raghu et al. 2019, Transfusion): off unless asked for -------
+    weights_from: str = None  # the pretrained weights Mean-Var takes its statistics from
+    transfer_blocks: int = None  # pretrained blocks 1..k, the rest freshly initialised
 
 
 # The paper's PCam protocol (§4.1).
@@ -145,6 +148,10 @@ SOURCES = {
     "train_fraction": "beyond the paper: Tajbakhsh et al. 2016 fine-tune and train from "
     "scratch on reduced training sets (the fractions are our choice)",
     "balance": "beyond the paper: Tajbakhsh et al. 2016 downsample the negatives",
+    "weights_from": "beyond the paper: the pretrained weights whose per-tensor mean and "
+    "variance Mean-Var initialisation draws from (Raghu et al. 2019); default ImageNet",
+    "transfer_blocks": "beyond the paper: partial transfer (Raghu et al. 2019), pretrained "
+    "weights for blocks 1..k only",
     "test_fraction": "paper §4.3: BreakHis split 80 % / 10 % / 10 %",
     "split": "paper §4.1/§4.3: images split at random (our 'image' split, stratified by "
     "label); 'slide' (PCam) and 'patient' (BreakHis) keep each slide or patient on one side",

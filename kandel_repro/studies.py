@@ -217,6 +217,45 @@ STUDIES = {s.name: s for s in (
 )}
 
 
+def _scratch(backbone, label=None):
+    bb = get_backbone(backbone)
+    return Level(label or bb.application, f"{bb.name}_scratch",
+                 {"backbone": bb.name, "first_trainable_block": 1, "weights": "none"},
+                 name=f"{label or bb.application} from scratch")
+
+
+def _tuned(backbone, first):
+    bb = get_backbone(backbone)
+    blocks = depth_label(first, bb.num_blocks)
+    return Level(f"{bb.application}, blocks {blocks}", f"{bb.name}_blocks{first}-{bb.num_blocks}",
+                 {"backbone": bb.name, "first_trainable_block": first},
+                 name=f"{bb.application} fine-tuned, blocks {blocks}")
+
+
+def transfer_rows(backbone):
+    """Partial transfer (Raghu et al. 2019): pretrained blocks 1..k, k from 0 (none: from
+    scratch) to all, the blocks above freshly initialised; every block trains."""
+    bb = get_backbone(backbone)
+    labels = {0: "0 (none)", bb.num_blocks: f"{bb.num_blocks} (all)"}
+    return tuple(Level(labels.get(k, str(k)), f"{bb.name}_transfer{k}",
+                       {"backbone": bb.name, "first_trainable_block": 1, "transfer_blocks": k},
+                       name=f"blocks 1–{k} transferred" if k else "nothing transferred")
+                 for k in range(bb.num_blocks + 1))
+
+
+STUDIES.update({s.name: s for s in (
+    # --- beyond the paper: Raghu et al. 2019 (Transfusion)'s questions -------------------
+    Study("small-nets", "Small networks from scratch against ImageNet giants — PCam", "pcam",
+          (*(_scratch(b) for b in ("cbr_large_t", "cbr_large_w", "cbr_small", "cbr_tiny")),
+           _scratch("vgg16"), _tuned("vgg16", 3), _scratch("inception_v3"),
+           _tuned("inception_v3", 1)),
+          lr_columns((1e-4,)), "Network", figures=("heatmap", "small-nets", "curves", "radar")),
+    Study("partial-transfer", "Partial transfer — VGG16 on PCam, pretrained blocks 1..k",
+          "pcam", transfer_rows("vgg16"), lr_columns((1e-4,)), "Blocks transferred",
+          figures=("heatmap", "convergence", "curves", "radar")),
+)})
+
+
 def vary(study, fractions=None):
     """``study`` with other training-set fractions (the datasize study's rows)."""
     if fractions is None:

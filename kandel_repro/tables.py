@@ -28,7 +28,7 @@ from . import rundir
 from .compare import Evidence, verdict
 from .data.readers import get_reader
 from .errors import ConfigError
-from .plots import heatmap, learning_curves, lines_with_bands, radar, roc_curves
+from .plots import heatmap, learning_curves, lines_with_bands, radar, roc_curves, scatter_panels
 from .protocol import NOT_CONVERGED_BELOW_AUC, deviations
 from .runio import check_writable, write_csv, write_text
 from .stats import MEASURES, TABLE_RULE, run_summary
@@ -213,10 +213,17 @@ def _deviations(configs, study=None):
 
 def _caveat(configs, study=None):
     """``"synthetic data and random weights (no ImageNet)"`` or ``""`` for the paper's setup."""
+    def chosen(c):  # the weights the user chose (not those a study's row sets)
+        return None if "weights" in c.get("_set_by_study", ()) else c.get("weights")
+
+    sources = sorted({source for c in configs
+                      for source in (chosen(c), c.get("weights_from") if chosen(c) == "meanvar"
+                                     else None)
+                      if source not in (None, "none", "imagenet", "meanvar")})
     flags = (("synthetic data", any(c.get("synthetic", False) for c in configs)),
-             ("random weights (no ImageNet)",
-              any(c.get("weights") == "none" and "weights" not in c.get("_set_by_study", ())
-                  for c in configs)))
+             ("random weights (no ImageNet)", any(chosen(c) == "none" for c in configs)),
+             (f"pretrained weights trained here, not ImageNet's ({', '.join(sources)})",
+              bool(sources)))
     return " and ".join(text for text, flag in flags if flag)
 
 
@@ -345,6 +352,12 @@ def assemble(study_name, runs_dir, seeds=None):
         rows.append(row)
     cells = pd.DataFrame(rows)
     table = Table(study, Path(runs_dir), frame, configs, cells, metric, seeds, evidence, best, [])
+    target, epochs = epochs_to_target(table)
+    if target is not None:
+        reached = {row: [e for e in values if e is not None] for row, values in epochs.items()}
+        cells["epochs_to_target"] = [np.mean(reached[r]) if reached.get(r) else np.nan
+                                     for r in cells["row"]]
+        cells["target_val_auc"] = target
     table.findings = [(f.text, *verdict(f.claim, evidence, table.name)) for f in study.findings]
     return table
 
@@ -414,6 +427,7 @@ def render_markdown(table, command):
                 f"{table.name((c['row'], c['column']))} in {c['best_in_seeds']} of "
                 f"{len(table.seeds)} seeds" for _, c in counts.iterrows()) + ".")
     lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV).")
+    lines += _target_lines(table)
     lines += ["", "## The paper's findings for this table (its text), and this grid's answer", ""]
     lines += [f"- {text} — **{v}**: {reason}." for text, v, reason in table.findings]
     if table.findings:
@@ -422,6 +436,22 @@ def render_markdown(table, command):
                   "named at 5 % (Holm-adjusted) in every seed, *not distinguishable* otherwise."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _target_lines(table):
+    """Partial transfer: how many epochs each row needed to reach the target AUC."""
+    target, epochs = epochs_to_target(table)
+    if target is None:
+        return []
+
+    def words(values):
+        reached = [e for e in values if e is not None]
+        text = ", ".join("not reached" if e is None else str(e) for e in values)
+        return f"{text} (mean {np.mean(reached):.1f})" if reached else text or "no run"
+
+    return ["", f"Epochs to reach a validation AUC of {target:.4f} ({TARGET_SHARE:g} × the "
+            "mean best of the run that transfers every block; our choice of target), per run:",
+            ""] + [f"- {label}: {words(values)}" for label, values in epochs.items()]
 
 
 def _selection_line(table):
@@ -672,6 +702,70 @@ def datasize_figure(table, path):
                             xlabel="training images", ylabel=SHORT[table.metric], logx=True)
 
 
+def smallnets_figure(table, path):
+    """``<study>_small-nets.png``: each network's metric (mean, min–max over seeds)
+    against its trainable parameters and against its training time per epoch."""
+    points = {}
+    for level in table.study.rows:
+        for column in table.study.columns:
+            cell = (level.label, column.label)
+            values = list(table.evidence.values.get(cell, {}).values())
+            names = list(table.evidence.runs.get(cell, {}).values())
+            if not values:
+                continue
+            params, seconds = [], []
+            for name in names:
+                metrics = rundir.read_metrics(table.runs_dir / name) or {}
+                config = rundir.read_config(table.runs_dir / name) or {}
+                if metrics.get("trainable_parameters") and metrics.get("train_images_per_second"):
+                    params.append(metrics["trainable_parameters"])
+                    seconds.append(config.get("n_train", 0) / metrics["train_images_per_second"])
+            if params:
+                points[level.label] = ([np.mean(params), np.mean(seconds)], *_band(values))
+    if not points:
+        return None
+    caveat = _caveat(table.configs, table.study)
+    return scatter_panels(points, ["trainable parameters", "seconds per training epoch"],
+                          SHORT[table.metric], path,
+                          title=f"{table.study.title}: {SHORT[table.metric]} against size and "
+                                "time (bars: min–max over seeds)"
+                                + (f"\n{caveat}" if caveat else ""))
+
+
+TARGET_SHARE = 0.9  # partial transfer: the target is this share of the full transfer's AUC
+
+
+def epochs_to_target(table):
+    """Partial transfer's speed: ``(target, {row label: [epochs per run, None where the
+    target was not reached]})``, the target being TARGET_SHARE × the mean best
+    validation AUC of the row that transfers every block (None when it has no run)."""
+    import pandas as pd
+
+    rows = [level for level in table.study.rows if "transfer_blocks" in level.settings]
+    if not rows:
+        return None, {}
+    full = max(rows, key=lambda level: level.settings["transfer_blocks"])
+    reference = [v for (row, _), seeds in table.evidence.values.items() if row == full.label
+                 for v in seeds.values()]
+    done = table.frame[table.frame["status"] == "ok"]
+    best = done[done["row"] == full.label]["val_auc"].dropna()
+    if best.empty or not reference:
+        return None, {}
+    target = TARGET_SHARE * float(best.mean())
+    out = {}
+    for level in rows:
+        epochs = []
+        for name in done[done["row"] == level.label]["run"]:
+            history = table.runs_dir / name / rundir.HISTORY
+            if not history.exists():
+                continue
+            auc = pd.read_csv(history)["val_auc"].to_numpy(dtype=float)
+            reached = np.flatnonzero(auc >= target)
+            epochs.append(int(reached[0]) + 1 if len(reached) else None)
+        out[level.label] = epochs
+    return target, out
+
+
 def convergence_figure(table, path):
     """``<study>_convergence.png``: validation AUC per epoch, one line per row (e.g. an
     initialisation), the band spanning the seeds."""
@@ -695,16 +789,19 @@ def convergence_figure(table, path):
         return None
     caveat = _caveat(table.configs, table.study)
     seeds = f" (band: min–max of {len(table.seeds)} seeds)" if len(table.seeds) > 1 else ""
+    target, _ = epochs_to_target(table)
     return lines_with_bands(series, path, title=f"{table.study.title}\nvalidation AUC per "
                             f"epoch{seeds}" + (f"\n{caveat}" if caveat else ""),
-                            xlabel="epoch", ylabel="validation AUC")
+                            xlabel="epoch", ylabel="validation AUC",
+                            target=None if target is None else (
+                                target, f"target: {TARGET_SHARE:g} × the full transfer's best"))
 
 
 # The figures a study can ask for (Study.figures): name → function(table, path) returning
 # the figure, or None when there is nothing to draw yet.
 FIGURES = {"heatmap": table_heatmap, "curves": curves_figure, "roc": roc_figure,
            "radar": radar_figure, "params": params_figure, "datasize": datasize_figure,
-           "convergence": convergence_figure}
+           "convergence": convergence_figure, "small-nets": smallnets_figure}
 
 
 def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print, seeds=None,

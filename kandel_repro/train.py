@@ -121,7 +121,9 @@ def build_run_models(config, image_shape, strategy=None):
     with strategy.scope(), precision_scope(config["precision"]):
         model, block_map = build_model(config["backbone"], image_shape, config["weights"],
                                        head_pooling=config["head_pooling"],
-                                       dropout=config["dropout"])
+                                       dropout=config["dropout"],
+                                       weights_from=config.get("weights_from"),
+                                       transfer_blocks=config.get("transfer_blocks"))
         if config.get("first_trainable_layer") is not None:
             trainable = set_trainable_layers(model, assign_layers(model.layers),
                                              config["first_trainable_layer"])
@@ -129,7 +131,7 @@ def build_run_models(config, image_shape, strategy=None):
             trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
                                              config["num_blocks"])
         if config.get("init"):
-            reinitialise(model, config["init"], head_only=config["weights"] != "none")
+            reinitialise(model, config["init"], head_only=config["weights"] not in ("none",))
 
         def wrap(augmentation, dtype, name, groups=None):
             images = keras.Input(tuple(image_shape), dtype=dtype, name="images")

@@ -111,7 +111,8 @@ def test_cli_blocks_json(capsys):
 
     assert main(["blocks", "vgg16", "--json"]) == 0
     blocks = json.loads(capsys.readouterr().out)
-    assert blocks["3"] == VGG16_CONVS[3] + ["block3_pool"]
+    assert blocks["3"]["layers"] == VGG16_CONVS[3] + ["block3_pool"]
+    assert blocks["5"]["parameters"] == 3 * (3 * 3 * 512 * 512 + 512)
 
 
 # --- InceptionV3: 13 blocks -----------------------------------------------------------
@@ -174,7 +175,8 @@ def test_cli_blocks_inception_json(capsys):
 
     assert main(["blocks", "inception_v3", "--json"]) == 0
     blocks = json.loads(capsys.readouterr().out)
-    assert len(blocks) == 13 and blocks["13"][-1] == "mixed10" and blocks["3"][-1] == "mixed0"
+    assert len(blocks) == 13 and blocks["13"]["layers"][-1] == "mixed10"
+    assert blocks["3"]["layers"][-1] == "mixed0" and blocks["13"]["parameters"] > 0
 
 
 # --- layer granularity and initialisers (beyond the paper) ---------------------------------
@@ -236,3 +238,104 @@ def test_with_pretrained_weights_only_the_head_is_drawn_anew():
     reinitialise(model, "gaussian", head_only=True)
     np.testing.assert_array_equal(model.get_layer("block1_conv1").kernel.numpy(), before)
     assert model.get_layer("head_dense").kernel.numpy().std() == pytest.approx(0.01, rel=0.3)
+
+
+# --- Transfusion: CBR networks, Mean-Var, partial transfer, exported weights ----------------
+
+@pytest.mark.parametrize("name, blocks, widths, kernel", [
+    ("cbr_large_t", 5, [32, 64, 128, 256, 512], 7), ("cbr_large_w", 4, [64, 128, 256, 512], 7),
+    ("cbr_small", 4, [32, 64, 128, 256], 7), ("cbr_tiny", 4, [64, 128, 256, 512], 5)])
+def test_cbr_networks_are_conv_batchnorm_relu_pool_blocks(name, blocks, widths, kernel, capsys):
+    import keras
+
+    from kandel_repro.cli import main
+
+    model, block_map = build_model(name, (48, 48, 3), weights=None)
+    assert list(block_map) == list(range(1, blocks + 1))
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == widths and {c.kernel_size for c in convs} == {(kernel, kernel)}
+    assert {c.strides for c in convs} == {(1, 1)}
+    pools = [l for l in model.layers if isinstance(l, keras.layers.MaxPooling2D)]
+    assert len(pools) == 4 and {(p.pool_size, p.strides) for p in pools} == {((3, 3), (2, 2))}
+    kinds = [type(model.get_layer(n)).__name__ for n in block_map[1]]
+    assert kinds == ["Conv2D", "BatchNormalization", "ReLU", "MaxPooling2D"]
+    assert model.get_layer("head_dropout").rate == 0.5 and model.output_shape == (None, 1)
+    assert main(["blocks", name, "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["1"]["parameters"] == kernel * kernel * 3 * widths[0] + 4 * widths[0]
+    with pytest.raises(ConfigError, match="has no ImageNet weights"):
+        build_base(name, (48, 48, 3), "imagenet")
+
+
+def _saved_pretrained(tmp_path, backbone="vgg16", size=32):
+    """A network of our own standing in for pretrained weights: random, saved."""
+    import keras
+
+    keras.utils.set_random_seed(11)
+    base = build_base(backbone, (size, size, 3), "none")
+    rng = np.random.default_rng(5)
+    for layer in base.layers:  # give each tensor a distinct mean and spread
+        for i, weight in enumerate(layer.weights):
+            values = weight.numpy()
+            weight.assign(values * (1 + i) + 0.05 * (i + 1)
+                          + 0.02 * rng.normal(size=values.shape).astype(values.dtype))
+    path = tmp_path / f"{backbone}.weights.h5"
+    base.save_weights(path)
+    return path, base
+
+
+def test_mean_var_draws_each_tensor_with_the_pretrained_statistics(tmp_path):
+    import keras
+
+    path, source = _saved_pretrained(tmp_path)
+    keras.utils.set_random_seed(0)
+    model, _ = build_model("vgg16", (32, 32, 3), "meanvar", weights_from=str(path))
+    for name in ("block1_conv1", "block3_conv2", "block5_conv3"):
+        for drawn, reference in zip(model.get_layer(name).weights, source.get_layer(name).weights):
+            drawn, reference = drawn.numpy(), reference.numpy()
+            assert drawn.mean() == pytest.approx(reference.mean(), abs=3 * reference.std() / np.sqrt(drawn.size) + 1e-6)
+            assert drawn.std() == pytest.approx(reference.std(), rel=0.1 if drawn.size > 500 else 0.5)
+            assert not np.allclose(drawn, reference)  # drawn anew, not copied
+
+
+def test_mean_var_sets_batchnorm_to_identity(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    base = build_base("cbr_tiny", (32, 32, 3), "none")
+    for layer in base.layers:
+        for weight in layer.weights:
+            weight.assign(weight.numpy() + 0.3)
+    base.save_weights(tmp_path / "cbr_tiny.weights.h5")
+    model, _ = build_model("cbr_tiny", (32, 32, 3), "meanvar", weights_from=str(tmp_path))
+    bn = model.get_layer("block2_bn")
+    gamma, beta, mean, var = (w.numpy() for w in bn.weights)
+    assert (gamma == 1).all() and (beta == 0).all() and (mean == 0).all() and (var == 1).all()
+
+
+def test_partial_transfer_keeps_the_lower_blocks_only(tmp_path):
+    import keras
+
+    path, source = _saved_pretrained(tmp_path)
+    keras.utils.set_random_seed(0)
+    model, _ = build_model("vgg16", (32, 32, 3), str(path), transfer_blocks=2)
+    np.testing.assert_array_equal(model.get_layer("block2_conv2").kernel.numpy(),
+                                  source.get_layer("block2_conv2").kernel.numpy())
+    assert not np.allclose(model.get_layer("block3_conv1").kernel.numpy(),
+                           source.get_layer("block3_conv1").kernel.numpy())
+    keras.utils.set_random_seed(0)
+    fresh, _ = build_model("vgg16", (32, 32, 3), "none")
+    assert model.get_layer("block3_conv1").kernel.numpy().std() == pytest.approx(
+        fresh.get_layer("block3_conv1").kernel.numpy().std(), rel=0.05)  # the own initialiser
+
+
+def test_transfer_settings_are_checked():
+    from kandel_repro.config import resolve_config
+
+    assert resolve_config("vgg16", 1, 1e-4, weights="meanvar")["weights_from"] == "imagenet"
+    with pytest.raises(ConfigError, match="--weights-from applies to --weights meanvar"):
+        resolve_config("vgg16", 1, 1e-4, weights_from="imagenet")
+    with pytest.raises(ConfigError, match="--transfer-blocks must be from 0 to 5"):
+        resolve_config("vgg16", 1, 1e-4, transfer_blocks=6)
+    with pytest.raises(ConfigError, match="takes blocks from pretrained weights"):
+        resolve_config("vgg16", 1, 1e-4, weights="none", transfer_blocks=2)

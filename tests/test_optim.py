@@ -33,6 +33,7 @@ def _one_step(optimizer, head_mult=1.0, bias_mult=1.0, **extra):
     return {n: [a - b for a, b in zip(after[n], before[n])] for n in names}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_head_multiplier_moves_the_head_that_many_times_as_far(optimizer):
     plain = _one_step(optimizer)
@@ -45,6 +46,7 @@ def test_a_head_multiplier_moves_the_head_that_many_times_as_far(optimizer):
     assert np.abs(plain["head_dense"][0]).max() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_bias_multiplier_applies_to_every_bias_and_composes_with_the_heads(optimizer):
     plain = _one_step(optimizer)
@@ -87,6 +89,7 @@ def test_optimiser_settings_are_checked():
         build_run_models(mixed, (32, 32, 3))
 
 
+@pytest.mark.slow
 def test_the_learning_rate_decays_every_epoch(tiny_pcam, tmp_path):
     import keras
 

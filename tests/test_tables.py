@@ -306,23 +306,44 @@ def _fake_study_runs(root, study_name, seeds=(0, 1), **settings):
                       "val_auc": [auc - 0.1, auc - 0.02, auc]}).to_csv(run / "history.csv",
                                                                       index=False)
         write_json(run / "metrics.json", {"status": "ok", "val_auc": auc, "best_epoch": 3,
-                                          "epochs_run": 3, "trainable_parameters": 1000 * (i + 1)})
+                                          "epochs_run": 3, "trainable_parameters": 1000 * (i + 1),
+                                          "train_images_per_second": 50.0 + i})
     return configs
 
 
 @pytest.mark.parametrize("study, figure", [("layerwise-vgg16", "params"),
-                                           ("datasize", "datasize"), ("init", "convergence")])
+                                           ("datasize", "datasize"), ("init", "convergence"),
+                                           ("small-nets", "small-nets"),
+                                           ("partial-transfer", "convergence")])
 def test_the_beyond_the_paper_studies_render_with_their_figures(tmp_path, study, figure):
-    _fake_study_runs(tmp_path / "runs", study, weights="none")
+    _fake_study_runs(tmp_path / "runs", study,
+                     weights=None if study == "partial-transfer" else "none")
     paths = tables.write_table(study, tmp_path / "runs", tmp_path / "out", log=lambda m: None)
     names = [p.name for p in paths]
     assert f"{study}_{figure}.png" in names and f"{study}_radar.png" in names
     text = (tmp_path / "out" / f"{study}.md").read_text()
     assert "Seeds 0, 1" in text and "n=2" in text
-    assert "Made from synthetic data and random weights" in text
+    assert "Made from synthetic data" in text
     if study == "datasize":
         assert "| 1/32 |" in text and "train_fraction" not in text  # set by the study
         fig = tables.datasize_figure(tables.assemble(study, tmp_path / "runs"), None)
         assert [line.get_label() for line in fig.axes[0].lines] == ["fine-tuned, blocks 3–5",
                                                                    "from scratch"]
         assert list(fig.axes[0].lines[0].get_xdata()) == [37, 75, 150, 300, 600, 1200]
+
+
+def test_partial_transfer_says_how_fast_each_depth_reaches_the_target(tmp_path):
+    _fake_study_runs(tmp_path / "runs", "partial-transfer")
+    table = tables.assemble("partial-transfer", tmp_path / "runs")
+    target, epochs = tables.epochs_to_target(table)
+    full = table.frame[table.frame["row"] == "5 (all)"]["val_auc"].mean()
+    assert target == pytest.approx(0.9 * full)
+    assert set(epochs) == {"0 (none)", "1", "2", "3", "4", "5 (all)"}
+    for row, values in epochs.items():
+        for name, reached in zip(table.frame[table.frame["row"] == row]["run"], values):
+            auc = pd.read_csv(tmp_path / "runs" / name / "history.csv")["val_auc"].to_numpy()
+            first = next((i + 1 for i, a in enumerate(auc) if a >= target), None)
+            assert reached == first
+    text = tables.render_markdown(table, "cmd")
+    assert "Epochs to reach a validation AUC of" in text and "- 0 (none): " in text
+    assert "epochs_to_target" in table.cells.columns

@@ -1,0 +1,207 @@
+"""What fine-tuning changes: linear CKA between a network's activations before and after.
+
+Centered kernel alignment (Kornblith et al. 2019) compares two representations of the
+same n examples, ``X`` (n × p) and ``Y`` (n × q): with linear kernels,
+
+    CKA = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)        on column-centred X and Y,
+
+1 for representations equal up to a rotation and an isotropic scaling. The debiased
+variant replaces the HSIC estimates by the unbiased U-statistic (Song et al. 2012).
+:class:`MinibatchCKA` averages unbiased HSIC estimates over minibatches (Nguyen et al.
+2021), so memory does not grow with the number of examples.
+
+:func:`block_similarity` compares a run's fine-tuned network with its initial weights
+(or with another run) block by block, on validation images: where CKA stays near 1,
+fine-tuning left the block's representation as it was.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import rundir
+from .errors import ConfigError
+
+
+def _centred(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x - x.mean(axis=0, keepdims=True)
+
+
+def hsic_unbiased(k, l):
+    """The unbiased HSIC estimator of Song et al. (2012) for Gram matrices ``k``, ``l``
+    (n ≥ 4)."""
+    n = k.shape[0]
+    if n < 4:
+        raise ValueError(f"the unbiased HSIC needs at least 4 examples, got {n}")
+    k = k.copy()
+    l = l.copy()
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(l, 0.0)
+    ones_k, ones_l = k.sum(axis=0), l.sum(axis=0)
+    value = (np.sum(k * l) + ones_k.sum() * ones_l.sum() / ((n - 1) * (n - 2))
+             - 2.0 / (n - 2) * ones_k @ ones_l)
+    return value / (n * (n - 3))
+
+
+def linear_cka(x, y, debiased=False):
+    """Linear CKA of two ``[n, features]`` arrays (float64)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{x.shape[0]} and {y.shape[0]} examples: CKA compares the same ones")
+    if debiased:
+        k, l = x @ x.T, y @ y.T
+        return float(hsic_unbiased(k, l) / np.sqrt(hsic_unbiased(k, k) * hsic_unbiased(l, l)))
+    x, y = _centred(x), _centred(y)
+    cross = np.linalg.norm(y.T @ x) ** 2
+    return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+class MinibatchCKA:
+    """Linear CKA accumulated over minibatches (Nguyen et al. 2021): the means of the
+    unbiased HSIC estimates of each minibatch (of at least 4 examples)."""
+
+    def __init__(self):
+        self.kl = self.kk = self.ll = 0.0
+        self.batches = 0
+
+    def update(self, x, y):
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        k, l = x @ x.T, y @ y.T
+        self.kl += hsic_unbiased(k, l)
+        self.kk += hsic_unbiased(k, k)
+        self.ll += hsic_unbiased(l, l)
+        self.batches += 1
+
+    def result(self):
+        if not self.batches:
+            raise ValueError("no minibatch seen")
+        return float(self.kl / np.sqrt(self.kk * self.ll))
+
+
+def initial_model(config, image_shape):
+    """The network a run started from: its weights before the first step, rebuilt from
+    the run's config and seed (as :func:`kandel_repro.train.build_run_models` drew them)."""
+    import keras
+
+    from .model import build_model, reinitialise
+
+    keras.utils.set_random_seed(config["seed"])
+    model, _ = build_model(config["backbone"], image_shape, config["weights"],
+                           head_pooling=config["head_pooling"], dropout=config["dropout"],
+                           weights_from=config.get("weights_from"),
+                           transfer_blocks=config.get("transfer_blocks"))
+    if config.get("init"):
+        reinitialise(model, config["init"], head_only=config["weights"] != "none")
+    return model
+
+
+def _validation_images(config, count, data_dir=None):
+    from .data.readers import get_reader
+
+    reader = get_reader(config.get("dataset", "pcam"))
+    folder = data_dir or config.get("data_dir")
+    data = reader.load(folder, image_size=config.get("image_size"), progress=False)
+    _, val, _ = data.split(config)
+    return data.x[np.sort(val)[:count]]
+
+
+def block_similarity(run_dir, other=None, images=1000, batch=50, data_dir=None):
+    """``{block: CKA}`` between the activations at the end of each block of ``run_dir``'s
+    fine-tuned network and of its initial weights (or of run ``other``'s network), on the
+    first ``images`` validation images of its split, by :class:`MinibatchCKA` over
+    minibatches of ``batch``."""
+    import keras
+
+    from .backbones import get_backbone
+
+    run_dir = Path(run_dir)
+    config = rundir.read_config(run_dir)
+    if config is None or not (run_dir / rundir.BEST_MODEL).is_file():
+        raise ConfigError(f"{run_dir} is not a finished run with a {rundir.BEST_MODEL}")
+    if batch < 4:
+        raise ConfigError(f"--batch must be at least 4 (the unbiased HSIC), got {batch}")
+    x = _validation_images(config, images, data_dir)
+    tuned = keras.saving.load_model(run_dir / rundir.BEST_MODEL)
+    if other is None:
+        start = initial_model(config, tuple(x.shape[1:]))
+    else:
+        start = keras.saving.load_model(Path(other) / rundir.BEST_MODEL)
+    backbone = get_backbone(config["backbone"])
+    blocks = backbone.assign_blocks([l for l in tuned.layers if not l.name.startswith("head_")])
+    ends = {block: names[-1] for block, names in blocks.items()}
+
+    def probe(model):
+        return keras.Model(model.input, [model.get_layer(n).output for n in ends.values()])
+
+    a, b = probe(tuned), probe(start)
+    preprocess = backbone.preprocess_input()
+    scores = {block: MinibatchCKA() for block in ends}
+    usable = len(x) - len(x) % batch
+    if usable < batch:
+        raise ConfigError(f"{len(x)} validation images: fewer than one minibatch of {batch}")
+    for i in range(0, usable, batch):
+        images = preprocess(x[i:i + batch].astype(np.float32))
+        for block, fa, fb in zip(ends, a.predict_on_batch(images), b.predict_on_batch(images)):
+            scores[block].update(fa, fb)
+    return {block: score.result() for block, score in scores.items()}
+
+
+def similarity_command(runs, other=None, images=1000, batch=50, out=None, log=print,
+                       name="similarity"):
+    """What ``kandel-repro similarity`` does: per-block CKA of one run (against its
+    initial weights, or run ``other``), printed, or of every finished depth of a folder of
+    runs (the best learning rate of each, seed 0), written as ``<name>.csv`` and
+    ``<name>.png`` in ``out`` (default: the runs' folder)."""
+    import pandas as pd
+
+    from .plots import lines_with_bands
+
+    runs = Path(runs)
+    if (runs / rundir.CONFIG).is_file():
+        chosen = {runs.name: runs}
+    else:
+        chosen = _one_run_per_depth(runs)
+        if not chosen:
+            raise ConfigError(f"{runs} holds no finished run with a {rundir.BEST_MODEL}")
+    rows = []
+    for label, run_dir in chosen.items():
+        values = block_similarity(run_dir, other, images, batch)
+        log(f"{label}: " + ", ".join(f"block {b} {v:.3f}" for b, v in values.items()))
+        rows += [{"run": run_dir.name, "depth": label, "block": b, "cka": v}
+                 for b, v in values.items()]
+    frame = pd.DataFrame(rows)
+    out = Path(out) if out else (runs.parent if (runs / rundir.CONFIG).is_file() else runs)
+    from .runio import write_csv
+
+    write_csv(out / f"{name}.csv", frame)
+    series = {depth: (list(g["block"]), list(g["cka"]), list(g["cka"]), list(g["cka"]))
+              for depth, g in frame.groupby("depth", sort=False)}
+    config = rundir.read_config(next(iter(chosen.values())))
+    against = "another run" if other else "its initial weights"
+    caveat = " — synthetic data" if config.get("synthetic") else ""
+    lines_with_bands(series, out / f"{name}.png",
+                     title=f"Linear CKA per block: each network against {against}\n"
+                           f"({images} validation images, minibatch CKA{caveat})",
+                     xlabel="block", ylabel="linear CKA (1: unchanged)")
+    return [out / f"{name}.csv", out / f"{name}.png"]
+
+
+def _one_run_per_depth(runs_dir):
+    """``{depth label: run}``: for each depth (``blocks``) of the folder's finished seed-0
+    runs, the one with the best validation AUC."""
+    best = {}
+    for run_dir in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
+        config, metrics = rundir.read_config(run_dir), rundir.read_metrics(run_dir)
+        if not (config and metrics and (run_dir / rundir.BEST_MODEL).is_file()
+                and config.get("seed", 0) == 0 and metrics.get("val_auc") is not None):
+            continue
+        label = (f"layers {config['layers']}" if config.get("layers")
+                 else f"blocks {config.get('blocks')}")
+        if label not in best or metrics["val_auc"] > best[label][0]:
+            best[label] = (metrics["val_auc"], run_dir)
+    order = sorted(best.items(), key=lambda item: json.dumps(item[0]))
+    return {label: run for label, (_, run) in order}
