@@ -50,7 +50,7 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: install test test-fast bench cost notebooks data demo demo-h5 demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test test-fast bench cost notebooks data demo demo-h5 demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -71,6 +71,8 @@ help:
 	@echo "                  on DATA; demo-layerwise-vgg16, demo-datasize, demo-init at demo scale"
 	@echo "make small-nets, partial-transfer - beyond the paper (Raghu et al.) on DATA;"
 	@echo "                  demo-small-nets, demo-partial-transfer, demo-similarity at demo scale"
+	@echo "make tensorboard RUNS=runs/table2 - TensorBoard on the runs' logs (loss, validation AUC, learning rate)"
+	@echo "make table2 ... EXECUTOR=ray [ADDRESS=auto] [GPUS_PER_RUN=1] - the grid's runs as Ray tasks"
 	@echo "make kaggle-kernel TABLE=table2 [SHARD=1/4] [NAME=...] [RESUME_FROM=user/kernel] - push a Kaggle"
 	@echo "                    kernel that runs the table (or a shard) on Kaggle's GPU"
 
@@ -79,7 +81,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,ray]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -109,7 +111,7 @@ cost: $(STAMP)
 
 demo: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --size $(DEMO_SIZE) --seed 0
-	$(KR) grid table2 --data $(DEMO_DATA) --runs $(DEMO_RUNS)/table2 --weights none --epochs $(DEMO_EPOCHS) $(GRID_SEEDS)
+	$(KR) grid table2 --data $(DEMO_DATA) --runs $(DEMO_RUNS)/table2 --weights none --epochs $(DEMO_EPOCHS) $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table table2 --runs $(DEMO_RUNS)/table2 --out tables/demo $(DEMO_SEEDS)
 
 # Table 2 on the HDF5 release's layout: its labelled test split gives each cell a test AUC.
@@ -118,16 +120,20 @@ demo-h5: $(STAMP)
 	$(KR) grid table2 --dataset pcam-h5 --data $(DEMO_H5) --runs $(DEMO_RUNS)/table2-h5 --weights none --epochs $(DEMO_EPOCHS) $(GRID_SEEDS)
 	$(KR) table table2 --runs $(DEMO_RUNS)/table2-h5 --out tables/demo/h5 $(DEMO_SEEDS)
 
+# EXECUTOR=ray: the grid's runs as tasks on a Ray cluster (ADDRESS=auto for a running
+# one; GPUS_PER_RUN=1), the --runs folder on shared storage.
+GRID_EXECUTOR = $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(if $(GPUS_PER_RUN),--gpus-per-run $(GPUS_PER_RUN))
+
 $(PCAM_TABLES): $(STAMP)
-	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS) $(if $(SUBMIT),--submit)
+	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS) $(GRID_EXECUTOR) $(if $(SUBMIT),--submit)
 	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
 
 $(PCAM_STUDIES): $(STAMP)
-	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS)
+	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
 
 $(TRANSFUSION_STUDIES): $(STAMP)
-	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS)
+	$(KR) grid $@ --data $(DATA) --runs $(RUNS)/$@ $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
 
 # No ImageNet weights here: the Transfusion demos start from weights of demo runs trained
@@ -156,7 +162,7 @@ $(DEMO_STUDIES): $(STAMP)
 	$(KR) table $(@:demo-%=%) --runs $(DEMO_RUNS)/$(@:demo-%=%) --out tables/demo --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
 
 $(BREAKHIS_TABLES): $(STAMP)
-	$(KR) grid $@ --data $(BREAKHIS) --runs $(RUNS)/$@ $(GRID_SEEDS)
+	$(KR) grid $@ --data $(BREAKHIS) --runs $(RUNS)/$@ $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table $@ --runs $(RUNS)/$@ --out tables $(GRID_SEEDS)
 
 tables: $(PCAM_TABLES) $(BREAKHIS_TABLES)
@@ -182,6 +188,10 @@ demo-table6 demo-table7 demo-table8: $(STAMP)
 TABLE ?= table2
 kaggle-kernel: $(STAMP)
 	$(KR) kaggle-kernel $(TABLE) $(if $(SHARD),--shard $(SHARD)) $(if $(NAME),--name $(NAME)) $(if $(RESUME_FROM),--resume-from $(RESUME_FROM)) --push $(if $(SEEDS),-- --seeds $(SEEDS))
+
+# TensorBoard on the runs of a grid: make tensorboard RUNS=runs/demo/table2
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir $(RUNS) $(if $(PORT),--port $(PORT))
 
 clean-demo:
 	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS) $(DEMO_H5)

@@ -67,7 +67,8 @@ def cmd_grid(args):
     return grid.grid_command(
         args.study, args.data, args.runs, cache_dir=args.cache, rerun=args.rerun,
         workers=args.workers, shard=args.shard, time_budget=args.time_budget, seeds=args.seeds,
-        dataset=args.dataset, fractions=args.fractions,
+        dataset=args.dataset, fractions=args.fractions, executor=args.executor,
+        address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
         submit=options.submit_options(args) if args.submit else None,
         **options.settings_from_args(args))
 

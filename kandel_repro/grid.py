@@ -23,7 +23,6 @@ from .model import build_base
 from .runio import check_writable
 from .studies import get_study, parse_seeds, study_configs, study_runs
 from .submission import submit_runs, summarise
-from .train import TimeBudgetExceeded
 
 
 def parse_shard(text):
@@ -85,7 +84,8 @@ def _describe(study, cell):
 
 def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, workers=None,
              verbose="auto", log=print, shard=None, time_budget=None, seeds=None, dataset=None,
-             fractions=None, **settings):
+             fractions=None, executor="local", address=None, gpus_per_run=None,
+             cpus_per_run=None, **settings):
     """Train every run of a study that is not finished; return ``{run name: status}``.
 
     ``settings`` are run settings (:func:`kandel_repro.config.resolve_config`) applied
@@ -102,7 +102,21 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     run of the study would not fit in what is left, and a run in progress stops at the
     epoch boundary that would pass the budget (it stays unfinished). Runs left over get
     the status ``"out of time"``; the same call later resumes with them.
+
+    ``executor="ray"``: each unfinished run becomes a Ray task asking for
+    ``gpus_per_run``/``cpus_per_run`` on the cluster at ``address`` (default: a local
+    Ray); see :mod:`kandel_repro.cluster`. ``runs_dir`` must then be shared storage.
     """
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor must be local or ray, got {executor!r}")
+    if executor == "ray":
+        from .cluster import check_request, require_ray
+
+        check_request(gpus_per_run, cpus_per_run)  # before any packing
+        require_ray()
+    elif gpus_per_run is not None or cpus_per_run is not None or address is not None:
+        raise ConfigError("--address, --gpus-per-run and --cpus-per-run apply to --executor "
+                          "ray; the in-process grid uses this machine as it is")
     study = get_study(study_name, fractions)
     reader = _reader(study, dataset)
     shard = parse_shard(shard)
@@ -123,67 +137,42 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     deadline = None if time_budget is None else time.time() + time_budget
     runs = study_runs(study, seeds)
     mine = shard_cells(runs, shard)
-
-    def out_of_time():
-        """Mark this shard's unfinished runs "out of time"; return how many."""
-        left = [name for _, (_, _, name) in mine if not rundir.is_finished(runs_dir / name)]
-        statuses.update({name: "out of time" for name in left})
-        return len(left)
     if shard is not None:
         log(f"{study.name}: shard {shard[0]}/{shard[1]} runs {len(mine)} of {len(runs)} runs")
+    todo = []
     for position, (cell, seed, name) in mine:
-        run_dir = runs_dir / name
         label = (f"[{position}/{len(runs)}] {study.name}: {_describe(study, cell)}"
                  + (f", seed {seed}" if seeds != (0,) else ""))
-        config = configs[name]
-        if rundir.is_finished(run_dir) and not rerun:
-            rundir.check_same_experiment(run_dir, config, data.legacy_fingerprint)
+        if rundir.is_finished(runs_dir / name) and not rerun:
+            rundir.check_same_experiment(runs_dir / name, configs[name], data.legacy_fingerprint)
             log(f"{label}: finished, skipped")
             statuses[name] = "skipped"
-            continue
-        if deadline is not None:
-            expected = rundir.longest_seconds(runs_dir / n for _, _, n in runs) or 0.0
-            if time.time() + expected > deadline:
-                left = out_of_time()
-                log(f"{label}: not started: the time budget has "
-                    f"{max(deadline - time.time(), 0):.0f} s left and the slowest run so far "
-                    f"took {expected:.0f} s; {left} run(s) left for the next session")
+        else:
+            todo.append((label, name))
+    if executor == "ray" and todo:  # (nothing to do: no cluster started or reached)
+        from .cluster import run_on_ray
+
+        statuses.update(run_on_ray(
+            todo, configs, runs_dir, data_dir, reader.name, cache_dir, rerun,
+            data.legacy_fingerprint, deadline, log, address=address, gpus_per_run=gpus_per_run,
+            cpus_per_run=cpus_per_run))
+    elif executor == "local":
+        for index, (label, name) in enumerate(todo):
+            if deadline is not None:
+                expected = rundir.longest_seconds(runs_dir / n for _, _, n in runs) or 0.0
+                if time.time() + expected > deadline:
+                    log(f"{label}: not started: the time budget has "
+                        f"{max(deadline - time.time(), 0):.0f} s left and the slowest run so "
+                        f"far took {expected:.0f} s; {len(todo) - index} run(s) left for the "
+                        "next session")
+                    statuses.update({n: "out of time" for _, n in todo[index:]})
+                    break
+            statuses[name] = train.attempt(runs_dir / name, data, configs[name], label, rerun,
+                                     deadline, verbose, log, data.legacy_fingerprint)
+            if statuses[name] == "out of time":
+                log(f"{len(todo) - index} run(s) left for the next session")
+                statuses.update({n: "out of time" for _, n in todo[index + 1:]})
                 break
-        started = time.time()
-        try:
-            with rundir.claim(run_dir):
-                if rundir.is_finished(run_dir) and not rerun:  # finished meanwhile, elsewhere
-                    rundir.check_same_experiment(run_dir, config, data.legacy_fingerprint)
-                    log(f"{label}: finished by another process, skipped")
-                    statuses[name] = "skipped"
-                    continue
-                earlier = rundir.read_run(run_dir).error
-                if earlier:
-                    log(f"{label}: failed before ({earlier['error']}), retrying")
-                log(f"{label}: training")
-                metrics = train.train_run(run_dir, data, config, verbose=verbose,
-                                          deadline=deadline)
-        except rundir.RunBusy as exc:
-            log(f"{label}: skipped: {exc}")
-            statuses[name] = "busy"
-            continue
-        except TimeBudgetExceeded as exc:
-            log(f"{label}: {exc}; {out_of_time()} run(s) left for the next session")
-            break
-        except KeyboardInterrupt:
-            log(f"{label}: interrupted; rerun the same command to resume from this run")
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid
-            unrecorded = rundir.record_failure(run_dir, exc)
-            where = (f"not recorded: {unrecorded}" if unrecorded
-                     else f"recorded in {run_dir / rundir.ERROR}")
-            log(f"{label}: FAILED ({type(exc).__name__}: {exc}); {where}")
-            statuses[name] = "failed"
-            continue
-        statuses[name] = "ok"
-        auc = metrics["val_auc"]
-        log(f"{label}: val AUC {'n/a' if auc is None else f'{auc:.4f}'} at epoch "
-            f"{metrics['best_epoch']}, {time.time() - started:.0f} s")
     busy = [n for n, s in statuses.items() if s == "busy"]
     if busy:
         log(f"{len(busy)} run(s) were being trained by another process; the same command "

@@ -33,7 +33,7 @@ from .options import parse_grid_args
 from .studies import get_study, study_configs
 
 REQUIRES = ["tensorflow", "keras", "sklearn", "pandas", "matplotlib", "h5py", "PIL", "tqdm",
-            "scipy"]
+            "scipy", "tensorboard"]
 WHEEL_DATASET = "kandel-repro-wheel"
 WEIGHTS_DATASET = "kandel-repro-imagenet-weights"
 

@@ -321,6 +321,20 @@ def _training_parsers(sub):
     g.add_argument("--submit", action="store_true",
                    help="PCam: submit each finished run to Kaggle and record its score "
                    "(within the daily limit; the rest are queued for the next call)")
+    x = g.add_argument_group("where the runs train")
+    x.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="'local' (default): one run after another in this process; 'ray': "
+                   "each run a task on a Ray cluster (pip install 'kandel_repro[ray]'), the "
+                   "--runs folder on storage every node sees")
+    x.add_argument("--address", default=None,
+                   help="with --executor ray: the cluster, 'auto' (the one `ray start` "
+                   "joined this machine to) or ray://HOST:10001; default: a Ray started on "
+                   "this machine for the grid")
+    x.add_argument("--gpus-per-run", type=float, default=None, metavar="N",
+                   help="with --executor ray: GPUs each run asks for (default: 1 where the "
+                   "cluster has GPUs, else 0; 0.5 puts two runs on each GPU)")
+    x.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
+                   help="with --executor ray: CPUs each run asks for (default 1)")
     add_training_options(g)
     add_submit_options(g, " (with --submit)")
     g.set_defaults(verb="grid")

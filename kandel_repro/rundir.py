@@ -13,6 +13,7 @@ One training run (one cell of a study, one seed) lives in one folder::
     metrics.json            written last: val_auc, best_epoch, epochs_run, wall time, ...
                             (+ kaggle_public_auc/kaggle_private_auc after `kandel-repro submit`)
     error.json              instead of metrics.json when the run raised
+    tensorboard/            TensorBoard's logs: loss, accuracy, validation AUC, learning rate
     kaggle-submission.json  PCam, once submitted: ref, description, file hash, status
 
 A run is finished when ``metrics.json`` exists. Every file is written atomically
@@ -49,6 +50,7 @@ TEST_IDS = "test_ids.csv"
 TEST_PREDICTIONS = "test_predictions.csv"
 KAGGLE_RECORD = "kaggle-submission.json"
 LOCK = ".lock"  # held while a process trains the run (see claim)
+TENSORBOARD = "tensorboard"  # TensorBoard's logs of the run (a folder)
 # Everything a run writes: cleared when a run (re)starts, so an unfinished earlier
 # attempt cannot leak into it.
 ARTEFACTS = (CONFIG, VAL_IDS, TEST_IDS, HISTORY, BEST_MODEL, VAL_PREDICTIONS, SUBMISSION,
@@ -131,10 +133,13 @@ def read_run(run_dir):
 
 def start(run_dir):
     """Create ``run_dir`` for a new attempt, removing what an earlier one left."""
+    import shutil
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in ARTEFACTS:
         (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
     return run_dir
 
 
@@ -242,7 +247,7 @@ def check_same_experiment(run_dir, config, legacy_fingerprint=None):
     :data:`~kandel_repro.config.EXPERIMENT_KEYS` must match).
 
     ``legacy_fingerprint``: the fingerprint that runs made before data identities were
-    recorded gave the same data (absolute paths and modification times); such runs are
+    recorded gave the same data (paths as spelled, modification times); such runs are
     accepted when it matches.
     """
     old = read_config(run_dir)

@@ -74,6 +74,8 @@ def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size
             scores = predict_uint8(predictor, x, eval_batch_size, indices=val_idx)
             auc = _auc(val_y, scores)
             logs["val_auc"] = auc
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
                    "train_seconds": train_seconds}
             state["history"].append(row)
@@ -210,7 +212,10 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
                                       patience=config["patience"]),
     ]
     if config.get("lr_decay", 1.0) != 1.0:
-        callbacks.append(epoch_decay(trainer.optimizers_used, config["lr_decay"]))
+        callbacks.insert(0, epoch_decay(trainer.optimizers_used, config["lr_decay"]))
+    # NOTE: after the AUC callback, which adds val_auc and learning_rate to the epoch's logs.
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / rundir.TENSORBOARD),
+                                                 write_graph=False, update_freq="epoch"))
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 2
     # NOTE: shuffle=False: both pipelines reshuffle every epoch themselves, from the seed.
@@ -261,3 +266,42 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
         metrics.update(run_summary(val_y, best_scores, test.labels, test_scores, test.auc_key))
     rundir.write_metrics(run_dir, metrics)
     return metrics
+
+
+def attempt(run_dir, data, config, label, rerun=False, deadline=None, verbose="auto", log=print,
+            legacy_fingerprint=None):
+    """Train one run of a grid under its lock; its status: ``ok``, ``skipped`` (finished
+    meanwhile by another process), ``busy`` (another process holds it), ``failed`` (it
+    raised: recorded in ``error.json``, the grid goes on) or ``out of time``. Both
+    executors, in-process and on Ray, train a run through this."""
+    started = time.time()
+    try:
+        with rundir.claim(run_dir):
+            if rundir.is_finished(run_dir) and not rerun:  # finished meanwhile, elsewhere
+                rundir.check_same_experiment(run_dir, config, legacy_fingerprint)
+                log(f"{label}: finished by another process, skipped")
+                return "skipped"
+            earlier = rundir.read_run(run_dir).error
+            if earlier:
+                log(f"{label}: failed before ({earlier['error']}), retrying")
+            log(f"{label}: training")
+            metrics = train_run(run_dir, data, config, verbose=verbose, deadline=deadline)
+    except rundir.RunBusy as exc:
+        log(f"{label}: skipped: {exc}")
+        return "busy"
+    except TimeBudgetExceeded as exc:
+        log(f"{label}: {exc}")
+        return "out of time"
+    except KeyboardInterrupt:
+        log(f"{label}: interrupted; rerun the same command to resume from this run")
+        raise
+    except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid
+        unrecorded = rundir.record_failure(run_dir, exc)
+        where = (f"not recorded: {unrecorded}" if unrecorded
+                 else f"recorded in {run_dir / rundir.ERROR}")
+        log(f"{label}: FAILED ({type(exc).__name__}: {exc}); {where}")
+        return "failed"
+    auc = metrics["val_auc"]
+    log(f"{label}: val AUC {'n/a' if auc is None else f'{auc:.4f}'} at epoch "
+        f"{metrics['best_epoch']}, {time.time() - started:.0f} s")
+    return "ok"

@@ -298,3 +298,38 @@ def test_shards_and_a_single_seed_of_a_seeded_grid(tiny_pcam, tmp_path, monkeypa
             studies.parse_seeds(bad)
     assert studies.parse_seeds("3") == (0, 1, 2) and studies.parse_seeds("0,3,7") == (0, 3, 7)
     assert studies.parse_seeds("5,") == (5,)
+
+
+def test_asking_for_ray_without_it_says_how_to_install(tiny_pcam, tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    cache = tmp_path / "cache"
+    code = main(["grid", "table2", "--data", str(tiny_pcam), "--runs", str(tmp_path / "runs"),
+                 "--cache", str(cache), "--weights", "none", "--executor", "ray"])
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "pip install 'kandel_repro[ray]'" in err
+    assert not cache.exists()  # refused before anything was packed
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--executor", "ray", "--gpus-per-run", "-1"], "--gpus-per-run must be a number ≥ 0"),
+    (["--executor", "ray", "--cpus-per-run", "nan"], "--cpus-per-run must be a number ≥ 0"),
+    (["--executor", "ray", "--cpus-per-run", "0"], "a run needs a CPU or a GPU"),
+    (["--gpus-per-run", "1"], "apply to --executor ray"),
+])
+def test_ray_resources_are_checked_before_anything_is_packed(tiny_pcam, tmp_path, capsys, argv,
+                                                             message):
+    cache = tmp_path / "cache"
+    code = main(["grid", "table2", "--data", str(tiny_pcam), "--runs", str(tmp_path / "runs"),
+                 "--cache", str(cache), "--weights", "none", *argv])
+    assert code != 0 and message in capsys.readouterr().err
+    assert not cache.exists()

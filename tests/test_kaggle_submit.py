@@ -147,7 +147,7 @@ def test_a_401_and_a_404_on_submit_are_explained(tiny_pcam, hidden, kaggle_env, 
 def test_the_kaggle_command_line_submits_to_the_stand_in_too(tiny_pcam, hidden, kaggle_env,
                                                              tmp_path):
     run = make_run(tmp_path / "runs", "r", tiny_pcam, hidden)
-    with kaggle_env(hidden_labels=hidden, score_after=0) as server:
+    with kaggle_env(hidden_labels=hidden, score_after=0):
         submitted = subprocess.run(
             [sys.executable, "-m", "kaggle", "competitions", "submit", "-c", COMPETITION,
              "-f", str(run / "submission.csv"), "-m", "by hand"],

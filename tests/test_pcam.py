@@ -437,3 +437,59 @@ def test_nested_subsets_keep_the_class_balance_and_nest():
     assert len(nested_subset(indices, labels, 1.0, seed=3)) == len(indices)
     balanced = downsample(indices, labels, seed=3)
     assert (labels[balanced] == 0).sum() == (labels[balanced] == 1).sum() == (labels[indices] == 1).sum()
+
+
+LOAD_SCRIPT = """
+import sys
+from kandel_repro.data import pcam
+if __name__ == "__main__":
+    data = pcam.load(sys.argv[1], sys.argv[2], workers=1, progress=True)
+    print("loaded", len(data.y))
+"""
+
+
+def test_two_processes_that_find_no_cache_pack_it_once(pcam_copy, tmp_path):
+    """Grid tasks starting together on one node: one packs, the other waits and reuses."""
+    from kandel_repro.data import cache
+
+    target = tmp_path / "shared-cache"
+    logs = [tmp_path / f"packer{i}.err" for i in range(2)]
+    with cache.packing(target):  # held here until both packers are waiting for it
+        packers = [subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, str(pcam_copy), str(target)],
+                                    stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+                   for log in logs]
+        deadline = time.time() + 60
+        while (not all("waiting for another process" in log.read_text() for log in logs)
+               and time.time() < deadline):
+            time.sleep(0.1)
+        assert all("waiting for another process" in log.read_text() for log in logs)
+    outputs = [packer.communicate(timeout=120)[0] for packer in packers]
+    assert [packer.returncode for packer in packers] == [0, 0]
+    assert outputs == ["loaded 60\n"] * 2
+    packed = [log for log in logs if "packing " in log.read_text().replace("finish packing", "")]
+    assert len(packed) == 1, [log.read_text() for log in logs]
+    assert cache.current(target, cache._manifest(target)["fingerprint"], pcam.CACHE_FORMAT,
+                         pcam.ARRAYS)
+
+
+def test_a_cache_is_current_however_the_folder_is_spelled(pcam_copy, monkeypatch, capsys):
+    """A grid's driver (``--data data/pcam``) and its Ray workers (the absolute path)
+    must not repack each other's cache."""
+    monkeypatch.chdir(pcam_copy.parent)
+    pcam.pack(pcam_copy.name, workers=1, progress=True)
+    assert "packing" in capsys.readouterr().err
+    stamp = (pcam_copy / ".kandel_cache" / "manifest.json").stat().st_mtime_ns
+    for spelling in (str(pcam_copy), f"./{pcam_copy.name}", f"../{pcam_copy.parent.name}/{pcam_copy.name}"):
+        data = pcam.load(spelling, workers=1, progress=True)
+        assert "packing" not in capsys.readouterr().err, spelling
+    assert (pcam_copy / ".kandel_cache" / "manifest.json").stat().st_mtime_ns == stamp
+    assert data.legacy_fingerprint == cache_fingerprint_as_spelled(data)
+
+
+def cache_fingerprint_as_spelled(data):
+    from kandel_repro.data import cache
+
+    index = pcam.read_index(data.root)
+    paths = [index.train_path(i) for i in index.train_ids] + [index.test_path(i) for i in index.test_ids]
+    csv_bytes = b"".join((data.root / n).read_bytes() for n in ("train_labels.csv", "sample_submission.csv"))
+    return cache.fingerprint(paths, extra=csv_bytes)

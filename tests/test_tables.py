@@ -285,7 +285,7 @@ def _fake_study_runs(root, study_name, seeds=(0, 1), **settings):
     """Finished runs of any study, with histories, predictions and parameter counts."""
     from sklearn.metrics import roc_auc_score
 
-    from kandel_repro.studies import run_name, study_configs
+    from kandel_repro.studies import study_configs
 
     study = get_study(study_name)
     configs = study_configs(study, seeds=seeds, **settings)

@@ -49,7 +49,32 @@ def test_config_is_fully_resolved(finished_run):
 def test_history_has_one_row_per_epoch(finished_run):
     history = pd.read_csv(finished_run[0] / "history.csv")
     assert list(history["epoch"]) == [1, 2]
-    assert {"loss", "val_auc", "train_seconds"} <= set(history.columns)
+    assert {"loss", "val_auc", "learning_rate", "train_seconds"} <= set(history.columns)
+
+
+def test_tensorboard_logs_hold_each_epoch_as_the_history_does(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = finished_run[0]
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["learning_rate"].tolist() == pytest.approx([1e-4, 1e-4])
+
+    def scalars(part):
+        events = EventAccumulator(str(run_dir / "tensorboard" / part)).Reload()
+        tags = events.Tags()["scalars"] + events.Tags()["tensors"]
+        return {tag: [float(np.asarray(tf_value(e))) for e in
+                      (events.Scalars(tag) if tag in events.Tags()["scalars"] else events.Tensors(tag))]
+                for tag in tags}
+
+    def tf_value(event):
+        import tensorflow as tf
+
+        return event.value if hasattr(event, "value") else tf.make_ndarray(event.tensor_proto)
+
+    train, validation = scalars("train"), scalars("validation")
+    assert train["epoch_loss"] == pytest.approx(history["loss"].tolist(), rel=1e-6)
+    assert train["epoch_learning_rate"] == pytest.approx(history["learning_rate"].tolist())
+    assert validation["epoch_auc"] == pytest.approx(history["val_auc"].tolist(), rel=1e-6)
 
 
 def test_validation_ids_and_predictions_match_the_split(finished_run):

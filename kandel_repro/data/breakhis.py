@@ -199,32 +199,40 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
     and undamaged (``verify``: its checksums too, else shapes and sizes).
 
     ``image_size``: the side images are resized to (default: the protocol's, 224)."""
+    return _pack(root, cache_dir, workers, progress, force, image_size, verify)[0]
+
+
+def _pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None,
+          verify=False):
+    """:func:`pack`: ``(cache folder, the legacy fingerprint of the files)``."""
     size = int(image_size or BREAKHIS.image_size)
     index = read_index(root)
     cache_dir = Path(cache_dir) / f"breakhis-{size}" if cache_dir else default_cache_dir(root, size)
     paths = index["path"].tolist()
-    stamp = cache.fingerprint(paths, extra=f"size={size}".encode())
-    if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
-                                   log=cache.warn):
-        return cache_dir
-    synthetic = (Path(root) / MARKER).exists()
-    return cache.build(
-        cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
-        {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(Path(root).resolve()),
-         "identity": cache.identity(paths, root, extra=f"size={size}".encode()),
-         "n": len(paths), "dataset": "synthetic-breakhis" if synthetic else "breakhis"},
-        extra_arrays={"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
-                      "patients": index["patient"].to_numpy(str),
-                      "magnifications": index["magnification"].to_numpy(np.int16)},
-        workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}",
-    )
+    stamp, legacy = cache.stamps(paths, root, extra=f"size={size}".encode())
+    with cache.packing(cache_dir):
+        if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
+                                       log=cache.warn):
+            return cache_dir, legacy
+        synthetic = (Path(root) / MARKER).exists()
+        return cache.build(
+            cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
+            {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(Path(root).resolve()),
+             "identity": cache.identity(paths, root, extra=f"size={size}".encode()),
+             "n": len(paths), "dataset": "synthetic-breakhis" if synthetic else "breakhis"},
+            extra_arrays={"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
+                          "patients": index["patient"].to_numpy(str),
+                          "magnifications": index["magnification"].to_numpy(np.int16)},
+            workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}",
+        ), legacy
 
 
 def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
     """Pack if needed (at ``image_size``), then load the arrays as :class:`BreakHisData`."""
-    cache_dir = pack(root, cache_dir, workers=workers, progress=progress, image_size=image_size)
+    cache_dir, legacy = _pack(root, cache_dir, workers=workers, progress=progress,
+                              image_size=image_size)
     arrays, manifest = cache.load(cache_dir, ARRAYS)
     return BreakHisData(**arrays, dataset="breakhis",
                         synthetic=manifest["dataset"] == "synthetic-breakhis", root=Path(root),
                         fingerprint=manifest["identity"],
-                        legacy_fingerprint=manifest["fingerprint"])
+                        legacy_fingerprint=legacy)

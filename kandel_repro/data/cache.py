@@ -3,15 +3,21 @@
 Images are decoded in parallel worker processes, chunk by chunk, and streamed into a
 memory-mapped ``.npy`` file, so packing never holds the whole data set in memory. A
 cache is built in a temporary folder and moved into place only when complete; its
-``manifest.json`` records a fingerprint of the source so that a changed source is
-repacked and an unchanged one reused, and the shape, dtype and SHA-256 of every array
-so that a damaged cache is found: shapes and sizes are checked whenever the cache is
-used (cheap), the checksums by ``data pack`` and ``data verify``. A damaged cache is
-packed again. Temporary folders left by a killed packer are removed by the next one,
-and decoding workers exit when the process that started them dies.
+``manifest.json`` records a fingerprint of the source (paths relative to the data
+folder, sizes, modification times: however the folder is spelled) so that a changed
+source is repacked and an unchanged one reused, and the shape, dtype and SHA-256 of
+every array so that a damaged cache is found: shapes and sizes are checked whenever the
+cache is used (cheap), the checksums by ``data pack`` and ``data verify``. A damaged
+cache is packed again. Temporary folders left by a killed packer are removed by the
+next one, and decoding workers exit when the process that started them dies. Packers of one cache
+take turns (:func:`packing`, a file lock beside it): of several processes that find it
+missing at once — grid tasks starting together on a node — one packs and the others
+wait, then use what it packed.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -35,12 +41,30 @@ CHUNK = 128  # files decoded per worker task
 
 
 def fingerprint(paths, extra=b""):
-    """Hash of file paths, sizes and modification times (plus ``extra`` bytes)."""
+    """Hash of file paths as spelled, sizes and modification times (plus ``extra``
+    bytes): the stamp of caches and runs made before :func:`stamps`; it changes with the
+    spelling of the data folder (``data/pcam`` or ``/home/me/data/pcam``)."""
     digest = hashlib.sha1(extra)
     for path in paths:
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def stamps(paths, root, extra=b""):
+    """``(stamp, legacy)`` from one pass over the files: ``stamp`` hashes their paths
+    relative to ``root``, sizes and modification times (plus ``extra``) and decides when
+    a cache is stale — the same whichever way the folder is spelled, so a grid's driver
+    and its Ray workers, or two shells, agree on it; ``legacy`` is :func:`fingerprint`,
+    which runs made before data identities recorded."""
+    current, legacy = hashlib.sha1(extra), hashlib.sha1(extra)
+    root = os.path.abspath(root)
+    for path in paths:
+        stat = os.stat(path)
+        relative = Path(os.path.relpath(os.path.abspath(path), root)).as_posix()
+        current.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        legacy.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return current.hexdigest(), legacy.hexdigest()
 
 
 def identity(paths, root, extra=b""):
@@ -191,6 +215,38 @@ def _decode_chunk(task):
             )
         out[i] = arr
     return out
+
+
+@contextlib.contextmanager
+def packing(cache_dir):
+    """Hold the packing lock of ``cache_dir`` (``.NAME.lock`` beside it; on storage
+    shared between machines too, where ``flock`` reaches the other clients): the caller
+    checks whether the cache is current and packs it while no other process does. Says
+    so on the standard error when it has to wait. Where no lock file can be written (a
+    read-only folder), it goes on without one: nothing can be packed there anyway."""
+    cache_dir = Path(cache_dir)
+    try:
+        cache_dir.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(cache_dir.with_name(f".{cache_dir.name}.lock"), "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if getattr(multiprocessing.current_process(), "_inheriting", False):
+                # a decoding worker of this very packer, spawned from a script that packs
+                # at its top level, is re-running that script: waiting would never end
+                raise RuntimeError("a spawned process started packing while being set up: "
+                                   "the script must pack under `if __name__ == "
+                                   "\"__main__\":`") from None
+            warn(f"waiting for another process to finish packing {cache_dir}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def stage(cache_dir):

@@ -281,10 +281,16 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
     """Decode every tif once into a uint8 cache; reuse it while the source is unchanged
     and the cache undamaged (``verify``: its checksums too, else shapes and sizes).
 
-    The fingerprint covers every listed file's path, size and modification time and the
-    bytes of both CSVs; the identity (a run's ``data_fingerprint``) the same without
-    location and times. Returns the cache folder.
+    The fingerprint covers every listed file's path (within ``root``), size and
+    modification time and the bytes of both CSVs; the identity (a run's
+    ``data_fingerprint``) the same without times. Returns the cache folder.
     """
+    return _pack(root, cache_dir, workers, progress, force, image_size, verify)[0]
+
+
+def _pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None,
+          verify=False):
+    """:func:`pack`: ``(cache folder, the legacy fingerprint of the files)``."""
     if image_size is not None:
         raise ConfigError("PCam patches are used at their own size, not resized (paper §4.1); "
                           f"got image_size={image_size!r}")
@@ -294,20 +300,21 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
     train_paths = [index.train_path(i) for i in index.train_ids]
     test_paths = [index.test_path(i) for i in index.test_ids]
     csv_bytes = b"".join((root / n).read_bytes() for n in ("train_labels.csv", "sample_submission.csv"))
-    stamp = cache.fingerprint(train_paths + test_paths, extra=csv_bytes)
-    if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
-                                   log=cache.warn):
-        return cache_dir
-    return cache.build(
-        cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, patch_shape(root),
-        {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
-         "identity": cache.identity(train_paths + test_paths, root, extra=csv_bytes),
-         "n_train": len(train_paths), "n_test": len(test_paths),
-         "dataset": "synthetic" if (root / MARKER).exists() else "pcam"},
-        extra_arrays={"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
-                      "test_ids": np.array(index.test_ids)},
-        workers=workers, progress=progress, desc=f"packing {root}",
-    )
+    stamp, legacy = cache.stamps(train_paths + test_paths, root, extra=csv_bytes)
+    with cache.packing(cache_dir):
+        if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
+                                       log=cache.warn):
+            return cache_dir, legacy
+        return cache.build(
+            cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, patch_shape(root),
+            {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
+             "identity": cache.identity(train_paths + test_paths, root, extra=csv_bytes),
+             "n_train": len(train_paths), "n_test": len(test_paths),
+             "dataset": "synthetic" if (root / MARKER).exists() else "pcam"},
+            extra_arrays={"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
+                          "test_ids": np.array(index.test_ids)},
+            workers=workers, progress=progress, desc=f"packing {root}",
+        ), legacy
 
 
 def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
@@ -315,9 +322,10 @@ def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
 
     PCam patches are used at their own size (paper §4.1): ``image_size`` must be None.
     """
-    cache_dir = pack(root, cache_dir, workers=workers, progress=progress, image_size=image_size)
+    cache_dir, legacy = _pack(root, cache_dir, workers=workers, progress=progress,
+                              image_size=image_size)
     arrays, manifest = cache.load(cache_dir, ARRAYS)
     return PCamData(x=arrays["train_x"], y=arrays["train_y"], ids=arrays["train_ids"],
                     test_x=arrays["test_x"], test_ids=arrays["test_ids"], dataset="pcam",
                     synthetic=manifest["dataset"] == "synthetic", root=Path(root),
-                    fingerprint=manifest["identity"], legacy_fingerprint=manifest["fingerprint"])
+                    fingerprint=manifest["identity"], legacy_fingerprint=legacy)

@@ -146,28 +146,29 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
     files = read_index(root)
     paths = [files[(s, k)] for s in SPLITS for k in "xy"]
     cache_dir = Path(cache_dir) / "pcam-h5" if cache_dir else root / ".kandel_cache" / "pcam-h5"
-    stamp = cache.fingerprint(paths)
-    if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
-                                   log=cache.warn):
-        return cache_dir
-    side = _expected_side(root)
-    work = cache.stage(cache_dir)
-    try:
-        lengths = _copy_all(files, work, side, progress)
-        total = sum(lengths.values())
-        parts = np.concatenate([np.full(lengths[s], i, np.int8) for i, s in enumerate(SPLITS)])
-        ids = np.concatenate([np.char.add(f"{s}-", np.char.zfill(np.arange(lengths[s]).astype(str), 6))
-                              for s in SPLITS])
-        np.save(work / "part.npy", parts)
-        np.save(work / "ids.npy", ids)
-        manifest = {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
-                    "identity": cache.identity(paths, root), "n": total,
-                    "lengths": lengths, "dataset": "synthetic" if (root / MARKER).exists()
-                    else "pcam-h5"}
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return cache.commit(work, cache_dir, manifest, ARRAYS, (side, side, 3))
+    stamp, _ = cache.stamps(paths, root)  # (runs of this reader all record identities)
+    with cache.packing(cache_dir):
+        if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
+                                       log=cache.warn):
+            return cache_dir
+        side = _expected_side(root)
+        work = cache.stage(cache_dir)
+        try:
+            lengths = _copy_all(files, work, side, progress)
+            total = sum(lengths.values())
+            parts = np.concatenate([np.full(lengths[s], i, np.int8) for i, s in enumerate(SPLITS)])
+            ids = np.concatenate([np.char.add(f"{s}-", np.char.zfill(np.arange(lengths[s]).astype(str), 6))
+                                  for s in SPLITS])
+            np.save(work / "part.npy", parts)
+            np.save(work / "ids.npy", ids)
+            manifest = {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
+                        "identity": cache.identity(paths, root), "n": total,
+                        "lengths": lengths, "dataset": "synthetic" if (root / MARKER).exists()
+                        else "pcam-h5"}
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return cache.commit(work, cache_dir, manifest, ARRAYS, (side, side, 3))
 
 
 def _copy_all(files, work, side, progress):
@@ -246,4 +247,4 @@ def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
     return PCamH5Data(x=arrays["x"], y=arrays["y"], ids=arrays["ids"], part=arrays["part"],
                       dataset="pcam-h5", synthetic=manifest["dataset"] == "synthetic",
                       root=Path(root), fingerprint=manifest["identity"],
-                      legacy_fingerprint=manifest["fingerprint"])
+                      legacy_fingerprint="")  # every run of this reader records identities
