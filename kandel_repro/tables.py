@@ -826,7 +826,12 @@ def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print,
     for problem in table.evidence.problems:
         log(f"not compared: {problem}")
     out_dir = check_writable(out_dir, "--out")
-    command = command or f"kandel-repro table {study_name} --runs {runs_dir} --out {out_dir}"
+    if command is None:  # the command that makes this table again, options included
+        command = f"kandel-repro table {study_name} --runs {runs_dir} --out {out_dir}"
+        for option, value in (("seeds", seeds), ("fractions", fractions)):
+            if value is not None:
+                command += f" --{option} " + (",".join(map(str, value))
+                                              if isinstance(value, (list, tuple)) else str(value))
     md = out_dir / f"{study.name}.md"
     csv = out_dir / f"{study.name}.csv"
     cells = out_dir / f"{study.name}_cells.csv"

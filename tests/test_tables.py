@@ -125,6 +125,7 @@ def test_several_seeds_give_spread_and_the_best_per_seed(tmp_path):
     # the table can be cut to chosen seeds
     md, *_ = tables.write_table("table2", tmp_path / "runs", tmp_path / "one", seeds="1")
     assert "- Seed 0 (" in md.read_text() and "n=3" not in md.read_text()
+    assert f"--out {tmp_path / 'one'} --seeds 1`" in md.read_text()  # says how it was cut
 
 
 def test_the_papers_findings_get_this_grids_answer(tmp_path):
