@@ -125,12 +125,32 @@ def mean_var(base, source):
 def partial_transfer(base, fresh, block_map, transfer_blocks):
     """Keep ``base``'s (pretrained) weights in blocks 1..``transfer_blocks``; give the
     blocks above ``fresh``'s (the backbone's own random initialisation)."""
+    twin = same_layers(base, fresh)
     for block, names in block_map.items():
         if block > transfer_blocks:
             for name in names:
                 layer = base.get_layer(name)
                 if layer.weights:
-                    layer.set_weights(fresh.get_layer(name).get_weights())
+                    layer.set_weights(twin[name].get_weights())
+
+
+def same_layers(model, other):
+    """``{layer name in model: the layer at the same position in other}``, by position, not
+    name: Keras numbers generated names per process (InceptionV3's ``conv2d`` is
+    ``conv2d_94`` in a second copy built or loaded beside the first). ``other`` may have
+    more layers after ``model``'s (a whole model beside its backbone); the pairs are
+    checked to be the same kind of layer with weights of the same shapes."""
+    if len(other.layers) < len(model.layers):
+        raise ConfigError(f"{other.name} has fewer layers ({len(other.layers)}) than "
+                          f"{model.name} ({len(model.layers)}): not the same network")
+    pairs = {}
+    for layer, twin in zip(model.layers, other.layers):
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if type(layer) is not type(twin) or shapes != [tuple(w.shape) for w in twin.weights]:
+            raise ConfigError(f"layer {layer.name} ({type(layer).__name__}, {shapes}) does not "
+                              f"match {twin.name} of {other.name}: not the same network")
+        pairs[layer.name] = twin
+    return pairs
 
 
 def export_weights(run_dirs, out):
@@ -156,9 +176,10 @@ def export_weights(run_dirs, out):
         trained = keras.saving.load_model(run_dir / rundir.BEST_MODEL)
         size = int(config["image_size"])
         base = build_base(name, (size, size, 3), "none")
+        twin = same_layers(base, trained)
         for layer in base.layers:
             if layer.weights:
-                layer.set_weights(trained.get_layer(layer.name).get_weights())
+                layer.set_weights(twin[layer.name].get_weights())
         target = out / f"{name}.weights.h5"
         base.save_weights(target)
         (out / f"{name}.json").write_text(json.dumps({

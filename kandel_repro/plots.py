@@ -186,8 +186,10 @@ def lines_with_bands(series, path=None, title=None, xlabel="", ylabel="", logx=F
         ax.plot(x, mean, "o-", color=colour, label=label, markersize=4)
         if np.any(np.asarray(high) > np.asarray(low)):
             ax.fill_between(x, low, high, color=colour, alpha=0.2)
-        for px, py, text in (marks or {}).get(label, []):
-            ax.annotate(text, (px, py), textcoords="offset points", xytext=(4, -12), fontsize=7)
+        for k, (px, py, text) in enumerate((marks or {}).get(label, [])):
+            # staggered downwards, so that the labels of neighbouring points do not overlap
+            ax.annotate(text, (px, py), textcoords="offset points", xytext=(4, -12 - 9 * (k % 3)),
+                        fontsize=7)
     for label, (y, low, high) in (hlines or {}).items():
         ax.axhline(y, color="grey", linestyle="--", label=label)
         if high > low:

@@ -206,7 +206,9 @@ STUDIES = {s.name: s for s in (
           "Training-set fraction", column_header="Model", fixed={"learning_rate": 1e-4},
           figures=("heatmap", "datasize", "curves", "radar")),
     Study("init", "Initialisation — VGG16 on PCam, from scratch or fine-tuned", "pcam",
-          (Level("ImageNet, blocks 1–5", "vgg16_imagenet",
+          # the grid's --weights (ImageNet by default; the header names them), so that a
+          # run from other weights is never labelled ImageNet; the folder name stays
+          (Level("fine-tuned, blocks 1–5", "vgg16_imagenet",
                  {"backbone": "vgg16", "first_trainable_block": 1}),
            *(Level(label, f"vgg16_{init}",
                    {"backbone": "vgg16", "first_trainable_block": 1, "weights": "none",

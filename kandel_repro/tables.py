@@ -418,8 +418,9 @@ def render_markdown(table, command):
     lines.append("")
     if table.best is not None:
         lines.append(f"Best cell in bold{' (highest mean over the seeds)' if len(table.seeds) > 1 else ''}: "
-                     f"{study.rows[table.position(table.best)[0]].name} at "
-                     f"{study.column_header.lower()} {table.best[1]}.")
+                     + (f"{study.rows[table.position(table.best)[0]].name} at learning rate "
+                        f"{table.best[1]}." if study.column_header == "Learning rate"
+                        else f"{table.name(table.best)}."))
         counts = table.cells[table.cells["best_in_seeds"] > 0].sort_values(
             "best_in_seeds", ascending=False)
         if len(table.seeds) > 1 and len(counts):

@@ -339,3 +339,34 @@ def test_transfer_settings_are_checked():
         resolve_config("vgg16", 1, 1e-4, transfer_blocks=6)
     with pytest.raises(ConfigError, match="takes blocks from pretrained weights"):
         resolve_config("vgg16", 1, 1e-4, weights="none", transfer_blocks=2)
+
+
+def test_inception_weights_are_paired_by_position_not_by_generated_names(tmp_path):
+    """InceptionV3's layer names are generated (conv2d_94 in a second copy in one process):
+    exporting a run's weights and partial transfer must pair layers by position."""
+    import json
+
+    import keras
+
+    from kandel_repro.model import export_weights
+
+    keras.utils.set_random_seed(0)
+    model, _ = build_model("inception_v3", (75, 75, 3), "none")
+    run = tmp_path / "inception_v3_scratch_lr1e-04"
+    run.mkdir()
+    model.save(run / "best_model.keras")
+    (run / "config.json").write_text(json.dumps({"backbone": "inception_v3", "image_size": 75}))
+    (run / "metrics.json").write_text(json.dumps({"val_auc": 0.5}))
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    [path] = export_weights([run], tmp_path / "weights")  # loads the run beside a new copy
+    transferred, _ = build_model("inception_v3", (75, 75, 3), str(tmp_path / "weights"),
+                                 transfer_blocks=3)
+    assert transferred.layers[1].name != model.layers[1].name  # the names did differ
+    new_convs = [layer for layer in transferred.layers if isinstance(layer, keras.layers.Conv2D)]
+    np.testing.assert_array_equal(new_convs[0].kernel.numpy(), convs[0].kernel.numpy())
+    assert not np.allclose(new_convs[-1].kernel.numpy(), convs[-1].kernel.numpy())  # block 13
+    with pytest.raises(ConfigError, match="not the same network"):
+        from kandel_repro.model import same_layers
+
+        same_layers(build_base("inception_v3", (75, 75, 3), "none"),
+                    build_base("vgg16", (75, 75, 3), "none"))
