@@ -197,7 +197,7 @@ def lines_with_bands(series, path=None, title=None, xlabel="", ylabel="", logx=F
     if target is not None:
         ax.axhline(target[0], color="red", linestyle=":", label=target[1])
     if logx:
-        ax.set_xscale("log")
+        _log_axis(ax)
     else:
         ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set(xlabel=xlabel, ylabel=ylabel)
@@ -207,6 +207,16 @@ def lines_with_bands(series, path=None, title=None, xlabel="", ylabel="", logx=F
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _log_axis(ax):
+    """A log x axis labelled 1, 2, 5 × 10^k in short numbers (20k, 2M), not 2×10^6."""
+    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(EngFormatter(sep="", places=None))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def scatter_panels(points, xlabels, ylabel, path=None, title=None, logx=(True, True)):
@@ -222,7 +232,7 @@ def scatter_panels(points, xlabels, ylabel, path=None, title=None, logx=(True, T
                         capsize=3, label=label)
             ax.annotate(label, (xs[p], y), textcoords="offset points", xytext=(5, 4), fontsize=7)
         if logx[p]:
-            ax.set_xscale("log")
+            _log_axis(ax)
         ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
     if title:

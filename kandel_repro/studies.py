@@ -241,7 +241,8 @@ def transfer_rows(backbone):
     labels = {0: "0 (none)", bb.num_blocks: f"{bb.num_blocks} (all)"}
     return tuple(Level(labels.get(k, str(k)), f"{bb.name}_transfer{k}",
                        {"backbone": bb.name, "first_trainable_block": 1, "transfer_blocks": k},
-                       name=f"blocks 1–{k} transferred" if k else "nothing transferred")
+                       name={0: "nothing transferred", 1: "block 1 transferred"}.get(
+                           k, f"blocks 1–{k} transferred"))
                  for k in range(bb.num_blocks + 1))
 
 
