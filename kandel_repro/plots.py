@@ -186,10 +186,13 @@ def lines_with_bands(series, path=None, title=None, xlabel="", ylabel="", logx=F
         ax.plot(x, mean, "o-", color=colour, label=label, markersize=4)
         if np.any(np.asarray(high) > np.asarray(low)):
             ax.fill_between(x, low, high, color=colour, alpha=0.2)
-        for k, (px, py, text) in enumerate((marks or {}).get(label, [])):
-            # staggered downwards, so that the labels of neighbouring points do not overlap
-            ax.annotate(text, (px, py), textcoords="offset points", xytext=(4, -12 - 9 * (k % 3)),
-                        fontsize=7)
+        # labels below and left of their points, one line lower each from the right, with
+        # a leader line: neighbouring points' labels do not overlap
+        points = sorted((marks or {}).get(label, []), key=lambda m: m[0], reverse=True)
+        for k, (px, py, text) in enumerate(points):
+            ax.annotate(text, (px, py), textcoords="offset points", xytext=(-8, -16 - 11 * k),
+                        ha="right", fontsize=7,
+                        arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
     for label, (y, low, high) in (hlines or {}).items():
         ax.axhline(y, color="grey", linestyle="--", label=label)
         if high > low:
@@ -214,7 +217,9 @@ def _log_axis(ax):
     from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    low, high = (max(v, 1e-12) for v in ax.get_xlim())
+    decades = np.log10(high / low)  # 1, 2, 5 × 10^k on a short axis, powers of ten on a long
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 3 else (1.0,)))
     ax.xaxis.set_major_formatter(EngFormatter(sep="", places=None))
     ax.xaxis.set_minor_formatter(NullFormatter())
 
