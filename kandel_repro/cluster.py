@@ -94,11 +94,9 @@ def _run_task(run_dir, config, data_dir, dataset, cache_dir, rerun, legacy_finge
 
 
 def run_on_ray(todo, configs, runs_dir, data_dir, dataset, cache_dir, rerun, legacy_fingerprint,
-               deadline, log, address=None, gpus_per_run=None, cpus_per_run=None,
-               retries=None):
+               deadline, log, address=None, gpus_per_run=None, cpus_per_run=None):
     """Train the runs ``todo`` (``[(label, run name)]``) as Ray tasks; their statuses."""
     ray = require_ray()
-    retries = RETRIES if retries is None else retries
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False,
                  **({} if address else {"include_dashboard": False}))
@@ -106,7 +104,7 @@ def run_on_ray(todo, configs, runs_dir, data_dir, dataset, cache_dir, rerun, leg
         gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) else 0
     resources = {"num_cpus": 1 if cpus_per_run is None else cpus_per_run,
                  "num_gpus": gpus_per_run}
-    task = ray.remote(_run_task).options(max_retries=retries, retry_exceptions=False,
+    task = ray.remote(_run_task).options(max_retries=RETRIES, retry_exceptions=False,
                                          **resources)
     # absolute paths: a worker's working folder is not the driver's
     runs_dir, data_dir = Path(runs_dir).absolute(), Path(data_dir).absolute()
@@ -129,7 +127,7 @@ def run_on_ray(todo, configs, runs_dir, data_dir, dataset, cache_dir, rerun, leg
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
                 unrecorded = rundir.record_failure(runs_dir / name, RuntimeError(reason))
                 status, lines = "failed", [
-                    f"{label}: FAILED on Ray after {retries} retries ({reason})"
+                    f"{label}: FAILED on Ray after {RETRIES} retries ({reason})"
                     + (f"; not recorded: {unrecorded}" if unrecorded else "")]
             for line in lines:
                 log(line)

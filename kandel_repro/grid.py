@@ -229,8 +229,7 @@ def grid_command(study_name, data_dir, runs_dir, submit=None, log=print, **optio
     if submit is not None and dataset != "pcam":
         raise ConfigError(f"--submit: {study.name} trains on {dataset}, not the Kaggle "
                           "data; only PCam runs are scored by Kaggle")
-    statuses = run_grid(study, data_dir, runs_dir, log=log, **{
-        k: v for k, v in options.items() if k != "fractions"})
+    statuses = run_grid(study_name, data_dir, runs_dir, log=log, **options)
     status = 1 if "failed" in statuses.values() else 0
     if submit is not None:
         runs = [Path(runs_dir) / name for name, s in statuses.items() if s in ("ok", "skipped")]

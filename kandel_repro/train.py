@@ -16,7 +16,7 @@ import numpy as np
 from . import rundir
 from .augment import idg_batches, in_memory_dataset, make_input_stage, predict_uint8
 from .backbones import assign_layers, get_backbone
-from .config import ADDED, resolve_runtime, with_data
+from .config import resolve_runtime, with_data
 from .data.split import downsample, nested_subset
 from .model import build_model, reinitialise, set_trainable_blocks, set_trainable_layers
 from .optim import build_optimizers, epoch_decay, grouped_trainer
@@ -30,10 +30,10 @@ def reduce_training(train_idx, labels, config):
     split's (the same images at every seed; each fraction's rows hold the smaller
     fractions'), then, with ``balance="downsample"``, the negatives cut to as many as
     the positives. The validation split is never touched."""
-    fraction = config.get("train_fraction", 1.0)
+    fraction = config["train_fraction"]
     if fraction < 1.0:
         train_idx = nested_subset(train_idx, labels, fraction, config["split_seed"])
-    if config.get("balance", "none") == "downsample":
+    if config["balance"] == "downsample":
         train_idx = downsample(train_idx, labels, config["split_seed"])
     return train_idx
 
@@ -124,15 +124,15 @@ def build_run_models(config, image_shape, strategy=None):
         model, block_map = build_model(config["backbone"], image_shape, config["weights"],
                                        head_pooling=config["head_pooling"],
                                        dropout=config["dropout"],
-                                       weights_from=config.get("weights_from"),
-                                       transfer_blocks=config.get("transfer_blocks"))
-        if config.get("first_trainable_layer") is not None:
+                                       weights_from=config["weights_from"],
+                                       transfer_blocks=config["transfer_blocks"])
+        if config["first_trainable_layer"] is not None:
             trainable = set_trainable_layers(model, assign_layers(model.layers),
                                              config["first_trainable_layer"])
         else:
             trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
                                              config["num_blocks"])
-        if config.get("init"):
+        if config["init"]:
             reinitialise(model, config["init"], head_only=config["weights"] not in ("none",))
 
         def wrap(augmentation, dtype, name, groups=None):
@@ -142,8 +142,7 @@ def build_run_models(config, image_shape, strategy=None):
                 return grouped_trainer(images, model(stage(images)), groups, name=name)
             return keras.Model(images, model(stage(images)), name=name)
 
-        optimizers = build_optimizers(model, dict(config, **{
-            k: config.get(k, v) for k, v in ADDED.items()}))
+        optimizers = build_optimizers(model, config)
         grouped = None if optimizers[0][1] is None else [(o, v) for o, v, _ in optimizers]
         trainer = wrap(config["augmentation"] if fast else None,
                        "uint8" if fast or config["augmentation"] is None else "float32",
@@ -211,7 +210,7 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                       patience=config["patience"]),
     ]
-    if config.get("lr_decay", 1.0) != 1.0:
+    if config["lr_decay"] != 1.0:
         callbacks.insert(0, epoch_decay(trainer.optimizers_used, config["lr_decay"]))
     # NOTE: after the AUC callback, which adds val_auc and learning_rate to the epoch's logs.
     callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / rundir.TENSORBOARD),

@@ -210,21 +210,17 @@ def _pack(root, cache_dir=None, workers=None, progress=True, force=False, image_
     cache_dir = Path(cache_dir) / f"breakhis-{size}" if cache_dir else default_cache_dir(root, size)
     paths = index["path"].tolist()
     stamp, legacy = cache.stamps(paths, root, extra=f"size={size}".encode())
-    with cache.packing(cache_dir):
-        if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
-                                       log=cache.warn):
-            return cache_dir, legacy
-        synthetic = (Path(root) / MARKER).exists()
-        return cache.build(
-            cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
-            {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(Path(root).resolve()),
-             "identity": cache.identity(paths, root, extra=f"size={size}".encode()),
-             "n": len(paths), "dataset": "synthetic-breakhis" if synthetic else "breakhis"},
-            extra_arrays={"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
-                          "patients": index["patient"].to_numpy(str),
-                          "magnifications": index["magnification"].to_numpy(np.int16)},
-            workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}",
-        ), legacy
+    return cache.pack_once(cache_dir, stamp, CACHE_FORMAT, ARRAYS, lambda: cache.build(
+        cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
+        {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(Path(root).resolve()),
+         "identity": cache.identity(paths, root, extra=f"size={size}".encode()),
+         "n": len(paths),
+         "dataset": "synthetic-breakhis" if (Path(root) / MARKER).exists() else "breakhis"},
+        extra_arrays={"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
+                      "patients": index["patient"].to_numpy(str),
+                      "magnifications": index["magnification"].to_numpy(np.int16)},
+        workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}",
+    ), force, verify), legacy
 
 
 def load(root, cache_dir=None, workers=None, progress=True, image_size=None):

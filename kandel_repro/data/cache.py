@@ -249,6 +249,17 @@ def packing(cache_dir):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def pack_once(cache_dir, stamp, fmt, names, build, force=False, verify=False):
+    """``cache_dir``, packed by ``build()`` (which returns it) unless it is already a
+    current, undamaged cache of ``stamp`` (``verify``: checksums too; ``force``: packed
+    again anyway) — decided and done under :func:`packing`, so that of several processes
+    only one packs. Every reader packs through this."""
+    with packing(cache_dir):
+        if not force and current(cache_dir, stamp, fmt, names, deep=verify, log=warn):
+            return cache_dir
+        return build()
+
+
 def stage(cache_dir):
     """A new, empty temporary folder beside ``cache_dir`` to build a cache in (the
     folders of dead packers of this host removed first)."""

@@ -301,20 +301,16 @@ def _pack(root, cache_dir=None, workers=None, progress=True, force=False, image_
     test_paths = [index.test_path(i) for i in index.test_ids]
     csv_bytes = b"".join((root / n).read_bytes() for n in ("train_labels.csv", "sample_submission.csv"))
     stamp, legacy = cache.stamps(train_paths + test_paths, root, extra=csv_bytes)
-    with cache.packing(cache_dir):
-        if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
-                                       log=cache.warn):
-            return cache_dir, legacy
-        return cache.build(
-            cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, patch_shape(root),
-            {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
-             "identity": cache.identity(train_paths + test_paths, root, extra=csv_bytes),
-             "n_train": len(train_paths), "n_test": len(test_paths),
-             "dataset": "synthetic" if (root / MARKER).exists() else "pcam"},
-            extra_arrays={"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
-                          "test_ids": np.array(index.test_ids)},
-            workers=workers, progress=progress, desc=f"packing {root}",
-        ), legacy
+    return cache.pack_once(cache_dir, stamp, CACHE_FORMAT, ARRAYS, lambda: cache.build(
+        cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, patch_shape(root),
+        {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
+         "identity": cache.identity(train_paths + test_paths, root, extra=csv_bytes),
+         "n_train": len(train_paths), "n_test": len(test_paths),
+         "dataset": "synthetic" if (root / MARKER).exists() else "pcam"},
+        extra_arrays={"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
+                      "test_ids": np.array(index.test_ids)},
+        workers=workers, progress=progress, desc=f"packing {root}",
+    ), force, verify), legacy
 
 
 def load(root, cache_dir=None, workers=None, progress=True, image_size=None):

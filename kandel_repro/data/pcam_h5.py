@@ -147,10 +147,8 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
     paths = [files[(s, k)] for s in SPLITS for k in "xy"]
     cache_dir = Path(cache_dir) / "pcam-h5" if cache_dir else root / ".kandel_cache" / "pcam-h5"
     stamp, _ = cache.stamps(paths, root)  # (runs of this reader all record identities)
-    with cache.packing(cache_dir):
-        if not force and cache.current(cache_dir, stamp, CACHE_FORMAT, ARRAYS, deep=verify,
-                                       log=cache.warn):
-            return cache_dir
+
+    def build():
         side = _expected_side(root)
         work = cache.stage(cache_dir)
         try:
@@ -169,6 +167,8 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
             shutil.rmtree(work, ignore_errors=True)
             raise
         return cache.commit(work, cache_dir, manifest, ARRAYS, (side, side, 3))
+
+    return cache.pack_once(cache_dir, stamp, CACHE_FORMAT, ARRAYS, build, force, verify)
 
 
 def _copy_all(files, work, side, progress):
