@@ -6,8 +6,8 @@ import json
 import os
 import sys
 
-from . import (bench, cost, grid, kaggle_api, kaggle_kernel, model, options, similarity,
-               submission, tables)
+from . import (bench, cost, grid, kaggle_api, kaggle_kernel, model, options, runtime,
+               similarity, submission, tables)
 from .data import pcam, readers, synthetic, synthetic_breakhis, synthetic_h5
 from .errors import KandelError
 
@@ -56,7 +56,10 @@ def cmd_blocks(args):
 
 
 def cmd_train(args):
-    metrics = grid.train_single(args.run_dir, args.data, args.backbone, args.first_block, args.lr,
+    # NOTE: a layer-wise run trains from a layer, whatever block holds it: its blocks are
+    # recorded as a layer-wise study's are (block 1 on, the layers deciding).
+    first_block = 1 if args.first_block is None else args.first_block
+    metrics = grid.train_single(args.run_dir, args.data, args.backbone, first_block, args.lr,
                                 dataset=args.dataset, cache_dir=args.cache, workers=args.workers,
                                 first_trainable_layer=args.first_trainable_layer,
                                 **options.settings_from_args(args))
@@ -125,8 +128,16 @@ HANDLERS = {
 
 
 def main(argv=None):
+    """``kandel-repro ARGV``; its exit status. From the console (no ``argv``), the noise
+    TensorFlow's native code prints on start is left out of the standard error."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:
+        with runtime.quiet_native_startup():
+            return _main(sys.argv[1:])
+    return _main(list(argv))
+
+
+def _main(argv):
     extra = []
     if "--" in argv:  # kaggle-kernel: what follows goes to the kernel's grid
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]

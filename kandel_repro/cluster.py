@@ -11,6 +11,10 @@ storage every node sees, which a task checks first. A task whose worker or node 
 retried (``max_retries``), then recorded as failed; a run that raises is recorded as
 failed at once, as in-process. The driver prints the same ``[k/n]`` lines as tasks
 finish; Ctrl-C cancels the tasks not started and leaves finished runs as they are.
+Before submitting anything the driver refuses, in one line, a cluster that does not
+answer within :data:`CONNECT_TIMEOUT` seconds (Ray would retry it for minutes) and a
+request no node of the cluster can meet (Ray would keep such tasks waiting forever),
+shutting down a Ray it started itself.
 
 Ray is an optional extra: ``pip install 'kandel_repro[ray]'``.
 """
@@ -26,6 +30,10 @@ from . import rundir
 from .errors import ConfigError
 
 RETRIES = 2  # a task whose worker or node died is run again this many times
+CONNECT_TIMEOUT = 5  # seconds to wait for a cluster's port to answer
+# how to get a cluster: the end of every message about one that does not answer
+START_CLUSTER = ("start one with `ray start --head` on its head node, then give --address auto "
+                 "on a machine of the cluster or --address ray://HEAD:10001 from elsewhere")
 # A test hook: the path of a file whose presence makes the next task that sees it remove
 # the file and kill its own worker once the run's first epoch is written, as a node lost
 # mid-run would.
@@ -64,6 +72,100 @@ def require_ray():
     return ray
 
 
+def _host_port(address, named):
+    """``(host, port)`` of a cluster address (``HOST:PORT``, ``ray://HOST:PORT``)."""
+    inner = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = inner.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{named}: give HOST:PORT (the head node's GCS port, 6379 unless "
+                          "`ray start --port` said otherwise), ray://HOST:10001 or auto")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address, named, timeout=CONNECT_TIMEOUT):
+    """Refuse, within ``timeout`` seconds, a cluster address whose port does not answer
+    (Ray itself retries such a one for minutes)."""
+    host, port = _host_port(address, named)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
+                  else (exc.strerror or str(exc)).lower())
+        raise ConfigError(f"{named}: no Ray cluster answers at {host}:{port} ({reason}); "
+                          f"{START_CLUSTER}") from None
+
+
+def connect(ray, address):
+    """``ray.init`` as the grid needs it: the cluster at ``address`` (``HOST:PORT``,
+    ``ray://HOST:PORT``, ``auto``) or ``RAY_ADDRESS`` (which Ray reads for None and
+    ``auto``), or else a Ray started on this machine, refused in one line, within seconds,
+    when the cluster does not answer. Returns how messages name the cluster."""
+    named = "the Ray on this machine" if address is None else f"--address {address}"
+    env = os.environ.get("RAY_ADDRESS")
+    if env and address in (None, "auto"):
+        named, address = f"RAY_ADDRESS={env}", env
+    target = address
+    if address in (None, "auto"):  # what Ray joins: the cluster `ray start` left on record
+        try:
+            from ray._private.services import get_ray_address_from_environment
+        except ImportError:  # NOTE: Ray moved it; ray.init below still refuses, only slower
+            target = None
+        else:
+            try:
+                target = get_ray_address_from_environment(address, None)
+            except ConnectionError:
+                raise ConfigError(f"{named}: no Ray cluster runs on this machine; "
+                                  f"{START_CLUSTER}") from None
+            if address is None and target is not None:
+                named = f"the Ray cluster `ray start` recorded on this machine ({target})"
+    if target is not None:
+        if address == "auto":
+            named += f" (found at {target})"
+        check_reachable(target, named)
+    where = "the Ray on this machine" if target is None else f"the cluster at {target}"
+    try:
+        ray.init(address=address, log_to_driver=False,
+                 **({} if address else {"include_dashboard": False}))
+    except (ConnectionError, SystemExit) as exc:  # (Ray exits when the GCS never answers)
+        if ray.is_initialized():
+            ray.shutdown()
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{named}: Ray could not connect ({reason}); {START_CLUSTER}") from None
+    return where
+
+
+def check_fits(ray, where, gpus_per_run, cpus_per_run, cpus_given=True):
+    """Refuse a request that no node of the cluster can meet: Ray would keep such tasks
+    pending forever (its warning does not reach the driver, ``log_to_driver=False``)."""
+    try:
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    except Exception:  # NOTE: a Ray that does not list its nodes: the totals, as one node
+        nodes = []
+    nodes = nodes or [ray.cluster_resources()]
+    if any(node.get("GPU", 0) >= gpus_per_run and node.get("CPU", 0) >= cpus_per_run
+           for node in nodes):
+        return
+    gpus = max(node.get("GPU", 0) for node in nodes)
+    cpus = max(node.get("CPU", 0) for node in nodes)
+    cpus_option = f"--cpus-per-run {cpus_per_run:g}" + ("" if cpus_given else " (the default)")
+    has = (f"{where} has {cpus:g} CPU(s) and {gpus:g} GPU(s)" if len(nodes) == 1 else
+           f"the {len(nodes)} nodes of {where} have at most {cpus:g} CPU(s) and {gpus:g} "
+           "GPU(s) each")
+    if gpus_per_run > gpus:
+        fix = (f"--gpus-per-run {gpus:g} or less" if gpus else "--gpus-per-run 0 (CPU only)")
+        asked = f"--gpus-per-run {gpus_per_run:g}"
+    elif cpus_per_run > cpus:
+        fix, asked = f"--cpus-per-run {cpus:g} or less", cpus_option
+    else:  # each fits some node, not both the same one
+        listed = ", ".join(f"{node.get('CPU', 0):g} CPU/{node.get('GPU', 0):g} GPU"
+                           for node in nodes)
+        raise ConfigError(f"--gpus-per-run {gpus_per_run:g} with {cpus_option}: no node of "
+                          f"{where} has both (its nodes: {listed}); no run could start: give "
+                          "fewer CPUs or GPUs per run")
+    raise ConfigError(f"{asked}: {has}; no run could start: give {fix}, or a cluster "
+                      "that has it (--address)")
+
+
 def _run_task(run_dir, config, data_dir, dataset, cache_dir, rerun, legacy_fingerprint,
               deadline, label):
     """What one Ray task does, on its worker: ``(status, log lines)``."""
@@ -97,13 +199,19 @@ def run_on_ray(todo, configs, runs_dir, data_dir, dataset, cache_dir, rerun, leg
                deadline, log, address=None, gpus_per_run=None, cpus_per_run=None):
     """Train the runs ``todo`` (``[(label, run name)]``) as Ray tasks; their statuses."""
     ray = require_ray()
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False,
-                 **({} if address else {"include_dashboard": False}))
-    if gpus_per_run is None:  # one GPU per run where the cluster has GPUs, else none
-        gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) else 0
-    resources = {"num_cpus": 1 if cpus_per_run is None else cpus_per_run,
-                 "num_gpus": gpus_per_run}
+    started = not ray.is_initialized()  # a Ray this call starts or joins, it leaves on refusal
+    where = connect(ray, address) if started else "the Ray cluster this process is connected to"
+    try:
+        if gpus_per_run is None:  # one GPU per run where the cluster has GPUs, else none
+            gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) else 0
+        resources = {"num_cpus": 1 if cpus_per_run is None else cpus_per_run,
+                     "num_gpus": gpus_per_run}
+        check_fits(ray, where, resources["num_gpus"], resources["num_cpus"],
+                   cpus_given=cpus_per_run is not None)
+    except ConfigError:
+        if started:
+            ray.shutdown()
+        raise
     task = ray.remote(_run_task).options(max_retries=RETRIES, retry_exceptions=False,
                                          **resources)
     # absolute paths: a worker's working folder is not the driver's

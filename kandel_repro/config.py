@@ -84,6 +84,17 @@ MEANVAR = "meanvar"
 # Keys of config.json renamed since runs were first written: old name → current name.
 RENAMED = {"augment": "augmenter"}
 
+# The command-line option that sets a config key, where it is not ``--`` + the key with
+# dashes: messages name what the user typed.
+OPTIONS = {"max_epochs": "--epochs", "first_trainable_block": "--first-block",
+           "first_trainable_layer": "--first-layer", "learning_rate": "--lr",
+           "augmentation": "--no-augmentation"}
+
+
+def option(key):
+    """The command-line option of config key ``key`` (``max_epochs`` → ``--epochs``)."""
+    return OPTIONS.get(key, "--" + key.replace("_", "-"))
+
 
 def normalise_weights(weights):
     """One spelling of ``--weights``: ``"imagenet"``, ``"none"``, ``"meanvar"`` or a path.
@@ -92,7 +103,10 @@ def normalise_weights(weights):
     ``"imagenet"`` (any case) the ImageNet weights; ``"meanvar"`` Mean-Var
     initialisation; anything else must be an existing file (a ``keras.applications``
     notop ``.h5``, or a ``.weights.h5`` of ``kandel-repro export-weights``) or a folder
-    of ``<backbone>.weights.h5`` files, named in the error if it is not.
+    of ``<backbone>.weights.h5`` files, named in the error if it is not. A path is
+    spelled absolute (as ``--data`` and ``--wsi-map`` are), so that the same file given
+    from another working folder is the same experiment. What the file holds is checked
+    where it is loaded (:func:`kandel_repro.model.build_base`).
     """
     text = "none" if weights is None else str(weights)
     if text.lower() in RANDOM_WEIGHTS:
@@ -105,7 +119,7 @@ def normalise_weights(weights):
             f"weights file {str(path)!r} does not exist; give 'imagenet', 'none', 'meanvar', "
             "the path of a keras.applications notop .h5 file, or a folder of "
             "<backbone>.weights.h5 files (kandel-repro export-weights)")
-    return str(path)
+    return str(path.resolve())
 
 
 def normalise(key, value):
@@ -149,13 +163,13 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
         first = int(first_trainable_block)
         rate = float(learning_rate)
     except (TypeError, ValueError):
-        raise ConfigError(f"first trainable block must be an integer and the learning rate a "
-                          f"number, got {first_trainable_block!r} and {learning_rate!r}") from None
+        raise ConfigError(f"--first-block must be an integer and --lr a number, got "
+                          f"{first_trainable_block!r} and {learning_rate!r}") from None
     if not 1 <= first <= bb.num_blocks:
-        raise ConfigError(f"first trainable block must be from 1 to {bb.num_blocks} for "
+        raise ConfigError(f"--first-block must be from 1 to {bb.num_blocks} for "
                           f"{bb.name}, got {first_trainable_block!r}")
     if not (math.isfinite(rate) and rate > 0):
-        raise ConfigError(f"learning rate must be positive, got {learning_rate!r}")
+        raise ConfigError(f"--lr must be positive, got {learning_rate!r}")
     config.update(backbone=bb.name, first_trainable_block=first, learning_rate=rate,
                   blocks=depth_label(first, bb.num_blocks), num_blocks=bb.num_blocks,
                   weights=normalise_weights(config["weights"]))
@@ -163,18 +177,19 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
         config["layers"] = layer_label(config["first_trainable_layer"], bb.num_layers)
     for key, choices in CHOICES.items():
         if key in config and config[key] not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
+            raise ConfigError(f"{option(key)} must be one of "
+                              f"{', '.join(str(c) for c in choices)}, got {config[key]!r}")
     _check_optimiser(config)
     _check_transfer(config, bb)
     if config["first_trainable_layer"] is not None:
         layers = bb.num_layers
         if not isinstance(config["first_trainable_layer"], int) or \
                 not 1 <= config["first_trainable_layer"] <= layers + 1:
-            raise ConfigError(f"first trainable layer must be from 1 to {layers + 1} for "
+            raise ConfigError(f"--first-layer must be from 1 to {layers + 1} for "
                               f"{bb.name} ({layers + 1}: the head only), got "
                               f"{config['first_trainable_layer']!r}")
     if not (isinstance(config["train_fraction"], (int, float)) and 0 < config["train_fraction"] <= 1):
-        raise ConfigError(f"train_fraction must be in (0, 1], got {config['train_fraction']!r}")
+        raise ConfigError(f"--train-fraction must be in (0, 1], got {config['train_fraction']!r}")
     splits = {"pcam": ("image", "slide"), "breakhis": ("image", "patient")}[protocol]
     if config["split"] not in splits:
         raise ConfigError(f"--split {config['split']} does not apply to {protocol}: one of "
@@ -186,10 +201,10 @@ def resolve_config(backbone, first_trainable_block, learning_rate, protocol="pca
     for key in ("batch_size", "max_epochs", "patience", "image_size") + (
             ("eval_batch_size",) if config["eval_batch_size"] is not None else ()):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+            raise ConfigError(f"{option(key)} must be a positive integer, got {config[key]!r}")
     for key in ("seed", "split_seed"):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
-            raise ConfigError(f"{key} must be an integer ≥ 0, got {config[key]!r}")
+            raise ConfigError(f"{option(key)} must be an integer ≥ 0, got {config[key]!r}")
     if protocol != "pcam" and config["image_size"] < bb.min_input_size:
         # NOTE: PCam patches keep their own size (checked against the data); images that
         # are resized are checked here, before anything is packed at that size.
@@ -202,11 +217,17 @@ def _check_optimiser(config):
     for key in ("head_lr_mult", "bias_lr_mult"):
         value = config[key]
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ConfigError(f"{key} must be a number above 0, got {value!r}")
+            raise ConfigError(f"{option(key)} must be a number above 0, got {value!r}")
     if not (isinstance(config["lr_decay"], (int, float)) and 0 < config["lr_decay"] <= 1):
-        raise ConfigError(f"lr_decay must be in (0, 1] (1: no decay), got {config['lr_decay']!r}")
+        raise ConfigError(f"--lr-decay must be in (0, 1] (1: no decay), got {config['lr_decay']!r}")
     if not (isinstance(config["momentum"], (int, float)) and 0 <= config["momentum"] < 1):
-        raise ConfigError(f"momentum must be in [0, 1), got {config['momentum']!r}")
+        raise ConfigError(f"--momentum must be in [0, 1), got {config['momentum']!r}")
+    if config["precision"] == "mixed_float16" and (config["head_lr_mult"] != 1
+                                                   or config["bias_lr_mult"] != 1):
+        # NOTE: also checked where the optimisers are built: "auto" becomes mixed_float16
+        # on a GPU only when the run starts.
+        raise ConfigError("--head-lr-mult and --bias-lr-mult are implemented in float32: give "
+                          "--precision float32 (mixed precision's loss scaling is per optimiser)")
     if config["momentum"] and config["optimizer"] != "sgd":
         raise ConfigError(f"--momentum applies to --optimizer sgd; {config['optimizer']} has "
                           "its own moments")

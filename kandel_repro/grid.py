@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import rundir, train
 from .backbones import get_backbone
-from .config import check_time_budget, resolve_config, with_data
+from .config import MEANVAR, check_time_budget, resolve_config, with_data
 from .data.readers import get_reader
 from .errors import ConfigError
 from .model import build_base
@@ -53,15 +53,28 @@ def shard_cells(cells, shard):
 
 
 def preflight(study, data_dir, configs, dataset=None):
-    """Check data and weights before any work, so a missing piece stops the grid at once:
-    the ImageNet weights of every backbone whose runs start from them (Mean-Var's
-    statistics included) are downloaded now, or their absence explained."""
+    """Check data and weights before any work, so a missing piece stops the grid at once
+    (:func:`check_weights`), before any run folder is written."""
     get_reader(dataset or study.dataset).read_index(data_dir)
-    needed = {c["backbone"] for c in configs
-              if "imagenet" in (c["weights"], c.get("weights_from"))}
-    for name in sorted(needed):
+    check_weights(configs)
+
+
+def check_weights(configs):
+    """Load, once per backbone and weights, the weights the runs of ``configs`` start
+    from (``--weights``, or Mean-Var's ``--weights-from``), into the backbone at its
+    smallest input size (cheap): the ImageNet weights are downloaded now, or their absence
+    explained; a file or folder that does not hold the backbone's weights (missing,
+    truncated, another backbone's) is named in one line."""
+    needed = {}
+    for c in configs:
+        if c["weights"] == MEANVAR:
+            needed.setdefault((c["backbone"], c.get("weights_from") or "imagenet"),
+                              "--weights-from")
+        elif c["weights"] != "none":
+            needed.setdefault((c["backbone"], c["weights"]), "--weights")
+    for (name, weights), option in sorted(needed.items()):
         size = get_backbone(name).min_input_size
-        build_base(name, (size, size, 3), "imagenet")  # downloads or explains
+        build_base(name, (size, size, 3), weights, option=option)  # loads or explains
 
 
 def _check_input_size(study, data):
@@ -99,8 +112,9 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     the same protocol: a PCam study reads ``pcam`` or ``pcam-h5``).
 
     ``time_budget`` (seconds from now): a run is not started when the slowest finished
-    run of the study would not fit in what is left, and a run in progress stops at the
-    epoch boundary that would pass the budget (it stays unfinished). Runs left over get
+    run of the study would not fit in what is left, and a run in progress stops before an
+    epoch that would pass the budget (it stays unfinished; a run whose last epoch ends in
+    time is finished). Runs left over get
     the status ``"out of time"``; the same call later resumes with them.
 
     ``executor="ray"``: each unfinished run becomes a Ray task asking for
@@ -124,6 +138,7 @@ def run_grid(study_name, data_dir, runs_dir, cache_dir=None, rerun=False, worker
     seeds = _seeds(seeds, settings)
     configs = study_configs(study, seeds, **settings)
     first = next(iter(configs.values()))
+    reader.check_config(first)  # before any packing
     preflight(study, data_dir, configs.values(), reader.name)
     runs_dir = check_writable(runs_dir, "--runs")
     data = reader.load(data_dir, cache_dir, workers=workers, image_size=first["image_size"])
@@ -210,7 +225,9 @@ def train_single(run_dir, data_dir, backbone, first_trainable_block, learning_ra
     reader = get_reader(dataset)
     config = resolve_config(backbone, first_trainable_block, learning_rate,
                             protocol=reader.protocol, **settings)
+    reader.check_config(config)
     reader.read_index(data_dir)
+    check_weights([config])
     run_dir = check_writable(run_dir, "--run-dir")
     data = reader.load(data_dir, cache_dir, workers=workers, image_size=config["image_size"])
     with rundir.claim(run_dir):

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
-from .backbones import assign_layers, depth_label, get_backbone
+from .backbones import REGISTRY, assign_layers, depth_label, get_backbone
 from .config import normalise_weights
 from .errors import ConfigError, WeightsUnavailable
 
@@ -23,11 +26,14 @@ def keras_models_dir():
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
-def build_base(backbone_name, input_shape, weights="imagenet"):
+def build_base(backbone_name, input_shape, weights="imagenet", option="--weights"):
     """Build the headless backbone, turning a failed weight download into a clear error.
 
     ``weights``: ``"imagenet"``, ``"none"`` (or None) for random weights, a file, or a
-    folder holding ``<backbone>.weights.h5`` (:func:`export_weights`).
+    folder holding ``<backbone>.weights.h5`` (:func:`export_weights`); a file is checked
+    to hold this backbone's weights before they are loaded (:func:`_load_file`).
+    ``option``: the command-line option that chose them (``--weights``, or
+    ``--weights-from`` for Mean-Var's source), which errors name.
     """
     backbone = get_backbone(backbone_name)
     size = min(input_shape[:2])
@@ -39,12 +45,13 @@ def build_base(backbone_name, input_shape, weights="imagenet"):
     weights = normalise_weights(weights)
     if weights == "meanvar":
         raise ConfigError("Mean-Var weights are drawn by build_model, not loaded")
-    if Path(weights).is_dir():
-        folder, weights = weights, str(Path(weights) / f"{backbone.name}.weights.h5")
-        if not Path(weights).is_file():
-            raise WeightsUnavailable(f"{folder} holds no weights for {backbone.name} (expected "
-                                     f"{weights}; kandel-repro export-weights writes them)")
+    if weights == "imagenet" and not backbone.pretrained and option != "--weights":
+        raise ConfigError(f"{backbone.name} has no ImageNet weights to draw Mean-Var's "
+                          f"statistics from: give {option} PATH, weights a run made here "
+                          "(see `kandel-repro export-weights`)")
     constructor = backbone.constructor()
+    if weights not in ("none", "imagenet"):
+        return _load_file(backbone, constructor, tuple(input_shape), weights, option)
     try:
         return constructor(include_top=False, weights=None if weights == "none" else weights,
                            input_shape=tuple(input_shape))
@@ -55,12 +62,122 @@ def build_base(backbone_name, input_shape, weights="imagenet"):
                 f"could not download the ImageNet weights of {backbone.name} ({exc}).\n"
                 f"Put the file {backbone.notop_weights_file} into {folder}/ "
                 f"(Keras looks there first; set KERAS_HOME to use another folder), "
-                f"or pass --weights PATH to that file, or --weights none to train "
+                f"or pass {option} PATH to that file, or --weights none to train "
                 f"from random weights (a different experiment)."
             ) from None
-        if weights not in ("none", "imagenet"):
-            raise WeightsUnavailable(f"could not load weights from {weights!r}: {exc}") from None
         raise
+
+
+WEIGHTS_SUFFIX = ".weights.h5"  # what export_weights writes: <backbone>.weights.h5
+
+
+def _load_file(backbone, constructor, input_shape, path, option):
+    """The backbone with the weights of ``path`` (a file, or a folder of
+    ``<backbone>.weights.h5``): built with random weights, checked to match the file's
+    tensors, then loaded. Each problem is one :class:`WeightsUnavailable` line naming the
+    file: no file for this backbone in the folder, an unreadable (truncated) file, the
+    weights of another backbone (named when the file tells), a failed load.
+
+    NOTE: Keras' own report of a mismatch is a page of warnings and tensor values; its
+    warnings are silenced here and its error cut to its first line."""
+    path = Path(path)
+    if path.is_dir():
+        folder, path = path, path / f"{backbone.name}{WEIGHTS_SUFFIX}"
+        if not path.is_file():
+            held = sorted(p.name[:-len(WEIGHTS_SUFFIX)] for p in folder.glob(f"*{WEIGHTS_SUFFIX}"))
+            holds = f"the weights of {', '.join(held)}" if held else "no weights"
+            raise WeightsUnavailable(
+                f"{option} {folder}: no {path.name} in that folder (it holds {holds}); "
+                f"`kandel-repro export-weights` of a finished {backbone.name} run writes it")
+    found = _file_shapes(path, option)
+    model = constructor(include_top=False, weights=None, input_shape=input_shape)
+    needed = _shapes(model)
+    if found != needed:
+        held = _backbone_of(path, found, backbone.name)
+        if held:
+            raise WeightsUnavailable(f"{option} {path} holds {held} weights; this run needs "
+                                     f"{backbone.name}'s")
+        hint = (f"; a file with the classifier on top? use the notop one "
+                f"({backbone.notop_weights_file})" if backbone.notop_weights_file
+                and not needed - found else "")
+        raise WeightsUnavailable(f"{option} {path} does not hold {backbone.name} weights: its "
+                                 f"{sum(found.values())} tensors match no backbone ("
+                                 f"{', '.join(REGISTRY)}){hint}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds; all mean "unusable"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise WeightsUnavailable(f"{option} {path}: could not load its weights into "
+                                 f"{backbone.name} ({first})") from None
+    return model
+
+
+def _file_shapes(path, option):
+    """The shapes of the weight tensors a Keras weights file holds, as a multiset: those
+    under ``layers/`` of a ``.weights.h5`` (Keras 3), or of the layers a legacy ``.h5``
+    (keras.applications, Keras 2) names."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "layer_names" not in f.attrs and "model_weights" in f:  # a whole legacy model
+                f = f["model_weights"]
+            if "layer_names" in f.attrs:
+                groups = [f[_text(name)] for name in f.attrs["layer_names"]]
+            else:
+                groups = [f["layers"]] if "layers" in f else [f]
+            shapes = Counter()
+            for group in groups:
+                group.visititems(lambda _, item: shapes.update(
+                    [tuple(item.shape)] if isinstance(item, h5py.Dataset) else []))
+            return shapes
+    except (OSError, KeyError) as exc:
+        reason = str(exc).removeprefix("Unable to synchronously open file ").strip("()")
+        hint = ("; a run's best_model.keras is a whole model: `kandel-repro export-weights` "
+                "writes its backbone's weights" if path.suffix == ".keras" else "")
+        raise WeightsUnavailable(f"{option} {path} cannot be read: it is truncated or not a "
+                                 f"Keras weights file (HDF5: {reason}){hint}") from None
+
+
+def _text(name):
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _shapes(model):
+    return Counter(tuple(weight.shape) for weight in model.weights)
+
+
+@lru_cache(maxsize=None)
+def _backbone_shapes(name):
+    """The weight shapes of a backbone (built with random weights, at its smallest size)."""
+    size = get_backbone(name).min_input_size
+    return _shapes(build_base(name, (size, size, 3), "none"))
+
+
+def _backbone_of(path, shapes, expected):
+    """Which backbone the weights file ``path`` holds, or None: told by the
+    ``<backbone>.json`` :func:`export_weights` writes beside it, by the model name a
+    ``.weights.h5`` records, or by its tensors' shapes matching those of a backbone."""
+    if path.name.endswith(WEIGHTS_SUFFIX):
+        note = path.with_name(path.name[:-len(WEIGHTS_SUFFIX)] + ".json")
+        try:
+            told = get_backbone(json.loads(note.read_text())["backbone"]).name
+        except (OSError, ValueError, KeyError, TypeError, ConfigError):
+            told = None
+        if told not in (None, expected):
+            return told
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        told = _text(f["vars"].attrs.get("name", "")).lower() if "vars" in f else ""
+    if told in REGISTRY and told != expected:
+        return told
+    for candidate in REGISTRY:  # NOTE: builds each backbone once, only on this error path
+        if candidate != expected and _backbone_shapes(candidate) == shapes:
+            return candidate
+    return None
 
 
 def build_model(backbone_name, input_shape=(96, 96, 3), weights="imagenet",
@@ -77,7 +194,8 @@ def build_model(backbone_name, input_shape=(96, 96, 3), weights="imagenet",
     backbone = get_backbone(backbone_name)
     if weights == "meanvar":
         base = build_base(backbone_name, input_shape, "none")
-        mean_var(base, build_base(backbone_name, input_shape, weights_from or "imagenet"))
+        mean_var(base, build_base(backbone_name, input_shape, weights_from or "imagenet",
+                                  option="--weights-from"))
     else:
         base = build_base(backbone_name, input_shape, weights)
         if transfer_blocks is not None:
@@ -157,38 +275,72 @@ def export_weights(run_dirs, out):
     """``kandel-repro export-weights``: the backbone weights of finished runs' best models,
     as ``OUT/<backbone>.weights.h5`` (what ``--weights OUT`` then loads), each with
     ``OUT/<backbone>.json`` saying which run they come from. Returns the files written."""
-    import keras
-
     from . import rundir
+    from .runio import atomic_path, check_writable, write_text
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written, seen = [], {}
+    # NOTE: every run is checked, then --out, then every network is loaded and copied,
+    # before the first file is written: a bad argument leaves nothing behind.
+    runs = {}  # {backbone: (run folder, its config)}
     for run_dir in map(Path, run_dirs):
-        config = rundir.read_config(run_dir)
-        if config is None or not rundir.is_finished(run_dir) or \
-                not (run_dir / rundir.BEST_MODEL).is_file():
-            raise ConfigError(f"{run_dir} is not a finished run with a {rundir.BEST_MODEL}")
+        config = _exported_config(run_dir)
         name = config["backbone"]
-        if name in seen:
-            raise ConfigError(f"{run_dir} and {seen[name]} are both {name} runs: one per backbone")
-        seen[name] = run_dir
-        trained = keras.saving.load_model(run_dir / rundir.BEST_MODEL)
-        size = int(config["image_size"])
-        base = build_base(name, (size, size, 3), "none")
-        twin = same_layers(base, trained)
-        for layer in base.layers:
-            if layer.weights:
-                layer.set_weights(twin[layer.name].get_weights())
+        if name in runs:
+            raise ConfigError(f"{runs[name][0]} and {run_dir} are both {name} runs: give one "
+                              "run per backbone")
+        runs[name] = (run_dir, config)
+    out = check_writable(out, "--out")
+    bases = {name: _trained_base(run_dir, config) for name, (run_dir, config) in runs.items()}
+    written = []
+    for name, (run_dir, config) in runs.items():
         target = out / f"{name}.weights.h5"
-        base.save_weights(target)
-        (out / f"{name}.json").write_text(json.dumps({
+        with atomic_path(target, suffix=".weights.h5") as tmp:
+            bases[name].save_weights(tmp)
+        write_text(out / f"{name}.json", json.dumps({
             "backbone": name, "source_run": str(run_dir.resolve()),
             "val_auc": (rundir.read_metrics(run_dir) or {}).get("val_auc"),
             "synthetic": bool(config.get("synthetic")), "dataset": config.get("dataset"),
             "note": "weights of a run trained by kandel_repro, not ImageNet's"}, indent=2) + "\n")
         written.append(target)
     return written
+
+
+def _exported_config(run_dir):
+    """:func:`export_weights`: the config of ``run_dir``, a finished run with a best model
+    and an image size; a :class:`ConfigError` naming it and what it lacks if not."""
+    from . import rundir
+
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run folder")
+    config = rundir.read_config(run_dir)
+    if config is None:
+        raise ConfigError(f"{run_dir} is not a run folder (no readable {rundir.CONFIG})")
+    if not rundir.is_finished(run_dir):
+        raise ConfigError(f"{run_dir} is not a finished run (no readable {rundir.METRICS}): "
+                          "let its training finish first")
+    if not (run_dir / rundir.BEST_MODEL).is_file():
+        raise ConfigError(f"{run_dir} has no {rundir.BEST_MODEL} to export")
+    if not config.get("backbone") or not config.get("image_size"):
+        raise ConfigError(f"{run_dir / rundir.CONFIG} records no backbone or image size")
+    return config
+
+
+def _trained_base(run_dir, config):
+    """:func:`export_weights`: the headless backbone of ``run_dir``'s best model."""
+    import keras
+
+    from . import rundir
+
+    try:
+        trained = keras.saving.load_model(run_dir / rundir.BEST_MODEL)
+    except Exception as exc:  # noqa: BLE001 - keras raises many kinds for a damaged file
+        raise ConfigError(f"cannot read {run_dir / rundir.BEST_MODEL} ({exc})") from None
+    size = int(config["image_size"])
+    base = build_base(config["backbone"], (size, size, 3), "none")
+    twin = same_layers(base, trained)
+    for layer in base.layers:
+        if layer.weights:
+            layer.set_weights(twin[layer.name].get_weights())
+    return base
 
 
 def block_map_of(backbone_name, input_shape=None):

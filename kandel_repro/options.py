@@ -282,11 +282,14 @@ def _training_parsers(sub):
     t = sub.add_parser("train", help="train one run (one depth, one learning rate)")
     t.add_argument("--run-dir", required=True, help="run folder to write")
     t.add_argument("--backbone", default="vgg16", choices=sorted(REGISTRY))
-    t.add_argument("--first-block", type=int, required=True,
-                   help="first trainable block: 5 trains the top block only, 1 the whole network")
-    t.add_argument("--first-layer", type=int, default=None, dest="first_trainable_layer",
-                   help="fine-tune by layer instead: the first trainable convolution (1 … all; "
-                   "one more than the backbone has: the head only); see `blocks --layers`")
+    depth = t.add_mutually_exclusive_group(required=True)
+    depth.add_argument("--first-block", type=int, default=None,
+                       help="first trainable block: 5 trains the top block only, 1 the whole "
+                       "network")
+    depth.add_argument("--first-layer", type=int, default=None, dest="first_trainable_layer",
+                       help="fine-tune by layer instead: the first trainable convolution (1 … "
+                       "all; one more than the backbone has: the head only); see `blocks "
+                       "--layers`")
     t.add_argument("--lr", type=float, required=True,
                    help=f"learning rate, e.g. one of {LEARNING_RATES}")
     t.add_argument("--dataset", choices=sorted(READERS), default="pcam",
@@ -311,9 +314,9 @@ def _training_parsers(sub):
                    "into one --runs folder to render the table")
     g.add_argument("--time-budget", type=_seconds, default=None, metavar="SECONDS",
                    help="stop starting runs when the slowest run so far would not fit in "
-                   "what is left, and stop a run at the epoch that would pass it (the run "
-                   "stays unfinished and is trained again next time); e.g. inside a Kaggle "
-                   "kernel")
+                   "what is left, and stop a run before an epoch that would pass it (the run "
+                   "stays unfinished and is trained again next time; a run whose last epoch "
+                   "ends in time is finished); e.g. inside a Kaggle kernel")
     g.add_argument("--seeds", default=None, metavar="N|LIST",
                    help="train each cell once per seed: N for seeds 0 … N-1 (e.g. 3), or a "
                    "list (e.g. 0,3,7); seed 0 keeps the run folder names of a one-seed grid, "

@@ -133,14 +133,27 @@ def read_run(run_dir):
 
 def start(run_dir):
     """Create ``run_dir`` for a new attempt, removing what an earlier one left."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clear(run_dir)
+    return run_dir
+
+
+def clear(run_dir):
+    """Remove every file a run writes (:data:`ARTEFACTS`, its TensorBoard logs) from
+    ``run_dir``."""
     import shutil
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     for name in ARTEFACTS:
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
-    return run_dir
+
+
+def remove_if_empty(folder):
+    """Remove ``folder`` if it exists and holds nothing."""
+    with contextlib.suppress(OSError):
+        Path(folder).rmdir()
 
 
 def write_config(run_dir, config):
@@ -216,6 +229,7 @@ def claim(run_dir):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         os.close(fd)
+        remove_if_empty(run_dir)  # a run that wrote nothing leaves no folder
 
 
 def _holder(path):
@@ -257,6 +271,12 @@ def check_same_experiment(run_dir, config, legacy_fingerprint=None):
     def differs(key):
         if key == "data_fingerprint" and legacy_fingerprint:
             return old.get(key) not in (config.get(key), legacy_fingerprint)
+        if key in ("weights", "weights_from") and \
+                old.get(key) not in (None, "none", "imagenet", "meanvar"):
+            # NOTE: runs made before weights paths were resolved recorded them as typed;
+            # a relative one is read from this working folder, as it was then.
+            resolved = str(Path(old[key]).expanduser().resolve())
+            return config.get(key) not in (old[key], resolved)
         return old.get(key) != config.get(key)
 
     diffs = [f"{k}: {old.get(k)!r} there, {config.get(k)!r} now"

@@ -47,6 +47,9 @@ def check_writable(folder, option):
     from .errors import ConfigError
 
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} is a file, not a folder; give {option} a folder you can "
+                          "write to")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)

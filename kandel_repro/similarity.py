@@ -109,6 +109,47 @@ def _validation_images(config, count, data_dir=None):
     return data.x[np.sort(val)[:count]]
 
 
+def finished_run(run_dir, what="RUN"):
+    """The config of ``run_dir``, a finished run with a best model; a
+    :class:`~kandel_repro.errors.ConfigError` naming it (as ``what``, the argument the
+    user gave) and what it lacks if not."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{what} {run_dir}: no such run folder")
+    config = rundir.read_config(run_dir)
+    if config is None:
+        raise ConfigError(f"{what} {run_dir} is not a run folder (no readable {rundir.CONFIG})")
+    if not rundir.is_finished(run_dir):
+        raise ConfigError(f"{what} {run_dir} is not a finished run (no readable "
+                          f"{rundir.METRICS}): let its training finish first")
+    if not (run_dir / rundir.BEST_MODEL).is_file():
+        raise ConfigError(f"{what} {run_dir} has no {rundir.BEST_MODEL} to compare")
+    return config
+
+
+def check_comparable(run_dir, config, other, other_config):
+    """A :class:`~kandel_repro.errors.ConfigError` naming RUN_B ``other`` unless its network
+    can be compared with ``run_dir``'s block by block: the same backbone, on images of
+    the same size."""
+    if other_config.get("backbone") != config.get("backbone"):
+        raise ConfigError(f"RUN_B {other} is a {other_config.get('backbone')} run and "
+                          f"{run_dir} a {config.get('backbone')} one: similarity compares "
+                          "runs of one backbone")
+    size, other_size = config.get("image_size"), other_config.get("image_size")
+    if other_size != size:
+        raise ConfigError(f"RUN_B {other} was trained on {other_size}×{other_size} images and "
+                          f"{run_dir} on {size}×{size}: similarity compares runs of one "
+                          "image size")
+
+
+def check_minibatch(images, batch):
+    """``--batch`` and ``--images``: at least one minibatch of at least 4 images."""
+    if batch < 4:
+        raise ConfigError(f"--batch must be at least 4 (the unbiased HSIC), got {batch}")
+    if images < batch:
+        raise ConfigError(f"--images {images} is fewer than one minibatch (--batch {batch})")
+
+
 def block_similarity(run_dir, other=None, images=1000, batch=50, data_dir=None):
     """``{block: CKA}`` between the activations at the end of each block of ``run_dir``'s
     fine-tuned network and of its initial weights (or of run ``other``'s network), on the
@@ -119,30 +160,32 @@ def block_similarity(run_dir, other=None, images=1000, batch=50, data_dir=None):
     from .backbones import get_backbone
 
     run_dir = Path(run_dir)
-    config = rundir.read_config(run_dir)
-    if config is None or not (run_dir / rundir.BEST_MODEL).is_file():
-        raise ConfigError(f"{run_dir} is not a finished run with a {rundir.BEST_MODEL}")
-    if batch < 4:
-        raise ConfigError(f"--batch must be at least 4 (the unbiased HSIC), got {batch}")
+    config = finished_run(run_dir)
+    if other is not None:
+        check_comparable(run_dir, config, other, finished_run(other, "RUN_B"))
+    check_minibatch(images, batch)
     x = _validation_images(config, images, data_dir)
+    usable = len(x) - len(x) % batch
+    if usable < batch:
+        raise ConfigError(f"{len(x)} validation images: fewer than one minibatch of {batch}")
     tuned = keras.saving.load_model(run_dir / rundir.BEST_MODEL)
     if other is None:
         start = initial_model(config, tuple(x.shape[1:]))
     else:
         start = keras.saving.load_model(Path(other) / rundir.BEST_MODEL)
     backbone = get_backbone(config["backbone"])
-    blocks = backbone.assign_blocks([l for l in tuned.layers if not l.name.startswith("head_")])
-    ends = {block: names[-1] for block, names in blocks.items()}
 
     def probe(model):
-        return keras.Model(model.input, [model.get_layer(n).output for n in ends.values()])
+        # NOTE: each network's own block map: auto-generated layer names (InceptionV3's
+        # stem) differ between networks built or loaded in one process.
+        blocks = backbone.assign_blocks([l for l in model.layers
+                                         if not l.name.startswith("head_")])
+        return list(blocks), keras.Model(model.input, [model.get_layer(names[-1]).output
+                                                       for names in blocks.values()])
 
-    a, b = probe(tuned), probe(start)
+    (ends, a), (_, b) = probe(tuned), probe(start)
     preprocess = backbone.preprocess_input()
     scores = {block: MinibatchCKA() for block in ends}
-    usable = len(x) - len(x) % batch
-    if usable < batch:
-        raise ConfigError(f"{len(x)} validation images: fewer than one minibatch of {batch}")
     for i in range(0, usable, batch):
         images = preprocess(x[i:i + batch].astype(np.float32))
         for block, fa, fb in zip(ends, a.predict_on_batch(images), b.predict_on_batch(images)):
@@ -159,14 +202,29 @@ def similarity_command(runs, other=None, images=1000, batch=50, out=None, log=pr
     import pandas as pd
 
     from .plots import lines_with_bands
+    from .runio import check_writable, write_csv
 
     runs = Path(runs)
+    # NOTE: every run, RUN_B and the output folder are checked before any activation is
+    # computed, so a bad argument costs nothing and leaves nothing behind.
+    if not runs.is_dir():
+        raise ConfigError(f"RUN {runs}: no such run folder (give a finished run, or a folder "
+                          "of them)")
     if (runs / rundir.CONFIG).is_file():
+        finished_run(runs)
         chosen = {runs.name: runs}
     else:
         chosen = _one_run_per_depth(runs)
         if not chosen:
-            raise ConfigError(f"{runs} holds no finished run with a {rundir.BEST_MODEL}")
+            raise ConfigError(f"RUN {runs} is neither a run (no {rundir.CONFIG}) nor a folder "
+                              f"of finished runs with a {rundir.BEST_MODEL}")
+    if other is not None:
+        other_config = finished_run(other, "RUN_B")
+        for run_dir in chosen.values():
+            check_comparable(run_dir, rundir.read_config(run_dir), other, other_config)
+    check_minibatch(images, batch)
+    out = check_writable(Path(out) if out else
+                         (runs.parent if (runs / rundir.CONFIG).is_file() else runs), "--out")
     rows = []
     for label, run_dir in chosen.items():
         values = block_similarity(run_dir, other, images, batch)
@@ -174,9 +232,6 @@ def similarity_command(runs, other=None, images=1000, batch=50, out=None, log=pr
         rows += [{"run": run_dir.name, "depth": label, "block": b, "cka": v}
                  for b, v in values.items()]
     frame = pd.DataFrame(rows)
-    out = Path(out) if out else (runs.parent if (runs / rundir.CONFIG).is_file() else runs)
-    from .runio import write_csv
-
     write_csv(out / f"{name}.csv", frame)
     series = {depth: (list(g["block"]), list(g["cka"]), list(g["cka"]), list(g["cka"]))
               for depth, g in frame.groupby("depth", sort=False)}

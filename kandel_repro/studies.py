@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .backbones import depth_label, get_backbone, layer_label
-from .config import normalise, resolve_config
+from .config import MEANVAR, normalise, option, resolve_config
 from .data.readers import get_reader
 from .errors import ConfigError
 from .protocol import FINDINGS, LEARNING_RATES
@@ -167,7 +167,8 @@ def fraction_rows(fractions=FRACTIONS):
 
     rows = []
     for fraction in fractions:
-        label = str(Fraction(fraction).limit_denominator(1024))
+        exact = Fraction(fraction).limit_denominator(1024)
+        label = str(exact) if abs(float(exact) - fraction) < 1e-9 else f"{fraction:g}"
         rows.append(Level(label, f"frac{fraction:g}", {"train_fraction": float(fraction)},
                           name=f"{label} of the training split"))
     return tuple(rows)
@@ -272,9 +273,19 @@ def vary(study, fractions=None):
                           f"{fractions!r}") from None
     if not values or not all(0 < v <= 1 for v in values):
         raise ConfigError(f"--fractions takes numbers in (0, 1], e.g. 1,0.5,0.25; got {fractions!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"--fractions names a fraction twice: {fractions!r}")
+    rows = fraction_rows(values)
+    seen = {}
+    for value, row in zip(values, rows):
+        other = seen.setdefault(row.key, value)
+        if other != value:
+            raise ConfigError(f"--fractions {other} and {value} would share one run folder "
+                              f"({row.key}); give fractions that differ in their first 6 "
+                              "significant digits")
     from dataclasses import replace
 
-    return replace(study, rows=fraction_rows(values))
+    return replace(study, rows=rows)
 
 
 def run_name(cell, seed=0):
@@ -289,6 +300,11 @@ def seed_of(cell, folder_name):
         return 0
     match = re.fullmatch(re.escape(cell.name) + r"_seed(\d+)", folder_name)
     return int(match.group(1)) if match else None
+
+
+# More seeds than anyone trains per cell; a typo (10000) is refused before thousands of
+# run configs are built.
+MAX_SEEDS = 100
 
 
 def parse_seeds(seeds):
@@ -311,6 +327,9 @@ def parse_seeds(seeds):
                           f"{seeds!r}") from None
     if not values or min(values) < 0 or len(set(values)) != len(values):
         raise ConfigError(f"--seeds needs at least one seed, each ≥ 0 and none twice, got {seeds!r}")
+    if len(values) > MAX_SEEDS:
+        raise ConfigError(f"--seeds {seeds}: at most {MAX_SEEDS} seeds per cell (each seed is "
+                          "one more run of every cell)")
     return values
 
 
@@ -331,6 +350,38 @@ def get_study(name, fractions=None):
         raise ConfigError(f"unknown study {name!r}; available: {', '.join(STUDIES)}") from None
 
 
+# The option that chooses a varied setting's levels, where a study has one.
+LEVEL_OPTIONS = {"train_fraction": "--fractions"}
+
+
+def _refuse_varied(study, settings):
+    """Refuse a setting the study's rows or columns set: the study would override it.
+
+    ``weights`` is the exception where only some rows set it (their "from scratch"): the
+    option then chooses the weights of the other, pretrained rows."""
+    cells = study.cells()
+    for key in sorted(study.varied_keys - set(study.fixed)):
+        if settings.get(key) is None:
+            continue
+        if key == "weights" and not all("weights" in c.settings for c in cells):
+            continue
+        in_rows = any(key in level.settings for level in study.rows)
+        levels = ", ".join(dict.fromkeys(level.label for level in (
+            study.rows if in_rows else study.columns) if key in level.settings))
+        header = study.row_header if in_rows else study.column_header
+        controls = LEVEL_OPTIONS.get(key)
+        raise ConfigError(
+            f"{study.name} sets {option(key)} itself: its {'rows' if in_rows else 'columns'} "
+            f"({header.lower()}) are {levels}; leave {option(key)} out"
+            + (f", or choose its values with {controls}" if controls else ""))
+    weights = settings.get("weights")
+    if "transfer_blocks" in study.varied_keys and weights is not None and \
+            normalise("weights", weights) in ("none", MEANVAR):
+        raise ConfigError(f"{study.name} transfers blocks of pretrained weights: give --weights "
+                          "imagenet (default) or the path of pretrained weights, not "
+                          f"{weights!r}")
+
+
 def study_configs(study, seeds=(0,), **settings):
     """The resolved config of every run (``{run name: config}``, see :func:`study_runs`):
     protocol ← the user's ``settings`` ← the study's fixed settings and the cell's own ←
@@ -339,7 +390,8 @@ def study_configs(study, seeds=(0,), **settings):
     for key, value in study.fixed.items():
         given = settings.get(key)
         if given is not None and normalise(key, given) != normalise(key, value):
-            raise ConfigError(f"{study.name} fixes {key}={value!r}; got {given!r}")
+            raise ConfigError(f"{study.name} fixes {option(key)} {value}; got {given!r}")
+    _refuse_varied(study, settings)
     if settings.get("seed") is not None:
         raise ConfigError("a study's runs take their seeds from --seeds (the seed of each "
                           "run); give --seeds instead of --seed")

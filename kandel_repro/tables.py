@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import rundir
+from .backbones import get_backbone
 from .compare import Evidence, verdict
 from .data.readers import get_reader
 from .errors import ConfigError
@@ -39,7 +40,7 @@ METRICS = {
                            "(`kandel-repro submit`; the public score is in the CSV)"),
     "val_auc": ("validation ROC AUC of the best epoch (80/20 split; the Kaggle test AUC is "
                 "shown once every run is scored: `kandel-repro submit`)"),
-    "test_auc": "ROC AUC on the held-out 10 % test split, model of the best validation epoch",
+    "test_auc": "ROC AUC on the held-out test split, model of the best validation epoch",
 }
 SHORT = {"kaggle_private_auc": "Kaggle private AUC", "val_auc": "validation AUC",
          "test_auc": "test AUC"}
@@ -109,7 +110,7 @@ def collect(study_name, runs_dir, seeds=None):
             rows.append({
                 "table": study.name, "run": name, "row": cell.row.label,
                 "column": cell.column.label, "seed": seed, "backbone": cell.backbone,
-                "first_trainable_block": cell.first_trainable_block,
+                "first_trainable_block": cell.first_trainable_block, **_layer(study, cell),
                 "learning_rate": cell.learning_rate, "status": run.status,
                 "converged": _converged(metrics) if run.status == "ok" else None,
                 **{key: metrics.get(key) for key in FACTS}, **_flat(summary),
@@ -124,15 +125,55 @@ def collect(study_name, runs_dir, seeds=None):
     return pd.DataFrame(rows), configs
 
 
+def _layer(study, cell):
+    """A layer-wise study's column: the first trainable layer of the cell's runs (one
+    more than the backbone's layers: the head only; a row fine-tuned by blocks gives its
+    first block's first layer)."""
+    if "first_trainable_layer" not in study.varied_keys:
+        return {}
+    layer = cell.settings.get("first_trainable_layer")
+    if layer is None:
+        layer = 1 + sum(get_backbone(cell.backbone).block_layers[:cell.first_trainable_block - 1])
+    return {"first_trainable_layer": layer}
+
+
 def _seeds(study, runs_dir, seeds):
     if seeds is not None:
         return parse_seeds(seeds)
+    return found_seeds(study, runs_dir) or (0,)
+
+
+def found_seeds(study, runs_dir):
+    """The seeds of which ``runs_dir`` holds a run folder of ``study`` (sorted)."""
     found = set()
+    runs_dir = Path(runs_dir)
     if runs_dir.is_dir():
         names = [entry.name for entry in runs_dir.iterdir() if entry.is_dir()]
         for cell in study.cells():
             found |= {s for s in (seed_of(cell, n) for n in names) if s is not None}
-    return tuple(sorted(found)) or (0,)
+    return tuple(sorted(found))
+
+
+def _present_seeds(study, runs_dir, seeds, log):
+    """``--seeds`` less the seeds with no run folder in ``runs_dir`` (named in a line);
+    refused when none of them has one."""
+    if seeds is None:
+        return None
+    asked = parse_seeds(seeds)
+    found = found_seeds(study, runs_dir)
+    absent = [s for s in asked if s not in found]
+    if len(absent) == len(asked):
+        raise ConfigError(f"--seeds {_listed(seeds)}: {runs_dir} holds no run of {study.name} "
+                          f"with seed {', '.join(map(str, absent))}; its runs have seed "
+                          f"{', '.join(map(str, found))}")
+    if absent:
+        log(f"--seeds {_listed(seeds)}: no run of seed {', '.join(map(str, absent))} in "
+            f"{runs_dir}; the table shows seed {', '.join(str(s) for s in asked if s in found)}")
+    return tuple(s for s in asked if s in found)
+
+
+def _listed(value):
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _refuse_mixed(study, runs_dir, configs):
@@ -333,6 +374,7 @@ def assemble(study_name, runs_dir, seeds=None):
         row = {
             "table": study.name, "row": key[0], "column": key[1], "backbone": cell.backbone,
             "first_trainable_block": cell.first_trainable_block,
+            **_layer(study, cell),
             "learning_rate": cell.learning_rate, "metric": metric,
             "runs_finished": int((mine["status"] == "ok").sum()),
             "runs_failed": int((mine["status"] == "failed").sum()),
@@ -381,6 +423,23 @@ def _cell_text(row, runs, study, ci):
     return text + (f" {TIED_MARK}" if row["tied_with_best"] else "")
 
 
+def _metric_text(metric, configs):
+    """The header's metric; a test AUC says the test split's share of the images, as the
+    runs' ``n_train``/``n_val``/``n_test`` have it (BreakHis: about the protocol's 10 %;
+    the HDF5 release: its own split) — of a run that trained on the whole training
+    split (no ``--train-fraction``, no downsampling), else no share."""
+    text = METRICS[metric]
+    whole = [c for c in configs if metric == "test_auc" and c.get("train_fraction", 1.0) == 1.0
+             and c.get("balance", "none") == "none"
+             and all(c.get(f"n_{part}") for part in ("train", "val", "test"))]
+    if not whole:
+        return text
+    c = whole[0]
+    share = 100 * c["n_test"] / (c["n_train"] + c["n_val"] + c["n_test"])
+    return text.replace("held-out test split",
+                        f"held-out {share:.{0 if share >= 1 else 1}f} % test split")
+
+
 def render_markdown(table, command):
     """The Markdown of a :class:`Table`."""
     study, metric, configs = table.study, table.metric, table.configs
@@ -395,7 +454,7 @@ def render_markdown(table, command):
     lines += [
         f"- Data: {_describe_data(configs)}",
         f"- Backbone: {', '.join(study.backbones)}; weights: {', '.join(weights)}",
-        f"- Metric: {METRICS[metric]}",
+        f"- Metric: {_metric_text(metric, configs)}",
         f"- Runs finished: {done} of {len(table.frame)}",
         _seeds_line(table, split_seeds),
         _ties_line(table),
@@ -490,7 +549,7 @@ def _ties_line(table):
         split += " (Kaggle keeps the test labels)"
     return (f"- {TIED_MARK}: tied with the best — not significantly below it by DeLong's paired "
             f"test on the same {split} images, Holm-adjusted over the table's {compared} "
-            "comparisons, 5 %" + (", in at least one seed (a cell counts as below the best "
+            f"comparison{'s' if compared != 1 else ''}, 5 %" + (", in at least one seed (a cell counts as below the best "
                                   "only if it is in every seed)" if len(table.seeds) > 1 else ""))
 
 
@@ -821,7 +880,7 @@ def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print,
             for entry in runs_dir.iterdir()):
         raise ConfigError(f"{runs_dir} holds no run of {study.name} (its run folders are named "
                           f"like {names[0]}); is it another study's folder?")
-    table = assemble(study, runs_dir, seeds)
+    table = assemble(study, runs_dir, _present_seeds(study, runs_dir, seeds, log))
     for _, row in table.frame[table.frame["status"] == "failed"].iterrows():
         log(f"{row['run']}: failed ({row['error']}); shown as failed")
     for problem in table.evidence.problems:
@@ -831,8 +890,7 @@ def write_table(study_name, runs_dir, out_dir="tables", command=None, log=print,
         command = f"kandel-repro table {study_name} --runs {runs_dir} --out {out_dir}"
         for option, value in (("seeds", seeds), ("fractions", fractions)):
             if value is not None:
-                command += f" --{option} " + (",".join(map(str, value))
-                                              if isinstance(value, (list, tuple)) else str(value))
+                command += f" --{option} {_listed(value)}"
     md = out_dir / f"{study.name}.md"
     csv = out_dir / f"{study.name}.csv"
     cells = out_dir / f"{study.name}_cells.csv"

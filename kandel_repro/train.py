@@ -88,9 +88,13 @@ def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size
             if not np.isfinite(logs.get("loss", 0.0)):
                 state["stopped_reason"] = "non-finite loss"
                 self.model.stop_training = True
+            # NOTE: the budget stops a run only before an epoch that would not fit: the
+            # last epoch, or one after which the run stops anyway, finishes it.
             deadline = state.get("deadline")
             epoch_seconds = time.perf_counter() - self.started
-            if deadline is not None and time.time() + epoch_seconds > deadline:
+            if (deadline is not None and epoch + 1 < self.params["epochs"]
+                    and not self.model.stop_training
+                    and time.time() + epoch_seconds > deadline):
                 state["out_of_time"] = True
                 self.model.stop_training = True
 
@@ -165,13 +169,33 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
     stop before an epoch that would end after it and raise :class:`TimeBudgetExceeded`,
     leaving the run unfinished.
     """
+    started = time.time()
+    _check_deadline(deadline, run_dir)
+    splits = data.split(config)  # refuses unusable data before any write
+    run_dir = rundir.start(run_dir)
+    try:
+        return _train(run_dir, data, config, splits, verbose, deadline, started)
+    except BaseException:
+        # NOTE: a run that fails before its first epoch ends (bad weights, a setting the
+        # model refuses, Ctrl-C while building) leaves nothing behind: the grid records
+        # its error.json alone.
+        if not (run_dir / rundir.HISTORY).exists():
+            rundir.clear(run_dir)
+            rundir.remove_if_empty(run_dir)
+        raise
+
+
+def _check_deadline(deadline, run_dir):
+    if deadline is not None and time.time() >= deadline:
+        raise TimeBudgetExceeded(f"{Path(run_dir).name}: not started: the time budget is spent")
+
+
+def _train(run_dir, data, config, splits, verbose, deadline, started):
     import keras
     import pandas as pd
 
-    started = time.time()
-    train_idx, val_idx, test = data.split(config)  # refuses unusable data before any write
+    train_idx, val_idx, test = splits
     train_idx = reduce_training(train_idx, data.y, config)
-    run_dir = rundir.start(run_dir)
     config = resolve_runtime(with_data(config, data, config.get("data_dir") or data.root))
     strategy = make_strategy(config["distribute"])
     config.update(image_size=int(data.image_shape[0]), n_train=len(train_idx),
@@ -217,9 +241,13 @@ def train_run(run_dir, data, config, verbose="auto", deadline=None):
                                                  write_graph=False, update_freq="epoch"))
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 2
+    _check_deadline(deadline, run_dir)  # building the model took time too
     # NOTE: shuffle=False: both pipelines reshuffle every epoch themselves, from the seed.
     trainer.fit(batches, epochs=config["max_epochs"], callbacks=callbacks, verbose=verbose,
                 shuffle=False)
+    stopping = callbacks[-2]
+    if state["out_of_time"] and 0 < stopping.stopped_epoch == len(state["history"]) - 1:
+        state["out_of_time"] = False  # early stopping ended the run at that epoch anyway
     if state["out_of_time"]:
         raise TimeBudgetExceeded(f"{run_dir.name}: stopped after epoch {len(state['history'])} "
                                  "to stay within the time budget; not finished")

@@ -49,3 +49,42 @@ def test_verify_says_what_it_checks_and_what_not(capsys):
         main(["data", "verify", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "does not decode the images" in out and "checksums" in out
+
+
+def test_train_by_layer_needs_no_block_and_refuses_both(tmp_path, capsys, monkeypatch):
+    import pytest
+
+    from kandel_repro import grid
+
+    calls = []
+    monkeypatch.setattr(grid, "train_single", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
+    common = ["train", "--data", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--lr", "1e-4"]
+    assert main([*common, "--first-layer", "14"]) == 0
+    (args, kwargs), = calls
+    assert args[3] == 1 and kwargs["first_trainable_layer"] == 14  # blocks as a layer-wise study's
+    with pytest.raises(SystemExit):
+        main([*common, "--first-layer", "1", "--first-block", "5"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(common)
+    assert "one of the arguments --first-block --first-layer is required" in capsys.readouterr().err
+
+
+def test_tensorflows_start_up_noise_is_left_out_of_the_console(tmp_path):
+    """What TensorFlow's native code prints on start (absl, CUDA probes) does not bury the
+    command's own output; Python's own standard error still arrives."""
+    from kandel_repro.runtime import NATIVE_NOISE
+
+    done = subprocess.run([sys.executable, "-c", "import sys; from kandel_repro.cli import main; "
+                           "sys.exit(main())", "blocks", "vgg16", "--json"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0 and '"block1_conv1"' in done.stdout
+    assert not [line for line in done.stderr.splitlines()
+                if any(noise in line for noise in NATIVE_NOISE)], done.stderr
+    child = ("import os, sys; from kandel_repro.runtime import quiet_native_startup\n"
+             "with quiet_native_startup():\n"
+             "    os.write(2, b'I0000 cudart_stub.cc:31] Could not find cuda drivers\\nnative kept\\n')\n"
+             "    print('python kept', file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    # (the two arrive by different paths: their order is not kept)
+    assert sorted(done.stderr.splitlines()) == ["native kept", "python kept"]

@@ -1,6 +1,7 @@
 """Grids on a real local Ray: every run trained as a task, a killed task retried, finished
-runs skipped, the runs folder checked on the worker. Skipped (with the reason) where Ray
-is not installed; `make test` installs it (the ``ray`` extra)."""
+runs skipped, the runs folder checked on the worker; a cluster that does not answer and a
+request no node can meet refused in one line, before any task. Skipped (with the reason)
+where Ray is not installed; `make test` installs it (the ``ray`` extra)."""
 import os
 
 import pytest
@@ -12,6 +13,7 @@ from kandel_repro import cluster  # noqa: E402
 from kandel_repro import grid as grid_mod  # noqa: E402
 from kandel_repro import rundir  # noqa: E402
 from kandel_repro.cli import main  # noqa: E402
+from kandel_repro.errors import ConfigError  # noqa: E402
 from kandel_repro.tables import assemble  # noqa: E402
 from test_grid import cut_table2  # noqa: E402
 
@@ -40,6 +42,61 @@ def arm_kill(marker):
     killed.unlink(missing_ok=True)
     marker.touch()
     return killed
+
+
+@pytest.fixture
+def no_ray():
+    """No Ray in this process, as a fresh ``kandel-repro grid`` finds it (these tests come
+    before those of :func:`local_ray`; one that came after gets its Ray back)."""
+    had = ray.is_initialized()
+    if had:
+        ray.shutdown()
+    yield
+    if had:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+def grid_error(tiny_pcam, tmp_path, capsys, *options):
+    """The exit status and the lines after the packing progress on stderr of
+    ``kandel-repro grid table2 --executor ray OPTIONS`` (table2 cut to one run)."""
+    code = main(["grid", "table2", "--data", str(tiny_pcam), "--runs", str(tmp_path / "r"),
+                 "--weights", "none", "--epochs", "1", "--executor", "ray", *options])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, [line for line in err if not line.startswith("packing ")]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "auto", None])
+def test_a_cluster_that_does_not_answer_is_refused_in_one_line(
+        no_ray, address, tiny_pcam, tmp_path, capsys, monkeypatch):
+    cut_table2(monkeypatch)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if address == "auto":  # as on a machine where no Ray runs (nor any other test's)
+        from ray._private import services
+
+        monkeypatch.setattr(services, "find_gcs_addresses", frozenset)
+        monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
+    options = ["--address", address]
+    if address is None:  # the address Ray reads when --address is not given
+        monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+        options = []
+    code, err = grid_error(tiny_pcam, tmp_path, capsys, *options)
+    assert code == 2 and len(err) == 1, err
+    assert ("RAY_ADDRESS=127.0.0.1:1" if address is None else f"--address {address}") in err[0]
+    assert "ray start --head" in err[0] and "ray://HEAD:10001" in err[0]
+    assert ("runs on this machine" if address == "auto" else "answers at 127.0.0.1:1") in err[0]
+    assert not ray.is_initialized()
+
+
+def test_a_request_no_node_can_meet_is_refused_and_the_grid_s_own_ray_shut_down(
+        no_ray, tiny_pcam, tmp_path, capsys, monkeypatch):
+    cut_table2(monkeypatch)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    code, err = grid_error(tiny_pcam, tmp_path, capsys, "--gpus-per-run", "1")
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("kandel-repro: error: --gpus-per-run 1: the Ray on this machine "
+                             "has 2 CPU(s) and 0 GPU(s)") and "--gpus-per-run 0" in err[0]
+    assert not ray.is_initialized()  # the Ray the grid started is gone again
+    assert not [p for p in (tmp_path / "r").iterdir() if p.is_dir()]  # no run started
 
 
 def test_a_grid_on_ray_stops_on_ctrl_c_resumes_retries_a_killed_task_and_skips(
@@ -96,6 +153,29 @@ def test_a_grid_on_ray_stops_on_ctrl_c_resumes_retries_a_killed_task_and_skips(
                                  **SETTINGS)
     assert sorted(statuses.values()) == ["skipped"] * 3
     assert sum("finished, skipped" in line for line in logs) == 3
+
+
+@pytest.mark.parametrize("gpus, cpus, refused", [
+    (None, 8, "--cpus-per-run 8: the Ray cluster this process is connected to has 2 CPU(s) "
+              "and 0 GPU(s); no run could start: give --cpus-per-run 2 or less"),
+    (0.5, None, "--gpus-per-run 0.5: the Ray cluster this process is connected to has 2 "
+                "CPU(s) and 0 GPU(s); no run could start: give --gpus-per-run 0 (CPU only)")])
+def test_a_request_the_cluster_cannot_meet_is_refused_before_any_task(
+        local_ray, gpus, cpus, refused, tiny_pcam, tmp_path):
+    logs = []
+    with pytest.raises(ConfigError) as error:
+        cluster.run_on_ray([("[1/1] t", "run")], {"run": {}}, tmp_path / "runs", tiny_pcam,
+                           "pcam", None, False, None, None, logs.append, gpus_per_run=gpus,
+                           cpus_per_run=cpus)
+    assert str(error.value).startswith(refused)
+    assert logs == [] and ray.is_initialized()  # nothing submitted; the caller's Ray kept
+
+
+def test_the_port_of_a_running_cluster_answers(local_ray):
+    port = ray.get_runtime_context().gcs_address.rpartition(":")[2]
+    cluster.check_reachable(f"127.0.0.1:{port}", "--address")  # no error
+    with pytest.raises(ConfigError, match="--address 127.0.0.1: give HOST:PORT"):
+        cluster.check_reachable("127.0.0.1", "--address 127.0.0.1")
 
 
 def test_a_task_that_cannot_see_the_runs_folder_fails_before_training(local_ray, tiny_pcam,

@@ -13,9 +13,9 @@ LEGACY = Path(__file__).parent / "golden" / "legacy_runs"
 def test_resolve_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="from 1 to 5.*got 6"):
         resolve_config("vgg16", 6, 1e-4)
-    with pytest.raises(ConfigError, match="learning rate must be positive"):
+    with pytest.raises(ConfigError, match="--lr must be positive"):
         resolve_config("vgg16", 5, 0)
-    with pytest.raises(ConfigError, match="learning rate must be positive, got inf"):
+    with pytest.raises(ConfigError, match="--lr must be positive, got inf"):
         resolve_config("vgg16", 5, float("inf"))
     with pytest.raises(ConfigError, match="unknown setting"):
         resolve_config("vgg16", 5, 1e-4, colour="red")
@@ -23,13 +23,13 @@ def test_resolve_config_rejects_bad_values():
         resolve_config("resnet", 5, 1e-4)
     with pytest.raises(WeightsUnavailable, match="nowhere.h5"):
         resolve_config("vgg16", 5, 1e-4, weights="nowhere.h5")
-    with pytest.raises(ConfigError, match="precision must be one of auto, float32, mixed_float16"):
+    with pytest.raises(ConfigError, match="--precision must be one of auto, float32, mixed_float16"):
         resolve_config("vgg16", 5, 1e-4, precision="float16")
-    with pytest.raises(ConfigError, match="distribute must be one of"):
+    with pytest.raises(ConfigError, match="--distribute must be one of"):
         resolve_config("vgg16", 5, 1e-4, distribute="tpu")
-    with pytest.raises(ConfigError, match="augmenter must be one of fast, imagedatagenerator"):
+    with pytest.raises(ConfigError, match="--augmenter must be one of fast, imagedatagenerator"):
         resolve_config("vgg16", 5, 1e-4, augmenter="gpu")
-    with pytest.raises(ConfigError, match="eval_batch_size must be a positive integer"):
+    with pytest.raises(ConfigError, match="--eval-batch-size must be a positive integer"):
         resolve_config("vgg16", 5, 1e-4, eval_batch_size=0)
     with pytest.raises(ConfigError, match="BreakHis only"):
         resolve_config("vgg16", 5, 1e-4, image_size=64)
@@ -37,7 +37,7 @@ def test_resolve_config_rejects_bad_values():
         resolve_config("vgg16", 5, 1e-4, split="patient")
     with pytest.raises(ConfigError, match="--wsi-map applies to PCam's --split slide only"):
         resolve_config("vgg16", 5, 1e-4, wsi_map="map.csv")
-    with pytest.raises(ConfigError, match="magnification must be one of"):
+    with pytest.raises(ConfigError, match="--magnification must be one of"):
         resolve_config("vgg16", 5, 1e-4, protocol="breakhis", magnification="30")
 
 
@@ -53,7 +53,45 @@ def test_weights_have_one_spelling(given, spelled):
 def test_a_weights_file_is_kept_by_its_path(tmp_path):
     path = tmp_path / "w.h5"
     path.write_bytes(b"")
-    assert resolve_config("vgg16", 5, 1e-4, weights=str(path))["weights"] == str(path)
+    assert resolve_config("vgg16", 5, 1e-4, weights=str(path))["weights"] == str(path.resolve())
+
+
+def test_a_weights_path_is_one_experiment_from_any_working_folder(tmp_path, monkeypatch):
+    """`--weights w/vgg16.weights.h5` and the same file typed absolute, or from another
+    folder, are the same setting (also Mean-Var's --weights-from)."""
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "vgg16.weights.h5").write_bytes(b"")
+    (tmp_path / "elsewhere").mkdir()
+    absolute = str((tmp_path / "w" / "vgg16.weights.h5").resolve())
+    for folder, spelling in ((".", "w/vgg16.weights.h5"), (".", "./w/../w/vgg16.weights.h5"),
+                             ("elsewhere", "../w/vgg16.weights.h5"), ("elsewhere", absolute)):
+        monkeypatch.chdir(tmp_path / folder)
+        assert normalise_weights(spelling) == absolute
+        assert resolve_config("vgg16", 5, 1e-4, weights=spelling)["weights"] == absolute
+        config = resolve_config("vgg16", 5, 1e-4, weights="meanvar", weights_from=spelling)
+        assert config["weights_from"] == absolute
+
+
+def test_a_run_that_recorded_a_relative_weights_path_still_resumes(tmp_path, monkeypatch):
+    """Runs made before paths were resolved recorded --weights as typed: read from the
+    working folder the grid resumes in, they are the same experiment as before."""
+    from kandel_repro import rundir
+
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "vgg16.weights.h5").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    config = resolve_config("vgg16", 5, 1e-4, weights="w/vgg16.weights.h5")
+    run = tmp_path / "runs" / "vgg16_blocks5-5_lr1e-04"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(dict(config, weights="w/vgg16.weights.h5")))
+    rundir.check_same_experiment(run, config)  # as typed then, resolved now: the same
+    absolute = resolve_config("vgg16", 5, 1e-4, weights=str(tmp_path / "w" / "vgg16.weights.h5"))
+    rundir.check_same_experiment(run, absolute)  # the same file, typed another way
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "vgg16.weights.h5").write_bytes(b"")
+    other = resolve_config("vgg16", 5, 1e-4, weights="v/vgg16.weights.h5")
+    with pytest.raises(ConfigError, match="other settings.*weights"):
+        rundir.check_same_experiment(run, other)
 
 
 def test_other_settings_get_one_spelling():

@@ -178,7 +178,7 @@ def test_grid_table5_accepts_any_spelling_of_random_weights(tiny_pcam, tmp_path,
     assert config["weights"] == "none"
     code = main(["grid", "table5", "--data", str(tiny_pcam), "--runs", str(tmp_path / "r"),
                  "--weights", "imagenet"])
-    assert code == 2 and "table5 fixes weights='none'; got 'imagenet'" in capsys.readouterr().err
+    assert code == 2 and "table5 fixes --weights none; got 'imagenet'" in capsys.readouterr().err
 
 
 def _read_only(folder, monkeypatch):
@@ -245,7 +245,7 @@ def test_a_time_budget_is_checked_when_parsed(tiny_pcam, tmp_path, capsys, value
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("size, message", [("0", "image_size must be a positive integer"),
+@pytest.mark.parametrize("size, message", [("0", "--image-size must be a positive integer"),
                                            ("10", "vgg16 needs images of at least 32×32")])
 def test_an_image_size_is_refused_before_anything_is_packed(tiny_breakhis, tmp_path, capsys,
                                                             size, message):

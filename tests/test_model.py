@@ -370,3 +370,107 @@ def test_inception_weights_are_paired_by_position_not_by_generated_names(tmp_pat
 
         same_layers(build_base("inception_v3", (75, 75, 3), "none"),
                     build_base("vgg16", (75, 75, 3), "none"))
+
+
+# --- --weights PATH: what the file holds is checked, each problem told in one line ----------
+
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory):
+    """VGG16's weights (random) as `kandel-repro export-weights` writes them."""
+    path = tmp_path_factory.mktemp("weights") / "vgg16.weights.h5"
+    build_base("vgg16", (32, 32, 3), "none").save_weights(path)
+    return path.resolve()
+
+
+def _cut(path, tmp_path):
+    """A truncated copy of the weights file ``path`` (a download or copy cut short)."""
+    cut = (tmp_path / "cut.weights.h5").resolve()
+    data = path.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    return cut
+
+
+def _one_line(err):
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 400, message
+    return message
+
+
+def test_weights_of_another_backbone_are_named_in_one_line(vgg16_file, tmp_path, recwarn):
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    legacy = tmp_path / "vgg16_notop.h5"  # keras.applications' layout: no model name in it
+    with h5py.File(legacy, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, build_base("vgg16", (32, 32, 3), "none"))
+    recwarn.clear()
+    for path in (vgg16_file, legacy.resolve()):
+        with pytest.raises(WeightsUnavailable) as err:
+            build_base("vgg19", (32, 32, 3), str(path))
+        assert _one_line(err) == f"--weights {path} holds vgg16 weights; this run needs vgg19's"
+    assert not [w for w in recwarn if "keras" in str(w.filename)]  # no Keras warning dump
+
+
+def test_a_folder_without_the_backbones_weights_says_what_it_holds(vgg16_file, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(WeightsUnavailable) as err:
+        build_base("vgg16", (32, 32, 3), str(empty))
+    message = _one_line(err)
+    assert f"--weights {empty.resolve()}: no vgg16.weights.h5" in message
+    assert "holds no weights" in message
+    with pytest.raises(WeightsUnavailable) as err:
+        build_base("vgg19", (32, 32, 3), str(vgg16_file.parent))
+    message = _one_line(err)
+    assert "no vgg19.weights.h5" in message and "holds the weights of vgg16" in message
+
+
+def test_a_truncated_weights_file_is_named_with_the_option_that_gave_it(vgg16_file, tmp_path):
+    cut = _cut(vgg16_file, tmp_path)
+    with pytest.raises(WeightsUnavailable) as err:
+        build_base("vgg16", (32, 32, 3), str(cut))
+    assert _one_line(err).startswith(f"--weights {cut} cannot be read: it is truncated")
+    with pytest.raises(WeightsUnavailable) as err:
+        build_model("vgg16", (32, 32, 3), "meanvar", weights_from=str(cut))
+    assert _one_line(err).startswith(f"--weights-from {cut} cannot be read")
+
+
+def test_mean_var_without_usable_weights_asks_for_weights_from(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="cbr_tiny has no ImageNet weights to draw Mean-Var's "
+                                          "statistics from: give --weights-from PATH"):
+        build_model("cbr_tiny", (32, 32, 3), "meanvar")
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):  # offline
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    with pytest.raises(WeightsUnavailable, match="or pass --weights-from PATH to that file"):
+        build_model("vgg16", (32, 32, 3), "meanvar")
+
+
+@pytest.mark.parametrize("study, bad", [
+    ("table2", "cut"), ("table2", "empty folder"), ("table2", "meanvar from cut"),
+    ("table3", "vgg16 file")])
+def test_bad_weights_stop_the_grid_before_any_run_folder(tiny_pcam, vgg16_file, tmp_path, study,
+                                                         bad):
+    from kandel_repro import grid
+    from kandel_repro.errors import KandelError
+
+    cut = _cut(vgg16_file, tmp_path)
+    (tmp_path / "empty").mkdir()
+    settings = {"cut": {"weights": str(cut)}, "empty folder": {"weights": str(tmp_path / "empty")},
+                "meanvar from cut": {"weights": "meanvar", "weights_from": str(cut)},
+                "vgg16 file": {"weights": str(vgg16_file)}}[bad]
+    runs = tmp_path / "runs"
+    with pytest.raises(KandelError) as err:
+        grid.run_grid(study, tiny_pcam, runs, max_epochs=1, log=lambda m: None, **settings)
+    assert _one_line(err).startswith("--weights")
+    assert not runs.exists()  # checked once, before the first run: no error.json per run
+
+
+def test_train_checks_its_weights_before_writing_anything(tiny_pcam, vgg16_file, tmp_path):
+    from kandel_repro import grid
+
+    run_dir = tmp_path / "out" / "run"
+    with pytest.raises(WeightsUnavailable, match="holds vgg16 weights; this run needs vgg19's"):
+        grid.train_single(run_dir, tiny_pcam, "vgg19", 5, 1e-4, weights=str(vgg16_file),
+                          max_epochs=1)
+    assert not (tmp_path / "out").exists()

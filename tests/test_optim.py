@@ -73,9 +73,9 @@ def test_scaling_gradients_would_not_do_it_for_adam():
 def test_optimiser_settings_are_checked():
     with pytest.raises(ConfigError, match="--momentum applies to --optimizer sgd"):
         resolve_config("vgg16", 5, 1e-4, momentum=0.9)
-    with pytest.raises(ConfigError, match="lr_decay must be in"):
+    with pytest.raises(ConfigError, match="--lr-decay must be in"):
         resolve_config("vgg16", 5, 1e-4, lr_decay=1.5)
-    with pytest.raises(ConfigError, match="head_lr_mult must be a number above 0"):
+    with pytest.raises(ConfigError, match="--head-lr-mult must be a number above 0"):
         resolve_config("vgg16", 5, 1e-4, head_lr_mult=0)
     config = resolve_config("vgg16", 5, 1e-4, optimizer="sgd", momentum=0.9, lr_decay=0.95,
                             head_lr_mult=10, bias_lr_mult=2)
@@ -86,7 +86,9 @@ def test_optimiser_settings_are_checked():
     mixed = resolve_runtime(dict(resolve_config("vgg16", 5, 1e-4, weights="none",
                                                 head_lr_mult=10), precision="mixed_float16"))
     with pytest.raises(ConfigError, match="implemented in float32"):
-        build_run_models(mixed, (32, 32, 3))
+        build_run_models(mixed, (32, 32, 3))  # "auto" resolved to mixed precision on a GPU
+    with pytest.raises(ConfigError, match="implemented in float32"):  # before TensorFlow starts
+        resolve_config("vgg16", 5, 1e-4, head_lr_mult=10, precision="mixed_float16")
 
 
 @pytest.mark.slow

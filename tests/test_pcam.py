@@ -425,6 +425,21 @@ def test_ids_missing_from_the_slide_map_are_listed(slides_pcam, tmp_path):
         resolve_config("vgg16", 5, 1e-4, protocol="breakhis", split="slide")
 
 
+def test_a_patch_mapped_to_two_slides_is_named(slides_pcam, tmp_path):
+    from kandel_repro.config import resolve_config
+
+    copy = tmp_path / "s"
+    shutil.copytree(slides_pcam, copy, ignore=shutil.ignore_patterns(".kandel_cache"))
+    frame = pd.read_csv(copy / "patch_id_wsi.csv", dtype=str)
+    patch = frame["id"][5]
+    extra = pd.DataFrame({"id": [patch, frame["id"][0]], "wsi": ["another_slide", frame["wsi"][0]]})
+    pd.concat([frame, extra]).to_csv(copy / "patch_id_wsi.csv", index=False)
+    data = pcam.load(copy, progress=False, workers=1)
+    with pytest.raises(DataError, match=rf"gives patch {patch} more than one slide "
+                       rf"\({frame['wsi'][5]}, another_slide\); a patch comes from one slide"):
+        data.split(resolve_config("vgg16", 5, 1e-4, split="slide"))
+
+
 def test_nested_subsets_keep_the_class_balance_and_nest():
     from kandel_repro.data.split import downsample, nested_subset
 

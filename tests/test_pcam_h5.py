@@ -1,5 +1,6 @@
 """The original PCam release (HDF5) and its synthetic twin (kandel_repro.data.pcam_h5)."""
 import gzip
+import os
 import shutil
 
 import h5py
@@ -123,3 +124,115 @@ def test_a_breakhis_study_does_not_read_pcam_data(tiny_h5, tmp_path, capsys):
                  str(tmp_path / "r")]) == 2
     assert "table6 follows the breakhis protocol; --dataset pcam-h5 is pcam data" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", ["grid", "train"])
+@pytest.mark.parametrize("options, named", [
+    (["--split", "slide"], "--split slide does"),
+    (["--split", "slide", "--wsi-map", "no-such-map.csv"], "--split slide and --wsi-map do"),
+])
+def test_the_kaggle_split_options_are_refused_on_the_release(tiny_h5, tmp_path, capsys, verb,
+                                                              options, named):
+    where = (["grid", "table2", "--runs", str(tmp_path / "runs")] if verb == "grid" else
+             ["train", "--first-block", "5", "--lr", "1e-4", "--run-dir", str(tmp_path / "run")])
+    code = main(where + ["--dataset", "pcam-h5", "--data", str(tiny_h5), "--weights", "none",
+                         "--epochs", "1", "--cache", str(tmp_path / "cache"), *options])
+    lines = [line for line in capsys.readouterr().err.splitlines() if "kandel-repro" in line]
+    err = lines[-1]  # (after the packing's progress bars)
+    assert code == 2 and len(lines) == 1 and err.startswith("kandel-repro: error: ")
+    assert f"{named} not apply to --dataset pcam-h5" in err and "own train / valid / test" in err
+    assert not list(tmp_path.glob("run*/**/config.json"))  # no run folder written
+    assert not list(tmp_path.glob("runs/*"))  # nor the grid's record
+    assert not (tmp_path / "cache").exists()  # refused before the release is packed
+
+
+def _empty(path, key):
+    _rewrite(path, key, np.zeros((0, 32, 32, 3) if key == "x" else (0, 1, 1, 1), np.uint8))
+
+
+def test_an_empty_split_is_named(h5_copy, tmp_path):
+    for key in "xy":
+        _empty(h5_copy / FILE.format("valid", key), key)
+    with pytest.raises(DataError, match=r"valid_x\.h5\.gz holds no image: the valid split is "
+                                        r"empty"):
+        pcam_h5.pack(h5_copy, tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache" / "pcam-h5").exists()
+
+
+def test_an_h5_beside_its_h5_gz_is_the_one_read_and_said(h5_copy, tmp_path, capsys):
+    gz = h5_copy / FILE.format("test", "y")
+    with gzip.open(gz) as src, open(gz.with_suffix(""), "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    data = pcam_h5.load(h5_copy, tmp_path / "cache", progress=False)
+    assert data.split({}).test.size == 12
+    err = capsys.readouterr().err
+    assert f"holds both {gz.with_suffix('').name} and {gz.name}; reading " \
+           f"{gz.with_suffix('').name}" in err
+    assert err.count("holds both") == 1  # one file doubled, one line
+
+
+def test_a_release_folder_read_as_the_kaggle_layout_suggests_pcam_h5(tiny_h5, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_h5), "--run-dir", str(tmp_path / "run"),
+                 "--first-block", "5", "--lr", "1e-4", "--weights", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "HDF5 release" in err and "--dataset pcam-h5" in err
+
+
+@pytest.mark.parametrize("verb", ["synthetic", "synthetic-h5", "synthetic-breakhis"])
+def test_an_unwritable_out_is_one_line_naming_it(tmp_path, capsys, verb):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "set"
+    assert main(["data", verb, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kandel-repro: error: ") and err.count("\n") == 1
+    assert str(blocker) in err and "give --out a folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_an_interrupted_writer_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    from kandel_repro.data import synthetic_h5
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic_h5, "synthetic_patch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_synthetic_pcam_h5(tmp_path / "h5", 4, 2, 2, size=16, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_killed_writers_temporary_folder_is_removed_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    from kandel_repro.data.cache import _HOST
+
+    for stale in (f".h5.tmp-{_HOST}-{dead}", f".h5.tmp-{dead}"):  # (the latter: older names)
+        (tmp_path / stale / "half").mkdir(parents=True)
+    alive = tmp_path / f".h5.tmp-{os.getppid()}"  # a live process's: left alone
+    alive.mkdir()
+    out = write_synthetic_pcam_h5(tmp_path / "h5", 4, 2, 2, size=16, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, alive.name])
+
+
+def test_the_table_header_states_the_test_share_the_release_has(tmp_path):
+    from kandel_repro import tables
+    from kandel_repro.config import resolve_config
+    from kandel_repro.runio import write_json
+    from kandel_repro.studies import get_study
+
+    for cell in get_study("table2").cells():
+        run = tmp_path / cell.name
+        run.mkdir()
+        config = resolve_config("vgg16", cell.first_trainable_block, cell.learning_rate)
+        config.update(dataset="pcam-h5", synthetic=True, split="release", image_size=32,
+                      n_train=160, n_val=40, n_test=40)
+        write_json(run / "config.json", config)
+        write_json(run / "metrics.json", {"status": "ok", "val_auc": 0.9, "best_epoch": 1,
+                                          "test_auc": 0.5 + cell.first_trainable_block / 10})
+    md, *_ = tables.write_table("table2", tmp_path, tmp_path / "out")
+    text = md.read_text()
+    assert "- Metric: ROC AUC on the held-out 17 % test split" in text and "10 %" not in text

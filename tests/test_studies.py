@@ -44,7 +44,7 @@ def test_the_scratch_table_fixes_random_weights_in_any_spelling():
     for spelling in ("scratch", "random", "None", "none"):  # all mean random weights
         configs = study_configs(get_study("table5"), weights=spelling)
         assert {c["weights"] for c in configs.values()} == {"none"}
-    with pytest.raises(ConfigError, match="table5 fixes weights='none'; got 'imagenet'"):
+    with pytest.raises(ConfigError, match="table5 fixes --weights none; got 'imagenet'"):
         study_configs(get_study("table5"), weights="imagenet")
     with pytest.raises(ConfigError, match="BreakHis only"):
         study_configs(get_study("table2"), image_size=64)
@@ -93,3 +93,45 @@ def test_the_datasize_fractions_can_be_changed():
             get_study("datasize", fractions=bad)
     with pytest.raises(ConfigError, match="applies to the datasize study"):
         get_study("table2", fractions="0.5")
+
+
+@pytest.mark.parametrize("study, setting, message", [
+    ("partial-transfer", {"transfer_blocks": 3},
+     r"partial-transfer sets --transfer-blocks itself: its rows \(blocks transferred\) are "
+     r"0 \(none\), 1, 2, 3, 4, 5 \(all\); leave --transfer-blocks out$"),
+    ("datasize", {"train_fraction": 0.5},
+     "datasize sets --train-fraction itself.*choose its values with --fractions"),
+    ("init", {"init": "he"}, "init sets --init itself"),
+])
+def test_a_setting_the_study_varies_is_refused_not_overridden(study, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        study_configs(get_study(study), **setting)
+
+
+def test_weights_choose_the_pretrained_rows_where_only_some_rows_are_from_scratch():
+    configs = study_configs(get_study("datasize"), weights="none")
+    assert {c["weights"] for c in configs.values()} == {"none"}
+    with pytest.raises(ConfigError, match="partial-transfer transfers blocks of pretrained "
+                       "weights: give --weights imagenet"):
+        study_configs(get_study("partial-transfer"), weights="none")
+
+
+@pytest.mark.parametrize("fractions, message", [
+    ("1,1", "names a fraction twice"),
+    ("0.1234567,0.1234568", r"0.1234567 and 0.1234568 would share one run folder "
+                            r"\(frac0.123457\)"),
+])
+def test_fractions_that_would_share_a_run_are_refused(fractions, message):
+    with pytest.raises(ConfigError, match=message):
+        get_study("datasize", fractions)
+
+
+def test_fractions_keep_their_value_in_the_table():
+    labels = [row.label for row in get_study("datasize", "1,0.5,0.50001").rows]
+    assert labels == ["1", "1/2", "0.50001"]
+
+
+def test_a_seed_count_far_beyond_any_study_is_refused_at_once():
+    assert len(studies.parse_seeds(studies.MAX_SEEDS)) == studies.MAX_SEEDS
+    with pytest.raises(ConfigError, match="--seeds 10000: at most 100 seeds"):
+        studies.parse_seeds("10000")

@@ -128,6 +128,21 @@ def test_several_seeds_give_spread_and_the_best_per_seed(tmp_path):
     assert f"--out {tmp_path / 'one'} --seeds 1`" in md.read_text()  # says how it was cut
 
 
+def test_seeds_without_runs_are_named_and_none_at_all_is_refused(tmp_path):
+    make_runs(tmp_path / "runs", seeds=(0, 1))
+    lines = []
+    md, csv, *_ = tables.write_table("table2", tmp_path / "runs", tmp_path / "out",
+                                     seeds="0,7", log=lines.append)
+    assert any("--seeds 0,7: no run of seed 7 in" in line and "shows seed 0" in line
+               for line in lines)
+    assert sorted(pd.read_csv(csv)["seed"].unique()) == [0]
+    assert "- Seed 0 (" in md.read_text()
+    with pytest.raises(ConfigError, match="--seeds 5,6: .* holds no run of table2 with seed "
+                       "5, 6; its runs have seed 0, 1"):
+        tables.write_table("table2", tmp_path / "runs", tmp_path / "none", seeds="5,6")
+    assert not (tmp_path / "none").exists()
+
+
 def test_the_papers_findings_get_this_grids_answer(tmp_path):
     make_runs(tmp_path / "runs")
     table = tables.assemble("table2", tmp_path / "runs")
@@ -331,6 +346,16 @@ def test_the_beyond_the_paper_studies_render_with_their_figures(tmp_path, study,
         assert [line.get_label() for line in fig.axes[0].lines] == ["fine-tuned, blocks 3–5",
                                                                    "from scratch"]
         assert list(fig.axes[0].lines[0].get_xdata()) == [37, 75, 150, 300, 600, 1200]
+
+
+def test_the_layer_wise_cells_say_which_layer_each_row_starts_from(tmp_path):
+    _fake_study_runs(tmp_path / "runs", "layerwise-vgg16", seeds=(0,), weights="none")
+    _, csv, cells_csv, *_ = tables.write_table("layerwise-vgg16", tmp_path / "runs",
+                                               tmp_path / "out", log=lambda m: None)
+    cells = pd.read_csv(cells_csv, dtype={"row": str})
+    assert list(cells["first_trainable_layer"]) == [14, *range(13, 0, -1), 1]
+    assert list(cells["row"][:2]) == ["head only", "13"] and cells["row"].iloc[-1] == "from scratch"
+    assert pd.read_csv(csv)["first_trainable_layer"].iloc[1] == 13
 
 
 def test_partial_transfer_says_how_fast_each_depth_reaches_the_target(tmp_path):

@@ -147,13 +147,78 @@ def test_breakhis_run_predicts_the_held_out_test_split(tiny_breakhis, tmp_path):
     assert metrics["test_auc"] == pytest.approx(roc_auc_score(preds["label"], preds["prediction"]))
 
 
-def test_a_run_stops_at_the_epoch_that_would_pass_the_deadline(tiny_pcam, tmp_path):
+class FrozenClock:
+    """``time`` for kandel_repro.train with the wall clock stopped at ``now``: a deadline
+    just after it has not passed when training starts, and any epoch (timed by the real
+    ``perf_counter``) would end after it."""
+
+    perf_counter = staticmethod(time.perf_counter)
+
+    def __init__(self, now):
+        self.now = now
+
+    def time(self):
+        return self.now
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    import kandel_repro.train as train_mod
+
+    clock = FrozenClock(time.time())
+    monkeypatch.setattr(train_mod, "time", clock)
+    return clock
+
+
+def test_a_run_stops_at_the_epoch_that_would_pass_the_deadline(tiny_pcam, tmp_path, frozen_clock):
     data = pcam.load(tiny_pcam, progress=False, workers=1)
     config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=4, batch_size=16)
     with pytest.raises(TimeBudgetExceeded, match="stopped after epoch 1"):
-        train_run(tmp_path / "run", data, config, verbose=0, deadline=time.time() + 1)
+        train_run(tmp_path / "run", data, config, verbose=0, deadline=frozen_clock.now + 1e-3)
     assert not (tmp_path / "run" / "metrics.json").exists()  # unfinished: trained again next time
     assert len((tmp_path / "run" / "history.csv").read_text().strip().splitlines()) == 2
+
+
+def test_a_run_whose_last_epoch_ends_within_the_budget_is_finished(tiny_pcam, tmp_path,
+                                                                    frozen_clock):
+    """The budget stops a run before an epoch that would not fit; after the last epoch
+    there is none, so the run is finished, not thrown away and trained again."""
+    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=1, batch_size=16)
+    metrics = train_run(tmp_path / "run", data, config, verbose=0,
+                        deadline=frozen_clock.now + 1e-3)
+    assert metrics["epochs_run"] == 1 and (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_a_spent_budget_starts_no_epoch_and_leaves_no_folder(tiny_pcam, tmp_path, frozen_clock):
+    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=1, batch_size=16)
+    with pytest.raises(TimeBudgetExceeded, match="not started"):
+        train_run(tmp_path / "run", data, config, verbose=0, deadline=frozen_clock.now)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(tiny_pcam, tmp_path, monkeypatch,
+                                                                capsys):
+    """An error found while building the model (after the split's ids were written)
+    leaves no half-made run folder: `train` leaves none at all, a grid its error.json."""
+    import kandel_repro.train as train_mod
+    from kandel_repro.cli import main
+    from kandel_repro.grid import run_grid
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the model cannot be built")
+
+    monkeypatch.setattr(train_mod, "build_run_models", broken)
+    with pytest.raises(RuntimeError, match="cannot be built"):
+        main(["train", "--run-dir", str(tmp_path / "one"), "--data", str(tiny_pcam),
+              "--first-block", "5", "--lr", "1e-4", "--weights", "none"])
+    assert not (tmp_path / "one").exists()
+    statuses = run_grid("table2", tiny_pcam, tmp_path / "runs", weights="none", shard="1/15",
+                        log=lambda message: None)
+    (name,) = statuses
+    assert statuses[name] == "failed"
+    assert {p.name for p in (tmp_path / "runs" / name).iterdir()} == {"error.json"}
 
 
 def test_a_run_records_its_intervals_and_threshold_measures(finished_run):

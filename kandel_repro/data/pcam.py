@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from . import cache
 from .packed import PackedData, Split, TestSet
+from .pcam_h5 import PREFIX as H5_PREFIX
 from .split import group_split, train_val_split
 from .synthetic import HIDDEN_LABELS, MARKER, WSI_MAP  # WSI_MAP: id,wsi (a community file)
 
@@ -96,7 +97,16 @@ class PCamData(PackedData):
         if not {"id", "wsi"} <= set(frame.columns):
             raise DataError(f"{path} must have the columns id,wsi, found "
                             f"{','.join(map(str, frame.columns))}")
-        slides = frame.drop_duplicates("id").set_index("id")["wsi"].reindex(self.ids)
+        pairs = frame.drop_duplicates(["id", "wsi"])
+        twice = pairs["id"][pairs["id"].duplicated()]
+        if len(twice):
+            patch = twice.iloc[0]
+            both = ", ".join(pairs.loc[pairs["id"] == patch, "wsi"].astype(str))
+            raise DataError(f"{path} gives patch {patch} more than one slide ({both})"
+                            + (f", and {twice.nunique() - 1:,} other patch(es) too"
+                               if twice.nunique() > 1 else "")
+                            + "; a patch comes from one slide")
+        slides = pairs.set_index("id")["wsi"].reindex(self.ids)
         missing = list(np.asarray(self.ids)[slides.isna().to_numpy()])
         if missing:
             raise DataError(f"{path} has no slide for {len(missing):,} id(s) of train_labels.csv, "
@@ -184,6 +194,10 @@ def read_index(root):
             f"sample_submission.csv), or make a synthetic set with "
             f"'kandel-repro data synthetic --out {root}'"
         )
+    if not (root / "train_labels.csv").exists() and any(root.glob(f"{H5_PREFIX}*.h5*")):
+        raise DataError(f"{root} holds the files of the PatchCamelyon HDF5 release "
+                        f"({H5_PREFIX}*.h5[.gz]), not the Kaggle layout; read it with "
+                        "--dataset pcam-h5")
     train_ids, labels = _read_id_csv(root / "train_labels.csv", want_label=True)
     test_ids, _ = _read_id_csv(root / "sample_submission.csv", want_label=False)
     for name, ids in (("train_labels.csv", train_ids), ("sample_submission.csv", test_ids)):

@@ -47,12 +47,20 @@ LAYOUT = ", ".join(f"{PREFIX}{s}_{k}.h5[.gz]" for s in SPLITS for k in "xy")
 
 
 def source(root, split, key):
-    """The file of ``split``'s ``key`` (x or y) in ``root``: ``.h5`` or ``.h5.gz``."""
+    """The file of ``split``'s ``key`` (x or y) in ``root``: ``.h5`` or ``.h5.gz`` (the
+    ``.h5`` where both are there: see :func:`doubled`)."""
     for suffix in (".h5", ".h5.gz"):
         path = Path(root) / f"{PREFIX}{split}_{key}{suffix}"
         if path.is_file():
             return path
     return None
+
+
+def doubled(files):
+    """The ``.h5`` files of ``files`` that have a ``.h5.gz`` of the same name beside them
+    (the ``.h5`` is the one read)."""
+    return [path for path in files.values()
+            if path.suffix == ".h5" and path.with_name(path.name + ".gz").is_file()]
 
 
 def read_index(root):
@@ -150,6 +158,9 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
 
     def build():
         side = _expected_side(root)
+        for path in doubled(files):
+            cache.warn(f"{root} holds both {path.name} and {path.name}.gz; reading {path.name} "
+                       f"(remove the one that is not the release's file)")
         work = cache.stage(cache_dir)
         try:
             lengths = _copy_all(files, work, side, progress)
@@ -191,6 +202,9 @@ def _copy_all(files, work, side, progress):
             if nx != ny:
                 raise DataError(f"{files[(split, 'x')]} holds {nx:,} images but "
                                 f"{files[(split, 'y')]} {ny:,} labels")
+            if nx == 0:
+                raise DataError(f"{files[(split, 'x')]} holds no image: the {split} split is "
+                                "empty; download the release's file again")
             lengths[split] = nx
         total = sum(lengths.values())
         x = np.lib.format.open_memmap(work / "x.npy", mode="w+", dtype=np.uint8,
@@ -229,6 +243,7 @@ class PCamH5Data(PackedData):
 
     def split(self, config):
         """The release's own splits: train, valid (model selection), test (reported)."""
+        check_split_options(config)
         train, val, test = (np.flatnonzero(self.part == i) for i in range(3))
         for name, rows in (("train", train), ("valid", val), ("test", test)):
             if len(np.unique(self.y[rows])) < 2:
@@ -237,7 +252,24 @@ class PCamH5Data(PackedData):
                                          auc_key="test_auc"))
 
     def split_facts(self, config):
+        check_split_options(config)
         return {"split": "release"}
+
+
+def check_split_options(config):
+    """Refuse the split options of the Kaggle layout: the release has its own splits.
+    (``split`` is "image", the PCam protocol's default, until :meth:`PCamH5Data.split_facts`
+    records it as "release".)"""
+    split = config.get("split", "image")
+    given = ([f"--split {split}"] if split not in ("image", "release") else []) \
+        + (["--wsi-map"] if config.get("wsi_map") else [])
+    if given:
+        raise ConfigError(f"{' and '.join(given)} {'do' if len(given) > 1 else 'does'} not apply "
+                          "to --dataset pcam-h5: the release has its own train / valid / test "
+                          "splits; leave it out, or use --dataset pcam (the Kaggle layout)")
+
+
+check_config = check_split_options  # (the reader interface's name)
 
 
 def load(root, cache_dir=None, workers=None, progress=True, image_size=None):

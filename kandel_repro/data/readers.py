@@ -27,6 +27,13 @@ class Reader:
     def read_index(self, root):
         return self.module.read_index(root)
 
+    def check_config(self, config):
+        """Refuse settings this data set cannot serve (e.g. a split of another layout)
+        before anything is read or packed."""
+        check = getattr(self.module, "check_config", None)
+        if check is not None:
+            check(config)
+
     def pack(self, root, cache_dir=None, workers=None, progress=True, force=False,
              image_size=None, verify=False):
         return self.module.pack(root, cache_dir, workers=workers, progress=progress, force=force,

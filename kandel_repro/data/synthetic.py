@@ -21,16 +21,19 @@ where the structure is.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
-from ..runio import write_json
+from ..runio import check_writable, write_json
+from .cache import _HOST, _alive
 
 MARKER = "SYNTHETIC.json"
 WSI_MAP = "patch_id_wsi.csv"
@@ -39,6 +42,33 @@ FORMAT_VERSION = 1
 # Fraction of negatives that hold a tumour structure outside the centre region.
 NEGATIVE_WITH_OUTSIDE_TUMOUR = 0.75
 POSITIVE_FRACTION = 0.405  # Kaggle: 89,117 of 220,025 labels are 1
+
+
+@contextlib.contextmanager
+def staging(out):
+    """A new, empty temporary folder beside ``out`` (new, or an empty folder) to write a
+    set in, moved onto ``out`` when the body succeeds and removed on any error or
+    interrupt. ``out``'s parent is checked writable first (a one-line error naming
+    ``--out``), and the temporary folders of writers of this host that died
+    (``kill -9``) are removed (and those of earlier versions, named without the host)."""
+    out = Path(os.path.abspath(out))  # (a name, also for "." and "..")
+    check_writable(out.parent, "--out")
+    stale = re.compile(rf"^\.{re.escape(out.name)}\.tmp-(?:{re.escape(_HOST)}-)?(\d+)$")
+    for entry in out.parent.iterdir():
+        match = stale.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+    tmp = out.with_name(f".{out.name}.tmp-{_HOST}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()  # empty, checked by the writer
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def centre_slice(size):
@@ -199,46 +229,42 @@ def write_synthetic_pcam(out, n_train=2000, n_test=500, seed=0, size=96, progres
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} exists and is not a synthetic set; choose another --out")
 
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "train").mkdir(parents=True)
-    (tmp / "test").mkdir()
-    label_rng = np.random.default_rng([seed, 7])
-    splits = {"train": _labels(label_rng, n_train), "test": _labels(label_rng, n_test)}
-    slide_of = {}
-    if slides:
-        test_slides = max(1, int(slides) // 4)
-        slide_of["train"], splits["train"] = _slides(seed, n_train, int(slides), 0)
-        slide_of["test"], splits["test"] = _slides(seed, n_test, test_slides, int(slides))
-    tables = {}
-    total = n_train + n_test
-    with tqdm(total=total, desc="synthetic PCam", unit="img", disable=not progress) as bar:
-        for split_index, (split, labels) in enumerate(splits.items()):
-            ids = []
-            for index, label in enumerate(labels):
-                rng = np.random.default_rng([seed, split_index, index])
-                image_id = synthetic_id(seed, split, index)
-                patch = synthetic_patch(rng, size, int(label))
-                if slides:
-                    stain = slide_stain(seed, slide_of[split][index])
-                    patch = np.clip(patch * stain, 0, 255).astype(np.uint8)
-                Image.fromarray(patch).save(tmp / split / f"{image_id}.tif", format="TIFF")
-                ids.append(image_id)
-                bar.update()
-            tables[split] = pd.DataFrame({"id": ids, "label": labels})
-    tables["train"].to_csv(tmp / "train_labels.csv", index=False)
-    tables["test"].assign(label=0).to_csv(tmp / "sample_submission.csv", index=False)
-    tables["test"].to_csv(tmp / HIDDEN_LABELS, index=False)
-    if slides:
-        pd.DataFrame({"id": tables["train"]["id"],
-                      "wsi": [f"synthetic_slide_{k:03d}" for k in slide_of["train"]]}).to_csv(
-            tmp / WSI_MAP, index=False)
-    write_json(tmp / MARKER, {
-        "params": params,
-        "note": "synthetic PCam-like data made by kandel_repro; not the Kaggle data",
-        "hidden_test_labels": HIDDEN_LABELS,
-    })
-    if out.exists():
-        out.rmdir()  # empty, checked above
-    os.replace(tmp, out)
+    with staging(out) as tmp:
+        (tmp / "train").mkdir()
+        (tmp / "test").mkdir()
+        label_rng = np.random.default_rng([seed, 7])
+        splits = {"train": _labels(label_rng, n_train), "test": _labels(label_rng, n_test)}
+        slide_of = {}
+        if slides:
+            test_slides = max(1, int(slides) // 4)
+            slide_of["train"], splits["train"] = _slides(seed, n_train, int(slides), 0)
+            slide_of["test"], splits["test"] = _slides(seed, n_test, test_slides, int(slides))
+        tables = {}
+        total = n_train + n_test
+        with tqdm(total=total, desc="synthetic PCam", unit="img", disable=not progress) as bar:
+            for split_index, (split, labels) in enumerate(splits.items()):
+                ids = []
+                for index, label in enumerate(labels):
+                    rng = np.random.default_rng([seed, split_index, index])
+                    image_id = synthetic_id(seed, split, index)
+                    patch = synthetic_patch(rng, size, int(label))
+                    if slides:
+                        stain = slide_stain(seed, slide_of[split][index])
+                        patch = np.clip(patch * stain, 0, 255).astype(np.uint8)
+                    Image.fromarray(patch).save(tmp / split / f"{image_id}.tif", format="TIFF")
+                    ids.append(image_id)
+                    bar.update()
+                tables[split] = pd.DataFrame({"id": ids, "label": labels})
+        tables["train"].to_csv(tmp / "train_labels.csv", index=False)
+        tables["test"].assign(label=0).to_csv(tmp / "sample_submission.csv", index=False)
+        tables["test"].to_csv(tmp / HIDDEN_LABELS, index=False)
+        if slides:
+            pd.DataFrame({"id": tables["train"]["id"],
+                          "wsi": [f"synthetic_slide_{k:03d}" for k in slide_of["train"]]}).to_csv(
+                tmp / WSI_MAP, index=False)
+        write_json(tmp / MARKER, {
+            "params": params,
+            "note": "synthetic PCam-like data made by kandel_repro; not the Kaggle data",
+            "hidden_test_labels": HIDDEN_LABELS,
+        })
     return out

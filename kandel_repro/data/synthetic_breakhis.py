@@ -14,8 +14,6 @@ resolution and upsampled, which keeps generation fast.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ import numpy as np
 from ..errors import DataError
 from ..runio import write_json
 from .breakhis import MAGNIFICATIONS, SUBTYPES
-from .synthetic import MARKER, _paint_discs, _smooth_noise
+from .synthetic import MARKER, _paint_discs, _smooth_noise, staging
 
 FORMAT_VERSION = 1
 WIDTH, HEIGHT = 700, 460
@@ -87,31 +85,30 @@ def write_synthetic_breakhis(out, patients_per_subtype=3, images_per_magnificati
                         f"not {params}; choose another --out or delete that folder")
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} exists and is not a synthetic set; choose another --out")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    breast = tmp / "BreaKHis_v1" / "histology_slides" / "breast"
-    total = len(SUBTYPES) * patients_per_subtype * len(MAGNIFICATIONS) * images_per_magnification
-    with tqdm(total=total, desc="synthetic BreakHis", unit="img", disable=not progress) as bar:
-        for type_index, (code, (cls, subtype)) in enumerate(SUBTYPES.items()):
-            letter = "M" if cls == "malignant" else "B"
-            for p in range(patients_per_subtype):
-                patient = f"14-{10000 + 100 * type_index + p}"
-                prng = np.random.default_rng([seed, type_index, p])
-                stain = (np.array([232.0, 150.0, 195.0]) * prng.uniform(0.85, 1.08, 3),
-                         np.array([105.0, 55.0, 150.0]) * prng.uniform(0.8, 1.2, 3))
-                for mag in MAGNIFICATIONS:
-                    folder = breast / cls / "SOB" / subtype / f"SOB_{letter}_{code}_{patient}" / f"{mag}X"
-                    folder.mkdir(parents=True)
-                    for seq in range(1, images_per_magnification + 1):
-                        rng = np.random.default_rng([seed, type_index, p, mag, seq])
-                        small = synthetic_image(rng, stain, cls == "malignant", mag)
-                        image = Image.fromarray(small).resize((WIDTH, HEIGHT), Image.BILINEAR)
-                        image.save(folder / f"SOB_{letter}_{code}-{patient}-{mag}-{seq:03d}.png",
-                                   compress_level=1)
-                        bar.update()
-    write_json(tmp / MARKER, {"params": params,
-                              "note": "synthetic BreakHis-like data made by kandel_repro; not BreakHis"})
-    if out.exists():
-        out.rmdir()
-    os.replace(tmp, out)
+    with staging(out) as tmp:
+        breast = tmp / "BreaKHis_v1" / "histology_slides" / "breast"
+        total = (len(SUBTYPES) * patients_per_subtype * len(MAGNIFICATIONS)
+                 * images_per_magnification)
+        with tqdm(total=total, desc="synthetic BreakHis", unit="img", disable=not progress) as bar:
+            for type_index, (code, (cls, subtype)) in enumerate(SUBTYPES.items()):
+                letter = "M" if cls == "malignant" else "B"
+                for p in range(patients_per_subtype):
+                    patient = f"14-{10000 + 100 * type_index + p}"
+                    prng = np.random.default_rng([seed, type_index, p])
+                    stain = (np.array([232.0, 150.0, 195.0]) * prng.uniform(0.85, 1.08, 3),
+                             np.array([105.0, 55.0, 150.0]) * prng.uniform(0.8, 1.2, 3))
+                    for mag in MAGNIFICATIONS:
+                        folder = (breast / cls / "SOB" / subtype
+                                  / f"SOB_{letter}_{code}_{patient}" / f"{mag}X")
+                        folder.mkdir(parents=True)
+                        for seq in range(1, images_per_magnification + 1):
+                            rng = np.random.default_rng([seed, type_index, p, mag, seq])
+                            small = synthetic_image(rng, stain, cls == "malignant", mag)
+                            image = Image.fromarray(small).resize((WIDTH, HEIGHT), Image.BILINEAR)
+                            image.save(
+                                folder / f"SOB_{letter}_{code}-{patient}-{mag}-{seq:03d}.png",
+                                compress_level=1)
+                            bar.update()
+        write_json(tmp / MARKER, {"params": params, "note": "synthetic BreakHis-like data made "
+                                                            "by kandel_repro; not BreakHis"})
     return out

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 from ..errors import DataError
 from ..runio import write_json
 from .pcam_h5 import PREFIX, SPLITS
-from .synthetic import MARKER, synthetic_patch
+from .synthetic import MARKER, staging, synthetic_patch
 
 FORMAT_VERSION = 1
 
@@ -50,33 +49,29 @@ def write_synthetic_pcam_h5(out, n_train=1000, n_valid=200, n_test=200, seed=0, 
                         f"not {params}; choose another --out or delete that folder")
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} exists and is not a synthetic set; choose another --out")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    counts = {"train": int(n_train), "valid": int(n_valid), "test": int(n_test)}
-    with tqdm(total=sum(counts.values()), desc="synthetic PCam (HDF5)", unit="img",
-              disable=not progress) as bar:
-        for part, split in enumerate(SPLITS):
-            n = counts[split]
-            labels = np.zeros(n, dtype=np.uint8)
-            labels[: n // 2] = 1
-            np.random.default_rng([seed, 13, part]).shuffle(labels)
-            x = np.empty((n, size, size, 3), dtype=np.uint8)
-            for i, label in enumerate(labels):
-                x[i] = synthetic_patch(np.random.default_rng([seed, 17, part, i]), size, int(label))
-                bar.update()
-            for key, value in (("x", x), ("y", labels.reshape(n, 1, 1, 1))):
-                raw = tmp / f"{PREFIX}{split}_{key}.h5"
-                with h5py.File(raw, "w") as f:
-                    f.create_dataset(key, data=value)
-                with open(raw, "rb") as src, gzip.GzipFile(raw.with_name(raw.name + ".gz"),
-                                                           "wb", mtime=0) as dst:
-                    shutil.copyfileobj(src, dst)
-                raw.unlink()
-    write_json(tmp / MARKER, {"params": params,
-                              "note": "synthetic PCam-like data in the layout of the HDF5 "
-                                      "release, made by kandel_repro; not PCam"})
-    if out.exists():
-        out.rmdir()  # empty, checked above
-    os.replace(tmp, out)
+    with staging(out) as tmp:
+        counts = {"train": int(n_train), "valid": int(n_valid), "test": int(n_test)}
+        with tqdm(total=sum(counts.values()), desc="synthetic PCam (HDF5)", unit="img",
+                  disable=not progress) as bar:
+            for part, split in enumerate(SPLITS):
+                n = counts[split]
+                labels = np.zeros(n, dtype=np.uint8)
+                labels[: n // 2] = 1
+                np.random.default_rng([seed, 13, part]).shuffle(labels)
+                x = np.empty((n, size, size, 3), dtype=np.uint8)
+                for i, label in enumerate(labels):
+                    x[i] = synthetic_patch(np.random.default_rng([seed, 17, part, i]), size,
+                                           int(label))
+                    bar.update()
+                for key, value in (("x", x), ("y", labels.reshape(n, 1, 1, 1))):
+                    raw = tmp / f"{PREFIX}{split}_{key}.h5"
+                    with h5py.File(raw, "w") as f:
+                        f.create_dataset(key, data=value)
+                    with open(raw, "rb") as src, gzip.GzipFile(raw.with_name(raw.name + ".gz"),
+                                                               "wb", mtime=0) as dst:
+                        shutil.copyfileobj(src, dst)
+                    raw.unlink()
+        write_json(tmp / MARKER, {"params": params,
+                                  "note": "synthetic PCam-like data in the layout of the HDF5 "
+                                          "release, made by kandel_repro; not PCam"})
     return out
