@@ -84,12 +84,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test,ray]"
 	touch $(STAMP)
 
+# The layers contract (setup.cfg's [importlinter]) first: a wrong import fails in a second.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # Everything but the tests marked slow (notebooks, bench, kernel driver, real grids,
 # InceptionV3 maps): the edit loop.
 test-fast: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow"
 
 data: $(STAMP)

@@ -11,7 +11,7 @@ TINY = 32  # image side for tests (VGG's minimum input size)
 @pytest.fixture(scope="session")
 def tiny_pcam(tmp_path_factory):
     """A small synthetic set in the Kaggle layout (read-only for tests: copy to modify)."""
-    from kandel_repro.data.synthetic import write_synthetic_pcam
+    from kandel_repro.data.synthetic.pcam import write_synthetic_pcam
 
     return write_synthetic_pcam(tmp_path_factory.mktemp("pcam") / "tiny", n_train=60,
                                 n_test=20, seed=3, size=TINY, progress=False)
@@ -32,7 +32,7 @@ def tiny_breakhis(tmp_path_factory):
     """A small synthetic BreakHis (2 patients per subtype, 2 images per magnification:
     128 PNGs; read-only for tests: pass a cache folder of the test's own when packing).
     tests/golden/legacy_runs/table6 was made from this set."""
-    from kandel_repro.data.synthetic_breakhis import write_synthetic_breakhis
+    from kandel_repro.data.synthetic.breakhis import write_synthetic_breakhis
 
     return write_synthetic_breakhis(tmp_path_factory.mktemp("bh") / "bh", patients_per_subtype=2,
                                     images_per_magnification=2, seed=2, progress=False)
@@ -45,7 +45,8 @@ KAGGLE_USER, KAGGLE_KEY = "tester", "not-a-real-key"
 def kaggle_env(tmp_path, monkeypatch):
     """Client settings that reach only the stand-in; no real credentials read or written."""
     from fake_kaggle import FakeKaggle
-    from kandel_repro.kaggle_api import COMPETITION
+
+    from kandel_repro.kaggle.api import COMPETITION
 
     def start(archive=None, username=KAGGLE_USER, key=KAGGLE_KEY, **server_settings):
         server = FakeKaggle(KAGGLE_USER, KAGGLE_KEY, COMPETITION, archive, **server_settings)

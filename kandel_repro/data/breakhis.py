@@ -22,15 +22,18 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..protocol import BREAKHIS
+from ..core.errors import ConfigError, DataError
+from ..core.protocol import BREAKHIS
 from . import cache
 from .packed import PackedData, Split, TestSet
-from .split import check_splittable
-from .synthetic import MARKER
+from .split import check_splittable, group_fold
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CACHE_FORMAT = 1
 SUBTYPES = {
@@ -52,7 +55,7 @@ LAYOUT = ("BreaKHis_v1/histology_slides/breast/<benign|malignant>/SOB/<subtype>/
           "<patient folder>/<40X|100X|200X|400X>/<file>.png")
 
 
-def parse_name(path):
+def parse_name(path: str | Path) -> dict:
     """``{class, subtype, patient, magnification, label}`` of one BreakHis file."""
     path = Path(path)
     match = NAME.match(path.name)
@@ -80,7 +83,7 @@ def parse_name(path):
             "magnification": mag, "label": int(cls == "malignant")}
 
 
-def find_breast_root(root):
+def find_breast_root(root: str | Path) -> Path:
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise DataError(f"{root} is a file; give the folder holding BreaKHis_v1 (expected {LAYOUT})")
@@ -95,7 +98,7 @@ def find_breast_root(root):
     )
 
 
-def read_index(root):
+def read_index(root: str | Path) -> pd.DataFrame:
     """A DataFrame of every image: path, id, label, class, subtype, patient, magnification."""
     import pandas as pd
 
@@ -113,7 +116,7 @@ def read_index(root):
     return frame
 
 
-def decode_png(path, size):
+def decode_png(path: str | Path, size: int) -> np.ndarray:
     """Decode a BreakHis PNG as RGB and resize it to size×size."""
     from PIL import Image
 
@@ -132,7 +135,7 @@ class BreakHisData(PackedData):
     patients: np.ndarray = None
     magnifications: np.ndarray = None
 
-    def split(self, config):
+    def split(self, config: dict) -> Split:
         """Paper §4.3: 80/10/10, by image (the paper) or by patient; optionally one
         magnification only."""
         pool = np.arange(len(self.y))
@@ -154,14 +157,16 @@ class BreakHisData(PackedData):
                                          auc_key="test_auc"))
 
 
-def split_three(labels, patients, val_fraction, test_fraction, seed, kind="image"):
+def split_three(labels: np.ndarray, patients: np.ndarray, val_fraction: float,
+                test_fraction: float, seed: int, kind: str = "image"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of train / validation / test, stratified by label.
 
     ``kind="image"`` splits images at random (the paper); ``kind="patient"`` keeps each
-    patient's images on one side (``StratifiedGroupKFold``: one fold of about
-    ``test_fraction`` of the patients for test, then one for validation).
+    patient's images on one side (:func:`~kandel_repro.data.split.group_fold`: one fold of
+    about ``test_fraction`` of the patients for test, then one for validation).
     """
-    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+    from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(labels))
     if kind == "image":
@@ -171,12 +176,10 @@ def split_three(labels, patients, val_fraction, test_fraction, seed, kind="image
                                       random_state=seed, stratify=labels[rest])
     elif kind == "patient":
         def one_fold(rows, fraction):
-            folds = max(2, round(1 / fraction))
-            if len(set(patients[rows])) < folds:
-                raise ConfigError(f"--split patient needs at least {folds} patients for a "
-                                  f"{fraction:.0%} split, found {len(set(patients[rows]))}")
-            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-            keep, held = next(splitter.split(rows, labels[rows], patients[rows]))
+            keep, held = group_fold(labels[rows], patients[rows], fraction, seed,
+                                    lambda folds, found: ConfigError(
+                                        f"--split patient needs at least {folds} patients for "
+                                        f"a {fraction:.0%} split, found {found}"))
             return rows[keep], rows[held]
 
         rest, test = one_fold(idx, test_fraction)
@@ -186,49 +189,48 @@ def split_three(labels, patients, val_fraction, test_fraction, seed, kind="image
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def default_cache_dir(root, size):
+def default_cache_dir(root: str | Path, size: int) -> Path:
     return Path(root) / ".kandel_cache" / f"breakhis-{size}"
 
 
 ARRAYS = ("x", "y", "ids", "patients", "magnifications")
 
 
-def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None,
-         verify=False):
-    """Decode and resize every image once into a uint8 cache; reuse it while unchanged
-    and undamaged (``verify``: its checksums too, else shapes and sizes).
-
-    ``image_size``: the side images are resized to (default: the protocol's, 224)."""
-    return _pack(root, cache_dir, workers, progress, force, image_size, verify)[0]
-
-
-def _pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None,
-          verify=False):
-    """:func:`pack`: ``(cache folder, the legacy fingerprint of the files)``."""
+def _source(root: str | Path, cache_dir: str | Path | None, workers: int | None,
+            progress: bool, image_size: int | None) -> cache.Source:
+    """What this layout packs (:class:`~kandel_repro.data.cache.Source`): every PNG,
+    resized to ``image_size`` (hashed with it) into a cache of that size."""
     size = int(image_size or BREAKHIS.image_size)
     index = read_index(root)
     cache_dir = Path(cache_dir) / f"breakhis-{size}" if cache_dir else default_cache_dir(root, size)
     paths = index["path"].tolist()
-    stamp, legacy = cache.stamps(paths, root, extra=f"size={size}".encode())
-    return cache.pack_once(cache_dir, stamp, CACHE_FORMAT, ARRAYS, lambda: cache.build(
-        cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
-        {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(Path(root).resolve()),
-         "identity": cache.identity(paths, root, extra=f"size={size}".encode()),
-         "n": len(paths),
-         "dataset": "synthetic-breakhis" if (Path(root) / MARKER).exists() else "breakhis"},
-        extra_arrays={"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
-                      "patients": index["patient"].to_numpy(str),
-                      "magnifications": index["magnification"].to_numpy(np.int16)},
-        workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}",
-    ), force, verify), legacy
+
+    def build(manifest: dict) -> Path:
+        return cache.build(
+            cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
+            dict(manifest, n=len(paths)),
+            extra_arrays={"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
+                          "patients": index["patient"].to_numpy(str),
+                          "magnifications": index["magnification"].to_numpy(np.int16)},
+            workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}")
+
+    return cache.Source(Path(root), cache_dir, "breakhis", CACHE_FORMAT, ARRAYS, paths, build,
+                        extra=f"size={size}".encode())
 
 
-def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
+def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
+         progress: bool = True, force: bool = False, image_size: int | None = None,
+         verify: bool = False) -> Path:
+    """Decode and resize every image once into a uint8 cache; reuse it while unchanged
+    and undamaged (``verify``: its checksums too, else shapes and sizes).
+
+    ``image_size``: the side images are resized to (default: the protocol's, 224)."""
+    return cache.pack_source(_source(root, cache_dir, workers, progress, image_size),
+                             force, verify)[0]
+
+
+def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
+         progress: bool = True, image_size: int | None = None) -> BreakHisData:
     """Pack if needed (at ``image_size``), then load the arrays as :class:`BreakHisData`."""
-    cache_dir, legacy = _pack(root, cache_dir, workers=workers, progress=progress,
-                              image_size=image_size)
-    arrays, manifest = cache.load(cache_dir, ARRAYS)
-    return BreakHisData(**arrays, dataset="breakhis",
-                        synthetic=manifest["dataset"] == "synthetic-breakhis", root=Path(root),
-                        fingerprint=manifest["identity"],
-                        legacy_fingerprint=legacy)
+    return cache.load_source(_source(root, cache_dir, workers, progress, image_size),
+                             BreakHisData)

@@ -13,6 +13,10 @@ next one, and decoding workers exit when the process that started them dies. Pac
 take turns (:func:`packing`, a file lock beside it): of several processes that find it
 missing at once — grid tasks starting together on a node — one packs and the others
 wait, then use what it packed.
+
+Every reader packs and loads through one skeleton (:func:`pack_source`,
+:func:`load_source`): its format gives a :class:`Source` (the files hashed, how the
+cache is built from them) and the rest is shared.
 """
 from __future__ import annotations
 
@@ -28,59 +32,54 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import DataError
-from ..runio import write_json
+from ..core.errors import DataError
+from ..core.files import write_json
+from .layouts import MARKER
+from .packed import PackedData
 
 CHUNK = 128  # files decoded per worker task
 
 
-def fingerprint(paths, extra=b""):
-    """Hash of file paths as spelled, sizes and modification times (plus ``extra``
-    bytes): the stamp of caches and runs made before :func:`stamps`; it changes with the
-    spelling of the data folder (``data/pcam`` or ``/home/me/data/pcam``)."""
-    digest = hashlib.sha1(extra)
-    for path in paths:
-        stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+class SourceHashes(NamedTuple):
+    """The three hashes of a data set's files (:func:`hash_sources`): each a SHA-1 of
+    ``extra`` and one line per file, differing in what the line holds."""
+
+    # relative path, size, modification time: decides when a cache is stale (the
+    # manifest's "fingerprint"), the same whichever way the folder is spelled, so a grid's
+    # driver and its Ray workers, or two shells, agree on it
+    stamp: str
+    # relative path, size: the data's identity (the manifest's "identity", a run's
+    # ``data_fingerprint``), the same wherever the data are mounted and whenever they were
+    # copied (a Kaggle kernel resuming an earlier kernel's runs sees new modification times)
+    data_fingerprint: str
+    # path as spelled, size, modification time: the stamp of caches and runs made before
+    # data identities were recorded; it changes with the spelling of the data folder
+    # (``data/pcam`` or ``/home/me/data/pcam``)
+    legacy_fingerprint: str
 
 
-def stamps(paths, root, extra=b""):
-    """``(stamp, legacy)`` from one pass over the files: ``stamp`` hashes their paths
-    relative to ``root``, sizes and modification times (plus ``extra``) and decides when
-    a cache is stale — the same whichever way the folder is spelled, so a grid's driver
-    and its Ray workers, or two shells, agree on it; ``legacy`` is :func:`fingerprint`,
-    which runs made before data identities recorded."""
-    current, legacy = hashlib.sha1(extra), hashlib.sha1(extra)
+def hash_sources(paths: Iterable[str | Path], root: str | Path,
+                 extra: bytes = b"") -> SourceHashes:
+    """The :class:`SourceHashes` of the files ``paths`` of the data folder ``root``
+    (plus ``extra`` bytes: CSV contents, the image size), from one pass over them."""
+    stamp, identity, legacy = hashlib.sha1(extra), hashlib.sha1(extra), hashlib.sha1(extra)
     root = os.path.abspath(root)
     for path in paths:
         stat = os.stat(path)
         relative = Path(os.path.relpath(os.path.abspath(path), root)).as_posix()
-        current.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        stamp.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        identity.update(f"{relative}\0{stat.st_size}\n".encode())
         legacy.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return current.hexdigest(), legacy.hexdigest()
-
-
-def identity(paths, root, extra=b""):
-    """Hash of file paths relative to ``root`` and sizes (plus ``extra`` bytes).
-
-    What a run records as its ``data_fingerprint``: the same data give the same value
-    wherever they are mounted and whenever they were copied (a Kaggle kernel resuming
-    an earlier kernel's runs sees new modification times), unlike :func:`fingerprint`,
-    which decides when a cache is stale.
-    """
-    digest = hashlib.sha1(extra)
-    root = os.path.abspath(root)
-    for path in paths:
-        relative = Path(os.path.relpath(os.path.abspath(path), root)).as_posix()
-        digest.update(f"{relative}\0{os.stat(path).st_size}\n".encode())
-    return digest.hexdigest()
+    return SourceHashes(stamp.hexdigest(), identity.hexdigest(), legacy.hexdigest())
 
 
 def _manifest(cache_dir):
@@ -97,7 +96,8 @@ def _manifest(cache_dir):
     return manifest
 
 
-def sha256(path, block=1 << 23):
+def sha256(path: str | Path, block: int = 1 << 23) -> str:
+    """The SHA-256 of a file, read in blocks (an array of the cache is gigabytes)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(block):
@@ -105,7 +105,7 @@ def sha256(path, block=1 << 23):
     return digest.hexdigest()
 
 
-def check(cache_dir, names, deep=False):
+def check(cache_dir: str | Path, names: Iterable[str], deep: bool = False) -> dict:
     """Raise :class:`DataError` naming the file when the cache's arrays ``names`` are
     missing, truncated or of another shape than the manifest records; with ``deep``,
     when their SHA-256 differs from the one recorded at packing (garbage of the right
@@ -141,7 +141,8 @@ def check(cache_dir, names, deep=False):
     return manifest
 
 
-def current(cache_dir, stamp, fmt, names=(), deep=False, log=None):
+def current(cache_dir: str | Path, stamp: str, fmt: int, names: Iterable[str] = (),
+            deep: bool = False, log: Callable[[str], None] | None = None) -> bool:
     """True if ``cache_dir`` holds a complete, undamaged cache of source ``stamp``.
 
     A damaged cache (:func:`check` of ``names``; ``deep``: checksums too) is not
@@ -163,7 +164,7 @@ def current(cache_dir, stamp, fmt, names=(), deep=False, log=None):
     return True
 
 
-def warn(message):
+def warn(message: str) -> None:
     """A note on the standard error (not the results' output)."""
     print(f"kandel-repro: {message}", file=sys.stderr, flush=True)
 
@@ -218,7 +219,7 @@ def _decode_chunk(task):
 
 
 @contextlib.contextmanager
-def packing(cache_dir):
+def packing(cache_dir: str | Path) -> Iterator[None]:
     """Hold the packing lock of ``cache_dir`` (``.NAME.lock`` beside it; on storage
     shared between machines too, where ``flock`` reaches the other clients): the caller
     checks whether the cache is current and packs it while no other process does. Says
@@ -249,7 +250,8 @@ def packing(cache_dir):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def pack_once(cache_dir, stamp, fmt, names, build, force=False, verify=False):
+def pack_once(cache_dir: str | Path, stamp: str, fmt: int, names: Iterable[str],
+              build: Callable[[], Path], force: bool = False, verify: bool = False) -> Path:
     """``cache_dir``, packed by ``build()`` (which returns it) unless it is already a
     current, undamaged cache of ``stamp`` (``verify``: checksums too; ``force``: packed
     again anyway) — decided and done under :func:`packing`, so that of several processes
@@ -260,7 +262,7 @@ def pack_once(cache_dir, stamp, fmt, names, build, force=False, verify=False):
         return build()
 
 
-def stage(cache_dir):
+def stage(cache_dir: str | Path) -> Path:
     """A new, empty temporary folder beside ``cache_dir`` to build a cache in (the
     folders of dead packers of this host removed first)."""
     cache_dir = Path(cache_dir)
@@ -276,7 +278,8 @@ def stage(cache_dir):
     return tmp
 
 
-def commit(tmp, cache_dir, manifest, names, shape):
+def commit(tmp: Path, cache_dir: str | Path, manifest: dict, names: Iterable[str],
+           shape: tuple[int, ...]) -> Path:
     """Record the arrays ``names`` of ``tmp`` (shapes, dtypes, SHA-256) in its manifest
     and move it into place as ``cache_dir``; return ``cache_dir``."""
     cache_dir = Path(cache_dir)
@@ -298,8 +301,10 @@ def commit(tmp, cache_dir, manifest, names, shape):
     return cache_dir
 
 
-def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers=None,
-          progress=True, desc="packing"):
+def build(cache_dir: str | Path, arrays: dict[str, Sequence[str | Path]],
+          decode: Callable[[str | Path], np.ndarray], shape: tuple[int, ...], manifest: dict,
+          extra_arrays: dict[str, np.ndarray] | None = None, workers: int | None = None,
+          progress: bool = True, desc: str = "packing") -> Path:
     """Decode ``arrays`` = ``{name: [paths]}`` into ``cache_dir/<name>.npy``.
 
     ``decode`` must be a picklable module-level function ``path -> uint8 array`` of
@@ -349,7 +354,8 @@ def build(cache_dir, arrays, decode, shape, manifest, extra_arrays=None, workers
     return commit(tmp, cache_dir, manifest, list(arrays) + list(extra), shape)
 
 
-def load(cache_dir, names, mmap=()):
+def load(cache_dir: str | Path, names: Iterable[str],
+         mmap: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict]:
     """Load arrays ``names`` and the manifest of a cache (checked: :func:`check`); the
     arrays in ``mmap`` are memory-mapped (read-only), not read into memory."""
     cache_dir = Path(cache_dir)
@@ -360,3 +366,69 @@ def load(cache_dir, names, mmap=()):
     except (DataError, OSError, ValueError) as exc:
         raise DataError(f"the packed cache in {cache_dir} cannot be used ({exc}); pack it again "
                         "with `kandel-repro data pack --force`") from None
+
+
+# What a manifest's "dataset" said of a synthetic set before manifests recorded the
+# reader's name and a "synthetic" flag apart; caches packed then are still current.
+LEGACY_SYNTHETIC = ("synthetic", "synthetic-breakhis")
+
+
+def synthetic(manifest: dict) -> bool:
+    """Whether a cache was packed from a synthetic set (one of this package's generators
+    wrote it): its manifest's ``synthetic`` flag or, in a manifest written before the
+    flag, a ``dataset`` of :data:`LEGACY_SYNTHETIC`."""
+    if "synthetic" in manifest:
+        return bool(manifest["synthetic"])
+    return manifest.get("dataset") in LEGACY_SYNTHETIC
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a data set's format gives the reader skeleton (:func:`pack_source`,
+    :func:`load_source`); hashing, the lock, reuse, the manifest's common fields and
+    loading are the same for every format."""
+
+    root: Path  # the data folder, as given
+    cache_dir: Path
+    dataset: str  # the reader's name (readers.READERS): PackedData.dataset, the manifest's
+    fmt: int  # the format's CACHE_FORMAT: a cache of another format is packed again
+    names: Sequence[str]  # the cache's arrays
+    paths: Sequence[str | Path]  # the source files hashed (:func:`hash_sources`)
+    build: Callable[[dict], Path]  # packs cache_dir, given the manifest's common fields
+    extra: bytes = b""  # hashed with the files (CSV contents, the image size)
+
+
+def pack_source(source: Source, force: bool = False,
+                verify: bool = False) -> tuple[Path, SourceHashes]:
+    """``(cache folder, the source's hashes)``, the cache packed by ``source.build``
+    unless it is a current, undamaged cache of these files (:func:`pack_once`;
+    ``verify``: checksums too; ``force``: packed again anyway). ``build`` gets the
+    manifest fields every cache records: format, stamp (``fingerprint``), source folder,
+    identity, the reader's name and whether the set is synthetic (its folder holds the
+    generators' marker). Every reader's ``pack`` is this."""
+    root = Path(source.root)
+    hashes = hash_sources(source.paths, root, source.extra)
+    manifest = {"format": source.fmt, "fingerprint": hashes.stamp,
+                "source": str(root.resolve()), "identity": hashes.data_fingerprint,
+                "dataset": source.dataset, "synthetic": (root / MARKER).exists()}
+    cache_dir = pack_once(source.cache_dir, hashes.stamp, source.fmt, source.names,
+                          lambda: source.build(manifest), force, verify)
+    return cache_dir, hashes
+
+
+def load_source(source: Source, make: Callable[..., PackedData],
+                fields: dict[str, str] | None = None, mmap: Sequence[str] = (),
+                legacy: bool = True) -> PackedData:
+    """``source`` packed if needed (:func:`pack_source`), then loaded as ``make`` (a
+    :class:`PackedData` subclass): ``fields`` maps its fields to the cache's arrays (by
+    default, the arrays' own names), ``mmap`` the arrays memory-mapped, not read. The
+    data's ``fingerprint`` is the identity the manifest records; ``legacy``: give its
+    legacy fingerprint too (not for readers every run of which records identities).
+    Every reader's ``load`` is this."""
+    cache_dir, hashes = pack_source(source)
+    arrays, manifest = load(cache_dir, source.names, mmap=mmap)
+    fields = fields or {name: name for name in source.names}
+    return make(**{field: arrays[name] for field, name in fields.items()},
+                dataset=source.dataset, synthetic=synthetic(manifest), root=Path(source.root),
+                fingerprint=manifest["identity"],
+                legacy_fingerprint=hashes.legacy_fingerprint if legacy else "")

@@ -4,7 +4,7 @@ A reader (:mod:`kandel_repro.data.readers`) loads a data set into a :class:`Pack
 the labelled images as one uint8 array (``x``, ``y``, ``ids``) and, through
 :meth:`PackedData.split`, the rows of ``x`` each part of the protocol's split uses —
 training, validation — and the images predicted after training (:class:`TestSet`).
-Training (:func:`kandel_repro.train.train_run`) relies on exactly these fields.
+Training (:func:`kandel_repro.runs.train.train_run`) relies on exactly these fields.
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ class TestSet:
     submission: bool = False  # write a Kaggle submission.csv
 
     @property
-    def size(self):
+    def size(self) -> int:
         return len(self.x) if self.indices is None else len(self.indices)
 
-    def selected_ids(self):
+    def selected_ids(self) -> np.ndarray:
         return self.ids if self.indices is None else self.ids[self.indices]
 
 
@@ -60,20 +60,21 @@ class PackedData:
     dataset: str
     synthetic: bool
     root: Path
-    fingerprint: str = ""
-    legacy_fingerprint: str = ""
+    # (cache.SourceHashes' hashes of these names; not the manifest's "fingerprint")
+    fingerprint: str = ""  # SourceHashes.data_fingerprint: a run's data_fingerprint
+    legacy_fingerprint: str = ""  # SourceHashes.legacy_fingerprint
 
     @property
-    def image_shape(self):
+    def image_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
-    def facts(self):
+    def facts(self) -> dict:
         """Facts about the data a run records in its config (beyond the fingerprint)."""
         return {}
 
-    def split_facts(self, config):
+    def split_facts(self, config: dict) -> dict:
         """Facts about the split ``config`` asks for (e.g. the slide map's identity)."""
         return {}
 
-    def split(self, config) -> Split:
+    def split(self, config: dict) -> Split:
         raise NotImplementedError(f"{type(self).__name__} does not define its split")

@@ -19,17 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from . import cache
+from .layouts import HIDDEN_LABELS, MARKER, PREFIX as H5_PREFIX, WSI_MAP
 from .packed import PackedData, Split, TestSet
-from .pcam_h5 import PREFIX as H5_PREFIX
 from .split import group_split, train_val_split
-from .synthetic import HIDDEN_LABELS, MARKER, WSI_MAP  # WSI_MAP: id,wsi (a community file)
 
 CACHE_FORMAT = 2
 ARRAYS = ("train_x", "train_y", "train_ids", "test_x", "test_ids")
@@ -46,14 +46,14 @@ class PCamIndex:
     train_labels: np.ndarray
     test_ids: list
 
-    def train_path(self, image_id):
+    def train_path(self, image_id: str) -> Path:
         return self.root / "train" / f"{image_id}.tif"
 
-    def test_path(self, image_id):
+    def test_path(self, image_id: str) -> Path:
         return self.root / "test" / f"{image_id}.tif"
 
 
-def ids_fingerprint(ids):
+def ids_fingerprint(ids: Iterable) -> str:
     """SHA-1 of ids in order: the identity of a ``sample_submission.csv``."""
     return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
 
@@ -66,15 +66,15 @@ class PCamData(PackedData):
     test_x: np.ndarray = None
     test_ids: np.ndarray = None
 
-    def facts(self):
+    def facts(self) -> dict:
         """The sample file's identity, so a submission can be checked anywhere later."""
         return {"sample_ids_sha1": ids_fingerprint(self.test_ids)}
 
-    def wsi_map(self, config):
+    def wsi_map(self, config: dict) -> Path:
         """The path of the patch → slide map ``split="slide"`` uses."""
         return Path(config.get("wsi_map") or Path(self.root) / WSI_MAP)
 
-    def split_facts(self, config):
+    def split_facts(self, config: dict) -> dict:
         if config.get("split", "image") != "slide":
             return {}
         path = self.wsi_map(config)
@@ -84,7 +84,7 @@ class PCamData(PackedData):
         return {"wsi_map": str(path.resolve()),
                 "wsi_map_sha1": hashlib.sha1(path.read_bytes()).hexdigest()}
 
-    def slides(self, config):
+    def slides(self, config: dict) -> np.ndarray:
         """The slide of every labelled image, from the map; the ids it lacks are named."""
         import pandas as pd
 
@@ -113,7 +113,7 @@ class PCamData(PackedData):
                             f"e.g. {', '.join(missing[:5])}")
         return slides.to_numpy()
 
-    def split(self, config):
+    def split(self, config: dict) -> Split:
         """Paper §4.1: 80/20 of ``train/``, by image (the paper) or by slide (no slide on
         both sides, stratified by label as far as slides allow); the test set is
         Kaggle's, written as a submission (its labels are known only for a synthetic
@@ -181,7 +181,7 @@ def _check_files(folder, ids, csv_name):
             )
 
 
-def read_index(root):
+def read_index(root: str | Path) -> PCamIndex:
     """Read and check the CSVs of a Kaggle-layout folder; no image is decoded."""
     root = Path(root)
     if root.exists() and not root.is_dir():
@@ -212,7 +212,7 @@ def read_index(root):
 KAGGLE_COUNTS = {"train": 220_025, "test": 57_458}
 
 
-def verify(root, counts=None):
+def verify(root: str | Path, counts: dict[str, int] | None = None) -> PCamIndex:
     """Check an unpacked competition folder completely; return its :class:`PCamIndex`.
 
     Beyond :func:`read_index` (CSVs well formed, every listed id has its tif): no tif in
@@ -239,7 +239,8 @@ def verify(root, counts=None):
     return index
 
 
-def verify_folder(root, any_size=False, cache_dir=None):
+def verify_folder(root: str | Path, any_size: bool = False,
+                  cache_dir: str | Path | None = None) -> str:
     """What ``kandel-repro data verify`` does: :func:`verify` a folder, holding it to the
     competition's file counts unless it is a synthetic set (or ``any_size``), and check
     its packed cache, if there is one, against the checksums recorded when it was packed;
@@ -258,7 +259,7 @@ def verify_folder(root, any_size=False, cache_dir=None):
     return "\n".join(lines)
 
 
-def decode_tif(path):
+def decode_tif(path: str | Path) -> np.ndarray:
     """Decode one patch to an RGB uint8 array, naming the file on failure."""
     from PIL import Image
 
@@ -272,11 +273,11 @@ def decode_tif(path):
         raise DataError(f"cannot decode {path}: {exc}") from None
 
 
-def default_cache_dir(root):
+def default_cache_dir(root: str | Path) -> Path:
     return Path(root) / ".kandel_cache"
 
 
-def patch_shape(root):
+def patch_shape(root: str | Path) -> tuple[int, int, int]:
     """The size every image of ``root`` must have: PCam's 96×96, or the size a synthetic
     set declares in its marker file."""
     marker = Path(root) / MARKER
@@ -290,21 +291,10 @@ def patch_shape(root):
     return (size, size, 3)
 
 
-def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None,
-         verify=False):
-    """Decode every tif once into a uint8 cache; reuse it while the source is unchanged
-    and the cache undamaged (``verify``: its checksums too, else shapes and sizes).
-
-    The fingerprint covers every listed file's path (within ``root``), size and
-    modification time and the bytes of both CSVs; the identity (a run's
-    ``data_fingerprint``) the same without times. Returns the cache folder.
-    """
-    return _pack(root, cache_dir, workers, progress, force, image_size, verify)[0]
-
-
-def _pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None,
-          verify=False):
-    """:func:`pack`: ``(cache folder, the legacy fingerprint of the files)``."""
+def _source(root: str | Path, cache_dir: str | Path | None, workers: int | None,
+            progress: bool, image_size: int | None) -> cache.Source:
+    """What this layout packs (:class:`~kandel_repro.data.cache.Source`): the tifs of
+    ``train/`` and ``test/``, hashed with the bytes of both CSVs."""
     if image_size is not None:
         raise ConfigError("PCam patches are used at their own size, not resized (paper §4.1); "
                           f"got image_size={image_size!r}")
@@ -314,28 +304,39 @@ def _pack(root, cache_dir=None, workers=None, progress=True, force=False, image_
     train_paths = [index.train_path(i) for i in index.train_ids]
     test_paths = [index.test_path(i) for i in index.test_ids]
     csv_bytes = b"".join((root / n).read_bytes() for n in ("train_labels.csv", "sample_submission.csv"))
-    stamp, legacy = cache.stamps(train_paths + test_paths, root, extra=csv_bytes)
-    return cache.pack_once(cache_dir, stamp, CACHE_FORMAT, ARRAYS, lambda: cache.build(
-        cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif, patch_shape(root),
-        {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
-         "identity": cache.identity(train_paths + test_paths, root, extra=csv_bytes),
-         "n_train": len(train_paths), "n_test": len(test_paths),
-         "dataset": "synthetic" if (root / MARKER).exists() else "pcam"},
-        extra_arrays={"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
-                      "test_ids": np.array(index.test_ids)},
-        workers=workers, progress=progress, desc=f"packing {root}",
-    ), force, verify), legacy
+
+    def build(manifest: dict) -> Path:
+        return cache.build(
+            cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif,
+            patch_shape(root), dict(manifest, n_train=len(train_paths), n_test=len(test_paths)),
+            extra_arrays={"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
+                          "test_ids": np.array(index.test_ids)},
+            workers=workers, progress=progress, desc=f"packing {root}")
+
+    return cache.Source(root, cache_dir, "pcam", CACHE_FORMAT, ARRAYS, train_paths + test_paths,
+                        build, extra=csv_bytes)
 
 
-def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
+def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
+         progress: bool = True, force: bool = False, image_size: int | None = None,
+         verify: bool = False) -> Path:
+    """Decode every tif once into a uint8 cache; reuse it while the source is unchanged
+    and the cache undamaged (``verify``: its checksums too, else shapes and sizes).
+
+    The fingerprint covers every listed file's path (within ``root``), size and
+    modification time and the bytes of both CSVs; the identity (a run's
+    ``data_fingerprint``) the same without times. Returns the cache folder.
+    """
+    return cache.pack_source(_source(root, cache_dir, workers, progress, image_size),
+                             force, verify)[0]
+
+
+def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
+         progress: bool = True, image_size: int | None = None) -> PCamData:
     """Pack if needed, then load the arrays into memory as :class:`PCamData`.
 
     PCam patches are used at their own size (paper §4.1): ``image_size`` must be None.
     """
-    cache_dir, legacy = _pack(root, cache_dir, workers=workers, progress=progress,
-                              image_size=image_size)
-    arrays, manifest = cache.load(cache_dir, ARRAYS)
-    return PCamData(x=arrays["train_x"], y=arrays["train_y"], ids=arrays["train_ids"],
-                    test_x=arrays["test_x"], test_ids=arrays["test_ids"], dataset="pcam",
-                    synthetic=manifest["dataset"] == "synthetic", root=Path(root),
-                    fingerprint=manifest["identity"], legacy_fingerprint=legacy)
+    return cache.load_source(_source(root, cache_dir, workers, progress, image_size), PCamData,
+                             {"x": "train_x", "y": "train_y", "ids": "train_ids",
+                              "test_x": "test_x", "test_ids": "test_ids"})

@@ -32,21 +32,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from . import cache
+from .layouts import MARKER, PREFIX, SPLITS
 from .packed import PackedData, Split, TestSet
-from .synthetic import MARKER
 
 CACHE_FORMAT = 1
-SPLITS = ("train", "valid", "test")
-PREFIX = "camelyonpatch_level_2_split_"
 SIZES = {"train": 262_144, "valid": 32_768, "test": 32_768}  # the release's
 ARRAYS = ("x", "y", "ids", "part")
 BLOCK = 4096  # images copied per read from an HDF5 file
 LAYOUT = ", ".join(f"{PREFIX}{s}_{k}.h5[.gz]" for s in SPLITS for k in "xy")
 
 
-def source(root, split, key):
+def source(root: str | Path, split: str, key: str) -> Path | None:
     """The file of ``split``'s ``key`` (x or y) in ``root``: ``.h5`` or ``.h5.gz`` (the
     ``.h5`` where both are there: see :func:`doubled`)."""
     for suffix in (".h5", ".h5.gz"):
@@ -56,14 +54,14 @@ def source(root, split, key):
     return None
 
 
-def doubled(files):
+def doubled(files: dict[tuple[str, str], Path]) -> list[Path]:
     """The ``.h5`` files of ``files`` that have a ``.h5.gz`` of the same name beside them
     (the ``.h5`` is the one read)."""
     return [path for path in files.values()
             if path.suffix == ".h5" and path.with_name(path.name + ".gz").is_file()]
 
 
-def read_index(root):
+def read_index(root: str | Path) -> dict[tuple[str, str], Path]:
     """``{(split, key): path}`` of the six files; an error naming those missing."""
     root = Path(root)
     if root.exists() and not root.is_dir():
@@ -139,14 +137,10 @@ def _check(path, key, data, side):
             raise DataError(f"{path}: dataset 'y' holds {data.dtype}, expected integer labels")
 
 
-def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_size=None,
-         verify=False):
-    """Decompress, check and copy the six files into a uint8 cache, once; reuse it while
-    the files are unchanged and the cache undamaged. Returns the cache folder.
-
-    ``workers`` is unused (decompressing a gzip stream is sequential); ``image_size``
-    must be None: the patches are used at their own size (paper §4.1).
-    """
+def _source(root: str | Path, cache_dir: str | Path | None, progress: bool,
+            image_size: int | None) -> cache.Source:
+    """What this layout packs (:class:`~kandel_repro.data.cache.Source`): the six files,
+    copied into the cache by :func:`_copy_all`."""
     if image_size is not None:
         raise ConfigError("PCam patches are used at their own size, not resized (paper §4.1); "
                           f"got image_size={image_size!r}")
@@ -154,9 +148,8 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
     files = read_index(root)
     paths = [files[(s, k)] for s in SPLITS for k in "xy"]
     cache_dir = Path(cache_dir) / "pcam-h5" if cache_dir else root / ".kandel_cache" / "pcam-h5"
-    stamp, _ = cache.stamps(paths, root)  # (runs of this reader all record identities)
 
-    def build():
+    def build(manifest: dict) -> Path:
         side = _expected_side(root)
         for path in doubled(files):
             cache.warn(f"{root} holds both {path.name} and {path.name}.gz; reading {path.name} "
@@ -170,16 +163,25 @@ def pack(root, cache_dir=None, workers=None, progress=True, force=False, image_s
                                   for s in SPLITS])
             np.save(work / "part.npy", parts)
             np.save(work / "ids.npy", ids)
-            manifest = {"format": CACHE_FORMAT, "fingerprint": stamp, "source": str(root.resolve()),
-                        "identity": cache.identity(paths, root), "n": total,
-                        "lengths": lengths, "dataset": "synthetic" if (root / MARKER).exists()
-                        else "pcam-h5"}
+            manifest = dict(manifest, n=total, lengths=lengths)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
         return cache.commit(work, cache_dir, manifest, ARRAYS, (side, side, 3))
 
-    return cache.pack_once(cache_dir, stamp, CACHE_FORMAT, ARRAYS, build, force, verify)
+    return cache.Source(root, cache_dir, "pcam-h5", CACHE_FORMAT, ARRAYS, paths, build)
+
+
+def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
+         progress: bool = True, force: bool = False, image_size: int | None = None,
+         verify: bool = False) -> Path:
+    """Decompress, check and copy the six files into a uint8 cache, once; reuse it while
+    the files are unchanged and the cache undamaged. Returns the cache folder.
+
+    ``workers`` is unused (decompressing a gzip stream is sequential); ``image_size``
+    must be None: the patches are used at their own size (paper §4.1).
+    """
+    return cache.pack_source(_source(root, cache_dir, progress, image_size), force, verify)[0]
 
 
 def _copy_all(files, work, side, progress):
@@ -241,7 +243,7 @@ class PCamH5Data(PackedData):
 
     part: np.ndarray = None
 
-    def split(self, config):
+    def split(self, config: dict) -> Split:
         """The release's own splits: train, valid (model selection), test (reported)."""
         check_split_options(config)
         train, val, test = (np.flatnonzero(self.part == i) for i in range(3))
@@ -251,12 +253,12 @@ class PCamH5Data(PackedData):
         return Split(train, val, TestSet(self.x, self.ids, indices=test, labels=self.y[test],
                                          auc_key="test_auc"))
 
-    def split_facts(self, config):
+    def split_facts(self, config: dict) -> dict:
         check_split_options(config)
         return {"split": "release"}
 
 
-def check_split_options(config):
+def check_split_options(config: dict) -> None:
     """Refuse the split options of the Kaggle layout: the release has its own splits.
     (``split`` is "image", the PCam protocol's default, until :meth:`PCamH5Data.split_facts`
     records it as "release".)"""
@@ -272,11 +274,9 @@ def check_split_options(config):
 check_config = check_split_options  # (the reader interface's name)
 
 
-def load(root, cache_dir=None, workers=None, progress=True, image_size=None):
+def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
+         progress: bool = True, image_size: int | None = None) -> PCamH5Data:
     """Pack if needed, then the cache memory-mapped as :class:`PCamH5Data`."""
-    cache_dir = pack(root, cache_dir, workers=workers, progress=progress, image_size=image_size)
-    arrays, manifest = cache.load(cache_dir, ARRAYS, mmap=("x",))
-    return PCamH5Data(x=arrays["x"], y=arrays["y"], ids=arrays["ids"], part=arrays["part"],
-                      dataset="pcam-h5", synthetic=manifest["dataset"] == "synthetic",
-                      root=Path(root), fingerprint=manifest["identity"],
-                      legacy_fingerprint="")  # every run of this reader records identities
+    # NOTE: no legacy fingerprint: every run of this reader records identities
+    return cache.load_source(_source(root, cache_dir, progress, image_size), PCamH5Data,
+                             mmap=("x",), legacy=False)

@@ -4,42 +4,56 @@
 line) to a :class:`Reader`: its module's ``read_index`` (check the layout, decode
 nothing), ``pack`` (decode once into the uint8 cache) and ``load`` (pack if needed, then
 a :class:`~kandel_repro.data.packed.PackedData`), all with one signature, and the
-protocol of the paper that applies to it. A new data set is a new entry.
+protocol of the paper that applies to it. A new data set is a new entry. A reader's
+module is imported when the reader is first used, so the registry itself (what studies
+and the command line consult) stands on nothing but its entries.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
-from . import breakhis, pcam, pcam_h5
+from ..core.errors import ConfigError
+
+if TYPE_CHECKING:  # (the registry stands on nothing but its entries)
+    from .packed import PackedData
 
 
 @dataclass(frozen=True)
 class Reader:
     name: str
-    protocol: str  # kandel_repro.protocol.PROTOCOLS key
+    protocol: str  # kandel_repro.core.protocol.PROTOCOLS key
     description: str
-    module: ModuleType  # read_index(root), pack(root, ...), load(root, ...)
+    module_name: str  # of kandel_repro.data: read_index(root), pack(root, ...), load(root, ...)
     resizes: bool  # images are resized to the run's image_size when packed
     labelled_test: bool  # its test split has labels: tables show the test AUC
 
-    def read_index(self, root):
+    @property
+    def module(self) -> ModuleType:
+        return importlib.import_module(f"{__package__}.{self.module_name}")
+
+    def read_index(self, root: str | Path) -> Any:  # the index of its layout
         return self.module.read_index(root)
 
-    def check_config(self, config):
+    def check_config(self, config: dict) -> None:
         """Refuse settings this data set cannot serve (e.g. a split of another layout)
         before anything is read or packed."""
         check = getattr(self.module, "check_config", None)
         if check is not None:
             check(config)
 
-    def pack(self, root, cache_dir=None, workers=None, progress=True, force=False,
-             image_size=None, verify=False):
+    def pack(self, root: str | Path, cache_dir: str | Path | None = None,
+             workers: int | None = None, progress: bool = True, force: bool = False,
+             image_size: int | None = None, verify: bool = False) -> Path:
         return self.module.pack(root, cache_dir, workers=workers, progress=progress, force=force,
                                 image_size=image_size if self.resizes else None, verify=verify)
 
-    def load(self, root, cache_dir=None, workers=None, progress=True, image_size=None):
+    def load(self, root: str | Path, cache_dir: str | Path | None = None,
+             workers: int | None = None, progress: bool = True,
+             image_size: int | None = None) -> PackedData:
         """The packed data; ``image_size`` applies to readers that resize (ignored by
         the others, whose images keep their own size)."""
         return self.module.load(root, cache_dir, workers=workers, progress=progress,
@@ -47,23 +61,25 @@ class Reader:
 
 
 READERS = {r.name: r for r in (
-    Reader("pcam", "pcam", "Kaggle 'Histopathologic Cancer Detection' (PCam) layout", pcam,
+    Reader("pcam", "pcam", "Kaggle 'Histopathologic Cancer Detection' (PCam) layout", "pcam",
            resizes=False, labelled_test=False),
     Reader("pcam-h5", "pcam", "the original PatchCamelyon release (HDF5): its own train, "
-           "valid and labelled test splits", pcam_h5, resizes=False, labelled_test=True),
-    Reader("breakhis", "breakhis", "BreaKHis_v1 folder layout", breakhis,
+           "valid and labelled test splits", "pcam_h5", resizes=False, labelled_test=True),
+    Reader("breakhis", "breakhis", "BreaKHis_v1 folder layout", "breakhis",
            resizes=True, labelled_test=True),
 )}
 
 
-def get_reader(name):
+def get_reader(name: str) -> Reader:
     try:
         return READERS[name]
     except KeyError:
         raise ConfigError(f"unknown data set {name!r}; one of {', '.join(READERS)}") from None
 
 
-def load_data(dataset, data_dir, cache_dir=None, workers=None, image_size=None, progress=True):
+def load_data(dataset: str, data_dir: str | Path, cache_dir: str | Path | None = None,
+              workers: int | None = None, image_size: int | None = None,
+              progress: bool = True) -> PackedData:
     """Read (packing first if needed) data set ``dataset`` from ``data_dir``."""
     return get_reader(dataset).load(data_dir, cache_dir, workers=workers, progress=progress,
                                     image_size=image_size)

@@ -1,12 +1,16 @@
 """The train/validation split of the labelled set (paper §4.1: 80 % / 20 %)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 
-def check_splittable(labels, fractions, what="the labelled set"):
+def check_splittable(labels: ArrayLike, fractions: Sequence[float],
+                     what: str = "the labelled set") -> None:
     """Refuse labels a stratified split into parts of ``fractions`` cannot serve: one
     class only (a ROC AUC needs both), or too few images of a class for every part to
     get one. ``what`` names the data in the message."""
@@ -24,7 +28,8 @@ def check_splittable(labels, fractions, what="the labelled set"):
                         f"({smallest:.0%}) at least one of each class")
 
 
-def nested_subset(indices, labels, fraction, seed=0):
+def nested_subset(indices: ArrayLike, labels: ArrayLike, fraction: float,
+                  seed: int = 0) -> np.ndarray:
     """A stratified ``fraction`` of ``indices`` (sorted), nested: each class's rows are
     taken in one fixed random order, so a smaller fraction's rows are among a larger's.
     At least one image of each class is kept."""
@@ -38,7 +43,7 @@ def nested_subset(indices, labels, fraction, seed=0):
     return np.sort(np.concatenate(kept))
 
 
-def downsample(indices, labels, seed=0):
+def downsample(indices: ArrayLike, labels: ArrayLike, seed: int = 0) -> np.ndarray:
     """``indices`` with the negatives cut at random to as many as the positives
     (Tajbakhsh et al. 2016 balance their classes so)."""
     indices = np.asarray(indices)
@@ -50,29 +55,42 @@ def downsample(indices, labels, seed=0):
     return np.sort(np.concatenate([positives, negatives]))
 
 
-def group_split(labels, groups, validation_fraction=0.2, seed=0, what="the labelled set"):
-    """``(train, validation)`` indices with no group (slide, patient) on both sides,
-    stratified by label as far as the groups allow (``StratifiedGroupKFold``: one of
-    round(1 / fraction) folds is the validation split)."""
+def group_fold(labels: ArrayLike, groups: ArrayLike, fraction: float, seed: int,
+               too_few: Callable[[int, int], Exception]) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, held)`` row indices (unsorted) with no group (slide, patient) on both
+    sides, stratified by label as far as the groups allow: ``held`` is one of
+    round(1 / ``fraction``) folds, at least 2, of ``StratifiedGroupKFold``. The one-fold
+    split of :func:`group_split` and of BreakHis' split by patient. With fewer groups
+    than folds it raises ``too_few(folds, groups found)``: each caller names its groups."""
     from sklearn.model_selection import StratifiedGroupKFold
 
+    folds = max(2, round(1 / fraction))
+    if len(set(groups)) < folds:
+        raise too_few(folds, len(set(groups)))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return next(splitter.split(np.zeros(len(labels)), labels, groups))
+
+
+def group_split(labels: ArrayLike, groups: ArrayLike, validation_fraction: float = 0.2,
+                seed: int = 0, what: str = "the labelled set") -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` indices, sorted, with no group (slide) on both sides,
+    stratified by label as far as the groups allow (:func:`group_fold`)."""
     if not 0 < validation_fraction < 1:
         raise ConfigError(f"validation fraction must be in (0, 1), got {validation_fraction}")
     check_splittable(labels, (validation_fraction,), what)
-    folds = max(2, round(1 / validation_fraction))
-    if len(set(groups)) < folds:
-        raise DataError(f"{what}: a {validation_fraction:.0%} split by slide needs at least "
-                        f"{folds} slides, found {len(set(groups))}")
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    train, val = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    train, val = group_fold(labels, groups, validation_fraction, seed,
+                            lambda folds, found: DataError(
+                                f"{what}: a {validation_fraction:.0%} split by slide needs at "
+                                f"least {folds} slides, found {found}"))
     if len(np.unique(np.asarray(labels)[val])) < 2:
         raise DataError(f"{what}: the slide-level validation split holds one class only; "
                         "the slides are too few or too one-sided")
     return np.sort(train), np.sort(val)
 
 
-def train_val_split(labels, validation_fraction=0.2, seed=0, stratified=True,
-                    what="the labelled set"):
+def train_val_split(labels: ArrayLike, validation_fraction: float = 0.2, seed: int = 0,
+                    stratified: bool = True, what: str = "the labelled set"
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(train_indices, val_indices)``, sorted, stratified by label by default."""
     from sklearn.model_selection import train_test_split
 

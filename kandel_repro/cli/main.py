@@ -1,0 +1,186 @@
+"""The ``kandel-repro`` command: each verb parses (:mod:`kandel_repro.cli.options`) and calls
+one function that lives with its subject."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..core.errors import ConfigError, KandelError
+from ..data import pcam, readers
+from ..data.synthetic import (breakhis as synthetic_breakhis, pcam as synthetic,
+                              pcam_h5 as synthetic_h5)
+from ..kaggle import api as kaggle_api, kernel as kaggle_kernel, submission
+from ..measure import bench, cost
+from ..models import build as model
+from ..report import similarity, tables
+from ..runs import export, grid, studies
+from . import console, options
+
+
+def cmd_synthetic(args: argparse.Namespace) -> None:
+    out = synthetic.write_synthetic_pcam(args.out, args.train, args.test, args.seed, args.size,
+                                         progress=not args.quiet, slides=args.slides)
+    print(f"synthetic PCam in {out}")
+
+
+def cmd_synthetic_h5(args: argparse.Namespace) -> None:
+    out = synthetic_h5.write_synthetic_pcam_h5(args.out, args.train, args.valid, args.test,
+                                               args.seed, args.size, progress=not args.quiet)
+    print(f"synthetic PCam (HDF5 layout) in {out}")
+
+
+def cmd_synthetic_breakhis(args: argparse.Namespace) -> None:
+    out = synthetic_breakhis.write_synthetic_breakhis(args.out, args.patients, args.images,
+                                                      args.seed, progress=not args.quiet)
+    print(f"synthetic BreakHis in {out}")
+
+
+def cmd_pack(args: argparse.Namespace) -> None:
+    cache = readers.get_reader(args.dataset).pack(args.data, args.cache, workers=args.workers,
+                                                  force=args.force, image_size=args.image_size,
+                                                  verify=True)
+    print(f"packed cache in {cache}")
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    out = kaggle_api.download(args.out, args.competition,
+                              counts=None if args.any_size else "kaggle", quiet=args.quiet)
+    print(f"competition data verified in {out}")
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    print(pcam.verify_folder(args.data, args.any_size, args.cache))
+
+
+def cmd_validate_submission(args: argparse.Namespace) -> None:
+    print(submission.validate_path(args.path, args.sample, args.sample_data))
+
+
+def cmd_blocks(args: argparse.Namespace) -> None:
+    print(model.describe_blocks(args.backbone, as_json=args.json, layers=args.layers))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    # NOTE: a layer-wise run trains from a layer, whatever block holds it: its blocks are
+    # recorded as a layer-wise study's are (block 1 on, the layers deciding).
+    first_block = 1 if args.first_block is None else args.first_block
+    metrics = grid.train_single(args.run_dir, args.data, args.backbone, first_block, args.lr,
+                                dataset=args.dataset, cache_dir=args.cache, workers=args.workers,
+                                first_trainable_layer=args.first_trainable_layer,
+                                **options.settings_from_args(args))
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    """The study's runs (:func:`kandel_repro.runs.grid.run_grid`), then, with ``--submit``,
+    every finished run submitted to Kaggle. Status 1 when a run failed or a submission was
+    invalid or unscorable."""
+    study = studies.get_study(args.study, args.fractions)
+    dataset = args.dataset or study.dataset
+    if args.submit and dataset != "pcam":
+        raise ConfigError(f"--submit: {study.name} trains on {dataset}, not the Kaggle "
+                          "data; only PCam runs are scored by Kaggle")
+    statuses = grid.run_grid(
+        args.study, args.data, args.runs, cache_dir=args.cache, rerun=args.rerun,
+        workers=args.workers, shard=args.shard, time_budget=args.time_budget, seeds=args.seeds,
+        dataset=args.dataset, fractions=args.fractions, executor=args.executor,
+        address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+        **options.settings_from_args(args))
+    status = 1 if "failed" in statuses.values() else 0
+    if args.submit:
+        runs = [Path(args.runs) / name for name, s in statuses.items() if s in ("ok", "skipped")]
+        outcomes = submission.submit_runs(runs, queue_file=Path(args.runs) / "kaggle-queue.json",
+                                          **options.submit_options(args))
+        print(submission.summarise(outcomes))
+        if {"invalid", "error"} & set(outcomes.values()):
+            status = 1
+    return status
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    for path in tables.write_table(args.study, args.runs, args.out, seeds=args.seeds,
+                                   fractions=args.fractions):
+        print(f"wrote {path}")
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    return submission.submit_paths(args.paths, message=args.message, **options.submit_options(args))
+
+
+def cmd_kaggle_kernel(args: argparse.Namespace) -> None:
+    kaggle_kernel.kernel_command(args.study, user=args.user, out=args.out, name=args.name,
+                                 shard=args.shard, push_now=args.push,
+                                 budget_hours=args.budget_hours, resume_from=args.resume_from,
+                                 grid_args=args.grid_args,
+                                 grid_settings=options.parse_grid_args(args.study, args.grid_args))
+
+
+def cmd_export_weights(args: argparse.Namespace) -> None:
+    for path in export.export_weights(args.runs, args.out):
+        print(f"wrote {path}")
+
+
+def cmd_similarity(args: argparse.Namespace) -> None:
+    for path in similarity.similarity_command(args.run, args.other, args.images, args.batch,
+                                              args.out, name=args.name):
+        print(f"wrote {path}")
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    for path in cost.write_cost(args.backbones, args.out, args.image_size, args.batch_size,
+                                args.steps, args.warm, first_blocks=args.first_blocks):
+        print(f"wrote {path}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    bench.run_bench(args.out, args.work, images=args.images, copies=args.copies, size=args.size,
+                    warm=args.warm, steps=args.steps, rounds=args.rounds,
+                    augment_seconds=args.augment_seconds)
+
+
+HANDLERS = {
+    "data synthetic": cmd_synthetic, "data synthetic-breakhis": cmd_synthetic_breakhis,
+    "data synthetic-h5": cmd_synthetic_h5,
+    "data pack": cmd_pack, "data download": cmd_download, "data verify": cmd_verify,
+    "validate-submission": cmd_validate_submission, "blocks": cmd_blocks, "train": cmd_train,
+    "grid": cmd_grid, "table": cmd_table, "submit": cmd_submit,
+    "kaggle-kernel": cmd_kaggle_kernel, "cost": cmd_cost, "bench": cmd_bench,
+    "export-weights": cmd_export_weights, "similarity": cmd_similarity,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kandel-repro ARGV``; its exit status. From the console (no ``argv``), the noise
+    TensorFlow's native code prints on start is left out of the standard error."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if argv is None:
+        with console.quiet_native_startup():
+            return _main(sys.argv[1:])
+    return _main(list(argv))
+
+
+def _main(argv):
+    extra = []
+    if "--" in argv:  # kaggle-kernel: what follows goes to the kernel's grid
+        argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    parser = options.build_parser()
+    args = parser.parse_args(argv)
+    if extra and args.command != "kaggle-kernel":
+        parser.error(f"unexpected arguments after --: {' '.join(extra)}")
+    args.grid_args = extra
+    try:
+        return HANDLERS[args.verb](args) or 0
+    except KandelError as exc:
+        print(f"kandel-repro: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kandel-repro: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,500 @@
+"""The command line's options, defined once: ``kandel-repro`` (:mod:`kandel_repro.cli.main`)
+and the Kaggle kernel (which checks the grid options it will pass on) both parse with
+:func:`build_parser`.
+
+Every subcommand sets ``verb`` (``"grid"``, ``"data pack"``…), the key of its handler
+in :data:`kandel_repro.cli.main.HANDLERS`. Choices come from where the values are defined:
+settings from :data:`kandel_repro.runs.config.CHOICES`, studies from
+:data:`kandel_repro.runs.studies.STUDIES`, backbones and data sets from their registries.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from ..core.errors import ConfigError
+from ..core.protocol import BREAKHIS, LEARNING_RATES, PCAM
+from ..data.readers import READERS
+from ..kaggle.api import COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS
+from ..kaggle.submission import DEFAULT_POLL, DEFAULT_TIMEOUT
+from ..measure import BENCH_DEFAULTS as BENCH
+from ..models.backbones import REGISTRY
+from ..runs.config import CHOICES, check_time_budget
+from ..runs.studies import STUDIES
+
+# Run settings a training option sets (argparse dest = config key), None = not given.
+SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed", "split_seed",
+            "image_size", "split", "wsi_map", "magnification", "augmenter", "precision", "jit",
+            "distribute", "eval_batch_size", "optimizer", "momentum", "lr_decay", "head_lr_mult",
+            "bias_lr_mult", "init", "train_fraction", "balance", "weights_from",
+            "transfer_blocks")
+# Grid options a Kaggle kernel sets itself.
+KERNEL_SETS = ("--data", "--runs", "--cache", "--shard", "--time-budget", "--submit")
+
+
+def _study_names(dataset=None):
+    return sorted(name for name, s in STUDIES.items() if dataset in (None, s.dataset))
+
+
+def _add_study(p, dataset=None, runs=True):
+    """The STUDY argument (of ``dataset``'s studies, default all) and, with ``runs``,
+    the folder of its run folders."""
+    names = _study_names(dataset)
+    p.add_argument("study", choices=names, metavar="STUDY",
+                   help=f"which study: {', '.join(names)} (the paper's tables)")
+    if runs:
+        p.add_argument("--runs", required=True, help="folder of run folders")
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """Run settings (the protocol's unless given), how a run computes, and the data."""
+    # NOTE: defaults are None here so that a study's own protocol (patience 50 on
+    # BreakHis, random weights in Table 5) applies unless the user says otherwise.
+    g = p.add_argument_group("training settings (defaults: the paper's protocol, see protocol.py)")
+    g.add_argument("--weights", default=None,
+                   help="'imagenet' (default, as the paper), 'none' (or 'random', 'scratch') "
+                   "for random weights, 'meanvar' (random with the statistics of "
+                   "--weights-from), the path of a keras.applications notop .h5 file, or a "
+                   "folder of <backbone>.weights.h5 from `kandel-repro export-weights`")
+    g.add_argument("--epochs", type=int, default=None, dest="max_epochs",
+                   help=f"maximum epochs (default {PCAM.max_epochs}; the paper gives none)")
+    g.add_argument("--patience", type=int, default=None,
+                   help=f"early-stopping patience in epochs (default {PCAM.patience} on PCam, "
+                   f"{BREAKHIS.patience} on BreakHis)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help=f"batch size (default {PCAM.batch_size})")
+    g.add_argument("--head-pooling", choices=CHOICES["head_pooling"], default=None,
+                   help="how the last feature map reaches the head (default flatten)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="seed of the head's initialisation, the shuffling and the "
+                   "augmentation (default 0); a grid's runs take theirs from --seeds")
+    g.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the train/validation(/test) split (default 0); the same for "
+                   "every seed of a grid, so its runs are scored on the same images")
+    g.add_argument("--split", choices=CHOICES["split"], default=None,
+                   help="'image': a random split as the paper's (default); 'slide' (PCam, "
+                   "Kaggle layout): no slide on both sides, by the map of --wsi-map; "
+                   "'patient' (BreakHis): no patient on both sides")
+    g.add_argument("--wsi-map", default=None, metavar="CSV",
+                   help="with --split slide: the id,wsi map of patches to slides (default "
+                   "DATA/patch_id_wsi.csv)")
+    g.add_argument("--no-augmentation", action="store_true",
+                   help="train without augmentation (a deviation from the paper)")
+    g.add_argument("--no-augment", action="store_true", dest="no_augmentation",
+                   help=argparse.SUPPRESS)  # the option's earlier name
+    t = p.add_argument_group("beyond the paper (Tajbakhsh et al. 2016; off by default)")
+    t.add_argument("--optimizer", choices=CHOICES["optimizer"], default=None,
+                   help="'adam' (default, the paper's) or 'sgd'")
+    t.add_argument("--momentum", type=float, default=None,
+                   help="SGD's momentum (default 0; Tajbakhsh et al.: 0.9)")
+    t.add_argument("--lr-decay", type=float, default=None, metavar="GAMMA",
+                   help="multiply the learning rate by GAMMA after every epoch (default 1: "
+                   "none; Tajbakhsh et al.: 0.95)")
+    t.add_argument("--head-lr-mult", type=float, default=None, metavar="M",
+                   help="the new classifier learns M× faster (default 1; Tajbakhsh et al.: 10); "
+                   "one optimiser per parameter group, so it holds for Adam too")
+    t.add_argument("--bias-lr-mult", type=float, default=None, metavar="M",
+                   help="biases learn M× faster than their weights (default 1; Tajbakhsh et al.: 2)")
+    t.add_argument("--init", choices=[c for c in CHOICES["init"] if c], default=None,
+                   help="initialiser of random weights: glorot, he or gaussian (N(0, 0.01²)); "
+                   "with ImageNet weights the head's only (default: each layer's own)")
+    t.add_argument("--train-fraction", type=float, default=None, metavar="F",
+                   help="train on a nested, stratified fraction F of the training split "
+                   "(default 1); the validation split is unchanged")
+    t.add_argument("--balance", choices=CHOICES["balance"], default=None,
+                   help="'downsample': cut the training split's negatives to as many as its "
+                   "positives (default none)")
+    f = p.add_argument_group("beyond the paper (Raghu et al. 2019, Transfusion; off by default)")
+    f.add_argument("--weights-from", default=None, metavar="WEIGHTS",
+                   help="with --weights meanvar: the pretrained weights whose per-tensor mean "
+                   "and variance the random ones are drawn with (default imagenet)")
+    f.add_argument("--transfer-blocks", type=int, default=None, metavar="K",
+                   help="partial transfer: the pretrained --weights for blocks 1..K only, the "
+                   "backbone's own random initialisation above (every block trains)")
+    r = p.add_argument_group("speed (change how a run computes, not what; recorded in config.json)")
+    r.add_argument("--augmenter", choices=CHOICES["augmenter"], default=None,
+                   help="which implementation applies the paper's augmentation: 'fast' "
+                   "(default): one fused transform in the TF graph, on the GPU when there is "
+                   "one; 'imagedatagenerator': Keras' ImageDataGenerator on the CPU, the "
+                   "paper's own pipeline")
+    r.add_argument("--augment", choices=CHOICES["augmenter"], default=None, dest="augmenter",
+                   help=argparse.SUPPRESS)  # the option's earlier name
+    r.add_argument("--precision", choices=CHOICES["precision"], default=None,
+                   help="'auto' (default): mixed_float16 on a GPU, float32 on a CPU; the "
+                   "sigmoid output and the loss stay float32")
+    r.add_argument("--jit", choices=CHOICES["jit"], default=None,
+                   help="XLA-compile the training step; 'auto' (default) is Keras' rule: "
+                   "on with one GPU, off on a CPU or with --distribute mirrored")
+    r.add_argument("--distribute", choices=CHOICES["distribute"], default=None,
+                   help="'mirrored': tf.distribute.MirroredStrategy over every GPU of this "
+                   "machine; the global batch stays --batch-size (default none)")
+    r.add_argument("--eval-batch-size", type=int, default=None,
+                   help="batch of validation/test prediction (default 1024 on a GPU, 64 on a CPU)")
+    b = p.add_argument_group("BreakHis only")
+    b.add_argument("--image-size", type=int, default=None,
+                   help=f"side BreakHis images are resized to (default {BREAKHIS.image_size})")
+    b.add_argument("--magnification", choices=CHOICES["magnification"], default=None,
+                   help="use one magnification only (default all)")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", required=True,
+                   help="folder in the Kaggle layout (PCam), of the six PCam HDF5 files "
+                   "(--dataset pcam-h5) or holding BreaKHis_v1 (BreakHis)")
+    d.add_argument("--cache", default=None,
+                   help="packed-array cache folder (default DATA/.kandel_cache)")
+    d.add_argument("--workers", type=int, default=None, help="tif decoding processes")
+
+
+def settings_from_args(args: argparse.Namespace) -> dict:
+    """The run settings given on the command line (None: the protocol's value)."""
+    out = {name: getattr(args, name) for name in SETTINGS}
+    if args.no_augmentation:
+        out["augmentation"] = None
+    return out
+
+
+def add_submit_options(p: argparse.ArgumentParser, what: str = "") -> None:
+    k = p.add_argument_group("Kaggle submission" + what)
+    k.add_argument("--competition", default=COMPETITION, help=f"default {COMPETITION}")
+    k.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds to wait for each score (default {DEFAULT_TIMEOUT:g}); a "
+                   "submission not scored by then stays recorded and is polled, not "
+                   "resubmitted, next time")
+    k.add_argument("--poll", type=float, default=DEFAULT_POLL,
+                   help=f"seconds between looks at the submission list (default {DEFAULT_POLL:g})")
+    k.add_argument("--resubmit", action="store_true",
+                   help="submit runs that already have a Kaggle score again")
+
+
+def add_sample_options(p: argparse.ArgumentParser) -> None:
+    s = p.add_argument_group("where the competition's sample_submission.csv is (by default: "
+                             "in the folder a run was trained on, as its config.json records)")
+    s.add_argument("--data", default=None, dest="sample_data", metavar="FOLDER",
+                   help="the competition's files here (for runs trained on another machine, "
+                   "e.g. a Kaggle kernel, or from another folder)")
+    s.add_argument("--sample", default=None, metavar="FILE",
+                   help="this sample_submission.csv")
+
+
+def submit_options(args: argparse.Namespace) -> dict:
+    """The options of :func:`kandel_repro.kaggle.submission.submit_runs` given on the command line."""
+    return {"competition": args.competition, "timeout": args.timeout, "poll": args.poll,
+            "resubmit": args.resubmit, "quiet": getattr(args, "quiet", False),
+            "sample": getattr(args, "sample", None), "data_dir": getattr(args, "sample_data", None)}
+
+
+def parse_grid_args(study: str, argv: Sequence[str]) -> dict:
+    """Run settings of ``kandel-repro grid STUDY … ARGV``, checked now (a Kaggle kernel's
+    grid options: a typo must fail here, not on Kaggle)."""
+    clash = sorted(set(KERNEL_SETS) & {a.split("=")[0] for a in argv})
+    if clash:
+        raise ConfigError(f"the kernel sets {', '.join(clash)} itself; leave them out")
+    try:
+        args = build_parser().parse_args(["grid", study, "--data", "x", "--runs", "y", *argv])
+    except SystemExit:
+        raise ConfigError(f"invalid grid options for the kernel: {' '.join(argv)!r}") from None
+    return settings_from_args(args)
+
+
+def _time_budget(text):
+    """``--time-budget``: checked when parsed (a finite number above 0)."""
+    try:
+        return check_time_budget(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _data_parsers(sub):
+    data = sub.add_parser("data", help="make, check and pack data sets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synthetic", help="write a synthetic PCam in the Kaggle layout")
+    s.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
+    s.add_argument("--train", type=int, default=2000, help="labelled images (default 2000)")
+    s.add_argument("--test", type=int, default=500, help="unlabelled test images (default 500)")
+    s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    s.add_argument("--size", type=int, default=96, help="image side in pixels (default 96, as PCam)")
+    s.add_argument("--slides", type=int, default=0,
+                   help="draw the patches from this many synthetic slides, each with its own "
+                   "stain and tumour prevalence, and write patch_id_wsi.csv (default 0: none)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(verb="data synthetic")
+    h5 = dsub.add_parser("synthetic-h5", help="write a synthetic PCam in the layout of the "
+                         "original HDF5 release (six .h5.gz files)")
+    h5.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
+    h5.add_argument("--train", type=int, default=1000, help="training patches (default 1000)")
+    h5.add_argument("--valid", type=int, default=200, help="validation patches (default 200)")
+    h5.add_argument("--test", type=int, default=200, help="labelled test patches (default 200)")
+    h5.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    h5.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
+    h5.add_argument("--quiet", action="store_true", help="no progress bar")
+    h5.set_defaults(verb="data synthetic-h5")
+    sb = dsub.add_parser("synthetic-breakhis",
+                         help="write a synthetic BreakHis in the BreaKHis_v1 folder layout")
+    sb.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
+    sb.add_argument("--patients", type=int, default=3, help="patients per subtype (default 3)")
+    sb.add_argument("--images", type=int, default=4,
+                    help="images per patient and magnification (default 4)")
+    sb.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    sb.add_argument("--quiet", action="store_true", help="no progress bar")
+    sb.set_defaults(verb="data synthetic-breakhis")
+    p = dsub.add_parser("pack", help="decode the images once into a uint8 cache (or check "
+                        "the cache's checksums and repack a damaged one)")
+    p.add_argument("--data", required=True, help="data folder")
+    p.add_argument("--dataset", choices=sorted(READERS), default="pcam",
+                   help="which data set --data holds (default pcam: the Kaggle layout)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help=f"BreakHis: side to resize to (default {BREAKHIS.image_size})")
+    p.add_argument("--cache", default=None, help="cache folder (default DATA/.kandel_cache)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes")
+    p.add_argument("--force", action="store_true", help="repack even if the cache is current")
+    p.set_defaults(verb="data pack")
+    dl = dsub.add_parser("download", help="download, unzip and verify the Kaggle competition files",
+                         description="Downloads the competition files with the kaggle client "
+                         "(credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY; the "
+                         "competition's rules must be accepted on kaggle.com), unzips and "
+                         "verifies them, and only then moves them to --out.")
+    dl.add_argument("--out", default="data/pcam", help="folder to create (default data/pcam)")
+    dl.add_argument("--competition", default=COMPETITION, help=f"default {COMPETITION}")
+    dl.add_argument("--any-size", action="store_true",
+                    help="do not require the competition's file counts")
+    dl.add_argument("--quiet", action="store_true", help="no progress bars")
+    dl.set_defaults(verb="data download")
+    v = dsub.add_parser("verify", help="check an unpacked Kaggle folder completely (counts, "
+                        "every id has its tif, no unlisted tif) and its packed cache",
+                        description="Checks the CSVs, that every listed id has its tif and no "
+                        "tif is unlisted, the competition's file counts, and the packed cache's "
+                        "checksums when there is one. It does not decode the images: "
+                        "`data pack` decodes every one and names any it cannot read.")
+    v.add_argument("--data", required=True, help="folder in the Kaggle layout")
+    v.add_argument("--cache", default=None, help="packed cache to check (default DATA/.kandel_cache)")
+    v.add_argument("--any-size", action="store_true",
+                   help="do not require the competition's 220,025 + 57,458 files "
+                   "(synthetic sets are never held to them)")
+    v.set_defaults(verb="data verify")
+
+
+def _training_parsers(sub):
+    b = sub.add_parser("blocks", help="print a backbone's block map (block → layer names)")
+    b.add_argument("backbone", choices=sorted(REGISTRY), help="which backbone")
+    b.add_argument("--json", action="store_true", help="print JSON")
+    b.add_argument("--layers", action="store_true",
+                   help="the layer granularity: every convolution, its block and its parameters")
+    b.set_defaults(verb="blocks")
+
+    t = sub.add_parser("train", help="train one run (one depth, one learning rate)")
+    t.add_argument("--run-dir", required=True, help="run folder to write")
+    t.add_argument("--backbone", default="vgg16", choices=sorted(REGISTRY))
+    depth = t.add_mutually_exclusive_group(required=True)
+    depth.add_argument("--first-block", type=int, default=None,
+                       help="first trainable block: 5 trains the top block only, 1 the whole "
+                       "network")
+    depth.add_argument("--first-layer", type=int, default=None, dest="first_trainable_layer",
+                       help="fine-tune by layer instead: the first trainable convolution (1 … "
+                       "all; one more than the backbone has: the head only); see `blocks "
+                       "--layers`")
+    t.add_argument("--lr", type=float, required=True,
+                   help=f"learning rate, e.g. one of {LEARNING_RATES}")
+    t.add_argument("--dataset", choices=sorted(READERS), default="pcam",
+                   help="which data set --data holds; its protocol applies (default pcam: "
+                   "the Kaggle layout, paper §4.1; breakhis: §4.3)")
+    add_training_options(t)
+    t.set_defaults(verb="train")
+
+    g = sub.add_parser("grid", help="train the runs of a study, e.g. a paper table (resumable)")
+    _add_study(g)
+    g.add_argument("--dataset", choices=sorted(READERS), default=None,
+                   help="the data set --data holds, if not the study's own: a PCam study runs "
+                   "on pcam (the Kaggle layout, default) or pcam-h5 (the HDF5 release, whose "
+                   "labelled test split the table then reports)")
+    g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
+    g.add_argument("--fractions", default=None, metavar="LIST",
+                   help="datasize study: the training-set fractions (default "
+                   "1,0.5,0.25,0.125,0.0625,0.03125)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only the I-th of N disjoint shares of the study's runs (round "
+                   "robin), e.g. 1/3, 2/3, 3/3 on three machines; copy their run folders "
+                   "into one --runs folder to render the table")
+    g.add_argument("--time-budget", type=_time_budget, default=None, metavar="SECONDS",
+                   help="stop starting runs when the slowest run so far would not fit in "
+                   "what is left, and stop a run before an epoch that would pass it (the run "
+                   "stays unfinished and is trained again next time; a run whose last epoch "
+                   "ends in time is finished); e.g. inside a Kaggle kernel")
+    g.add_argument("--seeds", default=None, metavar="N|LIST",
+                   help="train each cell once per seed: N for seeds 0 … N-1 (e.g. 3), or a "
+                   "list (e.g. 0,3,7); seed 0 keeps the run folder names of a one-seed grid, "
+                   "the others get _seed<S> (default: seed 0 only)")
+    g.add_argument("--submit", action="store_true",
+                   help="PCam: submit each finished run to Kaggle and record its score "
+                   "(within the daily limit; the rest are queued for the next call)")
+    x = g.add_argument_group("where the runs train")
+    x.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="'local' (default): one run after another in this process; 'ray': "
+                   "each run a task on a Ray cluster (pip install 'kandel_repro[ray]'), the "
+                   "--runs folder on storage every node sees")
+    x.add_argument("--address", default=None,
+                   help="with --executor ray: the cluster, 'auto' (the one `ray start` "
+                   "joined this machine to) or ray://HOST:10001; default: a Ray started on "
+                   "this machine for the grid")
+    x.add_argument("--gpus-per-run", type=float, default=None, metavar="N",
+                   help="with --executor ray: GPUs each run asks for (default: 1 where the "
+                   "cluster has GPUs, else 0; 0.5 puts two runs on each GPU)")
+    x.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
+                   help="with --executor ray: CPUs each run asks for (default 1)")
+    add_training_options(g)
+    add_submit_options(g, " (with --submit)")
+    g.set_defaults(verb="grid")
+
+    tb = sub.add_parser("table", help="render a study's table and figures from its run folders")
+    _add_study(tb)
+    tb.add_argument("--out", default="tables", help="output folder (default tables/)")
+    tb.add_argument("--fractions", default=None, metavar="LIST",
+                    help="datasize study: the fractions its grid was given")
+    tb.add_argument("--seeds", default=None, metavar="N|LIST",
+                    help="show only these seeds' runs (N: seeds 0 … N-1; or a list); default "
+                    "every seed found in --runs")
+    tb.set_defaults(verb="table")
+
+
+def _kaggle_parsers(sub):
+    vs = sub.add_parser("validate-submission",
+                        help="check a Kaggle submission file before uploading it")
+    vs.add_argument("path", help="a finished PCam run folder, or a submission CSV")
+    add_sample_options(vs)
+    vs.set_defaults(verb="validate-submission")
+    su = sub.add_parser(
+        "submit", help="validate and submit runs' test predictions to Kaggle, wait for the "
+        "score, record it in metrics.json",
+        description="Validates each run's submission.csv (an invalid file is never "
+        "uploaded), submits it with the kaggle client, polls the submission list until "
+        "it is scored, and writes kaggle_public_auc and kaggle_private_auc into the run's "
+        "metrics.json; tables then show the private score. Kaggle's daily limit is "
+        "respected: runs beyond it are queued and submitted by the next call. "
+        "Credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY.")
+    su.add_argument("paths", nargs="+", metavar="RUN_DIR",
+                    help="finished PCam run folders, or a folder of them (e.g. runs/table2)")
+    su.add_argument("-m", "--message", default=None,
+                    help="submission description (default: the run's name and file hash)")
+    su.add_argument("--quiet", action="store_true", help="no upload progress bar")
+    add_submit_options(su)
+    add_sample_options(su)
+    su.set_defaults(verb="submit")
+
+    kk = sub.add_parser(
+        "kaggle-kernel", help="write (--push: upload) a Kaggle kernel that runs a PCam study, "
+        "or a shard of it, on Kaggle's GPU",
+        description="Writes OUT/kernel (kernel-metadata.json: the competition as data source, "
+        "GPU on, internet off; driver.py), OUT/wheel (this package as a private data set) "
+        "and, for ImageNet runs, OUT/weights (the notop .h5 files from Keras' cache). The "
+        "kernel installs the package offline, runs `kandel-repro grid STUDY` within the time "
+        "budget, resumes from the kernels given with --resume-from, and leaves runs/ and "
+        "tables/ in its output. Options after `--` go to the kernel's grid, e.g. "
+        "`kandel-repro kaggle-kernel table2 --shard 1/3 -- --epochs 30`.")
+    _add_study(kk, dataset="pcam", runs=False)
+    kk.add_argument("--shard", default=None, metavar="I/N", help="run the I-th of N shares of the runs")
+    kk.add_argument("--budget-hours", type=float, default=DEFAULT_BUDGET_HOURS,
+                    help=f"time budget of the kernel (default {DEFAULT_BUDGET_HOURS:g}; Kaggle "
+                    f"stops a GPU session at {SESSION_LIMIT_HOURS} h); runs that do not fit are "
+                    "left for the next kernel")
+    kk.add_argument("--resume-from", action="append", default=[], metavar="OWNER/KERNEL",
+                    help="an earlier kernel whose output (finished runs) this one starts from; "
+                    "repeatable")
+    kk.add_argument("--name", default=None,
+                    help="kernel name (default kandel-repro-STUDY[-shard-I-of-N]); give a new "
+                    "one to continue an earlier kernel with --resume-from")
+    kk.add_argument("--user", default=None,
+                    help="Kaggle user owning the kernel and data sets (default: from the credentials)")
+    kk.add_argument("--out", default=None, help="folder to write (default kaggle/<kernel name>)")
+    kk.add_argument("--push", action="store_true",
+                    help="upload the data sets (a new version if they exist) and push the kernel")
+    kk.set_defaults(verb="kaggle-kernel")
+
+
+def _similarity_parsers(sub):
+    ex = sub.add_parser("export-weights", help="save finished runs' backbone weights as "
+                        "pretrained weights for other runs (--weights FOLDER)",
+                        description="Writes OUT/<backbone>.weights.h5 from each run's "
+                        "best_model.keras (one run per backbone) and OUT/<backbone>.json naming "
+                        "the run; `--weights OUT` then starts from them, e.g. where no "
+                        "ImageNet weights can be had. Tables say such weights are not ImageNet's.")
+    ex.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders")
+    ex.add_argument("--out", required=True, help="folder to write")
+    ex.set_defaults(verb="export-weights")
+    si = sub.add_parser(
+        "similarity", help="what fine-tuning changed: linear CKA per block between a run's "
+        "network and its initial weights (or another run's)",
+        description="Per block, the linear CKA (minibatch, unbiased HSIC) between the "
+        "activations of RUN's fine-tuned network and of its initial weights (or of RUN_B's "
+        "network) on validation images: 1 means fine-tuning left the block's representation "
+        "as it was. Given a folder of runs (e.g. runs/demo/table2), it does so for the best "
+        "run of every depth and draws one line per depth. Writes similarity.csv and "
+        "similarity.png (--out; default beside the runs).")
+    si.add_argument("run", metavar="RUN", help="a finished run folder, or a folder of them")
+    si.add_argument("other", nargs="?", default=None, metavar="RUN_B",
+                    help="compare with this run's network instead of RUN's initial weights")
+    si.add_argument("--images", type=int, default=1000,
+                    help="validation images to compare on (default 1000)")
+    si.add_argument("--batch", type=int, default=50, help="minibatch of the CKA (default 50)")
+    si.add_argument("--out", default=None, help="folder for NAME.csv and NAME.png")
+    si.add_argument("--name", default="similarity", help="file name (default similarity)")
+    si.set_defaults(verb="similarity")
+
+
+def _measurement_parsers(sub):
+    co = sub.add_parser(
+        "cost", help="trainable parameters and time per training step at each depth "
+        "(writes cost_vs_depth.csv and .png)",
+        description="Builds each depth's training model (random weights: the cost does not "
+        "depend on them) and times training steps on random images in memory, through the "
+        "same input pipeline as a run. Times are of this machine.")
+    co.add_argument("backbones", nargs="+", choices=sorted(REGISTRY), metavar="BACKBONE",
+                    help=f"one or more of {', '.join(sorted(REGISTRY))}")
+    co.add_argument("--image-size", type=int, default=96, help="image side (default 96, as PCam)")
+    co.add_argument("--batch-size", type=int, default=PCAM.batch_size,
+                    help=f"batch size (default {PCAM.batch_size})")
+    co.add_argument("--steps", type=int, default=5, help="timed steps per depth (default 5; median)")
+    co.add_argument("--warm", type=int, default=2, help="untimed steps first (default 2)")
+    co.add_argument("--first-blocks", type=int, nargs="+", default=None, metavar="K",
+                    help="measure only these depths (first trainable block; default all)")
+    co.add_argument("--out", default="tables", help="output folder (default tables/)")
+    co.set_defaults(verb="cost")
+
+    bn = sub.add_parser("bench", help="measure the input pipeline's cost side by side "
+                        "(writes bench.md and bench.json)",
+                        description="Benchmark on synthetic PCam-sized data: fused augmentation "
+                        "vs ImageDataGenerator.flow, the pipeline vs pre-augmented tensors, "
+                        "VGG16 speed per depth, packing speed, peak memory, and a projection "
+                        "of Table 2's wall time. About 6 minutes on 2 CPU cores.")
+    bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
+    bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
+                    "(default data/bench; reused)")
+    bn.add_argument("--images", type=int, default=BENCH["images"],
+                    help=f"distinct synthetic training images (default {BENCH['images']})")
+    bn.add_argument("--copies", type=int, default=BENCH["copies"],
+                    help="each image appears this many times (hard links), so packing and "
+                    f"memory see a set of about 1 GiB (default {BENCH['copies']})")
+    bn.add_argument("--size", type=int, default=BENCH["size"],
+                    help=f"image side (default {BENCH['size']}, as PCam)")
+    bn.add_argument("--warm", type=int, default=BENCH["warm"],
+                    help=f"untimed warm-up steps per measurement (default {BENCH['warm']})")
+    bn.add_argument("--steps", type=int, default=BENCH["steps"],
+                    help=f"timed training steps per measurement (default {BENCH['steps']})")
+    bn.add_argument("--rounds", type=int, default=BENCH["rounds"],
+                    help=f"alternating rounds of pipeline vs pre-augmented (default {BENCH['rounds']}; median)")
+    bn.add_argument("--augment-seconds", type=float, default=BENCH["augment_seconds"],
+                    help=f"seconds per augmentation measurement (default {BENCH['augment_seconds']:g})")
+    bn.set_defaults(verb="bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kandel-repro`` parser; each subcommand sets ``verb``."""
+    parser = argparse.ArgumentParser(
+        prog="kandel-repro",
+        description="Reproduce Kandel & Castelli (2020): how deeply to fine-tune a CNN "
+        "on histopathology (PCam).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _data_parsers(sub)
+    _training_parsers(sub)
+    _kaggle_parsers(sub)
+    _similarity_parsers(sub)
+    _measurement_parsers(sub)
+    return parser

@@ -1,0 +1,292 @@
+"""The paper's protocol, stated once.
+
+Kandel I., Castelli M. (2020). *How Deeply to Fine-Tune a Convolutional Neural Network:
+A Case Study Using a Histopathology Dataset.* Applied Sciences 10(10):3359.
+
+Two protocols: :data:`PCAM` (§4.1, Tables 2–5) and :data:`BREAKHIS` (§4.3, Tables 6–8).
+Every value used by a training run comes from its protocol unless the user overrides
+it (:func:`kandel_repro.runs.config.resolve_config`). Each field is listed in :data:`SOURCES`
+with where it comes from: a section of the paper, or ``"our choice"`` with the reason,
+for what the paper leaves unstated. Tables compare a run's resolved config against its
+protocol and print every difference in their header (:func:`deviations`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# Learning rates of every table (paper §4.1: "10^-3, 10^-4, 10^-5").
+LEARNING_RATES = (1e-3, 1e-4, 1e-5)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Parameters of Keras' ``ImageDataGenerator`` for the training split.
+
+    The paper (§4.1) lists horizontal and vertical flips, rotation of 180°, width and
+    height shift, shear and zoom, without magnitudes except the rotation. Shift, shear
+    and zoom magnitudes are our choice: 10 % shifts, zoom in [0.9, 1.1], and a shear of
+    0.1 rad (5.73°; ``ImageDataGenerator`` takes the shear angle in degrees).
+    ``fill_mode="nearest"`` is ``ImageDataGenerator``'s default.
+    """
+
+    horizontal_flip: bool = True
+    vertical_flip: bool = True
+    rotation_range: float = 180.0
+    width_shift_range: float = 0.1
+    height_shift_range: float = 0.1
+    shear_range: float = 5.729577951308232  # degrees == 0.1 rad
+    zoom_range: float = 0.1
+    fill_mode: str = "nearest"
+
+    def to_kwargs(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Settings of one fine-tuning run on PCam (paper §4.1 unless noted in SOURCES)."""
+
+    batch_size: int = 64
+    optimizer: str = "adam"
+    loss: str = "binary_crossentropy"
+    image_size: int = 96
+    dropout: float = 0.5
+    patience: int = 10
+    validation_fraction: float = 0.2
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    # --- what the paper leaves unstated: our documented choices -----------------
+    max_epochs: int = 50
+    monitor: str = "val_auc"
+    preprocessing: str = "backbone"  # the backbone's own keras preprocess_input
+    head_pooling: str = "flatten"
+    stratified_split: bool = True
+    seed: int = 0
+    split_seed: int = 0
+    split: str = "image"
+    wsi_map: str = None  # PCam's patch → slide map, for split="slide"
+    weights: str = "imagenet"
+    # --- beyond the paper (Tajbakhsh et al. 2016): off unless asked for -------------
+    momentum: float = 0.0  # SGD only
+    lr_decay: float = 1.0  # learning rate × lr_decay after every epoch
+    head_lr_mult: float = 1.0  # the new classifier's learning rate, × the base rate
+    bias_lr_mult: float = 1.0  # every bias's learning rate, × its weights' rate
+    first_trainable_layer: int = None  # layer-wise depth; None: by block
+    init: str = None  # random weights' initialiser; None: each layer's own
+    train_fraction: float = 1.0  # a nested, stratified share of the training split
+    balance: str = "none"  # or "downsample": negatives cut to as many as positives
+    # --- beyond the paper (Raghu et al. 2019, Transfusion): off unless asked for -------
+    weights_from: str = None  # the pretrained weights Mean-Var takes its statistics from
+    transfer_blocks: int = None  # pretrained blocks 1..k, the rest freshly initialised
+
+
+# The paper's PCam protocol (§4.1).
+PCAM = Protocol()
+
+
+@dataclass(frozen=True)
+class BreakHisProtocol(Protocol):
+    """BreakHis runs (paper §4.3): the PCam protocol with patience 50 and an 80/10/10 split.
+
+    ``image_size`` is the side BreakHis' 700×460 images are resized to, which the paper
+    does not state: 224, the input size of the ImageNet models, is our choice. The paper
+    split images at random (``split="image"``); ``split="patient"`` keeps each patient
+    on one side (leakage-free). All magnifications are used together by default.
+    """
+
+    patience: int = 50
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    image_size: int = 224
+    magnification: str = "all"
+
+
+BREAKHIS = BreakHisProtocol()
+PROTOCOLS = {"pcam": PCAM, "breakhis": BREAKHIS}
+
+# Table 5 marks a from-scratch run "did not converge" by this rule rather than print a
+# misleading AUC (paper §4.2: "the model did not converge at all").
+NOT_CONVERGED_BELOW_AUC = 0.55
+
+SOURCES = {
+    "batch_size": "paper §4.1: batch size 64",
+    "optimizer": "paper §4.1: Adam for all experiments",
+    "loss": "binary classification with one sigmoid unit; the paper names no loss, "
+    "binary cross-entropy is the standard one for it",
+    "learning_rates": "paper §4.1: 1e-3, 1e-4, 1e-5 for every depth",
+    "image_size": "paper §4.1: images kept at their original 96×96, not resized",
+    "dropout": "paper §4.1: original top removed, Dropout(0.5), new fully connected classifier",
+    "patience": "paper §4.1: early stopping of 10 epochs (50 on BreakHis, §4.3)",
+    "validation_fraction": "paper §4.1: 80 % training / 20 % validation",
+    "augmentation": "paper §4.1: flips, rotation 180°, width/height shift, shear, zoom; "
+    "training split only. Magnitudes of shift/shear/zoom are our choice (Augmentation)",
+    "max_epochs": "our choice: the paper gives no maximum; 50 epochs, with patience 10 "
+    "a run normally stops earlier",
+    "monitor": "our choice: exact validation ROC AUC (scikit-learn) each epoch, the "
+    "paper's metric; the paper says only that the best model was kept every epoch",
+    "preprocessing": "our choice: each backbone's own keras preprocess_input, the "
+    "preprocessing its ImageNet weights were trained with",
+    "head_pooling": "our choice: Flatten of the last feature map (3×3×512 for VGG at "
+    "96×96) before Dropout; --head-pooling avg uses global average pooling",
+    "stratified_split": "our choice: the 80/20 split is stratified by label",
+    "seed": "our choice: seed 0 for the head's initialisation, the shuffling and the "
+    "augmentation stream; a grid's --seeds trains each cell once per seed",
+    "split_seed": "our choice: seed 0 for the train/validation(/test) split, the same for "
+    "every seed of a table so that its runs are scored on the same images",
+    "weights": "paper §4.1: ImageNet weights from keras.applications",
+    "momentum": "beyond the paper: Tajbakhsh et al. 2016 train with SGD, momentum 0.9",
+    "lr_decay": "beyond the paper: Tajbakhsh et al. 2016 multiply the learning rate by 0.95 "
+    "every epoch",
+    "head_lr_mult": "beyond the paper: Tajbakhsh et al. 2016 train the new last layer 10× "
+    "faster than the tuned ones",
+    "bias_lr_mult": "beyond the paper: in Tajbakhsh et al. 2016 biases learn at twice their "
+    "weights' rate",
+    "first_trainable_layer": "beyond the paper: Tajbakhsh et al. 2016 tune the last layer, "
+    "the last two, … all (layer-wise depth)",
+    "init": "beyond the paper: Tajbakhsh et al. 2016 compare Glorot, He and Gaussian "
+    "initialisation from scratch",
+    "train_fraction": "beyond the paper: Tajbakhsh et al. 2016 fine-tune and train from "
+    "scratch on reduced training sets (the fractions are our choice)",
+    "balance": "beyond the paper: Tajbakhsh et al. 2016 downsample the negatives",
+    "weights_from": "beyond the paper: the pretrained weights whose per-tensor mean and "
+    "variance Mean-Var initialisation draws from (Raghu et al. 2019); default ImageNet",
+    "transfer_blocks": "beyond the paper: partial transfer (Raghu et al. 2019), pretrained "
+    "weights for blocks 1..k only",
+    "test_fraction": "paper §4.3: BreakHis split 80 % / 10 % / 10 %",
+    "split": "paper §4.1/§4.3: images split at random (our 'image' split, stratified by "
+    "label); 'slide' (PCam) and 'patient' (BreakHis) keep each slide or patient on one side",
+    "wsi_map": "our option: the patch → slide map (id,wsi) for PCam's slide-level split; "
+    "default DATA/patch_id_wsi.csv",
+    "magnification": "our choice: the paper does not say; all four magnifications together",
+}
+
+# Where the BreakHis protocol's values come from, where they differ from PCam's.
+BREAKHIS_SOURCES = {
+    "patience": "paper §4.3: early stopping increased to 50 epochs for BreakHis",
+    "validation_fraction": "paper §4.3: 80 % train / 10 % validation / 10 % test",
+    "image_size": "our choice: the paper does not say how the 700×460 images were sized; "
+    "224×224, the ImageNet models' input size",
+}
+
+
+def source_of(name: str, protocol: str = "pcam") -> str:
+    """Where a setting's value comes from: a paper section or 'our choice: ...'."""
+    if protocol == "breakhis" and name in BREAKHIS_SOURCES:
+        return BREAKHIS_SOURCES[name]
+    return SOURCES.get(name, "")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A finding of the paper's text and, where a grid can check it, the claim it makes.
+
+    Claims name cells by their row and column labels (``("3–5", "1e-4")``):
+    ``("best", cell)`` the best cell of the table; ``("best_in_column", column, row)``
+    and ``("best_in_row", row, column)`` the best of a column or a row; ``("worse",
+    a, b)`` cell a below cell b; ``("similar_row", row)`` the cells of a row alike;
+    ``("not_converged", [cells])``; ``("all", [claims])``. ``claim=None``: the grid
+    alone cannot check it (it speaks of time, or of other tables).
+    :mod:`kandel_repro.report.compare` gives each claim a verdict from the runs.
+    """
+
+    text: str
+    claim: tuple = None
+
+
+# The kinds of claim a Finding can make (its claim's first item, see Finding); the study
+# registry refuses others at import. NOTE: kandel_repro.report.compare.CLAIM_KINDS names
+# those it gives verdicts to; a test keeps the two alike (core may not import report).
+CLAIM_KINDS = ("all", "best", "best_in_column", "best_in_row", "worse", "similar_row",
+               "not_converged")
+
+
+# The paper's text findings, quoted beside our tables. The paper's tables give numbers
+# we do not repeat here: only what its text states is quoted. Where the text names no
+# learning rate for a comparison of depths, the claim takes the paper's best, 1e-4.
+FINDINGS = {
+    "table2": [
+        Finding("Best AUC ≈ 0.96 when blocks 3–5 are fine-tuned at 1e-4 (§4.2).",
+                ("best", ("3–5", "1e-4"))),
+        Finding("Fine-tuning the whole network (1–5) is worse than blocks 3–5.",
+                ("worse", ("1–5", "1e-4"), ("3–5", "1e-4"))),
+        Finding("Blocks 2–5 are worse than blocks 3–5.",
+                ("worse", ("2–5", "1e-4"), ("3–5", "1e-4"))),
+        Finding("Top block only: the three learning rates are nearly equal, 1e-3 slightly best.",
+                ("similar_row", "5")),
+        Finding("1e-4 is the best trade-off between time and performance (§5)."),
+    ],
+    "table3": [
+        Finding("Best AUC when blocks 3–5 are fine-tuned at 1e-4; 1e-5 performs comparably "
+                "(§4.2).", ("best", ("3–5", "1e-4"))),
+        Finding("At 1e-3 the best result comes from fine-tuning only the top two blocks (4–5).",
+                ("best_in_column", "1e-3", "4–5")),
+    ],
+    "table4": [
+        Finding("Top block only (13): the three learning rates are nearly equal, 1e-3 highest, "
+                "1e-4 lowest (§4.2).", ("similar_row", "13")),
+        Finding("At 1e-4 and 1e-5 fine-tuning the whole network (1–13) is best.",
+                ("all", [("best_in_column", "1e-4", "1–13"), ("best_in_column", "1e-5", "1–13")])),
+        Finding("At 1e-3 the best is blocks 6–13 (the first five blocks frozen).",
+                ("best_in_column", "1e-3", "6–13")),
+    ],
+    "table5": [
+        Finding("VGG16 and VGG19 do not converge at 1e-3 (§4.2).",
+                ("not_converged", [("VGG16", "1e-3"), ("VGG19", "1e-3")])),
+        Finding("VGG16 is best at 1e-4; VGG19 is worse at 1e-4 than at 1e-5.",
+                ("all", [("best_in_row", "VGG16", "1e-4"),
+                         ("worse", ("VGG19", "1e-4"), ("VGG19", "1e-5"))])),
+        Finding("InceptionV3 converges better with smaller learning rates and is best at 1e-4.",
+                ("best_in_row", "InceptionV3", "1e-4")),
+        Finding("No network trained from scratch beats fine-tuning."),
+    ],
+    "table6": [
+        Finding("Agrees with PCam (§4.3): at 1e-3 the top block only (5) is best.",
+                ("best_in_column", "1e-3", "5")),
+        Finding("At 1e-4 blocks 3–5 are best; overall best is blocks 3–5 at 1e-5.",
+                ("all", [("best_in_column", "1e-4", "3–5"), ("best", ("3–5", "1e-5"))])),
+    ],
+    "table7": [
+        Finding("Like PCam (§4.3): at 1e-3 the top block only (5) is best.",
+                ("best_in_column", "1e-3", "5")),
+        Finding("At 1e-4 and 1e-5 blocks 3–5 are best.",
+                ("all", [("best_in_column", "1e-4", "3–5"), ("best_in_column", "1e-5", "3–5")])),
+    ],
+    "table8": [
+        Finding("The paper's text gives no finding specific to InceptionV3 on BreakHis beyond "
+                "its Table 8; its conclusion (§5) is that InceptionV3 gains from fine-tuning "
+                "the whole network."),
+    ],
+}
+
+
+def paper_settings(dataset: str = "pcam") -> dict:
+    """The protocol of a data set as a flat dict (nested augmentation included)."""
+    return dataclasses.asdict(PROTOCOLS[dataset])
+
+
+def deviations(config: dict, keys: Iterable[str] | None = None) -> list[str]:
+    """List ``"name: ours (paper: value)"`` for every setting that differs from the paper.
+
+    ``config`` is a run's resolved config dict (see :mod:`kandel_repro.runs.train`); its
+    ``protocol`` key ("pcam" or "breakhis") picks the protocol to compare with.
+    """
+    paper = paper_settings(config.get("protocol", "pcam"))
+    out = []
+    for name in keys or paper:
+        if name not in config:
+            continue
+        ours, theirs = config[name], paper[name]
+        if name == "augmentation":
+            if ours is None:
+                out.append("augmentation: off (paper: on, training split only)")
+                continue
+            for sub, value in theirs.items():
+                if ours.get(sub) != value:
+                    out.append(f"augmentation.{sub}: {ours.get(sub)} (our default: {value})")
+            continue
+        if ours != theirs:
+            origin = ("paper" if source_of(name, config.get("protocol", "pcam")).startswith("paper")
+                      else "our default")
+            out.append(f"{name}: {ours} ({origin}: {theirs})")
+    return out

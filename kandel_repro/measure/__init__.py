@@ -1,0 +1,7 @@
+"""Measurements of this machine: trainable parameters and time per step at each depth
+(``cost``), and the input pipeline's speed and memory side by side (``bench``)."""
+
+# The defaults of `make bench` (and of `kandel-repro bench`'s options); here, so that the
+# command line reads them without importing the benchmark.
+BENCH_DEFAULTS = {"images": 1500, "copies": 24, "size": 96, "warm": 2, "steps": 8, "rounds": 3,
+                  "augment_seconds": 6.0}

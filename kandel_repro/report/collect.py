@@ -1,0 +1,492 @@
+"""A study's run folders read once into a :class:`Table`: one row per run (cell ×
+seed), one summary per cell over its seeds, the best cell and the cells tied with it
+(:mod:`kandel_repro.report.compare`), the paper's findings with this grid's verdict, and what
+the header says of the data and the settings. Markdown (:mod:`kandel_repro.report.markdown`)
+and figures (:mod:`kandel_repro.report.figures`) are drawn from a Table, never from the
+folders again.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..core.errors import ConfigError
+from ..core.protocol import NOT_CONVERGED_BELOW_AUC, deviations
+from ..core.stats import run_summary
+from ..data.readers import get_reader
+from ..models.backbones import get_backbone
+from ..runs import rundir
+from ..runs.studies import Study, get_study, parse_seeds, run_name, seed_of
+from .compare import CellKey, Evidence, verdict
+
+if TYPE_CHECKING:  # NOTE: annotations only; pandas loads when a table is read
+    import pandas as pd
+
+METRICS = {
+    "kaggle_private_auc": ("Kaggle private-leaderboard test ROC AUC, scored by Kaggle "
+                           "(`kandel-repro submit`; the public score is in the CSV)"),
+    "val_auc": ("validation ROC AUC of the best epoch (80/20 split; the Kaggle test AUC is "
+                "shown once every run is scored: `kandel-repro submit`)"),
+    "test_auc": "ROC AUC on the held-out test split, model of the best validation epoch",
+}
+
+
+SHORT = {"kaggle_private_auc": "Kaggle private AUC", "val_auc": "validation AUC",
+         "test_auc": "test AUC"}
+
+
+FACTS = ("val_auc", "test_auc", "synthetic_test_auc", "kaggle_public_auc", "kaggle_private_auc",
+         "best_epoch", "epochs_run", "stopped_reason", "wall_seconds", "train_images_per_second")
+
+
+TIED_MARK = "≈"
+
+
+def _converged(metrics):
+    auc = metrics.get("val_auc")
+    return (auc is not None and np.isfinite(auc) and auc >= NOT_CONVERGED_BELOW_AUC
+            and metrics.get("stopped_reason") != "non-finite loss")
+
+
+def _summary(run_dir, metrics, labelled_test):
+    """The run's CIs and threshold measures: as recorded, or (runs made before they were)
+    computed from its prediction files; {} when those are missing."""
+    if "val_auc_ci" in metrics:
+        return {k: v for k, v in metrics.items()
+                if k.endswith("_ci") or k.endswith(("_t05", "_youden")) or k in (
+                    "youden_threshold", "measures_split")}
+    import pandas as pd
+
+    try:
+        val = pd.read_csv(run_dir / rundir.VAL_PREDICTIONS)
+        test = pd.read_csv(run_dir / rundir.TEST_PREDICTIONS) if labelled_test else None
+        return run_summary(val["label"], val["prediction"],
+                           None if test is None else test["label"],
+                           None if test is None else test["prediction"])
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _flat(summary):
+    """CI pairs as two columns each, for the CSV."""
+    out = {}
+    for key, value in summary.items():
+        if key.endswith("_ci") and isinstance(value, (list, tuple)) and len(value) == 2:
+            out[f"{key}_low"], out[f"{key}_high"] = value
+        else:
+            out[key] = value
+    return out
+
+
+def collect(study_name: str | Study, runs_dir: str | Path,
+            seeds: int | str | Sequence[int] | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """One row per run of the study (cell × seed; the seeds found in ``runs_dir``, or
+    ``seeds``): status, AUCs, CIs, measures and run facts, as a DataFrame; and the
+    configs of the finished runs.
+
+    Refuses (:class:`~kandel_repro.core.errors.ConfigError`) a folder whose finished runs
+    were made with different experiment settings (other data, epochs, split…): one
+    table is one experiment, as :func:`kandel_repro.runs.grid.run_grid` keeps it.
+    """
+    import pandas as pd
+
+    study = get_study(study_name)
+    runs_dir = Path(runs_dir)
+    seeds = _seeds(study, runs_dir, seeds)
+    rows, configs, named = [], [], {}
+    for seed in seeds:
+        for cell in study.cells():
+            name = run_name(cell, seed)
+            run = rundir.read_run(runs_dir / name)
+            metrics = run.metrics or {}
+            labelled = get_reader((run.config or {}).get("dataset") or study.dataset).labelled_test
+            summary = _summary(runs_dir / name, metrics, labelled) if run.metrics else {}
+            rows.append({
+                "table": study.name, "run": name, "row": cell.row.label,
+                "column": cell.column.label, "seed": seed, "backbone": cell.backbone,
+                "first_trainable_block": cell.first_trainable_block, **_layer(study, cell),
+                "learning_rate": cell.learning_rate, "status": run.status,
+                "converged": _converged(metrics) if run.status == "ok" else None,
+                **{key: metrics.get(key) for key in FACTS}, **_flat(summary),
+                "error": (run.error or {}).get("error"),
+            })
+            if run.config and run.status == "ok":
+                # NOTE: what the study sets for this run (its cell's settings) is the
+                # experiment, not a deviation from the paper; tables read it from here.
+                configs.append(dict(run.config, _set_by_study=frozenset(cell.settings)))
+                named[name] = run.config
+    _refuse_mixed(study, runs_dir, named)
+    return pd.DataFrame(rows), configs
+
+
+def _layer(study, cell):
+    """A layer-wise study's column: the first trainable layer of the cell's runs (one
+    more than the backbone's layers: the head only; a row fine-tuned by blocks gives its
+    first block's first layer)."""
+    if "first_trainable_layer" not in study.varied_keys:
+        return {}
+    layer = cell.settings.get("first_trainable_layer")
+    if layer is None:
+        layer = 1 + sum(get_backbone(cell.backbone).block_layers[:cell.first_trainable_block - 1])
+    return {"first_trainable_layer": layer}
+
+
+def _seeds(study, runs_dir, seeds):
+    if seeds is not None:
+        return parse_seeds(seeds)
+    return found_seeds(study, runs_dir) or (0,)
+
+
+def found_seeds(study: Study, runs_dir: str | Path) -> tuple[int, ...]:
+    """The seeds of which ``runs_dir`` holds a run folder of ``study`` (sorted)."""
+    found = set()
+    runs_dir = Path(runs_dir)
+    if runs_dir.is_dir():
+        names = [entry.name for entry in runs_dir.iterdir() if entry.is_dir()]
+        for cell in study.cells():
+            found |= {s for s in (seed_of(cell, n) for n in names) if s is not None}
+    return tuple(sorted(found))
+
+
+def _refuse_mixed(study, runs_dir, configs):
+    mixed = rundir.mixed_settings(configs, varied=study.varied_keys | {"seed"})
+    if not mixed:
+        return
+
+    def runs(names):
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    lines = [f"  - {key}: " + "; ".join(f"{value} in {runs(names)}" for value, names in values.items())
+             for key, values in mixed.items()]
+    raise ConfigError(f"{runs_dir} mixes runs made with different settings, which one table "
+                      "must not show together:\n" + "\n".join(lines) + "\nKeep each experiment "
+                      "in its own --runs folder (or retrain the odd runs: grid … --rerun).")
+
+
+def dataset_of(study: Study, configs: Sequence[dict]) -> str:
+    """The data set the runs read (the study's when no run has finished)."""
+    return configs[0].get("dataset") or study.dataset if configs else study.dataset
+
+
+def choose_metric(frame: pd.DataFrame, study: Study, configs: Sequence[dict] = ()) -> str:
+    """The column a table shows: the test AUC where the data set's test split is
+    labelled (BreakHis, the PCam HDF5 release); on Kaggle's PCam the private-leaderboard
+    AUC once every finished run is scored, else the validation AUC."""
+    if get_reader(dataset_of(study, configs)).labelled_test:
+        return "test_auc"
+    done = frame[frame["status"] == "ok"]
+    if len(done) and done["kaggle_private_auc"].notna().all():
+        return "kaggle_private_auc"
+    return "val_auc"
+
+
+def describe_data(configs: Sequence[dict]) -> str:
+    if not configs:
+        return "no finished run yet"
+    c = configs[0]
+    synthetic = c.get("synthetic", False)
+    split = c.get("split", "image")
+    size = f"{c['image_size']}×{c['image_size']} pixels"
+    if c.get("protocol") == "breakhis":
+        kind = ("synthetic BreakHis-like set made by `kandel-repro data synthetic-breakhis` — "
+                "not BreakHis" if synthetic else "BreakHis")
+        parts = [f"resized to {size}", f"magnification {c.get('magnification')}",
+                 f"{split}-level split"]
+    elif c.get("dataset") == "pcam-h5":
+        kind = ("synthetic PCam-like set in the HDF5 release's layout, made by `kandel-repro "
+                "data synthetic-h5` — not PCam" if synthetic
+                else "PatchCamelyon, the original HDF5 release")
+        parts = [size, "the release's own train / valid / test splits (slide-disjoint)"]
+    else:
+        kind = ("synthetic PCam-like set made by `kandel-repro data synthetic` — not the "
+                "Kaggle data" if synthetic else "Kaggle Histopathologic Cancer Detection (PCam)")
+        parts = [size, "80/20 split by slide (no slide on both sides; "
+                 f"{Path(c.get('wsi_map') or 'patch_id_wsi.csv').name})" if split == "slide"
+                 else "random 80/20 split"]
+    shares = [f"{c[f'{part}_positive_fraction']:.1%} {part}" for part in ("train", "val", "test")
+              if c.get(f"{part}_positive_fraction") is not None]
+    if shares:
+        parts.append(f"positives: {', '.join(shares)}")
+    return (f"{kind}; {c['n_train']:,} training / {c['n_val']:,} validation / "
+            f"{c['n_test']:,} test images; " + "; ".join(parts))
+
+
+def deviations_of(configs: Iterable[dict], study: Study | None = None) -> list[str]:
+    """Differences from the paper's protocol; a study's own fixed settings (Table 5's
+    random weights) are the experiment, not a deviation, and the seeds of the runs are
+    listed on their own line."""
+    skip = set(study.fixed if study is not None else ()) | {"seed"}
+    seen = []
+    for config in configs:
+        mine = skip | set(config.get("_set_by_study", ()))
+        lines = deviations(config)
+        seen += [line for line in lines if line.split(":")[0] not in mine and line not in seen]
+    return seen
+
+
+def caveat_of(configs: Sequence[dict], study: Study | None = None) -> str:
+    """``"synthetic data and random weights (no ImageNet)"`` or ``""`` for the paper's setup."""
+    def chosen(c):  # the weights the user chose (not those a study's row sets)
+        return None if "weights" in c.get("_set_by_study", ()) else c.get("weights")
+
+    sources = sorted({source for c in configs
+                      for source in (chosen(c), c.get("weights_from") if chosen(c) == "meanvar"
+                                     else None)
+                      if source not in (None, "none", "imagenet", "meanvar")})
+    flags = (("synthetic data", any(c.get("synthetic", False) for c in configs)),
+             ("random weights (no ImageNet)", any(chosen(c) == "none" for c in configs)),
+             (f"pretrained weights trained here, not ImageNet's ({', '.join(sources)})",
+              bool(sources)))
+    return " and ".join(text for text, flag in flags if flag)
+
+
+AUGMENTER_NAMES = {
+    "fast": "fused in-graph transform (ImageDataGenerator's distributions, parity-tested)",
+    "imagedatagenerator": "Keras ImageDataGenerator (the paper's pipeline)",
+}
+
+
+def computed_with(configs: Sequence[dict]) -> str:
+    """How the runs were computed: augmentation implementation, precision, device."""
+    def values(key, default):
+        return sorted({str(c.get(key, default)) for c in configs})
+
+    # NOTE: runs made before the augmenter was recorded used ImageDataGenerator.
+    augment = [AUGMENTER_NAMES.get(v, v) for v in values("augmenter", "imagedatagenerator")]
+    return (f"augmentation by {' and '.join(augment)}; precision "
+            f"{', '.join(values('precision', 'float32'))}; device: "
+            f"{'; '.join(values('device', 'not recorded'))}")
+
+
+@dataclass
+class Table:
+    """A study's runs, assembled: ``frame`` (one row per run), ``configs`` (of the
+    finished runs), ``cells`` (one row per cell, see :func:`assemble`), the ``metric``
+    shown, the ``seeds``, the ``evidence`` the comparisons come from, the ``best``
+    cell (row, column) and the verdicts on the paper's ``findings``."""
+
+    study: object
+    runs_dir: Path
+    frame: object
+    configs: list
+    cells: object
+    metric: str
+    seeds: tuple
+    evidence: Evidence
+    best: tuple
+    findings: list
+    # partial transfer's speed, computed once (epochs_to_target): (target AUC or None,
+    # {row label: [epochs per run, None where not reached]})
+    to_target: tuple = (None, {})
+
+    @property
+    def texts(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, texts)`` arrays in the study's row × column layout."""
+        rows = [level.label for level in self.study.rows]
+        columns = [level.label for level in self.study.columns]
+        values = np.full((len(rows), len(columns)), np.nan)
+        texts = np.full(values.shape, "—", dtype=object)
+        for _, cell in self.cells.iterrows():
+            r, c = rows.index(cell["row"]), columns.index(cell["column"])
+            values[r, c] = cell["mean"]
+            texts[r, c] = cell["text"]
+        return values, texts
+
+    def position(self, cell: CellKey) -> tuple[int, int]:
+        rows = [level.label for level in self.study.rows]
+        columns = [level.label for level in self.study.columns]
+        return rows.index(cell[0]), columns.index(cell[1])
+
+    @property
+    def dataset(self) -> str:
+        return dataset_of(self.study, self.configs)
+
+    @property
+    def caveat(self) -> str:
+        """What a figure's title adds below itself: a new line and :func:`caveat_of` the
+        runs (synthetic data, deviations from the paper), or nothing."""
+        text = caveat_of(self.configs, self.study)
+        return f"\n{text}" if text else ""
+
+    def describe(self, cell: CellKey) -> str:
+        """A cell in words: ``blocks 3–5 at 1e-4`` (``1/4, from scratch`` where the
+        columns are not learning rates)."""
+        rows = {level.label: level for level in self.study.rows}
+        if self.study.columns_are_learning_rates:
+            return f"{rows[cell[0]].name} at {cell[1]}"
+        columns = {level.label: level for level in self.study.columns}
+        return f"{rows[cell[0]].name}, {columns[cell[1]].name}"
+
+
+def assemble(study_name: str | Study, runs_dir: str | Path,
+             seeds: int | str | Sequence[int] | None = None) -> Table:
+    """Read a study's run folders once into a :class:`Table`."""
+    import pandas as pd
+
+    study = get_study(study_name)
+    frame, configs = collect(study_name, runs_dir, seeds)
+    metric = choose_metric(frame, study, configs)
+    seeds = tuple(sorted(frame["seed"].unique()))
+    values, runs, converged = {}, {}, {}
+    for _, run in frame.iterrows():
+        cell = (run["row"], run["column"])
+        if run["status"] != "ok":
+            continue
+        runs.setdefault(cell, {})[run["seed"]] = run["run"]
+        converged.setdefault(cell, {})[run["seed"]] = bool(run["converged"])
+        value = run[metric]
+        usable = value is not None and np.isfinite(value)
+        if usable and not (study.marks_non_convergence and not run["converged"]):
+            values.setdefault(cell, {})[run["seed"]] = float(value)
+    split = "test" if metric == "test_auc" else "validation"
+    evidence = Evidence(study, runs_dir, values, runs, split, converged)
+    best, per_cell, tied = evidence.ties()
+    per_seed = evidence.best_per_seed()
+    rows = []
+    for cell in study.cells():
+        key = (cell.row.label, cell.column.label)
+        mine = frame[(frame["row"] == key[0]) & (frame["column"] == key[1])]
+        numbers = np.array(list(values.get(key, {}).values()), dtype=float)
+        ci = [np.nan, np.nan]
+        if len(numbers) == 1:
+            ci_key = f"{metric}_ci"
+            seed = next(iter(values[key]))
+            run = mine[mine["seed"] == seed].iloc[0]
+            if f"{ci_key}_low" in run and np.isfinite(run.get(f"{ci_key}_low", np.nan)):
+                ci = [run[f"{ci_key}_low"], run[f"{ci_key}_high"]]
+        row = {
+            "table": study.name, "row": key[0], "column": key[1], "backbone": cell.backbone,
+            "first_trainable_block": cell.first_trainable_block,
+            **_layer(study, cell),
+            "learning_rate": cell.learning_rate, "metric": metric,
+            "runs_finished": int((mine["status"] == "ok").sum()),
+            "runs_failed": int((mine["status"] == "failed").sum()),
+            "n": len(numbers),
+            "mean": float(numbers.mean()) if len(numbers) else np.nan,
+            "sd": float(numbers.std(ddof=1)) if len(numbers) > 1 else np.nan,
+            "min": float(numbers.min()) if len(numbers) else np.nan,
+            "max": float(numbers.max()) if len(numbers) else np.nan,
+            "ci_low": ci[0], "ci_high": ci[1],
+            "best": key == best,
+            "tied_with_best": (None if key == best or key not in tied else tied[key]),
+            "best_in_seeds": sum(1 for c in per_seed.values() if c == key),
+            **{f"p_vs_best_seed{s}": p for s, _, p in per_cell.get(key, [])},
+            **{f"diff_vs_best_seed{s}": d for s, d, _ in per_cell.get(key, [])},
+        }
+        row["text"] = _cell_text(row, mine, study, ci)
+        rows.append(row)
+    cells = pd.DataFrame(rows)
+    table = Table(study, Path(runs_dir), frame, configs, cells, metric, seeds, evidence, best, [])
+    table.to_target = target, epochs = epochs_to_target(table)
+    if target is not None:
+        reached = {row: [e for e in values if e is not None] for row, values in epochs.items()}
+        cells["epochs_to_target"] = [np.mean(reached[r]) if reached.get(r) else np.nan
+                                     for r in cells["row"]]
+        cells["target_val_auc"] = target
+    table.findings = [(f.text, *verdict(f.claim, evidence, table.describe)) for f in study.findings]
+    return table
+
+
+def _cell_text(row, runs, study, ci):
+    """What the Markdown table shows in a cell."""
+    if row["n"] == 0:
+        if (runs["status"] == "ok").any() and study.marks_non_convergence:
+            return "did not converge"
+        if (runs["status"] == "ok").any():
+            return "n/a"
+        return "failed" if (runs["status"] == "failed").any() else "—"
+    if row["n"] == 1:
+        text = f"{row['mean']:.4f}"
+        if np.isfinite(ci[0]):
+            text += f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+    else:
+        text = f"{row['mean']:.4f} ({row['min']:.4f}–{row['max']:.4f}, n={row['n']})"
+    if row["best"]:
+        return f"**{text}**"
+    return text + (f" {TIED_MARK}" if row["tied_with_best"] else "")
+
+
+def run_histories(table: Table
+                  ) -> tuple[dict[str, pd.DataFrame], dict[str, int], dict[str, int]]:
+    """``({label: history DataFrame}, {label: colour index}, {label: style index})`` of
+    the finished runs: colour by row (depth or architecture), line style by column
+    (learning rate; see :func:`curve_legend` for the names)."""
+    import pandas as pd
+
+    study = table.study
+    rows = [level.label for level in study.rows]
+    columns = [level.label for level in study.columns]
+    histories, colors, styles = {}, {}, {}
+    for _, run in table.frame[table.frame["status"] == "ok"].iterrows():
+        path = table.runs_dir / run["run"] / rundir.HISTORY
+        if not path.exists():
+            continue
+        label = (f"{study.rows[rows.index(run['row'])].name}, "
+                 f"{study.columns[columns.index(run['column'])].name}"
+                 + (f", seed {run['seed']}" if len(table.seeds) > 1 else ""))
+        histories[label] = pd.read_csv(path)
+        colors[label] = rows.index(run["row"])
+        styles[label] = columns.index(run["column"])
+    return histories, colors, styles
+
+
+def best_cell_predictions(table: Table) -> dict[str, tuple[pd.Series, pd.Series]]:
+    """``{label: (labels, scores)}``: per column (learning rate), the predictions of the
+    cell with the best mean, of its first seed — on the held-out test split where the
+    data set's test split is labelled (BreakHis), else on the validation split (Kaggle's
+    PCam, whose test labels are hidden)."""
+    import pandas as pd
+
+    name = (rundir.TEST_PREDICTIONS if get_reader(table.dataset).labelled_test
+            else rundir.VAL_PREDICTIONS)
+    curves = {}
+    for column in table.study.columns:
+        cells = [c for c in table.evidence.cells() if c[1] == column.label]
+        ranked = sorted(cells, key=table.evidence.mean, reverse=True)
+        for cell in ranked:
+            run = table.evidence.runs[cell][min(table.evidence.values[cell])]
+            path = table.runs_dir / run / name
+            if path.is_file():
+                predictions = pd.read_csv(path)
+                label = f"{column.name}: {table.study.rows[table.position(cell)[0]].name}"
+                curves[label] = (predictions["label"], predictions["prediction"])
+                break
+    return curves
+
+
+TARGET_SHARE = 0.9  # partial transfer: the target is this share of the full transfer's AUC
+
+
+def epochs_to_target(table: Table) -> tuple[float | None, dict[str, list[int | None]]]:
+    """Partial transfer's speed: ``(target, {row label: [epochs per run, None where the
+    target was not reached]})``, the target being TARGET_SHARE × the mean best
+    validation AUC of the row that transfers every block (None when it has no run)."""
+    import pandas as pd
+
+    rows = [level for level in table.study.rows if "transfer_blocks" in level.settings]
+    if not rows:
+        return None, {}
+    full = max(rows, key=lambda level: level.settings["transfer_blocks"])
+    reference = [v for (row, _), seeds in table.evidence.values.items() if row == full.label
+                 for v in seeds.values()]
+    done = table.frame[table.frame["status"] == "ok"]
+    best = done[done["row"] == full.label]["val_auc"].dropna()
+    if best.empty or not reference:
+        return None, {}
+    target = TARGET_SHARE * float(best.mean())
+    out = {}
+    for level in rows:
+        epochs = []
+        for name in done[done["row"] == level.label]["run"]:
+            history = table.runs_dir / name / rundir.HISTORY
+            if not history.exists():
+                continue
+            auc = pd.read_csv(history)["val_auc"].to_numpy(dtype=float)
+            reached = np.flatnonzero(auc >= target)
+            epochs.append(int(reached[0]) + 1 if len(reached) else None)
+        out[level.label] = epochs
+    return target, out

@@ -1,0 +1,249 @@
+"""Which cells of a table can be told apart: summaries over seeds, ties with the best
+cell, and the paper's findings checked against the runs.
+
+Every run of a table (cell × seed) is scored on the same images — the split depends on
+``split_seed`` only — so two runs of one seed can be compared pairwise: DeLong's test on
+their predictions (:func:`kandel_repro.core.stats.paired_test`), on the split the table's
+metric is measured on (the held-out test split where it is labelled, else the validation
+split). A family of comparisons is Holm-adjusted within each seed, at 5 %.
+
+One cell is *significantly below* another when, in every seed where both have
+predictions, it scores lower with an adjusted p below 0.05; a single seed that does not
+separate them leaves them *not distinguishable*. So the more seeds, the stricter a claim
+of superiority.
+
+- The table's best cell is the one with the highest mean over its seeds; a cell not
+  significantly below it is marked tied with it (:meth:`Evidence.ties`).
+- A finding's claim (:class:`kandel_repro.core.protocol.Finding`) gets a verdict:
+  *supported*, *not distinguishable*, *contradicted*, or *not assessable* (the grid
+  lacks the runs, or the claim is not one a grid can check), with the reason in words.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..core.stats import holm, paired_test
+from ..runs import rundir
+
+if TYPE_CHECKING:
+    from ..runs.studies import Study
+
+ALPHA = 0.05
+SUPPORTED, TIED, CONTRADICTED, UNKNOWN = (
+    "supported", "not distinguishable", "contradicted", "not assessable")
+# The claim kinds :func:`verdict` gives a verdict to; the registry checks its findings'
+# claims against :data:`kandel_repro.core.protocol.CLAIM_KINDS` (a test keeps them alike).
+CLAIM_KINDS = ("all", "best", "best_in_column", "best_in_row", "worse", "similar_row",
+               "not_converged")
+
+# For type hints: a cell as (row label, column label); a pair's tests, [(seed, diff, p)].
+CellKey = tuple[str, str]
+SeedTests = list[tuple[int, float, float]]
+
+
+class Evidence:
+    """The finished runs of a table, by cell and seed, and their paired comparisons.
+
+    ``values``: ``{(row, column): {seed: metric value}}`` of the runs with a number (a
+    run that did not converge under Table 5's rule has none); ``runs``: ``{(row, column):
+    {seed: run name}}`` of every finished run; ``split``: ``"test"`` or ``"validation"``,
+    where the predictions compared are.
+    """
+
+    def __init__(self, study: Study, runs_dir: str | Path, values: dict, runs: dict,
+                 split: str, converged: dict | None = None) -> None:
+        self.study = study
+        self.runs_dir = Path(runs_dir)
+        self.values = values
+        self.runs = runs
+        self.split = split
+        self.converged = converged or {}
+        self.file = rundir.TEST_PREDICTIONS if split == "test" else rundir.VAL_PREDICTIONS
+        self._predictions = {}
+        self.problems = []
+
+    # --- numbers -----------------------------------------------------------------
+    def mean(self, cell: CellKey) -> float:
+        seeds = self.values.get(cell, {})
+        return float(np.mean(list(seeds.values()))) if seeds else np.nan
+
+    def cells(self) -> list[CellKey]:
+        return [cell for cell in self.values if self.values[cell]]
+
+    def best(self, cells: list[CellKey] | None = None) -> CellKey | None:
+        """The cell with the highest mean among ``cells`` (default all); None if none."""
+        scored = [c for c in (cells if cells is not None else self.cells()) if self.values.get(c)]
+        return max(scored, key=self.mean) if scored else None
+
+    def best_per_seed(self) -> dict[int, CellKey]:
+        """``{seed: best cell of that seed}``."""
+        seeds = sorted({s for values in self.values.values() for s in values})
+        out = {}
+        for seed in seeds:
+            scored = {c: v[seed] for c, v in self.values.items() if seed in v}
+            out[seed] = max(scored, key=scored.get)
+        return out
+
+    # --- predictions and tests ---------------------------------------------------
+    def _scores(self, cell, seed):
+        key = (cell, seed)
+        if key not in self._predictions:
+            import pandas as pd
+
+            name = self.runs.get(cell, {}).get(seed)
+            path = self.runs_dir / name / self.file if name else None
+            if path is None or not path.is_file():
+                self._predictions[key] = None
+            else:
+                frame = pd.read_csv(path, dtype={"id": str})
+                self._predictions[key] = (frame["id"].to_numpy(), frame["label"].to_numpy(),
+                                          frame["prediction"].to_numpy(dtype=float))
+        return self._predictions[key]
+
+    def compare(self, pairs: list[tuple[CellKey, CellKey]]
+                ) -> dict[tuple[CellKey, CellKey], SeedTests]:
+        """``{(a, b): [(seed, auc_a − auc_b, Holm-adjusted p), …]}`` for each pair, over
+        the seeds where both cells have predictions; Holm across ``pairs`` per seed."""
+        seeds = sorted({s for c in {x for pair in pairs for x in pair}
+                        for s in self.values.get(c, {})})
+        out = {pair: [] for pair in pairs}
+        for seed in seeds:
+            tests = []
+            for a, b in pairs:
+                sa, sb = self._scores(a, seed), self._scores(b, seed)
+                if sa is None or sb is None or a not in self.values or b not in self.values \
+                        or seed not in self.values[a] or seed not in self.values[b]:
+                    continue
+                if not np.array_equal(sa[0], sb[0]):
+                    self.problems.append(f"seed {seed}: {self.runs[a][seed]} and "
+                                         f"{self.runs[b][seed]} predicted other images")
+                    continue
+                diff, _, p = paired_test(sa[1], sa[2], sb[2])
+                tests.append(((a, b), diff, p))
+            if tests:
+                adjusted = holm([p for _, _, p in tests])
+                for ((pair, diff, _), p) in zip(tests, adjusted):
+                    out[pair].append((seed, diff, float(p)))
+        return out
+
+    def ties(self) -> tuple[CellKey | None, dict[CellKey, SeedTests], dict[CellKey, bool | None]]:
+        """``(best cell, {cell: [(seed, diff, p)]}, {cell: tied? (None: not compared)})``."""
+        best = self.best()
+        if best is None:
+            return None, {}, {}
+        pairs = [(cell, best) for cell in self.cells() if cell != best]
+        results = self.compare(pairs)
+        per_cell = {cell: results[(cell, best)] for cell, _ in pairs}
+        # NOTE: a cell without predictions to compare is not judged (None), not tied.
+        return best, per_cell, {cell: (not below(r)) if r else None for cell, r in per_cell.items()}
+
+
+def below(results: SeedTests) -> bool:
+    """Significantly below: lower with adjusted p < ALPHA in every compared seed."""
+    return bool(results) and all(diff < 0 and p < ALPHA for _, diff, p in results)
+
+
+def above(results: SeedTests) -> bool:
+    return bool(results) and all(diff > 0 and p < ALPHA for _, diff, p in results)
+
+
+def _p(results):
+    """The largest adjusted p over the seeds (the weakest evidence), for the reader."""
+    return max(p for _, _, p in results) if results else float("nan")
+
+
+# --- the paper's findings --------------------------------------------------------------
+
+def verdict(claim: tuple | None, evidence: Evidence,
+            name: Callable[[CellKey], str]) -> tuple[str, str]:
+    """``(verdict, reason)`` of a finding's claim; ``name(cell)`` says a cell in words."""
+    if claim is None:
+        return UNKNOWN, "not a claim this grid can check"
+    kind = claim[0]
+    if kind == "all":
+        parts = [verdict(c, evidence, name) for c in claim[1]]
+        kinds = [v for v, _ in parts]
+        reason = "; ".join(r for _, r in parts)
+        if CONTRADICTED in kinds:
+            return CONTRADICTED, reason
+        if UNKNOWN in kinds:
+            return UNKNOWN, reason
+        return (SUPPORTED if all(k == SUPPORTED for k in kinds) else TIED), reason
+    if kind == "best":
+        return _best_in(evidence, evidence.cells(), tuple(claim[1]), "the table", name)
+    if kind == "best_in_column":
+        column, row = claim[1], claim[2]
+        cells = [c for c in evidence.cells() if c[1] == column]
+        return _best_in(evidence, cells, (row, column), f"column {column}", name)
+    if kind == "best_in_row":
+        row, column = claim[1], claim[2]
+        cells = [c for c in evidence.cells() if c[0] == row]
+        return _best_in(evidence, cells, (row, column), f"row {row}", name)
+    if kind == "worse":
+        a, b = tuple(claim[1]), tuple(claim[2])
+        if not (evidence.values.get(a) and evidence.values.get(b)):
+            return UNKNOWN, f"{name(a) if not evidence.values.get(a) else name(b)} has no result"
+        results = evidence.compare([(a, b)])[(a, b)]
+        if not results:
+            return UNKNOWN, f"no predictions to compare {name(a)} with {name(b)}"
+        words = f"{name(a)} {evidence.mean(a):.4f} against {name(b)} {evidence.mean(b):.4f}"
+        if below(results):
+            return SUPPORTED, f"{words}, significantly lower (p ≤ {_p(results):.2g})"
+        if above(results):
+            return CONTRADICTED, f"{words}, significantly higher (p ≤ {_p(results):.2g})"
+        return TIED, f"{words}, not significantly different (p up to {_p(results):.2g})"
+    if kind == "similar_row":
+        cells = [c for c in evidence.cells() if c[0] == claim[1]]
+        if len(cells) < 2:
+            return UNKNOWN, f"row {claim[1]} has fewer than two results"
+        results = evidence.compare(list(combinations(cells, 2)))
+        apart = [pair for pair, r in results.items() if below(r) or above(r)]
+        sometimes = [pair for pair, r in results.items() if any(p < ALPHA for _, _, p in r)]
+        if apart:
+            a, b = apart[0]
+            return CONTRADICTED, f"{name(a)} and {name(b)} differ significantly in every seed"
+        if sometimes:
+            return TIED, "some pairs differ in some seeds but not in all"
+        spread = max(evidence.mean(c) for c in cells) - min(evidence.mean(c) for c in cells)
+        return SUPPORTED, f"no two differ significantly (spread {spread:.4f})"
+    if kind == "not_converged":
+        flags = [f for cell in claim[1] for f in evidence.converged.get(tuple(cell), {}).values()]
+        if not flags:
+            return UNKNOWN, "those runs have not finished"
+        if not any(flags):
+            return SUPPORTED, f"every one of their {len(flags)} run(s) did not converge"
+        if all(flags):
+            return CONTRADICTED, f"all {len(flags)} run(s) converged"
+        return TIED, f"{flags.count(False)} of {len(flags)} run(s) did not converge"
+    raise ValueError(f"unknown claim {claim!r}")
+
+
+def _best_in(evidence, cells, claimed, where, name):
+    if not evidence.values.get(claimed):
+        return UNKNOWN, f"{name(claimed)} has no result"
+    best = evidence.best(cells)
+    others = [c for c in cells if c != best]
+    if not others:
+        return UNKNOWN, f"{where} has a single result"
+    results = evidence.compare([(c, best) for c in others])
+    if any(not r for r in results.values()):
+        return UNKNOWN, "predictions are missing for some runs"
+    if claimed == best:
+        tied = [c for c in others if not below(results[(c, best)])]
+        if not tied:
+            return SUPPORTED, (f"{name(best)} is best of {where} ({evidence.mean(best):.4f}), every "
+                               "other cell significantly below it")
+        return TIED, (f"{name(best)} is best of {where} ({evidence.mean(best):.4f}), but "
+                      + ", ".join(name(c) for c in tied[:3])
+                      + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
+                      + " are not significantly below it")
+    words = (f"the best of {where} is {name(best)} ({evidence.mean(best):.4f}); "
+             f"{name(claimed)} {evidence.mean(claimed):.4f}")
+    if below(results[(claimed, best)]):
+        return CONTRADICTED, f"{words}, significantly lower (p ≤ {_p(results[(claimed, best)]):.2g})"
+    return TIED, f"{words}, not significantly lower (p up to {_p(results[(claimed, best)]):.2g})"

@@ -1,0 +1,140 @@
+"""A :class:`~kandel_repro.report.collect.Table` as Markdown: the header (data, weights, seeds,
+deviations from the paper, the metric), the grid, ties, and the paper's findings with
+this grid's verdict."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.protocol import NOT_CONVERGED_BELOW_AUC
+from .collect import (METRICS, TARGET_SHARE, TIED_MARK, Table, caveat_of, computed_with,
+                      describe_data, deviations_of)
+
+
+def _metric_text(metric, configs):
+    """The header's metric; a test AUC says the test split's share of the images, as the
+    runs' ``n_train``/``n_val``/``n_test`` have it (BreakHis: about the protocol's 10 %;
+    the HDF5 release: its own split) — of a run that trained on the whole training
+    split (no ``--train-fraction``, no downsampling), else no share."""
+    text = METRICS[metric]
+    whole = [c for c in configs if metric == "test_auc" and c.get("train_fraction", 1.0) == 1.0
+             and c.get("balance", "none") == "none"
+             and all(c.get(f"n_{part}") for part in ("train", "val", "test"))]
+    if not whole:
+        return text
+    c = whole[0]
+    share = 100 * c["n_test"] / (c["n_train"] + c["n_val"] + c["n_test"])
+    return text.replace("held-out test split",
+                        f"held-out {share:.{0 if share >= 1 else 1}f} % test split")
+
+
+def render_markdown(table: Table, command: str) -> str:
+    """The Markdown of a :class:`Table`."""
+    study, metric, configs = table.study, table.metric, table.configs
+    lines = [f"# {study.title}: {study.row_header.lower()} × {study.column_header.lower()}", ""]
+    caveat = caveat_of(configs, study)
+    if caveat:
+        lines += [f"> **Made from {caveat}: not comparable to the paper.**", ""]
+    weights = sorted({c.get("weights") for c in configs}) or ["—"]
+    devs = deviations_of(configs, study)
+    done = int((table.frame["status"] == "ok").sum())
+    split_seeds = sorted({c.get("split_seed", 0) for c in configs}) or [0]
+    lines += [
+        f"- Data: {describe_data(configs)}",
+        f"- Backbone: {', '.join(study.backbones)}; weights: {', '.join(weights)}",
+        f"- Metric: {_metric_text(metric, configs)}",
+        f"- Runs finished: {done} of {len(table.frame)}",
+        _seeds_line(table, split_seeds),
+        _ties_line(table),
+    ]
+    if metric == "test_auc":
+        lines.append(_selection_line(table))
+    if study.marks_non_convergence:
+        lines.append(f"- \"did not converge\": best validation AUC below "
+                     f"{NOT_CONVERGED_BELOW_AUC} or a non-finite loss")
+    lines.append("- Settings that differ from the paper:" + ("" if devs else " none"))
+    lines += [f"  - {d}" for d in devs]
+    if configs:
+        lines.append(f"- Computed with: {computed_with(configs)}")
+    lines += [f"- Made by: `{command}`", ""]
+    header = [study.row_header] + [level.label for level in study.columns]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    _, texts = table.texts
+    for r, level in enumerate(study.rows):
+        lines.append("| " + " | ".join([level.label] + [str(t) for t in texts[r]]) + " |")
+    lines.append("")
+    if table.best is not None:
+        lines.append(f"Best cell in bold{' (highest mean over the seeds)' if len(table.seeds) > 1 else ''}: "
+                     + (f"{study.rows[table.position(table.best)[0]].name} at learning rate "
+                        f"{table.best[1]}." if study.columns_are_learning_rates
+                        else f"{table.describe(table.best)}."))
+        counts = table.cells[table.cells["best_in_seeds"] > 0].sort_values(
+            "best_in_seeds", ascending=False)
+        if len(table.seeds) > 1 and len(counts):
+            lines.append("Best cell per seed: " + "; ".join(
+                f"{table.describe((c['row'], c['column']))} in {c['best_in_seeds']} of "
+                f"{len(table.seeds)} seeds" for _, c in counts.iterrows()) + ".")
+    lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV).")
+    lines += _target_lines(table)
+    lines += ["", "## The paper's findings for this table (its text), and this grid's answer", ""]
+    lines += [f"- {text} — **{v}**: {reason}." for text, v, reason in table.findings]
+    if table.findings:
+        lines += ["", "Answers are computed from the runs (`kandel_repro/report/compare.py`): "
+                  "*supported* or *contradicted* when DeLong's paired test separates the cells "
+                  "named at 5 % (Holm-adjusted) in every seed, *not distinguishable* otherwise."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _target_lines(table):
+    """Partial transfer: how many epochs each row needed to reach the target AUC."""
+    target, epochs = table.to_target
+    if target is None:
+        return []
+
+    def words(values):
+        reached = [e for e in values if e is not None]
+        text = ", ".join("not reached" if e is None else str(e) for e in values)
+        return f"{text} (mean {np.mean(reached):.1f})" if reached else text or "no run"
+
+    return ["", f"Epochs to reach a validation AUC of {target:.4f} ({TARGET_SHARE:g} × the "
+            "mean best of the run that transfers every block; our choice of target), per run:",
+            ""] + [f"- {label}: {words(values)}" for label, values in epochs.items()]
+
+
+def _selection_line(table):
+    """Where the test split is labelled: which cell the validation AUC would choose."""
+    done = table.frame[(table.frame["status"] == "ok") & table.frame["val_auc"].notna()]
+    if done.empty:
+        return "- Model selection: the validation AUC (nothing finished yet)"
+    means = done.groupby(["row", "column"])[["val_auc", "test_auc"]].mean()
+    cell = means["val_auc"].idxmax()
+    return (f"- Model selection: each run keeps the epoch of its best validation AUC; by "
+            f"validation AUC the best cell is {table.describe(cell)} (validation "
+            f"{means.loc[cell, 'val_auc']:.4f}, test {means.loc[cell, 'test_auc']:.4f}) — the "
+            "test split is not used to choose")
+
+
+def _seeds_line(table, split_seeds):
+    seeds = ", ".join(map(str, table.seeds))
+    split = f"split seed {', '.join(map(str, split_seeds))}"
+    if len(table.seeds) == 1:
+        return (f"- Seed {seeds} ({split}); a cell shows its AUC and DeLong's 95 % confidence "
+                "interval [low, high]")
+    return (f"- Seeds {seeds} ({split}: every run scored on the same images); a cell shows "
+            "the mean over its seeds (min–max, n = runs)")
+
+
+def _ties_line(table):
+    compared = sum(1 for _, c in table.cells.iterrows() if c["tied_with_best"] is not None)
+    if table.best is None:
+        return "- Tied with the best: nothing to compare yet"
+    if not compared:
+        return ("- Tied with the best: not judged (no prediction files to compare; runs made "
+                "before predictions were kept, or a single cell)")
+    split = f"{table.evidence.split} split"
+    if table.metric == "kaggle_private_auc":
+        split += " (Kaggle keeps the test labels)"
+    return (f"- {TIED_MARK}: tied with the best — not significantly below it by DeLong's paired "
+            f"test on the same {split} images, Holm-adjusted over the table's {compared} "
+            f"comparison{'s' if compared != 1 else ''}, 5 %" + (", in at least one seed (a cell counts as below the best "
+                                  "only if it is in every seed)" if len(table.seeds) > 1 else ""))

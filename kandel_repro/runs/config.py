@@ -1,0 +1,242 @@
+"""A run's settings, resolved and validated in one place.
+
+:func:`resolve_config` starts from a protocol (:mod:`kandel_repro.core.protocol`), applies the
+user's settings, gives every value one spelling and checks it; the command line's
+``choices=`` come from :data:`CHOICES` here, and nothing downstream normalises again.
+
+A run's ``config.json`` holds three kinds of keys:
+
+- **experiment settings** (:data:`EXPERIMENT_KEYS`): what the run computes. A finished
+  run is reused by a grid only when they all match (:mod:`kandel_repro.runs.rundir`).
+- **runtime settings** (:data:`RUNTIME_DEFAULTS`): how it computes — which
+  implementation applies the augmentation (``augmenter``), precision, XLA, distribution,
+  the prediction batch. They change speed, not results, and may differ between the runs
+  of one table.
+- **facts** the run records: the data (:func:`with_data`: ``dataset``, ``synthetic``,
+  ``data_dir``, ``data_fingerprint``; then ``image_size``, ``n_train``…) and the machine
+  (``device``, ``replicas``).
+
+Words kept apart: ``augmentation`` is the experiment's setting (the paper's transform
+parameters, or None for none), ``augmenter`` the implementation that applies it;
+``dataset`` is the data set a run reads (a reader of :mod:`kandel_repro.data.readers`:
+``pcam``, ``breakhis``), ``protocol`` the paper's settings for it, and ``synthetic``
+whether the data were made by this package's generators. Run folders written before
+these names keep being read: :func:`upgrade` translates their ``config.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import ConfigError
+from ..core.protocol import PROTOCOLS
+from ..models.backbones import check_input_size, depth_label, get_backbone, layer_label
+from ..models.weights import MEANVAR, normalise_weights
+from ..training.augment import AUGMENTERS, check_fast
+from .keys import RENAMED
+from ..training.runtime import default_eval_batch_size, device_description, resolve_precision
+
+if TYPE_CHECKING:
+    from ..data.packed import PackedData
+
+
+# How a run is computed, not what it computes: recorded in config.json, free to differ
+# between the runs of one table (see the README's performance section).
+RUNTIME_DEFAULTS = {
+    "augmenter": "fast",  # or "imagedatagenerator", the paper's own pipeline
+    "precision": "auto",  # mixed_float16 on a GPU, float32 on a CPU
+    "jit": "auto",  # XLA for the whole step: Keras' rule (on with one GPU, off on a CPU)
+    "distribute": "none",  # or "mirrored": every GPU of this machine
+    "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 64 on a CPU
+}
+
+# The values a setting may take; the command line offers exactly these.
+CHOICES = {
+    "augmenter": AUGMENTERS,
+    "precision": ("auto", "float32", "mixed_float16"),
+    "jit": ("auto", "on", "off"),
+    "distribute": ("none", "mirrored"),
+    "head_pooling": ("flatten", "avg"),
+    "split": ("image", "patient", "slide"),
+    "magnification": ("all", "40", "100", "200", "400"),
+    "optimizer": ("adam", "sgd"),
+    "init": (None, "glorot", "he", "gaussian"),
+    "balance": ("none", "downsample"),
+}
+
+
+# The command-line option that sets a config key, where it is not ``--`` + the key with
+# dashes: messages name what the user typed.
+OPTIONS = {"max_epochs": "--epochs", "first_trainable_block": "--first-block",
+           "first_trainable_layer": "--first-layer", "learning_rate": "--lr",
+           "augmentation": "--no-augmentation"}
+
+
+def option(key: str) -> str:
+    """The command-line option of config key ``key`` (``max_epochs`` → ``--epochs``)."""
+    return OPTIONS.get(key, "--" + key.replace("_", "-"))
+
+
+def normalise(key: str, value: Any) -> Any:
+    """``value`` of setting ``key`` in its one spelling (None stays None)."""
+    if value is None and key != "weights":
+        return None
+    if key == "weights":
+        return normalise_weights(value)
+    if key == "magnification":
+        return str(value).lower().rstrip("x")  # "100X" → "100"
+    if key == "wsi_map":
+        return str(Path(value).expanduser().resolve())
+    if key == "weights_from":
+        return normalise_weights(value)
+    return value
+
+
+def resolve_config(backbone: str, first_trainable_block: int, learning_rate: float,
+                   protocol: str = "pcam", **settings: Any) -> dict:
+    """The protocol's settings with the user's ``settings`` applied, each checked once.
+
+    ``protocol`` is "pcam" (paper §4.1) or "breakhis" (§4.3); a setting given as None
+    keeps the protocol's value (``augmentation=None`` turns augmentation off). Raises
+    :class:`~kandel_repro.core.errors.ConfigError` naming the setting and the value at fault.
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+    config = dict(dataclasses.asdict(PROTOCOLS[protocol]), protocol=protocol, **RUNTIME_DEFAULTS)
+    settings = {RENAMED.get(k, k): v for k, v in settings.items()}
+    given = {k: normalise(k, v) for k, v in settings.items()
+             if v is not None or k == "augmentation"}
+    if protocol == "pcam" and "image_size" in given:
+        raise ConfigError("--image-size applies to BreakHis only: PCam patches are used at "
+                          "their own size, not resized (paper §4.1)")
+    unknown = set(given) - set(config)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) for the {protocol} protocol: "
+                          f"{', '.join(sorted(unknown))}")
+    config.update(given)
+    bb = get_backbone(backbone)
+    try:
+        first = int(first_trainable_block)
+        rate = float(learning_rate)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--first-block must be an integer and --lr a number, got "
+                          f"{first_trainable_block!r} and {learning_rate!r}") from None
+    if not 1 <= first <= bb.num_blocks:
+        raise ConfigError(f"--first-block must be from 1 to {bb.num_blocks} for "
+                          f"{bb.name}, got {first_trainable_block!r}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise ConfigError(f"--lr must be positive, got {learning_rate!r}")
+    config.update(backbone=bb.name, first_trainable_block=first, learning_rate=rate,
+                  blocks=depth_label(first, bb.num_blocks), num_blocks=bb.num_blocks,
+                  weights=normalise_weights(config["weights"]))
+    if config["first_trainable_layer"] is not None:
+        config["layers"] = layer_label(config["first_trainable_layer"], bb.num_layers)
+    for key, choices in CHOICES.items():
+        if key in config and config[key] not in choices:
+            raise ConfigError(f"{option(key)} must be one of "
+                              f"{', '.join(str(c) for c in choices)}, got {config[key]!r}")
+    _check_optimiser(config)
+    _check_transfer(config, bb)
+    if config["first_trainable_layer"] is not None:
+        layers = bb.num_layers
+        if not isinstance(config["first_trainable_layer"], int) or \
+                not 1 <= config["first_trainable_layer"] <= layers + 1:
+            raise ConfigError(f"--first-layer must be from 1 to {layers + 1} for "
+                              f"{bb.name} ({layers + 1}: the head only), got "
+                              f"{config['first_trainable_layer']!r}")
+    if not (isinstance(config["train_fraction"], (int, float)) and 0 < config["train_fraction"] <= 1):
+        raise ConfigError(f"--train-fraction must be in (0, 1], got {config['train_fraction']!r}")
+    splits = {"pcam": ("image", "slide"), "breakhis": ("image", "patient")}[protocol]
+    if config["split"] not in splits:
+        raise ConfigError(f"--split {config['split']} does not apply to {protocol}: one of "
+                          f"{', '.join(splits)}")
+    if config["wsi_map"] is not None and (protocol != "pcam" or config["split"] != "slide"):
+        raise ConfigError("--wsi-map applies to PCam's --split slide only")
+    if config["augmenter"] == "fast" and config["augmentation"] is not None:
+        check_fast(config["augmentation"])
+    for key in ("batch_size", "max_epochs", "patience", "image_size") + (
+            ("eval_batch_size",) if config["eval_batch_size"] is not None else ()):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
+            raise ConfigError(f"{option(key)} must be a positive integer, got {config[key]!r}")
+    for key in ("seed", "split_seed"):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
+            raise ConfigError(f"{option(key)} must be an integer ≥ 0, got {config[key]!r}")
+    if protocol != "pcam":
+        # NOTE: PCam patches keep their own size (checked against the data); images that
+        # are resized are checked here, before anything is packed at that size.
+        size = config["image_size"]
+        check_input_size(bb, size, size, f"--image-size {size}")
+    return config
+
+
+def _check_optimiser(config):
+    for key in ("head_lr_mult", "bias_lr_mult"):
+        value = config[key]
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{option(key)} must be a number above 0, got {value!r}")
+    if not (isinstance(config["lr_decay"], (int, float)) and 0 < config["lr_decay"] <= 1):
+        raise ConfigError(f"--lr-decay must be in (0, 1] (1: no decay), got {config['lr_decay']!r}")
+    if not (isinstance(config["momentum"], (int, float)) and 0 <= config["momentum"] < 1):
+        raise ConfigError(f"--momentum must be in [0, 1), got {config['momentum']!r}")
+    if config["precision"] == "mixed_float16" and (config["head_lr_mult"] != 1
+                                                   or config["bias_lr_mult"] != 1):
+        # NOTE: also checked where the optimisers are built: "auto" becomes mixed_float16
+        # on a GPU only when the run starts.
+        raise ConfigError("--head-lr-mult and --bias-lr-mult are implemented in float32: give "
+                          "--precision float32 (mixed precision's loss scaling is per optimiser)")
+    if config["momentum"] and config["optimizer"] != "sgd":
+        raise ConfigError(f"--momentum applies to --optimizer sgd; {config['optimizer']} has "
+                          "its own moments")
+
+
+def _check_transfer(config, bb):
+    """Mean-Var and partial transfer need pretrained weights to start from."""
+    if config["weights"] == MEANVAR:
+        config["weights_from"] = config["weights_from"] or "imagenet"
+        if config["weights_from"] in ("none", MEANVAR):
+            raise ConfigError("--weights meanvar draws from pretrained weights: --weights-from "
+                              "imagenet (default) or the path of weights a run made")
+    elif config["weights_from"] is not None:
+        raise ConfigError("--weights-from applies to --weights meanvar")
+    k = config["transfer_blocks"]
+    if k is not None:
+        if not isinstance(k, int) or not 0 <= k <= bb.num_blocks:
+            raise ConfigError(f"--transfer-blocks must be from 0 to {bb.num_blocks} for "
+                              f"{bb.name}, got {k!r}")
+        if config["weights"] in ("none", MEANVAR):
+            raise ConfigError("--transfer-blocks takes blocks from pretrained weights: "
+                              "--weights imagenet or a path, not none or meanvar")
+
+
+def check_time_budget(seconds: float | str | None) -> float | None:
+    """A time budget in seconds: a finite number above 0 (None: no budget)."""
+    if seconds is None:
+        return None
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--time-budget must be a number of seconds, got {seconds!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--time-budget must be a number of seconds above 0, got {seconds!r}")
+    return value
+
+
+def with_data(config: dict, data: PackedData, data_dir: str | Path | None = None) -> dict:
+    """``config`` with the facts of the data it trains on: which data set, whether
+    synthetic, where it was read from (an absolute path; default: the data's root), its
+    identity (``data_fingerprint``) and the reader's own facts (PCam: the fingerprint of
+    the sample submission's ids)."""
+    folder = Path(data_dir if data_dir is not None else data.root).expanduser().resolve()
+    return dict(config, dataset=data.dataset, synthetic=bool(data.synthetic),
+                data_dir=str(folder), data_fingerprint=data.fingerprint, **data.facts(),
+                **data.split_facts(config))
+
+
+def resolve_runtime(config: dict) -> dict:
+    """The config with ``precision``/``eval_batch_size`` resolved and the device named."""
+    config = dict(RUNTIME_DEFAULTS, **config)
+    return dict(config, precision=resolve_precision(config["precision"]),
+                eval_batch_size=config["eval_batch_size"] or default_eval_batch_size(),
+                device=device_description())

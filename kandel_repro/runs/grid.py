@@ -1,0 +1,264 @@
+"""The grid: a study's runs trained in order, resumable; and single runs.
+
+``run_grid("table2", data_dir, runs_dir)`` trains the 15 runs of Table 2 (5 depths ×
+3 learning rates; the study is in :mod:`kandel_repro.runs.studies`) into
+``runs_dir/<run name>/``. A finished run (its ``metrics.json`` exists) is skipped, so a
+grid killed at any point resumes where it stopped and loses at most the run in
+progress. A run that raises is recorded (``error.json``) and the grid goes on; it is
+retried on the next invocation. A finished run made with other settings is never
+reused: the grid refuses it (:func:`kandel_repro.runs.rundir.check_same_experiment`).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ConfigError
+from ..core.files import check_writable
+from ..data.readers import get_reader
+from ..models.backbones import check_input_size, get_backbone
+from ..models.build import build_base
+from ..models.weights import MEANVAR
+from . import rundir, train
+from .train import Attempt
+from .config import check_time_budget, resolve_config, with_data
+from .studies import (Study, get_study, parse_seeds, parse_shard, shard_cells, study_configs,
+                      study_runs)
+
+
+def preflight(study: Study, data_dir: str | Path, configs: Iterable[dict],
+              dataset: str | None = None) -> None:
+    """Check data and weights before any work, so a missing piece stops the grid at once
+    (:func:`check_weights`), before any run folder is written."""
+    get_reader(dataset or study.dataset).read_index(data_dir)
+    check_weights(configs)
+
+
+def check_weights(configs: Iterable[dict]) -> None:
+    """Load, once per backbone and weights, the weights the runs of ``configs`` start
+    from (``--weights``, or Mean-Var's ``--weights-from``), into the backbone at its
+    smallest input size (cheap): the ImageNet weights are downloaded now, or their absence
+    explained; a file or folder that does not hold the backbone's weights (missing,
+    truncated, another backbone's) is named in one line."""
+    needed = {}
+    for c in configs:
+        if c["weights"] == MEANVAR:
+            needed.setdefault((c["backbone"], c.get("weights_from") or "imagenet"),
+                              "--weights-from")
+        elif c["weights"] != "none":
+            needed.setdefault((c["backbone"], c["weights"]), "--weights")
+    for (name, weights), option in sorted(needed.items()):
+        size = get_backbone(name).min_input_size
+        build_base(name, (size, size, 3), weights, option=option)  # loads or explains
+
+
+def _check_input_size(study, data):
+    height, width = data.image_shape[:2]
+    for name in study.backbones:
+        check_input_size(name, height, width,
+                         f"{study.name} on {data.root} ({height}×{width} images)")
+
+
+def _describe(study, cell):
+    """How progress lines name a run: ``vgg16 blocks 3–5, lr 1e-4``."""
+    prefix = f"{cell.backbone} " if len(study.backbones) == 1 else ""
+    return prefix + cell.description
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """How a grid runs its study, as opposed to the run settings (what each run computes,
+    :func:`kandel_repro.runs.config.resolve_config`): which runs, where, within what time.
+
+    ``seeds`` (``3``, ``"0,3,7"``; default seed 0 only, or the ``seed`` setting's value):
+    each cell is trained once per seed (the seed of the head's initialisation, the
+    shuffling and the augmentation; the split stays ``split_seed``'s). ``shard="i/n"``:
+    only the i-th of n disjoint shares of the runs (:func:`~kandel_repro.runs.studies.
+    shard_cells`), e.g. on n machines or Kaggle kernels, whose run folders are then copied
+    into one ``runs_dir``. ``dataset``: the data set ``data_dir`` holds when it is not the
+    study's own (one of the same protocol: a PCam study reads ``pcam`` or ``pcam-h5``).
+    ``fractions``: the datasize study's training-set fractions.
+
+    ``time_budget`` (seconds from now): a run is not started when the slowest finished
+    run of the study would not fit in what is left, and a run in progress stops before an
+    epoch that would pass the budget (it stays unfinished; a run whose last epoch ends in
+    time is finished); runs left over get the status ``"out of time"`` and the same call
+    later resumes with them.
+
+    ``executor="ray"``: each unfinished run becomes a Ray task asking for
+    ``gpus_per_run``/``cpus_per_run`` on the cluster at ``address`` (default: a local
+    Ray); see :mod:`kandel_repro.runs.cluster`. ``runs_dir`` must then be shared storage.
+    """
+
+    cache_dir: str | Path | None = None
+    rerun: bool = False  # train finished runs again
+    workers: int | None = None  # decoding processes when the data are packed
+    verbose: int | str = "auto"  # Keras' progress output
+    shard: str | tuple | None = None
+    time_budget: float | None = None
+    seeds: int | str | tuple | None = None
+    dataset: str | None = None
+    fractions: str | tuple | None = None
+    executor: str = "local"
+    address: str | None = None
+    gpus_per_run: float | None = None
+    cpus_per_run: float | None = None
+
+    @classmethod
+    def split(cls, options: dict) -> tuple[GridOptions, dict]:
+        """``(grid options, run settings)`` of a grid's keyword arguments."""
+        names = {f.name for f in fields(cls)}
+        return (cls(**{k: v for k, v in options.items() if k in names}),
+                {k: v for k, v in options.items() if k not in names})
+
+    def check_executor(self) -> None:
+        """Refuse executor options that do not go together, before any packing."""
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"--executor must be local or ray, got {self.executor!r}")
+        if self.executor == "ray":
+            from .cluster import check_request, require_ray
+
+            check_request(self.gpus_per_run, self.cpus_per_run)
+            require_ray()
+        elif (self.gpus_per_run, self.cpus_per_run, self.address) != (None, None, None):
+            raise ConfigError("--address, --gpus-per-run and --cpus-per-run apply to "
+                              "--executor ray; the in-process grid uses this machine as it is")
+
+
+def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
+             log: Callable[[str], None] = print, **options: Any) -> dict:
+    """Train every run of a study that is not finished; return ``{run name: status}``.
+
+    ``options``: the :class:`GridOptions` (``shard=``, ``seeds=``, ``time_budget=``, …)
+    and run settings (:func:`kandel_repro.runs.config.resolve_config`: ``weights=``,
+    ``max_epochs=``, …) applied to every run.
+    """
+    grid, settings = GridOptions.split(options)
+    grid.check_executor()
+    study = get_study(study_name, grid.fractions)
+    reader = _reader(study, grid.dataset)
+    shard = parse_shard(grid.shard)
+    time_budget = check_time_budget(grid.time_budget)
+    seeds = _seeds(grid.seeds, settings)
+    configs = study_configs(study, seeds, **settings)
+    first = next(iter(configs.values()))
+    reader.check_config(first)  # before any packing
+    preflight(study, data_dir, configs.values(), reader.name)
+    runs_dir = check_writable(runs_dir, "--runs")
+    data = reader.load(data_dir, grid.cache_dir, workers=grid.workers,
+                       image_size=first["image_size"])
+    _check_input_size(study, data)
+    data.split(first)  # data a split cannot serve is refused before any run starts
+    configs = {name: with_data(config, data, data_dir) for name, config in configs.items()}
+    rundir.record_grid(runs_dir, {"study": study.name, "backbones": list(study.backbones),
+                                  "data_dir": str(data_dir), "settings": settings,
+                                  "seeds": list(seeds)}, shard)
+    how = Attempt(rerun=grid.rerun, verbose=grid.verbose,
+                  deadline=None if time_budget is None else time.time() + time_budget,
+                  legacy_fingerprint=data.legacy_fingerprint)
+    runs = study_runs(study, seeds)
+    statuses, todo = _finished_and_todo(study, runs, shard, seeds, runs_dir, configs, how, log)
+    if grid.executor == "ray" and todo:  # (nothing to do: no cluster started or reached)
+        from .cluster import RayJob, run_on_ray
+
+        job = RayJob(str(Path(runs_dir).absolute()), str(Path(data_dir).absolute()),
+                     reader.name, None if grid.cache_dir is None
+                     else str(Path(grid.cache_dir).absolute()), how, address=grid.address,
+                     gpus_per_run=grid.gpus_per_run, cpus_per_run=grid.cpus_per_run)
+        statuses.update(run_on_ray(todo, configs, job, log))
+    elif grid.executor == "local":
+        statuses.update(_train_in_process(todo, runs, runs_dir, data, configs, how, log))
+    _summarise(statuses, log)
+    return statuses
+
+
+def _finished_and_todo(study, runs, shard, seeds, runs_dir, configs, how, log):
+    """``({run: "skipped"} for the finished runs of this shard, [(label, run)] to train)``;
+    a finished run made with other settings is refused."""
+    mine = shard_cells(runs, shard)
+    if shard is not None:
+        log(f"{study.name}: shard {shard[0]}/{shard[1]} runs {len(mine)} of {len(runs)} runs")
+    statuses, todo = {}, []
+    for position, (cell, seed, name) in mine:
+        label = (f"[{position}/{len(runs)}] {study.name}: {_describe(study, cell)}"
+                 + (f", seed {seed}" if seeds != (0,) else ""))
+        if rundir.is_finished(runs_dir / name) and not how.rerun:
+            rundir.check_same_experiment(runs_dir / name, configs[name], how.legacy_fingerprint)
+            log(f"{label}: finished, skipped")
+            statuses[name] = "skipped"
+        else:
+            todo.append((label, name))
+    return statuses, todo
+
+
+def _train_in_process(todo, runs, runs_dir, data, configs, how, log):
+    """Train ``todo`` one after another here, within the time budget; their statuses."""
+    statuses = {}
+    for index, (label, name) in enumerate(todo):
+        if how.deadline is not None:
+            expected = rundir.longest_seconds(runs_dir / n for _, _, n in runs) or 0.0
+            if time.time() + expected > how.deadline:
+                log(f"{label}: not started: the time budget has "
+                    f"{max(how.deadline - time.time(), 0):.0f} s left and the slowest run so "
+                    f"far took {expected:.0f} s; {len(todo) - index} run(s) left for the "
+                    "next session")
+                statuses.update({n: "out of time" for _, n in todo[index:]})
+                break
+        statuses[name] = train.train_grid_run(runs_dir / name, data, configs[name], label, how, log)
+        if statuses[name] == "out of time":
+            log(f"{len(todo) - index} run(s) left for the next session")
+            statuses.update({n: "out of time" for _, n in todo[index + 1:]})
+            break
+    return statuses
+
+
+def _summarise(statuses, log):
+    busy = [n for n, s in statuses.items() if s == "busy"]
+    if busy:
+        log(f"{len(busy)} run(s) were being trained by another process; the same command "
+            "later picks up any they leave unfinished")
+    failed = [n for n, s in statuses.items() if s == "failed"]
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+
+
+def _reader(study, dataset):
+    """The reader of the data a grid reads: the study's, or one of its protocol."""
+    reader = get_reader(dataset or study.dataset)
+    if reader.protocol != study.protocol:
+        raise ConfigError(f"{study.name} follows the {study.protocol} protocol; --dataset "
+                          f"{reader.name} is {reader.protocol} data")
+    return reader
+
+
+def _seeds(seeds, settings):
+    """The seeds of a grid: ``--seeds``, or ``--seed S`` alone as the one seed S."""
+    seed = settings.pop("seed", None)
+    if seed is not None and seeds is not None:
+        raise ConfigError("give --seeds (the seeds of a grid) or --seed (one seed), not both")
+    return parse_seeds(seeds if seed is None else [seed])
+
+
+def train_single(run_dir: str | Path, data_dir: str | Path, backbone: str,
+                 first_trainable_block: int, learning_rate: float, dataset: str = "pcam",
+                 cache_dir: str | Path | None = None, workers: int | None = None,
+                 verbose: int | str = "auto", **settings: Any) -> dict:
+    """What ``kandel-repro train`` does: one run outside any study, into ``run_dir``.
+
+    Resolves the settings under the data set's protocol, loads the data (packing it
+    first if needed) and trains; returns the run's metrics.
+    """
+    reader = get_reader(dataset)
+    config = resolve_config(backbone, first_trainable_block, learning_rate,
+                            protocol=reader.protocol, **settings)
+    reader.check_config(config)
+    reader.read_index(data_dir)
+    check_weights([config])
+    run_dir = check_writable(run_dir, "--run-dir")
+    data = reader.load(data_dir, cache_dir, workers=workers, image_size=config["image_size"])
+    with rundir.claim(run_dir):
+        return train.train_run(run_dir, data, with_data(config, data, data_dir), verbose=verbose)

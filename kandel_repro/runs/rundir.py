@@ -1,0 +1,321 @@
+"""The run folder: its files, and everything that reads or writes them.
+
+One training run (one cell of a study, one seed) lives in one folder::
+
+    config.json             the fully resolved config (kandel_repro.runs.config) + data facts
+    val_ids.csv             the validation ids and labels of the split
+    history.csv             one row per epoch: loss, accuracy, val_auc, seconds
+    best_model.keras        the model of the best epoch (by validation ROC AUC)
+    val_predictions.csv     id,label,prediction of the best model on the validation split
+    submission.csv          PCam: id,label — test predictions in sample_submission.csv order
+    test_ids.csv            BreakHis: the ids and labels of the held-out test split
+    test_predictions.csv    BreakHis: id,label,prediction on the held-out test split
+    metrics.json            written last: val_auc, best_epoch, epochs_run, wall time, ...
+                            (+ kaggle_public_auc/kaggle_private_auc after `kandel-repro submit`)
+    error.json              instead of metrics.json when the run raised
+    tensorboard/            TensorBoard's logs: loss, accuracy, validation AUC, learning rate
+    kaggle-submission.json  PCam, once submitted: ref, description, file hash, status
+
+A run is finished when ``metrics.json`` exists. Every file is written atomically
+(:mod:`kandel_repro.core.files`). The folder of a study's runs also holds ``grid.json`` (or
+``grid-shard-IofN.json``), what the last grid over it was asked to do. Tables, the
+grid, submissions and Kaggle kernels read run folders only through this module; a
+``config.json`` written by an earlier version is read in today's names
+(:func:`upgrade`).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import traceback
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..core.errors import ConfigError, KandelError
+from ..core.files import read_json, write_json
+from .keys import EXPERIMENT_KEYS, upgrade
+
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+ERROR = "error.json"
+HISTORY = "history.csv"
+BEST_MODEL = "best_model.keras"
+VAL_IDS = "val_ids.csv"
+VAL_PREDICTIONS = "val_predictions.csv"
+SUBMISSION = "submission.csv"
+TEST_IDS = "test_ids.csv"
+TEST_PREDICTIONS = "test_predictions.csv"
+KAGGLE_RECORD = "kaggle-submission.json"
+LOCK = ".lock"  # held while a process trains the run (see claim)
+TENSORBOARD = "tensorboard"  # TensorBoard's logs of the run (a folder)
+# Everything a run writes: cleared when a run (re)starts, so an unfinished earlier
+# attempt cannot leak into it.
+ARTEFACTS = (CONFIG, VAL_IDS, TEST_IDS, HISTORY, BEST_MODEL, VAL_PREDICTIONS, SUBMISSION,
+             TEST_PREDICTIONS, METRICS, ERROR, KAGGLE_RECORD)
+
+
+class Run(NamedTuple):
+    """What a run folder says: its config (None if never started), its metrics (None
+    unless finished) and its error (None unless it raised)."""
+
+    config: dict | None
+    metrics: dict | None
+    error: dict | None
+
+    @property
+    def status(self) -> str:
+        """``"ok"`` (finished), ``"failed"`` or ``"missing"`` (not run, or unfinished)."""
+        return "ok" if self.metrics else ("failed" if self.error else "missing")
+
+
+class CorruptFile(KandelError):
+    """A run folder's JSON file that cannot be read (e.g. truncated by a full disk)."""
+
+
+def _read(path):
+    """The JSON object in ``path``; None if there is no file; :class:`CorruptFile`,
+    naming the file, if it is not a JSON object."""
+    if not path.is_file():
+        return None
+    try:
+        value = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFile(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise CorruptFile(f"{path} does not hold a JSON object")
+    return value
+
+
+def _read_or_none(path):
+    try:
+        return _read(path)
+    except CorruptFile:
+        return None
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True when ``metrics.json`` exists and can be read (a damaged one is unfinished)."""
+    return _read_or_none(Path(run_dir) / METRICS) is not None
+
+
+def read_config(run_dir: str | Path) -> dict | None:
+    """The run's config in today's names, or None (no file, or a damaged one)."""
+    return upgrade(_read_or_none(Path(run_dir) / CONFIG))
+
+
+def read_metrics(run_dir: str | Path) -> dict | None:
+    """The run's metrics, or None (not finished, or a damaged file)."""
+    return _read_or_none(Path(run_dir) / METRICS)
+
+
+def read_run(run_dir: str | Path) -> Run:
+    """:class:`Run` ``(config, metrics, error)`` of a run folder.
+
+    A damaged ``config.json`` or ``metrics.json`` makes the run a failed one whose
+    error names the file: it is shown as failed in tables and trained again by a grid.
+    """
+    run_dir = Path(run_dir)
+    parts, problems = {}, []
+    for key, name in (("config", CONFIG), ("metrics", METRICS), ("error", ERROR)):
+        try:
+            parts[key] = _read(run_dir / name)
+        except CorruptFile as exc:
+            parts[key] = None
+            problems.append(str(exc))
+    if problems:
+        return Run(upgrade(parts["config"]), None,
+                   {"status": "failed", "error": "; ".join(problems)})
+    return Run(upgrade(parts["config"]), parts["metrics"], parts["error"])
+
+
+def start(run_dir: str | Path) -> Path:
+    """Create ``run_dir`` for a new attempt, removing what an earlier one left."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clear(run_dir)
+    return run_dir
+
+
+def clear(run_dir: str | Path) -> None:
+    """Remove every file a run writes (:data:`ARTEFACTS`, its TensorBoard logs) from
+    ``run_dir``."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    for name in ARTEFACTS:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
+
+
+def remove_if_empty(folder: str | Path) -> None:
+    """Remove ``folder`` if it exists and holds nothing."""
+    with contextlib.suppress(OSError):
+        Path(folder).rmdir()
+
+
+def write_config(run_dir: str | Path, config: dict) -> None:
+    write_json(Path(run_dir) / CONFIG, config)
+
+
+def write_metrics(run_dir: str | Path, metrics: dict) -> None:
+    """Write ``metrics.json``: the run is finished from this moment."""
+    write_json(Path(run_dir) / METRICS, metrics)
+
+
+def update_metrics(run_dir: str | Path, **values: Any) -> dict:
+    """Add ``values`` to a finished run's metrics (atomically); return the result."""
+    metrics = {**read_metrics(run_dir), **values}
+    write_metrics(run_dir, metrics)
+    return metrics
+
+
+def record_failure(run_dir: str | Path, exc: BaseException) -> str | None:
+    """Write ``error.json`` for a run that raised ``exc`` (call inside ``except``);
+    return None, or the reason it could not be written (e.g. a read-only folder)."""
+    try:
+        write_json(Path(run_dir) / ERROR, {
+            "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        })
+    except OSError as problem:
+        return f"{type(problem).__name__}: {problem}"
+    return None
+
+
+class RunBusy(KandelError):
+    """Another live process is training this run (it holds the run's lock)."""
+
+
+@contextlib.contextmanager
+def claim(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while the body trains it; :class:`RunBusy` when another
+    live process holds it.
+
+    The lock is an OS lock (``fcntl.lockf``) on ``run_dir/.lock``, whose text says who
+    holds it (pid, host, since when). The kernel releases it when its process ends,
+    however it ends (``kill -9`` included), so a lock left by a dead process is stale
+    by construction and simply taken over; POSIX locks also work on NFS, the usual
+    shared storage of a cluster. The file is removed when the holder is done.
+    """
+    import fcntl
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunBusy(f"{run_dir} is being trained by another process ({_holder(path)})") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:  # the last holder removed it after we opened it
+            same = False
+        if same:
+            break
+        os.close(fd)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.write(fd, (json.dumps(holder) + "\n").encode())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+        remove_if_empty(run_dir)  # a run that wrote nothing leaves no folder
+
+
+def _holder(path):
+    try:
+        holder = json.loads(Path(path).read_text())
+        return f"pid {holder['pid']} on {holder['host']}, since {holder['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder not recorded yet"
+
+
+def mixed_settings(runs: dict[str, dict],
+                   varied: Iterable[str] = ()) -> dict[str, dict[str, list[str]]]:
+    """The experiment settings on which finished runs disagree, ``{key: {value as JSON
+    text: [run names]}}``, leaving out the keys in ``varied`` (those a study varies on
+    purpose). ``runs``: ``{run name: config}``."""
+    out = {}
+    for key in EXPERIMENT_KEYS:
+        if key in varied:
+            continue
+        values = {}
+        for name, config in runs.items():
+            values.setdefault(json.dumps(config.get(key), sort_keys=True), []).append(name)
+        if len(values) > 1:
+            out[key] = values
+    return out
+
+
+def check_same_experiment(run_dir: str | Path, config: dict,
+                          legacy_fingerprint: str | None = None) -> None:
+    """Refuse to reuse a finished run made with other settings (every
+    :data:`EXPERIMENT_KEYS` must match).
+
+    ``legacy_fingerprint``: the fingerprint that runs made before data identities were
+    recorded gave the same data (paths as spelled, modification times); such runs are
+    accepted when it matches.
+    """
+    old = read_config(run_dir)
+    if old is None:
+        return
+
+    def differs(key):
+        if key == "data_fingerprint" and legacy_fingerprint:
+            return old.get(key) not in (config.get(key), legacy_fingerprint)
+        if key in ("weights", "weights_from") and \
+                old.get(key) not in (None, "none", "imagenet", "meanvar"):
+            # NOTE: runs made before weights paths were resolved recorded them as typed;
+            # a relative one is read from this working folder, as it was then.
+            resolved = str(Path(old[key]).expanduser().resolve())
+            return config.get(key) not in (old[key], resolved)
+        return old.get(key) != config.get(key)
+
+    diffs = [f"{k}: {old.get(k)!r} there, {config.get(k)!r} now"
+             for k in EXPERIMENT_KEYS if differs(k)]
+    if diffs:
+        raise ConfigError(
+            f"{run_dir} holds a finished run made with other settings ("
+            + "; ".join(diffs) + "). Use another --runs folder, or --rerun to replace it."
+        )
+
+
+def longest_seconds(run_dirs: Iterable[str | Path]) -> float | None:
+    """The wall time of the slowest finished run among ``run_dirs`` (None if none)."""
+    seconds = [(read_metrics(run_dir) or {}).get("wall_seconds") for run_dir in run_dirs]
+    seconds = [s for s in seconds if s]
+    return max(seconds) if seconds else None
+
+
+def record_grid(runs_dir: str | Path, request: dict,
+                shard: tuple[int, int] | None = None) -> None:
+    """Write what a grid over ``runs_dir`` was asked to do; one file per shard, so the
+    run folders of several shards merge without clashes."""
+    name = "grid.json" if shard is None else f"grid-shard-{shard[0]}of{shard[1]}.json"
+    write_json(Path(runs_dir) / name, dict(request, shard=None if shard is None else list(shard)))
+
+
+def finished_runs(folder: str | Path, protocol: str | None = None) -> list[Path]:
+    """Finished run folders: ``folder`` itself when it is one, else those inside it
+    (only those of ``protocol`` when given)."""
+    folder = Path(folder)
+    if (folder / CONFIG).is_file():
+        return [folder]
+    found = []
+    for run_dir in sorted(p for p in folder.iterdir() if (p / CONFIG).is_file()):
+        config = read_config(run_dir)
+        if is_finished(run_dir) and (protocol is None or config.get("protocol", "pcam") == protocol):
+            found.append(run_dir)
+    return found

@@ -1,0 +1,432 @@
+"""One fine-tuning run: one backbone, one depth, one learning rate → one run folder.
+
+:func:`train_run` trains the model a resolved config (:mod:`kandel_repro.runs.config`)
+describes on packed data (:class:`kandel_repro.data.packed.PackedData`) and writes the
+run folder (:mod:`kandel_repro.runs.rundir` lists its files): the config, the split's ids,
+the history of every epoch, the best model, its predictions, and ``metrics.json`` last.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..core.files import write_csv
+from ..core.stats import run_summary
+from ..data.split import downsample, nested_subset
+from ..models.backbones import assign_layers, get_backbone
+from ..models.build import build_model
+from ..models.freeze import set_trainable_blocks, set_trainable_layers
+from ..models.initialise import reinitialise
+from ..training.augment import make_input_stage
+from ..training.optim import build_optimizers, epoch_decay, grouped_trainer
+from ..training.pipeline import idg_batches, in_memory_dataset, predict_uint8
+from ..training.runtime import jit_setting, make_strategy, precision_scope
+from . import rundir
+from .config import resolve_runtime, with_data
+
+if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a run starts
+    import tensorflow as tf
+
+    from ..data.packed import PackedData
+
+
+def reduce_training(train_idx: np.ndarray, labels: np.ndarray, config: dict) -> np.ndarray:
+    """The training rows a run uses: a nested, stratified ``train_fraction`` of the
+    split's (the same images at every seed; each fraction's rows hold the smaller
+    fractions'), then, with ``balance="downsample"``, the negatives cut to as many as
+    the positives. The validation split is never touched."""
+    fraction = config["train_fraction"]
+    if fraction < 1.0:
+        train_idx = nested_subset(train_idx, labels, fraction, config["split_seed"])
+    if config["balance"] == "downsample":
+        train_idx = downsample(train_idx, labels, config["split_seed"])
+    return train_idx
+
+
+def _auc(labels, scores):
+    from sklearn.metrics import roc_auc_score
+
+    if not np.all(np.isfinite(scores)):
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+class TimeBudgetExceeded(Exception):
+    """A run was stopped at an epoch boundary because the next epoch would pass the
+    deadline; it is not finished (no metrics.json) and is trained again next time."""
+
+
+@dataclass
+class EpochLog:
+    """What the epochs of a run have shown so far (kept by :class:`ValidationAUC`)."""
+
+    n_train: int  # training images per epoch
+    deadline: float | None = None  # a time.time() value, or None
+    history: list = field(default_factory=list)  # one row per epoch, as history.csv
+    best_auc: float = -np.inf
+    best_epoch: int = 0
+    best_scores: np.ndarray | None = None  # validation predictions of the best epoch
+    train_seconds: float = 0.0
+    train_images: int = 0
+    first_epoch_seconds: float | None = None
+    stopped_reason: str | None = None
+    out_of_time: bool = False
+
+
+def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size, log):
+    import keras
+
+    class ValidationAUC(keras.callbacks.Callback):
+        """Exact ROC AUC on the validation split each epoch; keeps the best model.
+
+        ``model`` is the paper's model (saved as ``best_model.keras``), ``predictor`` the
+        same model behind the uint8 input stage; ``log`` the :class:`EpochLog` it fills.
+        NOTE: this callback must run before EarlyStopping in the callback list, which
+        reads ``logs["val_auc"]`` added here.
+        """
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            train_seconds = time.perf_counter() - self.started
+            log.train_seconds += train_seconds
+            log.train_images += log.n_train
+            if epoch == 0:
+                log.first_epoch_seconds = train_seconds
+            scores = predict_uint8(predictor, x, eval_batch_size, indices=val_idx)
+            auc = _auc(val_y, scores)
+            logs["val_auc"] = auc
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+            log.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
+                                "train_seconds": train_seconds})
+            if np.isfinite(auc) and auc > log.best_auc:
+                log.best_auc, log.best_epoch, log.best_scores = auc, epoch + 1, scores
+                _save_model(model, Path(run_dir) / rundir.BEST_MODEL)
+            import pandas as pd
+
+            write_csv(Path(run_dir) / rundir.HISTORY, pd.DataFrame(log.history))
+            if not np.isfinite(logs.get("loss", 0.0)):
+                log.stopped_reason = "non-finite loss"
+                self.model.stop_training = True
+            # NOTE: the budget stops a run only before an epoch that would not fit: the
+            # last epoch, or one after which the run stops anyway, finishes it.
+            epoch_seconds = time.perf_counter() - self.started
+            if (log.deadline is not None and epoch + 1 < self.params["epochs"]
+                    and not self.model.stop_training
+                    and time.time() + epoch_seconds > log.deadline):
+                log.out_of_time = True
+                self.model.stop_training = True
+
+    return ValidationAUC()
+
+
+def _save_model(model, path):
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def build_network(config: dict, image_shape: tuple) -> tuple:
+    """``(model, block map)``: the paper's model of a resolved config with the weights a
+    run starts from (its ``weights``, then ``init``'s draw: the head only when the backbone
+    is pretrained), drawn from Keras' global seed. The network a run started from is
+    rebuilt by this too (:func:`kandel_repro.report.similarity.initial_model`)."""
+    model, block_map = build_model(config["backbone"], image_shape, config["weights"],
+                                   head_pooling=config["head_pooling"], dropout=config["dropout"],
+                                   weights_from=config["weights_from"],
+                                   transfer_blocks=config["transfer_blocks"])
+    if config["init"]:
+        reinitialise(model, config["init"], head_only=config["weights"] != "none")
+    return model, block_map
+
+
+def build_run_models(config: dict, image_shape: tuple,
+                     strategy: tf.distribute.Strategy | None = None) -> tuple:
+    """``(model, trainer, predictor, trainable layer names)`` of a resolved config.
+
+    ``model`` is the paper's model (backbone + head) on preprocessed float input — the
+    one saved as ``best_model.keras``. ``trainer`` is the compiled training model: the
+    input stage (cast, fused augmentation for ``augmenter="fast"``, ``preprocess_input``)
+    followed by ``model``; it takes uint8 batches, or float32 ones already augmented by
+    ``ImageDataGenerator``. ``predictor`` takes uint8 batches, augmentation off.
+    ``config["precision"]`` must be resolved (not "auto"). The trainer's optimisers
+    (:func:`kandel_repro.training.optim.build_optimizers`) are ``trainer.optimizers_used``.
+    """
+    import keras
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    preprocess = get_backbone(config["backbone"]).preprocess_input()
+    fast = config["augmenter"] == "fast" and config["augmentation"] is not None
+    with strategy.scope(), precision_scope(config["precision"]):
+        model, block_map = build_network(config, image_shape)
+        if config["first_trainable_layer"] is not None:
+            trainable = set_trainable_layers(model, assign_layers(model.layers),
+                                             config["first_trainable_layer"])
+        else:
+            trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
+                                             config["num_blocks"])
+
+        def wrap(augmentation, dtype, name, groups=None):
+            images = keras.Input(tuple(image_shape), dtype=dtype, name="images")
+            stage = make_input_stage(augmentation, preprocess, seed=config["seed"])
+            if groups is not None:
+                return grouped_trainer(images, model(stage(images)), groups, name=name)
+            return keras.Model(images, model(stage(images)), name=name)
+
+        optimizers = build_optimizers(model, config)
+        grouped = None if optimizers[0][1] is None else [(o, v) for o, v, _ in optimizers]
+        trainer = wrap(config["augmentation"] if fast else None,
+                       "uint8" if fast or config["augmentation"] is None else "float32",
+                       "trainer", grouped)
+        trainer.optimizers_used = optimizers
+        predictor = wrap(None, "uint8", "predictor")
+        # NOTE: compiled under the policy, so mixed_float16 gets Keras' loss scaling.
+        trainer.compile(optimizer=optimizers[0][0], loss=config["loss"], metrics=["accuracy"],
+                        jit_compile=jit_setting(config["jit"]))
+        predictor.compile(jit_compile=jit_setting(config["jit"]))
+    return model, trainer, predictor, trainable
+
+
+def train_run(run_dir: str | Path, data: PackedData, config: dict, verbose: int | str = "auto",
+              deadline: float | None = None) -> dict:
+    """Train one run into ``run_dir``; return its metrics dict.
+
+    ``data`` is a :class:`~kandel_repro.data.packed.PackedData`; ``config`` a dict from
+    :func:`~kandel_repro.runs.config.resolve_config` with the data's facts
+    (:func:`~kandel_repro.runs.config.with_data`). ``deadline`` (a ``time.time()`` value):
+    stop before an epoch that would end after it and raise :class:`TimeBudgetExceeded`,
+    leaving the run unfinished.
+
+    The steps, each a function below: :func:`_prepare` (the split, the config's facts,
+    the split's ids written), :func:`_build` (the models, the config written), :func:`_fit`
+    (the epochs), :func:`_predict` (the best epoch's predictions written) and
+    :func:`_record` (``metrics.json``, last).
+    """
+    started = time.time()
+    _check_deadline(deadline, run_dir)
+    splits = data.split(config)  # refuses unusable data before any write
+    run_dir = rundir.start(run_dir)
+    try:
+        run = _prepare(run_dir, data, config, splits)
+        models = _build(run, data)
+        log = _fit(run, data, models, verbose, deadline)
+        scores = _predict(run, data, models, log)
+        return _record(run, models, log, scores, started)
+    except BaseException:
+        # NOTE: a run that fails before its first epoch ends (bad weights, a setting the
+        # model refuses, Ctrl-C while building) leaves nothing behind: the grid records
+        # its error.json alone.
+        if not (run_dir / rundir.HISTORY).exists():
+            rundir.clear(run_dir)
+            rundir.remove_if_empty(run_dir)
+        raise
+
+
+def _check_deadline(deadline, run_dir):
+    if deadline is not None and time.time() >= deadline:
+        raise TimeBudgetExceeded(f"{Path(run_dir).name}: not started: the time budget is spent")
+
+
+@dataclass
+class _Run:
+    """A run being trained: its folder, its config (with the data's facts), its rows."""
+
+    folder: Path
+    config: dict
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test: object  # the split's TestSet
+    strategy: object  # the tf.distribute strategy
+
+
+def _prepare(run_dir, data, config, splits):
+    """The run's rows and config facts; the split's ids written (val_ids, test_ids)."""
+    import pandas as pd
+
+    train_idx, val_idx, test = splits
+    train_idx = reduce_training(train_idx, data.y, config)
+    config = resolve_runtime(with_data(config, data, config.get("data_dir") or data.root))
+    strategy = make_strategy(config["distribute"])
+    config.update(image_size=int(data.image_shape[0]), n_train=len(train_idx),
+                  n_val=len(val_idx), n_test=test.size,
+                  train_positive_fraction=float(np.mean(data.y[train_idx])),
+                  val_positive_fraction=float(np.mean(data.y[val_idx])),
+                  test_positive_fraction=(None if test.labels is None
+                                          else float(np.mean(test.labels))),
+                  replicas=int(strategy.num_replicas_in_sync))
+    write_csv(run_dir / rundir.VAL_IDS,
+              pd.DataFrame({"id": data.ids[val_idx], "label": data.y[val_idx]}))
+    if test.indices is not None:
+        write_csv(run_dir / rundir.TEST_IDS,
+                  pd.DataFrame({"id": test.selected_ids(), "label": test.labels}))
+    return _Run(run_dir, config, train_idx, val_idx, test, strategy)
+
+
+def _build(run, data):
+    """``(model, trainer, predictor, trainable)`` (:func:`build_run_models`), seeded; the
+    config, with Keras' XLA choice resolved, written."""
+    import keras
+
+    keras.utils.set_random_seed(run.config["seed"])
+    models = build_run_models(run.config, data.image_shape, run.strategy)
+    run.config["jit"] = "on" if models[1].jit_compile else "off"  # Keras' "auto", resolved
+    rundir.write_config(run.folder, run.config)
+    return models
+
+
+def _fit(run, data, models, verbose, deadline):
+    """Train the epochs; their :class:`EpochLog`. :class:`TimeBudgetExceeded` when the
+    budget stopped the run before its last epoch."""
+    import keras
+
+    model, trainer, predictor, _ = models
+    config = run.config
+    # NOTE: the splits index the packed array; no copy of the images is made.
+    if config["augmenter"] == "imagedatagenerator" and config["augmentation"] is not None:
+        batches = idg_batches(data.x, data.y, config["batch_size"], config["augmentation"],
+                              seed=config["seed"], indices=run.train_idx)
+    else:
+        batches = in_memory_dataset(data.x, data.y, run.train_idx, config["batch_size"],
+                                    seed=config["seed"])
+    log = EpochLog(n_train=len(run.train_idx), deadline=deadline)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
+                                             patience=config["patience"])
+    callbacks = [_make_callback(run.folder, model, predictor, data.x, run.val_idx,
+                                data.y[run.val_idx], config["eval_batch_size"], log), stopping]
+    if config["lr_decay"] != 1.0:
+        callbacks.insert(0, epoch_decay(trainer.optimizers_used, config["lr_decay"]))
+    # NOTE: after the AUC callback, which adds val_auc and learning_rate to the epoch's logs.
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.folder / rundir.TENSORBOARD),
+                                                 write_graph=False, update_freq="epoch"))
+    if verbose == "auto":
+        verbose = 1 if os.isatty(1) else 2
+    _check_deadline(deadline, run.folder)  # building the model took time too
+    # NOTE: shuffle=False: both pipelines reshuffle every epoch themselves, from the seed.
+    trainer.fit(batches, epochs=config["max_epochs"], callbacks=callbacks, verbose=verbose,
+                shuffle=False)
+    if log.out_of_time and 0 < stopping.stopped_epoch == len(log.history) - 1:
+        log.out_of_time = False  # early stopping ended the run at that epoch anyway
+    if log.out_of_time:
+        raise TimeBudgetExceeded(f"{run.folder.name}: stopped after epoch {len(log.history)} "
+                                 "to stay within the time budget; not finished")
+    return log
+
+
+def _predict(run, data, models, log):
+    """The best epoch's predictions, written: ``(validation scores, test scores)``."""
+    import keras
+    import pandas as pd
+
+    model, _, predictor, _ = models
+    eval_batch, val_idx, test = run.config["eval_batch_size"], run.val_idx, run.test
+    if log.best_scores is None:
+        log.stopped_reason = log.stopped_reason or "no finite validation AUC"
+        best_scores = predict_uint8(predictor, data.x, eval_batch, indices=val_idx)
+    else:
+        best_scores = log.best_scores
+        # The best epoch's weights, back into the model the predictor wraps.
+        model.set_weights(keras.saving.load_model(run.folder / rundir.BEST_MODEL).get_weights())
+    write_csv(run.folder / rundir.VAL_PREDICTIONS,
+              pd.DataFrame({"id": data.ids[val_idx], "label": data.y[val_idx],
+                            "prediction": best_scores}))
+    test_scores = predict_uint8(predictor, test.x, eval_batch, indices=test.indices)
+    if test.submission:
+        write_csv(run.folder / rundir.SUBMISSION,
+                  pd.DataFrame({"id": test.selected_ids(), "label": test_scores}))
+    else:
+        write_csv(run.folder / rundir.TEST_PREDICTIONS,
+                  pd.DataFrame({"id": test.selected_ids(), "label": test.labels,
+                                "prediction": test_scores}))
+    return data.y[val_idx], best_scores, test_scores
+
+
+def _record(run, models, log, scores, started):
+    """``metrics.json``, written last: the run is finished from then on."""
+    model, _, _, trainable = models
+    val_y, best_scores, test_scores = scores
+    test, config = run.test, run.config
+    epochs_run = len(log.history)
+    later = log.train_seconds - (log.first_epoch_seconds or 0.0)
+    metrics = {
+        "status": "ok",
+        "val_auc": log.best_auc if np.isfinite(log.best_auc) else None,
+        "best_epoch": log.best_epoch,
+        "epochs_run": epochs_run,
+        "stopped_early": epochs_run < config["max_epochs"],
+        "stopped_reason": log.stopped_reason,
+        "wall_seconds": round(time.time() - started, 2),
+        "train_images_per_second": round(log.train_images / max(log.train_seconds, 1e-9), 2),
+        # Epochs after the first exclude tracing and compilation.
+        "steady_images_per_second": (round(log.n_train * (epochs_run - 1) / later, 2)
+                                     if epochs_run > 1 and later > 0 else None),
+        "trainable_layers": len(trainable),
+        "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+    }
+    if test.labels is not None:
+        metrics[test.auc_key] = _auc(test.labels, test_scores)
+    if np.isfinite(best_scores).all() and (test.labels is None or np.isfinite(test_scores).all()):
+        metrics.update(run_summary(val_y, best_scores, test.labels, test_scores, test.auc_key))
+    rundir.write_metrics(run.folder, metrics)
+    return metrics
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How a grid trains each of its runs (in-process or as a Ray task): ``rerun``
+    finished runs too; the ``deadline`` of its time budget (a ``time.time()`` value);
+    Keras' ``verbose``; the ``legacy_fingerprint`` that runs made before data identities
+    were recorded gave the same data (:func:`kandel_repro.runs.rundir.check_same_experiment`)."""
+
+    rerun: bool = False
+    deadline: float | None = None
+    verbose: int | str = "auto"
+    legacy_fingerprint: str | None = None
+
+
+def train_grid_run(run_dir: Path, data: PackedData, config: dict, label: str,
+                   how: Attempt = Attempt(), log: Callable[[str], None] = print) -> str:
+    """Train one run of a grid under its lock; its status: ``ok``, ``skipped`` (finished
+    meanwhile by another process), ``busy`` (another process holds it), ``failed`` (it
+    raised: recorded in ``error.json``, the grid goes on) or ``out of time``. Both
+    executors, in-process and on Ray, train a run through this."""
+    started = time.time()
+    try:
+        with rundir.claim(run_dir):
+            if rundir.is_finished(run_dir) and not how.rerun:  # finished meanwhile, elsewhere
+                rundir.check_same_experiment(run_dir, config, how.legacy_fingerprint)
+                log(f"{label}: finished by another process, skipped")
+                return "skipped"
+            earlier = rundir.read_run(run_dir).error
+            if earlier:
+                log(f"{label}: failed before ({earlier['error']}), retrying")
+            log(f"{label}: training")
+            metrics = train_run(run_dir, data, config, verbose=how.verbose,
+                                deadline=how.deadline)
+    except rundir.RunBusy as exc:
+        log(f"{label}: skipped: {exc}")
+        return "busy"
+    except TimeBudgetExceeded as exc:
+        log(f"{label}: {exc}")
+        return "out of time"
+    except KeyboardInterrupt:
+        log(f"{label}: interrupted; rerun the same command to resume from this run")
+        raise
+    except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid
+        unrecorded = rundir.record_failure(run_dir, exc)
+        where = (f"not recorded: {unrecorded}" if unrecorded
+                 else f"recorded in {run_dir / rundir.ERROR}")
+        log(f"{label}: FAILED ({type(exc).__name__}: {exc}); {where}")
+        return "failed"
+    auc = metrics["val_auc"]
+    log(f"{label}: val AUC {'n/a' if auc is None else f'{auc:.4f}'} at epoch "
+        f"{metrics['best_epoch']}, {time.time() - started:.0f} s")
+    return "ok"

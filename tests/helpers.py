@@ -1,0 +1,82 @@
+"""What several test folders share: the golden files, a cut-down Table 2, a finished
+PCam run folder. (Fixtures are in conftest.py.)"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kandel_repro.runs import studies
+from kandel_repro.runs.studies import Study, depth_rows, lr_columns
+
+GOLDEN = Path(__file__).parent / "golden"  # golden files (tests/golden/README: what each is)
+LEGACY = GOLDEN / "legacy_runs"  # run folders written by earlier versions of the package
+
+
+def cut_table2(monkeypatch, learning_rates=(1e-4,), rows=slice(0, 1)):
+    """Register a Table 2 cut to the top block (by default) and the given rates."""
+    study = Study("table2", "Table 2 — VGG16 fine-tuned on PCam", "pcam",
+                  depth_rows("vgg16")[rows], lr_columns(learning_rates), "Fine-tuned blocks")
+    monkeypatch.setitem(studies.STUDIES, "table2", study)
+    return study
+
+
+def make_run(root, name, data_dir, hidden, noise=0.3, seed=0):
+    """A finished PCam run folder as train_run leaves it (predictions: noisy labels)."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"protocol": "pcam", "data_dir": str(data_dir)}))
+    (run / "metrics.json").write_text(json.dumps({"status": "ok", "val_auc": 0.9}))
+    ids = pd.read_csv(data_dir / "sample_submission.csv", dtype={"id": str})["id"]
+    rng = np.random.default_rng(seed)
+    labels = np.clip(np.array([hidden[i] for i in ids]) * 0.5 + rng.uniform(0, noise, len(ids)), 0, 1)
+    pd.DataFrame({"id": ids, "label": labels}).to_csv(run / "submission.csv", index=False)
+    return run
+
+
+def finished_grid(study_name, data_dir, runs_dir, skip=(), **settings):
+    """The run folders a grid of ``study_name`` over ``data_dir`` with ``settings`` would
+    leave, written without training: each config as the grid resolves it (so the grid
+    accepts the runs as its own), validation predictions of a run-specific quality,
+    a three-epoch history and metrics with the threshold measures. ``skip``: run names
+    left out (still to be trained). Returns the names written."""
+    from sklearn.metrics import roc_auc_score
+
+    from kandel_repro.core.files import write_csv, write_json
+    from kandel_repro.core.stats import run_summary
+    from kandel_repro.data.readers import get_reader
+    from kandel_repro.runs.config import with_data
+    from kandel_repro.runs.studies import get_study, study_configs
+
+    study = get_study(study_name)
+    data = get_reader(study.dataset).load(data_dir, progress=False, workers=1)
+    configs = study_configs(study, **settings)
+    train_idx, val_idx, test = data.split(next(iter(configs.values())))
+    labels, written = data.y[val_idx], []
+    facts = dict(image_size=int(data.image_shape[0]), n_train=len(train_idx), n_val=len(val_idx),
+                 n_test=test.size, train_positive_fraction=float(np.mean(data.y[train_idx])),
+                 val_positive_fraction=float(np.mean(labels)),
+                 test_positive_fraction=None if test.labels is None else float(
+                     np.mean(test.labels)), replicas=1, precision="float32", jit="off",
+                 eval_batch_size=64, device="CPU (no run trained: written by tests/helpers.py)")
+    for i, (name, config) in enumerate(configs.items()):
+        if name in skip:
+            continue
+        run = Path(runs_dir) / name
+        run.mkdir(parents=True)
+        write_json(run / "config.json", dict(with_data(config, data, data_dir), **facts))
+        noise = np.random.default_rng(i).normal(size=len(labels))
+        scores = 1 / (1 + np.exp(-(labels * (0.5 + (i % 5) / 4) + noise - 0.5)))
+        write_csv(run / "val_predictions.csv",
+                  pd.DataFrame({"id": data.ids[val_idx], "label": labels, "prediction": scores}))
+        summary = run_summary(labels, scores)
+        auc = float(roc_auc_score(labels, scores))
+        write_csv(run / "history.csv", pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.7, 0.6, 0.5],
+                                                     "val_auc": [auc - 0.1, auc - 0.02, auc]}))
+        write_json(run / "metrics.json", {"status": "ok", "val_auc": auc, "best_epoch": 3,
+                                          "epochs_run": 3, "wall_seconds": 1.0 + i,
+                                          "train_images_per_second": 100.0, **summary})
+        written.append(name)
+    return written

@@ -1,0 +1,65 @@
+"""The benchmark's plumbing at a tiny scale (its figures are not checked here: timings
+belong in `make bench`, not in unit tests)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kandel_repro.measure.bench import replicate_pcam, run_bench
+
+
+@pytest.mark.slow
+def test_bench_writes_every_figure(tmp_path, capsys):
+    figures = run_bench(tmp_path / "out", tmp_path / "work", images=40, copies=2, size=32,
+                        warm=1, steps=2, rounds=1, augment_seconds=0.3)
+    saved = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert saved == json.loads(json.dumps(figures))
+    depths = ["5", "4-5", "3-5", "2-5", "1-5"]
+    for key in (["augment_speedup", "pipeline_vs_preaugmented", "peak_rss_vs_limit",
+                 "pack_files_per_second", "table2_hours_at_50_epochs_per_run"]
+                + [f"speed_blocks_{d}_vs_whole_network" for d in depths]):
+        assert isinstance(saved[key], float) and saved[key] > 0, key
+    assert saved["augment_speedup"] == pytest.approx(
+        saved["augment_fast_images_per_second"]
+        / saved["augment_imagedatagenerator_flow_images_per_second"])
+    assert saved["speed_blocks_1-5_vs_whole_network"] == 1.0
+    assert saved["pack_files"] == 2 * (40 + 10)
+    assert saved["peak_rss_limit_bytes"] == 1.5 * saved["packed_bytes"] + 2 * 2**30
+    assert saved["table2_hours_at_50_epochs_per_run"] > saved["table2_hours_at_11_epochs_per_run"]
+    assert saved["met_augment_speedup"] == (saved["augment_speedup"] >= 5)
+    text = (tmp_path / "out" / "bench.md").read_text()
+    assert f"{saved['augment_speedup']:.1f}×" in text and saved["device"] in text
+    assert "does not report epoch counts" in text
+
+
+def test_replicated_set_reads_as_the_same_data(tiny_pcam, tmp_path):
+    from kandel_repro.data import pcam
+
+    root = replicate_pcam(tiny_pcam, tmp_path / "x3", 3)
+    index = pcam.read_index(root)
+    original = pcam.read_index(tiny_pcam)
+    assert len(index.train_ids) == 3 * len(original.train_ids)
+    assert list(index.train_labels[:len(original.train_ids)]) == list(original.train_labels)
+    assert (root / "SYNTHETIC.json").exists()
+    assert replicate_pcam(tiny_pcam, tmp_path / "x3", 3) == root  # reused, not rebuilt
+
+
+UNGUARDED = """
+from kandel_repro.data import pcam
+from kandel_repro.core.errors import DataError
+try:
+    pcam.pack({root!r}, {cache!r}, workers=2, progress=False)
+except DataError as exc:
+    print("CAUGHT", exc)
+"""
+
+
+def test_packing_from_an_unguarded_script_says_what_to_do(tiny_pcam, tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(UNGUARDED.format(root=str(tiny_pcam), cache=str(tmp_path / "cache")))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert "CAUGHT" in run.stdout and '__name__ == "__main__"' in run.stdout
+    assert "--workers 1" in run.stdout
+    assert not (tmp_path / "cache").exists()
