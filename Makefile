@@ -84,16 +84,21 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test,ray]"
 	touch $(STAMP)
 
+# Test processes (pytest-xdist): 2, as the 2-core machines CI runs on; each test file runs
+# in one process (--dist loadfile), so a file's module fixtures are built once.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 # The layers contract (setup.cfg's [importlinter]) first: a wrong import fails in a second.
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # Everything but the tests marked slow (notebooks, bench, kernel driver, real grids,
 # InceptionV3 maps): the edit loop.
 test-fast: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 data: $(STAMP)
 	@if [ -f $(DATA)/train_labels.csv ]; then $(KR) data verify --data $(DATA); \

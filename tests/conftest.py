@@ -7,6 +7,22 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 TINY = 32  # image side for tests (VGG's minimum input size)
 
+# The test files that take longest (over half a minute of a 2-core machine each), started
+# first: `make test` runs the files on two processes (pytest-xdist, --dist loadfile),
+# which take the files in collection order, so the long ones do not end the run alone.
+LONGEST_FIRST = ("notebooks/test_notebooks.py", "measure/test_bench.py", "runs/test_cluster.py",
+                 "kaggle/test_kernel.py", "data/test_breakhis.py", "training/test_augment.py",
+                 "kaggle/test_kaggle_submit.py", "models/test_model.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        path = item.path.as_posix()
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)),
+                    len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
 
 @pytest.fixture(scope="session")
 def tiny_pcam(tmp_path_factory):

@@ -134,7 +134,9 @@ def _ties_line(table):
     split = f"{table.evidence.split} split"
     if table.metric == "kaggle_private_auc":
         split += " (Kaggle keeps the test labels)"
+    comparisons = f"{compared} comparison" + ("s" if compared != 1 else "")
+    seeds = (", in at least one seed (a cell counts as below the best only if it is in every "
+             "seed)" if len(table.seeds) > 1 else "")
     return (f"- {TIED_MARK}: tied with the best — not significantly below it by DeLong's paired "
-            f"test on the same {split} images, Holm-adjusted over the table's {compared} "
-            f"comparison{'s' if compared != 1 else ''}, 5 %" + (", in at least one seed (a cell counts as below the best "
-                                  "only if it is in every seed)" if len(table.seeds) > 1 else ""))
+            f"test on the same {split} images, Holm-adjusted over the table's {comparisons}, "
+            f"5 %{seeds}")

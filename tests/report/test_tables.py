@@ -370,3 +370,15 @@ def test_partial_transfer_says_how_fast_each_depth_reaches_the_target(tmp_path):
     text = markdown.render_markdown(table, "cmd")
     assert "Epochs to reach a validation AUC of" in text and "- 0 (none): " in text
     assert "epochs_to_target" in table.cells.columns
+
+
+def test_one_comparison_is_said_in_the_singular(tmp_path):
+    from kandel_repro.runs.studies import Study, depth_rows, lr_columns
+
+    study = Study("two-cells", "two cells", "pcam", depth_rows("vgg16")[:1],
+                  lr_columns((1e-3, 1e-4)), "Fine-tuned blocks")
+    table = collect.Table(study, tmp_path, pd.DataFrame(), [], pd.DataFrame(
+        {"tied_with_best": [None, True]}), "val_auc", (0,),
+        type("Evidence", (), {"split": "validation"})(), ("5", "1e-4"), [])
+    line = markdown._ties_line(table)
+    assert "over the table's 1 comparison, 5 %" in line and "comparisons" not in line

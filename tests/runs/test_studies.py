@@ -2,7 +2,7 @@
 import pytest
 
 from kandel_repro.core.errors import ConfigError
-from kandel_repro.runs import studies
+from kandel_repro.runs import studies, validation
 from kandel_repro.runs.studies import Study, depth_rows, get_study, lr_columns, study_configs
 
 
@@ -140,8 +140,8 @@ def test_a_seed_count_far_beyond_any_study_is_refused_at_once():
 def test_the_registrys_figure_names_are_the_figures_a_table_draws():
     from kandel_repro.report.figures import FIGURES
 
-    assert set(FIGURES) == set(studies.FIGURE_NAMES)
-    assert len(set(studies.FIGURE_NAMES)) == len(studies.FIGURE_NAMES)
+    assert set(FIGURES) == set(validation.FIGURE_NAMES)
+    assert len(set(validation.FIGURE_NAMES)) == len(validation.FIGURE_NAMES)
 
 
 def test_the_registrys_claim_kinds_are_those_verdict_handles():
@@ -161,8 +161,8 @@ def _demo(figures=("heatmap",), claim=None):
 
 def test_every_registered_study_is_valid():
     for study in studies.STUDIES.values():
-        studies.validate_study(study)
-    studies.validate_study(_demo(claim=("all", [("best", ("4–5", "1e-4")),
+        validation.validate_study(study)
+    validation.validate_study(_demo(claim=("all", [("best", ("4–5", "1e-4")),
                                                 ("worse", ("5", "1e-4"), ("4–5", "1e-4")),
                                                 ("best_in_column", "1e-4", "5"),
                                                 ("best_in_row", "5", "1e-4"),
@@ -190,4 +190,4 @@ def test_every_registered_study_is_valid():
 ])
 def test_a_study_with_a_bad_figure_or_claim_is_refused(study, message):
     with pytest.raises(ValueError, match=message):
-        studies.validate_study(study)
+        validation.validate_study(study)
