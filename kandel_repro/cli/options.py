@@ -1,6 +1,5 @@
-"""The command line's options, defined once: ``kandel-repro`` (:mod:`kandel_repro.cli.main`)
-and the Kaggle kernel (which checks the grid options it will pass on) both parse with
-:func:`build_parser`.
+"""The command line's options, defined once: ``kandel-repro`` (:mod:`kandel_repro.cli.main`) and
+the Kaggle kernel (which checks the grid options it will pass on) parse with :func:`build_parser`.
 
 Every subcommand sets ``verb`` (``"grid"``, ``"data pack"``…), the key of its handler
 in :data:`kandel_repro.cli.main.HANDLERS`. Choices come from where the values are defined:
@@ -481,6 +480,7 @@ def _measurement_parsers(sub):
                     help=f"alternating rounds of pipeline vs pre-augmented (default {BENCH['rounds']}; median)")
     bn.add_argument("--augment-seconds", type=float, default=BENCH["augment_seconds"],
                     help=f"seconds per augmentation measurement (default {BENCH['augment_seconds']:g})")
+    bn.add_argument("--batch-size", type=int, help=f"training batch (default {PCAM.batch_size})")
     bn.set_defaults(verb="bench")
 
 

@@ -61,8 +61,9 @@ from kandel_repro.runs.config import resolve_config, resolve_runtime
 from kandel_repro.runs.train import build_run_models
 from kandel_repro.training.pipeline import in_memory_dataset, predict_uint8
 root, cache, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+batch = {"batch_size": int(sys.argv[4])} if len(sys.argv) > 4 else {}
 data = pcam.load(root, cache, progress=False)
-config = resolve_runtime(resolve_config("vgg16", 1, 1e-4, weights="none"))
+config = resolve_runtime(resolve_config("vgg16", 1, 1e-4, weights="none", **batch))
 model, trainer, predictor, _ = build_run_models(config, data.image_shape)
 train_idx, val_idx, _ = data.split(config)
 ds = in_memory_dataset(data.x, data.y, train_idx, config["batch_size"]).repeat()
@@ -154,17 +155,20 @@ def _train_rate(trainer, dataset, warm, steps, batch_size):
     return timer.images_per_second(batch_size)
 
 
-def _config(first, **extra):
-    return resolve_runtime(resolve_config("vgg16", first, 1e-4, weights="none", **extra))
+def _config(first, batch_size=None):
+    """A resolved VGG16 config at depth ``first``; the paper's batch unless given."""
+    return resolve_runtime(resolve_config("vgg16", first, 1e-4, weights="none",
+                                          batch_size=batch_size))
 
 
 def pipeline_vs_preaugmented(data: PackedData, train_idx: np.ndarray, warm: int, steps: int,
-                             rounds: int) -> tuple[float, float, dict]:
+                             rounds: int, batch_size: int | None = None
+                             ) -> tuple[float, float, dict]:
     """Median training images/s of block 5 with the full pipeline and pre-augmented."""
     import keras
     import tensorflow as tf
 
-    config = _config(5)
+    config = _config(5, batch_size)
     batch = config["batch_size"]
     model, trainer, _, _ = build_run_models(config, data.image_shape)
     config["jit"] = "on" if trainer.jit_compile else "off"
@@ -186,12 +190,12 @@ def pipeline_vs_preaugmented(data: PackedData, train_idx: np.ndarray, warm: int,
     return float(np.median(with_pipeline)), float(np.median(without)), config
 
 
-def depth_throughput(data: PackedData, train_idx: np.ndarray, warm: int,
-                     steps: int) -> tuple[dict[str, float], keras.Model]:
+def depth_throughput(data: PackedData, train_idx: np.ndarray, warm: int, steps: int,
+                     batch_size: int | None = None) -> tuple[dict[str, float], keras.Model]:
     """Training images/s of each VGG16 depth (top block only … whole network), timed by
     :func:`kandel_repro.measure.cost.depth_costs` (median step) on the packed images, and the
     whole network's predictor (prediction costs the same at every depth)."""
-    config = _config(1)
+    config = _config(1, batch_size)
     frame = depth_costs("vgg16", data.image_shape[0], config["batch_size"], steps, warm,
                         images=data.x[train_idx], labels=data.y[train_idx])
     out = dict(zip(frame["blocks"], frame["images_per_second"]))
@@ -211,9 +215,12 @@ def eval_throughput(predictor: keras.Model, x: np.ndarray, batch: int,
     return _rate(n * repeats, time.perf_counter() - started)
 
 
-def peak_rss(root: str | Path, cache: str | Path, steps: int) -> int:
+def peak_rss(root: str | Path, cache: str | Path, steps: int,
+             batch_size: int | None = None) -> int:
     """Peak resident memory of a fresh process that loads the data, trains and predicts."""
-    run = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(root), str(cache), str(steps)],
+    batch = [] if batch_size is None else [str(batch_size)]
+    run = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(root), str(cache), str(steps),
+                          *batch],
                          capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"memory measurement failed:\n{run.stderr[-3000:]}")
@@ -242,8 +249,10 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
               images: int = DEFAULTS["images"], copies: int = DEFAULTS["copies"],
               size: int = DEFAULTS["size"], warm: int = DEFAULTS["warm"],
               steps: int = DEFAULTS["steps"], rounds: int = DEFAULTS["rounds"],
-              augment_seconds: float = DEFAULTS["augment_seconds"], rss_steps: int = 3) -> dict:
-    """Measure every figure and write ``bench.md`` and ``bench.json`` into ``out_dir``."""
+              augment_seconds: float = DEFAULTS["augment_seconds"], rss_steps: int = 3,
+              batch_size: int | None = None) -> dict:
+    """Measure every figure and write ``bench.md`` and ``bench.json`` into ``out_dir``;
+    training batches of ``batch_size`` (default: the paper's, 64)."""
     import tensorflow as tf
 
     # NOTE: each depth builds a new model, whose step function TF would report as
@@ -268,13 +277,14 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
 
     fast, flow = augment_throughput(data.x[train_idx[:2048]], augment_seconds)
     _log(f"augmentation: fast {fast:.0f} images/s, ImageDataGenerator.flow {flow:.0f} images/s")
-    with_pipeline, preaugmented, config = pipeline_vs_preaugmented(data, train_idx, warm, steps, rounds)
+    with_pipeline, preaugmented, config = pipeline_vs_preaugmented(data, train_idx, warm, steps,
+                                                                   rounds, batch_size)
     _log(f"training block 5: pipeline {with_pipeline:.1f}, pre-augmented {preaugmented:.1f} images/s")
-    depth_rates, predictor = depth_throughput(data, train_idx, warm, steps)
+    depth_rates, predictor = depth_throughput(data, train_idx, warm, steps, batch_size)
     eval_rate = eval_throughput(predictor, data.x, config["eval_batch_size"])
     _log(f"prediction: {eval_rate:.1f} images/s")
     del data
-    rss = peak_rss(root, cache, rss_steps)
+    rss = peak_rss(root, cache, rss_steps, batch_size)
     rss_limit = 1.5 * packed_bytes + 2 * 2**30
     _log(f"peak RSS {rss / 2**30:.2f} GiB; packed data {packed_bytes / 2**30:.3f} GiB")
 

@@ -12,9 +12,11 @@ from kandel_repro.measure.bench import replicate_pcam, run_bench
 @pytest.mark.slow
 def test_bench_writes_every_figure(tmp_path, capsys):
     figures = run_bench(tmp_path / "out", tmp_path / "work", images=40, copies=2, size=32,
-                        warm=1, steps=1, rounds=1, augment_seconds=0.3, rss_steps=1)
+                        warm=1, steps=1, rounds=1, augment_seconds=0.3, rss_steps=1,
+                        batch_size=8)
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved == json.loads(json.dumps(figures))
+    assert saved["batch_size"] == 8  # (the paper's 64 unless given)
     depths = ["5", "4-5", "3-5", "2-5", "1-5"]
     for key in (["augment_speedup", "pipeline_vs_preaugmented", "peak_rss_vs_limit",
                  "pack_files_per_second", "table2_hours_at_50_epochs_per_run"]
