@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from kandel_repro.runs import studies
-from kandel_repro.runs.studies import Study, depth_rows, lr_columns
+from kandel_repro.runs.levels import Study
+from kandel_repro.runs.studies import depth_rows, lr_columns
 
 GOLDEN = Path(__file__).parent / "golden"  # golden files (tests/golden/README: what each is)
 LEGACY = GOLDEN / "legacy_runs"  # run folders written by earlier versions of the package

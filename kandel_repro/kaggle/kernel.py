@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConfigError
 from ..models.backbones import get_backbone
 from ..models.build import keras_models_dir
-from ..runs.studies import parse_shard
-from ..runs.studies import get_study, study_configs
+from ..runs.studies import get_study, parse_shard, study_configs
 from .api import (COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS, KaggleError, api, call,
                   explain)
 

@@ -20,7 +20,8 @@ from ..core.stats import run_summary
 from ..data.readers import get_reader
 from ..models.backbones import get_backbone
 from ..runs import rundir
-from ..runs.studies import Study, get_study, parse_seeds, run_name, seed_of
+from ..runs.levels import Study
+from ..runs.studies import get_study, parse_seeds, run_name, seed_of
 from .compare import CellKey, Evidence, verdict
 
 if TYPE_CHECKING:  # NOTE: annotations only; pandas loads when a table is read

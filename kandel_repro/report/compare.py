@@ -31,7 +31,7 @@ from ..core.stats import holm, paired_test
 from ..runs import rundir
 
 if TYPE_CHECKING:
-    from ..runs.studies import Study
+    from ..runs.levels import Study
 
 ALPHA = 0.05
 SUPPORTED, TIED, CONTRADICTED, UNKNOWN = (

@@ -11,9 +11,8 @@ import numpy as np
 from ..core.stats import MEASURES, TABLE_RULE
 from ..data.readers import get_reader
 from ..runs import rundir
-from ..runs.studies import Study
-from .collect import (SHORT, TARGET_SHARE, TIED_MARK, Table, best_cell_predictions,
-                      run_histories)
+from ..runs.levels import Study
+from .collect import SHORT, TARGET_SHARE, TIED_MARK, Table, best_cell_predictions, run_histories
 from .plots import heatmap, learning_curves, lines_with_bands, radar, roc_curves, scatter_panels
 
 if TYPE_CHECKING:  # NOTE: annotations only; matplotlib loads when a figure is drawn

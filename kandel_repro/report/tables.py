@@ -24,7 +24,8 @@ from pathlib import Path
 
 from ..core.errors import ConfigError
 from ..core.files import check_writable, write_csv, write_text
-from ..runs.studies import Study, get_study, parse_seeds, seed_of
+from ..runs.levels import Study
+from ..runs.studies import get_study, parse_seeds, seed_of
 from .collect import assemble, found_seeds
 from .figures import FIGURES
 from .markdown import render_markdown

@@ -24,10 +24,10 @@ from ..models.backbones import check_input_size, get_backbone
 from ..models.build import build_base
 from ..models.weights import MEANVAR
 from . import rundir, train
-from .train import Attempt
 from .config import check_time_budget, resolve_config, with_data
-from .studies import (Study, get_study, parse_seeds, parse_shard, shard_cells, study_configs,
-                      study_runs)
+from .levels import Study
+from .studies import get_study, parse_seeds, parse_shard, shard_cells, study_configs, study_runs
+from .train import Attempt
 
 
 def preflight(study: Study, data_dir: str | Path, configs: Iterable[dict],

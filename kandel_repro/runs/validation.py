@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from ..core.protocol import CLAIM_KINDS
 
-if TYPE_CHECKING:
-    from .studies import Study
+if TYPE_CHECKING:  # (for the hints only: validation works on any study-shaped object)
+    from .levels import Study
 
 # The figures a study may ask for: the names of kandel_repro.report.figures.FIGURES (a
 # test keeps the two alike; the runs layer cannot import the report layer).

@@ -95,7 +95,8 @@ def test_the_reader_is_a_pcam_one_with_a_labelled_test_split():
 @pytest.mark.slow
 def test_a_table_on_the_hdf5_release_reports_test_aucs(tiny_h5, tmp_path, monkeypatch, capsys):
     from kandel_repro.runs import studies
-    from kandel_repro.runs.studies import Study, depth_rows, lr_columns
+    from kandel_repro.runs.levels import Study
+    from kandel_repro.runs.studies import depth_rows, lr_columns
 
     monkeypatch.setitem(studies.STUDIES, "table2", Study(
         "table2", "Table 2 — VGG16 fine-tuned on PCam", "pcam", depth_rows("vgg16")[:2],

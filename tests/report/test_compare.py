@@ -13,8 +13,7 @@ import pytest
 
 from kandel_repro.core import protocol
 from kandel_repro.report import compare
-from kandel_repro.report.compare import (CONTRADICTED, SUPPORTED, TIED, UNKNOWN, Evidence,
-                                         verdict)
+from kandel_repro.report.compare import CONTRADICTED, SUPPORTED, TIED, UNKNOWN, Evidence, verdict
 from kandel_repro.runs import rundir
 from kandel_repro.runs.studies import get_study
 

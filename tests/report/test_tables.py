@@ -373,7 +373,8 @@ def test_partial_transfer_says_how_fast_each_depth_reaches_the_target(tmp_path):
 
 
 def test_one_comparison_is_said_in_the_singular(tmp_path):
-    from kandel_repro.runs.studies import Study, depth_rows, lr_columns
+    from kandel_repro.runs.levels import Study
+    from kandel_repro.runs.studies import depth_rows, lr_columns
 
     study = Study("two-cells", "two cells", "pcam", depth_rows("vgg16")[:1],
                   lr_columns((1e-3, 1e-4)), "Fine-tuned blocks")

@@ -13,7 +13,8 @@ from helpers import LEGACY
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.report import tables
 from kandel_repro.runs import grid as grid_mod, rundir, studies, train as train_mod
-from kandel_repro.runs.studies import Study, depth_rows, lr_columns
+from kandel_repro.runs.levels import Study
+from kandel_repro.runs.studies import depth_rows, lr_columns
 
 NAME = "vgg16_blocks5-5_lr1e-04"
 

@@ -3,7 +3,8 @@ import pytest
 
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.runs import studies, validation
-from kandel_repro.runs.studies import Study, depth_rows, get_study, lr_columns, study_configs
+from kandel_repro.runs.levels import Study
+from kandel_repro.runs.studies import depth_rows, get_study, lr_columns, study_configs
 
 
 def test_every_paper_table_is_a_study():
