@@ -13,7 +13,6 @@ resolution and upsampled, which keeps generation fast.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from ...core.errors import DataError
 from ...core.files import write_json
 from ..breakhis import MAGNIFICATIONS, SUBTYPES
 from ..layouts import MARKER
-from .pcam import _paint_discs, _smooth_noise, staging
+from .pcam import _paint_discs, _smooth_noise, made_before, staging
 
 FORMAT_VERSION = 1
 WIDTH, HEIGHT = 700, 460
@@ -77,17 +76,8 @@ def write_synthetic_breakhis(out: str | Path, patients_per_subtype: int = 3,
     if patients_per_subtype < 1 or images_per_magnification < 1:
         raise DataError(f"patients per subtype and images per magnification must be ≥ 1, "
                         f"got {patients_per_subtype} and {images_per_magnification}")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out} is a file; --out must be a folder (new, or one this command made)")
-    marker = out / MARKER
-    if marker.exists():
-        existing = json.loads(marker.read_text())
-        if existing.get("params") == params:
-            return out
-        raise DataError(f"{out} already holds a synthetic set made with {existing.get('params')}, "
-                        f"not {params}; choose another --out or delete that folder")
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} exists and is not a synthetic set; choose another --out")
+    if made_before(out, params):
+        return out
     with staging(out) as tmp:
         breast = tmp / "BreaKHis_v1" / "histology_slides" / "breast"
         total = (len(SUBTYPES) * patients_per_subtype * len(MAGNIFICATIONS)

@@ -185,6 +185,24 @@ def slide_stain(seed: int, slide: int) -> np.ndarray:
     return np.random.default_rng([seed, 21, int(slide)]).uniform(0.82, 1.18, size=3)
 
 
+def made_before(out: Path, params: dict) -> bool:
+    """True when ``out`` already holds the synthetic set ``params`` describe (reuse it);
+    a :class:`DataError` when it is a file, a set made with other parameters, or a folder
+    holding anything else; False when it is new or empty (write it)."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file; --out must be a folder (new, or one this command made)")
+    marker = out / MARKER
+    if marker.exists():
+        existing = json.loads(marker.read_text())
+        if existing.get("params") == params:
+            return True
+        raise DataError(f"{out} already holds a synthetic set made with {existing.get('params')}, "
+                        f"not {params}; choose another --out or delete that folder")
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out} exists and is not a synthetic set; choose another --out")
+    return False
+
+
 def write_synthetic_pcam(out: str | Path, n_train: int = 2000, n_test: int = 500, seed: int = 0,
                          size: int = 96, progress: bool = True, slides: int = 0) -> Path:
     """Write (or reuse) a synthetic set in the Kaggle layout; return its folder.
@@ -215,19 +233,8 @@ def write_synthetic_pcam(out: str | Path, n_train: int = 2000, n_test: int = 500
             raise DataError(f"--{name} must be at least 1, got {value}")
     if int(size) < 16:
         raise DataError(f"--size must be at least 16 pixels, got {size}")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out} is a file; --out must be a folder (new, or one this command made)")
-    marker = out / MARKER
-    if marker.exists():
-        existing = json.loads(marker.read_text())
-        if existing.get("params") == params:
-            return out
-        raise DataError(
-            f"{out} already holds a synthetic set made with {existing.get('params')}, "
-            f"not {params}; choose another --out or delete that folder"
-        )
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} exists and is not a synthetic set; choose another --out")
+    if made_before(out, params):
+        return out
 
     with staging(out) as tmp:
         (tmp / "train").mkdir()

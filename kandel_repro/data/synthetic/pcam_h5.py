@@ -10,7 +10,6 @@ label); each split is half positive, like the release's.
 from __future__ import annotations
 
 import gzip
-import json
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from ...core.errors import DataError
 from ...core.files import write_json
 from ..layouts import MARKER, PREFIX, SPLITS
-from .pcam import staging, synthetic_patch
+from .pcam import made_before, staging, synthetic_patch
 
 FORMAT_VERSION = 1
 
@@ -39,17 +38,8 @@ def write_synthetic_pcam_h5(out: str | Path, n_train: int = 1000, n_valid: int =
             raise DataError(f"--{name} must be at least 2 (both classes), got {value}")
     if int(size) < 16:
         raise DataError(f"--size must be at least 16 pixels, got {size}")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out} is a file; --out must be a folder (new, or one this command made)")
-    marker = out / MARKER
-    if marker.exists():
-        existing = json.loads(marker.read_text())
-        if existing.get("params") == params:
-            return out
-        raise DataError(f"{out} already holds a synthetic set made with {existing.get('params')}, "
-                        f"not {params}; choose another --out or delete that folder")
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} exists and is not a synthetic set; choose another --out")
+    if made_before(out, params):
+        return out
     with staging(out) as tmp:
         counts = {"train": int(n_train), "valid": int(n_valid), "test": int(n_test)}
         with tqdm(total=sum(counts.values()), desc="synthetic PCam (HDF5)", unit="img",
