@@ -111,21 +111,9 @@ def _validation_images(config, count, data_dir=None):
 
 
 def finished_run(run_dir: str | Path, what: str = "RUN") -> dict:
-    """The config of ``run_dir``, a finished run with a best model; a
-    :class:`~kandel_repro.core.errors.ConfigError` naming it (as ``what``, the argument the
-    user gave) and what it lacks if not."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"{what} {run_dir}: no such run folder")
-    config = rundir.read_config(run_dir)
-    if config is None:
-        raise ConfigError(f"{what} {run_dir} is not a run folder (no readable {rundir.CONFIG})")
-    if not rundir.is_finished(run_dir):
-        raise ConfigError(f"{what} {run_dir} is not a finished run (no readable "
-                          f"{rundir.METRICS}): let its training finish first")
-    if not (run_dir / rundir.BEST_MODEL).is_file():
-        raise ConfigError(f"{what} {run_dir} has no {rundir.BEST_MODEL} to compare")
-    return config
+    """The config of ``run_dir``, a finished run with a best model to compare
+    (:func:`kandel_repro.runs.rundir.finished_config`)."""
+    return rundir.finished_config(run_dir, what, "compare")
 
 
 def check_comparable(run_dir: str | Path, config: dict, other: str | Path,

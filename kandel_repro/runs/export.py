@@ -51,16 +51,7 @@ def _exported_config(run_dir):
     and an image size; a :class:`ConfigError` naming it and what it lacks if not."""
     from . import rundir
 
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run folder")
-    config = rundir.read_config(run_dir)
-    if config is None:
-        raise ConfigError(f"{run_dir} is not a run folder (no readable {rundir.CONFIG})")
-    if not rundir.is_finished(run_dir):
-        raise ConfigError(f"{run_dir} is not a finished run (no readable {rundir.METRICS}): "
-                          "let its training finish first")
-    if not (run_dir / rundir.BEST_MODEL).is_file():
-        raise ConfigError(f"{run_dir} has no {rundir.BEST_MODEL} to export")
+    config = rundir.finished_config(run_dir, use="export")
     if not config.get("backbone") or not config.get("image_size"):
         raise ConfigError(f"{run_dir / rundir.CONFIG} records no backbone or image size")
     return config

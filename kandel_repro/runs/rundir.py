@@ -133,6 +133,25 @@ def read_run(run_dir: str | Path) -> Run:
     return Run(upgrade(parts["config"]), parts["metrics"], parts["error"])
 
 
+def finished_config(run_dir: str | Path, what: str = "", use: str = "use") -> dict:
+    """The config of ``run_dir``, a finished run with a best model; a :class:`ConfigError`
+    naming it (after ``what``, the argument the user gave it as) and what it lacks if not;
+    ``use``: what the best model is wanted for (in the message)."""
+    run_dir = Path(run_dir)
+    named = f"{what} {run_dir}" if what else str(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{named}: no such run folder")
+    config = read_config(run_dir)
+    if config is None:
+        raise ConfigError(f"{named} is not a run folder (no readable {CONFIG})")
+    if not is_finished(run_dir):
+        raise ConfigError(f"{named} is not a finished run (no readable {METRICS}): let its "
+                          "training finish first")
+    if not (run_dir / BEST_MODEL).is_file():
+        raise ConfigError(f"{named} has no {BEST_MODEL} to {use}")
+    return config
+
+
 def start(run_dir: str | Path) -> Path:
     """Create ``run_dir`` for a new attempt, removing what an earlier one left."""
     run_dir = Path(run_dir)
