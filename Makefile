@@ -38,6 +38,18 @@ DEMO_BREAKHIS   ?= data/synthetic-breakhis-demo
 DEMO_BH_EPOCHS  ?= 3
 DEMO_BH_VGG_SIZE ?= 48
 
+# Your own data: the depth study (the paper's depth × learning-rate grid) for BACKBONE on
+# DATA, a folder of class folders (DATASET=folder) or a CSV manifest (DATASET=csv; or
+# DATASET=pcam, breakhis… for the paper's data).
+BACKBONE ?= vgg16
+DATASET  ?= folder
+# Demo scale: a synthetic 4-class set in the folder layout, 12 patients, 32×32, random
+# weights, 3 epochs, split by patient through its CSV manifest — fits 15 min on 2 CPU cores.
+DEMO_OWN         ?= data/synthetic-own-demo
+DEMO_OWN_CLASSES ?= 4
+DEMO_OWN_IMAGES  ?= 150
+DEMO_OWN_EPOCHS  ?= 3
+
 PCAM_TABLES     := table2 table3 table4 table5
 # Beyond the paper: Tajbakhsh et al.'s questions, on the Kaggle PCam data.
 PCAM_STUDIES    := layerwise-vgg16 layerwise-vgg19 datasize init
@@ -50,7 +62,7 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test test-fast bench cost notebooks data demo demo-h5 demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test test-fast bench cost notebooks data demo demo-h5 depth demo-own-data demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -66,6 +78,9 @@ help:
 	@echo "                  SUBMIT=1 submits each finished run to Kaggle and shows its test AUC;"
 	@echo "                  SEEDS=3 trains each cell with 3 seeds (spread, ties with the best)"
 	@echo "make table6 ... table8 - BreakHis tables from BREAKHIS=$(BREAKHIS)"
+	@echo "make depth BACKBONE=vgg16 DATASET=folder|csv DATA=DIR|FILE.csv - how deeply to fine-tune"
+	@echo "                  BACKBONE on your own images (tables/depth-BACKBONE.md); SEEDS=3 as above"
+	@echo "make demo-own-data - the depth study on a synthetic 4-class set (tables/demo/own/)"
 	@echo "make tables       - every paper table, resuming whatever is already done"
 	@echo "make layerwise-vgg16, layerwise-vgg19, datasize, init - beyond the paper (Tajbakhsh et al.)"
 	@echo "                  on DATA; demo-layerwise-vgg16, demo-datasize, demo-init at demo scale"
@@ -127,6 +142,16 @@ demo-h5: $(STAMP)
 	$(KR) data synthetic-h5 --out $(DEMO_H5) --train $(DEMO_H5_TRAIN) --valid $(DEMO_H5_VALID) --test $(DEMO_H5_TEST) --size $(DEMO_SIZE) --seed 0
 	$(KR) grid table2 --dataset pcam-h5 --data $(DEMO_H5) --runs $(DEMO_RUNS)/table2-h5 --weights none --epochs $(DEMO_EPOCHS) $(GRID_SEEDS)
 	$(KR) table table2 --runs $(DEMO_RUNS)/table2-h5 --out tables/demo/h5 $(DEMO_SEEDS)
+
+# How deeply to fine-tune BACKBONE on your own data (any number of classes).
+depth: $(STAMP)
+	$(KR) grid depth --backbone $(BACKBONE) --dataset $(DATASET) --data $(DATA) --runs $(RUNS)/depth-$(BACKBONE) $(GRID_SEEDS) $(GRID_EXECUTOR)
+	$(KR) table depth --runs $(RUNS)/depth-$(BACKBONE) --out tables/depth-$(BACKBONE) $(GRID_SEEDS)
+
+demo-own-data: $(STAMP)
+	$(KR) data synthetic-folder --out $(DEMO_OWN) --classes $(DEMO_OWN_CLASSES) --images $(DEMO_OWN_IMAGES) --patients 12 --size $(DEMO_SIZE) --seed 0
+	$(KR) grid depth --backbone vgg16 --dataset csv --data $(DEMO_OWN)/manifest.csv --runs $(DEMO_RUNS)/own --image-size $(DEMO_SIZE) --weights none --epochs $(DEMO_OWN_EPOCHS) $(GRID_SEEDS) $(GRID_EXECUTOR)
+	$(KR) table depth --runs $(DEMO_RUNS)/own --out tables/demo/own $(DEMO_SEEDS)
 
 # EXECUTOR=ray: the grid's runs as tasks on a Ray cluster (ADDRESS=auto for a running
 # one; GPUS_PER_RUN=1), the --runs folder on shared storage.
@@ -202,4 +227,4 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir $(RUNS) $(if $(PORT),--port $(PORT))
 
 clean-demo:
-	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS) $(DEMO_H5)
+	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS) $(DEMO_H5) $(DEMO_OWN)

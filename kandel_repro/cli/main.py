@@ -11,13 +11,14 @@ from pathlib import Path
 
 from ..core.errors import ConfigError, KandelError
 from ..data import pcam, readers
-from ..data.synthetic import (breakhis as synthetic_breakhis, pcam as synthetic,
-                              pcam_h5 as synthetic_h5)
+from ..data.synthetic import (breakhis as synthetic_breakhis, folder as synthetic_folder,
+                              pcam as synthetic, pcam_h5 as synthetic_h5)
 from ..kaggle import api as kaggle_api, kernel as kaggle_kernel, submission
 from ..measure import bench, cost
 from ..models import build as model
 from ..report import similarity, tables
 from ..runs import export, grid, studies
+from ..runs.config import normalise
 from . import console, options
 
 
@@ -39,10 +40,25 @@ def cmd_synthetic_breakhis(args: argparse.Namespace) -> None:
     print(f"synthetic BreakHis in {out}")
 
 
+def cmd_synthetic_folder(args: argparse.Namespace) -> None:
+    out = synthetic_folder.write_synthetic_folder(
+        args.out, classes=args.classes, images=args.images, patients=args.patients,
+        size=args.size, seed=args.seed, image_format=args.image_format, progress=not args.quiet)
+    print(f"synthetic {args.classes}-class set in {out} (folder layout; its CSV manifest: "
+          f"{Path(out) / 'manifest.csv'})")
+
+
 def cmd_pack(args: argparse.Namespace) -> None:
-    cache = readers.get_reader(args.dataset).pack(args.data, args.cache, workers=args.workers,
-                                                  force=args.force, image_size=args.image_size,
-                                                  verify=True)
+    reader = readers.get_reader(args.dataset)
+    given = {key: getattr(args, key) for key in ("path_column", "label_column", "group_column")}
+    if args.window is not None:
+        given["window"] = normalise("window", args.window)
+    unused = [key for key, value in given.items() if value is not None and key not in reader.options]
+    if unused:
+        raise ConfigError(f"--{unused[0].replace('_', '-')} does not apply to --dataset "
+                          f"{reader.name}")
+    cache = reader.pack(args.data, args.cache, workers=args.workers, force=args.force,
+                        image_size=args.image_size, verify=True, **reader.options_of(given))
     print(f"packed cache in {cache}")
 
 
@@ -79,7 +95,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     """The study's runs (:func:`kandel_repro.runs.grid.run_grid`), then, with ``--submit``,
     every finished run submitted to Kaggle. Status 1 when a run failed or a submission was
     invalid or unscorable."""
-    study = studies.get_study(args.study, args.fractions)
+    study = studies.get_study(args.study, args.fractions, backbone=args.backbone,
+                              dataset=args.dataset if studies.get_study(args.study).parametric
+                              else None)
     dataset = args.dataset or study.dataset
     if args.submit and dataset != "pcam":
         raise ConfigError(f"--submit: {study.name} trains on {dataset}, not the Kaggle "
@@ -87,7 +105,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     statuses = grid.run_grid(
         args.study, args.data, args.runs, cache_dir=args.cache, rerun=args.rerun,
         workers=args.workers, shard=args.shard, time_budget=args.time_budget, seeds=args.seeds,
-        dataset=args.dataset, fractions=args.fractions, executor=args.executor,
+        dataset=args.dataset, fractions=args.fractions, backbone=args.backbone,
+        executor=args.executor,
         address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
         **options.settings_from_args(args))
     status = 1 if "failed" in statuses.values() else 0
@@ -103,7 +122,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> None:
     for path in tables.write_table(args.study, args.runs, args.out, seeds=args.seeds,
-                                   fractions=args.fractions):
+                                   fractions=args.fractions, backbone=args.backbone,
+                                   dataset=args.dataset, bootstrap=args.bootstrap):
         print(f"wrote {path}")
 
 
@@ -115,6 +135,8 @@ def cmd_kaggle_kernel(args: argparse.Namespace) -> None:
     kaggle_kernel.kernel_command(args.study, user=args.user, out=args.out, name=args.name,
                                  shard=args.shard, push_now=args.push,
                                  budget_hours=args.budget_hours, resume_from=args.resume_from,
+                                 backbone=args.backbone, dataset=args.dataset,
+                                 data_source=args.data_source, data_path=args.data_path,
                                  grid_args=args.grid_args,
                                  grid_settings=options.parse_grid_args(args.study, args.grid_args))
 
@@ -144,7 +166,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 HANDLERS = {
     "data synthetic": cmd_synthetic, "data synthetic-breakhis": cmd_synthetic_breakhis,
-    "data synthetic-h5": cmd_synthetic_h5,
+    "data synthetic-h5": cmd_synthetic_h5, "data synthetic-folder": cmd_synthetic_folder,
     "data pack": cmd_pack, "data download": cmd_download, "data verify": cmd_verify,
     "validate-submission": cmd_validate_submission, "blocks": cmd_blocks, "train": cmd_train,
     "grid": cmd_grid, "table": cmd_table, "submit": cmd_submit,

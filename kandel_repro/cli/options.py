@@ -20,19 +20,24 @@ from ..measure import BENCH_DEFAULTS as BENCH
 from ..models.backbones import REGISTRY
 from ..runs.config import CHOICES, check_time_budget
 from ..runs.studies import STUDIES
+from .data_options import add_data_parsers, add_reader_options
 
 # Run settings a training option sets (argparse dest = config key), None = not given.
 SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed", "split_seed",
             "image_size", "split", "wsi_map", "magnification", "augmenter", "precision", "jit",
             "distribute", "eval_batch_size", "optimizer", "momentum", "lr_decay", "head_lr_mult",
             "bias_lr_mult", "init", "train_fraction", "balance", "weights_from",
-            "transfer_blocks")
+            "transfer_blocks", "path_column", "label_column", "group_column", "window",
+            "bootstrap")
 # Grid options a Kaggle kernel sets itself.
-KERNEL_SETS = ("--data", "--runs", "--cache", "--shard", "--time-budget", "--submit")
+KERNEL_SETS = ("--data", "--runs", "--cache", "--shard", "--time-budget", "--submit",
+               "--dataset", "--backbone")
 
 
 def _study_names(dataset=None):
-    return sorted(name for name, s in STUDIES.items() if dataset in (None, s.dataset))
+    """The studies of ``dataset`` (default every one); the depth study runs on any."""
+    return sorted(name for name, s in STUDIES.items()
+                  if dataset in (None, s.dataset) or s.parametric)
 
 
 def _add_study(p, dataset=None, runs=True):
@@ -40,7 +45,8 @@ def _add_study(p, dataset=None, runs=True):
     the folder of its run folders."""
     names = _study_names(dataset)
     p.add_argument("study", choices=names, metavar="STUDY",
-                   help=f"which study: {', '.join(names)} (the paper's tables)")
+                   help=f"which study: {', '.join(names)} (table2 … table8: the paper's "
+                   "tables; depth: the paper's grid for any --backbone on any --dataset)")
     if runs:
         p.add_argument("--runs", required=True, help="folder of run folders")
 
@@ -73,7 +79,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--split", choices=CHOICES["split"], default=None,
                    help="'image': a random split as the paper's (default); 'slide' (PCam, "
                    "Kaggle layout): no slide on both sides, by the map of --wsi-map; "
-                   "'patient' (BreakHis): no patient on both sides")
+                   "'patient' (BreakHis): no patient on both sides; your own data: 'auto' "
+                   "(default: the data's own split, else by group, else 'image'), 'given', "
+                   "'group'")
     g.add_argument("--wsi-map", default=None, metavar="CSV",
                    help="with --split slide: the id,wsi map of patches to slides (default "
                    "DATA/patch_id_wsi.csv)")
@@ -127,17 +135,22 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--distribute", choices=CHOICES["distribute"], default=None,
                    help="'mirrored': tf.distribute.MirroredStrategy over every GPU of this "
                    "machine; the global batch stays --batch-size (default none)")
+    r.add_argument("--bootstrap", type=int, default=None, metavar="N",
+                   help="runs of k ≥ 3 classes: resamples of their AUC intervals (default 2000)")
     r.add_argument("--eval-batch-size", type=int, default=None,
                    help="batch of validation/test prediction (default 1024 on a GPU, 64 on a CPU)")
-    b = p.add_argument_group("BreakHis only")
+    b = p.add_argument_group("BreakHis and your own data (folder, csv)")
     b.add_argument("--image-size", type=int, default=None,
-                   help=f"side BreakHis images are resized to (default {BREAKHIS.image_size})")
+                   help=f"side the images are resized to (default {BREAKHIS.image_size}; "
+                   "PCam patches keep their own 96×96)")
     b.add_argument("--magnification", choices=CHOICES["magnification"], default=None,
-                   help="use one magnification only (default all)")
+                   help="BreakHis: use one magnification only (default all)")
+    add_reader_options(p)
     d = p.add_argument_group("data")
     d.add_argument("--data", required=True,
                    help="folder in the Kaggle layout (PCam), of the six PCam HDF5 files "
-                   "(--dataset pcam-h5) or holding BreaKHis_v1 (BreakHis)")
+                   "(--dataset pcam-h5), holding BreaKHis_v1 (BreakHis), of class folders "
+                   "(--dataset folder), or a CSV manifest (--dataset csv)")
     d.add_argument("--cache", default=None,
                    help="packed-array cache folder (default DATA/.kandel_cache)")
     d.add_argument("--workers", type=int, default=None, help="tif decoding processes")
@@ -202,75 +215,6 @@ def _time_budget(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _data_parsers(sub):
-    data = sub.add_parser("data", help="make, check and pack data sets")
-    dsub = data.add_subparsers(dest="data_command", required=True)
-    s = dsub.add_parser("synthetic", help="write a synthetic PCam in the Kaggle layout")
-    s.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
-    s.add_argument("--train", type=int, default=2000, help="labelled images (default 2000)")
-    s.add_argument("--test", type=int, default=500, help="unlabelled test images (default 500)")
-    s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    s.add_argument("--size", type=int, default=96, help="image side in pixels (default 96, as PCam)")
-    s.add_argument("--slides", type=int, default=0,
-                   help="draw the patches from this many synthetic slides, each with its own "
-                   "stain and tumour prevalence, and write patch_id_wsi.csv (default 0: none)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(verb="data synthetic")
-    h5 = dsub.add_parser("synthetic-h5", help="write a synthetic PCam in the layout of the "
-                         "original HDF5 release (six .h5.gz files)")
-    h5.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
-    h5.add_argument("--train", type=int, default=1000, help="training patches (default 1000)")
-    h5.add_argument("--valid", type=int, default=200, help="validation patches (default 200)")
-    h5.add_argument("--test", type=int, default=200, help="labelled test patches (default 200)")
-    h5.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    h5.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
-    h5.add_argument("--quiet", action="store_true", help="no progress bar")
-    h5.set_defaults(verb="data synthetic-h5")
-    sb = dsub.add_parser("synthetic-breakhis",
-                         help="write a synthetic BreakHis in the BreaKHis_v1 folder layout")
-    sb.add_argument("--out", required=True, help="folder to write (reused if same parameters)")
-    sb.add_argument("--patients", type=int, default=3, help="patients per subtype (default 3)")
-    sb.add_argument("--images", type=int, default=4,
-                    help="images per patient and magnification (default 4)")
-    sb.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    sb.add_argument("--quiet", action="store_true", help="no progress bar")
-    sb.set_defaults(verb="data synthetic-breakhis")
-    p = dsub.add_parser("pack", help="decode the images once into a uint8 cache (or check "
-                        "the cache's checksums and repack a damaged one)")
-    p.add_argument("--data", required=True, help="data folder")
-    p.add_argument("--dataset", choices=sorted(READERS), default="pcam",
-                   help="which data set --data holds (default pcam: the Kaggle layout)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help=f"BreakHis: side to resize to (default {BREAKHIS.image_size})")
-    p.add_argument("--cache", default=None, help="cache folder (default DATA/.kandel_cache)")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes")
-    p.add_argument("--force", action="store_true", help="repack even if the cache is current")
-    p.set_defaults(verb="data pack")
-    dl = dsub.add_parser("download", help="download, unzip and verify the Kaggle competition files",
-                         description="Downloads the competition files with the kaggle client "
-                         "(credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY; the "
-                         "competition's rules must be accepted on kaggle.com), unzips and "
-                         "verifies them, and only then moves them to --out.")
-    dl.add_argument("--out", default="data/pcam", help="folder to create (default data/pcam)")
-    dl.add_argument("--competition", default=COMPETITION, help=f"default {COMPETITION}")
-    dl.add_argument("--any-size", action="store_true",
-                    help="do not require the competition's file counts")
-    dl.add_argument("--quiet", action="store_true", help="no progress bars")
-    dl.set_defaults(verb="data download")
-    v = dsub.add_parser("verify", help="check an unpacked Kaggle folder completely (counts, "
-                        "every id has its tif, no unlisted tif) and its packed cache",
-                        description="Checks the CSVs, that every listed id has its tif and no "
-                        "tif is unlisted, the competition's file counts, and the packed cache's "
-                        "checksums when there is one. It does not decode the images: "
-                        "`data pack` decodes every one and names any it cannot read.")
-    v.add_argument("--data", required=True, help="folder in the Kaggle layout")
-    v.add_argument("--cache", default=None, help="packed cache to check (default DATA/.kandel_cache)")
-    v.add_argument("--any-size", action="store_true",
-                   help="do not require the competition's 220,025 + 57,458 files "
-                   "(synthetic sets are never held to them)")
-    v.set_defaults(verb="data verify")
-
-
 def _training_parsers(sub):
     b = sub.add_parser("blocks", help="print a backbone's block map (block → layer names)")
     b.add_argument("backbone", choices=sorted(REGISTRY), help="which backbone")
@@ -304,6 +248,8 @@ def _training_parsers(sub):
                    help="the data set --data holds, if not the study's own: a PCam study runs "
                    "on pcam (the Kaggle layout, default) or pcam-h5 (the HDF5 release, whose "
                    "labelled test split the table then reports)")
+    g.add_argument("--backbone", choices=sorted(REGISTRY), default=None,
+                   help="the depth study: the backbone whose depths it tunes (default vgg16)")
     g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
     g.add_argument("--fractions", default=None, metavar="LIST",
                    help="datasize study: the training-set fractions (default "
@@ -350,6 +296,13 @@ def _training_parsers(sub):
     tb.add_argument("--seeds", default=None, metavar="N|LIST",
                     help="show only these seeds' runs (N: seeds 0 … N-1; or a list); default "
                     "every seed found in --runs")
+    tb.add_argument("--backbone", choices=sorted(REGISTRY), default=None,
+                    help="the depth study: its backbone (default: the one its runs record)")
+    tb.add_argument("--dataset", choices=sorted(READERS), default=None,
+                    help="the depth study: its data set (default: the one its runs record)")
+    tb.add_argument("--bootstrap", type=int, default=None, metavar="N",
+                    help="multi-class runs: resamples of the paired bootstrap that tells "
+                    "cells apart (default 2000)")
     tb.set_defaults(verb="table")
 
 
@@ -386,8 +339,21 @@ def _kaggle_parsers(sub):
         "kernel installs the package offline, runs `kandel-repro grid STUDY` within the time "
         "budget, resumes from the kernels given with --resume-from, and leaves runs/ and "
         "tables/ in its output. Options after `--` go to the kernel's grid, e.g. "
-        "`kandel-repro kaggle-kernel table2 --shard 1/3 -- --epochs 30`.")
+        "`kandel-repro kaggle-kernel table2 --shard 1/3 -- --epochs 30`. The depth study "
+        "runs on your own data uploaded as a Kaggle data set: `kandel-repro kaggle-kernel "
+        "depth --backbone inception_v3 --dataset folder --data-source you/your-tiles`.")
     _add_study(kk, dataset="pcam", runs=False)
+    kk.add_argument("--backbone", choices=sorted(REGISTRY), default=None,
+                    help="the depth study: its backbone (default vgg16)")
+    kk.add_argument("--dataset", choices=sorted(READERS), default=None,
+                    help="the depth study: the data set's layout (default pcam: the "
+                    "competition; folder or csv: --data-source)")
+    kk.add_argument("--data-source", default=None, metavar="OWNER/DATASET",
+                    help="--dataset folder or csv: the Kaggle data set holding the images, "
+                    "attached to the kernel")
+    kk.add_argument("--data-path", default="", metavar="PATH",
+                    help="where in that data set the data are: a folder, or the CSV manifest "
+                    "(default: its top; csv: its only .csv file)")
     kk.add_argument("--shard", default=None, metavar="I/N", help="run the I-th of N shares of the runs")
     kk.add_argument("--budget-hours", type=float, default=DEFAULT_BUDGET_HOURS,
                     help=f"time budget of the kernel (default {DEFAULT_BUDGET_HOURS:g}; Kaggle "
@@ -492,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on histopathology (PCam).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    _data_parsers(sub)
+    add_data_parsers(sub)
     _training_parsers(sub)
     _kaggle_parsers(sub)
     _similarity_parsers(sub)

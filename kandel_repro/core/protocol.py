@@ -3,7 +3,8 @@
 Kandel I., Castelli M. (2020). *How Deeply to Fine-Tune a Convolutional Neural Network:
 A Case Study Using a Histopathology Dataset.* Applied Sciences 10(10):3359.
 
-Two protocols: :data:`PCAM` (§4.1, Tables 2–5) and :data:`BREAKHIS` (§4.3, Tables 6–8).
+Three protocols: :data:`PCAM` (§4.1, Tables 2–5), :data:`BREAKHIS` (§4.3, Tables 6–8) and
+:data:`OWN`, the PCam protocol with BreakHis' labelled 80/10/10 split for a user's own data.
 Every value used by a training run comes from its protocol unless the user overrides
 it (:func:`kandel_repro.runs.config.resolve_config`). Each field is listed in :data:`SOURCES`
 with where it comes from: a section of the paper, or ``"our choice"`` with the reason,
@@ -103,7 +104,37 @@ class BreakHisProtocol(Protocol):
 
 
 BREAKHIS = BreakHisProtocol()
-PROTOCOLS = {"pcam": PCAM, "breakhis": BREAKHIS}
+
+
+@dataclass(frozen=True)
+class OwnDataProtocol(Protocol):
+    """Runs on a user's own data (``--dataset folder`` or ``csv``): the PCam protocol
+    (§4.1: Adam, batch 64, Dropout(0.5), patience 10, the same augmentation) with a
+    labelled 80/10/10 train/validation/test split, as BreakHis (§4.3), so that every cell
+    gets a test AUC.
+
+    ``image_size`` 224 (the ImageNet models' input size; the backbone's minimum is
+    enforced). ``split="auto"``: the data's own split (a ``split`` column, or pre-split
+    ``train/val/test`` folders) when they have one, else by group when they name groups
+    (patients, slides: no group on two sides), else stratified by label at random.
+    ``loss="auto"``: binary cross-entropy behind one sigmoid unit for two classes (the
+    paper's head), sparse categorical cross-entropy behind a softmax of k units for k ≥ 3.
+    The reader options (``path_column``… ``window``) say how to read the layout.
+    """
+
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    image_size: int = 224
+    split: str = "auto"
+    loss: str = "auto"
+    path_column: str = None  # csv: the column of image paths (default "path")
+    label_column: str = None  # csv: the column of labels (default "label")
+    group_column: str = None  # csv: the column of groups (default "group" if present)
+    window: tuple = None  # 16-bit and DICOM: a fixed (center, width); None: see images.py
+
+
+OWN = OwnDataProtocol()
+PROTOCOLS = {"pcam": PCAM, "breakhis": BREAKHIS, "own": OWN}
 
 # Table 5 marks a from-scratch run "did not converge" by this rule rather than print a
 # misleading AUC (paper §4.2: "the model did not converge at all").
@@ -161,6 +192,23 @@ SOURCES = {
     "magnification": "our choice: the paper does not say; all four magnifications together",
 }
 
+# Where the own-data protocol's values come from, where they differ from PCam's.
+OWN_SOURCES = {
+    "validation_fraction": "our choice: 80 % train / 10 % validation / 10 % test, as the "
+    "paper's BreakHis split (§4.3), so every cell has a test AUC",
+    "test_fraction": "our choice: 10 % test, as the paper's BreakHis split (§4.3)",
+    "image_size": "our choice: 224×224, the ImageNet models' input size",
+    "split": "our choice: the data's own split when given, else no group (patient, slide) "
+    "on two sides when groups are named, else stratified at random",
+    "loss": "our choice: binary cross-entropy (one sigmoid unit) for two classes, sparse "
+    "categorical cross-entropy (softmax of k units) for k ≥ 3",
+    "path_column": "our option: the CSV manifest's column of image paths (default path)",
+    "label_column": "our option: the CSV manifest's column of labels (default label)",
+    "group_column": "our option: the CSV manifest's column of groups (default group)",
+    "window": "our option: a fixed (center, width) window for 16-bit and DICOM images; "
+    "default: the DICOM file's own window, else per-image min–max",
+}
+
 # Where the BreakHis protocol's values come from, where they differ from PCam's.
 BREAKHIS_SOURCES = {
     "patience": "paper §4.3: early stopping increased to 50 epochs for BreakHis",
@@ -174,6 +222,8 @@ def source_of(name: str, protocol: str = "pcam") -> str:
     """Where a setting's value comes from: a paper section or 'our choice: ...'."""
     if protocol == "breakhis" and name in BREAKHIS_SOURCES:
         return BREAKHIS_SOURCES[name]
+    if protocol == "own" and name in OWN_SOURCES:
+        return OWN_SOURCES[name]
     return SOURCES.get(name, "")
 
 
@@ -185,7 +235,10 @@ class Finding:
     ``("best", cell)`` the best cell of the table; ``("best_in_column", column, row)``
     and ``("best_in_row", row, column)`` the best of a column or a row; ``("worse",
     a, b)`` cell a below cell b; ``("similar_row", row)`` the cells of a row alike;
-    ``("not_converged", [cells])``; ``("all", [claims])``. ``claim=None``: the grid
+    ``("not_converged", [cells])``; ``("all", [claims])``. Two are questions rather than
+    claims, for studies with no paper to check (the depth study on a user's data):
+    ``("tied_with_best",)`` which cells are tied with the best, ``("rows_apart", a, b)``
+    whether rows a and b can be told apart in each column. ``claim=None``: the grid
     alone cannot check it (it speaks of time, or of other tables).
     :mod:`kandel_repro.report.compare` gives each claim a verdict from the runs.
     """
@@ -198,7 +251,7 @@ class Finding:
 # registry refuses others at import. NOTE: kandel_repro.report.compare.CLAIM_KINDS names
 # those it gives verdicts to; a test keeps the two alike (core may not import report).
 CLAIM_KINDS = ("all", "best", "best_in_column", "best_in_row", "worse", "similar_row",
-               "not_converged")
+               "not_converged", "tied_with_best", "rows_apart")
 
 
 # The paper's text findings, quoted beside our tables. The paper's tables give numbers

@@ -168,3 +168,50 @@ def run_summary(val_labels: ArrayLike, val_scores: ArrayLike, test_labels: Array
         out.update({f"{name}_{rule}": value
                     for name, value in threshold_measures(labels, scores, cut).items()})
     return out
+
+
+# --- two classes or more: one call whichever the scores are ---------------------------
+# A binary run's scores are one column (the positive class's probability): DeLong's
+# exact methods above. A run of k ≥ 3 classes scores an (n, k) array of class
+# probabilities: its AUC is the macro one-vs-rest AUC and its intervals and paired tests
+# come from the stratified bootstrap (:mod:`kandel_repro.core.bootstrap`).
+
+def multiclass(scores: ArrayLike) -> bool:
+    """Whether ``scores`` are a multi-class (n, k ≥ 2 columns) array."""
+    return np.ndim(scores) == 2 and np.shape(scores)[1] > 1
+
+
+def auc_of(labels: ArrayLike, scores: ArrayLike) -> float:
+    """The ROC AUC of a run's scores: binary, or the macro one-vs-rest AUC."""
+    if multiclass(scores):
+        from .bootstrap import macro_auc
+
+        return float(macro_auc(labels, scores))
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, np.asarray(scores, dtype=float).reshape(-1)))
+
+
+def paired_of(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike,
+              bootstrap: int | None = None, seed: int = 0) -> tuple[float, float, float]:
+    """``(auc_a − auc_b, z, two-sided p)`` of two runs on the same images: DeLong's test
+    for binary scores, the paired stratified bootstrap (``bootstrap`` resamples, default
+    :data:`~kandel_repro.core.bootstrap.BOOTSTRAP`) for multi-class ones."""
+    if multiclass(scores_a):
+        from .bootstrap import BOOTSTRAP, paired_bootstrap
+
+        return paired_bootstrap(labels, scores_a, scores_b, n=bootstrap or BOOTSTRAP, seed=seed)
+    return paired_test(labels, scores_a, scores_b)
+
+
+def summary_of(val_labels: ArrayLike, val_scores: ArrayLike,
+               test_labels: ArrayLike | None = None, test_scores: ArrayLike | None = None,
+               test_key: str = "test_auc", bootstrap: int | None = None) -> dict:
+    """What a run records beside its AUC: :func:`run_summary` for binary scores,
+    :func:`~kandel_repro.core.bootstrap.multiclass_summary` for multi-class ones."""
+    if multiclass(val_scores):
+        from .bootstrap import BOOTSTRAP, multiclass_summary
+
+        return multiclass_summary(val_labels, val_scores, test_labels, test_scores, test_key,
+                                  n=bootstrap or BOOTSTRAP)
+    return run_summary(val_labels, val_scores, test_labels, test_scores, test_key)

@@ -30,7 +30,7 @@ from ..core.errors import ConfigError, DataError
 from ..core.protocol import BREAKHIS
 from . import cache
 from .packed import PackedData, Split, TestSet
-from .split import check_splittable, group_fold
+from .split import check_splittable, three_way
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -163,30 +163,14 @@ def split_three(labels: np.ndarray, patients: np.ndarray, val_fraction: float,
     """Indices of train / validation / test, stratified by label.
 
     ``kind="image"`` splits images at random (the paper); ``kind="patient"`` keeps each
-    patient's images on one side (:func:`~kandel_repro.data.split.group_fold`: one fold of
-    about ``test_fraction`` of the patients for test, then one for validation).
+    patient's images on one side: :func:`~kandel_repro.data.split.three_way`, the split
+    of every 80/10/10 data set, by image or by group.
     """
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(labels))
-    if kind == "image":
-        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed,
-                                      stratify=labels)
-        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction),
-                                      random_state=seed, stratify=labels[rest])
-    elif kind == "patient":
-        def one_fold(rows, fraction):
-            keep, held = group_fold(labels[rows], patients[rows], fraction, seed,
-                                    lambda folds, found: ConfigError(
-                                        f"--split patient needs at least {folds} patients for "
-                                        f"a {fraction:.0%} split, found {found}"))
-            return rows[keep], rows[held]
-
-        rest, test = one_fold(idx, test_fraction)
-        train, val = one_fold(rest, val_fraction / (1 - test_fraction))
-    else:
+    if kind not in ("image", "patient"):
         raise ConfigError(f"split must be 'image' or 'patient', got {kind!r}")
-    return np.sort(train), np.sort(val), np.sort(test)
+    return three_way(labels, patients, val_fraction, test_fraction, seed,
+                     "group" if kind == "patient" else "image", groups_named="patients",
+                     option="--split patient")
 
 
 def default_cache_dir(root: str | Path, size: int) -> Path:

@@ -30,13 +30,22 @@ class Reader:
     module_name: str  # of kandel_repro.data: read_index(root), pack(root, ...), load(root, ...)
     resizes: bool  # images are resized to the run's image_size when packed
     labelled_test: bool  # its test split has labels: tables show the test AUC
+    # config keys passed on to the module's read_index/pack/load as keyword arguments
+    # (those not None): how to read the layout (a CSV's column names, a DICOM window)
+    options: tuple[str, ...] = ()
+
+    def options_of(self, config: dict | None) -> dict[str, Any]:
+        """The reader options a (resolved) config sets: ``{key: value}`` of
+        :attr:`options` whose value is not None."""
+        config = config or {}
+        return {key: config[key] for key in self.options if config.get(key) is not None}
 
     @property
     def module(self) -> ModuleType:
         return importlib.import_module(f"{__package__}.{self.module_name}")
 
-    def read_index(self, root: str | Path) -> Any:  # the index of its layout
-        return self.module.read_index(root)
+    def read_index(self, root: str | Path, **options: Any) -> Any:  # the index of its layout
+        return self.module.read_index(root, **options)
 
     def check_config(self, config: dict) -> None:
         """Refuse settings this data set cannot serve (e.g. a split of another layout)
@@ -47,17 +56,19 @@ class Reader:
 
     def pack(self, root: str | Path, cache_dir: str | Path | None = None,
              workers: int | None = None, progress: bool = True, force: bool = False,
-             image_size: int | None = None, verify: bool = False) -> Path:
+             image_size: int | None = None, verify: bool = False, **options: Any) -> Path:
         return self.module.pack(root, cache_dir, workers=workers, progress=progress, force=force,
-                                image_size=image_size if self.resizes else None, verify=verify)
+                                image_size=image_size if self.resizes else None, verify=verify,
+                                **options)
 
     def load(self, root: str | Path, cache_dir: str | Path | None = None,
              workers: int | None = None, progress: bool = True,
-             image_size: int | None = None) -> PackedData:
+             image_size: int | None = None, **options: Any) -> PackedData:
         """The packed data; ``image_size`` applies to readers that resize (ignored by
-        the others, whose images keep their own size)."""
+        the others, whose images keep their own size); ``options``: the reader's own
+        (:attr:`options`, e.g. from :meth:`options_of` a config)."""
         return self.module.load(root, cache_dir, workers=workers, progress=progress,
-                                image_size=image_size if self.resizes else None)
+                                image_size=image_size if self.resizes else None, **options)
 
 
 READERS = {r.name: r for r in (
@@ -67,6 +78,13 @@ READERS = {r.name: r for r in (
            "valid and labelled test splits", "pcam_h5", resizes=False, labelled_test=True),
     Reader("breakhis", "breakhis", "BreaKHis_v1 folder layout", "breakhis",
            resizes=True, labelled_test=True),
+    # --- your own data: any number of classes, train/val/test split 80/10/10 -----------
+    Reader("folder", "own", "image folders: DATA/<class>/<images>, or pre-split "
+           "DATA/{train,val,test}/<class>/<images>", "folder", resizes=True,
+           labelled_test=True, options=("window",)),
+    Reader("csv", "own", "a CSV manifest (--data FILE.csv): path,label[,group][,split], "
+           "paths relative to the CSV", "manifest", resizes=True, labelled_test=True,
+           options=("path_column", "label_column", "group_column", "window")),
 )}
 
 
@@ -79,7 +97,7 @@ def get_reader(name: str) -> Reader:
 
 def load_data(dataset: str, data_dir: str | Path, cache_dir: str | Path | None = None,
               workers: int | None = None, image_size: int | None = None,
-              progress: bool = True) -> PackedData:
+              progress: bool = True, **options: Any) -> PackedData:
     """Read (packing first if needed) data set ``dataset`` from ``data_dir``."""
     return get_reader(dataset).load(data_dir, cache_dir, workers=workers, progress=progress,
-                                    image_size=image_size)
+                                    image_size=image_size, **options)

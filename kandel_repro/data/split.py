@@ -1,4 +1,6 @@
-"""The train/validation split of the labelled set (paper §4.1: 80 % / 20 %)."""
+"""The splits of a labelled set: train/validation (paper §4.1: 80 % / 20 %) and
+train/validation/test (§4.3: 80 % / 10 % / 10 %), by image or keeping each group (slide,
+patient) on one side, for two classes or more."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -10,16 +12,19 @@ from ..core.errors import ConfigError, DataError
 
 
 def check_splittable(labels: ArrayLike, fractions: Sequence[float],
-                     what: str = "the labelled set") -> None:
+                     what: str = "the labelled set",
+                     names: Sequence[str] | None = None) -> None:
     """Refuse labels a stratified split into parts of ``fractions`` cannot serve: one
-    class only (a ROC AUC needs both), or too few images of a class for every part to
-    get one. ``what`` names the data in the message."""
+    class only (a ROC AUC needs two classes at least), or too few images of a class for
+    every part to get one. ``what`` names the data in the message, ``names`` the classes
+    (by label index; default: the labels themselves)."""
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
-    described = ", ".join(f"{n:,} of class {c}" for c, n in zip(classes, counts)) or "none"
+    described = ", ".join(f"{n:,} of class {str(names[c])!r}" if names is not None
+                          else f"{n:,} of class {c}" for c, n in zip(classes, counts)) or "none"
     if len(classes) < 2:
         raise DataError(f"{what} has {len(labels):,} image(s), {described}: training and its "
-                        "ROC AUC need images of both classes")
+                        "ROC AUC need images of both classes (at least two classes)")
     parts = len(fractions) + 1
     smallest = min(fractions)
     if counts.min() < parts or len(labels) * smallest < len(classes):
@@ -103,3 +108,46 @@ def train_val_split(labels: ArrayLike, validation_fraction: float = 0.2, seed: i
         stratify=labels if stratified else None,
     )
     return np.sort(train_idx), np.sort(val_idx)
+
+
+def three_way(labels: ArrayLike, groups: ArrayLike | None, val_fraction: float,
+              test_fraction: float, seed: int, kind: str = "image",
+              groups_named: str = "groups", option: str = "--split group"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of train / validation / test, sorted, stratified by label (any number of
+    classes): BreakHis' split (paper §4.3: 80/10/10) and that of a user's own data.
+
+    ``kind="image"`` splits images at random (the paper); ``kind="group"`` keeps each
+    group's images (``groups``: a patient, a slide per image) on one side
+    (:func:`group_fold`: one fold of about ``test_fraction`` of the groups for test,
+    then one for validation), stratified as far as the groups allow. Too few groups is a
+    :class:`ConfigError` naming ``option`` (what asked for the split) and the groups
+    (``groups_named``).
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError(f"validation and test fractions must be in (0, 1) and leave images "
+                          f"to train on, got {val_fraction} and {test_fraction}")
+    labels = np.asarray(labels)
+    idx = np.arange(len(labels))
+    if kind == "image":
+        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed,
+                                      stratify=labels)
+        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction),
+                                      random_state=seed, stratify=labels[rest])
+    elif kind == "group":
+        groups = np.asarray(groups)
+
+        def one_fold(rows, fraction):
+            keep, held = group_fold(labels[rows], groups[rows], fraction, seed,
+                                    lambda folds, found: ConfigError(
+                                        f"{option} needs at least {folds} {groups_named} for "
+                                        f"a {fraction:.0%} split, found {found}"))
+            return rows[keep], rows[held]
+
+        rest, test = one_fold(idx, test_fraction)
+        train, val = one_fold(rest, val_fraction / (1 - test_fraction))
+    else:
+        raise ConfigError(f"split must be 'image' or 'group', got {kind!r}")
+    return np.sort(train), np.sort(val), np.sort(test)

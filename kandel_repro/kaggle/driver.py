@@ -9,9 +9,11 @@ without internet:
 2. puts the attached ImageNet weight files where Keras looks for them;
 3. copies the finished run folders of earlier kernels attached as inputs into
    ``/kaggle/working/runs/<table>/``, so their runs are not trained again;
-4. runs ``kandel-repro grid <table> [--shard i/n]`` on the competition data with a
-   time budget safely under Kaggle's session limit (runs that do not fit are left for
-   the next kernel), then renders the table into ``/kaggle/working/tables/``;
+4. runs ``kandel-repro grid <table> [--shard i/n]`` on the competition data (the depth
+   study: ``--backbone``, and ``--dataset folder|csv`` on the user's data set attached
+   as ``data_source``, found under ``/kaggle/input/<its slug>/<data_path>``) with a time
+   budget safely under Kaggle's session limit (runs that do not fit are left for the
+   next kernel), then renders the table into ``/kaggle/working/tables/``;
 5. writes ``/kaggle/working/kandel-kernel.json``: what was done, what is left.
 
 Locally (and in the tests) ``--root`` replaces ``/kaggle``.
@@ -40,6 +42,10 @@ SETTINGS = {  # filled in by `kandel-repro kaggle-kernel`
     "weights_dataset": "",
     "grid_args": [],
     "requires": [],
+    "dataset": "pcam",  # pcam: the competition's data; folder or csv: data_source's
+    "backbone": None,  # the depth study's backbone (None: a table's own)
+    "data_source": "",  # OWNER/SLUG of the user's data set (folder, csv)
+    "data_path": "",  # where in it the data are ("": its top; csv: its only .csv file)
 }
 
 
@@ -67,6 +73,49 @@ def find_competition(inputs: Path, competition: str) -> Path:
         raise KernelError(f"no train_labels.csv with a sample_submission.csv under {inputs}: "
                           f"add the competition {competition!r} as a data source of this kernel")
     return (named or found)[0]
+
+
+def _mounts(inputs, slug):
+    """The folders where Kaggle mounted the data set ``slug``: ``inputs/<slug>``, or
+    one to three folders deeper."""
+    direct = [inputs / slug] if (inputs / slug).is_dir() else []
+    return direct + [path for path in _find(inputs, slug) if path.is_dir() and path not in direct]
+
+
+def find_data(inputs: Path, settings: dict) -> Path:
+    """The user's data (``dataset`` folder or csv) in the attached data set
+    ``data_source``: the folder, or the CSV manifest, at ``data_path`` in it (for csv, a
+    folder there, by default its top, stands for its only ``.csv`` file)."""
+    source, dataset = settings["data_source"], settings["dataset"]
+    mounts = _mounts(inputs, source.split("/")[-1])
+    if not mounts:
+        raise KernelError(f"the data set {source!r} is not under {inputs}: attach it to this "
+                          "kernel as a data source (kaggle-kernel --data-source)")
+    path = settings["data_path"].strip("/")
+    found = [mount / path for mount in mounts if (mount / path).exists()] if path else mounts
+    if not found:
+        raise KernelError(f"{path!r} is not in the data set {source!r} (mounted at {mounts[0]}): "
+                          "give --data-path the folder or CSV file's path inside it")
+    data = found[0]
+    if dataset == "csv" and data.is_dir():
+        csvs = sorted(data.glob("*.csv"))
+        if len(csvs) != 1:
+            named = f" ({', '.join(c.name for c in csvs)})" if csvs else ""
+            raise KernelError(f"{len(csvs) or 'no'} .csv files in {data}{named}: give --data-path "
+                              f"the CSV manifest's path inside the data set {source!r}")
+        data = csvs[0]
+    elif dataset == "folder" and not data.is_dir():
+        raise KernelError(f"{data} is a file; --dataset folder reads a folder of class "
+                          "folders: give --data-path that folder, or --dataset csv")
+    return data
+
+
+def study_options(settings: dict) -> list[str]:
+    """What the grid and table commands need to know the study: the depth study's
+    ``--backbone`` and ``--dataset`` (nothing for a PCam table)."""
+    dataset, backbone = settings.get("dataset", "pcam"), settings.get("backbone")
+    return ((["--backbone", backbone] if backbone else [])
+            + (["--dataset", dataset] if backbone or dataset != "pcam" else []))
 
 
 def install(inputs: Path, settings: dict) -> tuple[Path, Path]:
@@ -134,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = working / "runs" / table
     runs.mkdir(parents=True, exist_ok=True)
     budget = args.budget_seconds if args.budget_seconds is not None else settings["budget_seconds"]
-    report = {"table": table, "shard": settings["shard"], "budget_seconds": budget}
+    report = {"table": table, "shard": settings["shard"], "budget_seconds": budget,
+              "dataset": settings.get("dataset", "pcam"), "backbone": settings.get("backbone")}
     try:
         target, wheel = install(inputs, settings)
         _log(started, f"installed {wheel.name}")
@@ -142,20 +192,26 @@ def main(argv: list[str] | None = None) -> int:
             _log(started, f"weights: {path}")
         copied = resume(inputs, runs)
         _log(started, f"resumed {copied} finished run(s) from earlier kernels")
-        data = find_competition(inputs, settings["competition"])
-        _log(started, f"competition data: {data}")
+        if settings.get("dataset", "pcam") == "pcam":
+            data = find_competition(inputs, settings["competition"])
+            _log(started, f"competition data: {data}")
+        else:
+            data = find_data(inputs, settings)
+            _log(started, f"{settings['dataset']} data: {data}")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(target)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
         cache = Path(args.cache) if args.cache else Path(tempfile.gettempdir()) / "kandel_cache"
         left = budget - (time.time() - started) - settings["margin_seconds"]
-        command = [sys.executable, "-m", "kandel_repro", "grid", table, "--data", str(data),
+        command = [sys.executable, "-m", "kandel_repro", "grid", table, *study_options(settings),
+                   "--data", str(data),
                    "--runs", str(runs), "--cache", str(cache), "--time-budget", f"{max(left, 0):.0f}"]
         command += ["--shard", settings["shard"]] if settings["shard"] else []
         command += settings["grid_args"]
         _log(started, "running " + " ".join(command[2:]))
         report["grid_exit_code"] = subprocess.run(command, env=env).returncode
-        subprocess.run([sys.executable, "-m", "kandel_repro", "table", table, "--runs",
-                        str(runs), "--out", str(working / "tables")], env=env, check=True)
+        subprocess.run([sys.executable, "-m", "kandel_repro", "table", table,
+                        *study_options(settings), "--runs", str(runs),
+                        "--out", str(working / "tables")], env=env, check=True)
     except (KernelError, subprocess.CalledProcessError) as exc:
         report["error"] = str(exc)
         print(f"kandel-repro kernel: error: {exc}", file=sys.stderr, flush=True)

@@ -1,14 +1,17 @@
-"""Kaggle kernels that run (a shard of) a PCam table on Kaggle's GPU.
+"""Kaggle kernels that run (a shard of) a study on Kaggle's GPU.
 
-:func:`make_kernel` writes three folders::
+A kernel runs a PCam table on the competition's data, or the depth study (the paper's
+depth × learning-rate grid, any backbone) on the competition's data or on a user's own
+images uploaded as a Kaggle data set (``dataset`` ``folder`` or ``csv``, the data set
+``data_source``). :func:`make_kernel` writes three folders::
 
     OUT/kernel/   kernel-metadata.json + driver.py  (kaggle kernels push -p OUT/kernel)
     OUT/wheel/    the package wheel + dataset-metadata.json    (a private data set)
     OUT/weights/  the ImageNet notop .h5 files + dataset-metadata.json  (imagenet runs)
 
 The kernel has no internet: it installs the package from the wheel data set, finds the
-weights in the weights data set, reads the competition data, and resumes from the
-outputs of earlier kernels given with ``resume_from`` (see
+weights in the weights data set, reads the competition data (or the user's data set),
+and resumes from the outputs of earlier kernels given with ``resume_from`` (see
 :mod:`kandel_repro.kaggle.driver`, the script it runs). :func:`push` uploads the two
 data sets (a new version when they exist) and pushes the kernel, with the official
 client.
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConfigError
 from ..models.backbones import get_backbone
 from ..models.build import keras_models_dir
+from ..runs.levels import Study
 from ..runs.studies import get_study, parse_shard, study_configs
 from .api import (COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS, KaggleError, api, call,
                   explain)
@@ -39,10 +43,63 @@ REQUIRES = ["tensorflow", "keras", "sklearn", "pandas", "matplotlib", "h5py", "P
             "scipy", "tensorboard"]
 WHEEL_DATASET = "kandel-repro-wheel"
 WEIGHTS_DATASET = "kandel-repro-imagenet-weights"
+# The data a kernel reads: the competition's, or a user's own data set attached to it.
+OWN_DATASETS = ("folder", "csv")
+SOURCE = r"[A-Za-z0-9_-]+/[A-Za-z0-9_-]+"  # OWNER/SLUG of a kernel or a data set
 
 
-def kernel_slug(table: str, shard: tuple[int, int] | None = None) -> str:
-    return f"kandel-repro-{table}" + (f"-shard-{shard[0]}-of-{shard[1]}" if shard else "")
+def kernel_slug(table: str, shard: tuple[int, int] | None = None,
+                backbone: str | None = None) -> str:
+    """``kandel-repro-<table>[-<backbone>][-shard-i-of-n]``: the backbone names the
+    depth study's kernels (each backbone its own)."""
+    return (f"kandel-repro-{table}" + (f"-{backbone.replace('_', '-')}" if backbone else "")
+            + (f"-shard-{shard[0]}-of-{shard[1]}" if shard else ""))
+
+
+def kernel_study(table: str, backbone: str | None = None, dataset: str | None = None) -> Study:
+    """The study a kernel runs, checked: a PCam table as it is, or the depth study for
+    ``backbone`` on ``dataset`` (``pcam``, the default: the competition's data;
+    ``folder``/``csv``: a user's data set)."""
+    study = get_study(table)
+    if not study.parametric:
+        if study.dataset != "pcam":
+            raise ConfigError(f"{table} trains on BreakHis, which is not this Kaggle "
+                              "competition's data; kernels run the PCam tables (table2 … "
+                              "table5) and the depth study")
+        if backbone is not None:
+            raise ConfigError(f"{table} trains {', '.join(study.backbones)} itself; --backbone "
+                              "applies to the depth study (kaggle-kernel depth --backbone …)")
+        if dataset not in (None, "pcam"):
+            raise ConfigError(f"{table} trains on the competition's data; --dataset {dataset} "
+                              "applies to the depth study (kaggle-kernel depth --dataset …)")
+        return study
+    dataset = dataset or "pcam"
+    if dataset != "pcam" and dataset not in OWN_DATASETS:
+        raise ConfigError(f"--dataset {dataset}: a kernel reads the competition's data (pcam) "
+                          f"or your own data set ({', '.join(OWN_DATASETS)}, with --data-source)")
+    return get_study(study, backbone=backbone, dataset=dataset)
+
+
+def _check_data_source(study, data_source, data_path):
+    """Refuse a data source the study's data set does not take (one line each)."""
+    if study.dataset == "pcam":
+        if data_source:
+            raise ConfigError(f"--data-source {data_source}: {study.name} on pcam reads the "
+                              "competition's data; give --dataset folder or csv to read a "
+                              "data set of yours")
+        if data_path:
+            raise ConfigError(f"--data-path {data_path}: the kernel finds the competition's "
+                              "data itself; --data-path applies to --dataset folder or csv")
+        return
+    if not data_source:
+        raise ConfigError(f"--dataset {study.dataset}: give --data-source OWNER/DATASET, the "
+                          "Kaggle data set holding your images (the kernel has no internet)")
+    if not re.fullmatch(SOURCE, data_source):
+        raise ConfigError(f"--data-source takes a data set as OWNER/SLUG, got {data_source!r}")
+    parts = Path(data_path).parts
+    if data_path.startswith(("/", "\\")) or ".." in parts:
+        raise ConfigError(f"--data-path {data_path!r}: a path inside the data set "
+                          f"{data_source} (e.g. tiles or labels.csv), not above or outside it")
 
 
 def _weights_of(study, settings):
@@ -50,7 +107,7 @@ def _weights_of(study, settings):
     Kaggle; return the weights they ask for."""
     settings = dict(settings or {})
     settings.pop("seed", None)  # the grid's seeds: checked when the kernel's grid starts
-    configs = study_configs(get_study(study), **settings)
+    configs = study_configs(study, **settings)
     return next(iter(configs.values()))["weights"]
 
 
@@ -103,16 +160,21 @@ def make_kernel(table: str, out: str | Path, user: str,
                 budget_hours: float = DEFAULT_BUDGET_HOURS, resume_from: Sequence[str] = (),
                 grid_args: Sequence[str] = (), grid_settings: dict | None = None,
                 wheel: bool = True, name: str | None = None,
+                backbone: str | None = None, dataset: str | None = None,
+                data_source: str | None = None, data_path: str = "",
                 log: Callable[[str], None] = print) -> dict[str, Path]:
     """Write the kernel, wheel and weights folders for study ``table`` under ``out``.
 
     ``grid_args``: the options the kernel passes to its grid, as typed; ``grid_settings``
     the run settings they give (``kandel_repro.cli.options.parse_grid_args`` checks and
-    parses them), resolved here before anything is written."""
-    study = get_study(table)
-    if study.dataset != "pcam":
-        raise ConfigError(f"{table} trains on BreakHis, which is not this Kaggle competition's "
-                          "data; kernels run the PCam tables (table2 … table5)")
+    parses them), resolved here before anything is written. The depth study takes
+    ``backbone`` (default vgg16) and ``dataset``: ``pcam`` (default, the competition's
+    data) or ``folder``/``csv``, the user's Kaggle data set ``data_source``
+    (``OWNER/SLUG``, attached to the kernel) with its data at ``data_path`` inside it
+    (default its top folder; csv: its only .csv file)."""
+    study = kernel_study(table, backbone, dataset)
+    data_source, data_path = data_source or "", (data_path or "").strip()
+    _check_data_source(study, data_source, data_path)
     if not 0 < budget_hours < SESSION_LIMIT_HOURS:
         raise ConfigError(f"--budget-hours must be above 0 and below Kaggle's "
                           f"{SESSION_LIMIT_HOURS}-hour session limit, got {budget_hours:g}")
@@ -122,24 +184,28 @@ def make_kernel(table: str, out: str | Path, user: str,
     grid_args = list(grid_args)
     if grid_args and grid_settings is None:
         raise TypeError("make_kernel: grid_args need their grid_settings (parse_grid_args)")
-    weights = _weights_of(table, grid_settings)
+    weights = _weights_of(study, grid_settings)
     for source in resume_from:
-        if not re.fullmatch(r"[A-Za-z0-9_-]+/[A-Za-z0-9_-]+", source):
+        if not re.fullmatch(SOURCE, source):
             raise ConfigError(f"--resume-from takes a kernel as OWNER/SLUG, got {source!r}")
     out = Path(out)
-    weight_files = ([get_backbone(b).notop_weights_file for b in study.backbones]
-                    if weights == "imagenet" else [])
+    weight_files = ([file for file in (get_backbone(b).notop_weights_file for b in study.backbones)
+                     if file] if weights == "imagenet" else [])
     _check_weights(weight_files)  # before anything is written
-    slug = name or kernel_slug(table, shard)
+    study_backbone = study.backbones[0] if study.parametric else None
+    slug = name or kernel_slug(table, shard, study_backbone)
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{3,48}[a-z0-9]", slug):
         raise ConfigError(f"kernel name {slug!r}: 5 to 50 lower-case letters, digits and dashes")
     datasets = [f"{user}/{WHEEL_DATASET}"] + ([f"{user}/{WEIGHTS_DATASET}"] if weight_files else [])
+    competition = study.dataset == "pcam"
     budget = int(budget_hours * 3600)
     settings = {"table": table, "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
                 "competition": COMPETITION, "budget_seconds": budget, "margin_seconds": 900,
                 "weight_files": weight_files, "wheel_dataset": datasets[0],
                 "weights_dataset": datasets[1] if weight_files else "",
-                "grid_args": grid_args, "requires": REQUIRES}
+                "grid_args": grid_args, "requires": REQUIRES,
+                "dataset": study.dataset, "backbone": study_backbone,
+                "data_source": data_source, "data_path": data_path}
     template = (Path(__file__).parent / "driver.py").read_text(encoding="utf-8")
     filled = re.sub(r"^SETTINGS = \{.*?^\}\n", lambda _: "SETTINGS = "
                     + pprint.pformat(settings, sort_dicts=False) + "\n", template,
@@ -150,8 +216,10 @@ def make_kernel(table: str, out: str | Path, user: str,
     _write_metadata(kernel, {
         "id": f"{user}/{slug}", "title": slug, "code_file": "driver.py", "language": "python",
         "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_tpu": False,
-        "enable_internet": False, "dataset_sources": datasets,
-        "competition_sources": [COMPETITION], "kernel_sources": list(resume_from),
+        "enable_internet": False,
+        "dataset_sources": datasets + ([] if competition else [data_source]),
+        "competition_sources": [COMPETITION] if competition else [],
+        "kernel_sources": list(resume_from),
         "model_sources": [],
     }, "kernel-metadata.json")
     folders = {"kernel": kernel}
@@ -170,9 +238,10 @@ def make_kernel(table: str, out: str | Path, user: str,
                                              "licenses": [{"name": "other"}]},
                         "dataset-metadata.json")
     log(f"kernel {user}/{slug} in {kernel}: {table}"
+        + (f" ({study_backbone} on {study.dataset})" if study.parametric else "")
         + (f" shard {shard[0]}/{shard[1]}" if shard else "")
         + f", budget {budget_hours:g} h of Kaggle's {SESSION_LIMIT_HOURS} h, GPU, no internet; "
-        f"data sets {', '.join(datasets)}"
+        f"data sets {', '.join(datasets + ([] if competition else [data_source]))}"
         + (f"; resumes from {', '.join(resume_from)}" if resume_from else ""))
     return folders
 
@@ -228,21 +297,29 @@ def push(folders: dict[str, Path], message: str = "kandel_repro",
 def kernel_command(study: str, user: str | None = None, out: str | Path | None = None,
                    name: str | None = None, shard: str | tuple[int, int] | None = None,
                    push_now: bool = False, log: Callable[[str], None] = print,
+                   backbone: str | None = None, dataset: str | None = None,
                    **options: Any) -> dict[str, Path]:
     """What ``kandel-repro kaggle-kernel`` does: write the kernel's folders (the user
     from the credentials unless given; ``out`` default ``kaggle/<kernel name>``), then
-    push them (``push_now``) or say how."""
+    push them (``push_now``) or say how. ``backbone``, ``dataset`` and ``options``: as
+    :func:`make_kernel` takes them."""
+    study_of = kernel_study(study, backbone, dataset)  # refused before the credentials
     client = None
     if user is None:
         client = api()
         user = client.get_config_value("username")
         if not user:
             raise ConfigError("cannot tell the Kaggle user name from the credentials; give --user")
-    out = out or f"kaggle/{name or kernel_slug(study, parse_shard(shard))}"
-    folders = make_kernel(study, out, user, shard=shard, name=name, log=log, **options)
+    slug = kernel_slug(study, parse_shard(shard),
+                       study_of.backbones[0] if study_of.parametric else None)
+    out = out or f"kaggle/{name or slug}"
+    folders = make_kernel(study, out, user, shard=shard, name=name, log=log, backbone=backbone,
+                          dataset=dataset, **options)
     if push_now:
         push(folders, client=client, log=log)
     else:
+        by_hand = [f"kaggle datasets create -p {folders[part]}" for part in ("wheel", "weights")
+                   if part in folders] + [f"kaggle kernels push -p {folders['kernel']}"]
         log(f"not pushed; `kandel-repro kaggle-kernel {study} ... --push`, or by hand: "
-            f"kaggle datasets create -p {folders['wheel']}; kaggle kernels push -p {folders['kernel']}")
+            + "; ".join(by_hand))
     return folders

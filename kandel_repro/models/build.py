@@ -1,7 +1,8 @@
 """Model construction: a backbone, its weights and the paper's head.
 
 The model is the ``keras.applications`` backbone with ``include_top=False``, then
-Flatten (or global average pooling), Dropout(0.5) and Dense(1, sigmoid) — paper §4.1.
+Flatten (or global average pooling), Dropout(0.5) and Dense(1, sigmoid) — paper §4.1;
+for k ≥ 3 classes (a user's own data) Dense(k, softmax).
 The backbone's layers stay top-level layers of the model (no nested sub-model), so a
 block map of layer names addresses them directly.
 """
@@ -183,9 +184,12 @@ def _backbone_of(path, shapes, expected):
 def build_model(backbone_name: str, input_shape: Sequence[int] = (96, 96, 3),
                 weights: str | Path | None = "imagenet", head_pooling: str = "flatten",
                 dropout: float = 0.5, weights_from: str | Path | None = None,
-                transfer_blocks: int | None = None) -> tuple[keras.Model, dict[int, list[str]]]:
+                transfer_blocks: int | None = None,
+                classes: int = 2) -> tuple[keras.Model, dict[int, list[str]]]:
     """Return ``(model, block_map)`` for one backbone.
 
+    ``classes``: 2 gives the paper's head, one sigmoid unit (the positive class's
+    probability); k ≥ 3 a softmax of k units.
     ``block_map`` is an ordered dict ``{block number: [layer names]}``.
     ``weights="meanvar"``: random weights with each tensor's mean and variance from
     ``weights_from`` (:func:`mean_var`); ``transfer_blocks=k``: ``weights`` for blocks
@@ -213,8 +217,12 @@ def build_model(backbone_name: str, input_shape: Sequence[int] = (96, 96, 3),
         raise ConfigError(f"head pooling must be 'flatten' or 'avg', got {head_pooling!r}")
     x = pool(base.output)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    # NOTE: float32 output keeps the sigmoid and the loss in full precision.
-    out = keras.layers.Dense(1, activation="sigmoid", name="head_dense", dtype="float32")(x)
+    if not isinstance(classes, int) or classes < 2:
+        raise ConfigError(f"a classifier needs at least 2 classes, got {classes!r}")
+    # NOTE: float32 output keeps the sigmoid (softmax) and the loss in full precision.
+    out = (keras.layers.Dense(1, activation="sigmoid", name="head_dense", dtype="float32")(x)
+           if classes == 2 else
+           keras.layers.Dense(classes, activation="softmax", name="head_dense", dtype="float32")(x))
     model = keras.Model(base.input, out, name=f"{backbone.name}_finetune")
     block_map = backbone.assign_blocks(base.layers)
     return model, block_map

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.protocol import NOT_CONVERGED_BELOW_AUC, deviations
-from ..core.stats import run_summary
+from ..core.stats import summary_of
 from ..data.readers import get_reader
 from ..models.backbones import get_backbone
 from ..runs import rundir
@@ -53,21 +53,24 @@ def _converged(metrics):
             and metrics.get("stopped_reason") != "non-finite loss")
 
 
+# What a multi-class run records beside its intervals (core.bootstrap.multiclass_summary).
+MULTICLASS_KEYS = ("class_aucs", "accuracy", "balanced_accuracy", "macro_f1", "confusion",
+                   "ci_method")
+
+
 def _summary(run_dir, metrics, labelled_test):
     """The run's CIs and threshold measures: as recorded, or (runs made before they were)
     computed from its prediction files; {} when those are missing."""
     if "val_auc_ci" in metrics:
         return {k: v for k, v in metrics.items()
                 if k.endswith("_ci") or k.endswith(("_t05", "_youden")) or k in (
-                    "youden_threshold", "measures_split")}
-    import pandas as pd
-
+                    "youden_threshold", "measures_split", *MULTICLASS_KEYS)}
     try:
-        val = pd.read_csv(run_dir / rundir.VAL_PREDICTIONS)
-        test = pd.read_csv(run_dir / rundir.TEST_PREDICTIONS) if labelled_test else None
-        return run_summary(val["label"], val["prediction"],
-                           None if test is None else test["label"],
-                           None if test is None else test["prediction"])
+        _, val_labels, val_scores = rundir.read_predictions(run_dir / rundir.VAL_PREDICTIONS)
+        test = (rundir.read_predictions(run_dir / rundir.TEST_PREDICTIONS) if labelled_test
+                else None)
+        return summary_of(val_labels, val_scores, None if test is None else test[1],
+                          None if test is None else test[2])
     except (OSError, ValueError, KeyError):
         return {}
 
@@ -202,6 +205,20 @@ def describe_data(configs: Sequence[dict]) -> str:
                 "data synthetic-h5` — not PCam" if synthetic
                 else "PatchCamelyon, the original HDF5 release")
         parts = [size, "the release's own train / valid / test splits (slide-disjoint)"]
+    elif c.get("protocol") == "own":
+        kind = ((f"synthetic {c.get('num_classes', 2)}-class set made by `kandel-repro data "
+                 "synthetic-folder` — not real data") if synthetic
+                else f"{'images in folders' if c.get('dataset') == 'folder' else 'a CSV manifest'}"
+                     f" at {c.get('data_dir')}")
+        classes = c.get("classes") or []
+        parts = [f"resized to {size}",
+                 f"{len(classes) or c.get('num_classes', 2)} classes"
+                 + (f" ({', '.join(map(str, classes))})" if classes else ""),
+                 {"given": "the data's own train / val / test split",
+                  "group": f"80/10/10 split by group (no {c.get('group_column') or 'group'} on "
+                           "two sides)",
+                  "image": "stratified random 80/10/10 split"}.get(
+                      c.get("split_used"), f"{split} split")]
     else:
         kind = ("synthetic PCam-like set made by `kandel-repro data synthetic` — not the "
                 "Kaggle data" if synthetic else "Kaggle Histopathologic Cancer Detection (PCam)")
@@ -212,6 +229,9 @@ def describe_data(configs: Sequence[dict]) -> str:
               if c.get(f"{part}_positive_fraction") is not None]
     if shares:
         parts.append(f"positives: {', '.join(shares)}")
+    if c.get("train_class_fractions"):
+        parts.append("class shares (train): " + ", ".join(
+            f"{share:.0%}" for share in c["train_class_fractions"]))
     return (f"{kind}; {c['n_train']:,} training / {c['n_val']:,} validation / "
             f"{c['n_test']:,} test images; " + "; ".join(parts))
 
@@ -307,6 +327,19 @@ class Table:
         return dataset_of(self.study, self.configs)
 
     @property
+    def classes(self) -> list[str]:
+        """The class names of the runs' data (``["0", "1"]`` where none are recorded)."""
+        for config in self.configs:
+            if config.get("classes"):
+                return [str(c) for c in config["classes"]]
+        return ["0", "1"]
+
+    @property
+    def multiclass(self) -> bool:
+        """Whether the runs classify k ≥ 3 classes (macro AUC, bootstrap statistics)."""
+        return any(int(c.get("num_classes") or 2) > 2 for c in self.configs)
+
+    @property
     def caveat(self) -> str:
         """What a figure's title adds below itself: a new line and :func:`caveat_of` the
         runs (synthetic data, deviations from the paper), or nothing."""
@@ -324,8 +357,10 @@ class Table:
 
 
 def assemble(study_name: str | Study, runs_dir: str | Path,
-             seeds: int | str | Sequence[int] | None = None) -> Table:
-    """Read a study's run folders once into a :class:`Table`."""
+             seeds: int | str | Sequence[int] | None = None,
+             bootstrap: int | None = None) -> Table:
+    """Read a study's run folders once into a :class:`Table`; ``bootstrap``: resamples
+    of the paired bootstrap that compares multi-class runs (default 2,000)."""
     import pandas as pd
 
     study = get_study(study_name)
@@ -344,7 +379,7 @@ def assemble(study_name: str | Study, runs_dir: str | Path,
         if usable and not (study.marks_non_convergence and not run["converged"]):
             values.setdefault(cell, {})[run["seed"]] = float(value)
     split = "test" if metric == "test_auc" else "validation"
-    evidence = Evidence(study, runs_dir, values, runs, split, converged)
+    evidence = Evidence(study, runs_dir, values, runs, split, converged, bootstrap=bootstrap)
     best, per_cell, tied = evidence.ties()
     per_seed = evidence.best_per_seed()
     rows = []

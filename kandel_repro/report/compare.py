@@ -3,7 +3,9 @@ cell, and the paper's findings checked against the runs.
 
 Every run of a table (cell × seed) is scored on the same images — the split depends on
 ``split_seed`` only — so two runs of one seed can be compared pairwise: DeLong's test on
-their predictions (:func:`kandel_repro.core.stats.paired_test`), on the split the table's
+their predictions (:func:`kandel_repro.core.stats.paired_test`; for runs of k ≥ 3 classes
+the paired stratified bootstrap of their macro AUCs, the same resampled images for both,
+:func:`kandel_repro.core.bootstrap.paired_bootstrap`), on the split the table's
 metric is measured on (the held-out test split where it is labelled, else the validation
 split). A family of comparisons is Holm-adjusted within each seed, at 5 %.
 
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.stats import holm, paired_test
+from ..core.stats import holm, paired_of
 from ..runs import rundir
 
 if TYPE_CHECKING:
@@ -36,10 +38,13 @@ if TYPE_CHECKING:
 ALPHA = 0.05
 SUPPORTED, TIED, CONTRADICTED, UNKNOWN = (
     "supported", "not distinguishable", "contradicted", "not assessable")
+# The answers to the questions of a study without a paper (the depth study on a user's
+# data): the cells tied with the best, and whether two rows can be told apart.
+ANSWERED, APART = "answered", "distinguishable"
 # The claim kinds :func:`verdict` gives a verdict to; the registry checks its findings'
 # claims against :data:`kandel_repro.core.protocol.CLAIM_KINDS` (a test keeps them alike).
 CLAIM_KINDS = ("all", "best", "best_in_column", "best_in_row", "worse", "similar_row",
-               "not_converged")
+               "not_converged", "tied_with_best", "rows_apart")
 
 # For type hints: a cell as (row label, column label); a pair's tests, [(seed, diff, p)].
 CellKey = tuple[str, str]
@@ -56,8 +61,10 @@ class Evidence:
     """
 
     def __init__(self, study: Study, runs_dir: str | Path, values: dict, runs: dict,
-                 split: str, converged: dict | None = None) -> None:
+                 split: str, converged: dict | None = None,
+                 bootstrap: int | None = None) -> None:
         self.study = study
+        self.bootstrap = bootstrap  # resamples of the paired bootstrap (multi-class runs)
         self.runs_dir = Path(runs_dir)
         self.values = values
         self.runs = runs
@@ -93,16 +100,12 @@ class Evidence:
     def _scores(self, cell, seed):
         key = (cell, seed)
         if key not in self._predictions:
-            import pandas as pd
-
             name = self.runs.get(cell, {}).get(seed)
             path = self.runs_dir / name / self.file if name else None
             if path is None or not path.is_file():
                 self._predictions[key] = None
             else:
-                frame = pd.read_csv(path, dtype={"id": str})
-                self._predictions[key] = (frame["id"].to_numpy(), frame["label"].to_numpy(),
-                                          frame["prediction"].to_numpy(dtype=float))
+                self._predictions[key] = rundir.read_predictions(path)
         return self._predictions[key]
 
     def compare(self, pairs: list[tuple[CellKey, CellKey]]
@@ -123,7 +126,7 @@ class Evidence:
                     self.problems.append(f"seed {seed}: {self.runs[a][seed]} and "
                                          f"{self.runs[b][seed]} predicted other images")
                     continue
-                diff, _, p = paired_test(sa[1], sa[2], sb[2])
+                diff, _, p = paired_of(sa[1], sa[2], sb[2], self.bootstrap, seed)
                 tests.append(((a, b), diff, p))
             if tests:
                 adjusted = holm([p for _, _, p in tests])
@@ -211,6 +214,10 @@ def verdict(claim: tuple | None, evidence: Evidence,
             return TIED, "some pairs differ in some seeds but not in all"
         spread = max(evidence.mean(c) for c in cells) - min(evidence.mean(c) for c in cells)
         return SUPPORTED, f"no two differ significantly (spread {spread:.4f})"
+    if kind == "tied_with_best":
+        return _tied_answer(evidence, name)
+    if kind == "rows_apart":
+        return _rows_apart(evidence, claim[1], claim[2], name)
     if kind == "not_converged":
         flags = [f for cell in claim[1] for f in evidence.converged.get(tuple(cell), {}).values()]
         if not flags:
@@ -247,3 +254,52 @@ def _best_in(evidence, cells, claimed, where, name):
     if below(results[(claimed, best)]):
         return CONTRADICTED, f"{words}, significantly lower (p ≤ {_p(results[(claimed, best)]):.2g})"
     return TIED, f"{words}, not significantly lower (p up to {_p(results[(claimed, best)]):.2g})"
+
+
+# --- questions (no paper to check) --------------------------------------------------------
+
+def _tied_answer(evidence, name):
+    """Which cells are tied with the best (not significantly below it in every seed)."""
+    best, per_cell, tied = evidence.ties()
+    if best is None:
+        return UNKNOWN, "no run has finished"
+    if not tied:
+        return UNKNOWN, f"{name(best)} is the only result"
+    if any(value is None for value in tied.values()):
+        return UNKNOWN, "predictions are missing for some runs"
+    same = sorted((cell for cell, value in tied.items() if value), key=evidence.mean,
+                  reverse=True)
+    words = f"the best is {name(best)} ({evidence.mean(best):.4f})"
+    if not same:
+        return ANSWERED, f"{words}; every other cell is significantly below it"
+    if len(same) == len(tied):
+        return ANSWERED, (f"{words}; none of the {len(tied)} other cells is significantly "
+                          "below it (more seeds or more test images would tell them apart)")
+    return ANSWERED, (f"{words}; tied with it: "
+                      + ", ".join(f"{name(c)} ({evidence.mean(c):.4f})" for c in same)
+                      + f"; {len(tied) - len(same)} of {len(tied)} other cells are "
+                      "significantly below it")
+
+
+def _rows_apart(evidence, row_a, row_b, name):
+    """Whether rows ``row_a`` and ``row_b`` differ in each column where both have a
+    result (Holm over the columns compared, per seed)."""
+    columns = [level.label for level in evidence.study.columns]
+    pairs = [((row_a, c), (row_b, c)) for c in columns
+             if evidence.values.get((row_a, c)) and evidence.values.get((row_b, c))]
+    if not pairs:
+        return UNKNOWN, f"rows {row_a} and {row_b} have no column where both have results"
+    results = evidence.compare(pairs)
+    if any(not r for r in results.values()):
+        return UNKNOWN, "predictions are missing for some runs"
+    parts, apart = [], 0
+    for (a, b), r in results.items():
+        words = f"{name(a)} {evidence.mean(a):.4f} against {name(b)} {evidence.mean(b):.4f}"
+        if below(r) or above(r):
+            apart += 1
+            parts.append(f"{words}, significantly {'lower' if below(r) else 'higher'} "
+                         f"(p ≤ {_p(r):.2g})")
+        else:
+            parts.append(f"{words}, not significantly different (p up to {_p(r):.2g})")
+    verdict_word = APART if apart == len(pairs) else (TIED if not apart else "partly distinguishable")
+    return verdict_word, "; ".join(parts)

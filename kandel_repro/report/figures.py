@@ -13,7 +13,8 @@ from ..data.readers import get_reader
 from ..runs import rundir
 from ..runs.levels import Study
 from .collect import SHORT, TARGET_SHARE, TIED_MARK, Table, best_cell_predictions, run_histories
-from .plots import heatmap, learning_curves, lines_with_bands, radar, roc_curves, scatter_panels
+from .plots import (confusion_matrix_figure, heatmap, learning_curves, lines_with_bands, radar,
+                    roc_curves, scatter_panels)
 
 if TYPE_CHECKING:  # NOTE: annotations only; matplotlib loads when a figure is drawn
     from matplotlib.figure import Figure
@@ -59,7 +60,10 @@ def curves_figure(table: Table, path: str | Path | None) -> Figure | None:
 
 
 def roc_figure(table: Table, path: str | Path | None) -> Figure | None:
-    """``<study>_roc.png``: ROC curves of the best cell of each column."""
+    """``<study>_roc.png``: ROC curves of the best cell of each column (binary runs; a
+    multi-class table shows its best cell's confusion matrix instead)."""
+    if table.multiclass:
+        return None
     curves = best_cell_predictions(table)
     if not curves:
         return None
@@ -75,7 +79,13 @@ def radar_figure(table: Table, path: str | Path | None) -> Figure | None:
     on six measures — AUC, and accuracy, sensitivity, specificity, precision and F1 at
     the threshold of Youden's J chosen on the validation split (means over seeds)."""
     frame = table.frame[table.frame["status"] == "ok"]
-    keys = [f"{m}_{TABLE_RULE}" for m in MEASURES]
+    if table.multiclass:
+        keys, names = list(MULTICLASS_MEASURES), list(MULTICLASS_MEASURES.values())
+        rule = "prediction: the most probable class"
+    else:
+        keys = [f"{m}_{TABLE_RULE}" for m in MEASURES]
+        names = [m.capitalize() if m != "f1" else "F1" for m in MEASURES]
+        rule = "threshold: Youden's J on the validation split"
     if frame.empty or not set(keys) <= set(frame.columns):
         return None
     profiles = {}
@@ -92,11 +102,50 @@ def radar_figure(table: Table, path: str | Path | None) -> Figure | None:
     if not profiles:
         return None
     split = frame["measures_split"].dropna().iloc[0] if "measures_split" in frame else "validation"
-    return radar(profiles, [SHORT[table.metric]] + [m.capitalize() if m != "f1" else "F1"
-                                                   for m in MEASURES], path,
+    return radar(profiles, [SHORT[table.metric]] + names, path,
                  title=f"{table.study.title}: the best cell of each row\n{split} split; "
-                       "threshold: Youden's J on the validation split"
-                       + table.caveat)
+                       f"{rule}" + table.caveat)
+
+
+# The measures a multi-class radar shows (core.bootstrap.multiclass_summary's keys).
+MULTICLASS_MEASURES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
+                       "macro_f1": "Macro F1"}
+
+
+def confusion_figure(table: Table, path: str | Path | None) -> Figure | None:
+    """``<study>_confusion.png``: the confusion matrix of the best cell (its first seed)
+    on the split its measures are taken on (the labelled test split where there is
+    one): the most probable class for k ≥ 3 classes; for two, the threshold of Youden's
+    J chosen on the validation split."""
+    import numpy as np
+
+    if table.best is None:
+        return None
+    seed = min(table.evidence.values[table.best])
+    run = table.runs_dir / table.evidence.runs[table.best][seed]
+    name = (rundir.TEST_PREDICTIONS if get_reader(table.dataset).labelled_test
+            else rundir.VAL_PREDICTIONS)
+    if not (run / name).is_file():
+        return None
+    _, labels, scores = rundir.read_predictions(run / name)
+    classes = table.classes
+    if scores.ndim == 2:
+        predicted = np.argmax(scores, axis=1)
+        rule = "the most probable class"
+    else:
+        cut = (rundir.read_metrics(run) or {}).get("youden_threshold", 0.5)
+        predicted = (scores >= cut).astype(int)
+        rule = f"threshold {cut:.3g} (Youden's J on the validation split)"
+    k = max(len(classes), int(np.max(labels)) + 1, int(np.max(predicted)) + 1)
+    classes = classes + [str(i) for i in range(len(classes), k)]
+    counts = np.zeros((k, k), dtype=int)
+    np.add.at(counts, (np.asarray(labels, dtype=int), predicted), 1)
+    split = "test" if name == rundir.TEST_PREDICTIONS else "validation"
+    return confusion_matrix_figure(
+        counts, classes, path=path,
+        title=f"{table.study.title}\nbest cell: {table.describe(table.best)}"
+              f"{f', seed {seed}' if len(table.seeds) > 1 else ''}; {split} split; "
+              f"prediction: {rule}" + table.caveat)
 
 
 def _band(values):
@@ -238,4 +287,5 @@ def convergence_figure(table: Table, path: str | Path | None) -> Figure | None:
 # the figure, or None when there is nothing to draw yet.
 FIGURES = {"heatmap": table_heatmap, "curves": curves_figure, "roc": roc_figure,
            "radar": radar_figure, "params": params_figure, "datasize": datasize_figure,
-           "convergence": convergence_figure, "small-nets": smallnets_figure}
+           "convergence": convergence_figure, "small-nets": smallnets_figure,
+           "confusion": confusion_figure}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.bootstrap import BOOTSTRAP
 from ..core.protocol import NOT_CONVERGED_BELOW_AUC
 from .collect import (METRICS, TARGET_SHARE, TIED_MARK, Table, caveat_of, computed_with,
                       describe_data, deviations_of)
@@ -16,6 +17,8 @@ def _metric_text(metric, configs):
     the HDF5 release: its own split) — of a run that trained on the whole training
     split (no ``--train-fraction``, no downsampling), else no share."""
     text = METRICS[metric]
+    if any(int(c.get("num_classes") or 2) > 2 for c in configs):
+        text = "macro one-vs-rest " + text
     whole = [c for c in configs if metric == "test_auc" and c.get("train_fraction", 1.0) == 1.0
              and c.get("balance", "none") == "none"
              and all(c.get(f"n_{part}") for part in ("train", "val", "test"))]
@@ -48,10 +51,17 @@ def render_markdown(table: Table, command: str) -> str:
     ]
     if metric == "test_auc":
         lines.append(_selection_line(table))
+    if table.multiclass:
+        lines.append(f"- Classes: {len(table.classes)} ({', '.join(table.classes)}); the CSV "
+                     "holds each run's per-class AUCs, accuracy, balanced accuracy and macro "
+                     "F1 (prediction: the most probable class)")
     if study.marks_non_convergence:
         lines.append(f"- \"did not converge\": best validation AUC below "
                      f"{NOT_CONVERGED_BELOW_AUC} or a non-finite loss")
-    lines.append("- Settings that differ from the paper:" + ("" if devs else " none"))
+    own = any(c.get("protocol") == "own" for c in configs)
+    lines.append(("- Settings that differ from the protocol (the paper's PCam settings with "
+                  "an 80/10/10 split, `kandel_repro/core/protocol.py`):" if own
+                  else "- Settings that differ from the paper:") + ("" if devs else " none"))
     lines += [f"  - {d}" for d in devs]
     if configs:
         lines.append(f"- Computed with: {computed_with(configs)}")
@@ -75,12 +85,20 @@ def render_markdown(table: Table, command: str) -> str:
                 f"{len(table.seeds)} seeds" for _, c in counts.iterrows()) + ".")
     lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV).")
     lines += _target_lines(table)
-    lines += ["", "## The paper's findings for this table (its text), and this grid's answer", ""]
+    test = _test_name(table)
+    if study.paper:
+        lines += ["", "## The paper's findings for this table (its text), and this grid's answer", ""]
+    else:
+        lines += ["", "## What the runs answer (no paper speaks of this grid)", ""]
     lines += [f"- {text} — **{v}**: {reason}." for text, v, reason in table.findings]
-    if table.findings:
+    if table.findings and study.paper:
         lines += ["", "Answers are computed from the runs (`kandel_repro/report/compare.py`): "
-                  "*supported* or *contradicted* when DeLong's paired test separates the cells "
+                  f"*supported* or *contradicted* when {test} separates the cells "
                   "named at 5 % (Holm-adjusted) in every seed, *not distinguishable* otherwise."]
+    elif table.findings:
+        lines += ["", "Answers are computed from the runs (`kandel_repro/report/compare.py`): "
+                  f"two cells are told apart when {test} separates them at 5 % "
+                  "(Holm-adjusted) in every seed."]
     lines.append("")
     return "\n".join(lines)
 
@@ -114,12 +132,21 @@ def _selection_line(table):
             "test split is not used to choose")
 
 
+def _test_name(table):
+    """The paired test that compares two cells' runs, in words."""
+    if table.multiclass:
+        resamples = table.evidence.bootstrap or BOOTSTRAP
+        return f"the paired stratified bootstrap of the macro AUC ({resamples:,} resamples)"
+    return "DeLong's paired test"
+
+
 def _seeds_line(table, split_seeds):
     seeds = ", ".join(map(str, table.seeds))
     split = f"split seed {', '.join(map(str, split_seeds))}"
     if len(table.seeds) == 1:
-        return (f"- Seed {seeds} ({split}); a cell shows its AUC and DeLong's 95 % confidence "
-                "interval [low, high]")
+        interval = ("a 95 % stratified-bootstrap interval" if table.multiclass
+                    else "DeLong's 95 % confidence interval")
+        return f"- Seed {seeds} ({split}); a cell shows its AUC and {interval} [low, high]"
     return (f"- Seeds {seeds} ({split}: every run scored on the same images); a cell shows "
             "the mean over its seeds (min–max, n = runs)")
 
@@ -137,6 +164,6 @@ def _ties_line(table):
     comparisons = f"{compared} comparison" + ("s" if compared != 1 else "")
     seeds = (", in at least one seed (a cell counts as below the best only if it is in every "
              "seed)" if len(table.seeds) > 1 else "")
-    return (f"- {TIED_MARK}: tied with the best — not significantly below it by DeLong's paired "
-            f"test on the same {split} images, Holm-adjusted over the table's {comparisons}, "
-            f"5 %{seeds}")
+    return (f"- {TIED_MARK}: tied with the best — not significantly below it by "
+            f"{_test_name(table)} on the same {split} images, Holm-adjusted over the table's "
+            f"{comparisons}, 5 %{seeds}")

@@ -4,7 +4,8 @@
 - :func:`learning_curves` — training loss and validation AUC per epoch;
 - :func:`roc_curves` — ROC curves with their AUC;
 - :func:`radar` — several profiles on a few measures;
-- :func:`cost_vs_depth` — trainable parameters and time per step at each depth.
+- :func:`cost_vs_depth` — trainable parameters and time per step at each depth;
+- :func:`confusion_matrix_figure` — counts of true × predicted classes.
 
 Each returns its matplotlib Figure and, given ``path``, saves it as PNG (atomically).
 """
@@ -327,3 +328,26 @@ def cost_vs_depth(frame: pd.DataFrame, path: str | Path | None = None,
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def confusion_matrix_figure(counts: ArrayLike, classes: Sequence[str], title: str,
+                            path: str | Path | None = None) -> Figure:
+    """A confusion matrix: rows the true class, columns the predicted one; each cell its
+    count and its share of the true class (the colour), so rare classes read as well as
+    common ones."""
+    plt = _pyplot()
+    counts = np.asarray(counts, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    side = max(4.0, 1.2 + 0.6 * len(classes))
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=10)
+    for (r, c), share in np.ndenumerate(shares):
+        ax.text(c, r, f"{int(counts[r, c])}\n{share:.0%}", ha="center", va="center",
+                fontsize=8, color="white" if share > 0.5 else "black")
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    return _save(fig, path, tight=True)

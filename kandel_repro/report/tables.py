@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..core.errors import ConfigError
 from ..core.files import check_writable, write_csv, write_text
+from ..runs import rundir
 from ..runs.levels import Study
 from ..runs.studies import get_study, parse_seeds, seed_of
 from .collect import assemble, found_seeds
@@ -53,14 +54,37 @@ def _listed(value):
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+def study_of_runs(study_name: str | Study, runs_dir: str | Path, backbone: str | None = None,
+                  dataset: str | None = None, fractions: str | None = None) -> Study:
+    """The study whose runs ``runs_dir`` holds: a parametric study (the depth study) for
+    the ``backbone`` and ``dataset`` given, else those its run folders record (one of
+    each; several backbones need ``backbone``)."""
+    study = get_study(study_name)
+    if study.parametric and (backbone is None or dataset is None) and Path(runs_dir).is_dir():
+        found = {(c.get("backbone"), c.get("dataset")) for c in (
+            rundir.read_config(entry) for entry in sorted(Path(runs_dir).iterdir())
+            if (entry / rundir.CONFIG).is_file()) if c}
+        backbones = sorted({b for b, _ in found if b and backbone in (None, b)})
+        if len(backbones) > 1:
+            raise ConfigError(f"{runs_dir} holds {study.name} runs of {', '.join(backbones)}: "
+                              "choose one with --backbone")
+        backbone = backbone or (backbones[0] if backbones else None)
+        datasets = sorted({d for b, d in found if d and b == backbone})
+        dataset = dataset or (datasets[0] if len(datasets) == 1 else None)
+    return get_study(study, fractions, backbone=backbone, dataset=dataset)
+
+
 def write_table(study_name: str | Study, runs_dir: str | Path, out_dir: str | Path = "tables",
                 command: str | None = None, log: Callable[[str], None] = print,
                 seeds: int | str | Sequence[int] | None = None,
-                fractions: str | None = None) -> list[Path]:
+                fractions: str | None = None, backbone: str | None = None,
+                dataset: str | None = None, bootstrap: int | None = None) -> list[Path]:
     """Write ``<study>.md``, ``<study>.csv``, ``<study>_cells.csv`` and the study's
     figures (``<study>_<figure>.png``: a figure with nothing to draw yet is left out);
-    return the paths written. ``fractions``: the datasize study's other fractions."""
-    study = get_study(study_name, fractions)
+    return the paths written. ``fractions``: the datasize study's other fractions;
+    ``backbone``/``dataset``: the depth study's (default: what its runs record);
+    ``bootstrap``: resamples of the paired bootstrap comparing multi-class runs."""
+    study = study_of_runs(study_name, runs_dir, backbone, dataset, fractions)
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ConfigError(f"{runs_dir} is not a folder: give --runs the folder of "
@@ -71,7 +95,8 @@ def write_table(study_name: str | Study, runs_dir: str | Path, out_dir: str | Pa
             for entry in runs_dir.iterdir()):
         raise ConfigError(f"{runs_dir} holds no run of {study.name} (its run folders are named "
                           f"like {names[0]}); is it another study's folder?")
-    table = assemble(study, runs_dir, _present_seeds(study, runs_dir, seeds, log))
+    table = assemble(study, runs_dir, _present_seeds(study, runs_dir, seeds, log),
+                     bootstrap=bootstrap)
     for _, row in table.frame[table.frame["status"] == "failed"].iterrows():
         log(f"{row['run']}: failed ({row['error']}); shown as failed")
     for problem in table.evidence.problems:
@@ -79,7 +104,9 @@ def write_table(study_name: str | Study, runs_dir: str | Path, out_dir: str | Pa
     out_dir = check_writable(out_dir, "--out")
     if command is None:  # the command that makes this table again, options included
         command = f"kandel-repro table {study_name} --runs {runs_dir} --out {out_dir}"
-        for option, value in (("seeds", seeds), ("fractions", fractions)):
+        for option, value in (("seeds", seeds), ("fractions", fractions),
+                              ("backbone", backbone), ("dataset", dataset),
+                              ("bootstrap", bootstrap)):
             if value is not None:
                 command += f" --{option} {_listed(value)}"
     md = out_dir / f"{study.name}.md"

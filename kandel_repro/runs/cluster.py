@@ -199,8 +199,9 @@ def _run_task(run_dir, config, job, label):
         return "out of time", [f"{label}: not started: the time budget is spent"]
     from ..data.readers import get_reader
 
-    data = get_reader(job.dataset).load(job.data_dir, job.cache_dir, workers=1, progress=False,
-                                        image_size=config.get("image_size"))
+    reader = get_reader(job.dataset)
+    data = reader.load(job.data_dir, job.cache_dir, workers=1, progress=False,
+                       image_size=config.get("image_size"), **reader.options_of(config))
     finished = threading.Event()
     marker = os.environ.get(KILL_ONCE)
     if marker and Path(marker).exists():

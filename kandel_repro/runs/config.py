@@ -50,6 +50,7 @@ RUNTIME_DEFAULTS = {
     "jit": "auto",  # XLA for the whole step: Keras' rule (on with one GPU, off on a CPU)
     "distribute": "none",  # or "mirrored": every GPU of this machine
     "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 64 on a CPU
+    "bootstrap": None,  # k ≥ 3 classes: resamples of the runs' AUC intervals (None: 2,000)
 }
 
 # The values a setting may take; the command line offers exactly these.
@@ -59,7 +60,7 @@ CHOICES = {
     "jit": ("auto", "on", "off"),
     "distribute": ("none", "mirrored"),
     "head_pooling": ("flatten", "avg"),
-    "split": ("image", "patient", "slide"),
+    "split": ("auto", "given", "image", "group", "patient", "slide"),
     "magnification": ("all", "40", "100", "200", "400"),
     "optimizer": ("adam", "sgd"),
     "init": (None, "glorot", "he", "gaussian"),
@@ -91,7 +92,22 @@ def normalise(key: str, value: Any) -> Any:
         return str(Path(value).expanduser().resolve())
     if key == "weights_from":
         return normalise_weights(value)
+    if key == "window":
+        return _window(value)
     return value
+
+
+def _window(value):
+    """``--window CENTER,WIDTH`` as ``[center, width]`` (floats, width above 0)."""
+    try:
+        parts = ([float(v) for v in str(value).split(",")] if isinstance(value, str)
+                 else [float(v) for v in value])
+    except (TypeError, ValueError):
+        parts = []
+    if len(parts) != 2 or not all(math.isfinite(v) for v in parts) or parts[1] <= 0:
+        raise ConfigError(f"--window takes CENTER,WIDTH (numbers, width above 0; e.g. "
+                          f"40,400), got {value!r}")
+    return parts
 
 
 def resolve_config(backbone: str, first_trainable_block: int, learning_rate: float,
@@ -148,7 +164,8 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
                               f"{config['first_trainable_layer']!r}")
     if not (isinstance(config["train_fraction"], (int, float)) and 0 < config["train_fraction"] <= 1):
         raise ConfigError(f"--train-fraction must be in (0, 1], got {config['train_fraction']!r}")
-    splits = {"pcam": ("image", "slide"), "breakhis": ("image", "patient")}[protocol]
+    splits = {"pcam": ("image", "slide"), "breakhis": ("image", "patient"),
+              "own": ("auto", "given", "image", "group")}[protocol]
     if config["split"] not in splits:
         raise ConfigError(f"--split {config['split']} does not apply to {protocol}: one of "
                           f"{', '.join(splits)}")
@@ -156,8 +173,8 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
         raise ConfigError("--wsi-map applies to PCam's --split slide only")
     if config["augmenter"] == "fast" and config["augmentation"] is not None:
         check_fast(config["augmentation"])
-    for key in ("batch_size", "max_epochs", "patience", "image_size") + (
-            ("eval_batch_size",) if config["eval_batch_size"] is not None else ()):
+    for key in ("batch_size", "max_epochs", "patience", "image_size") + tuple(
+            key for key in ("eval_batch_size", "bootstrap") if config[key] is not None):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{option(key)} must be a positive integer, got {config[key]!r}")
     for key in ("seed", "split_seed"):

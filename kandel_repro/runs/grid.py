@@ -34,7 +34,9 @@ def preflight(study: Study, data_dir: str | Path, configs: Iterable[dict],
               dataset: str | None = None) -> None:
     """Check data and weights before any work, so a missing piece stops the grid at once
     (:func:`check_weights`), before any run folder is written."""
-    get_reader(dataset or study.dataset).read_index(data_dir)
+    configs = list(configs)
+    reader = get_reader(dataset or study.dataset)
+    reader.read_index(data_dir, **reader.options_of(configs[0] if configs else None))
     check_weights(configs)
 
 
@@ -81,7 +83,8 @@ class GridOptions:
     shard_cells`), e.g. on n machines or Kaggle kernels, whose run folders are then copied
     into one ``runs_dir``. ``dataset``: the data set ``data_dir`` holds when it is not the
     study's own (one of the same protocol: a PCam study reads ``pcam`` or ``pcam-h5``).
-    ``fractions``: the datasize study's training-set fractions.
+    ``fractions``: the datasize study's training-set fractions. ``backbone`` (and
+    ``dataset``): those of the depth study (:func:`~kandel_repro.runs.studies.depth_study`).
 
     ``time_budget`` (seconds from now): a run is not started when the slowest finished
     run of the study would not fit in what is left, and a run in progress stops before an
@@ -103,6 +106,7 @@ class GridOptions:
     seeds: int | str | tuple | None = None
     dataset: str | None = None
     fractions: str | tuple | None = None
+    backbone: str | None = None  # the depth study's backbone
     executor: str = "local"
     address: str | None = None
     gpus_per_run: float | None = None
@@ -139,7 +143,8 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     """
     grid, settings = GridOptions.split(options)
     grid.check_executor()
-    study = get_study(study_name, grid.fractions)
+    study = get_study(study_name, grid.fractions, backbone=grid.backbone,
+                      dataset=grid.dataset if get_study(study_name).parametric else None)
     reader = _reader(study, grid.dataset)
     shard = parse_shard(grid.shard)
     time_budget = check_time_budget(grid.time_budget)
@@ -150,11 +155,12 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     preflight(study, data_dir, configs.values(), reader.name)
     runs_dir = check_writable(runs_dir, "--runs")
     data = reader.load(data_dir, grid.cache_dir, workers=grid.workers,
-                       image_size=first["image_size"])
+                       image_size=first["image_size"], **reader.options_of(first))
     _check_input_size(study, data)
     data.split(first)  # data a split cannot serve is refused before any run starts
     configs = {name: with_data(config, data, data_dir) for name, config in configs.items()}
-    rundir.record_grid(runs_dir, {"study": study.name, "backbones": list(study.backbones),
+    rundir.record_grid(runs_dir, {"study": study.name, "dataset": reader.name,
+                                  "backbones": list(study.backbones),
                                   "data_dir": str(data_dir), "settings": settings,
                                   "seeds": list(seeds)}, shard)
     how = Attempt(rerun=grid.rerun, verbose=grid.verbose,
@@ -256,9 +262,10 @@ def train_single(run_dir: str | Path, data_dir: str | Path, backbone: str,
     config = resolve_config(backbone, first_trainable_block, learning_rate,
                             protocol=reader.protocol, **settings)
     reader.check_config(config)
-    reader.read_index(data_dir)
+    reader.read_index(data_dir, **reader.options_of(config))
     check_weights([config])
     run_dir = check_writable(run_dir, "--run-dir")
-    data = reader.load(data_dir, cache_dir, workers=workers, image_size=config["image_size"])
+    data = reader.load(data_dir, cache_dir, workers=workers, image_size=config["image_size"],
+                       **reader.options_of(config))
     with rundir.claim(run_dir):
         return train.train_run(run_dir, data, with_data(config, data, data_dir), verbose=verbose)

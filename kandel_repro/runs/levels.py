@@ -64,6 +64,12 @@ class Study:
     findings: tuple = ()  # the paper's text about it, quoted under the table
     marks_non_convergence: bool = False  # show "did not converge" (Table 5's rule)
     figures: tuple = ("heatmap", "curves", "roc", "radar")  # kandel_repro.report.figures.FIGURES
+    # False: its findings are questions the runs answer, not the paper's text (no paper
+    # speaks of this study; tables say so)
+    paper: bool = True
+    # True: made for the backbone and data set a grid names (``--backbone``, ``--dataset``;
+    # :func:`kandel_repro.runs.studies.get_study`); the registry holds its default
+    parametric: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))

@@ -7,6 +7,8 @@ One training run (one cell of a study, one seed) lives in one folder::
     history.csv             one row per epoch: loss, accuracy, val_auc, seconds
     best_model.keras        the model of the best epoch (by validation ROC AUC)
     val_predictions.csv     id,label,prediction of the best model on the validation split
+                            (k ≥ 3 classes: id,label,score_0 … score_<k-1>, see
+                            :func:`prediction_frame`)
     submission.csv          PCam: id,label — test predictions in sample_submission.csv order
     test_ids.csv            BreakHis: the ids and labels of the held-out test split
     test_predictions.csv    BreakHis: id,label,prediction on the held-out test split
@@ -338,3 +340,37 @@ def finished_runs(folder: str | Path, protocol: str | None = None) -> list[Path]
         if is_finished(run_dir) and (protocol is None or config.get("protocol", "pcam") == protocol):
             found.append(run_dir)
     return found
+
+
+# --- prediction files --------------------------------------------------------------------
+SCORE_PREFIX = "score_"  # a multi-class prediction file's columns: score_0 … score_<k-1>
+
+
+def prediction_frame(ids: Any, labels: Any, scores: Any) -> Any:
+    """The rows of a prediction file: ``id,label,prediction`` for binary scores (the
+    positive class's probability, the layout runs have always written); for an (n, k)
+    array of class probabilities ``id,label,score_0 … score_<k-1>``."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": ids, "label": labels})
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim == 2 and scores.shape[1] > 1:
+        for k in range(scores.shape[1]):
+            frame[f"{SCORE_PREFIX}{k}"] = scores[:, k]
+    else:
+        frame["prediction"] = scores.reshape(-1)
+    return frame
+
+
+def read_predictions(path: str | Path) -> tuple[Any, Any, Any]:
+    """``(ids, labels, scores)`` of a prediction file (:func:`prediction_frame`): scores
+    one column for binary runs, an (n, k) array for multi-class ones."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype={"id": str})
+    columns = sorted((c for c in frame.columns if c.startswith(SCORE_PREFIX)),
+                     key=lambda c: int(c[len(SCORE_PREFIX):]))
+    scores = (frame[columns].to_numpy(dtype=float) if columns
+              else frame["prediction"].to_numpy(dtype=float))
+    return frame["id"].to_numpy(), frame["label"].to_numpy(), scores

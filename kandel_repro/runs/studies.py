@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..core.errors import ConfigError
-from ..core.protocol import FINDINGS, LEARNING_RATES
+from ..core.protocol import FINDINGS, LEARNING_RATES, Finding
 from ..models.backbones import depth_label, get_backbone, layer_label
 from ..models.weights import MEANVAR
 from .config import normalise, option, resolve_config
@@ -185,6 +185,37 @@ STUDIES.update({s.name: s for s in (
 )})
 
 
+# --- any backbone on any data: the paper's depth × learning-rate grid ----------------------
+
+def depth_questions(backbone: str) -> tuple[Finding, ...]:
+    """What the depth study's verdict section answers (it has no paper to check)."""
+    bb = get_backbone(backbone)
+    whole, top = depth_label(1, bb.num_blocks), depth_label(bb.num_blocks, bb.num_blocks)
+    return (Finding("Which depths and learning rates are tied with the best cell?",
+                    ("tied_with_best",)),
+            Finding(f"Is fine-tuning the whole network (blocks {whole}) distinguishable from "
+                    f"the top block alone (block {top}) at each learning rate?",
+                    ("rows_apart", whole, top)))
+
+
+DEPTH_DEFAULTS = {"backbone": "vgg16", "dataset": "folder"}
+
+
+def depth_study(backbone: str | None = None, dataset: str | None = None) -> Study:
+    """The paper's grid (depth × learning rate, Tables 2–4 and 6–8) for ``backbone`` on
+    the data set ``dataset`` (a reader of :mod:`kandel_repro.data.readers`: a user's
+    ``folder`` or ``csv``, or one of the paper's), under that data set's protocol."""
+    bb = get_backbone(backbone or DEPTH_DEFAULTS["backbone"])
+    dataset = dataset or DEPTH_DEFAULTS["dataset"]
+    return Study("depth", f"How deeply to fine-tune {bb.application} — {dataset} data",
+                 dataset, depth_rows(bb.name), lr_columns(), "Fine-tuned blocks",
+                 findings=depth_questions(bb.name), paper=False, parametric=True,
+                 figures=("heatmap", "curves", "roc", "confusion", "radar"))
+
+
+STUDIES["depth"] = depth_study()
+
+
 def with_fractions(study: Study, fractions: str | None = None) -> Study:
     """``study`` with other training-set fractions (the datasize study's rows)."""
     if fractions is None:
@@ -264,15 +295,26 @@ def study_runs(study: Study, seeds: Iterable[int] = (0,)) -> list[tuple[Cell, in
     return [(cell, seed, run_name(cell, seed)) for seed in seeds for cell in study.cells()]
 
 
-def get_study(name: str | Study, fractions: str | None = None) -> Study:
+def get_study(name: str | Study, fractions: str | None = None, backbone: str | None = None,
+              dataset: str | None = None) -> Study:
     """The study ``name`` (a :class:`Study` passes through), with other training-set
-    fractions when ``fractions`` is given (:func:`with_fractions`)."""
+    fractions when ``fractions`` is given (:func:`with_fractions`); a parametric study
+    (the depth study) made for ``backbone`` on ``dataset``. A study with its own backbones
+    refuses ``backbone``."""
     if isinstance(name, Study):
-        return with_fractions(name, fractions)
-    try:
-        return with_fractions(STUDIES[name], fractions)
-    except KeyError:
-        raise ConfigError(f"unknown study {name!r}; available: {', '.join(STUDIES)}") from None
+        study = name
+    else:
+        try:
+            study = STUDIES[name]
+        except KeyError:
+            raise ConfigError(f"unknown study {name!r}; available: {', '.join(STUDIES)}") from None
+    if study.parametric and (backbone is not None or dataset is not None):
+        study = depth_study(backbone or study.backbones[0], dataset or study.dataset)
+    elif backbone is not None and not study.parametric:
+        if get_backbone(backbone).name not in study.backbones:
+            raise ConfigError(f"{study.name} trains {', '.join(study.backbones)} itself; "
+                              "--backbone applies to the depth study (grid depth --backbone …)")
+    return with_fractions(study, fractions)
 
 
 # The option that chooses a varied setting's levels, where a study has one.

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core.errors import ConfigError
 from ..core.files import write_csv
-from ..core.stats import run_summary
+from ..core.stats import auc_of, summary_of
 from ..data.split import downsample, nested_subset
 from ..models.backbones import assign_layers, get_backbone
 from ..models.build import build_model
@@ -42,6 +43,9 @@ def reduce_training(train_idx: np.ndarray, labels: np.ndarray, config: dict) -> 
     fractions'), then, with ``balance="downsample"``, the negatives cut to as many as
     the positives. The validation split is never touched."""
     fraction = config["train_fraction"]
+    if config["balance"] == "downsample" and len(np.unique(labels)) > 2:
+        raise ConfigError("--balance downsample cuts the negatives of two classes; these data "
+                          f"have {len(np.unique(labels))} classes")
     if fraction < 1.0:
         train_idx = nested_subset(train_idx, labels, fraction, config["split_seed"])
     if config["balance"] == "downsample":
@@ -49,12 +53,20 @@ def reduce_training(train_idx: np.ndarray, labels: np.ndarray, config: dict) -> 
     return train_idx
 
 
-def _auc(labels, scores):
-    from sklearn.metrics import roc_auc_score
+def loss_of(config: dict) -> str:
+    """The Keras loss of a run: its ``loss``, where ``"auto"`` (own data) is binary
+    cross-entropy for two classes and sparse categorical cross-entropy (integer labels,
+    a softmax head) for more."""
+    if config["loss"] != "auto":
+        return config["loss"]
+    return ("binary_crossentropy" if int(config.get("num_classes") or 2) == 2
+            else "sparse_categorical_crossentropy")
 
+
+def _auc(labels, scores):
     if not np.all(np.isfinite(scores)):
         return float("nan")
-    return float(roc_auc_score(labels, scores))
+    return auc_of(labels, scores)
 
 
 class TimeBudgetExceeded(Exception):
@@ -142,7 +154,8 @@ def build_network(config: dict, image_shape: tuple) -> tuple:
     model, block_map = build_model(config["backbone"], image_shape, config["weights"],
                                    head_pooling=config["head_pooling"], dropout=config["dropout"],
                                    weights_from=config["weights_from"],
-                                   transfer_blocks=config["transfer_blocks"])
+                                   transfer_blocks=config["transfer_blocks"],
+                                   classes=int(config.get("num_classes") or 2))
     if config["init"]:
         reinitialise(model, config["init"], head_only=config["weights"] != "none")
     return model, block_map
@@ -190,7 +203,7 @@ def build_run_models(config: dict, image_shape: tuple,
         trainer.optimizers_used = optimizers
         predictor = wrap(None, "uint8", "predictor")
         # NOTE: compiled under the policy, so mixed_float16 gets Keras' loss scaling.
-        trainer.compile(optimizer=optimizers[0][0], loss=config["loss"], metrics=["accuracy"],
+        trainer.compile(optimizer=optimizers[0][0], loss=loss_of(config), metrics=["accuracy"],
                         jit_compile=jit_setting(config["jit"]))
         predictor.compile(jit_compile=jit_setting(config["jit"]))
     return model, trainer, predictor, trainable
@@ -258,10 +271,8 @@ def _prepare(run_dir, data, config, splits):
     strategy = make_strategy(config["distribute"])
     config.update(image_size=int(data.image_shape[0]), n_train=len(train_idx),
                   n_val=len(val_idx), n_test=test.size,
-                  train_positive_fraction=float(np.mean(data.y[train_idx])),
-                  val_positive_fraction=float(np.mean(data.y[val_idx])),
-                  test_positive_fraction=(None if test.labels is None
-                                          else float(np.mean(test.labels))),
+                  **_shares(data.y[train_idx], data.y[val_idx], test.labels,
+                            int(config.get("num_classes") or 2)),
                   replicas=int(strategy.num_replicas_in_sync))
     write_csv(run_dir / rundir.VAL_IDS,
               pd.DataFrame({"id": data.ids[val_idx], "label": data.y[val_idx]}))
@@ -269,6 +280,18 @@ def _prepare(run_dir, data, config, splits):
         write_csv(run_dir / rundir.TEST_IDS,
                   pd.DataFrame({"id": test.selected_ids(), "label": test.labels}))
     return _Run(run_dir, config, train_idx, val_idx, test, strategy)
+
+
+def _shares(train, val, test, classes):
+    """The share of positives in each part (binary), or of every class (k ≥ 3:
+    ``{part}_class_fractions``), as a run's config records them."""
+    parts = {"train": train, "val": val, "test": test}
+    if classes == 2:
+        return {f"{part}_positive_fraction": None if labels is None else float(np.mean(labels))
+                for part, labels in parts.items()}
+    return {f"{part}_class_fractions": None if labels is None else
+            [float(np.mean(np.asarray(labels) == k)) for k in range(classes)]
+            for part, labels in parts.items()}
 
 
 def _build(run, data):
@@ -336,16 +359,14 @@ def _predict(run, data, models, log):
         # The best epoch's weights, back into the model the predictor wraps.
         model.set_weights(keras.saving.load_model(run.folder / rundir.BEST_MODEL).get_weights())
     write_csv(run.folder / rundir.VAL_PREDICTIONS,
-              pd.DataFrame({"id": data.ids[val_idx], "label": data.y[val_idx],
-                            "prediction": best_scores}))
+              rundir.prediction_frame(data.ids[val_idx], data.y[val_idx], best_scores))
     test_scores = predict_uint8(predictor, test.x, eval_batch, indices=test.indices)
     if test.submission:
         write_csv(run.folder / rundir.SUBMISSION,
                   pd.DataFrame({"id": test.selected_ids(), "label": test_scores}))
     else:
         write_csv(run.folder / rundir.TEST_PREDICTIONS,
-                  pd.DataFrame({"id": test.selected_ids(), "label": test.labels,
-                                "prediction": test_scores}))
+                  rundir.prediction_frame(test.selected_ids(), test.labels, test_scores))
     return data.y[val_idx], best_scores, test_scores
 
 
@@ -374,7 +395,8 @@ def _record(run, models, log, scores, started):
     if test.labels is not None:
         metrics[test.auc_key] = _auc(test.labels, test_scores)
     if np.isfinite(best_scores).all() and (test.labels is None or np.isfinite(test_scores).all()):
-        metrics.update(run_summary(val_y, best_scores, test.labels, test_scores, test.auc_key))
+        metrics.update(summary_of(val_y, best_scores, test.labels, test_scores, test.auc_key,
+                                  bootstrap=config.get("bootstrap")))
     rundir.write_metrics(run.folder, metrics)
     return metrics
 

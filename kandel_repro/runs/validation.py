@@ -17,12 +17,12 @@ if TYPE_CHECKING:  # (for the hints only: validation works on any study-shaped o
 # kandel_repro.report.figures.FIGURES. NOTE: runs may not import report, so the names are
 # repeated here; a test keeps the two alike.
 FIGURE_NAMES = ("heatmap", "curves", "roc", "radar", "params", "datasize", "convergence",
-                "small-nets")
+                "small-nets", "confusion")
 
 
 # The number of items of each kind of claim, its kind included (core.protocol.Finding).
 _CLAIM_LENGTHS = {"all": 2, "best": 2, "best_in_column": 3, "best_in_row": 3, "worse": 3,
-                  "similar_row": 2, "not_converged": 2}
+                  "similar_row": 2, "not_converged": 2, "tied_with_best": 1, "rows_apart": 3}
 
 
 def _claimed_labels(claim: tuple) -> list[tuple[str | None, str | None]]:
@@ -54,6 +54,10 @@ def _claimed_labels(claim: tuple) -> list[tuple[str | None, str | None]]:
         return [cell(claim[1]), cell(claim[2])]
     if kind == "similar_row":
         return [(claim[1], None)]
+    if kind == "tied_with_best":
+        return []
+    if kind == "rows_apart":
+        return [(claim[1], None), (claim[2], None)]
     return [cell(c) for c in claim[1]]  # not_converged
 
 

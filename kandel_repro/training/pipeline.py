@@ -98,12 +98,14 @@ def idg_batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, augmentati
 
 def predict_uint8(predictor: keras.Model, x: np.ndarray, batch_size: int = 256,
                   indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-    """Probabilities for uint8 images (rows ``indices`` of ``x``) in large batches.
+    """Probabilities for uint8 images (rows ``indices`` of ``x``) in large batches: one
+    per image for a one-unit (sigmoid) head, an (n, k) array for a k-unit (softmax) one.
 
     ``predictor`` takes uint8 batches (its input stage casts and preprocesses).
     """
     n = len(x) if indices is None else len(indices)
-    out = np.empty(n, dtype=np.float64)
+    units = int(predictor.outputs[0].shape[-1] or 1)
+    out = np.empty(n if units == 1 else (n, units), dtype=np.float64)
     for start in range(0, n, batch_size):
         rows = slice(start, start + batch_size) if indices is None else indices[start:start + batch_size]
         chunk = np.asarray(x[rows])
@@ -112,5 +114,6 @@ def predict_uint8(predictor: keras.Model, x: np.ndarray, batch_size: int = 256,
             # NOTE: pad the last batch to the full size so the predict function keeps
             # one input shape and is not traced again for the remainder.
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - size, axis=0)])
-        out[start:start + size] = np.asarray(predictor.predict_on_batch(chunk)).reshape(-1)[:size]
+        scores = np.asarray(predictor.predict_on_batch(chunk))
+        out[start:start + size] = (scores.reshape(-1) if units == 1 else scores)[:size]
     return out

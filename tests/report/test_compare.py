@@ -296,3 +296,71 @@ def test_ties_mark_the_cells_not_significantly_below_the_best(tmp_path):
     assert tied == {B: False, C: True, D: None}  # None: no predictions to compare
     assert [(seed, p) for seed, _, p in per_cell[C]] == [(0, 1.0)]
     assert make_evidence(tmp_path / "b", {A: {0: (None, GOOD)}}).ties() == (None, {}, {})
+
+
+# --- questions of a study without a paper (the depth study) -------------------------------
+
+def depth_evidence(root, cells, study=None, **kwargs):
+    evidence = make_evidence(root, cells, **kwargs)
+    evidence.study = study or get_study("depth")
+    return evidence
+
+
+def test_tied_with_best_names_the_cells_not_significantly_below_the_best(tmp_path):
+    evidence = depth_evidence(tmp_path, one_seed(**{"3–5|1e-4": (0.98, GOOD),
+                                                    "4–5|1e-4": (0.97, GOOD),
+                                                    "5|1e-4": (0.5, POOR)}))
+    outcome, reason = verdict(("tied_with_best",), evidence, name)
+    assert outcome == compare.ANSWERED
+    assert reason == ("the best is 3–5 at 1e-4 (0.9800); tied with it: 4–5 at 1e-4 (0.9700); "
+                      "1 of 2 other cells are significantly below it")
+
+
+def test_tied_with_best_when_nothing_is_tied_or_nothing_to_compare(tmp_path):
+    alone = depth_evidence(tmp_path / "a", one_seed(**{"3–5|1e-4": (0.98, GOOD)}))
+    assert verdict(("tied_with_best",), alone, name) == (UNKNOWN, "3–5 at 1e-4 is the only result")
+    apart = depth_evidence(tmp_path / "b", one_seed(**{"3–5|1e-4": (0.98, GOOD),
+                                                       "5|1e-4": (0.5, POOR)}))
+    assert verdict(("tied_with_best",), apart, name) == (
+        compare.ANSWERED, "the best is 3–5 at 1e-4 (0.9800); every other cell is significantly "
+        "below it")
+
+
+def test_rows_apart_tells_whole_network_from_top_block_per_column(tmp_path):
+    cells = one_seed(**{"1–5|1e-4": (0.98, GOOD), "5|1e-4": (0.5, POOR),
+                        "1–5|1e-3": (0.9, GOOD), "5|1e-3": (0.91, GOOD)})
+    outcome, reason = verdict(("rows_apart", "1–5", "5"), depth_evidence(tmp_path, cells), name)
+    assert outcome == "partly distinguishable"
+    assert "1–5 at 1e-3 0.9000 against 5 at 1e-3 0.9100, not significantly different" in reason
+    assert "1–5 at 1e-4 0.9800 against 5 at 1e-4 0.5000, significantly higher" in reason
+    only = one_seed(**{"1–5|1e-4": (0.98, GOOD), "5|1e-4": (0.5, POOR)})
+    assert verdict(("rows_apart", "1–5", "5"), depth_evidence(tmp_path / "b", only),
+                   name)[0] == compare.APART
+    none = one_seed(**{"1–5|1e-4": (0.98, GOOD), "5|1e-3": (0.5, POOR)})
+    assert verdict(("rows_apart", "1–5", "5"), depth_evidence(tmp_path / "c", none), name) == (
+        UNKNOWN, "rows 1–5 and 5 have no column where both have results")
+
+
+def test_multiclass_runs_are_compared_by_the_paired_bootstrap(tmp_path):
+    """Three classes: the score files hold score_0 … score_2 and the comparison is the
+    paired stratified bootstrap of the macro AUC, seeded (the same p every time)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(150) % 3
+    good = np.eye(3)[labels] * 2.0 + rng.normal(size=(150, 3))
+    poor = rng.normal(size=(150, 3))
+    runs = {}
+    for cell, scores in ((A, good), (B, poor), (C, good + rng.normal(0, 0.05, size=(150, 3)))):
+        run = f"run_{cell[0]}_{cell[1]}"
+        (tmp_path / run).mkdir()
+        rundir.prediction_frame([f"i{k}" for k in range(150)], labels, scores).to_csv(
+            tmp_path / run / rundir.VAL_PREDICTIONS, index=False)
+        runs[cell] = {0: run}
+    values = {A: {0: 0.9}, B: {0: 0.5}, C: {0: 0.89}}
+    evidence = Evidence(get_study("depth"), tmp_path, values, runs, "validation", bootstrap=300)
+    results = evidence.compare([(B, A), (C, A)])
+    (seed, diff_b, p_b), = results[(B, A)]
+    (_, diff_c, p_c), = results[(C, A)]
+    assert seed == 0 and diff_b < -0.2 and p_b < 0.05
+    assert abs(diff_c) < 0.02 and p_c > 0.05
+    again = Evidence(get_study("depth"), tmp_path, values, runs, "validation", bootstrap=300)
+    assert again.compare([(B, A), (C, A)]) == results

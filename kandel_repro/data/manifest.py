@@ -1,0 +1,203 @@
+"""Reader of a CSV manifest (``--dataset csv --data FILE.csv``): a user's own images, one
+row each, anywhere under the CSV's folder.
+
+Columns (a header row first; others are ignored)::
+
+    path    the image, relative to the CSV's folder (--path-column NAME)
+    label   its class, any text (--label-column NAME)
+    group   optional: its patient, slide… ("group" if present, or --group-column NAME);
+            a split by group keeps each group on one side
+    split   optional: train, val or test (also valid, validation; any case): the data's
+            own split, used as it is
+
+Labels are read as text and sorted numerically when all are integers (``2`` before
+``10``), else as text; a class's label is its index in that order (with two classes the
+second is the positive, label 1). Cells are stripped of surrounding spaces. Images are
+the kinds :data:`~kandel_repro.data.images.EXTENSIONS` lists.
+
+Every problem is a :class:`DataError` naming the CSV and the row (counted from 1, the
+first row after the header) or the value: a missing, unreadable or empty CSV, a missing
+column (the columns it has are listed), an absolute path or one leaving the CSV's folder
+(``..``), a path of another extension, one that does not exist or is listed twice, an
+empty label, an empty group, an unknown split.
+
+Images are decoded by :func:`~kandel_repro.data.images.decode_image` and resized to
+``image_size`` (default 224) when packed, into
+``<CSV folder>/.kandel_cache/csv-<CSV name>-<size>`` (``-<hash>`` appended when a
+column option or ``window`` is not its default); the CSV's bytes are hashed with the
+images, so an edited manifest is packed again.
+"""
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..core.errors import DataError
+from . import cache, own
+from .images import EXTENSIONS, check_window, is_image
+from .own import OwnData
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULTS = {"path_column": "path", "label_column": "label", "group_column": "group"}
+SPLIT_COLUMN = "split"
+SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val",
+                "test": "test"}
+INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def class_order(labels: Sequence[str]) -> list[str]:
+    """The distinct ``labels`` sorted: numerically when all are integers, else as text."""
+    distinct = set(labels)
+    if all(INTEGER.match(label) for label in distinct):
+        return sorted(distinct, key=lambda label: (int(label), label))
+    return sorted(distinct)
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, bytes]:
+    """The CSV as text cells (stripped) and its bytes, or a :class:`DataError`."""
+    import pandas as pd
+
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; --dataset csv reads a CSV manifest "
+                        "(--data FILE.csv); for class folders use --dataset folder")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"CSV manifest {path} does not exist") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise DataError(f"{path} is empty: a CSV manifest needs a header (path,label) and a "
+                        "row per image")
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False,
+                            encoding="utf-8-sig")
+    except Exception as exc:  # noqa: BLE001 - any parse error is the file's fault
+        raise DataError(f"cannot read {path} as a CSV: {exc}") from None
+    frame.columns = [str(column).strip() for column in frame.columns]
+    return frame.fillna("").apply(lambda column: column.astype(str).str.strip()), data
+
+
+def _column(frame, path, name, option):
+    if name not in frame.columns:
+        raise DataError(f"{path} has no column {name!r} (its columns: "
+                        f"{', '.join(map(repr, frame.columns))}); name it with {option}")
+    return frame[name].tolist()
+
+
+def _relative(value, csv, row):
+    """A path cell as a posix path inside the CSV's folder, or a :class:`DataError`."""
+    where = f"{csv}, row {row}"
+    if not value:
+        raise DataError(f"{where}: empty path")
+    if os.path.isabs(value) or value.startswith("\\") or re.match(r"^[A-Za-z]:", value):
+        raise DataError(f"{where}: path {value!r} is absolute; give paths relative to the "
+                        f"CSV's folder {csv.parent}")
+    normal = posixpath.normpath(value)
+    if normal == ".." or normal.startswith("../"):
+        raise DataError(f"{where}: path {value!r} leaves the CSV's folder {csv.parent}; keep "
+                        "the images under it (or move the CSV up)")
+    if not is_image(normal):
+        raise DataError(f"{where}: {value!r} is not an image of a kind read here "
+                        f"({' '.join(EXTENSIONS)})")
+    if not (csv.parent / normal).is_file():
+        raise DataError(f"{where}: {value!r} does not exist (paths are relative to the CSV's "
+                        f"folder {csv.parent})")
+    return normal
+
+
+def _index(root, path_column, label_column, group_column):
+    """The checked index of the CSV ``root`` and the CSV's bytes."""
+    csv = Path(root)
+    frame, data = _read_csv(csv)
+    if not len(frame):
+        raise DataError(f"{csv} lists no image (a header only)")
+    paths = _column(frame, csv, path_column or DEFAULTS["path_column"], "--path-column")
+    labels = _column(frame, csv, label_column or DEFAULTS["label_column"], "--label-column")
+    group_name = group_column or DEFAULTS["group_column"]
+    groups = (_column(frame, csv, group_name, "--group-column")
+              if group_column or group_name in frame.columns else [""] * len(frame))
+    splits = frame[SPLIT_COLUMN].tolist() if SPLIT_COLUMN in frame.columns else None
+    rows, seen = [], {}
+    for i, (value, label, group) in enumerate(zip(paths, labels, groups)):
+        row = i + 1
+        relative = _relative(value, csv, row)
+        if relative in seen:
+            raise DataError(f"{csv}, row {row}: {value!r} is listed twice (also row "
+                            f"{seen[relative]}); list each image once")
+        seen[relative] = row
+        if label.lower() in ("", "nan"):
+            raise DataError(f"{csv}, row {row}: empty label for {value!r}")
+        if (group_column or group_name in frame.columns) and not group:
+            raise DataError(f"{csv}, row {row}: empty {group_name!r} for {value!r} (every "
+                            "image needs its group)")
+        part = ""
+        if splits is not None:
+            part = SPLIT_VALUES.get(splits[i].lower())
+            if part is None:
+                raise DataError(f"{csv}, row {row}: split {splits[i]!r} is not train, val or "
+                                "test")
+        rows.append({"path": str(csv.parent / relative), "id": relative, "label": label,
+                     "group": group, "split": part})
+    names = class_order(labels)
+    own.check_classes(names, str(csv), f"the {label_column or DEFAULTS['label_column']!r} "
+                                       "column")
+    return own.index_frame(rows, names), data
+
+
+def read_index(root: str | Path, path_column: str | None = None,
+               label_column: str | None = None, group_column: str | None = None,
+               window: Sequence[float] | None = None) -> pd.DataFrame:
+    """One row per image of the CSV manifest ``root``
+    (:func:`~kandel_repro.data.own.index_frame`: path, id, label, y, group, split), every
+    row checked; no image is decoded."""
+    check_window(window)
+    return _index(root, path_column, label_column, group_column)[0]
+
+
+def _source(root, cache_dir, workers, progress, image_size, path_column, label_column,
+            group_column, window) -> cache.Source:
+    csv = Path(root)
+    index, data = _index(csv, path_column, label_column, group_column)
+    given = {"path_column": path_column, "label_column": label_column,
+             "group_column": group_column}
+    options = {key: value for key, value in given.items()
+               if value is not None and value != DEFAULTS[key]}
+    return own.source("csv", csv, csv.parent, index, cache_dir, f"csv-{csv.stem}", image_size,
+                      window=window, options=options, workers=workers, progress=progress,
+                      extra=data)
+
+
+def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
+         progress: bool = True, force: bool = False, image_size: int | None = None,
+         verify: bool = False, path_column: str | None = None, label_column: str | None = None,
+         group_column: str | None = None, window: Sequence[float] | None = None) -> Path:
+    """Decode and resize every listed image once into a uint8 cache; reuse it while the
+    CSV and its images are unchanged and the cache undamaged (``verify``: its checksums
+    too). The column options name the CSV's columns; ``window``: a fixed (center, width)
+    for images of more than 8 bits (:mod:`~kandel_repro.data.images`)."""
+    return cache.pack_source(_source(root, cache_dir, workers, progress, image_size,
+                                     path_column, label_column, group_column, window),
+                             force, verify)[0]
+
+
+def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
+         progress: bool = True, image_size: int | None = None, path_column: str | None = None,
+         label_column: str | None = None, group_column: str | None = None,
+         window: Sequence[float] | None = None) -> OwnData:
+    """Pack if needed (at ``image_size``), then load the arrays as
+    :class:`~kandel_repro.data.own.OwnData` (its ``root``: the CSV)."""
+    return own.load(_source(root, cache_dir, workers, progress, image_size, path_column,
+                            label_column, group_column, window), root)
+
+
+def check_config(config: dict) -> None:
+    """Refuse a split option own data cannot serve before anything is read."""
+    own.check_split_option(config)

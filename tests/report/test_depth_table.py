@@ -1,0 +1,112 @@
+"""The depth study (``grid depth --backbone B --dataset D``): the paper's depth ×
+learning-rate grid for any backbone on any data set, and its table on multi-class runs
+(macro AUC, bootstrap intervals and paired tests, the confusion matrix, the questions
+it answers). The runs are written as a grid would leave them, without training."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from kandel_repro.core.bootstrap import macro_auc, multiclass_summary
+from kandel_repro.core.errors import ConfigError
+from kandel_repro.core.files import write_csv, write_json
+from kandel_repro.data.readers import get_reader
+from kandel_repro.data.synthetic.folder import write_synthetic_folder
+from kandel_repro.report.tables import write_table
+from kandel_repro.runs import rundir
+from kandel_repro.runs.config import with_data
+from kandel_repro.runs.studies import get_study, study_configs
+
+
+def test_the_depth_study_is_made_for_the_backbone_and_data_set_asked_for():
+    study = get_study("depth", backbone="inception_v3", dataset="csv")
+    assert (study.protocol, study.dataset, study.backbones) == ("own", "csv", ("inception_v3",))
+    assert [level.label for level in study.rows][:2] == ["13", "12–13"]
+    assert [level.label for level in study.columns] == ["1e-3", "1e-4", "1e-5"]
+    assert study.findings[1].claim == ("rows_apart", "1–13", "13") and not study.paper
+    on_breakhis = get_study("depth", backbone="vgg19", dataset="breakhis")
+    assert on_breakhis.protocol == "breakhis" and on_breakhis.backbones == ("vgg19",)
+    with pytest.raises(ConfigError, match="table2 trains vgg16 itself; --backbone applies to "
+                                          "the depth study"):
+        get_study("table2", backbone="vgg19")
+
+
+def test_the_grid_command_line_takes_the_depth_studys_backbone_and_data_set():
+    from kandel_repro.cli.options import build_parser
+
+    args = build_parser().parse_args(["grid", "depth", "--backbone", "vgg19", "--dataset", "csv",
+                                      "--data", "m.csv", "--runs", "r", "--group-column",
+                                      "patient", "--bootstrap", "500"])
+    assert (args.backbone, args.dataset, args.group_column, args.bootstrap) == (
+        "vgg19", "csv", "patient", 500)
+
+
+@pytest.fixture(scope="module")
+def depth_runs(tmp_path_factory):
+    """The 15 runs of the depth study (VGG16) on a 3-class set, as a grid leaves them:
+    test predictions of a quality that grows with the depth (blocks 3–5 and 2–5 alike at
+    1e-4), seed 0."""
+    root = tmp_path_factory.mktemp("depth")
+    data_dir = write_synthetic_folder(root / "tiles", classes=3, images=200, patients=12,
+                                      size=8, seed=0, progress=False)
+    study = get_study("depth", backbone="vgg16", dataset="folder")
+    data = get_reader("folder").load(data_dir, progress=False, workers=1, image_size=32)
+    configs = study_configs(study, weights="none", image_size=32)
+    train, val, test = data.split(next(iter(configs.values())))
+    runs = root / "runs"
+    quality = {"5": 0.2, "4–5": 0.6, "3–5": 2.5, "2–5": 2.5, "1–5": 1.0}
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(test.size, 3))
+    for name, config in configs.items():
+        cell = next(c for c in study.cells() if c.name == name)
+        strength = quality[cell.row.label] * (1.0 if cell.column.label == "1e-4" else 0.5)
+        labels = test.labels
+        scores = np.exp(np.eye(3)[labels] * strength + base + rng.normal(0, 0.05, base.shape))
+        scores /= scores.sum(axis=1, keepdims=True)
+        run = runs / name
+        run.mkdir(parents=True)
+        write_json(run / rundir.CONFIG, dict(with_data(config, data, data_dir), n_train=len(train),
+                                              n_val=len(val), n_test=test.size,
+                                              precision="float32", device="CPU (written by a test)"))
+        write_csv(run / rundir.TEST_PREDICTIONS,
+                  rundir.prediction_frame(test.selected_ids(), labels, scores))
+        write_csv(run / rundir.VAL_PREDICTIONS,
+                  rundir.prediction_frame(test.selected_ids(), labels, scores))
+        summary = multiclass_summary(labels, scores, labels, scores, n=200)
+        auc = macro_auc(labels, scores)
+        write_csv(run / rundir.HISTORY, pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.9],
+                                                      "val_auc": [auc - 0.05, auc]}))
+        write_json(run / rundir.METRICS, {"status": "ok", "val_auc": auc, "test_auc": auc,
+                                          "best_epoch": 2, "epochs_run": 2, "wall_seconds": 1.0,
+                                          "train_images_per_second": 10.0, **summary})
+    return runs
+
+
+def test_a_multiclass_depth_table_shows_macro_aucs_intervals_ties_and_answers(depth_runs, tmp_path):
+    written = write_table("depth", depth_runs, tmp_path, bootstrap=300)
+    names = sorted(path.name for path in written)
+    assert "depth_confusion.png" in names and "depth_radar.png" in names
+    assert "depth_roc.png" not in names  # one-vs-rest ROC curves: not drawn for k ≥ 3
+    md = (tmp_path / "depth.md").read_text()
+    assert "How deeply to fine-tune VGG16 — folder data" in md
+    assert "macro one-vs-rest ROC AUC on the held-out" in md
+    assert "a 95 % stratified-bootstrap interval" in md
+    assert "the paired stratified bootstrap of the macro AUC (300 resamples)" in md
+    assert "- Classes: 3 (" in md and "synthetic 3-class set" in md
+    assert "## What the runs answer (no paper speaks of this grid)" in md
+    cells = pd.read_csv(tmp_path / "depth_cells.csv")
+    best = cells[cells["best"]]
+    assert list(best["row"]) in (["3–5"], ["2–5"]) and list(best["learning_rate"]) == [1e-4]
+    tied = cells[cells["tied_with_best"] == True]  # noqa: E712 - a column of objects
+    assert {"3–5", "2–5"} - set(best["row"]) <= set(tied["row"])
+    assert "5" not in set(tied["row"])
+    assert "**answered**: the best is blocks" in md and "tied with it: blocks" in md
+    assert "Is fine-tuning the whole network (blocks 1–5) distinguishable from the top block " \
+           "alone (block 5) at each learning rate? — **distinguishable**" in md
+    assert "[0." in md  # each cell: its AUC and interval
+
+
+def test_the_depth_tables_backbone_comes_from_its_runs_unless_given(depth_runs, tmp_path):
+    write_table("depth", depth_runs, tmp_path, backbone="vgg16", dataset="folder", bootstrap=200)
+    assert "VGG16" in (tmp_path / "depth.md").read_text()
+    with pytest.raises(ConfigError, match="holds no run of depth"):
+        write_table("depth", depth_runs, tmp_path / "other", backbone="vgg19", bootstrap=200)
