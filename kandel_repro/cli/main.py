@@ -161,7 +161,9 @@ def cmd_cost(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     bench.run_bench(args.out, args.work, images=args.images, copies=args.copies, size=args.size,
                     warm=args.warm, steps=args.steps, rounds=args.rounds,
-                    augment_seconds=args.augment_seconds, batch_size=args.batch_size)
+                    augment_seconds=args.augment_seconds, batch_size=args.batch_size,
+                    own_images=args.own_images, own_size=args.own_size,
+                    own_distinct=args.own_distinct)
 
 
 HANDLERS = {

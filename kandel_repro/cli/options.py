@@ -427,7 +427,8 @@ def _measurement_parsers(sub):
                         description="Benchmark on synthetic PCam-sized data: fused augmentation "
                         "vs ImageDataGenerator.flow, the pipeline vs pre-augmented tensors, "
                         "VGG16 speed per depth, packing speed, peak memory, and a projection "
-                        "of Table 2's wall time. About 6 minutes on 2 CPU cores.")
+                        "of Table 2's wall time, and the own-data readers' packing speed "
+                        "(JPEG, PNG) and memory. About 8 minutes on 2 CPU cores.")
     bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
     bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
                     "(default data/bench; reused)")
@@ -447,6 +448,15 @@ def _measurement_parsers(sub):
     bn.add_argument("--augment-seconds", type=float, default=BENCH["augment_seconds"],
                     help=f"seconds per augmentation measurement (default {BENCH['augment_seconds']:g})")
     bn.add_argument("--batch-size", type=int, help=f"training batch (default {PCAM.batch_size})")
+    bn.add_argument("--own-images", type=int, default=BENCH["own_images"],
+                    help="images the folder reader packs as JPEG and as PNG (your own data's "
+                    f"packing speed); its memory is measured at N and 4N (default "
+                    f"{BENCH['own_images']})")
+    bn.add_argument("--own-size", type=int, default=BENCH["own_size"],
+                    help=f"their side in pixels (default {BENCH['own_size']})")
+    bn.add_argument("--own-distinct", type=int, default=BENCH["own_distinct"],
+                    help="distinct synthetic images they are hard links to, written once "
+                    f"(default {BENCH['own_distinct']})")
     bn.set_defaults(verb="bench")
 
 

@@ -1,7 +1,8 @@
 """Packing decoded images into a uint8 ``.npy`` cache, shared by the data sets.
 
-Images are decoded in parallel worker processes, chunk by chunk, and streamed into a
-memory-mapped ``.npy`` file, so packing never holds the whole data set in memory. A
+Images are decoded in parallel worker processes, chunk by chunk, and written chunk by
+chunk into a ``.npy`` file (read memory-mapped later), so packing never holds the whole
+data set in memory: its peak does not grow with the number of images (``make bench``). A
 cache is built in a temporary folder and moved into place only when complete; its
 ``manifest.json`` records a fingerprint of the source (paths relative to the data
 folder, sizes, modification times: however the folder is spelled) so that a changed
@@ -325,16 +326,19 @@ def build(cache_dir: str | Path, arrays: dict[str, Sequence[str | Path]],
     try:
         with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
             for name, paths in arrays.items():
-                target = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+",
+                # NOTE: the chunks are written to the file, not through a memory map: the
+                # pages of a map count in this process's resident memory while it is mapped,
+                # so its peak would grow with the number of images
+                header = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+",
                                                    dtype=np.uint8, shape=(len(paths),) + shape)
+                offset = header.offset
+                del header
                 tasks = [(decode, paths[i:i + CHUNK], shape) for i in range(0, len(paths), CHUNK)]
-                start = 0
-                for chunk in (pool.map(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks)):
-                    target[start:start + len(chunk)] = chunk
-                    start += len(chunk)
-                    bar.update(len(chunk))
-                target.flush()
-                del target
+                with open(tmp / f"{name}.npy", "r+b") as target:
+                    target.seek(offset)
+                    for chunk in (pool.map(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks)):
+                        target.write(np.ascontiguousarray(chunk).data)
+                        bar.update(len(chunk))
         for name, value in extra.items():
             np.save(tmp / f"{name}.npy", value)
     except BrokenProcessPool:

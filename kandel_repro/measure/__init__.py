@@ -4,4 +4,7 @@
 # The defaults of `make bench` (and of `kandel-repro bench`'s options); here, so that the
 # command line reads them without importing the benchmark.
 BENCH_DEFAULTS = {"images": 1500, "copies": 24, "size": 96, "warm": 2, "steps": 8, "rounds": 3,
-                  "augment_seconds": 6.0}
+                  "augment_seconds": 6.0,
+                  # own-data packing: images packed per format, their side, and the
+                  # distinct synthetic images they are hard links to (written once)
+                  "own_images": 600, "own_size": 224, "own_distinct": 60}

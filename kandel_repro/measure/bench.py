@@ -16,6 +16,8 @@ numbers; ``target_*`` and ``met_*`` keys for the issue's targets):
 - training images/s at every VGG16 depth, as a ratio to the whole network;
 - tif packing files/s, and the peak resident memory of a training process against the
   packed data size;
+- own-data packing (the folder reader) files/s of 224×224 JPEG and PNG, and the peak
+  resident memory of a packing process at N and 4N images;
 - a projection of Table 2's wall time from these throughputs.
 
 Timings exclude the first steps of each measurement (tracing, compilation, warm-up).
@@ -28,15 +30,19 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core.errors import ConfigError
 from ..core.files import write_json, write_text
 from ..core.protocol import LEARNING_RATES, PCAM
 from ..data import pcam
 from ..data.layouts import HIDDEN_LABELS, MARKER
+from ..data.readers import get_reader
+from ..data.synthetic.folder import write_synthetic_folder
 from ..data.synthetic.pcam import write_synthetic_pcam
 from ..runs.config import resolve_config, resolve_runtime
 from ..runs.train import build_run_models
@@ -53,7 +59,20 @@ if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when the benchmark
 
 # PCam's Kaggle split sizes (paper §4.1), for the projection.
 PCAM_TRAIN, PCAM_VAL, PCAM_TEST = 176_020, 44_005, 57_458
-TARGETS = {"augment_speedup": 5.0, "pipeline_vs_preaugmented": 0.9, "peak_rss_vs_limit": 1.0}
+TARGETS = {"augment_speedup": 5.0, "pipeline_vs_preaugmented": 0.9, "peak_rss_vs_limit": 1.0,
+           "own_pack_peak_rss_ratio": 1.2}
+OWN_CLASSES, OWN_FORMATS = 3, ("jpeg", "png")  # the own-data packing sets
+# The end of each memory script, printing the peak resident memory. NOTE: VmHWM, not
+# ru_maxrss: Linux keeps ru_maxrss across exec (a big parent's child reports its peak).
+PEAK_RSS = """
+try:
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) * 1024
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print("RESULT", json.dumps({"peak_rss_bytes": peak}))
+"""
+# A fresh training process (argv: root, cache, steps[, batch]).
 RSS_SCRIPT = """
 import json, resource, sys
 from kandel_repro.data import pcam
@@ -71,19 +90,25 @@ trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
 # A share of each prediction: memory is that of one batch, however many there are.
 predict_uint8(predictor, data.x, config["eval_batch_size"], indices=val_idx[:1024])
 predict_uint8(predictor, data.test_x[:512], config["eval_batch_size"])
-# NOTE: VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child started by
-# a big parent would report the parent's peak.
-try:
-    with open("/proc/self/status") as status:
-        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) * 1024
-except OSError:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print("RESULT", json.dumps({"peak_rss_bytes": peak}))
-"""
+""" + PEAK_RSS
+# The folder reader packing one folder (argv: root, cache, workers, size), as `data pack`.
+OWN_RSS_SCRIPT = """
+import json, resource, sys
+from kandel_repro.data.readers import get_reader
+get_reader("folder").pack(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), force=True,
+                          image_size=int(sys.argv[4]), progress=False)
+""" + PEAK_RSS
 
 
 def _log(message):
     print(f"[bench] {message}", flush=True)
+
+
+def _link(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def replicate_pcam(src: str | Path, dst: str | Path, copies: int) -> Path:
@@ -106,10 +131,7 @@ def replicate_pcam(src: str | Path, dst: str | Path, copies: int) -> Path:
         for k in range(copies):
             for image_id, label in zip(table["id"], table["label"]):
                 new = f"{image_id}-{k}"
-                try:
-                    os.link(src / split / f"{image_id}.tif", dst / split / f"{new}.tif")
-                except OSError:
-                    shutil.copyfile(src / split / f"{image_id}.tif", dst / split / f"{new}.tif")
+                _link(src / split / f"{image_id}.tif", dst / split / f"{new}.tif")
                 rows.append((new, label))
         pd.DataFrame(rows, columns=["id", "label"]).to_csv(dst / csv, index=False)
     hidden = pd.read_csv(src / HIDDEN_LABELS, dtype={"id": str})
@@ -117,6 +139,25 @@ def replicate_pcam(src: str | Path, dst: str | Path, copies: int) -> Path:
         dst / HIDDEN_LABELS, index=False)
     shutil.copyfile(src / MARKER, dst / MARKER)
     write_json(done, {"copies": copies, "source": str(src)})
+    return dst
+
+
+def replicate_folder(src: str | Path, dst: str | Path, per_class: int) -> Path:
+    """A folder-layout set of ``per_class`` images per class: hard links to the images of
+    each class folder of ``src`` in turn (``<n>-<name>``); the synthetic marker follows.
+    Rebuilt only when missing."""
+    src, dst = Path(src), Path(dst)
+    done, params = dst / "REPLICATED.json", {"per_class": per_class, "source": str(src)}
+    if done.exists() and json.loads(done.read_text()) == params:
+        return dst
+    shutil.rmtree(dst, ignore_errors=True)
+    for folder in sorted(entry for entry in src.iterdir() if entry.is_dir()):
+        files = sorted(folder.iterdir())
+        (dst / folder.name).mkdir(parents=True)
+        for n in range(per_class):
+            _link(files[n % len(files)], dst / folder.name / f"{n:06d}-{files[n % len(files)].name}")
+    shutil.copyfile(src / MARKER, dst / MARKER)
+    write_json(done, params)
     return dst
 
 
@@ -218,13 +259,59 @@ def eval_throughput(predictor: keras.Model, x: np.ndarray, batch: int,
 def peak_rss(root: str | Path, cache: str | Path, steps: int,
              batch_size: int | None = None) -> int:
     """Peak resident memory of a fresh process that loads the data, trains and predicts."""
-    batch = [] if batch_size is None else [str(batch_size)]
-    run = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(root), str(cache), str(steps),
-                          *batch],
+    batch = [] if batch_size is None else [batch_size]
+    return _peak(RSS_SCRIPT, root, cache, steps, *batch)
+
+
+def _peak(script, *args):
+    """The peak resident memory of a fresh process running ``script`` on ``args``."""
+    run = subprocess.run([sys.executable, "-c", script, *map(str, args)],
                          capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"memory measurement failed:\n{run.stderr[-3000:]}")
     return json.loads(run.stdout.split("RESULT", 1)[1])["peak_rss_bytes"]
+
+
+def own_packing(work_dir: str | Path, images: int = DEFAULTS["own_images"],
+                size: int = DEFAULTS["own_size"], workers: int | None = None,
+                distinct: int = DEFAULTS["own_distinct"]) -> dict:
+    """The ``own_pack_*`` figures of the folder reader (``--dataset folder``): files/s
+    packing ``images`` JPEG, then PNG, images of ``size``×``size`` (3 classes; hard links to
+    ``distinct`` synthetic ones, written once per format) with ``workers`` decoding
+    processes (default: the reader's), into ``work_dir/cache-<format>/folder-<size>``; and
+    the peak resident memory of fresh processes packing the JPEG set at ``images`` (N) and
+    4N, with one worker (the process decodes too: the worst case for its memory) and with
+    ``workers`` > 1 (the one measured streams the workers' chunks into the memory-mapped
+    cache). ``own_pack_peak_rss_ratio``: peak(4N) / peak(N), the worse of the two."""
+    if min(images, distinct) < OWN_CLASSES:
+        raise ConfigError(f"the own-data packing needs at least {OWN_CLASSES} images and "
+                          f"{OWN_CLASSES} distinct ones (one per class), got {images}, {distinct}")
+    work, per_class = Path(work_dir), images // OWN_CLASSES
+    unique, count = min(distinct, images) // OWN_CLASSES, per_class * OWN_CLASSES
+    workers = workers or min(8, os.cpu_count() or 1)  # (cache.build's default)
+    figures = {"own_pack_images": count, "own_pack_distinct_images": unique * OWN_CLASSES,
+               "own_pack_image_size": size, "own_pack_workers": workers}
+    for fmt in OWN_FORMATS:
+        base = write_synthetic_folder(work / f"synthetic-{fmt}-{size}px-{unique}", OWN_CLASSES,
+                                      unique, min(12, unique), size, 0, fmt, progress=False)
+        root = replicate_folder(base, work / f"{fmt}-{size}px-{count}", per_class)
+        t0 = time.perf_counter()
+        get_reader("folder").pack(root, work / f"cache-{fmt}", workers=workers, force=True,
+                                  image_size=size, progress=False)
+        figures[f"own_pack_{fmt}_files_per_second"] = _rate(count, time.perf_counter() - t0)
+    sets = {"n": work / f"jpeg-{size}px-{count}", "4n": replicate_folder(
+        work / f"synthetic-jpeg-{size}px-{unique}", work / f"jpeg-{size}px-{4 * count}", 4 * per_class)}
+    ratios = {}
+    for pool in sorted({1, workers}):
+        for label, root in sets.items():  # (each packed into cache-memory, then removed)
+            figures[f"own_pack_peak_rss_bytes_at_{label}_workers_{pool}"] = _peak(
+                OWN_RSS_SCRIPT, root, work / "cache-memory", pool, size)
+            x = work / "cache-memory" / f"folder-{size}" / "x.npy"
+            figures[f"own_pack_cache_bytes_at_{label}"] = x.stat().st_size  # (the images only)
+            shutil.rmtree(work / "cache-memory")
+        at_n, at_4n = (figures[f"own_pack_peak_rss_bytes_at_{k}_workers_{pool}"] for k in sets)
+        ratios[f"own_pack_peak_rss_ratio_workers_{pool}"] = at_4n / at_n
+    return dict(figures, **ratios, own_pack_peak_rss_ratio=max(ratios.values()))
 
 
 def projection(depth_rates: dict[str, float], eval_rate: float) -> dict[str, float]:
@@ -243,16 +330,17 @@ def projection(depth_rates: dict[str, float], eval_rate: float) -> dict[str, flo
     }
 
 
-
-
 def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench",
               images: int = DEFAULTS["images"], copies: int = DEFAULTS["copies"],
               size: int = DEFAULTS["size"], warm: int = DEFAULTS["warm"],
               steps: int = DEFAULTS["steps"], rounds: int = DEFAULTS["rounds"],
               augment_seconds: float = DEFAULTS["augment_seconds"], rss_steps: int = 3,
-              batch_size: int | None = None) -> dict:
+              batch_size: int | None = None, own_images: int = DEFAULTS["own_images"],
+              own_size: int = DEFAULTS["own_size"], own_distinct: int = DEFAULTS["own_distinct"],
+              own_workers: int | None = None) -> dict:
     """Measure every figure and write ``bench.md`` and ``bench.json`` into ``out_dir``;
-    training batches of ``batch_size`` (default: the paper's, 64)."""
+    training batches of ``batch_size`` (default: the paper's, 64); the own-data packing
+    figures of :func:`own_packing` (``own_*``: its arguments)."""
     import tensorflow as tf
 
     # NOTE: each depth builds a new model, whose step function TF would report as
@@ -272,6 +360,9 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
     pack_rate = _rate(files, time.perf_counter() - t0)
     _log(f"packing: {files} tifs at {pack_rate:.0f} files/s")
     packed_bytes = sum(p.stat().st_size for p in cache.glob("*_x.npy"))
+    own = own_packing(work / "own", own_images, own_size, own_workers, own_distinct)
+    _log(f"own-data packing: JPEG {own['own_pack_jpeg_files_per_second']:.0f}, PNG {own['own_pack_png_files_per_second']:.0f}"
+         f" files/s; peak RSS 4N/N {own['own_pack_peak_rss_ratio']:.2f}")
     data = pcam.load(root, cache, progress=False)
     train_idx, _, _ = data.split(_config(5))
 
@@ -312,6 +403,7 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
         "peak_rss_bytes": rss,
         "peak_rss_limit_bytes": rss_limit,
         "peak_rss_vs_limit": rss / rss_limit,
+        **own,
         **projection(depth_rates, eval_rate),
         "distinct_images": images, "copies": copies, "rounds": rounds,
         "bench_wall_seconds": time.time() - started,
@@ -321,11 +413,36 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
     figures["met_pipeline_vs_preaugmented"] = (figures["pipeline_vs_preaugmented"]
                                               >= TARGETS["pipeline_vs_preaugmented"])
     figures["met_peak_rss_vs_limit"] = figures["peak_rss_vs_limit"] <= TARGETS["peak_rss_vs_limit"]
+    figures["met_own_pack_peak_rss_ratio"] = (figures["own_pack_peak_rss_ratio"]
+                                             <= TARGETS["own_pack_peak_rss_ratio"])
     out = Path(out_dir)
     write_json(out / "bench.json", figures)
     write_text(out / "bench.md", render(figures, depth_rates))
     _log(f"wrote {out / 'bench.md'} and {out / 'bench.json'} in {figures['bench_wall_seconds']:.0f} s")
     return figures
+
+
+def render_own(f: dict, ok: Callable[[str], str]) -> list[str]:
+    """The own-data packing section of ``bench.md`` (``ok``: a target's verdict)."""
+    n, size, mib = f["own_pack_images"], f["own_pack_image_size"], 2**20
+    lines = [
+        "", "## Packing your own data (`--dataset folder`)", "",
+        f"{n:,} synthetic {size}×{size} images (3 classes, hard links to {f['own_pack_distinct_images']}"
+        f" distinct ones) decoded and resized to {size} by {f['own_pack_workers']} decoding "
+        f"worker(s), as `data pack`. Memory: the peak resident memory (VmHWM) of a process packing "
+        f"N = {n:,} or 4N JPEG images (with workers, the one streaming their chunks into the "
+        "memory-mapped cache: the workers are other processes).", "",
+        "| figure | value | target |", "|---|---|---|",
+        f"| JPEG packing, files/s | {f['own_pack_jpeg_files_per_second']:,.0f} | |",
+        f"| PNG packing, files/s | {f['own_pack_png_files_per_second']:,.0f} | |",
+        f"| packed cache at N / 4N | {f['own_pack_cache_bytes_at_n'] / mib:,.1f} / "
+        f"{f['own_pack_cache_bytes_at_4n'] / mib:,.1f} MiB | |"]
+    for w in sorted({1, f["own_pack_workers"]}):
+        n_mib, n4_mib = (f[f"own_pack_peak_rss_bytes_at_{k}_workers_{w}"] / mib for k in ("n", "4n"))
+        lines.append(f"| peak RSS at N / 4N, {w} worker(s) | {n_mib:,.0f} / {n4_mib:,.0f} MiB "
+                     f"(ratio {f[f'own_pack_peak_rss_ratio_workers_{w}']:.2f}) | |")
+    return lines + [f"| **peak RSS ratio 4N / N** (the worse) | **{f['own_pack_peak_rss_ratio']:.2f}**"
+                    f" | ≤ {TARGETS['own_pack_peak_rss_ratio']} ({ok('own_pack_peak_rss_ratio')}) |"]
 
 
 def render(f: dict, depth_rates: dict[str, float]) -> str:
@@ -347,9 +464,7 @@ def render(f: dict, depth_rates: dict[str, float]) -> str:
         "warm-up). The two training speeds compared are measured in alternating rounds "
         f"({f['rounds']}, median) so that both see the same machine state; the speed "
         "by depth is the median step (`kandel_repro.measure.cost.depth_costs`, as `make cost`).",
-        "",
-        "| figure | value | target |",
-        "|---|---|---|",
+        "", "| figure | value | target |", "|---|---|---|",
         f"| augmented images/s, fused in-graph (`--augmenter fast`) | {f['augment_fast_images_per_second']:,.0f} | |",
         f"| augmented images/s, `ImageDataGenerator.flow` | {f['augment_imagedatagenerator_flow_images_per_second']:,.0f} | |",
         f"| **ratio fast / flow** | **{f['augment_speedup']:.1f}×** | ≥ {TARGETS['augment_speedup']:.0f}× ({ok('augment_speedup')}) |",
@@ -360,35 +475,25 @@ def render(f: dict, depth_rates: dict[str, float]) -> str:
         f"| peak resident memory of a training process | {f['peak_rss_bytes'] / 2**30:.2f} GiB | |",
         f"| packed data (train + test uint8) | {f['packed_bytes'] / 2**30:.3f} GiB | |",
         f"| **peak / (1.5 × packed + 2 GiB)** | **{f['peak_rss_vs_limit']:.2f}** | ≤ 1 ({ok('peak_rss_vs_limit')}) |",
-        "",
-        "## Training speed by depth (VGG16, full pipeline)",
-        "",
+        "", "## Training speed by depth (VGG16, full pipeline)", "",
         "The paper's claim that fine-tuning fewer blocks saves time, quantified: images/s",
         "while training, and the speed-up over fine-tuning the whole network.",
-        "",
-        "| fine-tuned blocks | training images/s | speed vs whole network |",
-        "|---|---|---|",
+        "", "| fine-tuned blocks | training images/s | speed vs whole network |", "|---|---|---|",
     ]
     lines += [f"| {blocks} | {rate:,.1f} | {rate / whole:.2f}× |" for blocks, rate in depth_rates.items()]
     lines += [
-        "",
-        f"Prediction (validation and test, augmentation off): {f['predict_images_per_second']:,.1f} images/s.",
-        "",
-        "## Projection: Table 2 on the real PCam split, on this machine",
-        "",
+        "", f"Prediction (validation and test, augmentation off): {f['predict_images_per_second']:,.1f} images/s.",
+        "", "## Projection: Table 2 on the real PCam split, on this machine", "",
         f"From the throughputs above: 15 runs (5 depths × 3 learning rates), each epoch "
         f"training on {PCAM_TRAIN:,} images and predicting {PCAM_VAL:,} validation images, "
         f"and each run predicting the {PCAM_TEST:,} test images once. The paper does not "
         f"report epoch counts; with patience {PCAM.patience} a run takes at least "
         f"{PCAM.patience + 1} epochs, and at most {PCAM.max_epochs} (our cap).",
-        "",
-        "| | hours |",
-        "|---|---|",
+        "", "| | hours |", "|---|---|",
         f"| one epoch of all 15 runs | {f['table2_hours_per_epoch_of_all_15_runs']:,.1f} |",
         f"| Table 2 at {PCAM.patience + 1} epochs per run | {f['table2_hours_at_11_epochs_per_run']:,.1f} |",
         f"| Table 2 at {PCAM.max_epochs} epochs per run | {f['table2_hours_at_50_epochs_per_run']:,.1f} |",
-        "",
-        f"Measured on {f['device']}; this benchmark took {f['bench_wall_seconds']:.0f} s.",
-        "",
+        *render_own(f, ok),
+        "", f"Measured on {f['device']}; this benchmark took {f['bench_wall_seconds']:.0f} s.", "",
     ]
     return "\n".join(lines)

@@ -207,7 +207,9 @@ def depth_study(backbone: str | None = None, dataset: str | None = None) -> Stud
     ``folder`` or ``csv``, or one of the paper's), under that data set's protocol."""
     bb = get_backbone(backbone or DEPTH_DEFAULTS["backbone"])
     dataset = dataset or DEPTH_DEFAULTS["dataset"]
-    return Study("depth", f"How deeply to fine-tune {bb.application} — {dataset} data",
+    data = {"folder": "your data (folder layout)", "csv": "your data (CSV manifest)"}.get(
+        dataset, f"{dataset} data")
+    return Study("depth", f"How deeply to fine-tune {bb.application} — {data}",
                  dataset, depth_rows(bb.name), lr_columns(), "Fine-tuned blocks",
                  findings=depth_questions(bb.name), paper=False, parametric=True,
                  figures=("heatmap", "curves", "roc", "confusion", "radar"))

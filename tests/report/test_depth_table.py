@@ -87,7 +87,7 @@ def test_a_multiclass_depth_table_shows_macro_aucs_intervals_ties_and_answers(de
     assert "depth_confusion.png" in names and "depth_radar.png" in names
     assert "depth_roc.png" not in names  # one-vs-rest ROC curves: not drawn for k ≥ 3
     md = (tmp_path / "depth.md").read_text()
-    assert "How deeply to fine-tune VGG16 — folder data" in md
+    assert "How deeply to fine-tune VGG16 — your data (folder layout)" in md
     assert "macro one-vs-rest ROC AUC on the held-out" in md
     assert "a 95 % stratified-bootstrap interval" in md
     assert "the paired stratified bootstrap of the macro AUC (300 resamples)" in md

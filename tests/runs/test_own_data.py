@@ -113,3 +113,27 @@ def test_the_own_data_protocol_and_its_options():
         resolve_config("vgg16", 3, 1e-4, protocol="own", image_size=16)
     with pytest.raises(ConfigError, match="unknown setting"):
         resolve_config("vgg16", 3, 1e-4, protocol="pcam", group_column="patient")
+
+
+def test_a_ray_task_reads_own_data_with_the_grids_reader_options(three_classes, tmp_path):
+    """What a Ray worker does with a run (cluster._run_task, called here without Ray):
+    it loads the data with the run's reader options — here a manifest whose label
+    column is not called "label" — and trains the run."""
+    from kandel_repro.data.readers import get_reader
+    from kandel_repro.runs.cluster import RayJob, _run_task
+    from kandel_repro.runs.config import with_data
+    from kandel_repro.runs.studies import get_study, study_configs
+    from kandel_repro.runs.train import Attempt
+
+    manifest = pd.read_csv(three_classes / "manifest.csv").rename(columns={"label": "tissue"})
+    csv = three_classes / "renamed.csv"
+    manifest.to_csv(csv, index=False)
+    study = get_study("depth", backbone="vgg16", dataset="csv")
+    settings = {k: v for k, v in QUICK.items() if k not in ("verbose", "workers")}
+    name, config = next(iter(study_configs(study, label_column="tissue", **settings).items()))
+    reader = get_reader("csv")
+    data = reader.load(csv, progress=False, workers=1, image_size=32, **reader.options_of(config))
+    job = RayJob(str(tmp_path), str(csv), "csv", None, Attempt(verbose=0))
+    status, lines = _run_task(tmp_path / name, with_data(config, data, csv), job, name)
+    assert status == "ok", lines
+    assert rundir.read_config(tmp_path / name)["label_column"] == "tissue"
