@@ -95,7 +95,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     """The study's runs (:func:`kandel_repro.runs.grid.run_grid`), then, with ``--submit``,
     every finished run submitted to Kaggle. Status 1 when a run failed or a submission was
     invalid or unscorable."""
-    study = studies.get_study(args.study, args.fractions, backbone=args.backbone,
+    first = studies.parse_backbones(args.backbone)[:1] or [None]
+    study = studies.get_study(args.study, args.fractions, backbone=first[0],
                               dataset=args.dataset if studies.get_study(args.study).parametric
                               else None)
     dataset = args.dataset or study.dataset

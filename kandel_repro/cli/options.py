@@ -19,7 +19,7 @@ from ..kaggle.submission import DEFAULT_POLL, DEFAULT_TIMEOUT
 from ..measure import BENCH_DEFAULTS as BENCH
 from ..models.backbones import REGISTRY
 from ..runs.config import CHOICES, check_time_budget
-from ..runs.studies import STUDIES
+from ..runs.studies import STUDIES, parse_backbones
 from .data_options import add_data_parsers, add_reader_options
 
 # Run settings a training option sets (argparse dest = config key), None = not given.
@@ -207,6 +207,14 @@ def parse_grid_args(study: str, argv: Sequence[str]) -> dict:
     return settings_from_args(args)
 
 
+def _backbones(text):
+    """``--backbone``: a registry name or a comma-separated list of them."""
+    try:
+        return ",".join(parse_backbones(text))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _time_budget(text):
     """``--time-budget``: checked when parsed (a finite number above 0)."""
     try:
@@ -248,8 +256,10 @@ def _training_parsers(sub):
                    help="the data set --data holds, if not the study's own: a PCam study runs "
                    "on pcam (the Kaggle layout, default) or pcam-h5 (the HDF5 release, whose "
                    "labelled test split the table then reports)")
-    g.add_argument("--backbone", choices=sorted(REGISTRY), default=None,
-                   help="the depth study: the backbone whose depths it tunes (default vgg16)")
+    g.add_argument("--backbone", type=_backbones, default=None, metavar="NAME[,NAME…]",
+                   help="the depth study: the backbone whose depths it tunes (default vgg16); "
+                   "a list (resnet50,densenet121) trains each in turn, and its table compares "
+                   f"them; one of {', '.join(sorted(REGISTRY))}")
     g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
     g.add_argument("--fractions", default=None, metavar="LIST",
                    help="datasize study: the training-set fractions (default "
@@ -296,8 +306,9 @@ def _training_parsers(sub):
     tb.add_argument("--seeds", default=None, metavar="N|LIST",
                     help="show only these seeds' runs (N: seeds 0 … N-1; or a list); default "
                     "every seed found in --runs")
-    tb.add_argument("--backbone", choices=sorted(REGISTRY), default=None,
-                    help="the depth study: its backbone (default: the one its runs record)")
+    tb.add_argument("--backbone", type=_backbones, default=None, metavar="NAME[,NAME…]",
+                    help="the depth study: its backbone, or a list whose depths a figure "
+                    "compares (default: those its runs record)")
     tb.add_argument("--dataset", choices=sorted(READERS), default=None,
                     help="the depth study: its data set (default: the one its runs record)")
     tb.add_argument("--bootstrap", type=int, default=None, metavar="N",

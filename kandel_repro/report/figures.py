@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,12 +12,14 @@ import numpy as np
 from ..core.stats import MEASURES, TABLE_RULE
 from ..data.readers import get_reader
 from ..runs import rundir
+from ..models.backbones import get_backbone
 from ..runs.levels import Study
 from .collect import SHORT, TARGET_SHARE, TIED_MARK, Table, best_cell_predictions, run_histories
 from .plots import (confusion_matrix_figure, heatmap, learning_curves, lines_with_bands, radar,
                     roc_curves, scatter_panels)
 
 if TYPE_CHECKING:  # NOTE: annotations only; matplotlib loads when a figure is drawn
+    import pandas as pd
     from matplotlib.figure import Figure
 
 
@@ -146,6 +149,65 @@ def confusion_figure(table: Table, path: str | Path | None) -> Figure | None:
         title=f"{table.study.title}\nbest cell: {table.describe(table.best)}"
               f"{f', seed {seed}' if len(table.seeds) > 1 else ''}; {split} split; "
               f"prediction: {rule}" + table.caveat)
+
+
+def depth_comparison(tables: Sequence[Table]) -> pd.DataFrame:
+    """The depth study of several backbones side by side: per backbone and depth, the
+    trainable parameters (as its runs record them) and the metric of the depth's best
+    learning rate (mean, min and max over its seeds); ``best_depth`` marks each
+    backbone's best depth."""
+    import pandas as pd
+
+    rows = []
+    for table in tables:
+        backbone = table.study.backbones[0]
+        for level in table.study.rows:
+            cells = [c for c in table.evidence.cells() if c[0] == level.label]
+            best = table.evidence.best(cells)
+            if best is None:
+                continue
+            runs = table.evidence.runs[best]
+            parameters = [(rundir.read_metrics(table.runs_dir / run) or {}).get(
+                "trainable_parameters") for run in runs.values()]
+            parameters = [p for p in parameters if p]
+            values = list(table.evidence.values[best].values())
+            rows.append({"backbone": backbone, "depth": level.label,
+                         "first_trainable_block": level.settings.get("first_trainable_block"),
+                         "trainable_parameters": parameters[0] if parameters else np.nan,
+                         "learning_rate": best[1], "metric": table.metric,
+                         "mean": float(np.mean(values)), "min": float(np.min(values)),
+                         "max": float(np.max(values)), "n": len(values)})
+    frame = pd.DataFrame(rows, columns=["backbone", "depth", "first_trainable_block",
+                                        "trainable_parameters", "learning_rate", "metric",
+                                        "mean", "min", "max", "n"])
+    frame["best_depth"] = (frame["mean"] == frame.groupby("backbone")["mean"].transform("max")
+                           if len(frame) else [])
+    return frame
+
+
+def backbones_figure(frame: pd.DataFrame, path: str | Path | None,
+                     tables: Sequence[Table]) -> Figure | None:
+    """``<study>_backbones.png``: how deep, across backbones — the metric of each depth's
+    best learning rate against the depth's trainable parameters (log scale), one line
+    per backbone (min–max over seeds as a band), each backbone's best depth marked."""
+    frame = frame.dropna(subset=["trainable_parameters"])
+    if frame.empty:
+        return None
+    series, marks = {}, {}
+    for backbone, rows in frame.groupby("backbone", sort=False):
+        rows = rows.sort_values("trainable_parameters")
+        label = get_backbone(backbone).application
+        series[label] = (rows["trainable_parameters"].to_numpy(float), rows["mean"].to_numpy(),
+                         rows["min"].to_numpy(), rows["max"].to_numpy())
+        best = rows[rows["best_depth"]].iloc[0]
+        marks[label] = [(best["trainable_parameters"], best["mean"],
+                         f"best: blocks {best['depth']} at {best['learning_rate']}")]
+    table = tables[0]
+    return lines_with_bands(series, path, logx=True, marks=marks,
+                            xlabel="trainable parameters (fine-tuning from block k to the top)",
+                            ylabel=f"{SHORT[table.metric]} (best learning rate per depth)",
+                            title=f"How deeply to fine-tune, across backbones — "
+                                  f"{table.dataset} data" + table.caveat)
 
 
 def _band(values):

@@ -24,11 +24,12 @@ from pathlib import Path
 
 from ..core.errors import ConfigError
 from ..core.files import check_writable, write_csv, write_text
+from ..models.backbones import get_backbone
 from ..runs import rundir
 from ..runs.levels import Study
-from ..runs.studies import get_study, parse_seeds, seed_of
+from ..runs.studies import get_study, parse_backbones, parse_seeds, seed_of
 from .collect import assemble, found_seeds
-from .figures import FIGURES
+from .figures import FIGURES, backbones_figure, depth_comparison
 from .markdown import render_markdown
 
 
@@ -60,18 +61,38 @@ def study_of_runs(study_name: str | Study, runs_dir: str | Path, backbone: str |
     the ``backbone`` and ``dataset`` given, else those its run folders record (one of
     each; several backbones need ``backbone``)."""
     study = get_study(study_name)
-    if study.parametric and (backbone is None or dataset is None) and Path(runs_dir).is_dir():
-        found = {(c.get("backbone"), c.get("dataset")) for c in (
-            rundir.read_config(entry) for entry in sorted(Path(runs_dir).iterdir())
-            if (entry / rundir.CONFIG).is_file()) if c}
+    if study.parametric and (backbone is None or dataset is None):
+        found = _recorded(runs_dir)
         backbones = sorted({b for b, _ in found if b and backbone in (None, b)})
         if len(backbones) > 1:
             raise ConfigError(f"{runs_dir} holds {study.name} runs of {', '.join(backbones)}: "
-                              "choose one with --backbone")
+                              "choose one with --backbone (or list them: --backbone a,b)")
         backbone = backbone or (backbones[0] if backbones else None)
         datasets = sorted({d for b, d in found if d and b == backbone})
         dataset = dataset or (datasets[0] if len(datasets) == 1 else None)
     return get_study(study, fractions, backbone=backbone, dataset=dataset)
+
+
+def _recorded(runs_dir):
+    """``{(backbone, dataset)}`` of the run folders in ``runs_dir``."""
+    if not Path(runs_dir).is_dir():
+        return set()
+    return {(c.get("backbone"), c.get("dataset")) for c in (
+        rundir.read_config(entry) for entry in sorted(Path(runs_dir).iterdir())
+        if (entry / rundir.CONFIG).is_file()) if c}
+
+
+def backbones_asked(study_name: str | Study, runs_dir: str | Path,
+                    backbone: str | None) -> list[str | None]:
+    """The backbones a parametric study's table is asked for: ``--backbone a,b``, or
+    every backbone whose runs ``runs_dir`` holds; ``[backbone]`` for other studies."""
+    study = get_study(study_name)
+    if not study.parametric:
+        return [backbone]
+    if backbone is not None:
+        return [get_backbone(b).name for b in parse_backbones(backbone)]
+    found = sorted({b for b, _ in _recorded(runs_dir) if b})
+    return found or [None]
 
 
 def write_table(study_name: str | Study, runs_dir: str | Path, out_dir: str | Path = "tables",
@@ -83,7 +104,34 @@ def write_table(study_name: str | Study, runs_dir: str | Path, out_dir: str | Pa
     figures (``<study>_<figure>.png``: a figure with nothing to draw yet is left out);
     return the paths written. ``fractions``: the datasize study's other fractions;
     ``backbone``/``dataset``: the depth study's (default: what its runs record);
-    ``bootstrap``: resamples of the paired bootstrap comparing multi-class runs."""
+    ``bootstrap``: resamples of the paired bootstrap comparing multi-class runs.
+
+    The depth study of several backbones (``backbone="a,b"``, or runs of several in
+    ``runs_dir``) writes each backbone's table into ``out_dir/<backbone>/`` and the
+    comparison of their depths (:func:`~kandel_repro.report.figures.backbones_figure`:
+    AUC against trainable parameters) as ``out_dir/<study>_backbones.png`` and ``.csv``."""
+    backbones = backbones_asked(study_name, runs_dir, backbone)
+    if len(backbones) > 1:
+        tables, written = [], []
+        for name in backbones:
+            table, paths = _write_one(study_name, runs_dir, Path(out_dir) / name, command, log,
+                                      seeds, fractions, name, dataset, bootstrap)
+            tables.append(table)
+            written += paths
+        stem = Path(out_dir) / f"{tables[0].study.name}_backbones"
+        frame = depth_comparison(tables)
+        write_csv(stem.with_suffix(".csv"), frame)
+        written.append(stem.with_suffix(".csv"))
+        if backbones_figure(frame, stem.with_suffix(".png"), tables) is not None:
+            written.append(stem.with_suffix(".png"))
+        return written
+    return _write_one(study_name, runs_dir, out_dir, command, log, seeds, fractions,
+                      backbones[0], dataset, bootstrap)[1]
+
+
+def _write_one(study_name, runs_dir, out_dir, command, log, seeds, fractions, backbone,
+               dataset, bootstrap):
+    """``(Table, paths written)`` of one study (one backbone of the depth study)."""
     study = study_of_runs(study_name, runs_dir, backbone, dataset, fractions)
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
@@ -120,4 +168,4 @@ def write_table(study_name: str | Study, runs_dir: str | Path, out_dir: str | Pa
         path = out_dir / f"{study.name}_{figure}.png"
         if FIGURES[figure](table, path) is not None:
             written.append(path)
-    return written
+    return table, written

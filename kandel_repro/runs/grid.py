@@ -26,7 +26,8 @@ from ..models.weights import MEANVAR
 from . import rundir, train
 from .config import check_time_budget, resolve_config, with_data
 from .levels import Study
-from .studies import get_study, parse_seeds, parse_shard, shard_cells, study_configs, study_runs
+from .studies import (get_study, parse_backbones, parse_seeds, parse_shard, shard_cells,
+                      study_configs, study_runs)
 from .train import Attempt
 
 
@@ -143,6 +144,9 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     """
     grid, settings = GridOptions.split(options)
     grid.check_executor()
+    several = parse_backbones(grid.backbone) if get_study(study_name).parametric else []
+    if len(several) > 1:
+        return _each_backbone(study_name, data_dir, runs_dir, log, several, grid, settings)
     study = get_study(study_name, grid.fractions, backbone=grid.backbone,
                       dataset=grid.dataset if get_study(study_name).parametric else None)
     reader = _reader(study, grid.dataset)
@@ -179,6 +183,27 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     elif grid.executor == "local":
         statuses.update(_train_in_process(todo, runs, runs_dir, data, configs, how, log))
     _summarise(statuses, log)
+    return statuses
+
+
+def _each_backbone(study_name, data_dir, runs_dir, log, backbones, grid, settings):
+    """The depth study of several backbones (``--backbone a,b,c``): each backbone's grid
+    in turn into the same ``runs_dir`` (its run folders are named after it), within one
+    time budget; every backbone is checked before the first trains."""
+    from dataclasses import asdict
+
+    for name in backbones:  # refuse a setting any of them cannot take, before training
+        study_configs(get_study(study_name, grid.fractions, backbone=name,
+                                dataset=grid.dataset), _seeds(grid.seeds, dict(settings)),
+                      **{k: v for k, v in settings.items() if k != "seed"})
+    started, statuses = time.time(), {}
+    for name in backbones:
+        left = None if grid.time_budget is None else grid.time_budget - (time.time() - started)
+        if left is not None and left <= 0:
+            log(f"{study_name} {name}: not started: the time budget is spent")
+            continue
+        options = dict(asdict(grid), backbone=name, time_budget=left)
+        statuses.update(run_grid(study_name, data_dir, runs_dir, log, **options, **settings))
     return statuses
 
 

@@ -201,6 +201,20 @@ def depth_questions(backbone: str) -> tuple[Finding, ...]:
 DEPTH_DEFAULTS = {"backbone": "vgg16", "dataset": "folder"}
 
 
+def parse_backbones(text: str | Sequence[str] | None) -> list[str]:
+    """``--backbone a,b,c`` as registry names (aliases resolved, each checked, none
+    twice); None → ``[]``."""
+    if text is None:
+        return []
+    names = [t.strip() for t in (text.split(",") if isinstance(text, str) else text)]
+    if not names or not all(names):
+        raise ConfigError(f"--backbone takes a name or a list (vgg16,inception_v3), got {text!r}")
+    resolved = [get_backbone(name).name for name in names]
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError(f"--backbone names a backbone twice: {text!r}")
+    return resolved
+
+
 def depth_study(backbone: str | None = None, dataset: str | None = None) -> Study:
     """The paper's grid (depth × learning rate, Tables 2–4 and 6–8) for ``backbone`` on
     the data set ``dataset`` (a reader of :mod:`kandel_repro.data.readers`: a user's
@@ -311,7 +325,11 @@ def get_study(name: str | Study, fractions: str | None = None, backbone: str | N
         except KeyError:
             raise ConfigError(f"unknown study {name!r}; available: {', '.join(STUDIES)}") from None
     if study.parametric and (backbone is not None or dataset is not None):
-        study = depth_study(backbone or study.backbones[0], dataset or study.dataset)
+        names = parse_backbones(backbone) if backbone is not None else list(study.backbones)
+        if len(names) > 1:
+            raise ConfigError(f"{study.name}: one backbone at a time here, got {backbone!r} "
+                              "(grid and table take a list and go through it)")
+        study = depth_study(names[0], dataset or study.dataset)
     elif backbone is not None and not study.parametric:
         if get_backbone(backbone).name not in study.backbones:
             raise ConfigError(f"{study.name} trains {', '.join(study.backbones)} itself; "

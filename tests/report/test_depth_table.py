@@ -40,20 +40,13 @@ def test_the_grid_command_line_takes_the_depth_studys_backbone_and_data_set():
         "vgg19", "csv", "patient", 500)
 
 
-@pytest.fixture(scope="module")
-def depth_runs(tmp_path_factory):
-    """The 15 runs of the depth study (VGG16) on a 3-class set, as a grid leaves them:
-    test predictions of a quality that grows with the depth (blocks 3–5 and 2–5 alike at
-    1e-4), seed 0."""
-    root = tmp_path_factory.mktemp("depth")
-    data_dir = write_synthetic_folder(root / "tiles", classes=3, images=200, patients=12,
-                                      size=8, seed=0, progress=False)
-    study = get_study("depth", backbone="vgg16", dataset="folder")
-    data = get_reader("folder").load(data_dir, progress=False, workers=1, image_size=32)
+def write_depth_runs(runs, data, data_dir, backbone, quality):
+    """The runs of the depth study of ``backbone`` on ``data`` as a grid leaves them:
+    test predictions whose quality is ``quality[row label]`` (halved off 1e-4), seed 0;
+    trainable parameters growing with the depth."""
+    study = get_study("depth", backbone=backbone, dataset="folder")
     configs = study_configs(study, weights="none", image_size=32)
     train, val, test = data.split(next(iter(configs.values())))
-    runs = root / "runs"
-    quality = {"5": 0.2, "4–5": 0.6, "3–5": 2.5, "2–5": 2.5, "1–5": 1.0}
     rng = np.random.default_rng(0)
     base = rng.normal(size=(test.size, 3))
     for name, config in configs.items():
@@ -67,17 +60,36 @@ def depth_runs(tmp_path_factory):
         write_json(run / rundir.CONFIG, dict(with_data(config, data, data_dir), n_train=len(train),
                                               n_val=len(val), n_test=test.size,
                                               precision="float32", device="CPU (written by a test)"))
-        write_csv(run / rundir.TEST_PREDICTIONS,
-                  rundir.prediction_frame(test.selected_ids(), labels, scores))
-        write_csv(run / rundir.VAL_PREDICTIONS,
-                  rundir.prediction_frame(test.selected_ids(), labels, scores))
+        for file in (rundir.TEST_PREDICTIONS, rundir.VAL_PREDICTIONS):
+            write_csv(run / file, rundir.prediction_frame(test.selected_ids(), labels, scores))
         summary = multiclass_summary(labels, scores, labels, scores, n=200)
         auc = macro_auc(labels, scores)
         write_csv(run / rundir.HISTORY, pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.9],
                                                       "val_auc": [auc - 0.05, auc]}))
+        blocks = len(study.rows) - cell.first_trainable_block + 1  # trained blocks
         write_json(run / rundir.METRICS, {"status": "ok", "val_auc": auc, "test_auc": auc,
                                           "best_epoch": 2, "epochs_run": 2, "wall_seconds": 1.0,
-                                          "train_images_per_second": 10.0, **summary})
+                                          "train_images_per_second": 10.0,
+                                          "trainable_parameters": 1000 * 4 ** blocks, **summary})
+
+
+@pytest.fixture(scope="module")
+def own_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("depth")
+    data_dir = write_synthetic_folder(root / "tiles", classes=3, images=200, patients=12,
+                                      size=8, seed=0, progress=False)
+    return root, data_dir, get_reader("folder").load(data_dir, progress=False, workers=1,
+                                                     image_size=32)
+
+
+@pytest.fixture(scope="module")
+def depth_runs(own_data):
+    """The 15 runs of the depth study (VGG16) on a 3-class set: blocks 3–5 and 2–5 alike
+    and best at 1e-4, the top block alone far below."""
+    root, data_dir, data = own_data
+    runs = root / "runs"
+    write_depth_runs(runs, data, data_dir, "vgg16",
+                     {"5": 0.2, "4–5": 0.6, "3–5": 2.5, "2–5": 2.5, "1–5": 1.0})
     return runs
 
 
@@ -110,3 +122,40 @@ def test_the_depth_tables_backbone_comes_from_its_runs_unless_given(depth_runs, 
     assert "VGG16" in (tmp_path / "depth.md").read_text()
     with pytest.raises(ConfigError, match="holds no run of depth"):
         write_table("depth", depth_runs, tmp_path / "other", backbone="vgg19", bootstrap=200)
+
+
+def test_several_backbones_get_a_table_each_and_a_comparison_of_their_depths(own_data, depth_runs,
+                                                                            tmp_path):
+    import shutil
+
+    root, data_dir, data = own_data
+    runs = tmp_path / "runs"
+    shutil.copytree(depth_runs, runs)
+    write_depth_runs(runs, data, data_dir, "vgg19",
+                     {"5": 1.5, "4–5": 0.6, "3–5": 0.5, "2–5": 0.4, "1–5": 0.3})
+    written = {path.relative_to(tmp_path / "out").as_posix()
+               for path in write_table("depth", runs, tmp_path / "out", bootstrap=200)}
+    assert {"vgg16/depth.md", "vgg19/depth.md", "depth_backbones.csv",
+            "depth_backbones.png"} <= written
+    assert "VGG19" in (tmp_path / "out" / "vgg19" / "depth.md").read_text()
+    frame = pd.read_csv(tmp_path / "out" / "depth_backbones.csv")
+    assert sorted(frame["backbone"].unique()) == ["vgg16", "vgg19"] and len(frame) == 10
+    best = frame[frame["best_depth"]].set_index("backbone")["depth"]
+    assert best["vgg19"] == "5" and best["vgg16"] in ("3–5", "2–5")
+    assert (frame.groupby("backbone")["trainable_parameters"].max() == 1000 * 4 ** 5).all()
+    only = write_table("depth", runs, tmp_path / "one", backbone="vgg19", bootstrap=200)
+    assert (tmp_path / "one" / "depth.md") in only
+
+
+def test_a_grid_of_several_backbones_checks_them_all_before_training(tmp_path):
+    from kandel_repro.runs.grid import run_grid
+
+    data = write_synthetic_folder(tmp_path / "tiles", classes=3, images=12, patients=12,
+                                  size=8, seed=0, progress=False)
+    with pytest.raises(ConfigError, match="--image-size 40: inception_v3 needs images of at "
+                                          "least 75×75"):
+        run_grid("depth", data, tmp_path / "runs", backbone="vgg16,inception_v3",
+                 dataset="folder", weights="none", image_size=40)
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ConfigError, match="names a backbone twice"):
+        run_grid("depth", data, tmp_path / "runs", backbone="vgg16,VGG16", dataset="folder")
