@@ -421,9 +421,12 @@ def _measurement_parsers(sub):
         description="Builds each depth's training model (random weights: the cost does not "
         "depend on them) and times training steps on random images in memory, through the "
         "same input pipeline as a run. Times are of this machine.")
-    co.add_argument("backbones", nargs="+", choices=sorted(REGISTRY), metavar="BACKBONE",
-                    help=f"one or more of {', '.join(sorted(REGISTRY))}")
-    co.add_argument("--image-size", type=int, default=96, help="image side (default 96, as PCam)")
+    co.add_argument("backbones", nargs="+", choices=sorted(REGISTRY) + ["all"],
+                    metavar="BACKBONE", help=f"one or more of {', '.join(sorted(REGISTRY))}, "
+                    "or all")
+    co.add_argument("--image-size", type=int, default=None,
+                    help="image side (default: 224 on a GPU; on a CPU each backbone's "
+                    "smallest input, at least 32)")
     co.add_argument("--batch-size", type=int, default=PCAM.batch_size,
                     help=f"batch size (default {PCAM.batch_size})")
     co.add_argument("--steps", type=int, default=5, help="timed steps per depth (default 5; median)")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.files import write_csv
-from ..models.backbones import depth_label, get_backbone
+from ..models.backbones import REGISTRY, check_input_size, depth_label, get_backbone
 from ..report.plots import cost_vs_depth
 from ..runs.config import resolve_config, resolve_runtime
 from ..runs.train import build_run_models
@@ -53,7 +53,18 @@ def step_timer(warm: int) -> keras.callbacks.Callback:
     return StepTimer()
 
 
-def depth_costs(backbone: str, image_size: int = 96, batch_size: int = 32, steps: int = 5,
+def default_size(backbone: str) -> int:
+    """The image side :func:`depth_costs` uses when none is given: 224 (ImageNet's) on a
+    GPU; on a CPU the backbone's smallest input (at least 32), so every family is
+    measured in minutes."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return 224
+    return max(get_backbone(backbone).min_input_size, 32)
+
+
+def depth_costs(backbone: str, image_size: int | None = 96, batch_size: int = 32, steps: int = 5,
                 warm: int = 2, first_blocks: Iterable[int] | None = None, weights: str = "none",
                 seed: int = 0, images: np.ndarray | None = None, labels: np.ndarray | None = None,
                 log: Callable[[str], None] | None = None) -> pd.DataFrame:
@@ -69,10 +80,8 @@ def depth_costs(backbone: str, image_size: int = 96, batch_size: int = 32, steps
     import pandas as pd
 
     info = get_backbone(backbone)
-    side = int(image_size)
-    if side < info.min_input_size:
-        raise ValueError(f"{info.name} needs images of at least {info.min_input_size}×"
-                         f"{info.min_input_size}; got {image_size}")
+    side = default_size(info.name) if image_size is None else int(image_size)
+    check_input_size(info, side, side, f"--image-size {side}")
     if steps < 1 or warm < 1:
         raise ValueError("steps and warm must be at least 1")
     if images is None:
@@ -92,7 +101,7 @@ def depth_costs(backbone: str, image_size: int = 96, batch_size: int = 32, steps
                     shuffle=False)
         per_step = float(np.median(timer.step_seconds()))
         rows.append({
-            "backbone": info.name, "first_block": first,
+            "backbone": info.name, "image_size": side, "first_block": first,
             "blocks": depth_label(first, info.num_blocks),
             "trainable_layers": len(trainable),
             "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
@@ -105,20 +114,27 @@ def depth_costs(backbone: str, image_size: int = 96, batch_size: int = 32, steps
     return pd.DataFrame(rows)
 
 
-def write_cost(backbones: Iterable[str], out_dir: str | Path = "tables", image_size: int = 96,
-               batch_size: int = 64, steps: int = 5, warm: int = 2,
-               first_blocks: Iterable[int] | None = None,
+def write_cost(backbones: Iterable[str], out_dir: str | Path = "tables",
+               image_size: int | None = None, batch_size: int = 64, steps: int = 5,
+               warm: int = 2, first_blocks: Iterable[int] | None = None,
                log: Callable[[str], None] = print) -> tuple[Path, Path]:
-    """What ``kandel-repro cost`` does: :func:`depth_costs` of each backbone into
-    ``cost_vs_depth.csv`` and ``cost_vs_depth.png`` in ``out_dir``; returns both paths."""
+    """What ``kandel-repro cost`` does: :func:`depth_costs` of each backbone (``all``:
+    every one of the registry) into ``cost_vs_depth.csv`` and ``cost_vs_depth.png`` in
+    ``out_dir``; returns both paths. ``image_size`` None: each backbone's
+    :func:`default_size`."""
     import pandas as pd
 
+    names = [b for name in backbones
+             for b in (sorted(REGISTRY) if name == "all" else [get_backbone(name).name])]
     frame = pd.concat([depth_costs(name, image_size, batch_size, steps, warm,
-                                   first_blocks=first_blocks, log=log) for name in backbones],
+                                   first_blocks=first_blocks, log=log) for name in names],
                       ignore_index=True)
     out = Path(out_dir)
     csv, png = out / "cost_vs_depth.csv", out / "cost_vs_depth.png"
     write_csv(csv, frame)
-    cost_vs_depth(frame, png, title=f"Cost of each fine-tuning depth: {image_size}×"
-                  f"{image_size} images, batch {batch_size}, {device_description()}")
+    sizes = sorted(set(frame["image_size"]))
+    size = (f"{sizes[0]}×{sizes[0]} images" if len(sizes) == 1
+            else "each backbone at its smallest input size")
+    cost_vs_depth(frame, png, title=f"Cost of each fine-tuning depth: {size}, batch "
+                  f"{batch_size}, {device_description()}")
     return csv, png

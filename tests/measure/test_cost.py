@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from kandel_repro.cli.main import main
-from kandel_repro.measure.cost import depth_costs
+from kandel_repro.core.errors import ConfigError
+from kandel_repro.measure.cost import default_size, depth_costs
 from kandel_repro.report import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,5 +28,11 @@ def test_cost_command_measures_each_depth(tmp_path, capsys):
 
 
 def test_cost_refuses_images_too_small_for_the_backbone():
-    with pytest.raises(ValueError, match="at least 75×75"):
+    with pytest.raises(ConfigError, match="--image-size 32: inception_v3 needs images of at "
+                                          "least 75×75"):
         depth_costs("inception_v3", image_size=32)
+
+
+def test_without_a_size_each_backbone_is_measured_at_its_smallest_on_a_cpu():
+    assert default_size("inception_v3") == 75 and default_size("vgg16") == 32
+    assert default_size("cbr_tiny") == 32  # at least 32, though it takes 16
