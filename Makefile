@@ -62,11 +62,12 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test test-fast bench cost notebooks data demo demo-h5 depth demo-own-data demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test test-fast test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
-	@echo "make test-fast    - the tests not marked slow, for the edit loop (under a minute)"
+	@echo "make test-fast    - the tests not marked slow, for the edit loop (about 2 minutes)"
+	@echo "make test-timm    - InceptionV4 against timm's (installs timm and PyTorch first)"
 	@echo "make data         - download, verify and pack the Kaggle PCam data into DATA=$(DATA)"
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
 	@echo "make cost         - parameters and time per step at every depth (tables/cost_vs_depth.*)"
@@ -115,6 +116,12 @@ test-fast: $(STAMP)
 	$(BIN)/lint-imports
 	$(PYTEST) -m "not slow"
 
+# InceptionV4 against timm's (same features from the same weights): installs timm and
+# PyTorch (a multi-GB download) into the same .venv first.
+test-timm: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[timm]"
+	$(BIN)/python -m pytest -q -m timm tests/models
+
 data: $(STAMP)
 	@if [ -f $(DATA)/train_labels.csv ]; then $(KR) data verify --data $(DATA); \
 	else $(KR) data download --out $(DATA); fi
@@ -148,7 +155,13 @@ depth: $(STAMP)
 	$(KR) grid depth --backbone $(BACKBONE) --dataset $(DATASET) --data $(DATA) --runs $(RUNS)/depth-$(BACKBONE) $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table depth --runs $(RUNS)/depth-$(BACKBONE) --out tables/depth-$(BACKBONE) $(GRID_SEEDS)
 
-demo-own-data: $(STAMP)
+demo-own-# InceptionV4 against timm's (same features from the same weights): installs timm and
+# PyTorch (a multi-GB download) into the same .venv first.
+test-timm: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[timm]"
+	$(BIN)/python -m pytest -q -m timm tests/models
+
+data: $(STAMP)
 	$(KR) data synthetic-folder --out $(DEMO_OWN) --classes $(DEMO_OWN_CLASSES) --images $(DEMO_OWN_IMAGES) --patients 12 --size $(DEMO_SIZE) --seed 0
 	$(KR) grid depth --backbone vgg16 --dataset csv --data $(DEMO_OWN)/manifest.csv --runs $(DEMO_RUNS)/own --image-size $(DEMO_SIZE) --weights none --epochs $(DEMO_OWN_EPOCHS) $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table depth --runs $(DEMO_RUNS)/own --out tables/demo/own $(DEMO_SEEDS)
