@@ -136,8 +136,11 @@ notebooks: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 # Trainable parameters and time per step of every depth of the three backbones.
+# One backbone of each family (COST_BACKBONES=all: every backbone of the registry), each
+# at its smallest input on a CPU, at 224×224 on a GPU.
+COST_BACKBONES ?= vgg16 vgg19 inception_v3 inception_v4 resnet50 resnet50_v2 densenet121 efficientnet_b0 efficientnet_v2_b0 convnext_tiny mobilenet_v2 mobilenet_v3_small xception inception_resnet_v2
 cost: $(STAMP)
-	$(KR) cost vgg16 vgg19 inception_v3 --out tables
+	$(KR) cost $(COST_BACKBONES) --out tables
 
 demo: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --size $(DEMO_SIZE) --seed 0

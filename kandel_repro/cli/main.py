@@ -15,7 +15,7 @@ from ..data.synthetic import (breakhis as synthetic_breakhis, folder as syntheti
                               pcam as synthetic, pcam_h5 as synthetic_h5)
 from ..kaggle import api as kaggle_api, kernel as kaggle_kernel, submission
 from ..measure import bench, cost
-from ..models import build as model
+from ..models import build as model, convert
 from ..report import similarity, tables
 from ..runs import export, grid, studies
 from ..runs.config import normalise
@@ -147,6 +147,10 @@ def cmd_export_weights(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_convert_weights(args: argparse.Namespace) -> None:
+    print(f"wrote {convert.convert_weights(args.backbone, args.file, args.out)}")
+
+
 def cmd_similarity(args: argparse.Namespace) -> None:
     for path in similarity.similarity_command(args.run, args.other, args.images, args.batch,
                                               args.out, name=args.name):
@@ -175,6 +179,7 @@ HANDLERS = {
     "grid": cmd_grid, "table": cmd_table, "submit": cmd_submit,
     "kaggle-kernel": cmd_kaggle_kernel, "cost": cmd_cost, "bench": cmd_bench,
     "export-weights": cmd_export_weights, "similarity": cmd_similarity,
+    "convert-weights": cmd_convert_weights,
 }
 
 

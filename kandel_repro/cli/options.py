@@ -16,11 +16,11 @@ from ..core.protocol import BREAKHIS, LEARNING_RATES, PCAM
 from ..data.readers import READERS
 from ..kaggle.api import COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS
 from ..kaggle.submission import DEFAULT_POLL, DEFAULT_TIMEOUT
-from ..measure import BENCH_DEFAULTS as BENCH
-from ..models.backbones import REGISTRY
+from ..models.backbones import REGISTRY, get_backbone
 from ..runs.config import CHOICES, check_time_budget
 from ..runs.studies import STUDIES, parse_backbones
 from .data_options import add_data_parsers, add_reader_options
+from .measure_options import add_measurement_parsers
 
 # Run settings a training option sets (argparse dest = config key), None = not given.
 SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed", "split_seed",
@@ -207,6 +207,14 @@ def parse_grid_args(study: str, argv: Sequence[str]) -> dict:
     return settings_from_args(args)
 
 
+def _backbone(text):
+    """A backbone's registry name, aliases resolved (``resnet50v2`` → ``resnet50_v2``)."""
+    try:
+        return get_backbone(text).name
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _backbones(text):
     """``--backbone``: a registry name or a comma-separated list of them."""
     try:
@@ -225,7 +233,8 @@ def _time_budget(text):
 
 def _training_parsers(sub):
     b = sub.add_parser("blocks", help="print a backbone's block map (block → layer names)")
-    b.add_argument("backbone", choices=sorted(REGISTRY), help="which backbone")
+    b.add_argument("backbone", type=_backbone, metavar="BACKBONE",
+                   help=f"which backbone: {', '.join(sorted(REGISTRY))}")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--layers", action="store_true",
                    help="the layer granularity: every convolution, its block and its parameters")
@@ -233,7 +242,8 @@ def _training_parsers(sub):
 
     t = sub.add_parser("train", help="train one run (one depth, one learning rate)")
     t.add_argument("--run-dir", required=True, help="run folder to write")
-    t.add_argument("--backbone", default="vgg16", choices=sorted(REGISTRY))
+    t.add_argument("--backbone", default="vgg16", type=_backbone, metavar="NAME",
+                   help="the backbone (default vgg16); `kandel-repro blocks --help` lists them")
     depth = t.add_mutually_exclusive_group(required=True)
     depth.add_argument("--first-block", type=int, default=None,
                        help="first trainable block: 5 trains the top block only, 1 the whole "
@@ -354,7 +364,7 @@ def _kaggle_parsers(sub):
         "runs on your own data uploaded as a Kaggle data set: `kandel-repro kaggle-kernel "
         "depth --backbone inception_v3 --dataset folder --data-source you/your-tiles`.")
     _add_study(kk, dataset="pcam", runs=False)
-    kk.add_argument("--backbone", choices=sorted(REGISTRY), default=None,
+    kk.add_argument("--backbone", type=_backbone, default=None, metavar="NAME",
                     help="the depth study: its backbone (default vgg16)")
     kk.add_argument("--dataset", choices=sorted(READERS), default=None,
                     help="the depth study: the data set's layout (default pcam: the "
@@ -394,6 +404,17 @@ def _similarity_parsers(sub):
     ex.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders")
     ex.add_argument("--out", required=True, help="folder to write")
     ex.set_defaults(verb="export-weights")
+    cw = sub.add_parser("convert-weights", help="convert another framework's ImageNet checkpoint "
+                        "into the Keras weights file --weights imagenet reads",
+                        description="inception_v4: FILE is timm's inception_v4.tf_in1k "
+                        "model.safetensors (https://huggingface.co/timm/inception_v4.tf_in1k); "
+                        "writes inception_v4_tf_in1k_notop.weights.h5 into the Keras models "
+                        "folder ($KERAS_HOME/models, default ~/.keras/models) unless --out.")
+    cw.add_argument("backbone", choices=["inception_v4"], help="which backbone")
+    cw.add_argument("file", help="the checkpoint (model.safetensors)")
+    cw.add_argument("--out", help="a *.weights.h5 file or a folder (default: where "
+                    "--weights imagenet looks)")
+    cw.set_defaults(verb="convert-weights")
     si = sub.add_parser(
         "similarity", help="what fine-tuning changed: linear CKA per block between a run's "
         "network and its initial weights (or another run's)",
@@ -414,66 +435,6 @@ def _similarity_parsers(sub):
     si.set_defaults(verb="similarity")
 
 
-def _measurement_parsers(sub):
-    co = sub.add_parser(
-        "cost", help="trainable parameters and time per training step at each depth "
-        "(writes cost_vs_depth.csv and .png)",
-        description="Builds each depth's training model (random weights: the cost does not "
-        "depend on them) and times training steps on random images in memory, through the "
-        "same input pipeline as a run. Times are of this machine.")
-    co.add_argument("backbones", nargs="+", choices=sorted(REGISTRY) + ["all"],
-                    metavar="BACKBONE", help=f"one or more of {', '.join(sorted(REGISTRY))}, "
-                    "or all")
-    co.add_argument("--image-size", type=int, default=None,
-                    help="image side (default: 224 on a GPU; on a CPU each backbone's "
-                    "smallest input, at least 32)")
-    co.add_argument("--batch-size", type=int, default=PCAM.batch_size,
-                    help=f"batch size (default {PCAM.batch_size})")
-    co.add_argument("--steps", type=int, default=5, help="timed steps per depth (default 5; median)")
-    co.add_argument("--warm", type=int, default=2, help="untimed steps first (default 2)")
-    co.add_argument("--first-blocks", type=int, nargs="+", default=None, metavar="K",
-                    help="measure only these depths (first trainable block; default all)")
-    co.add_argument("--out", default="tables", help="output folder (default tables/)")
-    co.set_defaults(verb="cost")
-
-    bn = sub.add_parser("bench", help="measure the input pipeline's cost side by side "
-                        "(writes bench.md and bench.json)",
-                        description="Benchmark on synthetic PCam-sized data: fused augmentation "
-                        "vs ImageDataGenerator.flow, the pipeline vs pre-augmented tensors, "
-                        "VGG16 speed per depth, packing speed, peak memory, and a projection "
-                        "of Table 2's wall time, and the own-data readers' packing speed "
-                        "(JPEG, PNG) and memory. About 8 minutes on 2 CPU cores.")
-    bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
-    bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
-                    "(default data/bench; reused)")
-    bn.add_argument("--images", type=int, default=BENCH["images"],
-                    help=f"distinct synthetic training images (default {BENCH['images']})")
-    bn.add_argument("--copies", type=int, default=BENCH["copies"],
-                    help="each image appears this many times (hard links), so packing and "
-                    f"memory see a set of about 1 GiB (default {BENCH['copies']})")
-    bn.add_argument("--size", type=int, default=BENCH["size"],
-                    help=f"image side (default {BENCH['size']}, as PCam)")
-    bn.add_argument("--warm", type=int, default=BENCH["warm"],
-                    help=f"untimed warm-up steps per measurement (default {BENCH['warm']})")
-    bn.add_argument("--steps", type=int, default=BENCH["steps"],
-                    help=f"timed training steps per measurement (default {BENCH['steps']})")
-    bn.add_argument("--rounds", type=int, default=BENCH["rounds"],
-                    help=f"alternating rounds of pipeline vs pre-augmented (default {BENCH['rounds']}; median)")
-    bn.add_argument("--augment-seconds", type=float, default=BENCH["augment_seconds"],
-                    help=f"seconds per augmentation measurement (default {BENCH['augment_seconds']:g})")
-    bn.add_argument("--batch-size", type=int, help=f"training batch (default {PCAM.batch_size})")
-    bn.add_argument("--own-images", type=int, default=BENCH["own_images"],
-                    help="images the folder reader packs as JPEG and as PNG (your own data's "
-                    f"packing speed); its memory is measured at N and 4N (default "
-                    f"{BENCH['own_images']})")
-    bn.add_argument("--own-size", type=int, default=BENCH["own_size"],
-                    help=f"their side in pixels (default {BENCH['own_size']})")
-    bn.add_argument("--own-distinct", type=int, default=BENCH["own_distinct"],
-                    help="distinct synthetic images they are hard links to, written once "
-                    f"(default {BENCH['own_distinct']})")
-    bn.set_defaults(verb="bench")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``kandel-repro`` parser; each subcommand sets ``verb``."""
     parser = argparse.ArgumentParser(
@@ -486,5 +447,5 @@ def build_parser() -> argparse.ArgumentParser:
     _training_parsers(sub)
     _kaggle_parsers(sub)
     _similarity_parsers(sub)
-    _measurement_parsers(sub)
+    add_measurement_parsers(sub)
     return parser

@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..core.errors import ConfigError
+from . import families
+from . import inception_v4 as _inception_v4
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a model is built
     import keras
@@ -62,18 +65,26 @@ def _inception_v3_blocks(layers):
     return blocks
 
 
+def is_convolution(layer: keras.layers.Layer) -> bool:
+    """A convolution layer (Conv2D, DepthwiseConv2D, SeparableConv2D…), or a nested
+    model holding one (ConvNeXt's stem and downsampling layers), which counts as one."""
+    if "Conv" in type(layer).__name__:
+        return True
+    return any(is_convolution(inner) for inner in getattr(layer, "layers", ()))
+
+
 def assign_layers(layers: Iterable[keras.layers.Layer]) -> OrderedDict[int, list[str]]:
     """The layer granularity of a backbone: ``{number: [layer names]}`` where layer
-    ``k`` is the k-th convolution from the input (1 …), with the layers after it that
-    have no convolution of their own (its BatchNormalization, activation, pooling) —
-    fine-tuning "from layer k" trains those and everything above."""
+    ``k`` is the k-th convolution from the input (1 …; :func:`is_convolution`), with the
+    layers after it that have no convolution of their own (its BatchNormalization,
+    activation, pooling) — fine-tuning "from layer k" trains those and everything above."""
     out = OrderedDict()
     number = 0
     for layer in layers:
         kind = type(layer).__name__
         if kind == "InputLayer":
             continue
-        if "Conv" in kind:
+        if is_convolution(layer):
             number += 1
         out.setdefault(max(number, 1), []).append(layer.name)
     return out
@@ -90,12 +101,16 @@ class Backbone:
     notop_weights_file: str | None  # what keras.applications downloads for include_top=False
     assign_blocks: Callable  # list of layers -> OrderedDict{block: [layer names]}
     block_layers: tuple = ()  # convolutions per block, where blocks are runs of them (VGG)
+    assign_units: Callable | None = None  # layers -> {unit: [layer names]}, finer than blocks
     build: Callable | None = None  # our own architecture: input shape -> headless keras Model
+    preprocess: Callable | None = None  # images -> model inputs, where module is None
+    converted_from: str | None = None  # ImageNet checkpoint `convert-weights` converts (build=)
 
     @property
     def pretrained(self) -> bool:
-        """Whether ImageNet weights exist for it (keras.applications ones do)."""
-        return self.build is None
+        """Whether ImageNet weights exist for it (keras.applications ones do; ours where
+        a checkpoint of another framework converts into them)."""
+        return self.build is None or self.converted_from is not None
 
     def constructor(self) -> Callable[..., keras.Model]:
         """``(include_top=False, weights=…, input_shape=…) -> keras Model``."""
@@ -105,7 +120,9 @@ class Backbone:
             return getattr(keras.applications, self.application)
 
         def construct(include_top=False, weights=None, input_shape=None):
-            if weights == "imagenet":
+            if weights == "imagenet" and self.converted_from:
+                weights = self._converted_weights()
+            elif weights == "imagenet":
                 raise ConfigError(f"{self.name} has no ImageNet weights: train it from scratch "
                                   "(--weights none) or from weights a run made here "
                                   "(--weights PATH, see `kandel-repro export-weights`)")
@@ -116,9 +133,25 @@ class Backbone:
 
         return construct
 
+    def _converted_weights(self):
+        """The file ``convert-weights`` wrote, or why it is not there (one line)."""
+        from ..core.errors import WeightsUnavailable
+        from .convert import converted_weights_file
+
+        path = converted_weights_file(self)
+        if not path.is_file():
+            raise WeightsUnavailable(
+                f"no ImageNet weights of {self.name} in {path.parent}/: download "
+                f"{self.converted_from} and run `kandel-repro convert-weights {self.name} "
+                f"FILE` (it writes {path.name} there), or pass --weights none to train "
+                "from random weights (a different experiment)")
+        return path
+
     def preprocess_input(self) -> Callable[[tf.Tensor], tf.Tensor]:
         import keras
 
+        if self.preprocess is not None:
+            return self.preprocess
         if self.module is None:
             return scale_to_unit
         return getattr(keras.applications, self.module).preprocess_input
@@ -196,9 +229,125 @@ REGISTRY.update({b.name: b for b in (
     _cbr("cbr_tiny", 5, (64, 128, 256, 512)),
 )})
 
+# InceptionV4 (Szegedy et al. 2016): ours; its ImageNet weights convert from timm's.
+REGISTRY["inception_v4"] = Backbone(
+    name="inception_v4", application="InceptionV4", module=None,
+    num_blocks=_inception_v4.NUM_BLOCKS, num_layers=_inception_v4.NUM_CONVOLUTIONS,
+    min_input_size=_inception_v4.MIN_INPUT_SIZE,
+    notop_weights_file="inception_v4_tf_in1k_notop.weights.h5",
+    assign_blocks=_inception_v4.assign_blocks, build=_inception_v4.build,
+    preprocess=_inception_v4.preprocess_input,
+    converted_from="timm's inception_v4.tf_in1k model.safetensors "
+                   "(https://huggingface.co/timm/inception_v4.tf_in1k)")
+
 ALIASES = {"inceptionv3": "inception_v3", "inception": "inception_v3",
            "cbr-larget": "cbr_large_t", "cbr-largew": "cbr_large_w", "cbr-small": "cbr_small",
            "cbr-tiny": "cbr_tiny"}
+
+
+# --- every other keras.applications family (block maps: kandel_repro.models.families) ----
+
+# Convolutions per block (assign_layers' count, nested models as one), as the models
+# build; tests/models/test_families.py checks them against the built models.
+FAMILY_CONVOLUTIONS = {
+    "resnet50": (1, 10, 13, 19, 10), "resnet101": (1, 10, 13, 70, 10),
+    "resnet152": (1, 10, 25, 109, 10),
+    "resnet50_v2": (1, 10, 13, 19, 10), "resnet101_v2": (1, 10, 13, 70, 10),
+    "resnet152_v2": (1, 10, 25, 109, 10),
+    "densenet121": (1, 13, 25, 49, 32), "densenet169": (1, 13, 25, 65, 64),
+    "densenet201": (1, 13, 25, 97, 64),
+    "efficientnet_b0": (1, 4, 10, 10, 15, 15, 20, 5, 1),
+    "efficientnet_b1": (1, 8, 15, 15, 20, 20, 25, 10, 1),
+    "efficientnet_b2": (1, 8, 15, 15, 20, 20, 25, 10, 1),
+    "efficientnet_b3": (1, 8, 15, 15, 25, 25, 30, 10, 1),
+    "efficientnet_b4": (1, 8, 20, 20, 30, 30, 40, 10, 1),
+    "efficientnet_b5": (1, 12, 25, 25, 35, 35, 45, 15, 1),
+    "efficientnet_b6": (1, 12, 30, 30, 40, 40, 55, 15, 1),
+    "efficientnet_b7": (1, 16, 35, 35, 50, 50, 65, 20, 1),
+    "efficientnet_v2_b0": (1, 1, 4, 4, 15, 25, 40, 1),
+    "efficientnet_v2_b1": (1, 2, 6, 6, 20, 30, 45, 1),
+    "efficientnet_v2_b2": (1, 2, 6, 6, 20, 30, 50, 1),
+    "efficientnet_v2_b3": (1, 2, 6, 6, 25, 35, 60, 1),
+    "efficientnet_v2_s": (1, 2, 8, 8, 30, 45, 75, 1),
+    "efficientnet_v2_m": (1, 3, 10, 10, 35, 70, 90, 25, 1),
+    "efficientnet_v2_l": (1, 4, 14, 14, 50, 95, 125, 35, 1),
+    "convnext_tiny": (1, 3, 4, 10, 4), "convnext_small": (1, 3, 4, 28, 4),
+    "convnext_base": (1, 3, 4, 28, 4), "convnext_large": (1, 3, 4, 28, 4),
+    "convnext_xlarge": (1, 3, 4, 28, 4),
+    "mobilenet": (3, 4, 4, 12, 4), "mobilenet_v2": (3, 6, 9, 21, 13),
+    "mobilenet_v3_small": (1, 4, 6, 25, 16), "mobilenet_v3_large": (3, 6, 15, 22, 16),
+    "xception": (2, 3, 3, 3, 12, 12, 5),
+    "inception_resnet_v2": (5, 7, 74, 107, 51),
+}
+
+
+def _family(name, application, module, notop, assign_blocks, assign_units, min_input_size=32,
+            runs_of_convolutions=True):
+    """A keras.applications backbone. ``runs_of_convolutions``: whether each block's
+    layers with weights are exactly those of its convolutions at the layer granularity
+    (:func:`assign_layers`); not so where a block opens with a BatchNormalization before
+    its first convolution (ResNetV2's pre-activation, DenseNet's dense layers): there
+    ``block_layers`` stays empty and no layer-wise depth is said to equal a block-wise one."""
+    convolutions = FAMILY_CONVOLUTIONS[name]
+    return Backbone(name=name, application=application, module=module,
+                    num_blocks=len(convolutions), num_layers=sum(convolutions),
+                    min_input_size=min_input_size, notop_weights_file=notop,
+                    assign_blocks=assign_blocks, assign_units=assign_units,
+                    block_layers=convolutions if runs_of_convolutions else ())
+
+
+def _families():
+    f = families
+    keras_file = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    for depth in (50, 101, 152):
+        yield _family(f"resnet{depth}", f"ResNet{depth}", "resnet", f"resnet{depth}{keras_file}",
+                      f.resnet_blocks, f.resnet_units)
+    for depth in (50, 101, 152):
+        yield _family(f"resnet{depth}_v2", f"ResNet{depth}V2", "resnet_v2",
+                      f"resnet{depth}v2{keras_file}", f.resnet_blocks, f.resnet_units,
+                      runs_of_convolutions=False)
+    for depth in (121, 169, 201):
+        yield _family(f"densenet{depth}", f"DenseNet{depth}", "densenet",
+                      f"densenet{depth}{keras_file}", f.densenet_blocks, f.densenet_units,
+                      runs_of_convolutions=False)
+    for k in range(8):
+        yield _family(f"efficientnet_b{k}", f"EfficientNetB{k}", "efficientnet",
+                      f"efficientnetb{k}_notop.h5", f.efficientnet_blocks, f.efficientnet_units)
+    for size in ("b0", "b1", "b2", "b3", "s", "m", "l"):
+        yield _family(f"efficientnet_v2_{size}", f"EfficientNetV2{size.upper()}",
+                      "efficientnet_v2", f"efficientnetv2-{size}_notop.h5",
+                      partial(f.efficientnet_blocks, stages=7 if size in ("m", "l") else 6),
+                      f.efficientnet_units)
+    for size in ("Tiny", "Small", "Base", "Large", "XLarge"):
+        yield _family(f"convnext_{size.lower()}", f"ConvNeXt{size}", "convnext",
+                      f"convnext_{size.lower()}_notop.h5", f.convnext_blocks, f.convnext_units)
+    # NOTE: MobileNet and MobileNetV2 have ImageNet weights per input size (96 … 224);
+    # Keras fetches the file of the model's size, or the 224 one for other sizes.
+    yield _family("mobilenet", "MobileNet", "mobilenet", "mobilenet_1_0_224_tf_no_top.h5",
+                  f.mobilenet_v1_blocks, f.mobilenet_v1_units)
+    yield _family("mobilenet_v2", "MobileNetV2", "mobilenet_v2",
+                  "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+                  f.mobilenet_v2_blocks, f.mobilenet_v2_units)
+    for size in ("small", "large"):
+        yield _family(f"mobilenet_v3_{size}", f"MobileNetV3{size.title()}", "mobilenet_v3",
+                      f"weights_mobilenet_v3_{size}_224_1.0_float_no_top_v2.h5",
+                      getattr(f, f"mobilenet_v3_{size}_blocks"), f.mobilenet_v3_units)
+    yield _family("xception", "Xception", "xception", f"xception{keras_file}",
+                  f.xception_blocks, f.xception_units, min_input_size=71)
+    yield _family("inception_resnet_v2", "InceptionResNetV2", "inception_resnet_v2",
+                  f"inception_resnet_v2{keras_file}", f.inception_resnet_v2_blocks,
+                  f.inception_resnet_v2_units, min_input_size=75)
+
+
+REGISTRY.update({b.name: b for b in _families()})
+# The Keras constructor's name in lower case (resnet50v2, efficientnetb0, convnexttiny…)
+# and Keras' own model names (efficientnetv2-s).
+ALIASES.update({b.application.lower(): b.name for b in REGISTRY.values()
+                if b.application.lower() != b.name and b.build is None
+                and b.application.lower() not in REGISTRY})
+ALIASES.update({"efficientnetv2-" + b.name.removeprefix("efficientnet_v2_"): b.name
+                for b in REGISTRY.values() if b.name.startswith("efficientnet_v2_")})
+ALIASES.update({"mobilenet_v1": "mobilenet", "mobilenetv1": "mobilenet"})
 
 
 def get_backbone(name: str) -> Backbone:

@@ -9,7 +9,9 @@ block map of layer names addresses them directly.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -102,8 +104,8 @@ def _load_file(backbone, constructor, input_shape, path, option):
                 f"({backbone.notop_weights_file})" if backbone.notop_weights_file
                 and not needed - found else "")
         raise WeightsUnavailable(f"{option} {path} does not hold {backbone.name} weights: its "
-                                 f"{sum(found.values())} tensors match no backbone ("
-                                 f"{', '.join(REGISTRY)}){hint}")
+                                 f"{sum(found.values())} tensors match none of "
+                                 f"{', '.join(_candidates(backbone.name))}{hint}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -175,10 +177,28 @@ def _backbone_of(path, shapes, expected):
         told = _text(f["vars"].attrs.get("name", "")).lower() if "vars" in f else ""
     if told in REGISTRY and told != expected:
         return told
-    for candidate in REGISTRY:  # NOTE: builds each backbone once, only on this error path
+    for candidate in _candidates(expected):  # NOTE: builds each once, on this error path only
         if candidate != expected and _backbone_shapes(candidate) == shapes:
             return candidate
     return None
+
+
+# The backbones a mismatched weights file is compared with besides the expected one's
+# family: the paper's and the CBR networks (building all 40-odd entries, ConvNeXt-XLarge
+# and EfficientNetV2-L among them, would take minutes on this error path).
+_ALWAYS_COMPARED = ("vgg16", "vgg19", "inception_v3", "cbr_large_t", "cbr_large_w",
+                    "cbr_small", "cbr_tiny")
+
+
+def _family(name):
+    """``resnet50_v2`` → ``resnet``, ``efficientnet_v2_s`` → ``efficientnet``."""
+    return re.match(r"[a-z]+", name).group(0)
+
+
+def _candidates(expected):
+    """The backbones whose weights a file meant for ``expected`` is compared with."""
+    return [name for name in REGISTRY
+            if name in _ALWAYS_COMPARED or _family(name) == _family(expected)]
 
 
 def build_model(backbone_name: str, input_shape: Sequence[int] = (96, 96, 3),
@@ -292,22 +312,36 @@ def block_map_of(backbone_name: str,
     return backbone.assign_blocks(base.layers)
 
 
+def _trainable_parameters(base, names):
+    return int(sum(math.prod(w.shape) for n in names for w in base.get_layer(n).trainable_weights))
+
+
 def layer_map_of(backbone_name: str) -> dict[int, dict]:
     """``{layer number: {"layers": names, "block": block, "parameters": count}}``: the
-    layer granularity of a backbone (:func:`kandel_repro.models.backbones.assign_layers`)."""
+    layer granularity of a backbone (:func:`kandel_repro.models.backbones.assign_layers`);
+    for a family with finer units than its blocks (ResNet's residual units), also
+    ``"unit"``: the unit of the layer's convolution (``"conv4_block17"``)."""
     backbone = get_backbone(backbone_name)
     size = max(backbone.min_input_size, 32)
     base = build_base(backbone_name, (size, size, 3), weights=None)
     block_of = {name: block for block, names in backbone.assign_blocks(base.layers).items()
                 for name in names}
-    return {number: {"layers": names, "block": block_of[names[0]],
-                     "parameters": int(sum(base.get_layer(n).count_params() for n in names))}
-            for number, names in assign_layers(base.layers).items()}
+    unit_of = ({name: unit for unit, names in backbone.assign_units(base.layers).items()
+                for name in names} if backbone.assign_units else {})
+    mapping = {number: {"layers": names, "block": block_of[names[0]],
+                        "parameters": int(sum(base.get_layer(n).count_params() for n in names))}
+               for number, names in assign_layers(base.layers).items()}
+    if unit_of:
+        for entry in mapping.values():
+            entry["unit"] = unit_of[entry["layers"][0]]
+    return mapping
 
 
 def describe_blocks(backbone_name: str, as_json: bool = False, layers: bool = False) -> str:
-    """What ``kandel-repro blocks`` prints: block number → layer names (``layers``: layer
-    number → layer names, block and parameters), as text or JSON."""
+    """What ``kandel-repro blocks`` prints: block number → layer names, parameters and
+    ``trainable_parameters`` (those of blocks k … top, the backbone's parameters that
+    fine-tuning from block k trains; the head adds its own), or with ``layers`` layer
+    number → layer names, block and parameters, as text or JSON."""
     backbone = get_backbone(backbone_name)
     if layers:
         mapping = layer_map_of(backbone.name)
@@ -315,8 +349,9 @@ def describe_blocks(backbone_name: str, as_json: bool = False, layers: bool = Fa
             return json.dumps({str(k): v for k, v in mapping.items()}, indent=2)
         lines = [f"{backbone.name}: {backbone.num_layers} layers (convolutions; 1 is nearest "
                  "the input)"]
-        lines += [f"  layer {k:3d} (block {v['block']}): {', '.join(v['layers'])} — "
-                  f"{v['parameters']:,} parameters" for k, v in mapping.items()]
+        lines += [f"  layer {k:3d} (block {v['block']}{', ' + v['unit'] if 'unit' in v else ''}"
+                  f"): {', '.join(v['layers'])} — {v['parameters']:,} parameters"
+                  for k, v in mapping.items()]
         lines.append(f"fine-tuning 'from layer k' (--first-layer k) trains layers "
                      f"k..{backbone.num_layers} and the head; k = {backbone.num_layers + 1} "
                      "trains the head only")
@@ -324,11 +359,17 @@ def describe_blocks(backbone_name: str, as_json: bool = False, layers: bool = Fa
     size = max(backbone.min_input_size, 32)
     base = build_base(backbone.name, (size, size, 3), weights=None)
     blocks = backbone.assign_blocks(base.layers)
+    trainable = {k: _trainable_parameters(base, v) for k, v in blocks.items()}
+    rows = {str(k): {"layers": v, "parameters": int(sum(base.get_layer(n).count_params()
+                                                        for n in v)),
+                     "trainable_parameters": sum(t for j, t in trainable.items() if j >= k)}
+            for k, v in blocks.items()}
     if as_json:
-        return json.dumps({str(k): {"layers": v, "parameters": int(sum(
-            base.get_layer(n).count_params() for n in v))} for k, v in blocks.items()}, indent=2)
+        return json.dumps(rows, indent=2)
     lines = [f"{backbone.name}: {backbone.num_blocks} blocks (block 1 is nearest the input)"]
-    lines += [f"  block {block}: {', '.join(names)}" for block, names in blocks.items()]
+    lines += [f"  block {k} ({row['parameters']:,} parameters; from it "
+              f"{row['trainable_parameters']:,} trainable): {', '.join(row['layers'])}"
+              for k, row in rows.items()]
     lines.append(f"fine-tuning 'from block k' trains blocks k..{backbone.num_blocks} and the "
                  f"head; e.g. depth {depth_label(3, backbone.num_blocks)} trains blocks 3 to "
                  f"{backbone.num_blocks}")

@@ -134,8 +134,9 @@ def _layer(study, cell):
     if "first_trainable_layer" not in study.varied_keys:
         return {}
     layer = cell.settings.get("first_trainable_layer")
-    if layer is None:
-        layer = 1 + sum(get_backbone(cell.backbone).block_layers[:cell.first_trainable_block - 1])
+    block_layers = get_backbone(cell.backbone).block_layers
+    if layer is None and block_layers:  # (blocks that are not runs of convolutions: none)
+        layer = 1 + sum(block_layers[:cell.first_trainable_block - 1])
     return {"first_trainable_layer": layer}
 
 

@@ -1,0 +1,80 @@
+"""The measuring verbs' options: ``cost`` (parameters and time per step at each depth)
+and ``bench`` (the input pipeline and packing, side by side)."""
+from __future__ import annotations
+
+import argparse
+
+from ..core.protocol import PCAM
+from ..measure import BENCH_DEFAULTS as BENCH
+from ..core.errors import ConfigError
+from ..models.backbones import REGISTRY, get_backbone
+
+
+def _backbone_or_all(text):
+    """A backbone's registry name (aliases resolved), or ``all``."""
+    if text == "all":
+        return text
+    try:
+        return get_backbone(text).name
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
+    """``cost`` and ``bench``."""
+    co = sub.add_parser(
+        "cost", help="trainable parameters and time per training step at each depth "
+        "(writes cost_vs_depth.csv and .png)",
+        description="Builds each depth's training model (random weights: the cost does not "
+        "depend on them) and times training steps on random images in memory, through the "
+        "same input pipeline as a run. Times are of this machine.")
+    co.add_argument("backbones", nargs="+", type=_backbone_or_all, metavar="BACKBONE", help=f"one or more of {', '.join(sorted(REGISTRY))}, "
+                    "or all")
+    co.add_argument("--image-size", type=int, default=None,
+                    help="image side (default: 224 on a GPU; on a CPU each backbone's "
+                    "smallest input, at least 32)")
+    co.add_argument("--batch-size", type=int, default=PCAM.batch_size,
+                    help=f"batch size (default {PCAM.batch_size})")
+    co.add_argument("--steps", type=int, default=5, help="timed steps per depth (default 5; median)")
+    co.add_argument("--warm", type=int, default=2, help="untimed steps first (default 2)")
+    co.add_argument("--first-blocks", type=int, nargs="+", default=None, metavar="K",
+                    help="measure only these depths (first trainable block; default all)")
+    co.add_argument("--out", default="tables", help="output folder (default tables/)")
+    co.set_defaults(verb="cost")
+
+    bn = sub.add_parser("bench", help="measure the input pipeline's cost side by side "
+                        "(writes bench.md and bench.json)",
+                        description="Benchmark on synthetic PCam-sized data: fused augmentation "
+                        "vs ImageDataGenerator.flow, the pipeline vs pre-augmented tensors, "
+                        "VGG16 speed per depth, packing speed, peak memory, and a projection "
+                        "of Table 2's wall time, and the own-data readers' packing speed "
+                        "(JPEG, PNG) and memory. About 8 minutes on 2 CPU cores.")
+    bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
+    bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
+                    "(default data/bench; reused)")
+    bn.add_argument("--images", type=int, default=BENCH["images"],
+                    help=f"distinct synthetic training images (default {BENCH['images']})")
+    bn.add_argument("--copies", type=int, default=BENCH["copies"],
+                    help="each image appears this many times (hard links), so packing and "
+                    f"memory see a set of about 1 GiB (default {BENCH['copies']})")
+    bn.add_argument("--size", type=int, default=BENCH["size"],
+                    help=f"image side (default {BENCH['size']}, as PCam)")
+    bn.add_argument("--warm", type=int, default=BENCH["warm"],
+                    help=f"untimed warm-up steps per measurement (default {BENCH['warm']})")
+    bn.add_argument("--steps", type=int, default=BENCH["steps"],
+                    help=f"timed training steps per measurement (default {BENCH['steps']})")
+    bn.add_argument("--rounds", type=int, default=BENCH["rounds"],
+                    help=f"alternating rounds of pipeline vs pre-augmented (default {BENCH['rounds']}; median)")
+    bn.add_argument("--augment-seconds", type=float, default=BENCH["augment_seconds"],
+                    help=f"seconds per augmentation measurement (default {BENCH['augment_seconds']:g})")
+    bn.add_argument("--batch-size", type=int, help=f"training batch (default {PCAM.batch_size})")
+    bn.add_argument("--own-images", type=int, default=BENCH["own_images"],
+                    help="images the folder reader packs as JPEG and as PNG (your own data's "
+                    f"packing speed); its memory is measured at N and 4N (default "
+                    f"{BENCH['own_images']})")
+    bn.add_argument("--own-size", type=int, default=BENCH["own_size"],
+                    help=f"their side in pixels (default {BENCH['own_size']})")
+    bn.add_argument("--own-distinct", type=int, default=BENCH["own_distinct"],
+                    help="distinct synthetic images they are hard links to, written once "
+                    f"(default {BENCH['own_distinct']})")
+    bn.set_defaults(verb="bench")
