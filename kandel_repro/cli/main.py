@@ -107,6 +107,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         args.study, args.data, args.runs, cache_dir=args.cache, rerun=args.rerun,
         workers=args.workers, shard=args.shard, time_budget=args.time_budget, seeds=args.seeds,
         dataset=args.dataset, fractions=args.fractions, backbone=args.backbone,
+        learning_rates=args.learning_rates,
         executor=args.executor,
         address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
         **options.settings_from_args(args))

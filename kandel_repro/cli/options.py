@@ -270,6 +270,8 @@ def _training_parsers(sub):
                    help="the depth study: the backbone whose depths it tunes (default vgg16); "
                    "a list (resnet50,densenet121) trains each in turn, and its table compares "
                    f"them; one of {', '.join(sorted(REGISTRY))}")
+    g.add_argument("--learning-rates", default=None, metavar="LIST",
+                   help="the depth study: its columns (default the paper's 1e-3,1e-4,1e-5)")
     g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
     g.add_argument("--fractions", default=None, metavar="LIST",
                    help="datasize study: the training-set fractions (default "

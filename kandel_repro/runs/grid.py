@@ -108,6 +108,7 @@ class GridOptions:
     dataset: str | None = None
     fractions: str | tuple | None = None
     backbone: str | None = None  # the depth study's backbone
+    learning_rates: str | tuple | None = None  # the depth study's columns
     executor: str = "local"
     address: str | None = None
     gpus_per_run: float | None = None
@@ -148,7 +149,8 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     if len(several) > 1:
         return _each_backbone(study_name, data_dir, runs_dir, log, several, grid, settings)
     study = get_study(study_name, grid.fractions, backbone=grid.backbone,
-                      dataset=grid.dataset if get_study(study_name).parametric else None)
+                      dataset=grid.dataset if get_study(study_name).parametric else None,
+                      learning_rates=grid.learning_rates)
     reader = _reader(study, grid.dataset)
     shard = parse_shard(grid.shard)
     time_budget = check_time_budget(grid.time_budget)
@@ -194,7 +196,8 @@ def _each_backbone(study_name, data_dir, runs_dir, log, backbones, grid, setting
 
     for name in backbones:  # refuse a setting any of them cannot take, before training
         study_configs(get_study(study_name, grid.fractions, backbone=name,
-                                dataset=grid.dataset), _seeds(grid.seeds, dict(settings)),
+                                dataset=grid.dataset, learning_rates=grid.learning_rates),
+                      _seeds(grid.seeds, dict(settings)),
                       **{k: v for k, v in settings.items() if k != "seed"})
     started, statuses = time.time(), {}
     for name in backbones:

@@ -13,6 +13,7 @@ Words: a *study* is this specification; ``kandel-repro grid STUDY``
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -215,16 +216,19 @@ def parse_backbones(text: str | Sequence[str] | None) -> list[str]:
     return resolved
 
 
-def depth_study(backbone: str | None = None, dataset: str | None = None) -> Study:
+def depth_study(backbone: str | None = None, dataset: str | None = None,
+                learning_rates: Sequence[float] | None = None) -> Study:
     """The paper's grid (depth × learning rate, Tables 2–4 and 6–8) for ``backbone`` on
     the data set ``dataset`` (a reader of :mod:`kandel_repro.data.readers`: a user's
-    ``folder`` or ``csv``, or one of the paper's), under that data set's protocol."""
+    ``folder`` or ``csv``, or one of the paper's), under that data set's protocol;
+    ``learning_rates``: other columns than the paper's three."""
     bb = get_backbone(backbone or DEPTH_DEFAULTS["backbone"])
     dataset = dataset or DEPTH_DEFAULTS["dataset"]
     data = {"folder": "your data (folder layout)", "csv": "your data (CSV manifest)"}.get(
         dataset, f"{dataset} data")
     return Study("depth", f"How deeply to fine-tune {bb.application} — {data}",
-                 dataset, depth_rows(bb.name), lr_columns(), "Fine-tuned blocks",
+                 dataset, depth_rows(bb.name), lr_columns(learning_rates or LEARNING_RATES),
+                 "Fine-tuned blocks",
                  findings=depth_questions(bb.name), paper=False, parametric=True,
                  figures=("heatmap", "curves", "roc", "confusion", "radar"))
 
@@ -311,8 +315,24 @@ def study_runs(study: Study, seeds: Iterable[int] = (0,)) -> list[tuple[Cell, in
     return [(cell, seed, run_name(cell, seed)) for seed in seeds for cell in study.cells()]
 
 
+def parse_learning_rates(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
+    """``--learning-rates 1e-4,1e-5`` as numbers above 0, none twice; None → None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) and v > 0 for v in values) \
+            or len({format_lr(v) for v in values}) != len(values):
+        raise ConfigError(f"--learning-rates takes rates above 0, none twice, e.g. 1e-4,1e-5; "
+                          f"got {text!r}")
+    return values
+
+
 def get_study(name: str | Study, fractions: str | None = None, backbone: str | None = None,
-              dataset: str | None = None) -> Study:
+              dataset: str | None = None,
+              learning_rates: str | Sequence[float] | None = None) -> Study:
     """The study ``name`` (a :class:`Study` passes through), with other training-set
     fractions when ``fractions`` is given (:func:`with_fractions`); a parametric study
     (the depth study) made for ``backbone`` on ``dataset``. A study with its own backbones
@@ -324,12 +344,18 @@ def get_study(name: str | Study, fractions: str | None = None, backbone: str | N
             study = STUDIES[name]
         except KeyError:
             raise ConfigError(f"unknown study {name!r}; available: {', '.join(STUDIES)}") from None
-    if study.parametric and (backbone is not None or dataset is not None):
+    rates = parse_learning_rates(learning_rates)
+    if rates is not None and not study.parametric:
+        raise ConfigError(f"--learning-rates applies to the depth study; {study.name} has the "
+                          "paper's columns")
+    if study.parametric and (backbone is not None or dataset is not None or rates):
         names = parse_backbones(backbone) if backbone is not None else list(study.backbones)
         if len(names) > 1:
             raise ConfigError(f"{study.name}: one backbone at a time here, got {backbone!r} "
                               "(grid and table take a list and go through it)")
-        study = depth_study(names[0], dataset or study.dataset)
+        study = depth_study(names[0], dataset or study.dataset,
+                            rates or tuple(level.settings["learning_rate"]
+                                           for level in study.columns))
     elif backbone is not None and not study.parametric:
         if get_backbone(backbone).name not in study.backbones:
             raise ConfigError(f"{study.name} trains {', '.join(study.backbones)} itself; "

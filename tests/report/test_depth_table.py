@@ -159,3 +159,25 @@ def test_a_grid_of_several_backbones_checks_them_all_before_training(tmp_path):
     assert not (tmp_path / "runs").exists()
     with pytest.raises(ConfigError, match="names a backbone twice"):
         run_grid("depth", data, tmp_path / "runs", backbone="vgg16,VGG16", dataset="folder")
+
+
+def test_the_depth_study_at_chosen_learning_rates_and_its_table_reads_them(own_data, tmp_path):
+    import shutil
+
+    study = get_study("depth", backbone="vgg16", dataset="folder", learning_rates="1e-4")
+    assert [c.name for c in study.cells()][:2] == ["vgg16_blocks5-5_lr1e-04",
+                                                       "vgg16_blocks4-5_lr1e-04"]
+    with pytest.raises(ConfigError, match="--learning-rates applies to the depth study"):
+        get_study("table2", learning_rates="1e-4")
+    with pytest.raises(ConfigError, match="--learning-rates takes rates above 0, none twice"):
+        get_study("depth", learning_rates="1e-4,0.0001")
+    root, data_dir, data = own_data
+    runs = tmp_path / "runs"
+    write_depth_runs(runs, data, data_dir, "vgg16",
+                     {"5": 0.2, "4–5": 0.6, "3–5": 2.5, "2–5": 2.5, "1–5": 1.0})
+    for folder in runs.iterdir():  # keep the 1e-4 column only
+        if not folder.name.endswith("lr1e-04"):
+            shutil.rmtree(folder)
+    write_table("depth", runs, tmp_path / "out", bootstrap=200)
+    md = (tmp_path / "out" / "depth.md").read_text()
+    assert "| Fine-tuned blocks | 1e-4 |" in md and "Runs finished: 5 of 5" in md
