@@ -9,10 +9,19 @@ TINY = 32  # image side for tests (VGG's minimum input size)
 
 # The test files that take longest (over half a minute of a 2-core machine each), started
 # first: `make test` runs the files on two processes (pytest-xdist, --dist loadfile),
-# which take the files in collection order, so the long ones do not end the run alone.
-LONGEST_FIRST = ("notebooks/test_notebooks.py", "measure/test_bench.py", "runs/test_cluster.py",
+# which take the files in collection order (see pytest_configure), so the long ones do not
+# end the run alone.
+LONGEST_FIRST = ("notebooks/test_notebooks.py", "runs/test_cluster.py", "measure/test_bench.py",
                  "kaggle/test_kernel.py", "data/test_breakhis.py", "training/test_augment.py",
                  "kaggle/test_kaggle_submit.py", "models/test_model.py")
+
+
+def pytest_configure(config):
+    # NOTE: pytest-xdist hands out the files of --dist loadfile by their number of tests,
+    # most first, unless told not to (--no-loadscope-reorder): a long file of few tests
+    # (the bench's, the notebooks') would start last and end the run alone.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items):

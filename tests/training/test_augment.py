@@ -194,7 +194,8 @@ def test_jit_compiles_the_training_step(tiny_pcam, tmp_path):
     from kandel_repro.runs.train import train_run
 
     data = pcam.load(tiny_pcam, progress=False, workers=1)
-    config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=1, batch_size=16,
+    # a small backbone: what is checked is that the step compiles (XLA takes half the time)
+    config = resolve_config("cbr_small", 4, 1e-4, weights="none", max_epochs=1, batch_size=16,
                             jit="on")
     config.update(data_fingerprint=data.fingerprint)
     metrics = train_run(tmp_path / "run", data, config, verbose=0)
@@ -213,7 +214,7 @@ from kandel_repro.runs.config import resolve_config
 from kandel_repro.runs.train import train_run
 assert make_strategy("mirrored").num_replicas_in_sync == 2
 data = pcam.load(sys.argv[1], progress=False, workers=1)
-config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=1, batch_size=16,
+config = resolve_config("cbr_small", 4, 1e-4, weights="none", max_epochs=1, batch_size=16,
                         distribute="mirrored")
 config.update(data_fingerprint=data.fingerprint)
 metrics = train_run(sys.argv[2], data, config, verbose=0)
@@ -224,7 +225,7 @@ print("RESULT", json.dumps(metrics))
 @pytest.mark.slow
 def test_mirrored_strategy_trains_over_two_devices(tiny_pcam, tmp_path):
     """Two logical CPU devices stand in for two GPUs (a fresh process: TF's devices are
-    fixed at start-up)."""
+    fixed at start-up); a small backbone, as the strategy is what is checked."""
     run = subprocess.run([sys.executable, "-c", MIRRORED, str(tiny_pcam), str(tmp_path / "run")],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
