@@ -13,6 +13,7 @@ TINY = 32  # image side for tests (VGG's minimum input size)
 # end the run alone.
 LONGEST_FIRST = ("notebooks/test_notebooks.py", "runs/test_cluster.py", "measure/test_bench.py",
                  "kaggle/test_kernel.py", "data/test_breakhis.py", "training/test_augment.py",
+                 "models/test_families.py", "runs/test_own_data.py", "models/test_inception_v4.py",
                  "kaggle/test_kaggle_submit.py", "models/test_model.py")
 
 

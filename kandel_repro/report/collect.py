@@ -352,9 +352,9 @@ class Table:
         columns are not learning rates)."""
         rows = {level.label: level for level in self.study.rows}
         if self.study.columns_are_learning_rates:
-            return f"{rows[cell[0]].name} at {cell[1]}"
+            return f"{rows[cell[0]].phrase} at {cell[1]}"
         columns = {level.label: level for level in self.study.columns}
-        return f"{rows[cell[0]].name}, {columns[cell[1]].name}"
+        return f"{rows[cell[0]].phrase}, {columns[cell[1]].phrase}"
 
 
 def assemble(study_name: str | Study, runs_dir: str | Path,
@@ -462,8 +462,8 @@ def run_histories(table: Table
         path = table.runs_dir / run["run"] / rundir.HISTORY
         if not path.exists():
             continue
-        label = (f"{study.rows[rows.index(run['row'])].name}, "
-                 f"{study.columns[columns.index(run['column'])].name}"
+        label = (f"{study.rows[rows.index(run['row'])].phrase}, "
+                 f"{study.columns[columns.index(run['column'])].phrase}"
                  + (f", seed {run['seed']}" if len(table.seeds) > 1 else ""))
         histories[label] = pd.read_csv(path)
         colors[label] = rows.index(run["row"])
@@ -489,7 +489,7 @@ def best_cell_predictions(table: Table) -> dict[str, tuple[pd.Series, pd.Series]
             path = table.runs_dir / run / name
             if path.is_file():
                 predictions = pd.read_csv(path)
-                label = f"{column.name}: {table.study.rows[table.position(cell)[0]].name}"
+                label = f"{column.phrase}: {table.study.rows[table.position(cell)[0]].phrase}"
                 curves[label] = (predictions["label"], predictions["prediction"])
                 break
     return curves

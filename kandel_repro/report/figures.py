@@ -25,8 +25,8 @@ if TYPE_CHECKING:  # NOTE: annotations only; matplotlib loads when a figure is d
 
 def curve_legend(study: Study) -> tuple[dict[int, str], dict[int, str]]:
     """``(colour index → row name, style index → column name)`` for learning_curves."""
-    return ({i: level.name for i, level in enumerate(study.rows)},
-            {i: level.name for i, level in enumerate(study.columns)})
+    return ({i: level.phrase for i, level in enumerate(study.rows)},
+            {i: level.phrase for i, level in enumerate(study.columns)})
 
 
 def table_heatmap(table: Table, path: str | Path | None = None) -> Figure:
@@ -237,14 +237,14 @@ def params_figure(table: Table, path: str | Path | None) -> Figure | None:
             if not values or cell not in params:
                 continue
             if "weights" in level.settings:  # from scratch: a reference, not a depth
-                hlines[f"{level.name}, {column.name}"] = _band(values)
+                hlines[f"{level.phrase}, {column.phrase}"] = _band(values)
                 continue
             mean, low, high = _band(values)
-            points.append((params[cell], mean, low, high, level.name))
+            points.append((params[cell], mean, low, high, level.phrase))
         if points:
             points.sort()
             x, mean, low, high, names = (list(v) for v in zip(*points))
-            label = column.name
+            label = column.phrase
             series[label] = (x, mean, low, high)
             marks[label] = [(px, py, n.split("= ")[1]) for px, py, n in zip(x, mean, names)
                             if "= " in n]
@@ -276,7 +276,7 @@ def datasize_figure(table: Table, path: str | Path | None) -> Figure | None:
                 points.append((images, *_band(values)))
         if points:
             points.sort()
-            series[column.name] = tuple(list(v) for v in zip(*points))
+            series[column.phrase] = tuple(list(v) for v in zip(*points))
     if not series:
         return None
     seeds = f", band: min–max of {len(table.seeds)} seeds" if len(table.seeds) > 1 else ""
@@ -332,7 +332,7 @@ def convergence_figure(table: Table, path: str | Path | None) -> Figure | None:
             continue
         epochs = min(len(c) for c in curves)
         stacked = np.stack([c[:epochs] for c in curves])
-        series[level.name] = (np.arange(1, epochs + 1), stacked.mean(0), stacked.min(0),
+        series[level.phrase] = (np.arange(1, epochs + 1), stacked.mean(0), stacked.min(0),
                               stacked.max(0))
     if not series:
         return None

@@ -74,7 +74,7 @@ def render_markdown(table: Table, command: str) -> str:
     lines.append("")
     if table.best is not None:
         lines.append(f"Best cell in bold{' (highest mean over the seeds)' if len(table.seeds) > 1 else ''}: "
-                     + (f"{study.rows[table.position(table.best)[0]].name} at learning rate "
+                     + (f"{study.rows[table.position(table.best)[0]].phrase} at learning rate "
                         f"{table.best[1]}." if study.columns_are_learning_rates
                         else f"{table.describe(table.best)}."))
         counts = table.cells[table.cells["best_in_seeds"] > 0].sort_values(

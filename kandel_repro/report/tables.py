@@ -141,7 +141,7 @@ def _write_one(study_name, runs_dir, out_dir, command, log, seeds, fractions, ba
     if not runs_dir.is_dir():
         raise ConfigError(f"{runs_dir} is not a folder: give --runs the folder of "
                           f"{study.name}'s run folders (e.g. runs/{study.name})")
-    names = [cell.name for cell in study.cells()]
+    names = [cell.folder for cell in study.cells()]
     if not any((runs_dir / name).is_dir() for name in names) and not any(
             seed_of(cell, entry.name) is not None for cell in study.cells()
             for entry in runs_dir.iterdir()):

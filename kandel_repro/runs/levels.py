@@ -15,21 +15,21 @@ class Level:
     """One row or column of a study."""
 
     label: str  # as the table prints it: "3–5", "VGG16", "1e-4"
-    key: str  # its part of a run folder's name: "vgg16_blocks3-5", "lr1e-04"
+    folder_part: str  # its part of a run folder's name: "vgg16_blocks3-5", "lr1e-04"
     settings: MappingProxyType  # the run settings it sets
-    name: str = ""  # in sentences and legends ("blocks 3–5"); default: the label
+    phrase: str = ""  # in sentences and legends ("blocks 3–5"); default: the label
 
     def __post_init__(self):
         object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
-        if not self.name:
-            object.__setattr__(self, "name", self.label)
+        if not self.phrase:
+            object.__setattr__(self, "phrase", self.label)
 
 
 @dataclass(frozen=True)
 class Cell:
     """One run of a study: a row level × a column level."""
 
-    name: str  # the run folder's name
+    folder: str  # its run folder's name (seed 0; studies.run_name adds other seeds')
     row: Level
     column: Level
     settings: MappingProxyType  # the study's fixed settings, the row's, the column's
@@ -48,7 +48,7 @@ class Cell:
 
     @property
     def description(self) -> str:
-        return f"{self.row.name}, {self.column.name}"
+        return f"{self.row.phrase}, {self.column.phrase}"
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,6 @@ class Study:
 
     def cells(self) -> list[Cell]:
         """Every run of the study, in the order a grid trains them (row by row)."""
-        return [Cell(f"{row.key}_{column.key}", row, column,
+        return [Cell(f"{row.folder_part}_{column.folder_part}", row, column,
                      MappingProxyType({**self.fixed, **row.settings, **column.settings}))
                 for row in self.rows for column in self.columns]

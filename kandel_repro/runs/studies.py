@@ -41,7 +41,7 @@ def depth_rows(backbone: str) -> tuple[Level, ...]:
     bb = get_backbone(backbone)
     return tuple(Level(depth_label(first, bb.num_blocks), f"{bb.name}_blocks{first}-{bb.num_blocks}",
                        {"backbone": bb.name, "first_trainable_block": first},
-                       name=f"blocks {depth_label(first, bb.num_blocks)}")
+                       phrase=f"blocks {depth_label(first, bb.num_blocks)}")
                  for first in range(bb.num_blocks, 0, -1))
 
 
@@ -54,7 +54,7 @@ def scratch_rows(backbones: Iterable[str]) -> tuple[Level, ...]:
 
 def lr_columns(learning_rates: Iterable[float] = LEARNING_RATES) -> tuple[Level, ...]:
     return tuple(Level(format_lr(lr), f"lr{lr:.0e}", {"learning_rate": lr},
-                       name=f"lr {format_lr(lr)}")
+                       phrase=f"lr {format_lr(lr)}")
                  for lr in learning_rates)
 
 
@@ -70,16 +70,16 @@ def layer_rows(backbone: str) -> tuple[Level, ...]:
         first += count
     rows = [Level("head only", f"{bb.name}_head",
                   {"backbone": bb.name, "first_trainable_block": 1, "first_trainable_layer": n + 1},
-                  name="head only")]
+                  phrase="head only")]
     for k in range(n, 0, -1):
         label = layer_label(k, n)
         same = (f" = blocks {depth_label(starts[k], bb.num_blocks)}" if k in starts else "")
         rows.append(Level(label, f"{bb.name}_layers{k}-{n}",
                           {"backbone": bb.name, "first_trainable_block": 1,
-                           "first_trainable_layer": k}, name=f"layers {label}{same}"))
+                           "first_trainable_layer": k}, phrase=f"layers {label}{same}"))
     rows.append(Level("from scratch", f"{bb.name}_scratch",
                       {"backbone": bb.name, "first_trainable_block": 1, "weights": "none"},
-                      name="from scratch"))
+                      phrase="from scratch"))
     return tuple(rows)
 
 
@@ -96,7 +96,7 @@ def fraction_rows(fractions: Iterable[float] = FRACTIONS) -> tuple[Level, ...]:
         exact = Fraction(fraction).limit_denominator(1024)
         label = str(exact) if abs(float(exact) - fraction) < 1e-9 else f"{fraction:g}"
         rows.append(Level(label, f"frac{fraction:g}", {"train_fraction": float(fraction)},
-                          name=f"{label} of the training split"))
+                          phrase=f"{label} of the training split"))
     return tuple(rows)
 
 
@@ -139,7 +139,7 @@ STUDIES = {s.name: s for s in (
                  {"backbone": "vgg16", "first_trainable_block": 1}),
            *(Level(label, f"vgg16_{init}",
                    {"backbone": "vgg16", "first_trainable_block": 1, "weights": "none",
-                    "init": init}, name=f"{label} from scratch")
+                    "init": init}, phrase=f"{label} from scratch")
              for init, label in (("glorot", "Glorot"), ("he", "He"),
                                  ("gaussian", "Gaussian σ=0.01")))),
           lr_columns((1e-4,)), "Initialisation", figures=("heatmap", "convergence", "radar")),
@@ -150,7 +150,7 @@ def _scratch(backbone, label=None):
     bb = get_backbone(backbone)
     return Level(label or bb.application, f"{bb.name}_scratch",
                  {"backbone": bb.name, "first_trainable_block": 1, "weights": "none"},
-                 name=f"{label or bb.application} from scratch")
+                 phrase=f"{label or bb.application} from scratch")
 
 
 def _tuned(backbone, first):
@@ -158,7 +158,7 @@ def _tuned(backbone, first):
     blocks = depth_label(first, bb.num_blocks)
     return Level(f"{bb.application}, blocks {blocks}", f"{bb.name}_blocks{first}-{bb.num_blocks}",
                  {"backbone": bb.name, "first_trainable_block": first},
-                 name=f"{bb.application} fine-tuned, blocks {blocks}")
+                 phrase=f"{bb.application} fine-tuned, blocks {blocks}")
 
 
 def transfer_rows(backbone: str) -> tuple[Level, ...]:
@@ -168,7 +168,7 @@ def transfer_rows(backbone: str) -> tuple[Level, ...]:
     labels = {0: "0 (none)", bb.num_blocks: f"{bb.num_blocks} (all)"}
     return tuple(Level(labels.get(k, str(k)), f"{bb.name}_transfer{k}",
                        {"backbone": bb.name, "first_trainable_block": 1, "transfer_blocks": k},
-                       name={0: "nothing transferred", 1: "block 1 transferred"}.get(
+                       phrase={0: "nothing transferred", 1: "block 1 transferred"}.get(
                            k, f"blocks 1–{k} transferred"))
                  for k in range(bb.num_blocks + 1))
 
@@ -254,10 +254,10 @@ def with_fractions(study: Study, fractions: str | None = None) -> Study:
     rows = fraction_rows(values)
     seen = {}
     for value, row in zip(values, rows):
-        other = seen.setdefault(row.key, value)
+        other = seen.setdefault(row.folder_part, value)
         if other != value:
             raise ConfigError(f"--fractions {other} and {value} would share one run folder "
-                              f"({row.key}); give fractions that differ in their first 6 "
+                              f"({row.folder_part}); give fractions that differ in their first 6 "
                               "significant digits")
     from dataclasses import replace
 
@@ -267,14 +267,14 @@ def with_fractions(study: Study, fractions: str | None = None) -> Study:
 def run_name(cell: Cell, seed: int = 0) -> str:
     """The folder of ``cell``'s run with ``seed``: the cell's name for seed 0 (the name
     grids have always used), ``<cell>_seed<S>`` for the others."""
-    return cell.name if int(seed) == 0 else f"{cell.name}_seed{int(seed)}"
+    return cell.folder if int(seed) == 0 else f"{cell.folder}_seed{int(seed)}"
 
 
 def seed_of(cell: Cell, folder_name: str) -> int | None:
     """The seed of ``cell``'s run in folder ``folder_name``, or None if it is not one."""
-    if folder_name == cell.name:
+    if folder_name == cell.folder:
         return 0
-    match = re.fullmatch(re.escape(cell.name) + r"_seed(\d+)", folder_name)
+    match = re.fullmatch(re.escape(cell.folder) + r"_seed(\d+)", folder_name)
     return int(match.group(1)) if match else None
 
 

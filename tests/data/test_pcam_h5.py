@@ -226,7 +226,7 @@ def test_the_table_header_states_the_test_share_the_release_has(tmp_path):
     from kandel_repro.runs.studies import get_study
 
     for cell in get_study("table2").cells():
-        run = tmp_path / cell.name
+        run = tmp_path / cell.folder
         run.mkdir()
         config = resolve_config("vgg16", cell.first_trainable_block, cell.learning_rate)
         config.update(dataset="pcam-h5", synthetic=True, split="release", image_size=32,

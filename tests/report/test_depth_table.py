@@ -50,7 +50,7 @@ def write_depth_runs(runs, data, data_dir, backbone, quality):
     rng = np.random.default_rng(0)
     base = rng.normal(size=(test.size, 3))
     for name, config in configs.items():
-        cell = next(c for c in study.cells() if c.name == name)
+        cell = next(c for c in study.cells() if c.folder == name)
         strength = quality[cell.row.label] * (1.0 if cell.column.label == "1e-4" else 0.5)
         labels = test.labels
         scores = np.exp(np.eye(3)[labels] * strength + base + rng.normal(0, 0.05, base.shape))
@@ -165,7 +165,7 @@ def test_the_depth_study_at_chosen_learning_rates_and_its_table_reads_them(own_d
     import shutil
 
     study = get_study("depth", backbone="vgg16", dataset="folder", learning_rates="1e-4")
-    assert [c.name for c in study.cells()][:2] == ["vgg16_blocks5-5_lr1e-04",
+    assert [c.folder for c in study.cells()][:2] == ["vgg16_blocks5-5_lr1e-04",
                                                        "vgg16_blocks4-5_lr1e-04"]
     with pytest.raises(ConfigError, match="--learning-rates applies to the depth study"):
         get_study("table2", learning_rates="1e-4")

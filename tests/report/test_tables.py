@@ -42,10 +42,10 @@ def make_runs(root, kaggle=False, seeds=(0,), predictions=True):
             config.update(dataset="pcam", synthetic=True, image_size=32, n_train=1200, n_val=300,
                           n_test=300)
             write_json(run / "config.json", config)
-            if cell.name == "vgg16_blocks2-5_lr1e-03":
+            if cell.folder == "vgg16_blocks2-5_lr1e-03":
                 write_json(run / "error.json", {"status": "failed", "error": "RuntimeError: boom"})
                 continue
-            if cell.name == "vgg16_blocks1-5_lr1e-05":
+            if cell.folder == "vgg16_blocks1-5_lr1e-05":
                 continue  # not finished
             noise = np.random.default_rng([seed, i]).normal(size=len(LABELS))
             scores = 1 / (1 + np.exp(-(LABELS * strength(first, lr) + noise - 1)))
@@ -218,15 +218,15 @@ def test_paper_settings_give_no_deviation():
 
 def test_table5_marks_runs_that_did_not_converge(tmp_path):
     for i, cell in enumerate(get_study("table5").cells()):
-        run = tmp_path / cell.name
+        run = tmp_path / cell.folder
         run.mkdir()
         config = resolve_config(cell.backbone, 1, cell.learning_rate, weights="none")
         config.update(dataset="pcam", image_size=96, n_train=100, n_val=25, n_test=10)
         write_json(run / "config.json", config)
         metrics = {"status": "ok", "val_auc": 0.6 + i / 100, "best_epoch": 1, "epochs_run": 3}
-        if cell.name == "vgg16_scratch_lr1e-03":
+        if cell.folder == "vgg16_scratch_lr1e-03":
             metrics["val_auc"] = 0.51  # below the rule's 0.55
-        if cell.name == "vgg19_scratch_lr1e-03":
+        if cell.folder == "vgg19_scratch_lr1e-03":
             metrics.update(val_auc=0.7, stopped_reason="non-finite loss")
         write_json(run / "metrics.json", metrics)
     md, csv, *_ = tables.write_table("table5", tmp_path, tmp_path / "out")
@@ -243,7 +243,7 @@ def test_table5_marks_runs_that_did_not_converge(tmp_path):
 
 def test_breakhis_tables_show_test_auc(tmp_path):
     for cell in get_study("table6").cells():
-        run = tmp_path / cell.name
+        run = tmp_path / cell.folder
         run.mkdir()
         config = resolve_config("vgg16", cell.first_trainable_block, cell.learning_rate,
                                 protocol="breakhis", image_size=64, split="patient")

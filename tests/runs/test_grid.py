@@ -37,7 +37,7 @@ def _fake_train(fail_on=(), interrupt_on=None, calls=None):
 
 def test_grid_runs_15_cells_records_failures_and_resumes(tiny_pcam, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    names = [c.name for c in get_study("table2").cells()]
+    names = [c.folder for c in get_study("table2").cells()]
     assert len(names) == 15 and names[0] == "vgg16_blocks5-5_lr1e-03"
 
     calls = []
@@ -57,7 +57,7 @@ def test_grid_runs_15_cells_records_failures_and_resumes(tiny_pcam, tmp_path, mo
 
 def test_interrupted_grid_loses_only_the_run_in_progress(tiny_pcam, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    names = [c.name for c in get_study("table2").cells()]
+    names = [c.folder for c in get_study("table2").cells()]
     calls = []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(interrupt_on=names[6], calls=calls))
     with pytest.raises(KeyboardInterrupt):
@@ -74,16 +74,16 @@ def test_shards_are_disjoint_cover_the_table_and_assemble(tiny_pcam, tmp_path, m
 
     cells = get_study("table4").cells()
     for count in (1, 2, 3, 4, 39, 40):
-        shares = [[c.name for _, c in studies.shard_cells(cells, (i, count))]
+        shares = [[c.folder for _, c in studies.shard_cells(cells, (i, count))]
                   for i in range(1, count + 1)]
         flat = [name for share in shares for name in share]
-        assert sorted(flat) == sorted(c.name for c in cells) and len(set(flat)) == len(cells)
+        assert sorted(flat) == sorted(c.folder for c in cells) and len(set(flat)) == len(cells)
     for bad in ("3", "0/2", "3/2", "a/b"):
         with pytest.raises(ConfigError, match="--shard"):
             studies.parse_shard(bad)
 
     runs = tmp_path / "runs"
-    names = [c.name for c in get_study("table2").cells()]
+    names = [c.folder for c in get_study("table2").cells()]
     calls = []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
     for i in (1, 2, 3):  # three machines, one share each, into one folder
@@ -214,7 +214,7 @@ def test_an_unwritable_output_folder_is_named_before_any_work(tiny_pcam, tmp_pat
 def test_a_run_folder_that_cannot_be_written_fails_alone(tiny_pcam, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     runs.mkdir()
-    names = [c.name for c in get_study("table2").cells()]
+    names = [c.folder for c in get_study("table2").cells()]
     (runs / names[0]).write_text("a file where the run's folder belongs")
     calls, logs = [], []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
@@ -248,7 +248,7 @@ def test_an_image_size_is_refused_before_anything_is_packed(tiny_breakhis, tmp_p
 def test_seeds_train_each_cell_once_per_seed_and_resume_mid_seed(tiny_pcam, tmp_path,
                                                                  monkeypatch):
     runs = tmp_path / "runs"
-    cells = [c.name for c in get_study("table2").cells()]
+    cells = [c.folder for c in get_study("table2").cells()]
     order = cells + [f"{n}_seed1" for n in cells] + [f"{n}_seed2" for n in cells]
     calls = []
     interrupt = f"{cells[4]}_seed1"

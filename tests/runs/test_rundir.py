@@ -180,7 +180,7 @@ def test_two_grids_on_one_folder_train_each_run_once(tiny_pcam, tmp_path):
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out
         trained += json.loads(out.strip().splitlines()[-1])
-    assert sorted(trained) == sorted(c.name for c in studies.get_study("table2").cells())
+    assert sorted(trained) == sorted(c.folder for c in studies.get_study("table2").cells())
 
 
 TWO_GRIDS = """

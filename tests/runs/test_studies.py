@@ -20,12 +20,12 @@ def test_every_paper_table_is_a_study():
 
 
 def test_run_folder_names_are_those_grids_have_always_written():
-    names = [cell.name for cell in get_study("table2").cells()]
+    names = [cell.folder for cell in get_study("table2").cells()]
     assert names[:4] == ["vgg16_blocks5-5_lr1e-03", "vgg16_blocks5-5_lr1e-04",
                          "vgg16_blocks5-5_lr1e-05", "vgg16_blocks4-5_lr1e-03"]
     assert names[-1] == "vgg16_blocks1-5_lr1e-05"
-    assert get_study("table4").cells()[3].name == "inception_v3_blocks12-13_lr1e-03"
-    assert [cell.name for cell in get_study("table5").cells()][::3] == [
+    assert get_study("table4").cells()[3].folder == "inception_v3_blocks12-13_lr1e-03"
+    assert [cell.folder for cell in get_study("table5").cells()][::3] == [
         "vgg16_scratch_lr1e-03", "vgg19_scratch_lr1e-03", "inception_v3_scratch_lr1e-03"]
 
 
@@ -70,7 +70,7 @@ def test_tajbakhshs_questions_are_entries_of_the_registry():
     layerwise = get_study("layerwise-vgg16")
     assert [level.label for level in layerwise.rows][:3] == ["head only", "13", "12–13"]
     assert layerwise.rows[-1].label == "from scratch" and len(layerwise.cells()) == 15
-    assert "layers 11–13 = blocks 5" in [level.name for level in layerwise.rows]
+    assert "layers 11–13 = blocks 5" in [level.phrase for level in layerwise.rows]
     assert len(get_study("layerwise-vgg19").cells()) == 18
     configs = study_configs(layerwise)
     assert configs["vgg16_head_lr1e-04"]["first_trainable_layer"] == 14
@@ -88,7 +88,7 @@ def test_tajbakhshs_questions_are_entries_of_the_registry():
 def test_the_datasize_fractions_can_be_changed():
     study = get_study("datasize", fractions="1,0.1")
     assert [level.label for level in study.rows] == ["1", "1/10"]
-    assert [c.name for c in study.cells()][:2] == ["frac1_vgg16_blocks3-5", "frac1_vgg16_scratch"]
+    assert [c.folder for c in study.cells()][:2] == ["frac1_vgg16_blocks3-5", "frac1_vgg16_scratch"]
     for bad in ("0", "2", "a,b", ""):
         with pytest.raises(ConfigError, match="--fractions takes numbers"):
             get_study("datasize", fractions=bad)
