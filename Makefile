@@ -122,6 +122,12 @@ test-timm: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[timm]"
 	$(BIN)/python -m pytest -q -m timm tests/models
 
+# InceptionV4 against timm's (same features from the same weights): installs timm and
+# PyTorch (a multi-GB download) into the same .venv first.
+test-timm: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[timm]"
+	$(BIN)/python -m pytest -q -m timm tests/models
+
 data: $(STAMP)
 	@if [ -f $(DATA)/train_labels.csv ]; then $(KR) data verify --data $(DATA); \
 	else $(KR) data download --out $(DATA); fi
@@ -158,13 +164,7 @@ depth: $(STAMP)
 	$(KR) grid depth --backbone $(BACKBONE) --dataset $(DATASET) --data $(DATA) --runs $(RUNS)/depth-$(BACKBONE) $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table depth --runs $(RUNS)/depth-$(BACKBONE) --out tables/depth-$(BACKBONE) $(GRID_SEEDS)
 
-demo-own-# InceptionV4 against timm's (same features from the same weights): installs timm and
-# PyTorch (a multi-GB download) into the same .venv first.
-test-timm: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[timm]"
-	$(BIN)/python -m pytest -q -m timm tests/models
-
-data: $(STAMP)
+demo-own-data: $(STAMP)
 	$(KR) data synthetic-folder --out $(DEMO_OWN) --classes $(DEMO_OWN_CLASSES) --images $(DEMO_OWN_IMAGES) --patients 12 --size $(DEMO_SIZE) --seed 0
 	$(KR) grid depth --backbone vgg16 --dataset csv --data $(DEMO_OWN)/manifest.csv --runs $(DEMO_RUNS)/own --image-size $(DEMO_SIZE) --weights none --epochs $(DEMO_OWN_EPOCHS) $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table depth --runs $(DEMO_RUNS)/own --out tables/demo/own $(DEMO_SEEDS)
