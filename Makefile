@@ -122,12 +122,6 @@ test-timm: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[timm]"
 	$(BIN)/python -m pytest -q -m timm tests/models
 
-# InceptionV4 against timm's (same features from the same weights): installs timm and
-# PyTorch (a multi-GB download) into the same .venv first.
-test-timm: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[timm]"
-	$(BIN)/python -m pytest -q -m timm tests/models
-
 data: $(STAMP)
 	@if [ -f $(DATA)/train_labels.csv ]; then $(KR) data verify --data $(DATA); \
 	else $(KR) data download --out $(DATA); fi
