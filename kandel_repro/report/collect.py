@@ -7,7 +7,7 @@ folders again.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..core.protocol import NOT_CONVERGED_BELOW_AUC, deviations
+from ..core.protocol import NOT_CONVERGED_BELOW_AUC
 from ..core.stats import summary_of
 from ..data.readers import get_reader
 from ..models.backbones import get_backbone
@@ -23,6 +23,7 @@ from ..runs import rundir
 from ..runs.levels import Study
 from ..runs.studies import get_study, parse_seeds, run_name, seed_of
 from .compare import CellKey, Evidence, verdict
+from .header import caveat_of
 
 if TYPE_CHECKING:  # NOTE: annotations only; pandas loads when a table is read
     import pandas as pd
@@ -187,101 +188,6 @@ def choose_metric(frame: pd.DataFrame, study: Study, configs: Sequence[dict] = (
     if len(done) and done["kaggle_private_auc"].notna().all():
         return "kaggle_private_auc"
     return "val_auc"
-
-
-def describe_data(configs: Sequence[dict]) -> str:
-    if not configs:
-        return "no finished run yet"
-    c = configs[0]
-    synthetic = c.get("synthetic", False)
-    split = c.get("split", "image")
-    size = f"{c['image_size']}×{c['image_size']} pixels"
-    if c.get("protocol") == "breakhis":
-        kind = ("synthetic BreakHis-like set made by `kandel-repro data synthetic-breakhis` — "
-                "not BreakHis" if synthetic else "BreakHis")
-        parts = [f"resized to {size}", f"magnification {c.get('magnification')}",
-                 f"{split}-level split"]
-    elif c.get("dataset") == "pcam-h5":
-        kind = ("synthetic PCam-like set in the HDF5 release's layout, made by `kandel-repro "
-                "data synthetic-h5` — not PCam" if synthetic
-                else "PatchCamelyon, the original HDF5 release")
-        parts = [size, "the release's own train / valid / test splits (slide-disjoint)"]
-    elif c.get("protocol") == "own":
-        kind = ((f"synthetic {c.get('num_classes', 2)}-class set made by `kandel-repro data "
-                 "synthetic-folder` — not real data") if synthetic
-                else f"{'images in folders' if c.get('dataset') == 'folder' else 'a CSV manifest'}"
-                     f" at {c.get('data_dir')}")
-        classes = c.get("classes") or []
-        parts = [f"resized to {size}",
-                 f"{len(classes) or c.get('num_classes', 2)} classes"
-                 + (f" ({', '.join(map(str, classes))})" if classes else ""),
-                 {"given": "the data's own train / val / test split",
-                  "group": f"80/10/10 split by group (no {c.get('group_column') or 'group'} on "
-                           "two sides)",
-                  "image": "stratified random 80/10/10 split"}.get(
-                      c.get("split_used"), f"{split} split")]
-    else:
-        kind = ("synthetic PCam-like set made by `kandel-repro data synthetic` — not the "
-                "Kaggle data" if synthetic else "Kaggle Histopathologic Cancer Detection (PCam)")
-        parts = [size, "80/20 split by slide (no slide on both sides; "
-                 f"{Path(c.get('wsi_map') or 'patch_id_wsi.csv').name})" if split == "slide"
-                 else "random 80/20 split"]
-    shares = [f"{c[f'{part}_positive_fraction']:.1%} {part}" for part in ("train", "val", "test")
-              if c.get(f"{part}_positive_fraction") is not None]
-    if shares:
-        parts.append(f"positives: {', '.join(shares)}")
-    if c.get("train_class_fractions"):
-        parts.append("class shares (train): " + ", ".join(
-            f"{share:.0%}" for share in c["train_class_fractions"]))
-    return (f"{kind}; {c['n_train']:,} training / {c['n_val']:,} validation / "
-            f"{c['n_test']:,} test images; " + "; ".join(parts))
-
-
-def deviations_of(configs: Iterable[dict], study: Study | None = None) -> list[str]:
-    """Differences from the paper's protocol; a study's own fixed settings (Table 5's
-    random weights) are the experiment, not a deviation, and the seeds of the runs are
-    listed on their own line."""
-    skip = set(study.fixed if study is not None else ()) | {"seed"}
-    seen = []
-    for config in configs:
-        mine = skip | set(config.get("_set_by_study", ()))
-        lines = deviations(config)
-        seen += [line for line in lines if line.split(":")[0] not in mine and line not in seen]
-    return seen
-
-
-def caveat_of(configs: Sequence[dict], study: Study | None = None) -> str:
-    """``"synthetic data and random weights (no ImageNet)"`` or ``""`` for the paper's setup."""
-    def chosen(c):  # the weights the user chose (not those a study's row sets)
-        return None if "weights" in c.get("_set_by_study", ()) else c.get("weights")
-
-    sources = sorted({source for c in configs
-                      for source in (chosen(c), c.get("weights_from") if chosen(c) == "meanvar"
-                                     else None)
-                      if source not in (None, "none", "imagenet", "meanvar")})
-    flags = (("synthetic data", any(c.get("synthetic", False) for c in configs)),
-             ("random weights (no ImageNet)", any(chosen(c) == "none" for c in configs)),
-             (f"pretrained weights trained here, not ImageNet's ({', '.join(sources)})",
-              bool(sources)))
-    return " and ".join(text for text, flag in flags if flag)
-
-
-AUGMENTER_NAMES = {
-    "fast": "fused in-graph transform (ImageDataGenerator's distributions, parity-tested)",
-    "imagedatagenerator": "Keras ImageDataGenerator (the paper's pipeline)",
-}
-
-
-def computed_with(configs: Sequence[dict]) -> str:
-    """How the runs were computed: augmentation implementation, precision, device."""
-    def values(key, default):
-        return sorted({str(c.get(key, default)) for c in configs})
-
-    # NOTE: runs made before the augmenter was recorded used ImageDataGenerator.
-    augment = [AUGMENTER_NAMES.get(v, v) for v in values("augmenter", "imagedatagenerator")]
-    return (f"augmentation by {' and '.join(augment)}; precision "
-            f"{', '.join(values('precision', 'float32'))}; device: "
-            f"{'; '.join(values('device', 'not recorded'))}")
 
 
 @dataclass

@@ -7,8 +7,8 @@ import numpy as np
 
 from ..core.bootstrap import BOOTSTRAP
 from ..core.protocol import NOT_CONVERGED_BELOW_AUC
-from .collect import (METRICS, TARGET_SHARE, TIED_MARK, Table, caveat_of, computed_with,
-                      describe_data, deviations_of)
+from .collect import METRICS, TARGET_SHARE, TIED_MARK, Table
+from .header import caveat_of, computed_with, describe_data, deviations_of
 
 
 def _metric_text(metric, configs):

@@ -8,7 +8,7 @@ from helpers import GOLDEN
 
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.core.files import write_json
-from kandel_repro.report import collect, figures, markdown, tables
+from kandel_repro.report import collect, figures, header, markdown, tables
 from kandel_repro.runs.config import resolve_config
 from kandel_repro.runs.studies import get_study
 
@@ -209,10 +209,10 @@ def test_partial_kaggle_scores_fall_back_to_validation_auc(tmp_path):
 def test_paper_settings_give_no_deviation():
     config = resolve_config("vgg16", 3, 1e-4)
     config.update(image_size=96)
-    assert collect.deviations_of([config]) == []
+    assert header.deviations_of([config]) == []
     config = resolve_config("vgg16", 3, 1e-4, augmentation=None, max_epochs=3)
     config.update(image_size=96)
-    assert collect.deviations_of([config]) == [
+    assert header.deviations_of([config]) == [
         "augmentation: off (paper: on, training split only)", "max_epochs: 3 (our default: 50)"]
 
 
