@@ -47,7 +47,7 @@ DATASET  ?= folder
 # weights, 3 epochs, split by patient through its CSV manifest — fits 15 min on 2 CPU cores.
 DEMO_OWN         ?= data/synthetic-own-demo
 DEMO_OWN_CLASSES ?= 4
-DEMO_OWN_IMAGES  ?= 150
+DEMO_OWN_IMAGES  ?= 80
 DEMO_OWN_EPOCHS  ?= 3
 
 PCAM_TABLES     := table2 table3 table4 table5
