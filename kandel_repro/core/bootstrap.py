@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .errors import DataError
-from .stats import midranks
+from .ranks import midranks
 
 BOOTSTRAP = 2000  # default number of resamples
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError
 from ..models.backbones import get_backbone
-from ..models.build import keras_models_dir
+from ..models.weights import keras_models_dir
 from ..runs.levels import Study
 from ..runs.studies import get_study, parse_shard, study_configs
 from .api import (COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS, KaggleError, api, call,

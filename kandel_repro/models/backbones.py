@@ -12,11 +12,13 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, WeightsUnavailable
 from . import families
 from . import inception_v4 as _inception_v4
+from .weights import keras_models_dir
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a model is built
     import keras
@@ -133,12 +135,14 @@ class Backbone:
 
         return construct
 
+    def converted_weights_file(self) -> Path:
+        """Where ``convert-weights`` writes this backbone's ImageNet weights by default and
+        ``--weights imagenet`` reads them: the Keras models folder (``KERAS_HOME``)."""
+        return keras_models_dir() / self.notop_weights_file
+
     def _converted_weights(self):
         """The file ``convert-weights`` wrote, or why it is not there (one line)."""
-        from ..core.errors import WeightsUnavailable
-        from .convert import converted_weights_file
-
-        path = converted_weights_file(self)
+        path = self.converted_weights_file()
         if not path.is_file():
             raise WeightsUnavailable(
                 f"no ImageNet weights of {self.name} in {path.parent}/: download "

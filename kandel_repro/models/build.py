@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import warnings
 from collections import Counter
@@ -21,15 +20,10 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError, WeightsUnavailable
 from .backbones import REGISTRY, assign_layers, check_input_size, depth_label, get_backbone
-from .weights import normalise_weights
+from .weights import keras_models_dir, normalise_weights
 
 if TYPE_CHECKING:  # NOTE: annotations only; Keras loads when a model is built
     import keras
-
-
-def keras_models_dir() -> Path:
-    """Where Keras looks for (and downloads) application weight files."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
 def build_base(backbone_name: str, input_shape: Sequence[int],

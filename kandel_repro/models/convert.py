@@ -5,7 +5,7 @@ are timm's ``inception_v4.tf_in1k`` (Google's TF-slim checkpoint, ported), publi
 a ``model.safetensors`` (https://huggingface.co/timm/inception_v4.tf_in1k).
 :func:`convert_weights` reads that file with the ``safetensors`` package's numpy API
 (no PyTorch), gives every tensor to the Keras weight it belongs to and writes a Keras
-weights file where ``--weights imagenet`` looks for it (:func:`converted_weights_file`).
+weights file where ``--weights imagenet`` looks for it (:meth:`~kandel_repro.models.backbones.Backbone.converted_weights_file`).
 
 A file that is not that checkpoint is refused before anything is written, naming the
 first tensor that does not fit: one the model needs and the file lacks, one of the
@@ -24,8 +24,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, WeightsUnavailable
 from ..core.files import atomic_path
-from .backbones import Backbone, get_backbone
-from .build import keras_models_dir
+from .backbones import get_backbone
 
 if TYPE_CHECKING:  # NOTE: annotations only; Keras loads when a model is built
     import keras
@@ -66,14 +65,6 @@ def _inception_v4_dropped(name: str) -> bool:
 CONVERTERS = {"inception_v4": (_inception_v4_plan, _inception_v4_dropped)}
 
 
-def converted_weights_file(backbone: Backbone | str) -> Path:
-    """Where ``convert_weights`` writes a backbone's ImageNet weights by default and
-    ``--weights imagenet`` reads them: the Keras models folder (``KERAS_HOME``)."""
-    if isinstance(backbone, str):
-        backbone = get_backbone(backbone)
-    return keras_models_dir() / backbone.notop_weights_file
-
-
 @lru_cache(maxsize=None)
 def expected_tensors(backbone_name: str) -> Mapping[str, tuple[int, ...]]:
     """``{tensor name: shape}`` that :func:`convert_weights` needs in the checkpoint (the
@@ -87,7 +78,7 @@ def convert_weights(backbone_name: str, safetensors_file: str | Path,
                     out: str | Path | None = None) -> Path:
     """Convert ``safetensors_file`` (timm's checkpoint of the backbone) into the Keras
     weights file ``out`` (a ``*.weights.h5`` file, or a folder to hold the backbone's
-    notop file; default :func:`converted_weights_file`), written atomically; its path."""
+    notop file; default ``Backbone.converted_weights_file()``), written atomically; its path."""
     backbone = get_backbone(backbone_name)
     _converter(backbone.name)
     target = _target(backbone, out)
@@ -114,7 +105,7 @@ def _converter(backbone_name):
 
 def _target(backbone, out):
     if out is None:
-        return converted_weights_file(backbone)
+        return backbone.converted_weights_file()
     out = Path(out)
     if out.is_dir():
         return out / backbone.notop_weights_file

@@ -1,6 +1,8 @@
-"""How ``--weights`` is spelled: one spelling for each meaning."""
+"""How ``--weights`` is spelled (one spelling for each meaning), and where Keras keeps
+weight files."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..core.errors import WeightsUnavailable
@@ -11,6 +13,11 @@ RANDOM_WEIGHTS = ("none", "random", "scratch")
 
 
 MEANVAR = "meanvar"
+
+
+def keras_models_dir() -> Path:
+    """Where Keras looks for (and downloads) application weight files."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
 def normalise_weights(weights: str | Path | None) -> str:
