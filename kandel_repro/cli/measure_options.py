@@ -6,18 +6,13 @@ import argparse
 
 from ..core.protocol import PCAM
 from ..measure import BENCH_DEFAULTS as BENCH
-from ..core.errors import ConfigError
-from ..models.backbones import REGISTRY, get_backbone
+from ..models.backbones import REGISTRY
+from .arguments import backbone
 
 
-def _backbone_or_all(text):
+def _backbone_or_all(text: str) -> str:
     """A backbone's registry name (aliases resolved), or ``all``."""
-    if text == "all":
-        return text
-    try:
-        return get_backbone(text).name
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text if text == "all" else backbone(text)
 
 
 def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +23,8 @@ def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
         description="Builds each depth's training model (random weights: the cost does not "
         "depend on them) and times training steps on random images in memory, through the "
         "same input pipeline as a run. Times are of this machine.")
-    co.add_argument("backbones", nargs="+", type=_backbone_or_all, metavar="BACKBONE", help=f"one or more of {', '.join(sorted(REGISTRY))}, "
-                    "or all")
+    co.add_argument("backbones", nargs="+", type=_backbone_or_all, metavar="BACKBONE",
+                    help=f"one or more of {', '.join(sorted(REGISTRY))}, or all")
     co.add_argument("--image-size", type=int, default=None,
                     help="image side (default: 224 on a GPU; on a CPU each backbone's "
                     "smallest input, at least 32)")

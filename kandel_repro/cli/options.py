@@ -16,9 +16,10 @@ from ..core.protocol import BREAKHIS, LEARNING_RATES, PCAM
 from ..data.readers import READERS
 from ..kaggle.api import COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS
 from ..kaggle.submission import DEFAULT_POLL, DEFAULT_TIMEOUT
-from ..models.backbones import REGISTRY, get_backbone
+from ..models.backbones import REGISTRY
 from ..runs.config import CHOICES, check_time_budget
 from ..runs.studies import STUDIES, parse_backbones
+from .arguments import backbone, checked
 from .data_options import add_data_parsers, add_reader_options
 from .measure_options import add_measurement_parsers
 
@@ -207,33 +208,14 @@ def parse_grid_args(study: str, argv: Sequence[str]) -> dict:
     return settings_from_args(args)
 
 
-def _backbone(text):
-    """A backbone's registry name, aliases resolved (``resnet50v2`` → ``resnet50_v2``)."""
-    try:
-        return get_backbone(text).name
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _backbones(text):
-    """``--backbone``: a registry name or a comma-separated list of them."""
-    try:
-        return ",".join(parse_backbones(text))
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _time_budget(text):
-    """``--time-budget``: checked when parsed (a finite number above 0)."""
-    try:
-        return check_time_budget(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+# --backbone a,b,c and --time-budget, checked when parsed.
+_backbones = checked(lambda text: ",".join(parse_backbones(text)))
+_time_budget = checked(check_time_budget)
 
 
 def _training_parsers(sub):
     b = sub.add_parser("blocks", help="print a backbone's block map (block → layer names)")
-    b.add_argument("backbone", type=_backbone, metavar="BACKBONE",
+    b.add_argument("backbone", type=backbone, metavar="BACKBONE",
                    help=f"which backbone: {', '.join(sorted(REGISTRY))}")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--layers", action="store_true",
@@ -242,7 +224,7 @@ def _training_parsers(sub):
 
     t = sub.add_parser("train", help="train one run (one depth, one learning rate)")
     t.add_argument("--run-dir", required=True, help="run folder to write")
-    t.add_argument("--backbone", default="vgg16", type=_backbone, metavar="NAME",
+    t.add_argument("--backbone", default="vgg16", type=backbone, metavar="NAME",
                    help="the backbone (default vgg16); `kandel-repro blocks --help` lists them")
     depth = t.add_mutually_exclusive_group(required=True)
     depth.add_argument("--first-block", type=int, default=None,
@@ -366,7 +348,7 @@ def _kaggle_parsers(sub):
         "runs on your own data uploaded as a Kaggle data set: `kandel-repro kaggle-kernel "
         "depth --backbone inception_v3 --dataset folder --data-source you/your-tiles`.")
     _add_study(kk, dataset="pcam", runs=False)
-    kk.add_argument("--backbone", type=_backbone, default=None, metavar="NAME",
+    kk.add_argument("--backbone", type=backbone, default=None, metavar="NAME",
                     help="the depth study: its backbone (default vgg16)")
     kk.add_argument("--dataset", choices=sorted(READERS), default=None,
                     help="the depth study: the data set's layout (default pcam: the "

@@ -179,9 +179,11 @@ def test_the_driver_explains_a_missing_data_set_or_path(tmp_path, monkeypatch):
         driver.find_data(root / "input", {**driver.SETTINGS, "dataset": "csv", "data_path": ""})
 
 
-def test_the_driver_of_a_pcam_depth_kernel_reads_the_competition(tmp_path, monkeypatch):
-    folders = make_kernel("depth", tmp_path / "k", "tester", backbone="vgg19", wheel=False,
-                          log=quiet, grid_args=NONE, grid_settings={"weights": "none"})
+def run_on_competition(tmp_path, monkeypatch, table, **kernel):
+    """The driver of a PCam kernel of ``table`` on a simulated competition folder:
+    ``(grid command, table command)``, having checked it read the competition."""
+    folders = make_kernel(table, tmp_path / "k", "tester", wheel=False, log=quiet,
+                          grid_args=NONE, grid_settings={"weights": "none"}, **kernel)
     driver = load_driver(folders)
     root = tmp_path / "kaggle"
     competition = root / "input" / COMPETITION
@@ -190,19 +192,15 @@ def test_the_driver_of_a_pcam_depth_kernel_reads_the_competition(tmp_path, monke
         (competition / name).write_text("id,label\n")
     code, (grid, table), _ = run_driver(driver, root, monkeypatch)
     assert code == 0 and option(grid, "--data") == str(competition)
+    return grid, table
+
+
+def test_the_driver_of_a_pcam_depth_kernel_reads_the_competition(tmp_path, monkeypatch):
+    grid, table = run_on_competition(tmp_path, monkeypatch, "depth", backbone="vgg19")
     for command in (grid, table):
         assert option(command, "--dataset") == "pcam" and option(command, "--backbone") == "vgg19"
 
 
 def test_the_driver_of_a_pcam_table_names_no_dataset_nor_backbone(tmp_path, monkeypatch):
-    folders = make_kernel("table2", tmp_path / "k", "tester", wheel=False, log=quiet,
-                          grid_args=NONE, grid_settings={"weights": "none"})
-    driver = load_driver(folders)
-    root = tmp_path / "kaggle"
-    competition = root / "input" / COMPETITION
-    competition.mkdir(parents=True)
-    for name in ("train_labels.csv", "sample_submission.csv"):
-        (competition / name).write_text("id,label\n")
-    code, (grid, table), _ = run_driver(driver, root, monkeypatch)
-    assert code == 0 and option(grid, "--data") == str(competition)
+    grid, table = run_on_competition(tmp_path, monkeypatch, "table2")
     assert not {"--dataset", "--backbone"} & set(grid + table)
