@@ -29,7 +29,8 @@ SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "
             "distribute", "eval_batch_size", "optimizer", "momentum", "lr_decay", "head_lr_mult",
             "bias_lr_mult", "init", "train_fraction", "balance", "weights_from",
             "transfer_blocks", "path_column", "label_column", "group_column", "window",
-            "bootstrap")
+            "bootstrap", "brightness", "contrast", "saturation", "hue", "crop", "stain_jitter",
+            "tta")
 # Grid options a Kaggle kernel sets itself.
 KERNEL_SETS = ("--data", "--runs", "--cache", "--shard", "--time-budget", "--submit",
                "--dataset", "--backbone")
@@ -90,6 +91,23 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="train without augmentation (a deviation from the paper)")
     g.add_argument("--no-augment", action="store_true", dest="no_augmentation",
                    help=argparse.SUPPRESS)  # the option's earlier name
+    c = p.add_argument_group("colour and stain augmentation (beyond the paper; training split "
+                             "only, --augmenter fast; off by default)")
+    c.add_argument("--brightness", type=float, default=None, metavar="B",
+                   help="add δ ~ U(−B, B) of the 0–255 range to every pixel (e.g. 0.1)")
+    c.add_argument("--contrast", type=float, default=None, metavar="C",
+                   help="scale each image about its channel means by U(1−C, 1+C) (e.g. 0.2)")
+    c.add_argument("--saturation", type=float, default=None, metavar="S",
+                   help="scale the saturation by U(1−S, 1+S) (e.g. 0.2)")
+    c.add_argument("--hue", type=float, default=None, metavar="H",
+                   help="rotate the hue by U(−H, H) of the colour circle, H ≤ 0.5 (e.g. 0.05)")
+    c.add_argument("--crop", type=float, default=None, metavar="F",
+                   help="a random square crop of F × the side, resized back (default 1: none; "
+                   "e.g. 0.875)")
+    c.add_argument("--stain-jitter", default=None, metavar="light|strong|SIGMA",
+                   help="HED stain jitter (Tellez et al. 2019): haematoxylin, eosin and DAB "
+                   "each scaled by U(1−σ, 1+σ) and shifted by U(−σ, σ); light: σ = 0.05, "
+                   "strong: σ = 0.2")
     t = p.add_argument_group("beyond the paper (Tajbakhsh et al. 2016; off by default)")
     t.add_argument("--optimizer", choices=CHOICES["optimizer"], default=None,
                    help="'adam' (default, the paper's) or 'sgd'")
@@ -138,6 +156,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "machine; the global batch stays --batch-size (default none)")
     r.add_argument("--bootstrap", type=int, default=None, metavar="N",
                    help="runs of k ≥ 3 classes: resamples of their AUC intervals (default 2000)")
+    r.add_argument("--tta", type=int, choices=CHOICES["tta"], default=None,
+                   help="test-time augmentation: score the best model on 8 dihedral views "
+                   "(the square's symmetries) or 4 (identity, two flips, transpose) and average "
+                   "the probabilities; runs record the AUC with and without (default 1: none)")
     r.add_argument("--eval-batch-size", type=int, default=None,
                    help="batch of validation/test prediction (default 1024 on a GPU, 64 on a CPU)")
     b = p.add_argument_group("BreakHis and your own data (folder, csv)")

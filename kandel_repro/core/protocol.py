@@ -80,6 +80,15 @@ class Protocol:
     # --- beyond the paper (Raghu et al. 2019, Transfusion): off unless asked for -------
     weights_from: str = None  # the pretrained weights Mean-Var takes its statistics from
     transfer_blocks: int = None  # pretrained blocks 1..k, the rest freshly initialised
+    # --- beyond the paper (colour and stain augmentation): off unless asked for -------
+    # Training split only, in the fused transform after the geometric one (see
+    # kandel_repro.training.colour); each a deviation from the paper when set.
+    brightness: float = 0.0  # add δ ~ U(−b, b) of the 0–255 range
+    contrast: float = 0.0  # scale about each image's channel means by U(1 − c, 1 + c)
+    saturation: float = 0.0  # scale the saturation by U(1 − s, 1 + s)
+    hue: float = 0.0  # rotate the hue by U(−h, h) of the colour circle (h ≤ 0.5)
+    crop: float = 1.0  # a random square crop of this share of the side, resized back
+    stain_jitter: float = 0.0  # HED jitter σ (Tellez et al. 2019): light 0.05, strong 0.2
 
 
 # The paper's PCam protocol (§4.1).
@@ -184,6 +193,17 @@ SOURCES = {
     "variance Mean-Var initialisation draws from (Raghu et al. 2019); default ImageNet",
     "transfer_blocks": "beyond the paper: partial transfer (Raghu et al. 2019), pretrained "
     "weights for blocks 1..k only",
+    "brightness": "beyond the paper: the doctoral plan among the sources augments colour "
+    "too; brightness shift (tf.image.adjust_brightness's rule, on the 0–255 range)",
+    "contrast": "beyond the paper: contrast (the doctoral plan's augmentation; "
+    "tf.image.adjust_contrast's rule)",
+    "saturation": "beyond the paper: saturation (the doctoral plan's augmentation; "
+    "tf.image.adjust_saturation's rule)",
+    "hue": "beyond the paper: hue rotation (tf.image.adjust_hue's rule)",
+    "crop": "beyond the paper: random cropping (the doctoral plan's augmentation), resized "
+    "back to the image's side",
+    "stain_jitter": "beyond the paper: HED stain jitter (Tellez et al. 2019: haematoxylin, "
+    "eosin and DAB each scaled by U(1−σ, 1+σ) and shifted by U(−σ, σ))",
     "test_fraction": "paper §4.3: BreakHis split 80 % / 10 % / 10 %",
     "split": "paper §4.1/§4.3: images split at random (our 'image' split, stratified by "
     "label); 'slide' (PCam) and 'patient' (BreakHis) keep each slide or patient on one side",

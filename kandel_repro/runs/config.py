@@ -12,6 +12,8 @@ A run's ``config.json`` holds three kinds of keys:
   implementation applies the augmentation (``augmenter``), precision, XLA, distribution,
   the prediction batch. They change speed, not results, and may differ between the runs
   of one table.
+- **evaluation settings** (:data:`EVALUATION_DEFAULTS`): how the finished model is scored
+  beyond its plain predictions (test-time augmentation); not part of the experiment.
 - **facts** the run records: the data (:func:`with_data`: ``dataset``, ``synthetic``,
   ``data_dir``, ``data_fingerprint``; then ``image_size``, ``n_train``…) and the machine
   (``device``, ``replicas``).
@@ -53,6 +55,18 @@ RUNTIME_DEFAULTS = {
     "bootstrap": None,  # k ≥ 3 classes: resamples of the runs' AUC intervals (None: 2,000)
 }
 
+# How a finished model is scored beyond the plain prediction: test-time augmentation
+# (``tta``: 1 = none, 4 or 8 dihedral views averaged). The trained model does not
+# depend on it, so it is not an experiment setting: a finished run is reused by a grid
+# whatever its ``tta``, and one that lacks the views asked for is scored with them then.
+EVALUATION_DEFAULTS = {"tta": 1}
+
+# The colour and stain settings of the fused augmentation (their meaning: the protocol's
+# fields and kandel_repro.training.colour); the paper's value of each turns it off.
+COLOUR_KEYS = ("brightness", "contrast", "saturation", "hue", "crop", "stain_jitter")
+# --stain-jitter's names for Tellez et al.'s (2019) two settings of σ.
+STAIN_JITTER = {"light": 0.05, "strong": 0.2}
+
 # The values a setting may take; the command line offers exactly these.
 CHOICES = {
     "augmenter": AUGMENTERS,
@@ -65,6 +79,7 @@ CHOICES = {
     "optimizer": ("adam", "sgd"),
     "init": (None, "glorot", "he", "gaussian"),
     "balance": ("none", "downsample"),
+    "tta": (1, 4, 8),
 }
 
 
@@ -94,7 +109,32 @@ def normalise(key: str, value: Any) -> Any:
         return normalise_weights(value)
     if key == "window":
         return _window(value)
+    if key == "stain_jitter":
+        return _stain_jitter(value)
     return value
+
+
+def colour_of(config: dict) -> dict | None:
+    """The colour and stain settings a run's fused transform applies (``{key: value}`` of
+    :data:`COLOUR_KEYS`), or None when all are off (configs written before they existed
+    have none)."""
+    settings = {key: float(config.get(key, 1.0 if key == "crop" else 0.0)) for key in COLOUR_KEYS}
+    off = all(value == (1.0 if key == "crop" else 0.0) for key, value in settings.items())
+    return None if off else settings
+
+
+def _stain_jitter(value):
+    """``--stain-jitter light|strong|SIGMA`` as σ (a float ≥ 0)."""
+    if isinstance(value, str) and value.strip().lower() in STAIN_JITTER:
+        return STAIN_JITTER[value.strip().lower()]
+    try:
+        sigma = float(value)
+    except (TypeError, ValueError):
+        sigma = float("nan")
+    if isinstance(value, bool) or not (math.isfinite(sigma) and 0 <= sigma <= 1):
+        raise ConfigError(f"--stain-jitter takes light ({STAIN_JITTER['light']}), strong "
+                          f"({STAIN_JITTER['strong']}) or a σ from 0 to 1, got {value!r}")
+    return sigma
 
 
 def _window(value):
@@ -120,7 +160,8 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
     """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
-    config = dict(dataclasses.asdict(PROTOCOLS[protocol]), protocol=protocol, **RUNTIME_DEFAULTS)
+    config = dict(dataclasses.asdict(PROTOCOLS[protocol]), protocol=protocol, **RUNTIME_DEFAULTS,
+                  **EVALUATION_DEFAULTS)
     settings = {RENAMED.get(k, k): v for k, v in settings.items()}
     given = {k: normalise(k, v) for k, v in settings.items()
              if v is not None or k == "augmentation"}
@@ -173,6 +214,7 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
         raise ConfigError("--wsi-map applies to PCam's --split slide only")
     if config["augmenter"] == "fast" and config["augmentation"] is not None:
         check_fast(config["augmentation"])
+    _check_colour(config)
     for key in ("batch_size", "max_epochs", "patience", "image_size") + tuple(
             key for key in ("eval_batch_size", "bootstrap") if config[key] is not None):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
@@ -186,6 +228,29 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
         size = config["image_size"]
         check_input_size(bb, size, size, f"--image-size {size}")
     return config
+
+
+def _check_colour(config):
+    """The colour and stain settings: numbers in their ranges, and the fused transform to
+    apply them."""
+    ranges = {"brightness": (0, 1), "contrast": (0, 1), "saturation": (0, 1), "hue": (0, 0.5),
+              "stain_jitter": (0, 1)}
+    for key, (low, high) in ranges.items():
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not low <= value <= high or (key in ("contrast", "saturation") and value == 1):
+            upper = "below 1" if key in ("contrast", "saturation") else f"at most {high}"
+            raise ConfigError(f"{option(key)} must be a number from {low}, {upper}, got {value!r}")
+        config[key] = float(value)
+    crop = config["crop"]
+    if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 < crop <= 1:
+        raise ConfigError(f"--crop must be the crop's share of the side, in (0, 1] (1: no "
+                          f"crop), got {crop!r}")
+    config["crop"] = float(crop)
+    used = [option(key) for key in COLOUR_KEYS if config[key] != (1.0 if key == "crop" else 0.0)]
+    if used and config["augmenter"] != "fast":
+        raise ConfigError(f"{', '.join(used)}: colour, crop and stain augmentation are "
+                          "implemented in the fused transform only; use --augmenter fast")
 
 
 def _check_optimiser(config):
@@ -253,7 +318,7 @@ def with_data(config: dict, data: PackedData, data_dir: str | Path | None = None
 
 def resolve_runtime(config: dict) -> dict:
     """The config with ``precision``/``eval_batch_size`` resolved and the device named."""
-    config = dict(RUNTIME_DEFAULTS, **config)
+    config = {**RUNTIME_DEFAULTS, **EVALUATION_DEFAULTS, **config}
     return dict(config, precision=resolve_precision(config["precision"]),
                 eval_batch_size=config["eval_batch_size"] or default_eval_batch_size(),
                 device=device_description())

@@ -14,7 +14,7 @@ EXPERIMENT_KEYS = (
     "optimizer", "loss", "data_fingerprint", "protocol", "test_fraction", "split",
     "magnification", "wsi_map_sha1", "momentum", "lr_decay", "head_lr_mult", "bias_lr_mult",
     "first_trainable_layer", "init", "train_fraction", "balance", "weights_from",
-    "transfer_blocks",
+    "transfer_blocks", "brightness", "contrast", "saturation", "hue", "crop", "stain_jitter",
 )
 
 
@@ -22,7 +22,9 @@ EXPERIMENT_KEYS = (
 # config.json without them is read as made with these (upgrade).
 ADDED = {"momentum": 0.0, "lr_decay": 1.0, "head_lr_mult": 1.0, "bias_lr_mult": 1.0,
          "first_trainable_layer": None, "init": None, "train_fraction": 1.0,
-         "balance": "none", "wsi_map": None, "weights_from": None, "transfer_blocks": None}
+         "balance": "none", "wsi_map": None, "weights_from": None, "transfer_blocks": None,
+         "brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0, "crop": 1.0,
+         "stain_jitter": 0.0}
 
 
 # Keys of config.json renamed since runs were first written: old name → current name.

@@ -29,7 +29,7 @@ from ..training.optim import build_optimizers, epoch_decay, grouped_trainer
 from ..training.pipeline import idg_batches, in_memory_dataset, predict_uint8
 from ..training.runtime import jit_setting, make_strategy, precision_scope
 from . import rundir
-from .config import resolve_runtime, with_data
+from .config import colour_of, resolve_runtime, with_data
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a run starts
     import tensorflow as tf
@@ -178,7 +178,8 @@ def build_run_models(config: dict, image_shape: tuple,
 
     strategy = strategy or tf.distribute.get_strategy()
     preprocess = get_backbone(config["backbone"]).preprocess_input()
-    fast = config["augmenter"] == "fast" and config["augmentation"] is not None
+    colour = colour_of(config)  # refused with the imagedatagenerator augmenter
+    fast = config["augmenter"] == "fast" and (config["augmentation"] is not None or colour)
     with strategy.scope(), precision_scope(config["precision"]):
         model, block_map = build_network(config, image_shape)
         if config["first_trainable_layer"] is not None:
@@ -188,9 +189,10 @@ def build_run_models(config: dict, image_shape: tuple,
             trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
                                              config["num_blocks"])
 
-        def wrap(augmentation, dtype, name, groups=None):
+        def wrap(augmentation, dtype, name, groups=None, colour=None):
             images = keras.Input(tuple(image_shape), dtype=dtype, name="images")
-            stage = make_input_stage(augmentation, preprocess, seed=config["seed"])
+            stage = make_input_stage(augmentation, preprocess, seed=config["seed"],
+                                     colour=colour)
             if groups is not None:
                 return grouped_trainer(images, model(stage(images)), groups, name=name)
             return keras.Model(images, model(stage(images)), name=name)
@@ -199,7 +201,7 @@ def build_run_models(config: dict, image_shape: tuple,
         grouped = None if optimizers[0][1] is None else [(o, v) for o, v, _ in optimizers]
         trainer = wrap(config["augmentation"] if fast else None,
                        "uint8" if fast or config["augmentation"] is None else "float32",
-                       "trainer", grouped)
+                       "trainer", grouped, colour=colour if fast else None)
         trainer.optimizers_used = optimizers
         predictor = wrap(None, "uint8", "predictor")
         # NOTE: compiled under the policy, so mixed_float16 gets Keras' loss scaling.

@@ -221,7 +221,8 @@ def apply_parameters(images: ArrayLike, params: dict[str, ArrayLike]) -> tf.Tens
 
 
 def make_input_stage(augmentation: dict | None, preprocess: Callable[[tf.Tensor], tf.Tensor],
-                     seed: int = 0, name: str = "input_stage") -> keras.layers.Layer:
+                     seed: int = 0, name: str = "input_stage",
+                     colour: dict | None = None) -> keras.layers.Layer:
     """The first layer of the training (and inference) model: cast, augment, preprocess.
 
     ``augmentation`` is the ``ImageDataGenerator`` dict of the fused transform (None: no
@@ -233,6 +234,8 @@ def make_input_stage(augmentation: dict | None, preprocess: Callable[[tf.Tensor]
     import keras
     import tensorflow as tf
 
+    if colour is not None:
+        raise ConfigError("colour augmentation is not implemented yet")
     # NOTE: ``augmentation`` was checked with check_fast when the run's config was
     # resolved (kandel_repro.runs.config), the one place settings are validated.
 
