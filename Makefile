@@ -49,10 +49,14 @@ DEMO_OWN         ?= data/synthetic-own-demo
 DEMO_OWN_CLASSES ?= 4
 DEMO_OWN_IMAGES  ?= 80
 DEMO_OWN_EPOCHS  ?= 3
+# The augmentation study at demo scale: VGG16's 5 depths × 4 policies × 2 seeds = 40 runs on
+# a smaller synthetic PCam (400 training / 100 validation images at 32×32), 3 epochs.
+DEMO_AUG        ?= data/synthetic-demo-aug
+DEMO_AUG_TRAIN  ?= 500
 
 PCAM_TABLES     := table2 table3 table4 table5
 # Beyond the paper: Tajbakhsh et al.'s questions, on the Kaggle PCam data.
-PCAM_STUDIES    := layerwise-vgg16 layerwise-vgg19 datasize init
+PCAM_STUDIES    := layerwise-vgg16 layerwise-vgg19 datasize init augmentation
 DEMO_STUDIES    := demo-layerwise-vgg16 demo-datasize demo-init
 # Transfusion's questions (Raghu et al. 2019); their demos start from weights trained here.
 TRANSFUSION_STUDIES := small-nets partial-transfer
@@ -62,7 +66,7 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test test-fast test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test test-fast test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -82,6 +86,8 @@ help:
 	@echo "make depth BACKBONE=vgg16 DATASET=folder|csv DATA=DIR|FILE.csv - how deeply to fine-tune"
 	@echo "                  BACKBONE on your own images (tables/depth-BACKBONE.md); SEEDS=3 as above"
 	@echo "make demo-own-data - the depth study on a synthetic 4-class set (tables/demo/own/)"
+	@echo "make augmentation - beyond the paper: VGG16 depth × augmentation policy (none, paper,"
+	@echo "                  + colour, + HED stain jitter) on DATA; demo-augmentation at demo scale"
 	@echo "make tables       - every paper table, resuming whatever is already done"
 	@echo "make layerwise-vgg16, layerwise-vgg19, datasize, init - beyond the paper (Tajbakhsh et al.)"
 	@echo "                  on DATA; demo-layerwise-vgg16, demo-datasize, demo-init at demo scale"
@@ -163,6 +169,11 @@ demo-own-data: $(STAMP)
 	$(KR) grid depth --backbone vgg16 --dataset csv --data $(DEMO_OWN)/manifest.csv --runs $(DEMO_RUNS)/own --image-size $(DEMO_SIZE) --weights none --epochs $(DEMO_OWN_EPOCHS) $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table depth --runs $(DEMO_RUNS)/own --out tables/demo/own $(DEMO_SEEDS)
 
+demo-augmentation: $(STAMP)
+	$(KR) data synthetic --out $(DEMO_AUG) --train $(DEMO_AUG_TRAIN) --test 100 --size $(DEMO_SIZE) --seed 0
+	$(KR) grid augmentation --data $(DEMO_AUG) --runs $(DEMO_RUNS)/augmentation --weights none --epochs $(DEMO_EPOCHS) --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS)) $(GRID_EXECUTOR)
+	$(KR) table augmentation --runs $(DEMO_RUNS)/augmentation --out tables/demo --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+
 # EXECUTOR=ray: the grid's runs as tasks on a Ray cluster (ADDRESS=auto for a running
 # one; GPUS_PER_RUN=1), the --runs folder on shared storage.
 GRID_EXECUTOR = $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(if $(GPUS_PER_RUN),--gpus-per-run $(GPUS_PER_RUN))
@@ -237,4 +248,4 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir $(RUNS) $(if $(PORT),--port $(PORT))
 
 clean-demo:
-	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS) $(DEMO_H5) $(DEMO_OWN)
+	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS) $(DEMO_H5) $(DEMO_OWN) $(DEMO_AUG)

@@ -271,7 +271,7 @@ class Finding:
 # registry refuses others at import. NOTE: kandel_repro.report.compare.CLAIM_KINDS names
 # those it gives verdicts to; a test keeps the two alike (core may not import report).
 CLAIM_KINDS = ("all", "best", "best_in_column", "best_in_row", "worse", "similar_row",
-               "not_converged", "tied_with_best", "rows_apart")
+               "not_converged", "tied_with_best", "rows_apart", "best_row_by_column")
 
 
 # The paper's text findings, quoted beside our tables. The paper's tables give numbers

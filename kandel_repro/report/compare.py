@@ -41,10 +41,12 @@ SUPPORTED, TIED, CONTRADICTED, UNKNOWN = (
 # The answers to the questions of a study without a paper (the depth study on a user's
 # data): the cells tied with the best, and whether two rows can be told apart.
 ANSWERED, APART = "answered", "distinguishable"
+# Whether the best row (a depth) is the same in every column (an augmentation policy).
+SAME_BEST, BEST_CHANGES = "does not change", "changes"
 # The claim kinds :func:`verdict` gives a verdict to; the registry checks its findings'
 # claims against :data:`kandel_repro.core.protocol.CLAIM_KINDS` (a test keeps them alike).
 CLAIM_KINDS = ("all", "best", "best_in_column", "best_in_row", "worse", "similar_row",
-               "not_converged", "tied_with_best", "rows_apart")
+               "not_converged", "tied_with_best", "rows_apart", "best_row_by_column")
 
 # For type hints: a cell as (row label, column label); a pair's tests, [(seed, diff, p)].
 CellKey = tuple[str, str]
@@ -218,6 +220,8 @@ def verdict(claim: tuple | None, evidence: Evidence,
         return _tied_answer(evidence, name)
     if kind == "rows_apart":
         return _rows_apart(evidence, claim[1], claim[2], name)
+    if kind == "best_row_by_column":
+        return _best_row_by_column(evidence)
     if kind == "not_converged":
         flags = [f for cell in claim[1] for f in evidence.converged.get(tuple(cell), {}).values()]
         if not flags:
@@ -303,3 +307,40 @@ def _rows_apart(evidence, row_a, row_b, name):
             parts.append(f"{words}, not significantly different (p up to {_p(r):.2g})")
     verdict_word = APART if apart == len(pairs) else (TIED if not apart else "partly distinguishable")
     return verdict_word, "; ".join(parts)
+
+
+def _best_row_by_column(evidence):
+    """Whether each column has the same best row: per column, its best row (highest mean)
+    and the rows not significantly below it there (Holm within the column, per seed)."""
+    rows = {level.label: level.phrase for level in evidence.study.rows}
+    order = list(rows)
+    best, tied, missing = {}, {}, []
+    for column in (level.label for level in evidence.study.columns):
+        cells = [c for c in evidence.cells() if c[1] == column]
+        if len(cells) < 2:
+            missing.append(column)
+            continue
+        top = evidence.best(cells)
+        results = evidence.compare([(c, top) for c in cells if c != top])
+        if any(not r for r in results.values()):
+            return UNKNOWN, "predictions are missing for some runs"
+        best[column] = top[0]
+        tied[column] = [row for row in order if (row, column) in cells and (
+            row == top[0] or not below(results[((row, column), top)]))]
+
+    def said(column):
+        others = [rows[r] for r in tied[column] if r != best[column]]
+        return (f"{column}: {rows[best[column]]} ({evidence.mean((best[column], column)):.4f})"
+                + (f", tied with {', '.join(others)}" if others else ""))
+
+    if len(best) < 2:
+        return UNKNOWN, "fewer than two columns have results for two rows or more"
+    each = "; ".join(said(column) for column in best) + (
+        f" (not judged, fewer than two results: {', '.join(missing)})" if missing else "")
+    if len(set(best.values())) == 1:
+        return SAME_BEST, f"the same best depth under every policy — {each}"
+    common = [row for row in order if all(row in t for t in tied.values())]
+    if common:
+        return TIED, (f"the best depth differs ({each}), but {', '.join(rows[r] for r in common)} "
+                      "is not significantly below the best under any policy")
+    return BEST_CHANGES, f"no depth is tied with the best under every policy — {each}"

@@ -111,6 +111,8 @@ def normalise(key: str, value: Any) -> Any:
         return _window(value)
     if key == "stain_jitter":
         return _stain_jitter(value)
+    if key == "augmentation" and isinstance(value, dict):
+        return dict(value)  # each run's own: a study's cells share their column's
     return value
 
 

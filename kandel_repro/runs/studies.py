@@ -19,10 +19,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..core.errors import ConfigError
-from ..core.protocol import FINDINGS, LEARNING_RATES, Finding
+from ..core.protocol import FINDINGS, LEARNING_RATES, PCAM, Finding
 from ..models.backbones import depth_label, get_backbone, layer_label
 from ..models.weights import MEANVAR
-from .config import normalise, option, resolve_config
+from .config import COLOUR_KEYS, STAIN_JITTER, normalise, option, resolve_config
 from .levels import Cell, Level, Study
 from .validation import validate_study
 
@@ -184,6 +184,41 @@ STUDIES.update({s.name: s for s in (
           "pcam", transfer_rows("vgg16"), lr_columns((1e-4,)), "Blocks transferred",
           figures=("heatmap", "convergence", "curves", "radar")),
 )})
+
+
+# --- beyond the paper: does the augmentation move the best depth? ---------------------------
+
+# The colour of the "paper + colour" policy (our choice: the doctoral plan among the sources
+# names contrast and saturation; brightness and hue as in Tellez et al. 2019's colour sets).
+COLOUR_POLICY = {"brightness": 0.1, "contrast": 0.2, "saturation": 0.2, "hue": 0.05}
+
+
+def policy_columns() -> tuple[Level, ...]:
+    """The augmentation study's columns: no augmentation, the paper's (§4.1), the paper's
+    with :data:`COLOUR_POLICY`, and the paper's with strong HED stain jitter. Each sets
+    every augmentation setting, so that the study refuses a user's own."""
+    off = {key: 1.0 if key == "crop" else 0.0 for key in COLOUR_KEYS}
+    policies = (("none", "aug-none", None, {}, "no augmentation"),
+                ("paper", "aug-paper", True, {}, "the paper's augmentation"),
+                ("paper + colour", "aug-colour", True, COLOUR_POLICY,
+                 "the paper's augmentation with colour"),
+                ("paper + HED strong", "aug-hed-strong", True,
+                 {"stain_jitter": STAIN_JITTER["strong"]},
+                 "the paper's augmentation with strong HED jitter"))
+    return tuple(Level(label, part, {**off, **colour, "augmentation": (
+        PCAM.augmentation.to_kwargs() if geometric else None)}, phrase=phrase)
+                 for label, part, geometric, colour, phrase in policies)
+
+
+STUDIES["augmentation"] = Study(
+    "augmentation", "Augmentation policy — VGG16 on PCam, each depth at 1e-4", "pcam",
+    depth_rows("vgg16"), policy_columns(), "Fine-tuned blocks",
+    column_header="Augmentation (training split)", fixed={"learning_rate": 1e-4},
+    findings=(Finding("Which depths and policies are tied with the best cell?",
+                      ("tied_with_best",)),
+              Finding("Does the best depth change with the augmentation policy?",
+                      ("best_row_by_column",))),
+    paper=False, figures=("heatmap", "curves", "radar"))
 
 
 # --- any backbone on any data: the paper's depth × learning-rate grid ----------------------
@@ -374,8 +409,8 @@ def _refuse_varied(study, settings):
     option then chooses the weights of the other, pretrained rows."""
     cells = study.cells()
     for key in sorted(study.varied_keys - set(study.fixed)):
-        if settings.get(key) is None:
-            continue
+        if settings.get(key) is None and not (key == "augmentation" and key in settings):
+            continue  # (--no-augmentation gives augmentation=None)
         if key == "weights" and not all("weights" in c.settings for c in cells):
             continue
         in_rows = any(key in level.settings for level in study.rows)

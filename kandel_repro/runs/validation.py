@@ -22,7 +22,8 @@ FIGURE_NAMES = ("heatmap", "curves", "roc", "radar", "params", "datasize", "conv
 
 # The number of items of each kind of claim, its kind included (core.protocol.Finding).
 _CLAIM_LENGTHS = {"all": 2, "best": 2, "best_in_column": 3, "best_in_row": 3, "worse": 3,
-                  "similar_row": 2, "not_converged": 2, "tied_with_best": 1, "rows_apart": 3}
+                  "similar_row": 2, "not_converged": 2, "tied_with_best": 1, "rows_apart": 3,
+                  "best_row_by_column": 1}
 
 
 def _claimed_labels(claim: tuple) -> list[tuple[str | None, str | None]]:
@@ -54,7 +55,7 @@ def _claimed_labels(claim: tuple) -> list[tuple[str | None, str | None]]:
         return [cell(claim[1]), cell(claim[2])]
     if kind == "similar_row":
         return [(claim[1], None)]
-    if kind == "tied_with_best":
+    if kind in ("tied_with_best", "best_row_by_column"):
         return []
     if kind == "rows_apart":
         return [(claim[1], None), (claim[2], None)]

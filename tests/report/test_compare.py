@@ -341,6 +341,49 @@ def test_rows_apart_tells_whole_network_from_top_block_per_column(tmp_path):
         UNKNOWN, "rows 1–5 and 5 have no column where both have results")
 
 
+def _policies(root, spec):
+    """Evidence of the augmentation study: ``spec`` is ``{policy: {depth: kind}}``, a kind
+    "good" (GOOD scores, 0.98) or "poor" (POOR, 0.5); "good2" is GOOD at 0.97."""
+    kinds = {"good": (0.98, GOOD), "good2": (0.97, GOOD), "poor": (0.5, POOR)}
+    cells = {(depth, policy): {0: kinds[kind]} for policy, depths in spec.items()
+             for depth, kind in depths.items()}
+    return depth_evidence(root, cells, study=get_study("augmentation"))
+
+
+UNJUDGED = " (not judged, fewer than two results: paper + colour, paper + HED strong)"
+
+
+def test_best_depth_by_policy_same_tied_or_changed(tmp_path):
+    claim = ("best_row_by_column",)
+    same = _policies(tmp_path / "a", {"none": {"5": "good", "1–5": "poor"},
+                                      "paper": {"5": "good", "1–5": "good2"}})
+    outcome, reason = verdict(claim, same, name)
+    assert outcome == compare.SAME_BEST
+    assert reason == ("the same best depth under every policy — none: blocks 5 (0.9800); "
+                      "paper: blocks 5 (0.9800), tied with blocks 1–5" + UNJUDGED)
+    # the best differs, but blocks 5 is tied with the best under both policies
+    tied = _policies(tmp_path / "b", {"none": {"5": "good", "1–5": "poor"},
+                                      "paper": {"5": "good2", "1–5": "good"}})
+    outcome, reason = verdict(claim, tied, name)
+    assert outcome == TIED and reason.endswith(
+        UNJUDGED + "), but blocks 5 is not significantly below the best under any policy")
+    changed = _policies(tmp_path / "c", {"none": {"5": "good", "1–5": "poor"},
+                                         "paper": {"5": "poor", "1–5": "good"}})
+    outcome, reason = verdict(claim, changed, name)
+    assert outcome == compare.BEST_CHANGES
+    assert reason == ("no depth is tied with the best under every policy — none: blocks 5 "
+                      "(0.9800); paper: blocks 1–5 (0.9800)" + UNJUDGED)
+    # a policy with fewer than two depths finished is left out, and said to be
+    short = _policies(tmp_path / "d", {"none": {"5": "good", "1–5": "poor"},
+                                       "paper": {"5": "good", "1–5": "poor"},
+                                       "paper + colour": {"5": "good"}})
+    assert verdict(claim, short, name)[1].endswith(
+        "(not judged, fewer than two results: paper + colour, paper + HED strong)")
+    one = _policies(tmp_path / "e", {"none": {"5": "good", "1–5": "poor"}})
+    assert verdict(claim, one, name) == (
+        UNKNOWN, "fewer than two columns have results for two rows or more")
+
+
 def test_multiclass_runs_are_compared_by_the_paired_bootstrap(tmp_path):
     """Three classes: the score files hold score_0 … score_2 and the comparison is the
     paired stratified bootstrap of the macro AUC, seeded (the same p every time)."""

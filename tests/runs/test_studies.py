@@ -85,6 +85,29 @@ def test_tajbakhshs_questions_are_entries_of_the_registry():
     assert [c["weights"] for c in init.values()] == ["imagenet", "none", "none", "none"]
 
 
+def test_the_augmentation_study_crosses_vgg16_depths_with_four_policies():
+    from kandel_repro.core.protocol import PCAM, deviations
+
+    study = get_study("augmentation")
+    assert [level.label for level in study.columns] == [
+        "none", "paper", "paper + colour", "paper + HED strong"]
+    assert [level.label for level in study.rows] == ["5", "4–5", "3–5", "2–5", "1–5"]
+    configs = study_configs(study, seeds=(0, 1))
+    assert len(configs) == 40 and "vgg16_blocks3-5_aug-hed-strong_seed1" in configs
+    assert {c["learning_rate"] for c in configs.values()} == {1e-4}
+    none, paper = configs["vgg16_blocks5-5_aug-none"], configs["vgg16_blocks5-5_aug-paper"]
+    colour, hed = configs["vgg16_blocks5-5_aug-colour"], configs["vgg16_blocks5-5_aug-hed-strong"]
+    assert none["augmentation"] is None and deviations(none) == [
+        "augmentation: off (paper: on, training split only)"]
+    assert paper["augmentation"] == PCAM.augmentation.to_kwargs() and deviations(paper) == []
+    assert colour["augmentation"] == paper["augmentation"] and deviations(colour) == [
+        "brightness: 0.1 (our default: 0.0)", "contrast: 0.2 (our default: 0.0)",
+        "saturation: 0.2 (our default: 0.0)", "hue: 0.05 (our default: 0.0)"]
+    assert deviations(hed) == ["stain_jitter: 0.2 (our default: 0.0)"]
+    # each cell's augmentation is its own dict: one run cannot change another's
+    assert paper["augmentation"] is not configs["vgg16_blocks4-5_aug-paper"]["augmentation"]
+
+
 def test_the_datasize_fractions_can_be_changed():
     study = get_study("datasize", fractions="1,0.1")
     assert [level.label for level in study.rows] == ["1", "1/10"]
@@ -103,6 +126,9 @@ def test_the_datasize_fractions_can_be_changed():
     ("datasize", {"train_fraction": 0.5},
      "datasize sets --train-fraction itself.*choose its values with --fractions"),
     ("init", {"init": "he"}, "init sets --init itself"),
+    ("augmentation", {"stain_jitter": "light"}, "augmentation sets --stain-jitter itself: its "
+     r"columns \(augmentation \(training split\)\) are none, paper, paper \+ colour"),
+    ("augmentation", {"augmentation": None}, "augmentation sets --no-augmentation itself"),
 ])
 def test_a_setting_the_study_varies_is_refused_not_overridden(study, setting, message):
     with pytest.raises(ConfigError, match=message):
