@@ -16,7 +16,7 @@ from ..data.synthetic import (breakhis as synthetic_breakhis, folder as syntheti
 from ..kaggle import api as kaggle_api, kernel as kaggle_kernel, submission
 from ..measure import bench, cost
 from ..models import build as model, convert
-from ..report import similarity, tables
+from ..report import explain, filters, similarity, tables
 from ..runs import export, grid, studies
 from ..runs.config import normalise
 from . import console, options
@@ -158,6 +158,18 @@ def cmd_similarity(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    for path in explain.explain_command(args.run, split=args.split, layer=args.layer,
+                                        count=args.count, data_dir=args.data, out=args.out,
+                                        threshold=args.threshold):
+        print(f"wrote {path}")
+
+
+def cmd_filters(args: argparse.Namespace) -> None:
+    for path in filters.filters_command(args.runs, out=args.out):
+        print(f"wrote {path}")
+
+
 def cmd_cost(args: argparse.Namespace) -> None:
     for path in cost.write_cost(args.backbones, args.out, args.image_size, args.batch_size,
                                 args.steps, args.warm, first_blocks=args.first_blocks):
@@ -180,7 +192,7 @@ HANDLERS = {
     "grid": cmd_grid, "table": cmd_table, "submit": cmd_submit,
     "kaggle-kernel": cmd_kaggle_kernel, "cost": cmd_cost, "bench": cmd_bench,
     "export-weights": cmd_export_weights, "similarity": cmd_similarity,
-    "convert-weights": cmd_convert_weights,
+    "convert-weights": cmd_convert_weights, "explain": cmd_explain, "filters": cmd_filters,
 }
 
 

@@ -21,6 +21,7 @@ from ..runs.config import CHOICES, check_time_budget
 from ..runs.studies import STUDIES, parse_backbones
 from .arguments import backbone, checked
 from .data_options import add_data_parsers, add_reader_options
+from .inspect_options import add_inspection_parsers
 from .measure_options import add_measurement_parsers
 
 # Run settings a training option sets (argparse dest = config key), None = not given.
@@ -454,4 +455,5 @@ def build_parser() -> argparse.ArgumentParser:
     _kaggle_parsers(sub)
     _similarity_parsers(sub)
     add_measurement_parsers(sub)
+    add_inspection_parsers(sub)
     return parser

@@ -342,5 +342,6 @@ def _best_row_by_column(evidence):
     common = [row for row in order if all(row in t for t in tied.values())]
     if common:
         return TIED, (f"the best depth differs ({each}), but {', '.join(rows[r] for r in common)} "
-                      "is not significantly below the best under any policy")
+                      f"{'is' if len(common) == 1 else 'are'} not significantly below the best "
+                      "under any policy")
     return BEST_CHANGES, f"no depth is tied with the best under every policy — {each}"
