@@ -13,7 +13,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-NAMES = ["01_quickstart", "02_blocks", "03_table2", "04_kaggle"]
+NAMES = ["01_quickstart", "02_blocks", "03_table2", "04_kaggle", "05_explain"]
 
 
 @pytest.fixture(autouse=True)
@@ -142,3 +142,23 @@ def test_04_kaggle_submits_and_reads_the_score_back(tiny_pcam, kaggle_env, tmp_p
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["kaggle_private_auc"] > 0.5
     assert f"{metrics['kaggle_private_auc']}" in text_of(book)
+
+
+@pytest.mark.slow
+def test_05_explain_trains_a_small_grid_then_explains_its_best_run(tmp_path):
+    # the depth study of CBR-Small at one rate (4 runs of 1 epoch) stands in for the demo
+    # Table 2, which the notebook reads when `make demo` has run
+    runs = tmp_path / "runs"
+    book = execute("05_explain", tmp_path, RUNS=str(runs), DATA=str(tmp_path / "data"),
+                   STUDY="depth", GRID=dict(backbone="cbr_small", dataset="pcam",
+                                            learning_rates="1e-3"),
+                   DEMO=dict(n_train=48, n_test=12, size=32, epochs=1))
+    assert len(list(runs.glob("*/metrics.json"))) == 4
+    out = text_of(book)
+    best = out.split("— run ")[1].split()[0]
+    assert (runs / best / "gradcam.png").is_file() and (runs / best / "filters.png").is_file()
+    drawn = json.loads((runs / best / "filters.json").read_text())["runs"]
+    assert [Path(r["run"]).name for r in drawn][0] == best
+    if best != "cbr_small_blocks1-4_lr1e-03":  # beside it: the whole network at its rate
+        assert [Path(r["run"]).name for r in drawn][1] == "cbr_small_blocks1-4_lr1e-03"
+    assert "relative L2" in out and figures(book) == 2  # Grad-CAM, filters
