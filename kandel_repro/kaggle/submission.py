@@ -3,6 +3,12 @@
 A PCam run writes ``submission.csv`` (``id,label``: one probability per test id, in
 ``sample_submission.csv`` order). :func:`validate_submission` refuses a file that
 Kaggle would reject or score wrongly, and names every problem it finds.
+
+A run scored with test-time augmentation (``--tta``) also has ``submission_tta.csv``;
+that is the file a run submits then (:func:`run_submission`), its description says so,
+and its scores are recorded as ``kaggle_public_auc_tta``/``kaggle_private_auc_tta``
+(:func:`score_keys`), beside any plain scores submitted before: a table's plain grid
+never shows a TTA score.
 """
 from __future__ import annotations
 
@@ -81,9 +87,34 @@ def validate_submission(path: str | Path, sample_submission: str | Path) -> pd.D
     return frame
 
 
+def submission_file(run_dir: str | Path) -> Path:
+    """The file a run submits: ``submission_tta.csv`` when it was scored with test-time
+    augmentation, else ``submission.csv``."""
+    tta = Path(run_dir) / rundir.SUBMISSION_TTA
+    return tta if tta.is_file() else Path(run_dir) / rundir.SUBMISSION
+
+
+def score_keys(csv: str | Path) -> dict[str, str]:
+    """The metrics keys of the Kaggle scores of ``csv`` (a run's submission file):
+    ``{"public": …, "private": …, "ref": …, "scored_at": …}``, with ``_tta`` after each
+    for ``submission_tta.csv``."""
+    suffix = "_tta" if Path(csv).name == rundir.SUBMISSION_TTA else ""
+    return {"public": f"kaggle_public_auc{suffix}", "private": f"kaggle_private_auc{suffix}",
+            "ref": f"kaggle_submission_ref{suffix}", "scored_at": f"kaggle_scored_at{suffix}"}
+
+
+def _tta_words(run_dir, csv):
+    """``" (test-time augmentation, 8 views)"`` for a TTA submission file, else ``""``."""
+    if Path(csv).name != rundir.SUBMISSION_TTA:
+        return ""
+    return f" (test-time augmentation, {rundir.tta_views(run_dir)} views)"
+
+
 def run_submission(run_dir: str | Path, sample: str | Path | None = None,
                    data_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """``(submission.csv, sample_submission.csv)`` of a finished PCam run folder.
+    """``(submission file, sample_submission.csv)`` of a finished PCam run folder: its
+    ``submission_tta.csv`` where it has one (:func:`submission_file`), else
+    ``submission.csv``.
 
     The sample file is ``sample`` when given, else the one in ``data_dir``, else the one
     in the folder the run was trained on (its ``config.json``), so runs trained on
@@ -116,7 +147,7 @@ def run_submission(run_dir: str | Path, sample: str | Path | None = None,
         if ids_fingerprint(ids) != recorded:
             raise SubmissionError(f"{sample} is not the sample file of the data {run_dir.name} "
                                   "predicted (its test ids differ); give the competition's own")
-    return run_dir / rundir.SUBMISSION, sample
+    return submission_file(run_dir), sample
 
 
 def validate_path(path: str | Path, sample: str | Path | None = None,
@@ -158,10 +189,12 @@ def _sha256(path):
 
 
 def submission_state(run_dir: str | Path) -> str:
-    """``"scored"``, ``"pending"`` (submitted, score not read yet) or ``"new"``."""
+    """``"scored"``, ``"pending"`` (submitted, score not read yet) or ``"new"``, of the
+    file the run submits (:func:`submission_file`: a run scored on its plain file and
+    since given TTA predictions is new again)."""
     run_dir = Path(run_dir)
     metrics = rundir.read_metrics(run_dir) or {}
-    if metrics.get("kaggle_submission_ref") is not None:
+    if metrics.get(score_keys(submission_file(run_dir))["ref"]) is not None:
         return "scored"
     record = run_dir / RECORD
     if record.is_file() and read_json(record).get("status") == "pending":
@@ -238,7 +271,9 @@ def submit_run(run_dir: str | Path, message: str | None = None, competition: str
     Kaggle accepts it, so a run whose score was not read (timeout, Ctrl-C) is polled
     again — not submitted again — by the next call. The public and private AUC are
     written into ``metrics.json`` (atomically) as ``kaggle_public_auc`` and
-    ``kaggle_private_auc``. A run already scored is left alone unless ``resubmit``.
+    ``kaggle_private_auc`` (a run with test-time augmentation submits its
+    ``submission_tta.csv``, scored as ``kaggle_public_auc_tta`` and ``kaggle_private_auc_tta``:
+    :func:`score_keys`). A run already scored is left alone unless ``resubmit``.
     """
     run_dir = Path(run_dir)
     csv, sample = run_submission(run_dir, sample, data_dir)
@@ -254,9 +289,10 @@ def _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmi
     competition = competition or COMPETITION
     metrics = rundir.read_metrics(run_dir)
     state = submission_state(run_dir)
+    keys, tta = score_keys(csv), _tta_words(run_dir, csv)
     if state == "scored" and not resubmit:
-        log(f"{run_dir.name}: scored before (submission {metrics['kaggle_submission_ref']}: "
-            f"private {metrics.get('kaggle_private_auc')}, public {metrics.get('kaggle_public_auc')}); "
+        log(f"{run_dir.name}: scored before{tta} (submission {metrics[keys['ref']]}: "
+            f"private {metrics.get(keys['private'])}, public {metrics.get(keys['public'])}); "
             "--resubmit to submit again")
         return metrics
     digest = _sha256(csv)
@@ -266,8 +302,8 @@ def _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmi
         log(f"{run_dir.name}: submitted before as {record['ref']}; reading its score")
     else:
         client = client or api()
-        description = message or f"kandel_repro {run_dir.name} ({digest[:8]})"
-        log(f"{run_dir.name}: submitting {csv} to {competition}")
+        description = (message or f"kandel_repro {run_dir.name} ({digest[:8]})") + tta
+        log(f"{run_dir.name}: submitting {csv}{tta} to {competition}")
         response = call(competition, "submitting", client.competition_submit, str(csv),
                         description, competition, quiet=quiet)
         if response.message == client.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
@@ -275,6 +311,7 @@ def _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmi
                               "try again")
         record = {"competition": competition, "ref": int(response.ref or 0),
                   "description": description, "file": csv.name, "sha256": digest,
+                  "tta_views": rundir.tta_views(run_dir) if tta else 1,
                   "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "status": "pending", "message": response.message}
         write_json(run_dir / RECORD, record)
@@ -296,13 +333,12 @@ def _submit_validated(run_dir, csv, message, competition, timeout, poll, resubmi
     public, private = _score(entry.public_score), _score(entry.private_score)
     record = {**record, "ref": int(entry.ref or record["ref"]), "status": "scored",
               "public_score": public, "private_score": private}
-    metrics = rundir.update_metrics(
-        run_dir, kaggle_public_auc=public, kaggle_private_auc=private,
-        kaggle_submission_ref=record["ref"],
-        kaggle_scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    metrics = rundir.update_metrics(run_dir, **{
+        keys["public"]: public, keys["private"]: private, keys["ref"]: record["ref"],
+        keys["scored_at"]: datetime.now(timezone.utc).isoformat(timespec="seconds")})
     write_json(run_dir / RECORD, record)
     log(f"{run_dir.name}: Kaggle AUC private {private}, public {public} "
-        f"(submission {record['ref']})")
+        f"(submission {record['ref']}){tta}")
     return metrics
 
 

@@ -1,7 +1,9 @@
 """A study's run folders read once into a :class:`Table`: one row per run (cell ×
 seed), one summary per cell over its seeds, the best cell and the cells tied with it
 (:mod:`kandel_repro.report.compare`), the paper's findings with this grid's verdict, and what
-the header says of the data and the settings. Markdown (:mod:`kandel_repro.report.markdown`)
+the header says of the data and the settings. Where runs were scored with test-time
+augmentation (``--tta``), :attr:`Table.tta` holds the same grid of their TTA AUCs
+(:func:`tta_table`). Markdown (:mod:`kandel_repro.report.markdown`)
 and figures (:mod:`kandel_repro.report.figures`) are drawn from a Table, never from the
 folders again.
 """
@@ -43,6 +45,11 @@ SHORT = {"kaggle_private_auc": "Kaggle private AUC", "val_auc": "validation AUC"
 
 FACTS = ("val_auc", "test_auc", "synthetic_test_auc", "kaggle_public_auc", "kaggle_private_auc",
          "best_epoch", "epochs_run", "stopped_reason", "wall_seconds", "train_images_per_second")
+
+# Test-time augmentation (--tta): the facts a run's row gains where its metrics have them
+# (a folder without TTA runs gives the same CSV as before TTA existed).
+TTA_FACTS = ("tta_views", "val_auc_tta", "test_auc_tta", "synthetic_test_auc_tta",
+             "kaggle_public_auc_tta", "kaggle_private_auc_tta")
 
 
 TIED_MARK = "≈"
@@ -116,7 +123,8 @@ def collect(study_name: str | Study, runs_dir: str | Path,
                 "first_trainable_block": cell.first_trainable_block, **_layer(study, cell),
                 "learning_rate": cell.learning_rate, "status": run.status,
                 "converged": _converged(metrics) if run.status == "ok" else None,
-                **{key: metrics.get(key) for key in FACTS}, **_flat(summary),
+                **{key: metrics.get(key) for key in FACTS},
+                **{key: metrics[key] for key in TTA_FACTS if key in metrics}, **_flat(summary),
                 "error": (run.error or {}).get("error"),
             })
             if run.config and run.status == "ok":
@@ -190,6 +198,28 @@ def choose_metric(frame: pd.DataFrame, study: Study, configs: Sequence[dict] = (
     return "val_auc"
 
 
+def tta_views_of(frame: pd.DataFrame) -> list[int]:
+    """The view counts of the finished runs' test-time augmentation (sorted; [] when no
+    run of ``frame`` has TTA scores)."""
+    if "tta_views" not in frame.columns:
+        return []
+    views = frame[frame["status"] == "ok"]["tta_views"].dropna()
+    return sorted({int(v) for v in views})
+
+
+def choose_tta_metric(frame: pd.DataFrame, study: Study, configs: Sequence[dict] = ()) -> str:
+    """The column of a table's TTA grid: the TTA counterpart of :func:`choose_metric`'s —
+    on Kaggle's PCam the Kaggle private AUC of the TTA submissions once every finished
+    TTA run is scored, else the validation AUC with TTA."""
+    if get_reader(dataset_of(study, configs)).labelled_test:
+        return "test_auc_tta"
+    done = frame[(frame["status"] == "ok") & frame["tta_views"].notna()]
+    if len(done) and "kaggle_private_auc_tta" in done and \
+            done["kaggle_private_auc_tta"].notna().all():
+        return "kaggle_private_auc_tta"
+    return "val_auc_tta"
+
+
 @dataclass
 class Table:
     """A study's runs, assembled: ``frame`` (one row per run), ``configs`` (of the
@@ -210,6 +240,8 @@ class Table:
     # partial transfer's speed, computed once (epochs_to_target): (target AUC or None,
     # {row label: [epochs per run, None where not reached]})
     to_target: tuple = (None, {})
+    # the same grid of the runs' test-time-augmented AUCs (tta_table), where runs have them
+    tta: Table | None = None
 
     @property
     def texts(self) -> tuple[np.ndarray, np.ndarray]:
@@ -268,11 +300,40 @@ def assemble(study_name: str | Study, runs_dir: str | Path,
              bootstrap: int | None = None) -> Table:
     """Read a study's run folders once into a :class:`Table`; ``bootstrap``: resamples
     of the paired bootstrap that compares multi-class runs (default 2,000)."""
-    import pandas as pd
-
     study = get_study(study_name)
     frame, configs = collect(study_name, runs_dir, seeds)
     metric = choose_metric(frame, study, configs)
+    table = _grid(study, runs_dir, frame, configs, metric, bootstrap)
+    table.to_target = target, epochs = epochs_to_target(table)
+    if target is not None:
+        cells = table.cells
+        reached = {row: [e for e in values if e is not None] for row, values in epochs.items()}
+        cells["epochs_to_target"] = [np.mean(reached[r]) if reached.get(r) else np.nan
+                                     for r in cells["row"]]
+        cells["target_val_auc"] = target
+    table.findings = [(f.text, *verdict(f.claim, table.evidence, table.describe))
+                      for f in study.findings]
+    table.tta = tta_table(table, bootstrap)
+    return table
+
+
+def tta_table(table: Table, bootstrap: int | None = None) -> Table | None:
+    """The grid of ``table``'s runs scored with test-time augmentation (None when none
+    was): the TTA counterpart of its metric (:func:`choose_tta_metric`), its best cell and
+    the cells tied with it, compared on the runs' TTA prediction files; a cell whose runs
+    finished without TTA reads ``no TTA``. Model selection stays the plain one: each run
+    is its best epoch by the plain validation AUC."""
+    if not tta_views_of(table.frame):
+        return None
+    metric = choose_tta_metric(table.frame, table.study, table.configs)
+    return _grid(table.study, table.runs_dir, table.frame, table.configs, metric, bootstrap,
+                 tta=True)
+
+
+def _grid(study, runs_dir, frame, configs, metric, bootstrap, tta=False):
+    """The :class:`Table` of ``metric`` (its cells, best and ties; no findings yet)."""
+    import pandas as pd
+
     seeds = tuple(sorted(frame["seed"].unique()))
     values, runs, converged = {}, {}, {}
     for _, run in frame.iterrows():
@@ -281,12 +342,14 @@ def assemble(study_name: str | Study, runs_dir: str | Path,
             continue
         runs.setdefault(cell, {})[run["seed"]] = run["run"]
         converged.setdefault(cell, {})[run["seed"]] = bool(run["converged"])
-        value = run[metric]
+        value = run.get(metric)  # (a TTA column some runs lack)
         usable = value is not None and np.isfinite(value)
         if usable and not (study.marks_non_convergence and not run["converged"]):
             values.setdefault(cell, {})[run["seed"]] = float(value)
-    split = "test" if metric == "test_auc" else "validation"
+    split = "test" if metric in ("test_auc", "test_auc_tta") else "validation"
     evidence = Evidence(study, runs_dir, values, runs, split, converged, bootstrap=bootstrap)
+    if tta:  # NOTE: the same comparisons, on the runs' TTA prediction files
+        evidence.file = rundir.prediction_files(tta=True)[2 if split == "test" else 0]
     best, per_cell, tied = evidence.ties()
     per_seed = evidence.best_per_seed()
     rows = []
@@ -320,23 +383,19 @@ def assemble(study_name: str | Study, runs_dir: str | Path,
             **{f"p_vs_best_seed{s}": p for s, _, p in per_cell.get(key, [])},
             **{f"diff_vs_best_seed{s}": d for s, d, _ in per_cell.get(key, [])},
         }
-        row["text"] = _cell_text(row, mine, study, ci)
+        no_tta = tta and not mine[mine["status"] == "ok"]["tta_views"].notna().any()
+        row["text"] = _cell_text(row, mine, study, ci, no_tta)
         rows.append(row)
     cells = pd.DataFrame(rows)
-    table = Table(study, Path(runs_dir), frame, configs, cells, metric, seeds, evidence, best, [])
-    table.to_target = target, epochs = epochs_to_target(table)
-    if target is not None:
-        reached = {row: [e for e in values if e is not None] for row, values in epochs.items()}
-        cells["epochs_to_target"] = [np.mean(reached[r]) if reached.get(r) else np.nan
-                                     for r in cells["row"]]
-        cells["target_val_auc"] = target
-    table.findings = [(f.text, *verdict(f.claim, evidence, table.describe)) for f in study.findings]
-    return table
+    return Table(study, Path(runs_dir), frame, configs, cells, metric, seeds, evidence, best, [])
 
 
-def _cell_text(row, runs, study, ci):
-    """What the Markdown table shows in a cell."""
+def _cell_text(row, runs, study, ci, no_tta=False):
+    """What the Markdown table shows in a cell (``no_tta``: of a TTA grid, whose runs have
+    no TTA scores)."""
     if row["n"] == 0:
+        if (runs["status"] == "ok").any() and no_tta:
+            return "no TTA"
         if (runs["status"] == "ok").any() and study.marks_non_convergence:
             return "did not converge"
         if (runs["status"] == "ok").any():

@@ -1,14 +1,33 @@
 """A :class:`~kandel_repro.report.collect.Table` as Markdown: the header (data, weights, seeds,
-deviations from the paper, the metric), the grid, ties, and the paper's findings with
-this grid's verdict."""
+deviations from the paper, the metric), the grid, ties, the same grid with test-time
+augmentation where runs have it (:func:`_tta_lines`), and the paper's findings with this
+grid's verdict."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..core.bootstrap import BOOTSTRAP
 from ..core.protocol import NOT_CONVERGED_BELOW_AUC
-from .collect import METRICS, TARGET_SHARE, TIED_MARK, Table
+from .collect import METRICS, TARGET_SHARE, TIED_MARK, Table, tta_views_of
 from .header import caveat_of, computed_with, describe_data, deviations_of
+
+
+# What a TTA grid's metric is ({views}: the views in words, :func:`_views_text`).
+TTA_METRICS = {
+    "val_auc_tta": "validation ROC AUC of the best epoch's model (chosen by the plain "
+                   "validation AUC) on {views}",
+    "test_auc_tta": "ROC AUC on the held-out test split of the model of the best (plain) "
+                    "validation epoch on {views}",
+    "kaggle_private_auc_tta": "Kaggle private-leaderboard test ROC AUC of the best epoch's "
+                              "model on {views} (`submission_tta.csv`, scored by Kaggle)",
+}
+
+
+def _views_text(views):
+    """``8 dihedral views of each image, probabilities averaged`` (several counts: each)."""
+    counts = " or ".join(map(str, views))
+    return (f"{counts} dihedral views of each image (rotations, flips, transposes; "
+            "`kandel_repro/training/tta.py`), probabilities averaged")
 
 
 def _metric_text(metric, configs):
@@ -63,28 +82,15 @@ def render_markdown(table: Table, command: str) -> str:
                   "an 80/10/10 split, `kandel_repro/core/protocol.py`):" if own
                   else "- Settings that differ from the paper:") + ("" if devs else " none"))
     lines += [f"  - {d}" for d in devs]
+    if table.tta is not None:
+        lines.append(_tta_header(table))
     if configs:
         lines.append(f"- Computed with: {computed_with(configs)}")
     lines += [f"- Made by: `{command}`", ""]
-    header = [study.row_header] + [level.label for level in study.columns]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    _, texts = table.texts
-    for r, level in enumerate(study.rows):
-        lines.append("| " + " | ".join([level.label] + [str(t) for t in texts[r]]) + " |")
-    lines.append("")
-    if table.best is not None:
-        lines.append(f"Best cell in bold{' (highest mean over the seeds)' if len(table.seeds) > 1 else ''}: "
-                     + (f"{study.rows[table.position(table.best)[0]].phrase} at learning rate "
-                        f"{table.best[1]}." if study.columns_are_learning_rates
-                        else f"{table.describe(table.best)}."))
-        counts = table.cells[table.cells["best_in_seeds"] > 0].sort_values(
-            "best_in_seeds", ascending=False)
-        if len(table.seeds) > 1 and len(counts):
-            lines.append("Best cell per seed: " + "; ".join(
-                f"{table.describe((c['row'], c['column']))} in {c['best_in_seeds']} of "
-                f"{len(table.seeds)} seeds" for _, c in counts.iterrows()) + ".")
+    lines += _grid_lines(table)
     lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV).")
     lines += _target_lines(table)
+    lines += _tta_lines(table)
     test = _test_name(table)
     if study.paper:
         lines += ["", "## The paper's findings for this table (its text), and this grid's answer", ""]
@@ -101,6 +107,59 @@ def render_markdown(table: Table, command: str) -> str:
                   "(Holm-adjusted) in every seed."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _grid_lines(table):
+    """The grid of a :class:`Table` and the line naming its best cell (per seed too)."""
+    study = table.study
+    header = [study.row_header] + [level.label for level in study.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    _, texts = table.texts
+    for r, level in enumerate(study.rows):
+        lines.append("| " + " | ".join([level.label] + [str(t) for t in texts[r]]) + " |")
+    lines.append("")
+    if table.best is not None:
+        lines.append(f"Best cell in bold{' (highest mean over the seeds)' if len(table.seeds) > 1 else ''}: "
+                     + (f"{study.rows[table.position(table.best)[0]].phrase} at learning rate "
+                        f"{table.best[1]}." if study.columns_are_learning_rates
+                        else f"{table.describe(table.best)}."))
+        counts = table.cells[table.cells["best_in_seeds"] > 0].sort_values(
+            "best_in_seeds", ascending=False)
+        if len(table.seeds) > 1 and len(counts):
+            lines.append("Best cell per seed: " + "; ".join(
+                f"{table.describe((c['row'], c['column']))} in {c['best_in_seeds']} of "
+                f"{len(table.seeds)} seeds" for _, c in counts.iterrows()) + ".")
+    return lines
+
+
+def _tta_runs(table):
+    """``(runs with TTA scores, finished runs)`` of a table."""
+    done = table.frame[table.frame["status"] == "ok"]
+    return int(done["tta_views"].notna().sum()), len(done)
+
+
+def _tta_header(table):
+    """The header's line on test-time augmentation: how many views, in how many runs."""
+    views, (scored, done) = tta_views_of(table.frame), _tta_runs(table)
+    return (f"- Test-time augmentation: {' or '.join(map(str, views))} views in {scored} of "
+            f"{done} finished runs; their grid follows the plain one (the plain numbers are "
+            "the runs' own: model selection does not use TTA)")
+
+
+def _tta_lines(table):
+    """The grid of the runs' TTA AUCs (:attr:`Table.tta`), its metric, ties and best cell."""
+    tta = table.tta
+    if tta is None:
+        return []
+    views, (scored, done) = tta_views_of(table.frame), _tta_runs(table)
+    lines = ["", f"## With test-time augmentation ({' or '.join(map(str, views))} views)", "",
+             f"- Metric: {TTA_METRICS[tta.metric].format(views=_views_text(views))}",
+             f"- Runs with TTA: {scored} of {done} finished", _ties_line(tta), ""]
+    lines += _grid_lines(tta)
+    if (tta.cells["text"] == "no TTA").any():
+        lines.append("`no TTA`: the cell's runs were finished without test-time augmentation "
+                     "(`kandel-repro grid … --tta N` scores them without training them again).")
+    return lines
 
 
 def _target_lines(table):
@@ -159,7 +218,7 @@ def _ties_line(table):
         return ("- Tied with the best: not judged (no prediction files to compare; runs made "
                 "before predictions were kept, or a single cell)")
     split = f"{table.evidence.split} split"
-    if table.metric == "kaggle_private_auc":
+    if table.metric in ("kaggle_private_auc", "kaggle_private_auc_tta"):
         split += " (Kaggle keeps the test labels)"
     comparisons = f"{compared} comparison" + ("s" if compared != 1 else "")
     seeds = (", in at least one seed (a cell counts as below the best only if it is in every "

@@ -15,7 +15,10 @@ number.
 
 Files: ``<study>.md``; ``<study>.csv`` (one row per run, unrounded); ``<study>_cells.csv``
 (one row per cell: n, mean, sd, min, max, CI, best, tied, p-values against the best per
-seed); the study's figures (``<study>_<figure>.png``).
+seed); the study's figures (``<study>_<figure>.png``). Where runs were scored with
+test-time augmentation (``--tta``) the Markdown adds the grid of their TTA AUCs, the CSV
+their TTA columns (``tta_views``, ``val_auc_tta``, …), and ``<study>_tta_cells.csv`` holds
+that grid's cells.
 """
 from __future__ import annotations
 
@@ -151,7 +154,7 @@ def _write_one(study_name, runs_dir, out_dir, command, log, seeds, fractions, ba
                      bootstrap=bootstrap)
     for _, row in table.frame[table.frame["status"] == "failed"].iterrows():
         log(f"{row['run']}: failed ({row['error']}); shown as failed")
-    for problem in table.evidence.problems:
+    for problem in table.evidence.problems + (table.tta.evidence.problems if table.tta else []):
         log(f"not compared: {problem}")
     out_dir = check_writable(out_dir, "--out")
     if command is None:  # the command that makes this table again, options included
@@ -168,6 +171,9 @@ def _write_one(study_name, runs_dir, out_dir, command, log, seeds, fractions, ba
     write_csv(csv, table.frame.assign(metric=table.metric))
     write_csv(cells, table.cells.drop(columns=["text"]))
     written = [md, csv, cells]
+    if table.tta is not None:
+        written.append(out_dir / f"{study.name}_tta_cells.csv")
+        write_csv(written[-1], table.tta.cells.drop(columns=["text"]))
     for figure in study.figures:
         path = out_dir / f"{study.name}_{figure}.png"
         if FIGURES[figure](table, path) is not None:

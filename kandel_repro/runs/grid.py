@@ -7,6 +7,9 @@ grid killed at any point resumes where it stopped and loses at most the run in
 progress. A run that raises is recorded (``error.json``) and the grid goes on; it is
 retried on the next invocation. A finished run made with other settings is never
 reused: the grid refuses it (:func:`kandel_repro.runs.rundir.check_same_experiment`).
+A finished run reused with ``tta`` N (``--tta``, an evaluation setting, not part of the
+experiment) whose metrics lack N views' scores is scored with them then, from its best
+model, not trained again (:func:`add_tta`).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError
 from ..core.files import check_writable
@@ -23,12 +26,16 @@ from ..data.readers import get_reader
 from ..models.backbones import check_input_size, get_backbone
 from ..models.build import build_base
 from ..models.weights import MEANVAR
+from ..training.runtime import make_strategy
 from . import rundir, train
-from .config import check_time_budget, resolve_config, with_data
+from .config import check_time_budget, resolve_config, resolve_runtime, with_data
 from .levels import Study
 from .studies import (get_study, parse_backbones, parse_seeds, parse_shard, shard_cells,
                       study_configs, study_runs)
 from .train import Attempt
+
+if TYPE_CHECKING:
+    from ..data.packed import PackedData
 
 
 def preflight(study: Study, data_dir: str | Path, configs: Iterable[dict],
@@ -174,6 +181,7 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
                   legacy_fingerprint=data.legacy_fingerprint)
     runs = study_runs(study, seeds)
     statuses, todo = _finished_and_todo(study, runs, shard, seeds, runs_dir, configs, how, log)
+    _score_finished_with_tta(statuses, runs_dir, data, configs, log)
     if grid.executor == "ray" and todo:  # (nothing to do: no cluster started or reached)
         from .cluster import RayJob, run_on_ray
 
@@ -227,6 +235,59 @@ def _finished_and_todo(study, runs, shard, seeds, runs_dir, configs, how, log):
         else:
             todo.append((label, name))
     return statuses, todo
+
+
+def _score_finished_with_tta(statuses, runs_dir, data, configs, log):
+    """The finished runs reused (``skipped``) whose config asks for ``tta`` N views but
+    whose metrics have no TTA scores of N views: their best models scored with them now,
+    here, not retrained (:func:`add_tta`). One that cannot be is ``failed`` (the grid goes
+    on); one another process holds is left as it is."""
+    for name, status in statuses.items():
+        views = int(configs[name].get("tta") or 1)
+        if status != "skipped" or views == 1 or rundir.tta_views(runs_dir / name) == views:
+            continue
+        try:
+            with rundir.claim(runs_dir / name):
+                metrics = add_tta(runs_dir / name, data, configs[name])
+        except rundir.RunBusy as exc:
+            log(f"{name}: not scored with test-time augmentation: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - one run's scoring must not stop the grid
+            log(f"{name}: scoring with test-time augmentation FAILED ({type(exc).__name__}: "
+                f"{exc})")
+            statuses[name] = "failed"
+            continue
+        auc = metrics.get("val_auc_tta")
+        log(f"{name}: finished before; scored with test-time augmentation ({views} views): "
+            f"val AUC {'n/a' if auc is None else f'{auc:.4f}'}")
+
+
+def add_tta(run_dir: str | Path, data: PackedData, config: dict) -> dict:
+    """Score a finished run's ``best_model.keras`` on ``config["tta"]`` views without
+    training it again: the TTA prediction files written as a run writes them
+    (:func:`~kandel_repro.runs.train.score_tta`, through the run's input stage,
+    :func:`~kandel_repro.runs.train.predictor_of`), the TTA metrics put in its
+    ``metrics.json`` (replacing those of other views, Kaggle's TTA scores with them) and
+    its ``config.json`` recording ``tta``; return the metrics.
+    ``config``: the run's config with the data's facts (the grid's), whose runtime
+    settings (precision, prediction batch) this machine resolves now."""
+    import keras
+
+    run_dir = Path(run_dir)
+    rundir.finished_config(run_dir, use="score with test-time augmentation")
+    config = resolve_runtime(config)
+    strategy = make_strategy(config["distribute"])
+    _, val_idx, test = data.split(config)
+    with strategy.scope():
+        predictor = train.predictor_of(keras.saving.load_model(run_dir / rundir.BEST_MODEL),
+                                       config, data.image_shape)
+    scores = train.score_tta(run_dir, data, predictor, config, val_idx, test, strategy)
+    # NOTE: Kaggle's scores of an earlier TTA submission file (other views) are stale now.
+    metrics = {k: v for k, v in rundir.read_metrics(run_dir).items()
+               if not (k.startswith("kaggle_") and k.endswith("_tta"))}
+    rundir.write_metrics(run_dir, {**metrics, **scores})
+    rundir.update_config(run_dir, tta=scores["tta_views"])
+    return {**metrics, **scores}
 
 
 def _train_in_process(todo, runs, runs_dir, data, configs, how, log):

@@ -13,7 +13,12 @@ One training run (one cell of a study, one seed) lives in one folder::
     test_ids.csv            BreakHis: the ids and labels of the held-out test split
     test_predictions.csv    BreakHis: id,label,prediction on the held-out test split
     metrics.json            written last: val_auc, best_epoch, epochs_run, wall time, ...
-                            (+ kaggle_public_auc/kaggle_private_auc after `kandel-repro submit`)
+                            (+ kaggle_public_auc/kaggle_private_auc after `kandel-repro submit`;
+                            kaggle_…_tta when it submitted submission_tta.csv)
+    val_predictions_tta.csv   with --tta 4|8: the files above of the best model scored
+    test_predictions_tta.csv  on the dihedral views, averaged (kandel_repro.training.tta);
+    submission_tta.csv        same layouts; metrics.json then holds tta_views,
+                              val_auc_tta, <test AUC>_tta and their intervals (…_tta_ci)
     error.json              instead of metrics.json when the run raised
     tensorboard/            TensorBoard's logs: loss, accuracy, validation AUC, learning rate
     kaggle-submission.json  PCam, once submitted: ref, description, file hash, status
@@ -52,13 +57,18 @@ VAL_PREDICTIONS = "val_predictions.csv"
 SUBMISSION = "submission.csv"
 TEST_IDS = "test_ids.csv"
 TEST_PREDICTIONS = "test_predictions.csv"
+# The same files of test-time augmentation (--tta 4|8): the best model on the dihedral views.
+VAL_PREDICTIONS_TTA = "val_predictions_tta.csv"
+SUBMISSION_TTA = "submission_tta.csv"
+TEST_PREDICTIONS_TTA = "test_predictions_tta.csv"
 KAGGLE_RECORD = "kaggle-submission.json"
 LOCK = ".lock"  # held while a process trains the run (see claim)
 TENSORBOARD = "tensorboard"  # TensorBoard's logs of the run (a folder)
 # Everything a run writes: cleared when a run (re)starts, so an unfinished earlier
 # attempt cannot leak into it.
 ARTEFACTS = (CONFIG, VAL_IDS, TEST_IDS, HISTORY, BEST_MODEL, VAL_PREDICTIONS, SUBMISSION,
-             TEST_PREDICTIONS, METRICS, ERROR, KAGGLE_RECORD)
+             TEST_PREDICTIONS, VAL_PREDICTIONS_TTA, SUBMISSION_TTA, TEST_PREDICTIONS_TTA,
+             METRICS, ERROR, KAGGLE_RECORD)
 
 
 class Run(NamedTuple):
@@ -181,6 +191,13 @@ def remove_if_empty(folder: str | Path) -> None:
 
 def write_config(run_dir: str | Path, config: dict) -> None:
     write_json(Path(run_dir) / CONFIG, config)
+
+
+def update_config(run_dir: str | Path, **values: Any) -> None:
+    """Set ``values`` in a run's ``config.json`` as written (atomically; the other keys in
+    the names of the version that wrote them): e.g. the ``tta`` a finished run was
+    scored with later."""
+    write_json(Path(run_dir) / CONFIG, {**(_read(Path(run_dir) / CONFIG) or {}), **values})
 
 
 def write_metrics(run_dir: str | Path, metrics: dict) -> None:
@@ -361,6 +378,30 @@ def prediction_frame(ids: Any, labels: Any, scores: Any) -> Any:
     else:
         frame["prediction"] = scores.reshape(-1)
     return frame
+
+
+def prediction_files(tta: bool = False) -> tuple[str, str, str]:
+    """``(validation, Kaggle submission, labelled test)`` prediction file names: the plain
+    ones, or (``tta``) those of test-time augmentation."""
+    if tta:
+        return VAL_PREDICTIONS_TTA, SUBMISSION_TTA, TEST_PREDICTIONS_TTA
+    return VAL_PREDICTIONS, SUBMISSION, TEST_PREDICTIONS
+
+
+def tta_views(run_dir: str | Path) -> int:
+    """The views a finished run's TTA scores averaged (its metrics' ``tta_views``); 1 when
+    it has none."""
+    return int((read_metrics(run_dir) or {}).get("tta_views") or 1)
+
+
+def read_tta_predictions(run_dir: str | Path, split: str = "val") -> tuple[Any, Any, Any] | None:
+    """``(ids, labels, scores)`` of a run's TTA predictions on ``split`` (``"val"`` or
+    ``"test"``, the labelled test split), as :func:`read_predictions` reads them; None
+    when the run has none (no ``--tta``, or a test split without labels)."""
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    path = Path(run_dir) / (VAL_PREDICTIONS_TTA if split == "val" else TEST_PREDICTIONS_TTA)
+    return read_predictions(path) if path.is_file() else None
 
 
 def read_predictions(path: str | Path) -> tuple[Any, Any, Any]:

@@ -3,7 +3,8 @@
 :func:`train_run` trains the model a resolved config (:mod:`kandel_repro.runs.config`)
 describes on packed data (:class:`kandel_repro.data.packed.PackedData`) and writes the
 run folder (:mod:`kandel_repro.runs.rundir` lists its files): the config, the split's ids,
-the history of every epoch, the best model, its predictions, and ``metrics.json`` last.
+the history of every epoch, the best model, its predictions (with ``tta`` > 1 its
+test-time-augmented ones too, :func:`score_tta`), and ``metrics.json`` last.
 """
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ from ..training.augment import make_input_stage
 from ..training.optim import build_optimizers, epoch_decay, grouped_trainer
 from ..training.pipeline import idg_batches, in_memory_dataset, predict_uint8
 from ..training.runtime import jit_setting, make_strategy, precision_scope
+from ..training.tta import images_per_batch, tta_metrics, tta_predictor
 from . import rundir
 from .config import colour_of, resolve_runtime, with_data
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a run starts
+    import keras
     import tensorflow as tf
 
     from ..data.packed import PackedData
@@ -203,12 +206,24 @@ def build_run_models(config: dict, image_shape: tuple,
                        "uint8" if fast or config["augmentation"] is None else "float32",
                        "trainer", grouped, colour=colour if fast else None)
         trainer.optimizers_used = optimizers
-        predictor = wrap(None, "uint8", "predictor")
+        predictor = predictor_of(model, config, image_shape)
         # NOTE: compiled under the policy, so mixed_float16 gets Keras' loss scaling.
         trainer.compile(optimizer=optimizers[0][0], loss=loss_of(config), metrics=["accuracy"],
                         jit_compile=jit_setting(config["jit"]))
-        predictor.compile(jit_compile=jit_setting(config["jit"]))
     return model, trainer, predictor, trainable
+
+
+def predictor_of(model: keras.Model, config: dict, image_shape: tuple) -> keras.Model:
+    """``model`` (the paper's, on preprocessed float input) behind the uint8 input stage
+    of a run of ``config``, augmentation off: what a run predicts with, compiled."""
+    import keras
+
+    images = keras.Input(tuple(image_shape), dtype="uint8", name="images")
+    stage = make_input_stage(None, get_backbone(config["backbone"]).preprocess_input(),
+                             seed=config["seed"])
+    predictor = keras.Model(images, model(stage(images)), name="predictor")
+    predictor.compile(jit_compile=jit_setting(config["jit"]))
+    return predictor
 
 
 def train_run(run_dir: str | Path, data: PackedData, config: dict, verbose: int | str = "auto",
@@ -347,9 +362,9 @@ def _fit(run, data, models, verbose, deadline):
 
 
 def _predict(run, data, models, log):
-    """The best epoch's predictions, written: ``(validation scores, test scores)``."""
+    """The best epoch's predictions, written: ``(validation labels, validation scores, test
+    scores, TTA metrics)`` (TTA's, :func:`score_tta`, only with ``tta`` > 1)."""
     import keras
-    import pandas as pd
 
     model, _, predictor, _ = models
     eval_batch, val_idx, test = run.config["eval_batch_size"], run.val_idx, run.test
@@ -360,22 +375,48 @@ def _predict(run, data, models, log):
         best_scores = log.best_scores
         # The best epoch's weights, back into the model the predictor wraps.
         model.set_weights(keras.saving.load_model(run.folder / rundir.BEST_MODEL).get_weights())
-    write_csv(run.folder / rundir.VAL_PREDICTIONS,
-              rundir.prediction_frame(data.ids[val_idx], data.y[val_idx], best_scores))
     test_scores = predict_uint8(predictor, test.x, eval_batch, indices=test.indices)
+    _write_scores(run.folder, data, val_idx, best_scores, test, test_scores)
+    tta = (score_tta(run.folder, data, predictor, run.config, val_idx, test, run.strategy)
+           if int(run.config.get("tta") or 1) > 1 else {})
+    return data.y[val_idx], best_scores, test_scores, tta
+
+
+def _write_scores(folder, data, val_idx, val_scores, test, test_scores, tta=False):
+    """The prediction files of a run's validation and test scores (plain or TTA's)."""
+    import pandas as pd
+
+    val, submission, labelled = rundir.prediction_files(tta)
+    write_csv(folder / val, rundir.prediction_frame(data.ids[val_idx], data.y[val_idx], val_scores))
     if test.submission:
-        write_csv(run.folder / rundir.SUBMISSION,
+        write_csv(folder / submission,
                   pd.DataFrame({"id": test.selected_ids(), "label": test_scores}))
     else:
-        write_csv(run.folder / rundir.TEST_PREDICTIONS,
+        write_csv(folder / labelled,
                   rundir.prediction_frame(test.selected_ids(), test.labels, test_scores))
-    return data.y[val_idx], best_scores, test_scores
+
+
+def score_tta(run_dir: Path, data: PackedData, predictor: keras.Model, config: dict,
+              val_idx: np.ndarray, test: object, strategy: tf.distribute.Strategy) -> dict:
+    """Score the model behind ``predictor`` on ``config["tta"]`` dihedral views (a forward
+    batch of ``eval_batch_size``) of the validation rows ``val_idx`` and the ``test`` set;
+    write the TTA prediction files (:func:`~kandel_repro.runs.rundir.prediction_files`);
+    return :func:`~kandel_repro.training.tta.tta_metrics` (``tta_views``, ``val_auc_tta``…)."""
+    views = int(config["tta"])
+    with strategy.scope():  # the predictor's: its batches spread over the same devices
+        model = tta_predictor(predictor, views)
+    batch = images_per_batch(config["eval_batch_size"], views)
+    val_scores = predict_uint8(model, data.x, batch, indices=val_idx)
+    test_scores = predict_uint8(model, test.x, batch, indices=test.indices)
+    _write_scores(Path(run_dir), data, val_idx, val_scores, test, test_scores, tta=True)
+    return tta_metrics(views, data.y[val_idx], val_scores, test.labels, test_scores,
+                       test.auc_key, bootstrap=config.get("bootstrap"))
 
 
 def _record(run, models, log, scores, started):
     """``metrics.json``, written last: the run is finished from then on."""
     model, _, _, trainable = models
-    val_y, best_scores, test_scores = scores
+    val_y, best_scores, test_scores, tta = scores
     test, config = run.test, run.config
     epochs_run = len(log.history)
     later = log.train_seconds - (log.first_epoch_seconds or 0.0)
@@ -399,6 +440,7 @@ def _record(run, models, log, scores, started):
     if np.isfinite(best_scores).all() and (test.labels is None or np.isfinite(test_scores).all()):
         metrics.update(summary_of(val_y, best_scores, test.labels, test_scores, test.auc_key,
                                   bootstrap=config.get("bootstrap")))
+    metrics.update(tta)  # (none without --tta: the plain figures stay the run's own)
     rundir.write_metrics(run.folder, metrics)
     return metrics
 
