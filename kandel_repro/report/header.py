@@ -75,6 +75,25 @@ def deviations_of(configs: Iterable[dict], study: Study | None = None) -> list[s
     return seen
 
 
+def column_legend(study: Study) -> list[str]:
+    """``["paper + colour: --brightness 0.1 --contrast 0.2 …"]``: what each column of
+    ``study`` sets where it differs from the paper's protocol, as the options that set it
+    (``as the paper`` for nothing)."""
+    from ..core.protocol import paper_settings
+    from ..runs.config import option
+
+    paper = paper_settings(study.protocol)
+    out = []
+    for level in study.columns:
+        words = [("--no-augmentation" if key == "augmentation" and value is None
+                  else f"{option(key)} {value:g}" if isinstance(value, float) else
+                  f"{option(key)} {value}")
+                 for key, value in level.settings.items()
+                 if key != "learning_rate" and value != paper.get(key)]
+        out.append(f"{level.label}: {' '.join(words) or 'as the paper'}")
+    return out
+
+
 def caveat_of(configs: Sequence[dict], study: Study | None = None) -> str:
     """``"synthetic data and random weights (no ImageNet)"`` or ``""`` for the paper's setup."""
     def chosen(c):  # the weights the user chose (not those a study's row sets)

@@ -9,7 +9,7 @@ import numpy as np
 from ..core.bootstrap import BOOTSTRAP
 from ..core.protocol import NOT_CONVERGED_BELOW_AUC
 from .collect import METRICS, TARGET_SHARE, TIED_MARK, Table, tta_views_of
-from .header import caveat_of, computed_with, describe_data, deviations_of
+from .header import caveat_of, column_legend, computed_with, describe_data, deviations_of
 
 
 # What a TTA grid's metric is ({views}: the views in words, :func:`_views_text`).
@@ -82,6 +82,10 @@ def render_markdown(table: Table, command: str) -> str:
                   "an 80/10/10 split, `kandel_repro/core/protocol.py`):" if own
                   else "- Settings that differ from the paper:") + ("" if devs else " none"))
     lines += [f"  - {d}" for d in devs]
+    if study.column_legend:
+        lines.append(f"- Columns ({study.column_header.lower()}), each as it differs from the "
+                     "paper:")
+        lines += [f"  - {line}" for line in column_legend(study)]
     if table.tta is not None:
         lines.append(_tta_header(table))
     if configs:

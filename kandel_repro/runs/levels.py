@@ -70,6 +70,9 @@ class Study:
     # True: made for the backbone and data set a grid names (``--backbone``, ``--dataset``;
     # :func:`kandel_repro.runs.studies.get_study`); the registry holds its default
     parametric: bool = False
+    # True: a table's header says what each column sets, as differences from the paper
+    # (columns whose labels name a policy rather than a value: the augmentation study's)
+    column_legend: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))

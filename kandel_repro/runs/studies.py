@@ -218,7 +218,7 @@ STUDIES["augmentation"] = Study(
                       ("tied_with_best",)),
               Finding("Does the best depth change with the augmentation policy?",
                       ("best_row_by_column",))),
-    paper=False, figures=("heatmap", "curves", "radar"))
+    paper=False, figures=("heatmap", "curves", "radar"), column_legend=True)
 
 
 # --- any backbone on any data: the paper's depth × learning-rate grid ----------------------
