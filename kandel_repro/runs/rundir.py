@@ -69,6 +69,9 @@ TENSORBOARD = "tensorboard"  # TensorBoard's logs of the run (a folder)
 ARTEFACTS = (CONFIG, VAL_IDS, TEST_IDS, HISTORY, BEST_MODEL, VAL_PREDICTIONS, SUBMISSION,
              TEST_PREDICTIONS, VAL_PREDICTIONS_TTA, SUBMISSION_TTA, TEST_PREDICTIONS_TTA,
              METRICS, ERROR, KAGGLE_RECORD)
+# What `explain` and `filters` write into a run folder: they describe its model, so a run
+# trained again clears them too.
+EXPLANATIONS = ("gradcam*.png", "gradcam*.json", "filters.png", "filters.json")
 
 
 class Run(NamedTuple):
@@ -180,6 +183,9 @@ def clear(run_dir: str | Path) -> None:
     run_dir = Path(run_dir)
     for name in ARTEFACTS:
         (run_dir / name).unlink(missing_ok=True)
+    for pattern in EXPLANATIONS:
+        for path in run_dir.glob(pattern):
+            path.unlink(missing_ok=True)
     shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
 
 

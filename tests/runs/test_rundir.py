@@ -199,3 +199,14 @@ train.train_run = slow_fake
 statuses = grid.run_grid("table2", {data!r}, {runs!r}, weights="none", log=lambda m: None)
 print(json.dumps([name for name, status in statuses.items() if status == "ok"]))
 """
+
+
+def test_clearing_a_run_removes_its_files_and_explanations_but_nothing_else(tmp_path):
+    run = tmp_path / "run"
+    (run / rundir.TENSORBOARD).mkdir(parents=True)
+    written = [rundir.CONFIG, rundir.METRICS, rundir.VAL_PREDICTIONS_TTA, "gradcam.png",
+               "gradcam_block2_relu_test.json", "filters.png", "filters.json"]
+    for name in written + ["notes.txt", "my_gradcam.png"]:
+        (run / name).write_text("x")
+    rundir.clear(run)
+    assert sorted(p.name for p in run.iterdir()) == ["my_gradcam.png", "notes.txt"]
