@@ -346,7 +346,9 @@ def _kaggle_parsers(sub):
         description="Validates each run's submission.csv (an invalid file is never "
         "uploaded), submits it with the kaggle client, polls the submission list until "
         "it is scored, and writes kaggle_public_auc and kaggle_private_auc into the run's "
-        "metrics.json; tables then show the private score. Kaggle's daily limit is "
+        "metrics.json; tables then show the private score. A run scored with --tta has "
+        "submission_tta.csv, which is submitted instead (its scores: kaggle_public_auc_tta, "
+        "kaggle_private_auc_tta). Kaggle's daily limit is "
         "respected: runs beyond it are queued and submitted by the next call. "
         "Credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY.")
     su.add_argument("paths", nargs="+", metavar="RUN_DIR",
