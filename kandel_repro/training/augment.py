@@ -12,6 +12,9 @@ Two implementations of the paper's augmentation (§4.1), chosen with ``--augment
     one. The resampler is compiled with XLA on its own (≈5× faster on a CPU than without),
     whether or not ``--jit`` compiles the whole training step. Parity with
     ``apply_transform`` for fixed parameters is tested (``tests/training/test_augment.py``).
+    Beyond the paper, ``--crop`` folds a random crop into the same matrix (one resample
+    still), and the colour and stain ops of :mod:`kandel_repro.training.colour`
+    (``--brightness`` … ``--stain-jitter``) follow the warp, compiled with XLA too.
 
 ``imagedatagenerator``
     The paper's own pipeline: the legacy ``ImageDataGenerator`` from
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.errors import ConfigError
+from .colour import COLOUR_OPS
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a pipeline is built
     import keras
@@ -91,12 +95,15 @@ def zoom_range(zoom: float | Sequence[float]) -> tuple[float, float]:
 # --- the fused transform ---------------------------------------------------------------
 
 def random_parameters(generator: tf.random.Generator, n: int | tf.Tensor, augmentation: dict,
-                      height: int, width: int) -> dict[str, tf.Tensor]:
+                      height: int, width: int, crop: float = 1.0) -> dict[str, tf.Tensor]:
     """Per-image parameters of ``n`` transforms, as ``get_random_transform`` draws them.
 
     Returns a dict of float32 tensors of shape ``[n]``: ``theta``, ``tx``, ``ty``,
     ``shear`` (degrees and pixels, ``ImageDataGenerator``'s names and units), ``zx``,
-    ``zy`` and ``flip_horizontal``/``flip_vertical`` (0 or 1).
+    ``zy`` and ``flip_horizontal``/``flip_vertical`` (0 or 1); with ``crop`` below 1,
+    also ``crop`` (the crop's share of each side) and ``crop_x``, ``crop_y`` (the
+    window's left and top edges in pixels, uniform over the positions inside the image),
+    drawn after the others (a seed draws the same geometric parameters with or without).
     """
     import tensorflow as tf
 
@@ -115,7 +122,7 @@ def random_parameters(generator: tf.random.Generator, n: int | tf.Tensor, augmen
     def flip(on):
         return tf.cast(uniform(0.0, 1.0) < 0.5, tf.float32) if on else tf.zeros([n])
 
-    return {
+    params = {
         "theta": symmetric(augmentation.get("rotation_range", 0)),
         # NOTE: ImageDataGenerator calls the height shift tx (scaled by the rows) and
         # the width shift ty (scaled by the columns); the names are kept.
@@ -127,6 +134,10 @@ def random_parameters(generator: tf.random.Generator, n: int | tf.Tensor, augmen
         "flip_horizontal": flip(augmentation.get("horizontal_flip", False)),
         "flip_vertical": flip(augmentation.get("vertical_flip", False)),
     }
+    if crop < 1:
+        params.update(crop=tf.fill([n], float(crop)), crop_x=uniform(0.0, (1 - crop) * width),
+                      crop_y=uniform(0.0, (1 - crop) * height))
+    return params
 
 
 def transform_matrices(params: dict[str, tf.Tensor], height: int, width: int) -> tf.Tensor:
@@ -136,7 +147,11 @@ def transform_matrices(params: dict[str, tf.Tensor], height: int, width: int) ->
     ``a0·x + a1·y + a2``, row ``b0·x + b1·y + b2`` (TF's projective-transform
     convention). The matrix is ``apply_affine_transform``'s: rotation · shift · shear ·
     zoom about the image centre, with its swap of x and y; the flips that
-    ``apply_transform`` applies afterwards are folded in as a last factor.
+    ``apply_transform`` applies afterwards are folded in as a further factor, and the
+    crop (``params["crop"]``, if there) as the last: the output pixel x of the window of
+    side c·W at ``crop_x`` resized back to W (bilinear, pixel centres at half-integers,
+    as ``tf.image.resize``) samples the warped image at ``c·x + crop_x + c/2 − 1/2``
+    (rows likewise), a zoom by 1/c of the warped image, whose edges it never passes.
     """
     import tensorflow as tf
 
@@ -163,6 +178,11 @@ def transform_matrices(params: dict[str, tf.Tensor], height: int, width: int) ->
                  [zero, 1 - 2 * fv, fv * (height - 1)],
                  [zero, zero, one]])
     m = m @ flips
+    if "crop" in params:
+        c = params["crop"]
+        window = mat([[c, zero, params["crop_x"] + c / 2 - 0.5],
+                      [zero, c, params["crop_y"] + c / 2 - 0.5], [zero, zero, one]])
+        m = m @ window
     return tf.reshape(m[:, :2, :], [-1, 6])
 
 
@@ -197,6 +217,7 @@ def _warp(images, transforms):
 
 
 _WARP = None
+_COLOUR = None
 
 
 def warp(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
@@ -207,6 +228,31 @@ def warp(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
 
         _WARP = tf.function(_warp, jit_compile=True, reduce_retracing=True)
     return _WARP(images, transforms)
+
+
+def augment(images: tf.Tensor, transforms: tf.Tensor | None,
+            colour_params: dict[str, tf.Tensor]) -> tf.Tensor:
+    """The warp by ``transforms`` (None: none), then the colour ops of ``colour_params``
+    (:func:`kandel_repro.training.colour.apply_colour`; empty: none), each compiled with
+    XLA (one function per process, traced once per set of colour ops).
+
+    NOTE: two compiled functions, not one: compiled together, XLA's CPU backend fuses
+    the resampling into the saturation and hue ops and recomputes it there (up to 4×
+    slower than the two apart: saturation alone at 96×96, 2 CPU cores); under ``--jit
+    on`` (and ``auto`` on a GPU) both are inlined into the compiled step anyway.
+    """
+    global _COLOUR
+    if transforms is not None:
+        images = warp(images, transforms)
+    if not colour_params:
+        return images
+    if _COLOUR is None:
+        import tensorflow as tf
+
+        from .colour import apply_colour
+
+        _COLOUR = tf.function(apply_colour, jit_compile=True, reduce_retracing=True)
+    return _COLOUR(images, colour_params)
 
 
 def apply_parameters(images: ArrayLike, params: dict[str, ArrayLike]) -> tf.Tensor:
@@ -228,16 +274,27 @@ def make_input_stage(augmentation: dict | None, preprocess: Callable[[tf.Tensor]
     ``augmentation`` is the ``ImageDataGenerator`` dict of the fused transform (None: no
     augmentation, as for the ``imagedatagenerator`` mode, whose batches arrive
     augmented, and for prediction). ``preprocess`` is the backbone's
-    ``preprocess_input``. Augmentation runs only when the layer is called with
-    ``training=True``; the stage always computes in float32.
+    ``preprocess_input``. ``colour`` is None or the run's colour and stain settings
+    (:func:`kandel_repro.runs.config.colour_of`: ``crop`` 1 and the others 0 are off):
+    the crop is folded into the warp's matrix (with ``augmentation`` None and a crop,
+    the warp runs with the crop alone), the colour ops of
+    :mod:`kandel_repro.training.colour` follow it (:func:`augment`), each image's
+    parameters drawn from the stage's generator (seeded by ``seed``; the geometric ones
+    first, so a seed gives the same transforms with colour on or off).
+    Augmentation runs only when the layer is called with ``training=True``; the stage
+    always computes in float32.
     """
     import keras
     import tensorflow as tf
 
-    if colour is not None:
-        raise ConfigError("colour augmentation is not implemented yet")
-    # NOTE: ``augmentation`` was checked with check_fast when the run's config was
+    from .colour import random_colour_parameters
+
+    # NOTE: ``augmentation`` and ``colour`` were checked when the run's config was
     # resolved (kandel_repro.runs.config), the one place settings are validated.
+    colour = dict(colour or {})
+    crop = float(colour.get("crop", 1.0))
+    warped = augmentation is not None or crop < 1
+    coloured = any(colour.get(key, 0.0) > 0 for key in COLOUR_OPS)
 
     class InputStage(keras.layers.Layer):
         def __init__(self):
@@ -245,15 +302,21 @@ def make_input_stage(augmentation: dict | None, preprocess: Callable[[tf.Tensor]
             # NOTE: tf.random.Generator, not a keras SeedGenerator: created under a
             # distribution strategy it gives each replica its own stream.
             self.generator = (tf.random.Generator.from_seed(seed)
-                              if augmentation is not None else None)
+                              if warped or coloured else None)
 
         def call(self, images, training=False):
             images = tf.cast(images, tf.float32)
             if training and self.generator is not None:
                 height, width = images.shape[1], images.shape[2]
                 n = tf.shape(images)[0]
-                params = random_parameters(self.generator, n, augmentation, height, width)
-                images = warp(images, transform_matrices(params, height, width))
+                transforms = None
+                if warped:
+                    params = random_parameters(self.generator, n, augmentation or {}, height,
+                                               width, crop=crop)
+                    transforms = transform_matrices(params, height, width)
+                colour_params = (random_colour_parameters(self.generator, n, colour)
+                                 if coloured else {})
+                images = augment(images, transforms, colour_params)
             return preprocess(images)
 
         def compute_output_shape(self, input_shape):
@@ -261,5 +324,3 @@ def make_input_stage(augmentation: dict | None, preprocess: Callable[[tf.Tensor]
 
     return InputStage()
 
-
-# --- batches -------------------------------------------------------------------------------

@@ -233,3 +233,17 @@ def test_mirrored_strategy_trains_over_two_devices(tiny_pcam, tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["replicas"] == 2 and config["batch_size"] == 16
     assert metrics["val_auc"] is not None and np.isfinite(metrics["val_auc"])
+
+
+def test_crop_draws_follow_the_geometric_ones_and_stay_inside_the_image():
+    import tensorflow as tf
+
+    plain = random_parameters(tf.random.Generator.from_seed(2), 5000, AUG, 40, 64)
+    cropped = random_parameters(tf.random.Generator.from_seed(2), 5000, AUG, 40, 64, crop=0.75)
+    for key, value in plain.items():  # a seed draws the same transforms with a crop or not
+        np.testing.assert_array_equal(cropped[key].numpy(), value.numpy(), err_msg=key)
+    assert set(cropped) - set(plain) == {"crop", "crop_x", "crop_y"}
+    np.testing.assert_array_equal(cropped["crop"].numpy(), 0.75)
+    for key, room in (("crop_x", 0.25 * 64), ("crop_y", 0.25 * 40)):
+        value = cropped[key].numpy()
+        assert 0 <= value.min() < 0.01 * room and room * 0.99 < value.max() <= room, key
