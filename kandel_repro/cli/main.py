@@ -181,7 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                     warm=args.warm, steps=args.steps, rounds=args.rounds,
                     augment_seconds=args.augment_seconds, batch_size=args.batch_size,
                     own_images=args.own_images, own_size=args.own_size,
-                    own_distinct=args.own_distinct)
+                    own_distinct=args.own_distinct, tta_images=args.tta_images)
 
 
 HANDLERS = {

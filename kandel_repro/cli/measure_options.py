@@ -42,8 +42,9 @@ def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
                         description="Benchmark on synthetic PCam-sized data: fused augmentation "
                         "vs ImageDataGenerator.flow, the pipeline vs pre-augmented tensors, "
                         "VGG16 speed per depth, packing speed, peak memory, and a projection "
-                        "of Table 2's wall time, and the own-data readers' packing speed "
-                        "(JPEG, PNG) and memory. About 8 minutes on 2 CPU cores.")
+                        "of Table 2's wall time, the own-data readers' packing speed (JPEG, "
+                        "PNG) and memory, the colour and stain augmentation's throughput and "
+                        "test-time augmentation's cost. About 10 minutes on 2 CPU cores.")
     bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
     bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
                     "(default data/bench; reused)")
@@ -72,4 +73,7 @@ def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
     bn.add_argument("--own-distinct", type=int, default=BENCH["own_distinct"],
                     help="distinct synthetic images they are hard links to, written once "
                     f"(default {BENCH['own_distinct']})")
+    bn.add_argument("--tta-images", type=int, default=BENCH["tta_images"],
+                    help="images predicted plain and with 4 and 8 test-time views by the "
+                    f"whole-network VGG16 (default {BENCH['tta_images']})")
     bn.set_defaults(verb="bench")

@@ -14,14 +14,17 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     # the own-data packing at its smallest (tests/measure/test_own_packing.py checks it)
     figures = run_bench(tmp_path / "out", tmp_path / "work", images=40, copies=2, size=32,
                         warm=1, steps=1, rounds=1, augment_seconds=0.3, rss_steps=1,
-                        batch_size=8, own_images=6, own_size=32, own_distinct=3, own_workers=1)
+                        batch_size=8, own_images=6, own_size=32, own_distinct=3, own_workers=1,
+                        tta_images=10)
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved == json.loads(json.dumps(figures))
     assert saved["batch_size"] == 8  # (the paper's 64 unless given)
     assert (saved["own_pack_images"], saved["own_pack_image_size"], saved["own_pack_workers"]) \
         == (6, 32, 1)
     depths = ["5", "4-5", "3-5", "2-5", "1-5"]
-    for key in (["augment_speedup", "pipeline_vs_preaugmented", "peak_rss_vs_limit",
+    for key in (["augment_speedup", "augment_colour_speedup", "augment_hed_speedup",
+                 "augment_colour_images_per_second", "augment_hed_images_per_second",
+                 "pipeline_vs_preaugmented", "peak_rss_vs_limit",
                  "pack_files_per_second", "table2_hours_at_50_epochs_per_run",
                  "own_pack_jpeg_files_per_second", "own_pack_peak_rss_ratio"]
                 + [f"speed_blocks_{d}_vs_whole_network" for d in depths]):
@@ -29,13 +32,29 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     assert saved["augment_speedup"] == pytest.approx(
         saved["augment_fast_images_per_second"]
         / saved["augment_imagedatagenerator_flow_images_per_second"])
+    flow = saved["augment_imagedatagenerator_flow_images_per_second"]
+    for name in ("colour", "hed"):  # the colour ops' rates, as ratios to the same flow
+        assert saved[f"augment_{name}_speedup"] == pytest.approx(
+            saved[f"augment_{name}_images_per_second"] / flow)
+    assert saved["augment_colour_settings"] == {"brightness": 0.1, "contrast": 0.2,
+                                                "saturation": 0.2, "hue": 0.05, "crop": 0.875,
+                                                "stain_jitter": 0.2}
+    assert saved["target_augment_colour_speedup"] == 5.0
+    assert saved["met_augment_colour_speedup"] == (saved["augment_colour_speedup"] >= 5)
     assert saved["speed_blocks_1-5_vs_whole_network"] == 1.0
+    assert saved["tta_images"] == 10
+    for views in (4, 8):  # the cost of test-time augmentation, as a ratio to plain
+        assert saved[f"tta{views}_cost_ratio"] == pytest.approx(
+            saved["tta_plain_images_per_second"] / saved[f"tta{views}_images_per_second"],
+            rel=1e-2)
+        assert f"| `--tta {views}` |" in (tmp_path / "out" / "bench.md").read_text()
     assert saved["pack_files"] == 2 * (40 + 10)
     assert saved["peak_rss_limit_bytes"] == 1.5 * saved["packed_bytes"] + 2 * 2**30
     assert saved["table2_hours_at_50_epochs_per_run"] > saved["table2_hours_at_11_epochs_per_run"]
     assert saved["met_augment_speedup"] == (saved["augment_speedup"] >= 5)
     text = (tmp_path / "out" / "bench.md").read_text()
     assert f"{saved['augment_speedup']:.1f}×" in text and saved["device"] in text
+    assert f"**{saved['augment_colour_speedup']:.1f}×**" in text and "stain_jitter 0.2" in text
     assert "does not report epoch counts" in text
 
 
