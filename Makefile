@@ -51,7 +51,8 @@ DEMO_OWN_IMAGES  ?= 80
 DEMO_OWN_EPOCHS  ?= 3
 # The augmentation study at demo scale: VGG16's 5 depths × 4 policies = 20 runs on a smaller
 # synthetic PCam (400 training / 100 validation images at 32×32), 3 epochs, seed 0 (SEEDS=2
-# for two: twice the time).
+# for two: twice the time); then Grad-CAM (at block 3: block 5's map is 2×2 at 32×32) of
+# the whole network with the paper's augmentation, and the first filters of three runs.
 DEMO_AUG        ?= data/synthetic-demo-aug
 DEMO_AUG_TRAIN  ?= 500
 
@@ -174,6 +175,8 @@ demo-augmentation: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_AUG) --train $(DEMO_AUG_TRAIN) --test 100 --size $(DEMO_SIZE) --seed 0
 	$(KR) grid augmentation --data $(DEMO_AUG) --runs $(DEMO_RUNS)/augmentation --weights none --epochs $(DEMO_EPOCHS) $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table augmentation --runs $(DEMO_RUNS)/augmentation --out tables/demo $(DEMO_SEEDS)
+	$(KR) explain $(DEMO_RUNS)/augmentation/vgg16_blocks1-5_aug-paper --layer 3 --out tables/demo/augmentation
+	$(KR) filters $(DEMO_RUNS)/augmentation/vgg16_blocks1-5_aug-paper $(DEMO_RUNS)/augmentation/vgg16_blocks1-5_aug-hed-strong $(DEMO_RUNS)/augmentation/vgg16_blocks5-5_aug-paper --out tables/demo/augmentation
 
 # EXECUTOR=ray: the grid's runs as tasks on a Ray cluster (ADDRESS=auto for a running
 # one; GPUS_PER_RUN=1), the --runs folder on shared storage.
