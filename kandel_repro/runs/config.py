@@ -64,6 +64,8 @@ EVALUATION_DEFAULTS = {"tta": 1}
 # The colour and stain settings of the fused augmentation (their meaning: the protocol's
 # fields and kandel_repro.training.colour); the paper's value of each turns it off.
 COLOUR_KEYS = ("brightness", "contrast", "saturation", "hue", "crop", "stain_jitter")
+# Each one's value when off: no crop (the whole side), every other 0.
+COLOUR_OFF = {key: 1.0 if key == "crop" else 0.0 for key in COLOUR_KEYS}
 # --stain-jitter's names for Tellez et al.'s (2019) two settings of σ.
 STAIN_JITTER = {"light": 0.05, "strong": 0.2}
 
@@ -120,9 +122,8 @@ def colour_of(config: dict) -> dict | None:
     """The colour and stain settings a run's fused transform applies (``{key: value}`` of
     :data:`COLOUR_KEYS`), or None when all are off (configs written before they existed
     have none)."""
-    settings = {key: float(config.get(key, 1.0 if key == "crop" else 0.0)) for key in COLOUR_KEYS}
-    off = all(value == (1.0 if key == "crop" else 0.0) for key, value in settings.items())
-    return None if off else settings
+    settings = {key: float(config.get(key, off)) for key, off in COLOUR_OFF.items()}
+    return None if settings == COLOUR_OFF else settings
 
 
 def _stain_jitter(value):
@@ -249,7 +250,7 @@ def _check_colour(config):
         raise ConfigError(f"--crop must be the crop's share of the side, in (0, 1] (1: no "
                           f"crop), got {crop!r}")
     config["crop"] = float(crop)
-    used = [option(key) for key in COLOUR_KEYS if config[key] != (1.0 if key == "crop" else 0.0)]
+    used = [option(key) for key, off in COLOUR_OFF.items() if config[key] != off]
     if used and config["augmenter"] != "fast":
         raise ConfigError(f"{', '.join(used)}: colour, crop and stain augmentation are "
                           "implemented in the fused transform only; use --augmenter fast")

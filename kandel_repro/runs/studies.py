@@ -22,7 +22,7 @@ from ..core.errors import ConfigError
 from ..core.protocol import FINDINGS, LEARNING_RATES, PCAM, Finding
 from ..models.backbones import depth_label, get_backbone, layer_label
 from ..models.weights import MEANVAR
-from .config import COLOUR_KEYS, STAIN_JITTER, normalise, option, resolve_config
+from .config import COLOUR_OFF, STAIN_JITTER, normalise, option, resolve_config
 from .levels import Cell, Level, Study
 from .validation import validate_study
 
@@ -197,7 +197,6 @@ def policy_columns() -> tuple[Level, ...]:
     """The augmentation study's columns: no augmentation, the paper's (§4.1), the paper's
     with :data:`COLOUR_POLICY`, and the paper's with strong HED stain jitter. Each sets
     every augmentation setting, so that the study refuses a user's own."""
-    off = {key: 1.0 if key == "crop" else 0.0 for key in COLOUR_KEYS}
     policies = (("none", "aug-none", None, {}, "no augmentation"),
                 ("paper", "aug-paper", True, {}, "the paper's augmentation"),
                 ("paper + colour", "aug-colour", True, COLOUR_POLICY,
@@ -205,7 +204,7 @@ def policy_columns() -> tuple[Level, ...]:
                 ("paper + HED strong", "aug-hed-strong", True,
                  {"stain_jitter": STAIN_JITTER["strong"]},
                  "the paper's augmentation with strong HED jitter"))
-    return tuple(Level(label, part, {**off, **colour, "augmentation": (
+    return tuple(Level(label, part, {**COLOUR_OFF, **colour, "augmentation": (
         PCAM.augmentation.to_kwargs() if geometric else None)}, phrase=phrase)
                  for label, part, geometric, colour, phrase in policies)
 
