@@ -55,6 +55,17 @@ DEMO_OWN_EPOCHS  ?= 3
 # the whole network with the paper's augmentation, and the first filters of three runs.
 DEMO_AUG        ?= data/synthetic-demo-aug
 DEMO_AUG_TRAIN  ?= 500
+# Pretraining on the unlabelled images at demo scale: a synthetic PCam at 32×32, a VAE and
+# a DCGAN pretrained on its training split's images without their labels, then the
+# unlabelled study (initialisation × labelled fraction) and its depth table at the
+# smallest fraction, 2 seeds; the judge's real/fake check of the DCGAN's samples.
+DEMO_UNL            ?= data/synthetic-demo-unlabelled
+DEMO_UNL_TRAIN      ?= 600
+DEMO_UNL_RUNS       ?= $(DEMO_RUNS)/unlabelled
+DEMO_UNL_PRETRAIN   ?= 10
+DEMO_UNL_EPOCHS     ?= 5
+DEMO_UNL_FRACTIONS  ?= 0.05,0.2,1
+UNL_PRETRAIN        ?= 20
 
 PCAM_TABLES     := table2 table3 table4 table5
 # Beyond the paper: Tajbakhsh et al.'s questions, on the Kaggle PCam data.
@@ -68,7 +79,7 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test test-fast test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test test-fast test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -90,6 +101,9 @@ help:
 	@echo "make demo-own-data - the depth study on a synthetic 4-class set (tables/demo/own/)"
 	@echo "make augmentation - beyond the paper: VGG16 depth × augmentation policy (none, paper,"
 	@echo "                  + colour, + HED stain jitter) on DATA; demo-augmentation at demo scale"
+	@echo "make unlabelled   - beyond the paper: a VAE and a DCGAN pretrained on DATA's unlabelled"
+	@echo "                  images against scratch and ImageNet by labelled fraction, and the"
+	@echo "                  depth at the smallest; demo-unlabelled at demo scale (tables/demo/)"
 	@echo "make tables       - every paper table, resuming whatever is already done"
 	@echo "make layerwise-vgg16, layerwise-vgg19, datasize, init - beyond the paper (Tajbakhsh et al.)"
 	@echo "                  on DATA; demo-layerwise-vgg16, demo-datasize, demo-init at demo scale"
@@ -178,6 +192,28 @@ demo-augmentation: $(STAMP)
 	$(KR) explain $(DEMO_RUNS)/augmentation/vgg16_blocks1-5_aug-paper --layer 3 --out tables/demo/augmentation
 	$(KR) filters $(DEMO_RUNS)/augmentation/vgg16_blocks1-5_aug-paper $(DEMO_RUNS)/augmentation/vgg16_blocks1-5_aug-hed-strong $(DEMO_RUNS)/augmentation/vgg16_blocks5-5_aug-paper --out tables/demo/augmentation
 
+# The pretrain runs sit beside the two studies' run folders, where their grids look.
+unlabelled: $(STAMP)
+	$(KR) pretrain vae --data $(DATA) --out $(RUNS)/unlabelled/pretrain-vae --epochs $(UNL_PRETRAIN)
+	$(KR) pretrain dcgan --data $(DATA) --out $(RUNS)/unlabelled/pretrain-dcgan --epochs $(UNL_PRETRAIN)
+	$(KR) grid unlabelled --data $(DATA) --runs $(RUNS)/unlabelled/fractions $(GRID_SEEDS) $(GRID_EXECUTOR)
+	$(KR) grid unlabelled-depth --data $(DATA) --runs $(RUNS)/unlabelled/depth $(GRID_SEEDS) $(GRID_EXECUTOR)
+	$(KR) table unlabelled --runs $(RUNS)/unlabelled/fractions --out tables $(GRID_SEEDS)
+	$(KR) table unlabelled-depth --runs $(RUNS)/unlabelled/depth --out tables $(GRID_SEEDS)
+
+demo-unlabelled: $(STAMP)
+	$(KR) data synthetic --out $(DEMO_UNL) --train $(DEMO_UNL_TRAIN) --test 100 --size 32 --seed 0
+	$(KR) pretrain vae --data $(DEMO_UNL) --out $(DEMO_UNL_RUNS)/pretrain-vae --epochs $(DEMO_UNL_PRETRAIN)
+	$(KR) pretrain dcgan --data $(DEMO_UNL) --out $(DEMO_UNL_RUNS)/pretrain-dcgan --epochs $(DEMO_UNL_PRETRAIN)
+	$(KR) grid unlabelled --data $(DEMO_UNL) --runs $(DEMO_UNL_RUNS)/fractions --fractions $(DEMO_UNL_FRACTIONS) --epochs $(DEMO_UNL_EPOCHS) --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+	$(KR) grid unlabelled-depth --data $(DEMO_UNL) --runs $(DEMO_UNL_RUNS)/depth --fractions $(DEMO_UNL_FRACTIONS) --epochs $(DEMO_UNL_EPOCHS) --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+	$(KR) table unlabelled --runs $(DEMO_UNL_RUNS)/fractions --fractions $(DEMO_UNL_FRACTIONS) --out tables/demo --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+	$(KR) table unlabelled-depth --runs $(DEMO_UNL_RUNS)/depth --fractions $(DEMO_UNL_FRACTIONS) --out tables/demo --seeds $(or $(SEEDS),$(DEMO_STUDY_SEEDS))
+	mkdir -p tables/demo/unlabelled
+	cp $(DEMO_UNL_RUNS)/pretrain-vae/samples/epoch_$(shell printf %03d $(DEMO_UNL_PRETRAIN)).png tables/demo/unlabelled/vae_reconstructions.png
+	cp $(DEMO_UNL_RUNS)/pretrain-dcgan/samples/epoch_$(shell printf %03d $(DEMO_UNL_PRETRAIN)).png tables/demo/unlabelled/dcgan_samples.png
+	$(KR) judge $(DEMO_UNL_RUNS)/pretrain-dcgan --backbone cbr_small --weights none --feature-net cbr_small --feature-weights none --out tables/demo/unlabelled/judge-dcgan
+
 # EXECUTOR=ray: the grid's runs as tasks on a Ray cluster (ADDRESS=auto for a running
 # one; GPUS_PER_RUN=1), the --runs folder on shared storage.
 GRID_EXECUTOR = $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(if $(GPUS_PER_RUN),--gpus-per-run $(GPUS_PER_RUN))
@@ -252,4 +288,4 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir $(RUNS) $(if $(PORT),--port $(PORT))
 
 clean-demo:
-	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS) $(DEMO_H5) $(DEMO_OWN) $(DEMO_AUG)
+	rm -rf $(DEMO_RUNS) $(DEMO_DATA) $(DEMO_DATA75) $(DEMO_BREAKHIS) $(DEMO_H5) $(DEMO_OWN) $(DEMO_AUG) $(DEMO_UNL)

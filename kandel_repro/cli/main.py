@@ -17,9 +17,9 @@ from ..kaggle import api as kaggle_api, kernel as kaggle_kernel, submission
 from ..measure import bench, cost
 from ..models import build as model, convert
 from ..report import explain, filters, similarity, tables
-from ..runs import export, grid, studies
+from ..runs import export, grid, pretrain as pretraining, studies
 from ..runs.config import normalise
-from . import console, options
+from . import console, judge_options, options
 
 
 def cmd_synthetic(args: argparse.Namespace) -> None:
@@ -177,11 +177,34 @@ def cmd_cost(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    if args.only == "generative":
+        from ..measure.generative_bench import run_generative_bench
+
+        figures = run_generative_bench(args.out, rounds=args.rounds)
+        print(f"VAE step {figures['vae_step_vs_classifier']:.2f}×, DCGAN step "
+              f"{figures['dcgan_step_vs_classifier']:.2f}× the classifier's images/s; wrote "
+              f"{args.out}/bench_generative.md")
+        return
     bench.run_bench(args.out, args.work, images=args.images, copies=args.copies, size=args.size,
                     warm=args.warm, steps=args.steps, rounds=args.rounds,
                     augment_seconds=args.augment_seconds, batch_size=args.batch_size,
                     own_images=args.own_images, own_size=args.own_size,
                     own_distinct=args.own_distinct, tta_images=args.tta_images)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """A VAE or DCGAN pretrained on unlabelled images (:func:`kandel_repro.runs.pretrain.
+    pretrain`); status 1 when a non-finite loss stopped it."""
+    given = {key: getattr(args, key) for key in ("path_column", "label_column", "group_column")}
+    given["window"] = None if args.window is None else normalise("window", args.window)
+    metrics = pretraining.pretrain(
+        args.kind, args.data, args.out, dataset=args.dataset, images=args.images,
+        epochs=args.epochs, batch_size=args.batch_size, latent=args.latent, beta=args.beta,
+        seed=args.seed, image_size=args.image_size, cache_dir=args.cache, workers=args.workers,
+        learning_rate=args.learning_rate, collapse_threshold=args.collapse_threshold,
+        **{key: value for key, value in given.items() if value is not None})
+    print(json.dumps(metrics, indent=2))
+    return 1 if metrics.get("status") == "stopped" else 0
 
 
 HANDLERS = {
@@ -193,6 +216,7 @@ HANDLERS = {
     "kaggle-kernel": cmd_kaggle_kernel, "cost": cmd_cost, "bench": cmd_bench,
     "export-weights": cmd_export_weights, "similarity": cmd_similarity,
     "convert-weights": cmd_convert_weights, "explain": cmd_explain, "filters": cmd_filters,
+    "pretrain": cmd_pretrain, "judge": judge_options.cmd_judge,
 }
 
 

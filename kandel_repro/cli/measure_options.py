@@ -44,7 +44,8 @@ def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
                         "VGG16 speed per depth, packing speed, peak memory, and a projection "
                         "of Table 2's wall time, the own-data readers' packing speed (JPEG, "
                         "PNG) and memory, the colour and stain augmentation's throughput and "
-                        "test-time augmentation's cost. About 10 minutes on 2 CPU cores.")
+                        "test-time augmentation's cost, and the VAE and DCGAN steps against a classifier's. "
+                        "About 25 minutes on 2 CPU cores.")
     bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
     bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
                     "(default data/bench; reused)")
@@ -76,4 +77,8 @@ def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
     bn.add_argument("--tta-images", type=int, default=BENCH["tta_images"],
                     help="images predicted plain and with 4 and 8 test-time views by the "
                     f"whole-network VGG16 (default {BENCH['tta_images']})")
+    bn.add_argument("--only", choices=("generative",), default=None,
+                    help="measure one section alone: 'generative' (a VAE and a DCGAN step "
+                    "against a classifier step of dcgan_small, about 1 minute; writes "
+                    "bench_generative.md/.json instead)")
     bn.set_defaults(verb="bench")

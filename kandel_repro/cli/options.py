@@ -22,7 +22,9 @@ from ..runs.studies import STUDIES, parse_backbones
 from .arguments import backbone, checked
 from .data_options import add_data_parsers, add_reader_options
 from .inspect_options import add_inspection_parsers
+from .judge_options import add_judge_parser
 from .measure_options import add_measurement_parsers
+from .pretrain_options import add_pretrain_parsers
 
 # Run settings a training option sets (argparse dest = config key), None = not given.
 SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "seed", "split_seed",
@@ -133,7 +135,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "positives (default none)")
     f = p.add_argument_group("beyond the paper (Raghu et al. 2019, Transfusion; off by default)")
     f.add_argument("--weights-from", default=None, metavar="WEIGHTS",
-                   help="with --weights meanvar: the pretrained weights whose per-tensor mean "
+                   help="a pretrain run (kandel-repro pretrain vae|dcgan): its VAE encoder "
+                   "or DCGAN discriminator trunk becomes the backbone (--backbone dcgan_small); "
+                   "with --weights meanvar: the pretrained weights whose per-tensor mean "
                    "and variance the random ones are drawn with (default imagenet)")
     f.add_argument("--transfer-blocks", type=int, default=None, metavar="K",
                    help="partial transfer: the pretrained --weights for blocks 1..K only, the "
@@ -280,7 +284,8 @@ def _training_parsers(sub):
     g.add_argument("--rerun", action="store_true", help="retrain finished runs too")
     g.add_argument("--fractions", default=None, metavar="LIST",
                    help="datasize study: the training-set fractions (default "
-                   "1,0.5,0.25,0.125,0.0625,0.03125)")
+                   "1,0.5,0.25,0.125,0.0625,0.03125); unlabelled: the labelled fractions "
+                   "(default 0.01,0.05,0.2,1), unlabelled-depth: its smallest is the one")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="run only the I-th of N disjoint shares of the study's runs (round "
                    "robin), e.g. 1/3, 2/3, 3/3 on three machines; copy their run folders "
@@ -319,7 +324,7 @@ def _training_parsers(sub):
     _add_study(tb)
     tb.add_argument("--out", default="tables", help="output folder (default tables/)")
     tb.add_argument("--fractions", default=None, metavar="LIST",
-                    help="datasize study: the fractions its grid was given")
+                    help="datasize and unlabelled studies: the fractions its grid was given")
     tb.add_argument("--seeds", default=None, metavar="N|LIST",
                     help="show only these seeds' runs (N: seeds 0 … N-1; or a list); default "
                     "every seed found in --runs")
@@ -458,4 +463,6 @@ def build_parser() -> argparse.ArgumentParser:
     _similarity_parsers(sub)
     add_measurement_parsers(sub)
     add_inspection_parsers(sub)
+    add_pretrain_parsers(sub)
+    add_judge_parser(sub)
     return parser

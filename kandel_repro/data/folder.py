@@ -43,7 +43,7 @@ def _folders(folder: Path) -> list[Path]:
                    if entry.is_dir() and not entry.name.startswith(".")), key=lambda p: p.name)
 
 
-def _images(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     """The image files under ``folder`` (its subfolders too), hidden entries skipped,
     in a fixed order."""
     found = []
@@ -99,7 +99,7 @@ def read_index(root: str | Path, window: Sequence[float] | None = None) -> pd.Da
     rows = []
     for part, classes in layout.items():
         for name in names:
-            images = _images(classes[name])
+            images = image_files(classes[name])
             if not images:
                 raise DataError(f"class folder {classes[name]} holds no image (files "
                                 f"{' '.join(EXTENSIONS)})")

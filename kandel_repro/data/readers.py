@@ -85,6 +85,9 @@ READERS = {r.name: r for r in (
     Reader("csv", "own", "a CSV manifest (--data FILE.csv): path,label[,group][,split], "
            "paths relative to the CSV", "manifest", resizes=True, labelled_test=True,
            options=("path_column", "label_column", "group_column", "window")),
+    # --- images without labels, for pretraining (kandel-repro pretrain) -----------------
+    Reader("images", "own", "unlabelled images: every image under DATA (pretraining only)",
+           "unlabelled", resizes=True, labelled_test=False, options=("window",)),
 )}
 
 

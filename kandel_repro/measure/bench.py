@@ -19,7 +19,9 @@ numbers; ``target_*`` and ``met_*`` keys for the issue's targets):
   packed data size;
 - own-data packing (the folder reader) files/s of 224×224 JPEG and PNG, and the peak
   resident memory of a packing process at N and 4N images;
-- a projection of Table 2's wall time from these throughputs.
+- a projection of Table 2's wall time from these throughputs;
+- training images/s of a VAE and a DCGAN step against a classifier step of the same
+  backbone (:mod:`.generative_bench`; alone: ``kandel-repro bench --only generative``).
 
 Timings exclude the first steps of each measurement (tracing, compilation, warm-up).
 """
@@ -54,6 +56,7 @@ from . import BENCH_DEFAULTS as DEFAULTS
 from .augment_bench import TARGETS as AUGMENT_TARGETS
 from .augment_bench import augment_figures, render_augment
 from .cost import depth_costs, step_timer
+from .generative_bench import generative_figures, render_generative
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when the benchmark runs
     import keras
@@ -362,6 +365,9 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
     _log(f"test-time augmentation: 4 views cost {tta['tta4_cost_ratio']:.2f}×, 8 views "
          f"{tta['tta8_cost_ratio']:.2f}× plain prediction")
     del data
+    generative = generative_figures(rounds=rounds)
+    _log(f"pretraining steps: VAE {generative['vae_step_vs_classifier']:.2f}×, DCGAN "
+         f"{generative['dcgan_step_vs_classifier']:.2f}× the classifier's images/s")
     rss = peak_rss(root, cache, rss_steps, batch_size)
     rss_limit = 1.5 * packed_bytes + 2 * 2**30
     _log(f"peak RSS {rss / 2**30:.2f} GiB; packed data {packed_bytes / 2**30:.3f} GiB")
@@ -391,6 +397,7 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
         "peak_rss_limit_bytes": rss_limit,
         "peak_rss_vs_limit": rss / rss_limit,
         **own,
+        **generative,
         **projection(depth_rates, eval_rate),
         "distinct_images": images, "copies": copies, "rounds": rounds,
         "bench_wall_seconds": time.time() - started,
@@ -487,6 +494,7 @@ def render(f: dict, depth_rates: dict[str, float]) -> str:
         f"| Table 2 at {PCAM.patience + 1} epochs per run | {f['table2_hours_at_11_epochs_per_run']:,.1f} |",
         f"| Table 2 at {PCAM.max_epochs} epochs per run | {f['table2_hours_at_50_epochs_per_run']:,.1f} |",
         *render_own(f, ok),
-        "", f"Measured on {f['device']}; this benchmark took {f['bench_wall_seconds']:.0f} s.", "",
+        "", *render_generative(f),
+        f"Measured on {f['device']}; this benchmark took {f['bench_wall_seconds']:.0f} s.", "",
     ]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..core.errors import ConfigError, WeightsUnavailable
-from . import families
+from . import families, generative
 from . import inception_v4 as _inception_v4
 from .weights import keras_models_dir
 
@@ -166,6 +166,12 @@ def scale_to_unit(images: tf.Tensor | np.ndarray) -> tf.Tensor | np.ndarray:
     return images / 255.0
 
 
+def scale_to_symmetric(images: tf.Tensor | np.ndarray) -> tf.Tensor | np.ndarray:
+    """The generative networks' preprocessing (``dcgan_small``): pixel values to [-1, 1],
+    the range of the generator's tanh."""
+    return images / 127.5 - 1.0
+
+
 def _cbr(name, kernel, widths, final=None):
     """A CBR network of Raghu et al. 2019 (Transfusion): per block a convolution (stride
     1) → BatchNorm → ReLU → 3×3 max-pool with stride 2; ``final``: one more conv → BN →
@@ -233,6 +239,13 @@ REGISTRY.update({b.name: b for b in (
     _cbr("cbr_tiny", 5, (64, 128, 256, 512)),
 )})
 
+# The DCGAN discriminator's trunk (Radford et al. 2016), shared with the VAE's encoder:
+# pretrained here on unlabelled images (`kandel-repro pretrain`), not on ImageNet.
+REGISTRY["dcgan_small"] = Backbone(
+    name="dcgan_small", application="DCGAN-D", module=None, num_blocks=4, num_layers=4,
+    min_input_size=16, notop_weights_file=None, assign_blocks=_vgg_blocks,
+    block_layers=(1, 1, 1, 1), build=generative.build_trunk, preprocess=scale_to_symmetric)
+
 # InceptionV4 (Szegedy et al. 2016): ours; its ImageNet weights convert from timm's.
 REGISTRY["inception_v4"] = Backbone(
     name="inception_v4", application="InceptionV4", module=None,
@@ -246,7 +259,7 @@ REGISTRY["inception_v4"] = Backbone(
 
 ALIASES = {"inceptionv3": "inception_v3", "inception": "inception_v3",
            "cbr-larget": "cbr_large_t", "cbr-largew": "cbr_large_w", "cbr-small": "cbr_small",
-           "cbr-tiny": "cbr_tiny"}
+           "cbr-tiny": "cbr_tiny", "dcgan-small": "dcgan_small"}
 
 
 # --- every other keras.applications family (block maps: kandel_repro.models.families) ----

@@ -181,7 +181,7 @@ def _backbone_of(path, shapes, expected):
 # family: the paper's and the CBR networks (building all 40-odd entries, ConvNeXt-XLarge
 # and EfficientNetV2-L among them, would take minutes on this error path).
 _ALWAYS_COMPARED = ("vgg16", "vgg19", "inception_v3", "cbr_large_t", "cbr_large_w",
-                    "cbr_small", "cbr_tiny")
+                    "cbr_small", "cbr_tiny", "dcgan_small")
 
 
 def _family(name):

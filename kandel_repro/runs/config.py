@@ -171,6 +171,7 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
     if protocol == "pcam" and "image_size" in given:
         raise ConfigError("--image-size applies to BreakHis only: PCam patches are used at "
                           "their own size, not resized (paper §4.1)")
+    _from_pretrain_run(given)
     unknown = set(given) - set(config)
     if unknown:
         raise ConfigError(f"unknown setting(s) for the {protocol} protocol: "
@@ -276,6 +277,33 @@ def _check_optimiser(config):
                           "its own moments")
 
 
+def _from_pretrain_run(given):
+    """``--weights-from RUN`` naming a VAE or DCGAN pretrain run (``kandel-repro
+    pretrain``): the run's trunk becomes the backbone's weights (``weights`` = the run's
+    folder, which holds ``dcgan_small.weights.h5``); with ``--weights meanvar`` Mean-Var
+    draws from its statistics instead."""
+    source = given.get("weights_from")
+    if source in (None, "none", "imagenet", MEANVAR) or not _is_pretrain_run(source):
+        return
+    weights = given.get("weights")
+    if weights is None:
+        given["weights"] = given.pop("weights_from")
+    elif weights != MEANVAR:
+        raise ConfigError(f"--weights-from {source} (a pretrain run) gives the backbone its "
+                          f"weights: leave out --weights {weights} (or give --weights meanvar "
+                          "to draw random weights with its statistics)")
+
+
+def _is_pretrain_run(path) -> bool:
+    import json
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("kind") in ("vae", "dcgan")
+
+
 def _check_transfer(config, bb):
     """Mean-Var and partial transfer need pretrained weights to start from."""
     if config["weights"] == MEANVAR:
@@ -284,7 +312,8 @@ def _check_transfer(config, bb):
             raise ConfigError("--weights meanvar draws from pretrained weights: --weights-from "
                               "imagenet (default) or the path of weights a run made")
     elif config["weights_from"] is not None:
-        raise ConfigError("--weights-from applies to --weights meanvar")
+        raise ConfigError("--weights-from applies to --weights meanvar, or names a pretrain "
+                          "run (kandel-repro pretrain vae|dcgan)")
     k = config["transfer_blocks"]
     if k is not None:
         if not isinstance(k, int) or not 0 <= k <= bb.num_blocks:

@@ -33,6 +33,7 @@ from .levels import Study
 from .studies import (get_study, parse_backbones, parse_seeds, parse_shard, shard_cells,
                       study_configs, study_runs)
 from .train import Attempt
+from .unlabelled import bind_pretrained
 
 if TYPE_CHECKING:
     from ..data.packed import PackedData
@@ -158,6 +159,7 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     study = get_study(study_name, grid.fractions, backbone=grid.backbone,
                       dataset=grid.dataset if get_study(study_name).parametric else None,
                       learning_rates=grid.learning_rates)
+    study = bind_pretrained(study, runs_dir, log=log)  # (the unlabelled studies' pretrain runs)
     reader = _reader(study, grid.dataset)
     shard = parse_shard(grid.shard)
     time_budget = check_time_budget(grid.time_budget)

@@ -24,6 +24,7 @@ from ..models.backbones import depth_label, get_backbone, layer_label
 from ..models.weights import MEANVAR
 from .config import COLOUR_OFF, STAIN_JITTER, normalise, option, resolve_config
 from .levels import Cell, Level, Study
+from .unlabelled import unlabelled_depth_study, unlabelled_study
 from .validation import validate_study
 
 _T = TypeVar("_T")
@@ -269,13 +270,23 @@ def depth_study(backbone: str | None = None, dataset: str | None = None,
 
 STUDIES["depth"] = depth_study()
 
+# --- beyond the paper: pretraining on the unlabelled images (runs/unlabelled.py) ------------
+# NOTE: made by functions of their fractions, which --fractions then gives (FRACTION_STUDIES).
+FRACTION_STUDIES = {
+    "unlabelled": lambda f=None: unlabelled_study(fraction_rows, *([f] if f else [])),
+    "unlabelled-depth": lambda f=None: unlabelled_depth_study(depth_rows, fraction_rows,
+                                                              *([f] if f else []))}
+STUDIES.update({name: make() for name, make in FRACTION_STUDIES.items()})
+
 
 def with_fractions(study: Study, fractions: str | None = None) -> Study:
     """``study`` with other training-set fractions (the datasize study's rows)."""
     if fractions is None:
         return study
-    if not any("train_fraction" in level.settings for level in study.rows):
-        raise ConfigError(f"--fractions applies to the datasize study, not {study.name}")
+    if not any("train_fraction" in level.settings for level in study.rows) and \
+            study.name not in FRACTION_STUDIES:
+        raise ConfigError(f"--fractions applies to the datasize and unlabelled studies, not "
+                          f"{study.name}")
     try:
         values = tuple(float(f) for f in str(fractions).split(",") if f.strip())
     except ValueError:
@@ -293,6 +304,8 @@ def with_fractions(study: Study, fractions: str | None = None) -> Study:
             raise ConfigError(f"--fractions {other} and {value} would share one run folder "
                               f"({row.folder_part}); give fractions that differ in their first 6 "
                               "significant digits")
+    if study.name in FRACTION_STUDIES:  # (made anew: its findings name the smallest)
+        return FRACTION_STUDIES[study.name](values)
     from dataclasses import replace
 
     return replace(study, rows=rows)

@@ -115,7 +115,7 @@ def test_the_datasize_fractions_can_be_changed():
     for bad in ("0", "2", "a,b", ""):
         with pytest.raises(ConfigError, match="--fractions takes numbers"):
             get_study("datasize", fractions=bad)
-    with pytest.raises(ConfigError, match="applies to the datasize study"):
+    with pytest.raises(ConfigError, match="applies to the datasize and unlabelled studies"):
         get_study("table2", fractions="0.5")
 
 
