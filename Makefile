@@ -212,7 +212,10 @@ demo-unlabelled: $(STAMP)
 	mkdir -p tables/demo/unlabelled
 	cp $(DEMO_UNL_RUNS)/pretrain-vae/samples/epoch_$(shell printf %03d $(DEMO_UNL_PRETRAIN)).png tables/demo/unlabelled/vae_reconstructions.png
 	cp $(DEMO_UNL_RUNS)/pretrain-dcgan/samples/epoch_$(shell printf %03d $(DEMO_UNL_PRETRAIN)).png tables/demo/unlabelled/dcgan_samples.png
-	$(KR) judge $(DEMO_UNL_RUNS)/pretrain-dcgan --backbone cbr_small --weights none --feature-net cbr_small --feature-weights none --out tables/demo/unlabelled/judge-dcgan
+	$(KR) judge $(DEMO_UNL_RUNS)/pretrain-dcgan --backbone cbr_small --weights none --feature-net cbr_small --feature-weights none --out $(DEMO_UNL_RUNS)/judge-dcgan
+	$(KR) judge $(DEMO_UNL_RUNS)/pretrain-vae --backbone cbr_small --weights none --feature-net cbr_small --feature-weights none --out $(DEMO_UNL_RUNS)/judge-vae
+	cp $(DEMO_UNL_RUNS)/judge-dcgan/judge.json tables/demo/unlabelled/judge_dcgan.json
+	cp $(DEMO_UNL_RUNS)/judge-vae/judge.json tables/demo/unlabelled/judge_vae.json
 
 # EXECUTOR=ray: the grid's runs as tasks on a Ray cluster (ADDRESS=auto for a running
 # one; GPUS_PER_RUN=1), the --runs folder on shared storage.

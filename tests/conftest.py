@@ -15,7 +15,8 @@ LONGEST_FIRST = ("notebooks/test_notebooks.py", "runs/test_cluster.py", "measure
                  "kaggle/test_kernel.py", "data/test_breakhis.py", "training/test_augment.py",
                  "models/test_families.py", "runs/test_own_data.py", "models/test_inception_v4.py",
                  "kaggle/test_kaggle_submit.py", "models/test_model.py", "training/test_colour.py",
-                 "runs/test_tta_runs.py", "report/test_filters.py", "report/test_augmentation_table.py")
+                 "runs/test_tta_runs.py", "report/test_filters.py", "report/test_augmentation_table.py",
+                 "runs/test_pretrain_kill.py", "cli/test_pretrain_cli.py", "runs/test_pretrain.py")
 
 
 def pytest_configure(config):

@@ -33,6 +33,7 @@ from ..models.backbones import get_backbone
 from ..models.weights import keras_models_dir
 from ..runs.levels import Study
 from ..runs.studies import get_study, parse_shard, study_configs
+from ..runs.unlabelled import pretrained_kinds
 from .api import (COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS, KaggleError, api, call,
                   explain)
 
@@ -61,6 +62,10 @@ def kernel_study(table: str, backbone: str | None = None, dataset: str | None = 
     ``backbone`` on ``dataset`` (``pcam``, the default: the competition's data;
     ``folder``/``csv``: a user's data set)."""
     study = get_study(table)
+    if pretrained_kinds(study):
+        raise ConfigError(f"{table} starts runs from pretrain runs on this machine "
+                          "(kandel-repro pretrain), which a kernel does not have; kernels run "
+                          "the PCam tables (table2 … table5) and the depth study")
     if not study.parametric:
         if study.dataset != "pcam":
             raise ConfigError(f"{table} trains on BreakHis, which is not this Kaggle "

@@ -338,10 +338,10 @@ def _best_row_by_column(evidence):
     each = "; ".join(said(column) for column in best) + (
         f" (not judged, fewer than two results: {', '.join(missing)})" if missing else "")
     if len(set(best.values())) == 1:
-        return SAME_BEST, f"the same best depth under every policy — {each}"
+        return SAME_BEST, f"the same best depth in every column — {each}"
     common = [row for row in order if all(row in t for t in tied.values())]
     if common:
         return TIED, (f"the best depth differs ({each}), but {', '.join(rows[r] for r in common)} "
                       f"{'is' if len(common) == 1 else 'are'} not significantly below the best "
-                      "under any policy")
-    return BEST_CHANGES, f"no depth is tied with the best under every policy — {each}"
+                      "in any column")
+    return BEST_CHANGES, f"no depth is tied with the best in every column — {each}"

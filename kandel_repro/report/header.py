@@ -58,7 +58,13 @@ def describe_data(configs: Sequence[dict]) -> str:
     if c.get("train_class_fractions"):
         parts.append("class shares (train): " + ", ".join(
             f"{share:.0%}" for share in c["train_class_fractions"]))
-    return (f"{kind}; {c['n_train']:,} training / {c['n_val']:,} validation / "
+    train = f"{c['n_train']:,} training"
+    if float(c.get("train_fraction") or 1) < 1:  # (runs on fractions: say how many each)
+        counts = sorted({config["n_train"] for config in configs})
+        train = (f"{counts[0]:,}–{counts[-1]:,} training (the fractions of the training "
+                 "split)" if len(counts) > 1 else f"{counts[0]:,} training (a fraction of the "
+                 "training split)")
+    return (f"{kind}; {train} / {c['n_val']:,} validation / "
             f"{c['n_test']:,} test images; " + "; ".join(parts))
 
 

@@ -93,6 +93,8 @@ def render_markdown(table: Table, command: str) -> str:
     lines += [f"- Made by: `{command}`", ""]
     lines += _grid_lines(table)
     lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV).")
+    if study.note:
+        lines += ["", study.note]
     lines += _target_lines(table)
     lines += _tta_lines(table)
     test = _test_name(table)

@@ -164,8 +164,11 @@ def feature_size_of(feature_net: str, images: np.ndarray, size: int | None = Non
     return size or max(smallest, *images.shape[1:3])
 
 
-def _scores(run_dir: Path, split: str) -> dict | None:
-    """AUC, its interval and the shares taken for real on one split's predictions."""
+def _scores(run_dir: Path, split: str, threshold: float | None = None) -> dict | None:
+    """AUC, its interval and the shares taken for real on one split's predictions: at
+    P(real) > 0.5 and at ``threshold`` (default: Youden's on these predictions, which the
+    validation part's sets for the test part)."""
+    from ..core.stats import youden_threshold
     from . import rundir
 
     path = run_dir / (rundir.VAL_PREDICTIONS if split == "val" else rundir.TEST_PREDICTIONS)
@@ -175,10 +178,15 @@ def _scores(run_dir: Path, split: str) -> dict | None:
     real = np.array([str(i).split("/")[0] == REAL for i in ids])
     scores = np.asarray(scores, dtype=float).reshape(-1)
     auc, lower, upper = auc_ci(real.astype(int), scores)
+    if threshold is None:
+        threshold = float(youden_threshold(real.astype(int), scores))
     return {"n_real": int(real.sum()), "n_generated": int((~real).sum()),
             "auc": auc, "auc_ci": [lower, upper],
             "generated_taken_for_real": float(np.mean(scores[~real] > TAKEN_FOR_REAL)),
-            "real_taken_for_real": float(np.mean(scores[real] > TAKEN_FOR_REAL))}
+            "real_taken_for_real": float(np.mean(scores[real] > TAKEN_FOR_REAL)),
+            "youden_threshold": threshold,
+            "generated_taken_for_real_at_youden": float(np.mean(scores[~real] >= threshold)),
+            "real_taken_for_real_at_youden": float(np.mean(scores[real] >= threshold))}
 
 
 def _initialisation(weights: str) -> tuple[bool, str]:
@@ -221,7 +229,10 @@ def _verdict(result: dict) -> tuple[str, str]:
             f"{'which excludes' if lower > 0.5 else 'which holds' if upper >= 0.5 else 'below'}"
             " 0.5), "
             f"and it took {val['generated_taken_for_real']:.0%} of the generated images for "
-            f"real (and {val['real_taken_for_real']:.0%} of the real ones).")
+            f"real at P(real) > 0.5 (and {val['real_taken_for_real']:.0%} of the real ones), "
+            f"{val['generated_taken_for_real_at_youden']:.0%} (and "
+            f"{val['real_taken_for_real_at_youden']:.0%}) at the validation part's Youden "
+            f"threshold {val['youden_threshold']:.3g}.")
     if upper < 0.5:
         what += (" Its AUC is below 0.5: it ranks real and generated images the wrong way "
                  "round on images it did not train on, which says more about the classifier "
@@ -299,7 +310,8 @@ def judge_images(real_uint8: np.ndarray, fake_uint8: np.ndarray, out_dir: str | 
         "best_epoch": metrics.get("best_epoch"), "batch_size": config.get("batch_size"),
         "seed": seed, "split": {"train": 1 - VALIDATION_FRACTION - TEST_FRACTION,
                                 "validation": VALIDATION_FRACTION, "test": TEST_FRACTION},
-        "validation": validation, "test": _scores(out / CLASSIFIER, "test"),
+        "validation": validation,
+        "test": _scores(out / CLASSIFIER, "test", validation["youden_threshold"]),
         "taken_for_real_above": TAKEN_FOR_REAL,
         "frechet_distance": frechet_distance(features_real, features_generated),
         "feature_net": feature_bb.name, "feature_weights": feature_weights,
@@ -330,7 +342,9 @@ def _short(result: dict, out: Path) -> str:
     lines = [f"judge: {result['verdict']} — AUC {val['auc']:.3f} "
              f"[{val['auc_ci'][0]:.3f}, {val['auc_ci'][1]:.3f}] on {val['n_real']} real + "
              f"{val['n_generated']} generated {part} images; "
-             f"{val['generated_taken_for_real']:.0%} of generated taken for real",
+             f"{val['generated_taken_for_real']:.0%} of generated taken for real at P > 0.5, "
+             f"{val['generated_taken_for_real_at_youden']:.0%} at the validation's Youden "
+             f"threshold ({val['real_taken_for_real_at_youden']:.0%} of real)",
              f"  classifier: {result['backbone']}, {result['initialisation']}",
              f"  Fréchet distance ({result['feature_net']}, {result['feature_weights_label']}): "
              f"{result['frechet_distance']:.4g}" + ("" if result["is_fid"] else

@@ -73,6 +73,8 @@ class Study:
     # True: a table's header says what each column sets, as differences from the paper
     # (columns whose labels name a policy rather than a value: the augmentation study's)
     column_legend: bool = False
+    # a paragraph under the grid: what a reader needs to read it (how a row enters)
+    note: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))

@@ -67,11 +67,19 @@ def unlabelled_study(fraction_levels: Callable[[tuple[float, ...]], tuple[Level,
     levels of those fractions)."""
     columns = tuple(replace(level, settings={**level.settings, "first_trainable_block": 1})
                     for level in fraction_levels(tuple(sorted(fractions))))
-    return Study("unlabelled", "Pretraining on the unlabelled images — scratch, VAE, DCGAN "
-                 "(dcgan_small) and ImageNet, by labelled fraction", "pcam", init_levels(),
+    return Study("unlabelled", "Unlabelled pretraining — scratch, VAE, DCGAN, ImageNet", "pcam", init_levels(),
                  columns, "Initialisation", column_header="Labelled training fraction",
                  fixed={"learning_rate": LEARNING_RATE}, findings=_findings(columns[0].label),
-                 paper=False, figures=("heatmap", "curves", "radar"))
+                 paper=False, figures=("heatmap", "curves", "radar"), note=(
+                     "Rows: dcgan_small (the DCGAN discriminator's trunk) from random weights, "
+                     "from the encoder of the VAE and from the discriminator of the DCGAN "
+                     "pretrained on the training split's images without their labels "
+                     "(`kandel-repro pretrain`); the ImageNet row is VGG16, the paper's "
+                     "backbone, from ImageNet's weights — another architecture, so a reference "
+                     "rather than a like comparison, run only where its weights file is in "
+                     "Keras' folder. Every run fine-tunes the whole network on the column's "
+                     "nested, stratified fraction of the labelled training split; the "
+                     "validation split is the whole one."))
 
 
 def unlabelled_depth_study(depth_levels: Callable[[str], tuple[Level, ...]],
@@ -83,8 +91,8 @@ def unlabelled_depth_study(depth_levels: Callable[[str], tuple[Level, ...]],
     columns = tuple(replace(level, folder_part=level.folder_part.replace(f"{TRUNK}_", "init-"),
                             settings={"weights": level.settings["weights"]})
                     for level in init_levels(imagenet=False))
-    return Study("unlabelled-depth", f"How deeply to fine-tune dcgan_small from each "
-                 f"initialisation — {smallest.label} of the labelled training split",
+    return Study("unlabelled-depth", f"Depth after pretraining — dcgan_small, "
+                 f"{smallest.label} labelled",
                  "pcam", depth_levels(TRUNK), columns, "Fine-tuned blocks",
                  column_header="Initialisation", fixed={"learning_rate": LEARNING_RATE,
                                                          **smallest.settings},
@@ -92,7 +100,12 @@ def unlabelled_depth_study(depth_levels: Callable[[str], tuple[Level, ...]],
                                    "cell?", ("tied_with_best",)),
                            Finding("Does the best depth change with the initialisation?",
                                    ("best_row_by_column",))),
-                 paper=False, figures=("heatmap", "curves", "radar"), column_legend=False)
+                 paper=False, figures=("heatmap", "curves", "radar"), note=(
+                     "Columns: dcgan_small from random weights, from the VAE's encoder and from "
+                     "the DCGAN's discriminator (`kandel-repro pretrain`); the blocks below the "
+                     "fine-tuned ones keep those weights frozen (from scratch: random "
+                     "features). Every run trains on the smallest labelled fraction of the "
+                     "unlabelled study."))
 
 
 def pretrained_kinds(study: Study) -> tuple[str, ...]:

@@ -359,19 +359,19 @@ def test_best_depth_by_policy_same_tied_or_changed(tmp_path):
                                       "paper": {"5": "good", "1–5": "good2"}})
     outcome, reason = verdict(claim, same, name)
     assert outcome == compare.SAME_BEST
-    assert reason == ("the same best depth under every policy — none: blocks 5 (0.9800); "
+    assert reason == ("the same best depth in every column — none: blocks 5 (0.9800); "
                       "paper: blocks 5 (0.9800), tied with blocks 1–5" + UNJUDGED)
     # the best differs, but blocks 5 is tied with the best under both policies
     tied = _policies(tmp_path / "b", {"none": {"5": "good", "1–5": "poor"},
                                       "paper": {"5": "good2", "1–5": "good"}})
     outcome, reason = verdict(claim, tied, name)
     assert outcome == TIED and reason.endswith(
-        UNJUDGED + "), but blocks 5 is not significantly below the best under any policy")
+        UNJUDGED + "), but blocks 5 is not significantly below the best in any column")
     changed = _policies(tmp_path / "c", {"none": {"5": "good", "1–5": "poor"},
                                          "paper": {"5": "poor", "1–5": "good"}})
     outcome, reason = verdict(claim, changed, name)
     assert outcome == compare.BEST_CHANGES
-    assert reason == ("no depth is tied with the best under every policy — none: blocks 5 "
+    assert reason == ("no depth is tied with the best in every column — none: blocks 5 "
                       "(0.9800); paper: blocks 1–5 (0.9800)" + UNJUDGED)
     # a policy with fewer than two depths finished is left out, and said to be
     short = _policies(tmp_path / "d", {"none": {"5": "good", "1–5": "poor"},

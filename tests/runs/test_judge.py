@@ -94,6 +94,9 @@ def test_judge_json_is_complete_and_says_what_the_numbers_are(told_apart):
     assert "not an FID" in written["summary"]
     assert written["kind"] == "dcgan" and written["source_run"] == str(run.resolve())
     assert written["test"]["n_real"] > 0 and 0 <= written["test"]["auc"] <= 1
+    # the test part's shares at the threshold the validation part chose (Youden's J)
+    assert written["test"]["youden_threshold"] == written["validation"]["youden_threshold"]
+    assert 0 <= written["test"]["generated_taken_for_real_at_youden"] <= 1
     # the two-class folder the classifier trained on, and its finished run
     assert sorted(p.name for p in (out / "images").iterdir() if not p.name.startswith(".")) == \
         ["generated", "real"]

@@ -97,3 +97,12 @@ def test_weights_from_a_pretrain_run_initialises_the_backbone(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(ConfigError, match="applies to --weights meanvar"):
         resolve_config("dcgan_small", 1, 1e-4, weights_from=str(tmp_path / "other"))
+
+
+def test_a_kaggle_kernel_refuses_the_unlabelled_studies():
+    from kandel_repro.kaggle.kernel import kernel_study
+
+    for name in ("unlabelled", "unlabelled-depth"):
+        with pytest.raises(ConfigError, match="pretrain runs on this machine"):
+            kernel_study(name)
+    assert kernel_study("table2").name == "table2"
