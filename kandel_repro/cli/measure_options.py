@@ -45,7 +45,7 @@ def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
                         "of Table 2's wall time, the own-data readers' packing speed (JPEG, "
                         "PNG) and memory, the colour and stain augmentation's throughput and "
                         "test-time augmentation's cost, and the VAE and DCGAN steps against a classifier's. "
-                        "About 25 minutes on 2 CPU cores.")
+                        "About 30 minutes on 2 CPU cores.")
     bn.add_argument("--out", default="tables", help="where bench.md/bench.json go (default tables/)")
     bn.add_argument("--work", default="data/bench", help="scratch folder for the synthetic data "
                     "(default data/bench; reused)")

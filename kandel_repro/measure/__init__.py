@@ -11,4 +11,7 @@ BENCH_DEFAULTS = {"images": 1500, "copies": 24, "size": 96, "warm": 2, "steps": 
                   "own_images": 600, "own_size": 224, "own_distinct": 60,
                   # test-time augmentation's cost: images predicted plain and with 4 and 8
                   # views by the whole-network VGG16
-                  "tta_images": 64}
+                  "tta_images": 64,
+                  # the pretraining steps (a VAE's, a DCGAN's, a classifier's): timed steps
+                  # after 3 untimed ones, in each of the alternating rounds
+                  "generative_steps": 10}

@@ -319,11 +319,14 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
               augment_seconds: float = DEFAULTS["augment_seconds"], rss_steps: int = 3,
               batch_size: int | None = None, own_images: int = DEFAULTS["own_images"],
               own_size: int = DEFAULTS["own_size"], own_distinct: int = DEFAULTS["own_distinct"],
-              own_workers: int | None = None, tta_images: int = DEFAULTS["tta_images"]) -> dict:
+              own_workers: int | None = None, tta_images: int = DEFAULTS["tta_images"],
+              generative_steps: int = DEFAULTS["generative_steps"]) -> dict:
     """Measure every figure and write ``bench.md`` and ``bench.json`` into ``out_dir``;
     training batches of ``batch_size`` (default: the paper's, 64); the own-data packing
     figures of :func:`own_packing` (``own_*``: its arguments); test-time augmentation's
-    cost on ``tta_images`` images (:func:`kandel_repro.training.tta.tta_cost`)."""
+    cost on ``tta_images`` images (:func:`kandel_repro.training.tta.tta_cost`); the
+    pretraining steps timed over ``generative_steps`` steps
+    (:func:`~kandel_repro.measure.generative_bench.generative_figures`)."""
     import tensorflow as tf
 
     # NOTE: each depth builds a new model, whose step function TF would report as
@@ -365,7 +368,8 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
     _log(f"test-time augmentation: 4 views cost {tta['tta4_cost_ratio']:.2f}×, 8 views "
          f"{tta['tta8_cost_ratio']:.2f}× plain prediction")
     del data
-    generative = generative_figures(rounds=rounds)
+    generative = generative_figures(batch=config["batch_size"], steps=generative_steps,
+                                    rounds=rounds)
     _log(f"pretraining steps: VAE {generative['vae_step_vs_classifier']:.2f}×, DCGAN "
          f"{generative['dcgan_step_vs_classifier']:.2f}× the classifier's images/s")
     rss = peak_rss(root, cache, rss_steps, batch_size)

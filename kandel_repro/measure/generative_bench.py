@@ -15,7 +15,10 @@ import numpy as np
 
 from ..core.files import write_json, write_text
 
-DEFAULTS = {"size": 32, "batch": 64, "warm": 3, "steps": 10, "rounds": 3}
+from . import BENCH_DEFAULTS
+
+DEFAULTS = {"size": 32, "batch": 64, "warm": 3, "steps": BENCH_DEFAULTS["generative_steps"],
+            "rounds": 3}
 
 
 def _timer(warm):
@@ -38,7 +41,8 @@ def _timer(warm):
 
 def _rate(model, dataset, warm, steps, batch):
     timer = _timer(warm)
-    model.fit(dataset, steps_per_epoch=warm + steps, epochs=1, verbose=0, callbacks=[timer])
+    model.fit(dataset, steps_per_epoch=warm + steps, epochs=1, verbose=0, callbacks=[timer],
+              shuffle=False)
     return timer.images_per_second(batch)
 
 

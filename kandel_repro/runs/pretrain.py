@@ -19,8 +19,8 @@
 
 A second call with the same ``out`` resumes after the last finished epoch (the settings
 must be the same; ``epochs`` may grow): each epoch's batch order comes from ``(seed,
-epoch)``, and the checkpoint holds the weights, the optimizers' moments and the noise
-generator's state, so an interrupted run (Ctrl-C, ``kill -9``) resumed gives the weights
+epoch)``, each step's noise from the seed and the optimizers' step count, and the
+checkpoint holds the weights and the optimizers' moments and counts, so an interrupted run (Ctrl-C, ``kill -9``) resumed gives the weights
 of an uninterrupted one on the same machine. A non-finite loss stops the run at once
 (status ``stopped``), keeping the last good epoch's checkpoint and trunk. A DCGAN whose
 fixed-noise samples' mean pairwise L2 distance falls below ``collapse_threshold`` × that

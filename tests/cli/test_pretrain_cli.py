@@ -30,6 +30,24 @@ def test_cli_trains_a_vae(tiny_pcam, cache, tmp_path, capsys):
     assert (out / "samples" / "epoch_001.png").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"loss", "reconstruction", "kl"} <= set(metrics)
+    # --weights-from the run: its encoder's trunk starts a classifier (blocks 1–3 frozen)
+    import keras
+
+    from kandel_repro.models.build import build_base, same_layers
+    from kandel_repro.runs.grid import train_single
+
+    run = tmp_path / "from-vae"
+    train_single(run, tiny_pcam, "dcgan_small", 4, 1e-3, weights_from=str(out), max_epochs=1,
+                 cache_dir=cache, workers=1, verbose=0)
+    assert json.loads((run / "config.json").read_text())["weights"] == str(out.resolve())
+    trunk = build_base("dcgan_small", (32, 32, 3), str(P.trunk_weights_file(out)))
+    trained = same_layers(trunk, keras.saving.load_model(run / "best_model.keras"))
+    for name in ("block1_conv", "block2_conv", "block3_conv", "block3_bn"):
+        for kept, start in zip(trained[name].get_weights(), trunk.get_layer(name).get_weights()):
+            assert np.array_equal(kept, start), name
+    moved = [not np.array_equal(a, b) for a, b in zip(
+        trained["block4_conv"].get_weights(), trunk.get_layer("block4_conv").get_weights())]
+    assert any(moved)  # the fine-tuned block trained
 
 
 def test_too_few_images_is_one_line(tiny_pcam, cache, tmp_path, capsys):

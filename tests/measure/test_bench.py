@@ -15,7 +15,7 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     figures = run_bench(tmp_path / "out", tmp_path / "work", images=40, copies=2, size=32,
                         warm=1, steps=1, rounds=1, augment_seconds=0.3, rss_steps=1,
                         batch_size=8, own_images=6, own_size=32, own_distinct=3, own_workers=1,
-                        tta_images=10)
+                        tta_images=10, generative_steps=1)
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved == json.loads(json.dumps(figures))
     assert saved["batch_size"] == 8  # (the paper's 64 unless given)
@@ -26,7 +26,8 @@ def test_bench_writes_every_figure(tmp_path, capsys):
                  "augment_colour_images_per_second", "augment_hed_images_per_second",
                  "pipeline_vs_preaugmented", "peak_rss_vs_limit",
                  "pack_files_per_second", "table2_hours_at_50_epochs_per_run",
-                 "own_pack_jpeg_files_per_second", "own_pack_peak_rss_ratio"]
+                 "own_pack_jpeg_files_per_second", "own_pack_peak_rss_ratio",
+                 "vae_step_vs_classifier", "dcgan_step_vs_classifier"]
                 + [f"speed_blocks_{d}_vs_whole_network" for d in depths]):
         assert isinstance(saved[key], float) and saved[key] > 0, key
     assert saved["augment_speedup"] == pytest.approx(
