@@ -33,7 +33,7 @@ from .levels import Study
 from .studies import (get_study, parse_backbones, parse_seeds, parse_shard, shard_cells,
                       study_configs, study_runs)
 from .train import Attempt
-from .unlabelled import bind_pretrained
+from .unlabelled import bind_pretrained, check_pretrain_data
 
 if TYPE_CHECKING:
     from ..data.packed import PackedData
@@ -174,6 +174,7 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     _check_input_size(study, data)
     data.split(first)  # data a split cannot serve is refused before any run starts
     configs = {name: with_data(config, data, data_dir) for name, config in configs.items()}
+    check_pretrain_data(study, next(iter(configs.values())), log)
     rundir.record_grid(runs_dir, {"study": study.name, "dataset": reader.name,
                                   "backbones": list(study.backbones),
                                   "data_dir": str(data_dir), "settings": settings,

@@ -148,6 +148,10 @@ def pretrain(kind: str, data_dir: str | Path, out: str | Path, *, dataset: str |
         raise ConfigError(f"--image-size: --dataset {reader.name} images are used at their "
                           "own size, not resized")
     size = (image_size or split["image_size"]) if reader.resizes else None
+    step = 2 ** len(settings["widths"])  # (each block halves the side)
+    if size is not None and int(size) % step:
+        raise ConfigError(f"--image-size {size}: the VAE and the DCGAN halve the side "
+                          f"{len(settings['widths'])} times, so it must be a multiple of {step}")
     reader.read_index(data_dir, **options)
     data = reader.load(data_dir, cache_dir, workers=workers, image_size=size, **options)
     pool = pool_of.select_images(data, images, split)

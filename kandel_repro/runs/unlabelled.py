@@ -167,6 +167,35 @@ def bind_pretrained(study: Study, runs_dir: str | Path,
     return replace(study, rows=tuple(rows), columns=tuple(bound(c) for c in study.columns))
 
 
+def check_pretrain_data(study: Study, config: dict,
+                        log: Callable[[str], None] = print) -> None:
+    """The pretrain runs a bound ``study`` starts from were made on the grid's data
+    (``config``: a run's config with the data's facts, :func:`~kandel_repro.runs.config.
+    with_data`), else a :class:`ConfigError`; said in ``log``: a run pretrained on images
+    the study scores on (``--images all``), and a run a non-finite loss stopped."""
+    from .rundir import read_config, read_metrics
+
+    folders = dict.fromkeys(
+        str(level.settings["weights"]) for level in study.rows + study.columns
+        if level.settings.get("backbone", TRUNK) == TRUNK
+        and str(level.settings.get("weights", "none")) not in ("none", "imagenet"))
+    for folder in folders:
+        made = read_config(Path(folder)) or {}
+        if made.get("kind") not in KINDS:
+            continue
+        if made.get("data_fingerprint") != config.get("data_fingerprint"):
+            raise ConfigError(f"{folder} was pretrained on {made.get('data_dir')}, not on the "
+                              f"grid's data ({config.get('data_dir')}): pretrain on these data, "
+                              "or give the grid the pretrain run's data")
+        if made.get("images") == "all":
+            log(f"{study.name}: {folder} was pretrained on --images all, which holds the "
+                "validation images this study scores on: its rows are not a fair comparison "
+                "(pretrain with --images train or test)")
+        if (read_metrics(Path(folder)) or {}).get("status") != "ok":
+            log(f"{study.name}: {folder} stopped before its last epoch (a non-finite loss): "
+                "its rows start from its last good epoch")
+
+
 def _imagenet_available(backbone: str) -> bool:
     from ..models.backbones import get_backbone
     from ..models.weights import keras_models_dir

@@ -60,3 +60,11 @@ def test_a_vae_pretrains_on_a_flat_folder(tmp_path):
     assert metrics["status"] == "ok"
     assert P.pretrain_config(tmp_path / "run")["n_images"] == 16  # the split's 80 %
     assert P.held_out_images(tmp_path / "run", 2).shape == (2, 32, 32, 3)
+
+
+def test_an_image_size_the_networks_cannot_halve_is_refused_before_packing(tmp_path):
+    root = _folder(tmp_path / "data", 4)
+    with pytest.raises(ConfigError, match="--image-size 40: .* a multiple of 16"):
+        P.pretrain("dcgan", root, tmp_path / "run", dataset="images", image_size=40,
+                   cache_dir=tmp_path / "cache", **dict(TINY, widths=None))
+    assert not (tmp_path / "cache").exists()

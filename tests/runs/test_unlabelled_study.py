@@ -106,3 +106,23 @@ def test_a_kaggle_kernel_refuses_the_unlabelled_studies():
         with pytest.raises(ConfigError, match="pretrain runs on this machine"):
             kernel_study(name)
     assert kernel_study("table2").name == "table2"
+
+
+def test_pretrain_runs_must_be_of_the_grids_data(tmp_path):
+    from kandel_repro.runs.unlabelled import check_pretrain_data
+
+    for kind in ("vae", "dcgan"):
+        _pretrain_run(tmp_path / "runs" / f"pretrain-{kind}", kind)
+    (tmp_path / "runs" / "pretrain-vae" / "config.json").write_text(json.dumps(
+        {"kind": "vae", "data_fingerprint": "abc", "data_dir": "/data/a", "images": "all"}))
+    (tmp_path / "runs" / "pretrain-dcgan" / "config.json").write_text(json.dumps(
+        {"kind": "dcgan", "data_fingerprint": "abc", "data_dir": "/data/a", "images": "train"}))
+    (tmp_path / "runs" / "pretrain-dcgan" / "metrics.json").write_text('{"status": "stopped"}')
+    bound = bind_pretrained(studies.get_study("unlabelled"), tmp_path / "runs",
+                            imagenet_available=lambda name: False, log=lambda _: None)
+    said = []
+    check_pretrain_data(bound, {"data_fingerprint": "abc", "data_dir": "/data/a"}, said.append)
+    assert any("--images all, which holds the validation images" in line for line in said)
+    assert any("stopped before its last epoch" in line for line in said)
+    with pytest.raises(ConfigError, match="was pretrained on /data/a, not on the grid's data"):
+        check_pretrain_data(bound, {"data_fingerprint": "xyz", "data_dir": "/data/b"})
