@@ -81,3 +81,18 @@ def finished_grid(study_name, data_dir, runs_dir, skip=(), **settings):
                                           "train_images_per_second": 100.0, **summary})
         written.append(name)
     return written
+
+
+def same_weights_files(a, b) -> bool:
+    """The two Keras weights files hold the same arrays, exactly (the same names too)."""
+    import h5py
+
+    def arrays(path):
+        out = {}
+        with h5py.File(path) as f:
+            f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                         if isinstance(obj, h5py.Dataset) else None)
+        return out
+
+    a, b = arrays(a), arrays(b)
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

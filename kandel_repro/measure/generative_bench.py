@@ -106,7 +106,7 @@ def render_generative(f: dict) -> list[str]:
 def run_generative_bench(out_dir: str | Path = "tables", **options) -> dict:
     """``kandel-repro bench --only generative``: measure :func:`generative_figures` and
     write ``bench_generative.md`` and ``bench_generative.json`` into ``out_dir``."""
-    from .bench import device_description
+    from ..training.runtime import device_description
 
     started = time.time()
     figures = {"device": device_description(), **generative_figures(**options)}

@@ -282,8 +282,10 @@ def _from_pretrain_run(given):
     pretrain``): the run's trunk becomes the backbone's weights (``weights`` = the run's
     folder, which holds ``dcgan_small.weights.h5``); with ``--weights meanvar`` Mean-Var
     draws from its statistics instead."""
+    from .rundir import is_pretrain_run
+
     source = given.get("weights_from")
-    if source in (None, "none", "imagenet", MEANVAR) or not _is_pretrain_run(source):
+    if source in (None, "none", "imagenet", MEANVAR) or not is_pretrain_run(source):
         return
     weights = given.get("weights")
     if weights is None:
@@ -292,16 +294,6 @@ def _from_pretrain_run(given):
         raise ConfigError(f"--weights-from {source} (a pretrain run) gives the backbone its "
                           f"weights: leave out --weights {weights} (or give --weights meanvar "
                           "to draw random weights with its statistics)")
-
-
-def _is_pretrain_run(path) -> bool:
-    import json
-
-    try:
-        config = json.loads((Path(path) / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("kind") in ("vae", "dcgan")
 
 
 def _check_transfer(config, bb):

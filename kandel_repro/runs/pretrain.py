@@ -44,8 +44,9 @@ from ..core.protocol import PROTOCOLS
 from ..data.readers import get_reader
 from . import pretrain_data as pool_of
 from . import rundir
+from .rundir import is_pretrain_run
 
-KINDS = ("vae", "dcgan")
+KINDS = rundir.PRETRAIN_KINDS
 TRUNK = "dcgan_small"  # the registry's backbone the trunk is (models.generative.TRUNK)
 EPOCHS, BATCH_SIZE, BETA = 20, 64, 1.0
 LATENT = {"vae": 64, "dcgan": 100}
@@ -436,12 +437,6 @@ def _record(out, config, progress, log, started):
 
 
 # --- reading a finished run ----------------------------------------------------------------
-def is_pretrain_run(path: str | Path) -> bool:
-    """True when ``path`` is a pretraining run's folder (finished or not)."""
-    config = _read_config(path) if Path(path).is_dir() else None
-    return bool(config) and config.get("pretrain") in KINDS
-
-
 def pretrain_config(run_dir: str | Path) -> dict:
     """The config of ``run_dir``, a finished pretraining run (``metrics.json`` written;
     a stopped one keeps its last good epoch); a :class:`ConfigError` naming it if not."""

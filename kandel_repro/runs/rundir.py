@@ -113,6 +113,16 @@ def _read_or_none(path):
         return None
 
 
+PRETRAIN_KINDS = ("vae", "dcgan")  # what a pretraining run's config.json says it is
+
+
+def is_pretrain_run(path: str | Path) -> bool:
+    """True when ``path`` is a pretraining run's folder (``kandel-repro pretrain``,
+    finished or not)."""
+    config = _read_or_none(Path(path) / CONFIG) if Path(path).is_dir() else None
+    return bool(config) and config.get("pretrain") in PRETRAIN_KINDS
+
+
 def is_finished(run_dir: str | Path) -> bool:
     """True when ``metrics.json`` exists and can be read (a damaged one is unfinished)."""
     return _read_or_none(Path(run_dir) / METRICS) is not None

@@ -24,9 +24,9 @@ from typing import Callable
 from ..core.errors import ConfigError
 from ..core.protocol import Finding
 from .levels import Level, Study
+from .rundir import PRETRAIN_KINDS as KINDS
 
 TRUNK = "dcgan_small"
-KINDS = ("vae", "dcgan")
 PREFIX = "pretrain:"  # a level's weights "pretrain:vae": the grid's VAE pretrain run
 LEARNING_RATE = 1e-4  # the study's (our choice: the other beyond-the-paper studies' rate)
 # The labelled fractions (our choice; the issue's 1 %, 5 %, 20 %, 100 %); --fractions

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from kandel_repro.core.errors import ConfigError
-from kandel_repro.measure.bench import TARGETS, own_packing, render_own, replicate_folder
+from kandel_repro.measure.bench import own_packing, replicate_folder
+from kandel_repro.measure.bench_report import TARGETS, render_own
 
 
 def test_own_packing_measures_jpeg_and_png_and_memory(tmp_path):

@@ -4,27 +4,14 @@ settings, and what the judge reads back."""
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
+from helpers import same_weights_files as _same
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.runs import pretrain as P
 
 TINY = dict(batch_size=8, widths=(8, 16, 16, 16), latent=8, verbose=0, workers=1)
-
-
-def _weights(path):
-    out = {}
-    with h5py.File(path) as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
-def _same(a, b):
-    a, b = _weights(a), _weights(b)
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")

@@ -7,26 +7,12 @@ import subprocess
 import sys
 import time
 
-import h5py
-import numpy as np
 import pytest
 
+from helpers import same_weights_files as _same
 from kandel_repro.runs import pretrain as P
 
 TINY = dict(batch_size=8, widths=(8, 16, 16, 16), latent=8, verbose=0, workers=1)
-
-
-def _same(a, b):
-    """The two weights files hold the same arrays, exactly."""
-    def arrays(path):
-        out = {}
-        with h5py.File(path) as f:
-            f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                         if isinstance(obj, h5py.Dataset) else None)
-        return out
-
-    a, b = arrays(a), arrays(b)
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ def _pretrain_run(folder, kind, finished=True):
     """A folder that looks like a finished pretrain run to the study (its real files are
     tested in tests/runs/test_pretrain.py)."""
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"kind": kind}))
+    (folder / "config.json").write_text(json.dumps({"pretrain": kind, "kind": kind}))
     if finished:
         (folder / "metrics.json").write_text("{}")
         (folder / "dcgan_small.weights.h5").write_bytes(b"")
