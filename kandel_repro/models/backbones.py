@@ -135,6 +135,12 @@ class Backbone:
 
         return construct
 
+    def imagenet_weights_file(self) -> Path | None:
+        """Where this backbone's ImageNet weights lie when they are on this machine: its
+        notop file in the Keras models folder (``KERAS_HOME``; for a converted one, where
+        ``convert-weights`` writes it); None when it has no ImageNet weights at all."""
+        return keras_models_dir() / self.notop_weights_file if self.notop_weights_file else None
+
     def converted_weights_file(self) -> Path:
         """Where ``convert-weights`` writes this backbone's ImageNet weights by default and
         ``--weights imagenet`` reads them: the Keras models folder (``KERAS_HOME``)."""

@@ -45,7 +45,7 @@ from ..core.files import check_writable, read_json, write_json
 from ..core.frechet import frechet_distance
 from ..core.stats import auc_ci
 from ..models.backbones import get_backbone
-from ..models.weights import keras_models_dir, normalise_weights
+from ..models.weights import normalise_weights
 
 JUDGE_FILE = "judge.json"
 IMAGES = "images"  # OUT/images/{generated,real}/: the two-class folder
@@ -61,18 +61,6 @@ TAKEN_FOR_REAL = 0.5  # P(real) above this: the classifier says "real"
 FID_NET = "inception_v3"
 
 
-def imagenet_weights_file(name: str) -> Path | None:
-    """Where ``name``'s ImageNet weights must lie for a build that downloads nothing:
-    the notop file in Keras' folder (``KERAS_HOME``), or the file ``convert-weights``
-    writes; None when the backbone has no ImageNet weights at all."""
-    backbone = get_backbone(name)
-    if backbone.build is None and backbone.notop_weights_file:
-        return keras_models_dir() / backbone.notop_weights_file
-    if backbone.converted_from:
-        return backbone.converted_weights_file()
-    return None
-
-
 def check_feature_weights(feature_net: str, feature_weights: str | Path | None) -> str:
     """``feature_weights`` in one spelling (:func:`normalise_weights`), refused at once
     when they are ImageNet's and their file is not here (no download is tried)."""
@@ -82,7 +70,7 @@ def check_feature_weights(feature_net: str, feature_weights: str | Path | None) 
         raise ConfigError("--feature-weights: imagenet, none or the path of weights; "
                           "meanvar is a way to initialise training, not features")
     if weights == "imagenet":
-        path = imagenet_weights_file(net)
+        path = get_backbone(net).imagenet_weights_file()
         if path is None:
             raise WeightsUnavailable(
                 f"{net} has no ImageNet weights, so its Fréchet distance cannot be an FID: "

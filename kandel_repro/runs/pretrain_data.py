@@ -110,9 +110,10 @@ def fixed_rows(count: int, n: int, seed: int) -> np.ndarray:
 
 
 def to_symmetric(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels → float32 in [-1, 1] (the networks' input,
-    :func:`kandel_repro.models.backbones.scale_to_symmetric`)."""
-    return images.astype(np.float32) / 127.5 - 1.0
+    """uint8 pixels → float32 in [-1, 1] (the networks' input)."""
+    from ..models.backbones import scale_to_symmetric
+
+    return scale_to_symmetric(images.astype(np.float32))
 
 
 def fetch(pool: ImagePool, positions: np.ndarray) -> np.ndarray:

@@ -198,7 +198,6 @@ def check_pretrain_data(study: Study, config: dict,
 
 def _imagenet_available(backbone: str) -> bool:
     from ..models.backbones import get_backbone
-    from ..models.weights import keras_models_dir
 
-    file = get_backbone(backbone).notop_weights_file
-    return bool(file) and (keras_models_dir() / file).is_file()
+    path = get_backbone(backbone).imagenet_weights_file()
+    return path is not None and path.is_file()
