@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike
 
 from .errors import DataError
 from .ranks import midranks
+from .stats import interval_note, too_small
 
 BOOTSTRAP = 2000  # default number of resamples
 
@@ -212,12 +213,18 @@ def bootstrap_aucs(labels: ArrayLike, scores: Sequence[ArrayLike], n: int = BOOT
 def bootstrap_ci(labels: ArrayLike, scores: ArrayLike, n: int = BOOTSTRAP, level: float = 0.95,
                  seed: int = 0) -> tuple[float, float, float]:
     """``(macro AUC on all images, lower, upper)``: the percentile interval at ``level``
-    of :func:`bootstrap_aucs`."""
+    of :func:`bootstrap_aucs`; the ends are NaN (not assessable) for a split of fewer
+    than :data:`~.stats.MIN_PER_CLASS` images of a class, or where the resampled AUCs do
+    not vary (an interval of zero width)."""
     if not 0 < level < 1:
         raise ValueError(f"the interval's level must lie between 0 and 1, got {level}")
     auc = macro_auc(labels, scores)
+    if too_small(labels):
+        return auc, math.nan, math.nan
     boot = bootstrap_aucs(labels, [scores], n=n, seed=seed)[:, 0]
     low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    if not high > low:
+        return auc, math.nan, math.nan
     return auc, float(low), float(high)
 
 
@@ -232,18 +239,24 @@ def paired_bootstrap(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike
     bootstrap's standard error in a Wald test): unlike a p counted from the resamples
     (whose least value is 2 / (n + 1)), it is not floored by ``n``, so a table's Holm
     adjustment over many cells (a p times the number of comparisons) can still reach
-    5 % with the default 2,000 resamples. When d* does not vary, ``z`` is ±inf (p = 0)
-    or, for no difference, 0 (p = 1); identical classifiers give (0, 0, 1)."""
+    5 % with the default 2,000 resamples. Identical classifiers (no difference that
+    varies) give (0, 0, 1); ``z`` and ``p`` are NaN (not assessable) for a split of
+    fewer than :data:`~.stats.MIN_PER_CLASS` images of a class, or where d* does not
+    vary but the AUCs differ (a spread of 0 is no evidence of certainty)."""
     from scipy.stats import norm
 
-    aucs = bootstrap_aucs(labels, [scores_a, scores_b], n=n, seed=seed)
     diff = macro_auc(labels, scores_a) - macro_auc(labels, scores_b)
+    if too_small(labels):
+        return float(diff), math.nan, math.nan
+    aucs = bootstrap_aucs(labels, [scores_a, scores_b], n=n, seed=seed)
     resampled = aucs[:, 0] - aucs[:, 1]
     spread = float(resampled.std(ddof=1)) if n > 1 else 0.0
     if spread > 0:
         z = diff / spread
+    elif diff == 0:
+        return 0.0, 0.0, 1.0
     else:
-        z = 0.0 if diff == 0 else math.copysign(math.inf, diff)
+        return float(diff), math.nan, math.nan
     p = 1.0 if z == 0 else float(2 * norm.sf(abs(z)))
     return float(diff), float(z), float(p)
 
@@ -265,6 +278,9 @@ def _measures(labels: np.ndarray, scores: np.ndarray) -> dict:
     }
 
 
+NO_SPREAD = "the resampled AUCs do not vary: no interval of zero width is given"
+
+
 def multiclass_summary(val_labels: ArrayLike, val_scores: ArrayLike,
                        test_labels: ArrayLike | None = None, test_scores: ArrayLike | None = None,
                        test_key: str = "test_auc", n: int = BOOTSTRAP, seed: int = 0) -> dict:
@@ -279,6 +295,8 @@ def multiclass_summary(val_labels: ArrayLike, val_scores: ArrayLike,
     and ``confusion`` (k × k counts, rows the true class, columns the predicted)."""
     val_labels, val_scores = _check(val_labels, val_scores, what="validation scores")
     out = {"val_auc_ci": list(bootstrap_ci(val_labels, val_scores, n=n, seed=seed)[1:])}
+    notes = {"val_auc": interval_note(val_labels, out["val_auc_ci"], "the validation split",
+                                      NO_SPREAD)}
     labels, scores, split = val_labels, val_scores, "validation"
     if test_labels is not None:
         if test_scores is None:
@@ -288,7 +306,12 @@ def multiclass_summary(val_labels: ArrayLike, val_scores: ArrayLike,
             raise DataError(f"test scores have {test_scores.shape[1]} columns but validation "
                             f"scores {val_scores.shape[1]}: both need one column per class")
         out[f"{test_key}_ci"] = list(bootstrap_ci(test_labels, test_scores, n=n, seed=seed)[1:])
+        notes[test_key] = interval_note(test_labels, out[f"{test_key}_ci"], "the test split",
+                                        NO_SPREAD)
         labels, scores, split = test_labels, test_scores, "test"
+    notes = {key: note for key, note in notes.items() if note}
+    if notes:
+        out["intervals_not_assessable"] = notes
     out["ci_method"] = f"stratified bootstrap, {n} resamples"
     out["measures_split"] = split
     out.update(_measures(labels, scores))

@@ -13,11 +13,20 @@ the threshold measures of a run.
 - :func:`holm` — Holm's step-down adjustment of a family of p-values.
 - :func:`threshold_measures` — accuracy, sensitivity, specificity, precision, F1 at a
   threshold (scikit-learn), and :func:`youden_threshold`, the threshold maximising
-  Youden's J = sensitivity + specificity − 1 on the data given.
+  Youden's J = sensitivity + specificity − 1 on the data given. A measure that is not
+  defined (precision when nothing is predicted positive) is NaN, never 0.
+
+**What a small split cannot support.** An interval or a paired test is *not assessable*
+(NaN, never a zero-width interval or p = 0) where the split holds fewer than
+:data:`MIN_PER_CLASS` images of a class (:func:`too_small`), and where the method's own
+spread is zero: DeLong's variance at a perfect separation, a bootstrap whose resampled
+AUCs (or differences) do not vary. The rule, its reason and how callers report it:
+:data:`MIN_PER_CLASS`.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -26,6 +35,36 @@ from .errors import DataError
 from .ranks import midranks
 
 MEASURES = ("accuracy", "sensitivity", "specificity", "precision", "f1")
+
+# The fewest images of each class a split must hold for an interval or a paired test of
+# its AUC. Below it, one image moves a class's share of the AUC by a tenth or more, and
+# both methods lose their footing: DeLong's variance is a sample variance of the class's
+# few structural components (from four of them its relative error is about 80 %; at one
+# image per class it is 0, an interval of zero width), and the stratified bootstrap
+# resamples each class within itself (a class of one image never varies: a class of n
+# has only C(2n − 1, n) distinct resamples, 126 at n = 5). Ten of each keeps the
+# intervals' ends from resting on one or two images; a split of fewer gets its AUC, a
+# warning in the run, and "not assessable" in tables and verdicts.
+MIN_PER_CLASS = 10
+NOT_ASSESSABLE = "not assessable"
+
+
+def too_small(labels: ArrayLike, what: str = "the split",
+              names: Sequence[str] | None = None) -> str | None:
+    """Why an interval or a paired test on ``labels`` (class indices) is not assessable
+    (fewer than :data:`MIN_PER_CLASS` images of a class), in words naming ``what`` and
+    the class (``names``: by label index); None when the split is large enough."""
+    labels = np.asarray(labels).reshape(-1)
+    if not len(labels):
+        return f"{what} holds no image"
+    classes, counts = np.unique(labels.astype(int), return_counts=True)
+    if counts.min() >= MIN_PER_CLASS:
+        return None
+    small = int(classes[np.argmin(counts)])
+    name = repr(str(names[small])) if names is not None and small < len(names) else str(small)
+    return (f"{what} holds {int(counts.min())} image{'s' if counts.min() != 1 else ''} of "
+            f"class {name} (an interval or a paired test needs at least {MIN_PER_CLASS} of "
+            "each class)")
 
 
 def _check(labels, scores):
@@ -63,36 +102,62 @@ def delong(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray
     return aucs, s10 / m + s01 / n
 
 
+ZERO_VARIANCE = ("DeLong's variance is 0 there (the classes are perfectly separated): "
+                 "no interval of zero width is given")
+
+
+def interval_note(labels: ArrayLike, interval: Sequence[float], what: str,
+                  degenerate: str) -> str | None:
+    """Why ``interval`` (of the AUC on ``labels``, the split ``what``) is not assessable,
+    or None when both its ends are finite: the split too small (:func:`too_small`),
+    else ``degenerate`` (the method's spread was 0)."""
+    if all(math.isfinite(value) for value in interval):
+        return None
+    return too_small(labels, what) or f"{what}: {degenerate}"
+
+
 def auc_ci(labels: ArrayLike, scores: ArrayLike,
            level: float = 0.95) -> tuple[float, float, float]:
-    """``(auc, lower, upper)``: DeLong's interval at ``level`` (default 95 %)."""
+    """``(auc, lower, upper)``: DeLong's interval at ``level`` (default 95 %); the ends
+    are NaN (not assessable) for a split of fewer than :data:`MIN_PER_CLASS` images of
+    a class, or where DeLong's variance is 0 (the classes perfectly separated)."""
     from scipy.stats import norm
 
     aucs, cov = delong(labels, np.asarray(scores, dtype=float)[None, :])
-    half = norm.ppf(0.5 + level / 2) * math.sqrt(max(cov[0, 0], 0.0))
+    if too_small(labels) or not cov[0, 0] > 0:
+        return float(aucs[0]), math.nan, math.nan
+    half = norm.ppf(0.5 + level / 2) * math.sqrt(cov[0, 0])
     return float(aucs[0]), max(0.0, float(aucs[0] - half)), min(1.0, float(aucs[0] + half))
 
 
 def paired_test(labels: ArrayLike, scores_a: ArrayLike,
                 scores_b: ArrayLike) -> tuple[float, float, float]:
-    """``(auc_a − auc_b, z, two-sided p)``: DeLong's test on the same images."""
+    """``(auc_a − auc_b, z, two-sided p)``: DeLong's test on the same images. ``z`` and
+    ``p`` are NaN (not assessable) for a split of fewer than :data:`MIN_PER_CLASS`
+    images of a class, or where the difference's variance is 0 but the AUCs differ (a
+    zero variance is no evidence of certainty); identical rankings otherwise give
+    (0, 0, 1)."""
     from scipy.stats import norm
 
     aucs, cov = delong(labels, np.vstack([scores_a, scores_b]))
     diff = float(aucs[0] - aucs[1])
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    if var <= 0:  # identical rankings: no evidence of a difference (or a certain one)
-        return diff, (0.0 if diff == 0 else math.copysign(math.inf, diff)), (1.0 if diff == 0 else 0.0)
+    if too_small(labels):
+        return diff, math.nan, math.nan
+    if var <= 0:  # identical rankings: no evidence of a difference; else not assessable
+        return (0.0, 0.0, 1.0) if diff == 0 else (diff, math.nan, math.nan)
     z = diff / math.sqrt(var)
     return diff, z, float(2 * norm.sf(abs(z)))
 
 
 def holm(pvalues: ArrayLike) -> np.ndarray:
-    """Holm's step-down adjustment: adjusted p-values in the given order."""
+    """Holm's step-down adjustment: adjusted p-values in the given order. A NaN p (a
+    test not assessable) stays NaN and does not count in the family."""
     p = np.asarray(pvalues, dtype=float)
-    order = np.argsort(p, kind="mergesort")
-    count = len(p)
-    adjusted = np.empty(count)
+    adjusted = np.full(len(p), np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="mergesort")]
+    count = len(order)
     running = 0.0
     for rank, index in enumerate(order):
         running = max(running, min(1.0, (count - rank) * p[index]))
@@ -112,17 +177,19 @@ def youden_threshold(labels: ArrayLike, scores: ArrayLike) -> float:
 
 def threshold_measures(labels: ArrayLike, scores: ArrayLike,
                        threshold: float) -> dict[str, float]:
-    """Accuracy, sensitivity, specificity, precision and F1 of ``scores ≥ threshold``."""
+    """Accuracy, sensitivity, specificity, precision and F1 of ``scores ≥ threshold``;
+    a measure whose denominator is 0 is NaN (undefined), not 0: precision when nothing
+    is predicted positive, sensitivity (specificity) without positives (negatives)."""
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
     labels = np.asarray(labels).astype(int)
     predicted = (np.asarray(scores, dtype=float) >= threshold).astype(int)
     return {
         "accuracy": float(accuracy_score(labels, predicted)),
-        "sensitivity": float(recall_score(labels, predicted, zero_division=0.0)),
-        "specificity": float(recall_score(1 - labels, 1 - predicted, zero_division=0.0)),
-        "precision": float(precision_score(labels, predicted, zero_division=0.0)),
-        "f1": float(f1_score(labels, predicted, zero_division=0.0)),
+        "sensitivity": float(recall_score(labels, predicted, zero_division=np.nan)),
+        "specificity": float(recall_score(1 - labels, 1 - predicted, zero_division=np.nan)),
+        "precision": float(precision_score(labels, predicted, zero_division=np.nan)),
+        "f1": float(f1_score(labels, predicted, zero_division=np.nan)),
     }
 
 
@@ -143,13 +210,23 @@ def run_summary(val_labels: ArrayLike, val_scores: ArrayLike, test_labels: Array
     its labels are known, else on the validation split (``measures_split`` says which;
     on the validation split the Youden threshold was chosen on the same images, so its
     measures are optimistic).
+
+    An interval that is not assessable (:func:`auc_ci`) is recorded as ``[NaN, NaN]``
+    and its reason under ``intervals_not_assessable`` (``{AUC key: reason}``).
     """
     out = {"val_auc_ci": list(auc_ci(val_labels, val_scores)[1:])}
     threshold = youden_threshold(val_labels, val_scores)
     labels, scores, split = val_labels, val_scores, "validation"
+    notes = {"val_auc": interval_note(val_labels, out["val_auc_ci"], "the validation split",
+                                      ZERO_VARIANCE)}
     if test_labels is not None:
         out[f"{test_key}_ci"] = list(auc_ci(test_labels, test_scores)[1:])
+        notes[test_key] = interval_note(test_labels, out[f"{test_key}_ci"], "the test split",
+                                        ZERO_VARIANCE)
         labels, scores, split = test_labels, test_scores, "test"
+    notes = {key: note for key, note in notes.items() if note}
+    if notes:
+        out["intervals_not_assessable"] = notes
     out.update(youden_threshold=threshold, measures_split=split)
     for rule, cut in (("t05", 0.5), ("youden", threshold)):
         out.update({f"{name}_{rule}": value

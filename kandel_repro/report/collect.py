@@ -24,7 +24,8 @@ from ..models.backbones import get_backbone
 from ..runs import rundir
 from ..runs.levels import Study
 from ..runs.studies import get_study, parse_seeds, run_name, seed_of
-from .compare import CellKey, Evidence, verdict
+from .compare import CellKey, Evidence, assessable, verdict
+from .curves import best_cell_predictions, run_histories  # noqa: F401 (notebooks read them here)
 from .header import caveat_of
 
 if TYPE_CHECKING:  # NOTE: annotations only; pandas loads when a table is read
@@ -61,6 +62,10 @@ def _converged(metrics):
             and metrics.get("stopped_reason") != "non-finite loss")
 
 
+# Why a run's intervals are not assessable ({AUC key: reason}; core.stats.run_summary,
+# training.tta.tta_metrics), where they are not.
+NOTES = ("intervals_not_assessable", "intervals_not_assessable_tta")
+
 # What a multi-class run records beside its intervals (core.bootstrap.multiclass_summary).
 MULTICLASS_KEYS = ("class_aucs", "accuracy", "balanced_accuracy", "macro_f1", "confusion",
                    "ci_method")
@@ -72,7 +77,7 @@ def _summary(run_dir, metrics, labelled_test):
     if "val_auc_ci" in metrics:
         return {k: v for k, v in metrics.items()
                 if k.endswith("_ci") or k.endswith(("_t05", "_youden")) or k in (
-                    "youden_threshold", "measures_split", *MULTICLASS_KEYS)}
+                    "youden_threshold", "measures_split", *NOTES, *MULTICLASS_KEYS)}
     try:
         _, val_labels, val_scores = rundir.read_predictions(run_dir / rundir.VAL_PREDICTIONS)
         test = (rundir.read_predictions(run_dir / rundir.TEST_PREDICTIONS) if labelled_test
@@ -88,7 +93,8 @@ def _flat(summary):
     out = {}
     for key, value in summary.items():
         if key.endswith("_ci") and isinstance(value, (list, tuple)) and len(value) == 2:
-            out[f"{key}_low"], out[f"{key}_high"] = value
+            # (an interval not assessable is [None, None] in metrics.json: NaN here)
+            out[f"{key}_low"], out[f"{key}_high"] = (np.nan if v is None else v for v in value)
         else:
             out[key] = value
     return out
@@ -348,6 +354,8 @@ def _grid(study, runs_dir, frame, configs, metric, bootstrap, tta=False):
             values.setdefault(cell, {})[run["seed"]] = float(value)
     split = "test" if metric in ("test_auc", "test_auc_tta") else "validation"
     evidence = Evidence(study, runs_dir, values, runs, split, converged, bootstrap=bootstrap)
+    evidence.class_names = next((list(map(str, c["classes"])) for c in configs
+                                 if c.get("classes")), None)
     if tta:  # NOTE: the same comparisons, on the runs' TTA prediction files
         evidence.file = rundir.prediction_files(tta=True)[2 if split == "test" else 0]
     best, per_cell, tied = evidence.ties()
@@ -357,13 +365,17 @@ def _grid(study, runs_dir, frame, configs, metric, bootstrap, tta=False):
         key = (cell.row.label, cell.column.label)
         mine = frame[(frame["row"] == key[0]) & (frame["column"] == key[1])]
         numbers = np.array(list(values.get(key, {}).values()), dtype=float)
-        ci = [np.nan, np.nan]
+        ci, note = [np.nan, np.nan], None
         if len(numbers) == 1:
             ci_key = f"{metric}_ci"
             seed = next(iter(values[key]))
             run = mine[mine["seed"] == seed].iloc[0]
-            if f"{ci_key}_low" in run and np.isfinite(run.get(f"{ci_key}_low", np.nan)):
-                ci = [run[f"{ci_key}_low"], run[f"{ci_key}_high"]]
+            ends = [pd.to_numeric(run.get(f"{ci_key}_{end}", np.nan), errors="coerce")
+                    for end in ("low", "high")]
+            if all(np.isfinite(ends)):
+                ci = [float(end) for end in ends]
+            else:
+                note = interval_note(run, metric)
         row = {
             "table": study.name, "row": key[0], "column": key[1], "backbone": cell.backbone,
             "first_trainable_block": cell.first_trainable_block,
@@ -376,23 +388,36 @@ def _grid(study, runs_dir, frame, configs, metric, bootstrap, tta=False):
             "sd": float(numbers.std(ddof=1)) if len(numbers) > 1 else np.nan,
             "min": float(numbers.min()) if len(numbers) else np.nan,
             "max": float(numbers.max()) if len(numbers) else np.nan,
-            "ci_low": ci[0], "ci_high": ci[1],
+            "ci_low": ci[0], "ci_high": ci[1], "ci_not_assessable": note,
             "best": key == best,
             "tied_with_best": (None if key == best or key not in tied else tied[key]),
+            # compared with the best, but a paired test was not assessable (p NaN)
+            "test_not_assessable": bool(per_cell.get(key)) and not assessable(per_cell[key]),
             "best_in_seeds": sum(1 for c in per_seed.values() if c == key),
             **{f"p_vs_best_seed{s}": p for s, _, p in per_cell.get(key, [])},
             **{f"diff_vs_best_seed{s}": d for s, d, _ in per_cell.get(key, [])},
         }
         no_tta = tta and not mine[mine["status"] == "ok"]["tta_views"].notna().any()
-        row["text"] = _cell_text(row, mine, study, ci, no_tta)
+        row["text"] = _cell_text(row, mine, study, ci, no_tta, note)
         rows.append(row)
     cells = pd.DataFrame(rows)
     return Table(study, Path(runs_dir), frame, configs, cells, metric, seeds, evidence, best, [])
 
 
-def _cell_text(row, runs, study, ci, no_tta=False):
+def interval_note(run: pd.Series, metric: str) -> str | None:
+    """Why the run's interval of ``metric`` is not assessable (a split too small: the
+    run's ``intervals_not_assessable``), or None (it has one, or was made before runs
+    recorded intervals)."""
+    for key in NOTES:
+        notes = run.get(key)
+        if isinstance(notes, dict) and notes.get(metric):
+            return str(notes[metric])
+    return None
+
+
+def _cell_text(row, runs, study, ci, no_tta=False, note=None):
     """What the Markdown table shows in a cell (``no_tta``: of a TTA grid, whose runs have
-    no TTA scores)."""
+    no TTA scores; ``note``: why its one run's interval is not assessable)."""
     if row["n"] == 0:
         if (runs["status"] == "ok").any() and no_tta:
             return "no TTA"
@@ -405,59 +430,13 @@ def _cell_text(row, runs, study, ci, no_tta=False):
         text = f"{row['mean']:.4f}"
         if np.isfinite(ci[0]):
             text += f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+        elif note:
+            text += " [not assessable]"
     else:
         text = f"{row['mean']:.4f} ({row['min']:.4f}–{row['max']:.4f}, n={row['n']})"
     if row["best"]:
         return f"**{text}**"
     return text + (f" {TIED_MARK}" if row["tied_with_best"] else "")
-
-
-def run_histories(table: Table
-                  ) -> tuple[dict[str, pd.DataFrame], dict[str, int], dict[str, int]]:
-    """``({label: history DataFrame}, {label: colour index}, {label: style index})`` of
-    the finished runs: colour by row (depth or architecture), line style by column
-    (learning rate; see :func:`curve_legend` for the names)."""
-    import pandas as pd
-
-    study = table.study
-    rows = [level.label for level in study.rows]
-    columns = [level.label for level in study.columns]
-    histories, colors, styles = {}, {}, {}
-    for _, run in table.frame[table.frame["status"] == "ok"].iterrows():
-        path = table.runs_dir / run["run"] / rundir.HISTORY
-        if not path.exists():
-            continue
-        label = (f"{study.rows[rows.index(run['row'])].phrase}, "
-                 f"{study.columns[columns.index(run['column'])].phrase}"
-                 + (f", seed {run['seed']}" if len(table.seeds) > 1 else ""))
-        histories[label] = pd.read_csv(path)
-        colors[label] = rows.index(run["row"])
-        styles[label] = columns.index(run["column"])
-    return histories, colors, styles
-
-
-def best_cell_predictions(table: Table) -> dict[str, tuple[pd.Series, pd.Series]]:
-    """``{label: (labels, scores)}``: per column (learning rate), the predictions of the
-    cell with the best mean, of its first seed — on the held-out test split where the
-    data set's test split is labelled (BreakHis), else on the validation split (Kaggle's
-    PCam, whose test labels are hidden)."""
-    import pandas as pd
-
-    name = (rundir.TEST_PREDICTIONS if get_reader(table.dataset).labelled_test
-            else rundir.VAL_PREDICTIONS)
-    curves = {}
-    for column in table.study.columns:
-        cells = [c for c in table.evidence.cells() if c[1] == column.label]
-        ranked = sorted(cells, key=table.evidence.mean, reverse=True)
-        for cell in ranked:
-            run = table.evidence.runs[cell][min(table.evidence.values[cell])]
-            path = table.runs_dir / run / name
-            if path.is_file():
-                predictions = pd.read_csv(path)
-                label = f"{column.phrase}: {table.study.rows[table.position(cell)[0]].phrase}"
-                curves[label] = (predictions["label"], predictions["prediction"])
-                break
-    return curves
 
 
 TARGET_SHARE = 0.9  # partial transfer: the target is this share of the full transfer's AUC

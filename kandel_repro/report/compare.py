@@ -18,7 +18,11 @@ of superiority.
   significantly below it is marked tied with it (:meth:`Evidence.ties`).
 - A finding's claim (:class:`kandel_repro.core.protocol.Finding`) gets a verdict:
   *supported*, *not distinguishable*, *contradicted*, or *not assessable* (the grid
-  lacks the runs, or the claim is not one a grid can check), with the reason in words.
+  lacks the runs, the claim is not one a grid can check, or the split is too small for a
+  paired test: :data:`kandel_repro.core.stats.MIN_PER_CLASS`), with the reason in words.
+
+A paired test that is not assessable (p NaN: the split too small, or the difference's
+variance 0 while the AUCs differ) neither ties a cell with the best nor puts it below.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.stats import holm, paired_of
+from ..core.stats import holm, paired_of, too_small
 from ..runs import rundir
 
 if TYPE_CHECKING:
@@ -75,6 +79,8 @@ class Evidence:
         self.file = rundir.TEST_PREDICTIONS if split == "test" else rundir.VAL_PREDICTIONS
         self._predictions = {}
         self.problems = []
+        self.class_names = None  # (by label index, for messages; set by the table)
+        self._too_small = ...
 
     # --- numbers -----------------------------------------------------------------
     def mean(self, cell: CellKey) -> float:
@@ -97,6 +103,21 @@ class Evidence:
             scored = {c: v[seed] for c, v in self.values.items() if seed in v}
             out[seed] = max(scored, key=scored.get)
         return out
+
+    def split_problem(self) -> str | None:
+        """Why no paired test of this table is assessable — the compared split holds
+        fewer than :data:`~kandel_repro.core.stats.MIN_PER_CLASS` images of a class (every
+        run is scored on the same images) — or None."""
+        if self._too_small is ...:
+            self._too_small = None
+            scored = ((cell, seed) for cell, seeds in self.runs.items() for seed in seeds)
+            for cell, seed in scored:
+                predictions = self._scores(cell, seed)
+                if predictions is not None:
+                    self._too_small = too_small(predictions[1], f"the {self.split} split",
+                                                self.class_names)
+                    break
+        return self._too_small
 
     # --- predictions and tests ---------------------------------------------------
     def _scores(self, cell, seed):
@@ -144,8 +165,19 @@ class Evidence:
         pairs = [(cell, best) for cell in self.cells() if cell != best]
         results = self.compare(pairs)
         per_cell = {cell: results[(cell, best)] for cell, _ in pairs}
-        # NOTE: a cell without predictions to compare is not judged (None), not tied.
-        return best, per_cell, {cell: (not below(r)) if r else None for cell, r in per_cell.items()}
+        # NOTE: a cell without predictions to compare, or whose test is not assessable,
+        # is not judged (None), not tied.
+        return best, per_cell, {cell: (not below(r)) if assessable(r) else None
+                                for cell, r in per_cell.items()}
+
+
+def assessable(results: SeedTests) -> bool:
+    """Whether a pair has tests and every one of them gave a p (none NaN)."""
+    return bool(results) and all(np.isfinite(p) for _, _, p in results)
+
+
+NO_TEST = ("the paired test is not assessable (the difference's variance is 0 while the "
+           "AUCs differ)")
 
 
 def below(results: SeedTests) -> bool:
@@ -170,6 +202,9 @@ def verdict(claim: tuple | None, evidence: Evidence,
     if claim is None:
         return UNKNOWN, "not a claim this grid can check"
     kind = claim[0]
+    problem = evidence.split_problem() if kind != "not_converged" else None
+    if problem:
+        return UNKNOWN, f"{problem}, so no paired test is made"
     if kind == "all":
         parts = [verdict(c, evidence, name) for c in claim[1]]
         kinds = [v for v, _ in parts]
@@ -197,6 +232,8 @@ def verdict(claim: tuple | None, evidence: Evidence,
         if not results:
             return UNKNOWN, f"no predictions to compare {name(a)} with {name(b)}"
         words = f"{name(a)} {evidence.mean(a):.4f} against {name(b)} {evidence.mean(b):.4f}"
+        if not assessable(results):
+            return UNKNOWN, f"{words}; {NO_TEST}"
         if below(results):
             return SUPPORTED, f"{words}, significantly lower (p ≤ {_p(results):.2g})"
         if above(results):
@@ -207,6 +244,8 @@ def verdict(claim: tuple | None, evidence: Evidence,
         if len(cells) < 2:
             return UNKNOWN, f"row {claim[1]} has fewer than two results"
         results = evidence.compare(list(combinations(cells, 2)))
+        if not all(assessable(r) for r in results.values()):
+            return UNKNOWN, f"for a pair of row {claim[1]}'s cells, {NO_TEST}"
         apart = [pair for pair, r in results.items() if below(r) or above(r)]
         sometimes = [pair for pair, r in results.items() if any(p < ALPHA for _, _, p in r)]
         if apart:
@@ -244,6 +283,8 @@ def _best_in(evidence, cells, claimed, where, name):
     results = evidence.compare([(c, best) for c in others])
     if any(not r for r in results.values()):
         return UNKNOWN, "predictions are missing for some runs"
+    if not all(assessable(r) for r in results.values()):
+        return UNKNOWN, f"against {name(best)}, the best of {where}, {NO_TEST}"
     if claimed == best:
         tied = [c for c in others if not below(results[(c, best)])]
         if not tied:
@@ -269,8 +310,10 @@ def _tied_answer(evidence, name):
         return UNKNOWN, "no run has finished"
     if not tied:
         return UNKNOWN, f"{name(best)} is the only result"
-    if any(value is None for value in tied.values()):
+    if any(not r for r in per_cell.values()):
         return UNKNOWN, "predictions are missing for some runs"
+    if any(value is None for value in tied.values()):
+        return UNKNOWN, f"against {name(best)}, the best, {NO_TEST}"
     same = sorted((cell for cell, value in tied.items() if value), key=evidence.mean,
                   reverse=True)
     words = f"the best is {name(best)} ({evidence.mean(best):.4f})"
@@ -296,6 +339,8 @@ def _rows_apart(evidence, row_a, row_b, name):
     results = evidence.compare(pairs)
     if any(not r for r in results.values()):
         return UNKNOWN, "predictions are missing for some runs"
+    if not all(assessable(r) for r in results.values()):
+        return UNKNOWN, f"between rows {row_a} and {row_b}, {NO_TEST}"
     parts, apart = [], 0
     for (a, b), r in results.items():
         words = f"{name(a)} {evidence.mean(a):.4f} against {name(b)} {evidence.mean(b):.4f}"
@@ -324,6 +369,8 @@ def _best_row_by_column(evidence):
         results = evidence.compare([(c, top) for c in cells if c != top])
         if any(not r for r in results.values()):
             return UNKNOWN, "predictions are missing for some runs"
+        if not all(assessable(r) for r in results.values()):
+            return UNKNOWN, f"in column {column}, {NO_TEST}"
         best[column] = top[0]
         tied[column] = [row for row in order if (row, column) in cells and (
             row == top[0] or not below(results[((row, column), top)]))]

@@ -15,7 +15,7 @@ from ..runs import rundir
 from ..models.backbones import get_backbone
 from ..runs.levels import Study
 from .collect import SHORT, TARGET_SHARE, TIED_MARK, Table, best_cell_predictions, run_histories
-from .plots import (confusion_matrix_figure, heatmap, learning_curves, lines_with_bands, radar,
+from .plots import (confusion_matrix_figure, depth_lines, heatmap, learning_curves, lines_with_bands, radar,
                     roc_curves, scatter_panels)
 
 if TYPE_CHECKING:  # NOTE: annotations only; matplotlib loads when a figure is drawn
@@ -193,21 +193,24 @@ def backbones_figure(frame: pd.DataFrame, path: str | Path | None,
     frame = frame.dropna(subset=["trainable_parameters"])
     if frame.empty:
         return None
-    series, marks = {}, {}
+    series = {}
     for backbone, rows in frame.groupby("backbone", sort=False):
-        rows = rows.sort_values("trainable_parameters")
+        rows = rows.reset_index(drop=True)
         label = get_backbone(backbone).application
-        series[label] = (rows["trainable_parameters"].to_numpy(float), rows["mean"].to_numpy(),
-                         rows["min"].to_numpy(), rows["max"].to_numpy())
-        best = rows[rows["best_depth"]].iloc[0]
-        marks[label] = [(best["trainable_parameters"], best["mean"],
-                         f"best: blocks {best['depth']} at {best['learning_rate']}")]
+        best = int(np.flatnonzero(rows["best_depth"].to_numpy(bool))[0])
+        series[label] = {
+            "x": rows["trainable_parameters"].to_numpy(float), "mean": rows["mean"].to_numpy(),
+            "low": rows["min"].to_numpy(), "high": rows["max"].to_numpy(),
+            "depths": [str(d) for d in rows["depth"]], "best": best,
+            "legend": f"{label} — best: blocks {rows['depth'][best]} at "
+                      f"{rows['learning_rate'][best]} ({rows['mean'][best]:.4f})"}
     table = tables[0]
-    return lines_with_bands(series, path, logx=True, marks=marks,
-                            xlabel="trainable parameters (fine-tuning from block k to the top)",
-                            ylabel=f"{SHORT[table.metric]} (best learning rate per depth)",
-                            title=f"How deeply to fine-tune, across backbones — "
-                                  f"{table.dataset} data" + table.caveat)
+    return depth_lines(series, path,
+                       xlabel="trainable parameters (fine-tuning from block k to the top; "
+                              "points named by their blocks)",
+                       ylabel=f"{SHORT[table.metric]} (best learning rate per depth)",
+                       title=f"How deeply to fine-tune, across backbones — "
+                             f"{table.dataset} data" + table.caveat)
 
 
 def _band(values):

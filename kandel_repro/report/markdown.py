@@ -66,6 +66,7 @@ def render_markdown(table: Table, command: str) -> str:
         f"- Metric: {_metric_text(metric, configs)}",
         f"- Runs finished: {done} of {len(table.frame)}",
         _seeds_line(table, split_seeds),
+        *_one_seed_lines(table),
         _ties_line(table),
     ]
     if metric == "test_auc":
@@ -102,7 +103,10 @@ def render_markdown(table: Table, command: str) -> str:
         lines += ["", "## The paper's findings for this table (its text), and this grid's answer", ""]
     else:
         lines += ["", "## What the runs answer (no paper speaks of this grid)", ""]
-    lines += [f"- {text} — **{v}**: {reason}." for text, v, reason in table.findings]
+    run_of = (f" (one run per cell, seed {table.seeds[0]})" if len(table.seeds) == 1
+              else "")
+    lines += [f"- {text} — **{v}**{run_of if v != 'not assessable' else ''}: {reason}."
+              for text, v, reason in table.findings]
     if table.findings and study.paper:
         lines += ["", "Answers are computed from the runs (`kandel_repro/report/compare.py`): "
                   f"*supported* or *contradicted* when {test} separates the cells "
@@ -111,6 +115,15 @@ def render_markdown(table: Table, command: str) -> str:
         lines += ["", "Answers are computed from the runs (`kandel_repro/report/compare.py`): "
                   f"two cells are told apart when {test} separates them at 5 % "
                   "(Holm-adjusted) in every seed."]
+    if table.findings and len(table.seeds) == 1:
+        lines += ["", f"These are one run's answers: {test} holds each cell's trained "
+                  "network fixed and measures how much the answer depends on which images "
+                  f"were scored, not on the training — another seed (or the same seed on "
+                  "another machine, whose arithmetic differs in the last bits) trains other "
+                  "networks and can change an answer. Run more seeds to see that variance: "
+                  "`kandel-repro grid … --seeds 3` (`make demo SEEDS=3`), then "
+                  "`kandel-repro table … --seeds 3`; a cell is then below another only if "
+                  "it is in every seed."]
     lines.append("")
     return "\n".join(lines)
 
@@ -211,15 +224,32 @@ def _seeds_line(table, split_seeds):
     if len(table.seeds) == 1:
         interval = ("a 95 % stratified-bootstrap interval" if table.multiclass
                     else "DeLong's 95 % confidence interval")
-        return f"- Seed {seeds} ({split}); a cell shows its AUC and {interval} [low, high]"
+        notes = sorted({str(n) for n in table.cells["ci_not_assessable"].dropna()})
+        missing = (f"; `[not assessable]`: {'; '.join(notes)}" if notes else "")
+        return (f"- Seed {seeds} ({split}); a cell shows its AUC and {interval} [low, "
+                f"high]{missing}")
     return (f"- Seeds {seeds} ({split}: every run scored on the same images); a cell shows "
             "the mean over its seeds (min–max, n = runs)")
+
+
+def _one_seed_lines(table):
+    """Beside a table of one seed: the variance of training is not assessed."""
+    if len(table.seeds) != 1 or table.best is None:
+        return []
+    return ["- Training variance: not assessed (one seed). Each cell is one trained "
+            "network: its interval and the ties below measure the sampling of the scored "
+            "images, not the spread of training again with another seed; `--seeds 3` "
+            "trains three seeds per cell"]
 
 
 def _ties_line(table):
     compared = sum(1 for _, c in table.cells.iterrows() if c["tied_with_best"] is not None)
     if table.best is None:
         return "- Tied with the best: nothing to compare yet"
+    problem = table.evidence.split_problem()
+    if problem:
+        return (f"- Tied with the best: not assessable — {problem}; no paired test is made "
+                "and no cell is marked")
     if not compared:
         return ("- Tied with the best: not judged (no prediction files to compare; runs made "
                 "before predictions were kept, or a single cell)")
@@ -229,6 +259,9 @@ def _ties_line(table):
     comparisons = f"{compared} comparison" + ("s" if compared != 1 else "")
     seeds = (", in at least one seed (a cell counts as below the best only if it is in every "
              "seed)" if len(table.seeds) > 1 else "")
+    unjudged = int(table.cells["test_not_assessable"].sum())
+    skipped = (f"; {unjudged} cell{'s' if unjudged != 1 else ''} not assessable (the paired "
+               "test's variance is 0 while the AUCs differ): not marked" if unjudged else "")
     return (f"- {TIED_MARK}: tied with the best — not significantly below it by "
             f"{_test_name(table)} on the same {split} images, Holm-adjusted over the table's "
-            f"{comparisons}, 5 %{seeds}")
+            f"{comparisons}, 5 %{seeds}{skipped}")

@@ -233,6 +233,74 @@ def lines_with_bands(series: dict[str, tuple[ArrayLike, ArrayLike, ArrayLike, Ar
     return _save(fig, path)
 
 
+def depth_lines(series: dict[str, dict], path: str | Path | None = None,
+                title: str | None = None, xlabel: str = "", ylabel: str = "") -> Figure:
+    """How deep, across backbones: one line per backbone, ``series`` ``{label: {"x",
+    "mean", "low", "high": arrays; "depths": the depth of each point; "best": the index
+    of the best point; "legend": the legend's text}}``, x on a log scale.
+
+    Every point is named by its depth, above and left of it (where a line that rises to
+    the right leaves room). Points of one line closer than 8 % in x — a ResNet's lower
+    stages hold few parameters, so its depths 3–5, 2–5 and 1–5 fall within 1 % of each
+    other — are named in a column to their right, one label per point in the order of
+    their values, each with a leader line to its point. The best depth is a star and is
+    named in the legend (which no axis cuts and no line crosses), not on the plot."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.6, 5.0))
+    cmap = plt.get_cmap("viridis")
+    lines = []
+    for i, (label, line) in enumerate(series.items()):
+        colour = cmap(i / max(len(series) - 1, 1) * 0.85)
+        x, mean = np.asarray(line["x"], float), np.asarray(line["mean"], float)
+        low, high = np.asarray(line["low"], float), np.asarray(line["high"], float)
+        order = np.argsort(x, kind="stable")
+        x, mean, low, high = x[order], mean[order], low[order], high[order]
+        depths = [str(line["depths"][k]) for k in order]
+        best = int(np.flatnonzero(order == line["best"])[0])
+        ax.plot(x, mean, "o-", color=colour, markersize=4, label=line.get("legend", label))
+        ax.plot([x[best]], [mean[best]], "*", color=colour, markersize=14,
+                markeredgecolor="black", markeredgewidth=0.6, zorder=5)
+        if np.any(high > low):
+            ax.fill_between(x, low, high, color=colour, alpha=0.2)
+        lines.append((colour, x, mean, depths))
+    _log_axis(ax)
+    ax.margins(x=0.12, y=0.15)
+    bottom, top = ax.get_ylim()
+    step = (top - bottom) * 0.045  # a label's height, in the axis' units
+    for colour, x, mean, depths in lines:
+        groups, start = [], 0
+        for k in range(1, len(x) + 1):
+            if k == len(x) or x[k] > x[start] * 1.08:
+                groups.append(list(range(start, k)))
+                start = k
+        for members in groups:
+            if len(members) == 1:
+                k = members[0]
+                ax.annotate(depths[k], (x[k], mean[k]), textcoords="offset points",
+                            xytext=(-5, 5), ha="right", va="bottom", fontsize=7, color=colour)
+                continue
+            ranked = sorted(members, key=lambda k: -mean[k])
+            centre = float(np.mean(mean[members]))
+            column_x = float(x[members].max()) * 1.18
+            for rank, k in enumerate(ranked):
+                y = centre + ((len(ranked) - 1) / 2 - rank) * step
+                ax.annotate(depths[k], (x[k], mean[k]), xytext=(column_x, y),
+                            textcoords="data", ha="left", va="center", fontsize=7,
+                            color=colour, arrowprops={"arrowstyle": "-", "color": colour,
+                                                      "lw": 0.4, "alpha": 0.7,
+                                                      "shrinkA": 1, "shrinkB": 2})
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.plot([], [], "*", color="grey", markersize=11, markeredgecolor="black",
+            markeredgewidth=0.6, label="best depth of each backbone")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1,
+              frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path, tight=True)
+
+
 def _log_axis(ax):
     """A log x axis labelled 1, 2, 5 × 10^k in short numbers (20k, 2M), not 2×10^6."""
     from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter

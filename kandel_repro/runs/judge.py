@@ -20,7 +20,13 @@ and n images its generator made (:func:`~kandel_repro.runs.pretrain.sample_image
    it takes for real (P(real) > 0.5). The verdict is "told apart" when the interval lies
    above 0.5, else "indistinguishable": an interval that holds 0.5, or one wholly below it
    (worse than chance on images it did not train on: a failure of the classifier, said
-   so in the verdict's paragraph, not a way of telling the images apart).
+   so in the verdict's paragraph, not a way of telling the images apart). With fewer than
+   :data:`~kandel_repro.core.stats.MIN_PER_CLASS` images of a kind in the part judged
+   there is no interval and the verdict is "not assessable". Where the part is large
+   enough but DeLong's variance is 0 (every real image scored above every generated one,
+   or every score alike), no interval of zero width is given either: the verdict then
+   rests on the exact one-sided Mann–Whitney test of AUC > 0.5 at 2.5 % (the level at
+   which a 95 % interval's lower end lies above 0.5), and its paragraph says so.
 4. The Fréchet distance (:func:`~kandel_repro.core.frechet.frechet_distance`) between
    the real and the generated images in the feature space of ``feature_net``: its
    headless output, global-average pooled, on images resized to at least its smallest
@@ -43,7 +49,7 @@ import numpy as np
 from ..core.errors import ConfigError, DataError, WeightsUnavailable
 from ..core.files import check_writable, read_json, write_json
 from ..core.frechet import frechet_distance
-from ..core.stats import auc_ci
+from ..core.stats import NOT_ASSESSABLE, ZERO_VARIANCE, auc_ci, interval_note, too_small
 from ..models.backbones import get_backbone
 from ..models.weights import normalise_weights
 
@@ -168,8 +174,18 @@ def _scores(run_dir: Path, split: str, threshold: float | None = None) -> dict |
     auc, lower, upper = auc_ci(real.astype(int), scores)
     if threshold is None:
         threshold = float(youden_threshold(real.astype(int), scores))
+    part = "validation" if split == "val" else "test"
+    note = interval_note(real.astype(int), [lower, upper], f"the {part} part", ZERO_VARIANCE)
+    rank_p = None
+    if note and not too_small(real.astype(int)):
+        from scipy.stats import mannwhitneyu
+
+        rank_p = float(mannwhitneyu(scores[real], scores[~real], alternative="greater",
+                                    method="exact").pvalue)
     return {"n_real": int(real.sum()), "n_generated": int((~real).sum()),
-            "auc": auc, "auc_ci": [lower, upper],
+            "auc": auc, "auc_ci": [None, None] if note else [lower, upper],
+            "auc_ci_not_assessable": note,
+            "rank_test_p": rank_p,
             "generated_taken_for_real": float(np.mean(scores[~real] > TAKEN_FOR_REAL)),
             "real_taken_for_real": float(np.mean(scores[real] > TAKEN_FOR_REAL)),
             "youden_threshold": threshold,
@@ -186,10 +202,14 @@ def _initialisation(weights: str) -> tuple[bool, str]:
 
 
 def verdict_of(lower: float, upper: float) -> str:
-    """"told apart" when the AUC's interval lies above 0.5, else "indistinguishable".
+    """"told apart" when the AUC's interval lies above 0.5, else "indistinguishable";
+    "not assessable" without an interval (NaN ends: too few images, or none of the
+    variance DeLong's interval needs).
 
     NOTE: one-sided: an interval wholly below 0.5 (worse than chance on images it did not
     train on) is the classifier's failure, not evidence that it tells the images apart."""
+    if lower is None or upper is None or not (np.isfinite(lower) and np.isfinite(upper)):
+        return NOT_ASSESSABLE
     if not 0 <= lower <= upper <= 1:
         raise ValueError(f"not an AUC interval: [{lower}, {upper}]")
     return "told apart" if lower > 0.5 else "indistinguishable"
@@ -206,6 +226,9 @@ def _verdict(result: dict) -> tuple[str, str]:
     val, part = _judged(result)
     lower, upper = val["auc_ci"]
     verdict = verdict_of(lower, upper)
+    if verdict == NOT_ASSESSABLE:
+        verdict, what = _without_interval(result, val, part)
+        return verdict, what + _frechet_words(result)
     same = verdict == "indistinguishable"
     what = (f"A {result['backbone']} classifier ({result['initialisation']}, "
             f"{result['epochs_run']} epoch(s) at lr {result['learning_rate']:g}) "
@@ -226,11 +249,40 @@ def _verdict(result: dict) -> tuple[str, str]:
                  "round on images it did not train on, which says more about the classifier "
                  "(too few images, or near-duplicates across its split) than about the "
                  "images; judge more samples.")
-    fd = (f" The Fréchet distance between the two sets in {result['feature_net']}'s "
-          f"feature space ({result['feature_weights_label']}, {result['feature_size']}×"
-          f"{result['feature_size']}) is {result['frechet_distance']:.4g}"
-          + ("" if result["is_fid"] else ": not an FID") + ".")
-    return verdict, what + fd
+    return verdict, what + _frechet_words(result)
+
+
+def _frechet_words(result: dict) -> str:
+    return (f" The Fréchet distance between the two sets in {result['feature_net']}'s "
+            f"feature space ({result['feature_weights_label']}, {result['feature_size']}×"
+            f"{result['feature_size']}) is {result['frechet_distance']:.4g}"
+            + ("" if result["is_fid"] else ": not an FID") + ".")
+
+
+RANK_LEVEL = 0.025  # one-sided: the level of a 95 % interval's lower end
+
+
+def _without_interval(result: dict, val: dict, part: str) -> tuple[str, str]:
+    """The verdict and its paragraph where the AUC has no interval: by the exact rank
+    test where the part is large enough (DeLong's variance 0), else not assessable."""
+    what = (f"A {result['backbone']} classifier ({result['initialisation']}, "
+            f"{result['epochs_run']} epoch(s)) scored its {part} images ({val['n_real']} "
+            f"real, {val['n_generated']} generated) with an AUC of real against generated of "
+            f"{val['auc']:.3f}; ")
+    p = val.get("rank_test_p")
+    if p is None:
+        return NOT_ASSESSABLE, (what + "whether it tells them apart is not assessable: "
+                                f"{val.get('auc_ci_not_assessable') or 'no interval'}. Judge "
+                                f"more samples (--samples; the {part} part holds a quarter "
+                                "of them).")
+    verdict = "told apart" if p < RANK_LEVEL else "indistinguishable"
+    return verdict, (what + f"DeLong's interval has zero width there ("
+                     f"{val['auc_ci_not_assessable']}), so the verdict rests on the exact "
+                     f"one-sided Mann–Whitney test of AUC > 0.5: p = {p:.2g}, "
+                     f"{'below' if p < RANK_LEVEL else 'not below'} {RANK_LEVEL}. It took "
+                     f"{val['generated_taken_for_real']:.0%} of the generated images for real "
+                     f"at P(real) > 0.5 (and {val['real_taken_for_real']:.0%} of the real "
+                     "ones).")
 
 
 def judge_images(real_uint8: np.ndarray, fake_uint8: np.ndarray, out_dir: str | Path, *,
@@ -320,6 +372,9 @@ def judge_images(real_uint8: np.ndarray, fake_uint8: np.ndarray, out_dir: str | 
         "images": str(out / IMAGES), "classifier_run": str(out / CLASSIFIER),
     }
     result["verdict"], result["summary"] = _verdict(result)
+    judged, _ = _judged(result)
+    if judged.get("auc_ci_not_assessable") and judged.get("rank_test_p") is None:
+        log(f"judge: warning: {judged['auc_ci_not_assessable']}")
     write_json(out / JUDGE_FILE, result)
     log(_short(result, out))
     return result
@@ -327,8 +382,12 @@ def judge_images(real_uint8: np.ndarray, fake_uint8: np.ndarray, out_dir: str | 
 
 def _short(result: dict, out: Path) -> str:
     val, part = _judged(result)
+    lower, upper = val["auc_ci"]
+    interval = (f"[{lower:.3f}, {upper:.3f}]" if verdict_of(lower, upper) != NOT_ASSESSABLE
+                else f"(exact rank test p = {val['rank_test_p']:.2g})"
+                if val.get("rank_test_p") is not None else "[not assessable]")
     lines = [f"judge: {result['verdict']} — AUC {val['auc']:.3f} "
-             f"[{val['auc_ci'][0]:.3f}, {val['auc_ci'][1]:.3f}] on {val['n_real']} real + "
+             f"{interval} on {val['n_real']} real + "
              f"{val['n_generated']} generated {part} images; "
              f"{val['generated_taken_for_real']:.0%} of generated taken for real at P > 0.5, "
              f"{val['generated_taken_for_real_at_youden']:.0%} at the validation's Youden "

@@ -9,6 +9,7 @@ test-time-augmented ones too, :func:`score_tta`), and ``metrics.json`` last.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -441,6 +442,11 @@ def _record(run, models, log, scores, started):
         metrics.update(summary_of(val_y, best_scores, test.labels, test_scores, test.auc_key,
                                   bootstrap=config.get("bootstrap")))
     metrics.update(tta)  # (none without --tta: the plain figures stay the run's own)
+    for notes in (metrics.get("intervals_not_assessable"),
+                  metrics.get("intervals_not_assessable_tta")):
+        for key, note in (notes or {}).items():
+            print(f"kandel-repro: warning: {run.folder.name}: no interval for its {key}: "
+                  f"{note}", file=sys.stderr, flush=True)
     rundir.write_metrics(run.folder, metrics)
     return metrics
 

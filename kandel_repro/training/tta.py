@@ -186,7 +186,9 @@ def tta_metrics(views: int, val_labels: np.ndarray, val_scores: np.ndarray,
     95 % intervals ``val_auc_tta_ci``, ``<test_key>_tta_ci`` as
     :func:`~kandel_repro.core.stats.summary_of` gives them for plain scores (DeLong's for
     two classes, the stratified bootstrap for more); no intervals where a score is not
-    finite (an AUC of None). The threshold measures stay those of the plain scores."""
+    finite (an AUC of None); an interval not assessable (a split too small) is
+    ``[NaN, NaN]`` with its reason in ``intervals_not_assessable_tta``. The threshold
+    measures stay those of the plain scores."""
     from ..core.stats import auc_of, summary_of
 
     def auc(labels, scores):
@@ -201,4 +203,8 @@ def tta_metrics(views: int, val_labels: np.ndarray, val_scores: np.ndarray,
         for key in ("val_auc", test_key):
             if f"{key}_ci" in summary:
                 out[f"{key}_tta_ci"] = summary[f"{key}_ci"]
+        notes = summary.get("intervals_not_assessable")
+        if notes:
+            out["intervals_not_assessable_tta"] = {f"{key}_tta": note
+                                                   for key, note in notes.items()}
     return out

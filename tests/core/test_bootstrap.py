@@ -187,3 +187,27 @@ def test_multiclass_summary_records_intervals_and_measures():
     assert never_out["macro_f1"] == pytest.approx(
         f1_score(val_labels, never.argmax(axis=1), labels=[0, 1, 2], average="macro",
                  zero_division=0.0))
+
+
+def test_a_class_of_one_image_has_no_interval_and_no_test():
+    """12 classes of one test image each: the macro AUC, but no interval (the resamples
+    of a one-image class never vary) and no paired p — never [a, a] or p = 0."""
+    rng = np.random.default_rng(4)
+    labels = np.arange(12)
+    a, b = rng.dirichlet(np.ones(12), 12), rng.dirichlet(np.ones(12), 12)
+    auc, low, high = bootstrap.bootstrap_ci(labels, a, n=200)
+    assert auc == bootstrap.macro_auc(labels, a) and np.isnan(low) and np.isnan(high)
+    diff, z, p = bootstrap.paired_bootstrap(labels, a, b, n=200)
+    assert diff == pytest.approx(bootstrap.macro_auc(labels, a) - bootstrap.macro_auc(labels, b))
+    assert np.isnan(z) and np.isnan(p)
+    summary = bootstrap.multiclass_summary(labels, a, labels, a, n=200)
+    assert np.isnan(summary["test_auc_ci"]).all()
+    assert "1 image of class" in summary["intervals_not_assessable"]["test_auc"]
+
+
+def test_resamples_that_do_not_vary_give_no_interval():
+    """Every class perfectly separated in its column: each resample's macro AUC is 1."""
+    labels = np.repeat(np.arange(3), 20)
+    scores = np.eye(3)[labels] * 0.9 + 0.05
+    auc, low, high = bootstrap.bootstrap_ci(labels, scores, n=100)
+    assert auc == 1.0 and np.isnan(low) and np.isnan(high)

@@ -90,3 +90,51 @@ def test_threshold_measures_and_youden():
 def test_one_class_is_refused():
     with pytest.raises(DataError, match="needs both classes"):
         stats.auc_ci([1, 1, 1], [0.2, 0.3, 0.4])
+
+
+def test_a_split_too_small_has_no_interval_and_no_test():
+    """Fewer than MIN_PER_CLASS images of a class: the AUC, but no interval and no p."""
+    labels, a, b = _data(200, 5)
+    labels = np.r_[labels[labels == 0], 1]  # every negative and one positive
+    a, b = np.r_[a[:len(labels) - 1], 3.0], np.r_[b[:len(labels) - 1], 0.1]
+    auc, low, high = stats.auc_ci(labels, a)
+    assert auc == 1.0 and np.isnan(low) and np.isnan(high)
+    diff, z, p = stats.paired_test(labels, a, b)
+    assert diff > 0 and np.isnan(z) and np.isnan(p)
+    assert stats.too_small(labels, "the test split", ["normal", "tumour"]) == (
+        "the test split holds 1 image of class 'tumour' (an interval or a paired test "
+        f"needs at least {stats.MIN_PER_CLASS} of each class)")
+    summary = stats.run_summary(labels, a, labels, a)
+    assert np.isnan(summary["val_auc_ci"]).all() and np.isnan(summary["test_auc_ci"]).all()
+    assert set(summary["intervals_not_assessable"]) == {"val_auc", "test_auc"}
+    assert "1 image of class 1" in summary["intervals_not_assessable"]["test_auc"]
+    # one image fewer than the rule asks is refused, the rule itself is enough
+    edge = np.r_[np.zeros(stats.MIN_PER_CLASS - 1), np.ones(30)].astype(int)
+    assert stats.too_small(edge) and stats.too_small(np.r_[edge, 0]) is None
+
+
+def test_a_zero_variance_is_not_an_interval_nor_a_certainty():
+    """Perfectly separated classes: DeLong's variance is 0. No interval of zero width,
+    and a difference with a variance of 0 is not assessable, not p = 0."""
+    labels = np.array([0, 1] * 40)
+    perfect = labels + np.linspace(0, 0.5, 80)
+    auc, low, high = stats.auc_ci(labels, perfect)
+    assert auc == 1.0 and np.isnan(low) and np.isnan(high)
+    also_perfect = labels * 2 + np.linspace(0.5, 0, 80)
+    assert stats.paired_test(labels, perfect, also_perfect) == (0.0, 0.0, 1.0)
+    summary = stats.run_summary(labels, perfect)
+    assert "perfectly separated" in summary["intervals_not_assessable"]["val_auc"]
+
+
+def test_holm_leaves_a_test_not_assessable_out_of_the_family():
+    adjusted = stats.holm([0.01, np.nan, 0.04])
+    assert np.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2]], [0.02, 0.04])
+
+
+def test_an_undefined_measure_is_nan_not_zero():
+    """Nothing predicted positive: precision is undefined (0 / 0), not 0."""
+    labels = np.array([0, 0, 1, 1])
+    m = stats.threshold_measures(labels, np.array([0.1, 0.2, 0.3, 0.4]), 0.5)
+    assert np.isnan(m["precision"]) and m["sensitivity"] == 0.0 and m["specificity"] == 1.0
+    assert m["f1"] == 0.0 and m["accuracy"] == 0.5

@@ -149,7 +149,7 @@ def test_the_papers_findings_get_this_grids_answer(tmp_path):
     assert whole[0] == "supported" and two[0] == "not distinguishable"
     assert top[0] == "supported" and time[0] == "not assessable"
     text = markdown.render_markdown(table, "cmd")
-    assert "— **supported**: blocks 1–5 at 1e-4" in text
+    assert "— **supported** (one run per cell, seed 0): blocks 1–5 at 1e-4" in text
 
 
 def test_runs_without_prediction_files_still_render(tmp_path):
@@ -379,7 +379,25 @@ def test_one_comparison_is_said_in_the_singular(tmp_path):
     study = Study("two-cells", "two cells", "pcam", depth_rows("vgg16")[:1],
                   lr_columns((1e-3, 1e-4)), "Fine-tuned blocks")
     table = collect.Table(study, tmp_path, pd.DataFrame(), [], pd.DataFrame(
-        {"tied_with_best": [None, True]}), "val_auc", (0,),
-        type("Evidence", (), {"split": "validation"})(), ("5", "1e-4"), [])
+        {"tied_with_best": [None, True], "test_not_assessable": [False, False]}), "val_auc",
+        (0,), type("Evidence", (), {"split": "validation", "split_problem": lambda self: None})(),
+        ("5", "1e-4"), [])
     line = markdown._ties_line(table)
     assert "over the table's 1 comparison, 5 %" in line and "comparisons" not in line
+
+
+def test_a_table_of_one_seed_says_its_findings_are_one_runs(tmp_path):
+    """One seed: the header says the variance of training is not assessed and how to run
+    more seeds, and each verdict is worded as one run's; several seeds say neither."""
+    make_runs(tmp_path / "one")
+    text = markdown.render_markdown(collect.assemble("table2", tmp_path / "one"), "cmd")
+    assert "- Training variance: not assessed (one seed)" in text
+    assert "`--seeds 3` trains three seeds per cell" in text
+    findings = [line for line in text.splitlines() if line.startswith("- ") and " — **" in line]
+    judged = [line for line in findings if "**not assessable**" not in line]
+    assert judged and all("(one run per cell, seed 0)" in line for line in judged)
+    assert "These are one run's answers" in text
+    make_runs(tmp_path / "two", seeds=(0, 1))
+    text = markdown.render_markdown(collect.assemble("table2", tmp_path / "two"), "cmd")
+    assert "Training variance" not in text and "one run per cell" not in text
+    assert "These are one run's answers" not in text

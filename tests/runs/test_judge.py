@@ -66,7 +66,15 @@ def test_very_different_images_are_told_apart(told_apart):
     run, result, calls, lines = told_apart
     assert calls == [("held_out", N, 0), ("sample", N, 0)]
     val = result["test"]  # the verdict's: the part never used to choose the epoch
-    assert val["auc"] > 0.9 and val["auc_ci"][0] > 0.5
+    assert val["auc"] > 0.9
+    if val["auc"] < 1:
+        assert val["auc_ci"][0] > 0.5
+    else:  # every real image above every generated one: no interval of zero width, the
+        # exact rank test instead (C(20, 10) orderings, one of them this one)
+        assert val["auc_ci"] == [None, None] and "perfectly separated" in \
+            val["auc_ci_not_assessable"]
+        assert val["rank_test_p"] == pytest.approx(1 / 184756, rel=1e-6)
+        assert "Mann–Whitney" in result["summary"]
     assert result["verdict"] == "told apart"
     assert val["n_real"] + val["n_generated"] == 2 * N // 4  # the 25 % test part
     assert result["validation"]["n_real"] + result["validation"]["n_generated"] == 2 * N // 4
@@ -210,3 +218,22 @@ def test_the_command_line_reaches_judge_with_its_options(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["judge", "RUN", "--samples", "3"])
     assert "at least 8" in capsys.readouterr().err
+    # no interval (too few images, or a variance of 0): not assessable, never [1, 1]
+    assert judging.verdict_of(float("nan"), float("nan")) == "not assessable"
+    assert judging.verdict_of(None, None) == "not assessable"
+
+
+def test_too_few_images_to_judge_give_no_verdict(tmp_path):
+    """8 real and 8 generated images: the 25 % test part holds 2 of each kind, too few for
+    an interval; the judge says "not assessable", not "told apart" with AUC [1, 1]."""
+    lines = []
+    result = judging.judge_images(_noise(6)[:8], _grey()[:8], tmp_path, epochs=1,
+                                  log=lines.append, **TINY)
+    test = result["test"]
+    assert test["n_real"] + test["n_generated"] == 4
+    assert result["verdict"] == "not assessable"
+    assert test["auc_ci"] == [None, None] or all(np.isnan(test["auc_ci"]))
+    assert "2 images of class" in test["auc_ci_not_assessable"]
+    assert "Judge more samples" in result["summary"]
+    text = "\n".join(lines)
+    assert "[not assessable]" in text and "[1.000, 1.000]" not in text and "warning" in text
