@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.images import DEFAULT_PIXEL_LIMIT, LIMIT_VARIABLE, check_pixel_limit
 from ..data.readers import READERS
 from ..kaggle.api import COMPETITION
+from .arguments import checked
+
+
+def image_side(text: str) -> int:
+    """``--image-size`` as an argparse ``type``: a positive integer (pixels), or argparse's
+    one-line error (a side of 0 is not a request for the default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (pixels), got {text!r}") \
+            from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (pixels), got {value}")
+    return value
 
 
 def add_reader_options(p: argparse.ArgumentParser) -> None:
@@ -19,9 +34,22 @@ def add_reader_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--group-column", default=None, metavar="NAME",
                    help="csv: the column of groups — patient, slide — kept on one side of the "
                    "split (default group, when the CSV has one)")
+    r.add_argument("--positive-class", default=None, metavar="NAME",
+                   help="two classes: the class of label 1, whose probability the network "
+                   "gives (default the second class in order: as numbers where all names are "
+                   "numbers, else as text)")
+    r.add_argument("--skip-unreadable", action="store_true", default=None,
+                   help="leave out images that cannot be decoded, counted and listed in the "
+                   "packed cache's manifest (default: refuse them, every one named)")
     r.add_argument("--window", default=None, metavar="CENTER,WIDTH",
-                   help="16-bit and DICOM images: a fixed intensity window, e.g. 40,400 "
-                   "(default: the DICOM file's own window, else each image's min–max)")
+                   help="images of more than 8 bits (16-bit gray or colour, float, DICOM): a "
+                   "fixed intensity window, e.g. 40,400, the same for every channel (default: "
+                   "the DICOM file's own window, else each image's min–max over its channels)")
+    r.add_argument("--max-image-pixels", type=checked(check_pixel_limit), default=None,
+                   metavar="N", help="refuse images of more than N pixels, a guard against "
+                   f"decompression bombs (default {DEFAULT_PIXEL_LIMIT:,}, Pillow's; or the "
+                   f"environment variable {LIMIT_VARIABLE}); it reaches the decoding processes "
+                   "and is not recorded with the run (it changes no pixel)")
 
 
 def add_data_parsers(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +105,7 @@ def add_data_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="data folder")
     p.add_argument("--dataset", choices=sorted(READERS), default="pcam",
                    help="which data set --data holds (default pcam: the Kaggle layout)")
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--image-size", type=image_side, default=None,
                    help="BreakHis and your own data: side to resize to (default 224)")
     p.add_argument("--cache", default=None, help="cache folder (default DATA/.kandel_cache)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..report.explain import DEFAULT_COUNT, SPLITS
+from ..report.explain import DEFAULT_COUNT, DEFAULT_THRESHOLD, SPLITS
 
 
 def _count(text: str) -> int:
@@ -30,15 +30,18 @@ def add_inspection_parsers(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("run", metavar="RUN", help="a finished run folder")
     ex.add_argument("--split", choices=list(SPLITS), default="val",
                     help="val (default) or test: the labelled test split, where the data set "
-                    "has one (test_predictions.csv)")
+                    "has one (test_predictions.csv; a synthetic PCam's: submission.csv with "
+                    "the synthetic set's hidden test labels)")
     ex.add_argument("--layer", default=None, metavar="LAYER",
                     help="a block number (the end of its last convolution) or a layer name "
                     "with a spatial output (default: the last block)")
     ex.add_argument("--count", type=_count, default=DEFAULT_COUNT, metavar="N",
                     help=f"images per group (default {DEFAULT_COUNT})")
-    ex.add_argument("--threshold", default="0.5", metavar="T",
-                    help="binary runs: predicted positive at a score ≥ this (default 0.5), or "
-                    "youden (the run's threshold of Youden's J on the validation split)")
+    ex.add_argument("--threshold", default=None, metavar="T",
+                    help="binary runs: predicted positive at a score ≥ T, from 0 to 1 "
+                    f"(default {DEFAULT_THRESHOLD:g}), or youden (the run's threshold of "
+                    "Youden's J on the validation split); a run of k ≥ 3 classes predicts "
+                    "its most probable class and takes none")
     ex.add_argument("--data", default=None, metavar="DIR",
                     help="the run's data folder, where it is now (default: the one the run "
                     "recorded)")

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import ConfigError, KandelError
-from ..data import pcam, readers
+from ..data import pack_notes, pcam, readers
+from ..data.images import pixel_limit
 from ..data.synthetic import (breakhis as synthetic_breakhis, folder as synthetic_folder,
                               pcam as synthetic, pcam_h5 as synthetic_h5)
 from ..kaggle import api as kaggle_api, kernel as kaggle_kernel, submission
@@ -49,17 +50,20 @@ def cmd_synthetic_folder(args: argparse.Namespace) -> None:
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
+    """Pack (or reuse) the cache; say which, and its images per class."""
     reader = readers.get_reader(args.dataset)
-    given = {key: getattr(args, key) for key in ("path_column", "label_column", "group_column")}
+    given = {key: getattr(args, key) for key in ("path_column", "label_column", "group_column",
+                                                 "positive_class", "skip_unreadable")}
     if args.window is not None:
         given["window"] = normalise("window", args.window)
     unused = [key for key, value in given.items() if value is not None and key not in reader.options]
     if unused:
         raise ConfigError(f"--{unused[0].replace('_', '-')} does not apply to --dataset "
                           f"{reader.name}")
+    pack_notes.PACKED_HERE.clear()  # (what this call packs, not an earlier one)
     cache = reader.pack(args.data, args.cache, workers=args.workers, force=args.force,
                         image_size=args.image_size, verify=True, **reader.options_of(given))
-    print(f"packed cache in {cache}")
+    print(pack_notes.describe(cache))
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -195,7 +199,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """A VAE or DCGAN pretrained on unlabelled images (:func:`kandel_repro.runs.pretrain.
     pretrain`); status 1 when a non-finite loss stopped it."""
-    given = {key: getattr(args, key) for key in ("path_column", "label_column", "group_column")}
+    given = {key: getattr(args, key) for key in ("path_column", "label_column", "group_column",
+                                                 "positive_class", "skip_unreadable")}
     given["window"] = None if args.window is None else normalise("window", args.window)
     metrics = pretraining.pretrain(
         args.kind, args.data, args.out, dataset=args.dataset, images=args.images,
@@ -240,7 +245,10 @@ def _main(argv):
         parser.error(f"unexpected arguments after --: {' '.join(extra)}")
     args.grid_args = extra
     try:
-        return HANDLERS[args.verb](args) or 0
+        # NOTE: --max-image-pixels (the verbs that pack) is set in the environment for the
+        # command's duration: the spawned decoding processes inherit it
+        with pixel_limit(getattr(args, "max_image_pixels", None)):
+            return HANDLERS[args.verb](args) or 0
     except KandelError as exc:
         print(f"kandel-repro: error: {exc}", file=sys.stderr)
         return 2

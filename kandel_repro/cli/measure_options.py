@@ -8,6 +8,7 @@ from ..core.protocol import PCAM
 from ..measure import BENCH_DEFAULTS as BENCH
 from ..models.backbones import REGISTRY
 from .arguments import backbone
+from .data_options import image_side
 
 
 def _backbone_or_all(text: str) -> str:
@@ -25,7 +26,7 @@ def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
         "same input pipeline as a run. Times are of this machine.")
     co.add_argument("backbones", nargs="+", type=_backbone_or_all, metavar="BACKBONE",
                     help=f"one or more of {', '.join(sorted(REGISTRY))}, or all")
-    co.add_argument("--image-size", type=int, default=None,
+    co.add_argument("--image-size", type=image_side, default=None,
                     help="image side (default: 224 on a GPU; on a CPU each backbone's "
                     "smallest input, at least 32)")
     co.add_argument("--batch-size", type=int, default=PCAM.batch_size,

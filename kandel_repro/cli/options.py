@@ -20,7 +20,7 @@ from ..models.backbones import REGISTRY
 from ..runs.config import CHOICES, check_time_budget
 from ..runs.studies import STUDIES, parse_backbones
 from .arguments import backbone, checked
-from .data_options import add_data_parsers, add_reader_options
+from .data_options import add_data_parsers, add_reader_options, image_side
 from .inspect_options import add_inspection_parsers
 from .judge_options import add_judge_parser
 from .measure_options import add_measurement_parsers
@@ -32,6 +32,7 @@ SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "
             "distribute", "eval_batch_size", "optimizer", "momentum", "lr_decay", "head_lr_mult",
             "bias_lr_mult", "init", "train_fraction", "balance", "weights_from",
             "transfer_blocks", "path_column", "label_column", "group_column", "window",
+            "positive_class", "skip_unreadable",
             "bootstrap", "brightness", "contrast", "saturation", "hue", "crop", "stain_jitter",
             "tta")
 # Grid options a Kaggle kernel sets itself.
@@ -168,7 +169,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--eval-batch-size", type=int, default=None,
                    help="batch of validation/test prediction (default 1024 on a GPU, 64 on a CPU)")
     b = p.add_argument_group("BreakHis and your own data (folder, csv)")
-    b.add_argument("--image-size", type=int, default=None,
+    b.add_argument("--image-size", type=image_side, default=None,
                    help=f"side the images are resized to (default {BREAKHIS.image_size}; "
                    "PCam patches keep their own 96×96)")
     b.add_argument("--magnification", choices=CHOICES["magnification"], default=None,
@@ -424,10 +425,12 @@ def _similarity_parsers(sub):
                         "model.safetensors (https://huggingface.co/timm/inception_v4.tf_in1k); "
                         "writes inception_v4_tf_in1k_notop.weights.h5 into the Keras models "
                         "folder ($KERAS_HOME/models, default ~/.keras/models) unless --out.")
-    cw.add_argument("backbone", choices=["inception_v4"], help="which backbone")
-    cw.add_argument("file", help="the checkpoint (model.safetensors)")
-    cw.add_argument("--out", help="a *.weights.h5 file or a folder (default: where "
-                    "--weights imagenet looks)")
+    cw.add_argument("backbone", type=backbone, metavar="BACKBONE",
+                    help="which backbone: inception_v4 (any spelling: InceptionV4)")
+    cw.add_argument("file", help="the checkpoint (model.safetensors; a PyTorch .pth is "
+                    "refused with how to save it as safetensors)")
+    cw.add_argument("--out", help="a *.weights.h5 file or a folder, created if it ends in / "
+                    "(default: where --weights imagenet looks)")
     cw.set_defaults(verb="convert-weights")
     si = sub.add_parser(
         "similarity", help="what fine-tuning changed: linear CKA per block between a run's "
@@ -449,9 +452,19 @@ def _similarity_parsers(sub):
     si.set_defaults(verb="similarity")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose refusal of a bad option is one line, as every other
+    error of the command is, and names the ``--help`` that lists the options (argparse
+    prints the whole usage first)."""
+
+    def error(self, message: str):
+        hint = "" if "--help" in message else f" (see {self.prog} --help)"
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``kandel-repro`` parser; each subcommand sets ``verb``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="kandel-repro",
         description="Reproduce Kandel & Castelli (2020): how deeply to fine-tune a CNN "
         "on histopathology (PCam).",

@@ -8,7 +8,7 @@ from ..data.readers import READERS
 from ..runs.pretrain import (BATCH_SIZE, BETA, COLLAPSE_THRESHOLD, EPOCHS, KINDS, LATENT,
                              LEARNING_RATE)
 from ..runs.pretrain_data import IMAGES
-from .data_options import add_reader_options
+from .data_options import add_reader_options, image_side
 
 
 def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +55,7 @@ def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
                    help="DCGAN: warn of mode collapse when the fixed-noise samples' mean "
                    "pairwise L2 distance is below R × that of real images (default "
                    f"{COLLAPSE_THRESHOLD:g})")
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--image-size", type=image_side, default=None,
                    help="data sets that are resized (breakhis, folder, csv): the side "
                    "(default: the data set's protocol size, as `train`); a multiple of 16. "
                    "PCam patches keep their own size")

@@ -283,7 +283,8 @@ NO_SPREAD = "the resampled AUCs do not vary: no interval of zero width is given"
 
 def multiclass_summary(val_labels: ArrayLike, val_scores: ArrayLike,
                        test_labels: ArrayLike | None = None, test_scores: ArrayLike | None = None,
-                       test_key: str = "test_auc", n: int = BOOTSTRAP, seed: int = 0) -> dict:
+                       test_key: str = "test_auc", n: int = BOOTSTRAP, seed: int = 0,
+                       names: Sequence[str] | None = None) -> dict:
     """What a multi-class run records beside its macro AUC (the multi-class
     :func:`.stats.run_summary`).
 
@@ -296,7 +297,7 @@ def multiclass_summary(val_labels: ArrayLike, val_scores: ArrayLike,
     val_labels, val_scores = _check(val_labels, val_scores, what="validation scores")
     out = {"val_auc_ci": list(bootstrap_ci(val_labels, val_scores, n=n, seed=seed)[1:])}
     notes = {"val_auc": interval_note(val_labels, out["val_auc_ci"], "the validation split",
-                                      NO_SPREAD)}
+                                      NO_SPREAD, names)}
     labels, scores, split = val_labels, val_scores, "validation"
     if test_labels is not None:
         if test_scores is None:
@@ -307,7 +308,7 @@ def multiclass_summary(val_labels: ArrayLike, val_scores: ArrayLike,
                             f"scores {val_scores.shape[1]}: both need one column per class")
         out[f"{test_key}_ci"] = list(bootstrap_ci(test_labels, test_scores, n=n, seed=seed)[1:])
         notes[test_key] = interval_note(test_labels, out[f"{test_key}_ci"], "the test split",
-                                        NO_SPREAD)
+                                        NO_SPREAD, names)
         labels, scores, split = test_labels, test_scores, "test"
     notes = {key: note for key, note in notes.items() if note}
     if notes:

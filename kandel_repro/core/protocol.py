@@ -139,7 +139,9 @@ class OwnDataProtocol(Protocol):
     path_column: str = None  # csv: the column of image paths (default "path")
     label_column: str = None  # csv: the column of labels (default "label")
     group_column: str = None  # csv: the column of groups (default "group" if present)
-    window: tuple = None  # 16-bit and DICOM: a fixed (center, width); None: see images.py
+    window: tuple = None  # images of over 8 bits, DICOM: a fixed (center, width); see images.py
+    positive_class: str = None  # two classes: the class of label 1 (None: the second)
+    skip_unreadable: bool = False  # leave out (and count) images that cannot be decoded
 
 
 OWN = OwnDataProtocol()
@@ -225,8 +227,13 @@ OWN_SOURCES = {
     "path_column": "our option: the CSV manifest's column of image paths (default path)",
     "label_column": "our option: the CSV manifest's column of labels (default label)",
     "group_column": "our option: the CSV manifest's column of groups (default group)",
-    "window": "our option: a fixed (center, width) window for 16-bit and DICOM images; "
-    "default: the DICOM file's own window, else per-image min–max",
+    "window": "our option: a fixed (center, width) window for images of more than 8 bits, "
+    "gray or colour, and DICOM; default: the DICOM file's own window, else per-image "
+    "min–max",
+    "positive_class": "our option: with two classes, the class of label 1; default the "
+    "second in the readers' order (as numbers where all are numbers, else as text)",
+    "skip_unreadable": "our option: leave out images that cannot be decoded, counted and "
+    "listed in the cache's manifest; default: refuse them, all named",
 }
 
 # Where the BreakHis protocol's values come from, where they differ from PCam's.

@@ -107,13 +107,13 @@ ZERO_VARIANCE = ("DeLong's variance is 0 there (the classes are perfectly separa
 
 
 def interval_note(labels: ArrayLike, interval: Sequence[float], what: str,
-                  degenerate: str) -> str | None:
+                  degenerate: str, names: Sequence[str] | None = None) -> str | None:
     """Why ``interval`` (of the AUC on ``labels``, the split ``what``) is not assessable,
     or None when both its ends are finite: the split too small (:func:`too_small`),
     else ``degenerate`` (the method's spread was 0)."""
     if all(math.isfinite(value) for value in interval):
         return None
-    return too_small(labels, what) or f"{what}: {degenerate}"
+    return too_small(labels, what, names) or f"{what}: {degenerate}"
 
 
 def auc_ci(labels: ArrayLike, scores: ArrayLike,
@@ -200,7 +200,8 @@ TABLE_RULE = "youden"
 
 
 def run_summary(val_labels: ArrayLike, val_scores: ArrayLike, test_labels: ArrayLike | None = None,
-                test_scores: ArrayLike | None = None, test_key: str = "test_auc") -> dict:
+                test_scores: ArrayLike | None = None, test_key: str = "test_auc",
+                names: Sequence[str] | None = None) -> dict:
     """What a run records beside its AUC: DeLong 95 % intervals and the threshold
     measures.
 
@@ -212,17 +213,18 @@ def run_summary(val_labels: ArrayLike, val_scores: ArrayLike, test_labels: Array
     measures are optimistic).
 
     An interval that is not assessable (:func:`auc_ci`) is recorded as ``[NaN, NaN]``
-    and its reason under ``intervals_not_assessable`` (``{AUC key: reason}``).
+    and its reason under ``intervals_not_assessable`` (``{AUC key: reason}``; ``names``:
+    the classes by label, for the reason's words).
     """
     out = {"val_auc_ci": list(auc_ci(val_labels, val_scores)[1:])}
     threshold = youden_threshold(val_labels, val_scores)
     labels, scores, split = val_labels, val_scores, "validation"
     notes = {"val_auc": interval_note(val_labels, out["val_auc_ci"], "the validation split",
-                                      ZERO_VARIANCE)}
+                                      ZERO_VARIANCE, names)}
     if test_labels is not None:
         out[f"{test_key}_ci"] = list(auc_ci(test_labels, test_scores)[1:])
         notes[test_key] = interval_note(test_labels, out[f"{test_key}_ci"], "the test split",
-                                        ZERO_VARIANCE)
+                                        ZERO_VARIANCE, names)
         labels, scores, split = test_labels, test_scores, "test"
     notes = {key: note for key, note in notes.items() if note}
     if notes:
@@ -270,12 +272,14 @@ def paired_of(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike,
 
 def summary_of(val_labels: ArrayLike, val_scores: ArrayLike,
                test_labels: ArrayLike | None = None, test_scores: ArrayLike | None = None,
-               test_key: str = "test_auc", bootstrap: int | None = None) -> dict:
+               test_key: str = "test_auc", bootstrap: int | None = None,
+               names: Sequence[str] | None = None) -> dict:
     """What a run records beside its AUC: :func:`run_summary` for binary scores,
-    :func:`~kandel_repro.core.bootstrap.multiclass_summary` for multi-class ones."""
+    :func:`~kandel_repro.core.bootstrap.multiclass_summary` for multi-class ones
+    (``names``: the classes by label, for the words of an interval not assessable)."""
     if multiclass(val_scores):
         from .bootstrap import BOOTSTRAP, multiclass_summary
 
         return multiclass_summary(val_labels, val_scores, test_labels, test_scores, test_key,
-                                  n=bootstrap or BOOTSTRAP)
-    return run_summary(val_labels, val_scores, test_labels, test_scores, test_key)
+                                  n=bootstrap or BOOTSTRAP, names=names)
+    return run_summary(val_labels, val_scores, test_labels, test_scores, test_key, names)

@@ -29,6 +29,7 @@ import numpy as np
 from ..core.errors import ConfigError, DataError
 from ..core.protocol import BREAKHIS
 from . import cache
+from .images import resize_side
 from .packed import PackedData, Split, TestSet
 from .split import check_splittable, three_way
 
@@ -148,7 +149,9 @@ class BreakHisData(PackedData):
                 raise DataError(f"{self.root} holds no {mag}X image; choose another "
                                 "--magnification (or all)")
         check_splittable(self.y[pool], (config["validation_fraction"], config["test_fraction"]),
-                         f"{self.root}" + ("" if mag == "all" else f" at {mag}X"))
+                         f"{self.root}" + ("" if mag == "all" else f" at {mag}X"),
+                         seed=config["split_seed"],
+                         by_image=config.get("split", "image") == "image")
         train, val, test = split_three(self.y[pool], self.patients[pool],
                                        config["validation_fraction"], config["test_fraction"],
                                        config["split_seed"], config.get("split", "image"))
@@ -184,7 +187,7 @@ def _source(root: str | Path, cache_dir: str | Path | None, workers: int | None,
             progress: bool, image_size: int | None) -> cache.Source:
     """What this layout packs (:class:`~kandel_repro.data.cache.Source`): every PNG,
     resized to ``image_size`` (hashed with it) into a cache of that size."""
-    size = int(image_size or BREAKHIS.image_size)
+    size = resize_side(image_size, BREAKHIS.image_size)
     index = read_index(root)
     cache_dir = Path(cache_dir) / f"breakhis-{size}" if cache_dir else default_cache_dir(root, size)
     paths = index["path"].tolist()

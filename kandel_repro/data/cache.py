@@ -9,7 +9,11 @@ folder, sizes, modification times: however the folder is spelled) so that a chan
 source is repacked and an unchanged one reused, and the shape, dtype and SHA-256 of
 every array so that a damaged cache is found: shapes and sizes are checked whenever the
 cache is used (cheap), the checksums by ``data pack`` and ``data verify``. A damaged
-cache is packed again. Temporary folders left by a killed packer are removed by the
+cache is packed again, and so is one its source's own test refuses (:attr:`Source.serves`:
+own data's classes in another order). Every file that cannot be read is named in one
+pass, or left out where the reader is told to (:mod:`~kandel_repro.data.pack_notes`);
+a listed file that is gone or a broken link is named in one line
+(:func:`hash_sources`). Temporary folders left by a killed packer are removed by the
 next one, and decoding workers exit when the process that started them dies. Packers of one cache
 take turns (:func:`packing`, a file lock beside it): of several processes that find it
 missing at once — grid tasks starting together on a node — one packs and the others
@@ -44,6 +48,7 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..core.files import write_json
+from . import pack_notes
 from .layouts import MARKER
 from .packed import PackedData
 
@@ -75,12 +80,25 @@ def hash_sources(paths: Iterable[str | Path], root: str | Path,
     stamp, identity, legacy = hashlib.sha1(extra), hashlib.sha1(extra), hashlib.sha1(extra)
     root = os.path.abspath(root)
     for path in paths:
-        stat = os.stat(path)
+        stat = _stat(path)
         relative = Path(os.path.relpath(os.path.abspath(path), root)).as_posix()
         stamp.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         identity.update(f"{relative}\0{stat.st_size}\n".encode())
         legacy.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return SourceHashes(stamp.hexdigest(), identity.hexdigest(), legacy.hexdigest())
+
+
+def _stat(path):
+    """``os.stat(path)``, or a :class:`DataError` naming the file."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise DataError(f"{path} is a broken link (to {os.readlink(path)}): remove it or "
+                            "restore what it points to") from None
+        raise DataError(f"{path} does not exist (removed while the data were read?)") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror or exc})") from None
 
 
 def _manifest(cache_dir):
@@ -143,10 +161,12 @@ def check(cache_dir: str | Path, names: Iterable[str], deep: bool = False) -> di
 
 
 def current(cache_dir: str | Path, stamp: str, fmt: int, names: Iterable[str] = (),
-            deep: bool = False, log: Callable[[str], None] | None = None) -> bool:
+            deep: bool = False, log: Callable[[str], None] | None = None,
+            serves: Callable[[dict], str | None] | None = None) -> bool:
     """True if ``cache_dir`` holds a complete, undamaged cache of source ``stamp``.
 
-    A damaged cache (:func:`check` of ``names``; ``deep``: checksums too) is not
+    A damaged cache (:func:`check` of ``names``; ``deep``: checksums too), or one that
+    ``serves`` (the source's own test of the manifest: a reason, or None) refuses, is not
     current: ``log`` says why, and the caller packs again.
     """
     manifest_path = Path(cache_dir) / "manifest.json"
@@ -161,6 +181,11 @@ def current(cache_dir: str | Path, stamp: str, fmt: int, names: Iterable[str] = 
     except DataError as exc:
         if log:
             log(f"the packed cache in {cache_dir} is damaged ({exc}); packing it again")
+        return False
+    reason = serves(data) if serves else None
+    if reason:
+        if log:
+            log(f"the packed cache in {cache_dir} does not serve ({reason}); packing it again")
         return False
     return True
 
@@ -206,17 +231,28 @@ def _watch_parent(parent):
 
 
 def _decode_chunk(task):
+    """``(images, failures)`` of a chunk of paths: the decoded images (zeros where one
+    failed) and ``[(row in the chunk, path, why)]`` of those that could not be read, so
+    that a pass names every unreadable file, not the first."""
     decode, paths, shape = task
-    out = np.empty((len(paths),) + shape, dtype=np.uint8)
+    out = np.zeros((len(paths),) + shape, dtype=np.uint8)
+    failures = []
     for i, path in enumerate(paths):
-        arr = decode(path)
-        if arr.shape != shape:
-            raise DataError(
-                f"{path} is {'×'.join(map(str, arr.shape))}, expected "
-                f"{'×'.join(map(str, shape))}"
-            )
+        try:
+            if os.path.getsize(path) == 0:
+                raise DataError(f"{path} is empty (0 bytes)")
+            arr = decode(path)
+            if arr.shape != shape:
+                raise DataError(f"{path} is {'×'.join(map(str, arr.shape))}, expected "
+                                f"{'×'.join(map(str, shape))}")
+        except DataError as exc:
+            failures.append((i, path, str(exc)))
+            continue
+        except OSError as exc:
+            failures.append((i, path, f"cannot read {path} ({exc.strerror or exc})"))
+            continue
         out[i] = arr
-    return out
+    return out, failures
 
 
 @contextlib.contextmanager
@@ -252,13 +288,15 @@ def packing(cache_dir: str | Path) -> Iterator[None]:
 
 
 def pack_once(cache_dir: str | Path, stamp: str, fmt: int, names: Iterable[str],
-              build: Callable[[], Path], force: bool = False, verify: bool = False) -> Path:
+              build: Callable[[], Path], force: bool = False, verify: bool = False,
+              serves: Callable[[dict], str | None] | None = None) -> Path:
     """``cache_dir``, packed by ``build()`` (which returns it) unless it is already a
-    current, undamaged cache of ``stamp`` (``verify``: checksums too; ``force``: packed
-    again anyway) — decided and done under :func:`packing`, so that of several processes
-    only one packs. Every reader packs through this."""
+    current, undamaged cache of ``stamp`` that ``serves`` accepts (``verify``: checksums
+    too; ``force``: packed again anyway) — decided and done under :func:`packing`, so
+    that of several processes only one packs. Every reader packs through this."""
     with packing(cache_dir):
-        if not force and current(cache_dir, stamp, fmt, names, deep=verify, log=warn):
+        if not force and current(cache_dir, stamp, fmt, names, deep=verify, log=warn,
+                                 serves=serves):
             return cache_dir
         return build()
 
@@ -299,30 +337,40 @@ def commit(tmp: Path, cache_dir: str | Path, manifest: dict, names: Iterable[str
         os.replace(cache_dir, old)
     os.replace(tmp, cache_dir)
     shutil.rmtree(old, ignore_errors=True)
+    pack_notes.PACKED_HERE.add(cache_dir.resolve())
     return cache_dir
 
 
 def build(cache_dir: str | Path, arrays: dict[str, Sequence[str | Path]],
           decode: Callable[[str | Path], np.ndarray], shape: tuple[int, ...], manifest: dict,
           extra_arrays: dict[str, np.ndarray] | None = None, workers: int | None = None,
-          progress: bool = True, desc: str = "packing") -> Path:
+          progress: bool = True, desc: str = "packing", skip_unreadable: bool = False,
+          per_image: dict[str, Sequence[str]] | None = None) -> Path:
     """Decode ``arrays`` = ``{name: [paths]}`` into ``cache_dir/<name>.npy``.
 
     ``decode`` must be a picklable module-level function ``path -> uint8 array`` of
     ``shape``. ``extra_arrays`` (``{name: array}``: labels, ids, ...) are saved beside
     the images. Returns ``cache_dir``.
+
+    Files that cannot be read are all found in one pass and refused in one message
+    (:func:`~kandel_repro.data.pack_notes.refuse`), unless ``skip_unreadable``: then
+    their rows are left out of the image array and of the extra arrays ``per_image``
+    names for it (``{"x": ("y", "ids")}``: one row per image), and the manifest lists
+    them (``unreadable``, ``unreadable_skipped``).
     """
     from tqdm.auto import tqdm
 
     extra = extra_arrays or {}
-    tmp = stage(cache_dir)
     workers = workers or min(8, os.cpu_count() or 1)
     total = sum(len(p) for p in arrays.values())
+    pack_notes.check_room(cache_dir, total, shape, CHUNK, workers)
+    tmp = stage(cache_dir)
     # NOTE: spawn, not fork: the caller may have TensorFlow's threads running. An
     # executor, not a Pool: a worker that cannot start raises instead of hanging.
     pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=_watch_parent, initargs=(os.getpid(),))
             if workers > 1 else None)
+    failures = {name: [] for name in arrays}
     try:
         with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
             for name, paths in arrays.items():
@@ -336,9 +384,13 @@ def build(cache_dir: str | Path, arrays: dict[str, Sequence[str | Path]],
                 tasks = [(decode, paths[i:i + CHUNK], shape) for i in range(0, len(paths), CHUNK)]
                 with open(tmp / f"{name}.npy", "r+b") as target:
                     target.seek(offset)
-                    for chunk in (pool.map(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks)):
+                    results = pool.map(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks)
+                    for start, (chunk, failed) in zip(range(0, len(paths), CHUNK), results):
                         target.write(np.ascontiguousarray(chunk).data)
+                        failures[name] += [(start + i, path, why) for i, path, why in failed]
                         bar.update(len(chunk))
+        manifest = pack_notes.leave_out(tmp, manifest, failures, extra, total, cache_dir,
+                                        skip_unreadable, per_image or {})
         for name, value in extra.items():
             np.save(tmp / f"{name}.npy", value)
     except BrokenProcessPool:
@@ -355,6 +407,7 @@ def build(cache_dir: str | Path, arrays: dict[str, Sequence[str | Path]],
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
+    pack_notes.forget(cache_dir)
     return commit(tmp, cache_dir, manifest, list(arrays) + list(extra), shape)
 
 
@@ -400,6 +453,8 @@ class Source:
     paths: Sequence[str | Path]  # the source files hashed (:func:`hash_sources`)
     build: Callable[[dict], Path]  # packs cache_dir, given the manifest's common fields
     extra: bytes = b""  # hashed with the files (CSV contents, the image size)
+    # a current cache's manifest tested beyond its stamp: why it does not serve, or None
+    serves: Callable[[dict], str | None] | None = None
 
 
 def pack_source(source: Source, force: bool = False,
@@ -416,7 +471,7 @@ def pack_source(source: Source, force: bool = False,
                 "source": str(root.resolve()), "identity": hashes.data_fingerprint,
                 "dataset": source.dataset, "synthetic": (root / MARKER).exists()}
     cache_dir = pack_once(source.cache_dir, hashes.stamp, source.fmt, source.names,
-                          lambda: source.build(manifest), force, verify)
+                          lambda: source.build(manifest), force, verify, source.serves)
     return cache_dir, hashes
 
 

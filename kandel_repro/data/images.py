@@ -2,52 +2,98 @@
 
 :func:`decode_image` reads, by extension (in any case), PNG (``.png``), JPEG (``.jpg``,
 ``.jpeg``), TIFF (``.tif``, ``.tiff``; a multi-page TIFF gives its first page, the full
-image of a pyramid), BMP (``.bmp``) and DICOM (``.dcm``, with the optional pydicom:
-``pip install 'kandel_repro[dicom]'``); :data:`EXTENSIONS` lists them. Whatever the
-file holds, the result is ``size``×``size``×3 uint8:
+image of a pyramid), BMP (``.bmp``), GIF (``.gif``), WebP (``.webp``) and DICOM (``.dcm``,
+with the optional pydicom and its decoders: ``pip install 'kandel_repro[dicom]'``; see
+:mod:`kandel_repro.data.dicom`); :data:`EXTENSIONS` lists them. Whatever the file holds,
+the result is ``size``×``size``×3 uint8:
 
 - EXIF orientation is applied (a phone's portrait photo stands upright);
-- gray images give three equal channels, alpha is dropped, palette images are
-  expanded, CMYK is converted to RGB;
-- images of more than 8 bits (16-bit TIFF and PNG, 32-bit integer or float TIFF, DICOM)
-  are brought to 8 bits by **per-image min–max** (lowest value → 0, highest → 255, a
-  constant image → 0) unless a fixed ``window`` (center, width) is given: values below
-  center − width/2 → 0, above center + width/2 → 255, linear between (the DICOM
-  convention). Min–max is the default because it needs nothing but the image: it works
-  for any bit depth and value range (a 12-bit scanner's data in a 16-bit file, a
-  microscope's floats) and never maps a whole image to black or white, where a fixed
-  rule would have to know the scanner. Its cost is that a pixel value means a different
-  gray in different images; a ``window`` keeps values comparable across images;
-- a DICOM file's modality LUT (RescaleSlope/Intercept) is applied, then ``window`` if
-  given, else the file's own VOI LUT or WindowCenter/WindowWidth, else min–max;
-  MONOCHROME1 (white is low) is inverted; RGB passes through; a multi-frame file (a
-  volume, a cine loop) is refused: one image per file;
+- gray images give three equal channels, alpha is dropped (not composited), palette
+  images are expanded, CMYK is converted to RGB;
+- an animated GIF, WebP or PNG is refused, as a multi-frame DICOM is: one image per file;
+- images of more than 8 bits — gray or colour: 16-bit PNG and TIFF, 32-bit integer and
+  float TIFF, gray DICOM (a colour DICOM is scaled from its stored bit range instead, and
+  a gray one takes its own window first: :mod:`kandel_repro.data.dicom`) — are decoded
+  at their full depth and brought to 8 bits by
+  **per-image min–max** (lowest value → 0, highest → 255, a constant image → 0) unless a
+  fixed ``window`` (center, width) is given: values below center − width/2 → 0, above
+  center + width/2 → 255, linear between (the DICOM convention). Min–max is the default
+  because it needs nothing but the image: it works for any bit depth and value range (a
+  12-bit camera's data in a 16-bit file, a microscope's floats) and never maps a whole
+  image to black or white, where a fixed rule would have to know the scanner. Its cost
+  is that a pixel value means a different gray in different images; a ``window`` keeps
+  values comparable across images. A colour image is stretched by **one** min–max over
+  all its colour channels together, not one per channel: the ratios between its
+  channels — its colour balance, a stain's hue — stay as the file holds them, where a
+  stretch per channel would turn a reddish image gray and amplify a dim channel's noise;
+  a ``window`` likewise applies to every channel alike. 8-bit images are left as they are;
+- a 4th band of a TIFF is dropped when its ExtraSamples tag marks it as alpha, and the
+  file is refused otherwise (a 4th band of data is not thrown away in silence);
 - the image is resized to ``size``×``size``, bilinear, without keeping the aspect ratio
   (as BreakHis' images are, and as Keras' ``image_dataset_from_directory`` does).
 
-A file that cannot be decoded (truncated, corrupt) is a :class:`DataError` naming it.
+Pillow reads every format but DICOM. It keeps only the high byte of a 16-bit colour
+sample, so a 16-bit RGB(A) PNG or contiguous TIFF is decoded twice by Pillow's own
+decoder (which undoes PNG's filters and TIFF's compression), once unpacking the samples'
+high bytes and once their low ones. A TIFF that Pillow cannot read at its depth (float or
+32-bit colour, 16-bit planar colour, 16-bit gray with alpha) is read with tifffile, a
+dependency imported only then, so that an install without it (``pip install --no-deps``)
+reads every other file and names it where it is needed (``pip install tifffile``). A
+16-bit gray PNG with alpha, which neither reads at its depth, is refused.
+
+An image of more than :data:`DEFAULT_PIXEL_LIMIT` pixels (Pillow's own limit) is refused
+as a possible decompression bomb, before it is decoded; the environment variable
+:data:`LIMIT_VARIABLE` (``KANDEL_MAX_IMAGE_PIXELS``) raises the limit — the command
+line's ``--max-image-pixels`` sets it (:func:`pixel_limit`) for the decoding processes.
+
+A file that cannot be decoded (truncated, corrupt) is a one-line :class:`DataError`
+naming it.
 """
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
-from collections.abc import Sequence
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import ConfigError, DataError
 
-PIL_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+PIL_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 DICOM_EXTENSIONS = (".dcm",)
 EXTENSIONS = PIL_EXTENSIONS + DICOM_EXTENSIONS
+TIFF_EXTENSIONS = (".tif", ".tiff")
 HIGH_DEPTH_MODES = ("I", "F")  # and every "I;16…": PIL's modes of more than 8 bits
-PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")  # Pillow's formats whose frames are an animation
+LIMIT_VARIABLE = "KANDEL_MAX_IMAGE_PIXELS"
+# NOTE: Pillow's own refusal point: it raises DecompressionBombError above twice its
+# Image.MAX_IMAGE_PIXELS (89,478,485); below that it only warns.
+DEFAULT_PIXEL_LIMIT = 178_956_970
+# Pillow's rawmodes of colour samples of 16 bits, whose unpackers keep only the high byte
+SPLIT16 = re.compile(r"^(RGB|RGBA);16([BLN])$")
+# TIFF photometric interpretations read at any depth: their number of colour bands
+TIFF_COLOUR_BANDS = {0: 1, 1: 1, 2: 3}  # MINISWHITE, MINISBLACK, RGB
+TIFF_ALPHA = (1, 2)  # ExtraSamples: associated, unassociated alpha
 
 
 def is_image(path: str | Path) -> bool:
     """Whether ``path``'s extension is one :func:`decode_image` reads."""
     return Path(path).suffix.lower() in EXTENSIONS
+
+
+def resize_side(image_size: int | None, default: int) -> int:
+    """The side images are resized to: ``image_size``, or ``default`` where it is None;
+    a :class:`ConfigError` for a side that is not a positive integer (0 is no size)."""
+    if image_size is None:
+        return int(default)
+    if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 1:
+        raise ConfigError(f"--image-size must be a positive integer (pixels), got "
+                          f"{image_size!r}")
+    return int(image_size)
 
 
 def check_window(window: Sequence[float] | None) -> tuple[float, float] | None:
@@ -66,9 +112,58 @@ def check_window(window: Sequence[float] | None) -> tuple[float, float] | None:
     return center, width
 
 
+def check_pixel_limit(value: int | str, source: str = "--max-image-pixels") -> int:
+    """``value`` as the largest number of pixels an image may have, or a
+    :class:`ConfigError` naming ``source`` when it is not a whole number above 0."""
+    try:
+        limit = int(str(value).strip().replace(",", "").replace("_", ""))
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ConfigError(f"{source} takes a whole number of pixels above 0, got {value!r}")
+    return limit
+
+
+def max_image_pixels() -> int:
+    """The largest image decoded, in pixels: :data:`LIMIT_VARIABLE` when it is set,
+    else :data:`DEFAULT_PIXEL_LIMIT`."""
+    text = os.environ.get(LIMIT_VARIABLE, "").strip()
+    return check_pixel_limit(text, LIMIT_VARIABLE) if text else DEFAULT_PIXEL_LIMIT
+
+
+@contextlib.contextmanager
+def pixel_limit(limit: int | str | None) -> Iterator[None]:
+    """Within it, :func:`decode_image` refuses images of more than ``limit`` pixels, here
+    and in the decoding processes started meanwhile (they inherit the environment:
+    :data:`LIMIT_VARIABLE` is set). None leaves the limit as it is."""
+    if limit is None:
+        yield
+        return
+    previous = os.environ.get(LIMIT_VARIABLE)
+    os.environ[LIMIT_VARIABLE] = str(check_pixel_limit(limit))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LIMIT_VARIABLE, None)
+        else:
+            os.environ[LIMIT_VARIABLE] = previous
+
+
+def check_size(path: str | Path, width: int, height: int) -> None:
+    """A :class:`DataError` when an image of ``width``×``height`` is over the limit."""
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise DataError(f"{path}: {width}×{height} = {width * height:,} pixels, over the limit "
+                        f"of {limit:,}: the limit guards against decompression bombs; raise "
+                        f"it with --max-image-pixels N or the environment variable "
+                        f"{LIMIT_VARIABLE}=N")
+
+
 def to_8bit(values: np.ndarray, window: Sequence[float] | None = None) -> np.ndarray:
-    """``values`` (any depth) as uint8: by ``window`` (center, width) when given, else
-    per-image min–max (a constant image, or one without a finite value, → 0)."""
+    """``values`` (any depth, any number of channels) as uint8: by ``window`` (center,
+    width) when given, else one min–max over all of them (a constant image, or one
+    without a finite value, → 0)."""
     values = np.asarray(values, dtype=np.float64)
     if window is not None:
         center, width = window
@@ -80,98 +175,196 @@ def to_8bit(values: np.ndarray, window: Sequence[float] | None = None) -> np.nda
     return np.clip(np.rint(np.nan_to_num(scaled * 255.0, nan=0.0)), 0, 255).astype(np.uint8)
 
 
-def _stretch(values, low, high):
-    """``values`` mapped linearly from [low, high] to [0, 255]."""
-    low, high = min(low, high), max(low, high)
-    if high <= low:
-        return np.zeros(np.shape(values), np.uint8)
-    scaled = (np.asarray(values, np.float64) - low) / (high - low) * 255.0
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-def _gray_to_rgb(gray):
+def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-def _read_pil(path, window):
-    from PIL import Image, ImageOps
+def bands_to_rgb(values: np.ndarray, colour: int,
+                 window: Sequence[float] | None) -> np.ndarray:
+    """An image's samples (H×W, or H×W×bands: ``colour`` colour bands first, then alpha)
+    as RGB uint8: 8-bit samples as they are, deeper ones by :func:`to_8bit` over all the
+    colour bands together; alpha dropped."""
+    if values.ndim == 3:
+        values = values[..., 0] if colour == 1 else values[..., :colour]
+    if values.dtype != np.uint8:
+        values = to_8bit(values, window)
+    return gray_to_rgb(values) if values.ndim == 2 else values
 
-    with Image.open(path) as img:
-        img.load()  # a truncated file raises here
-        img = ImageOps.exif_transpose(img)
+
+@contextlib.contextmanager
+def _pillow_unguarded() -> Iterator[None]:
+    """Pillow's own decompression-bomb check off (:func:`check_size` replaces it: it
+    names the file and how to raise the limit). GIF checks again on every frame."""
+    from PIL import Image
+
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _open_pil(path):
+    from PIL import Image
+
+    img = Image.open(path)
+    try:
+        check_size(path, *img.size)
+    except DataError:
+        img.close()
+        raise
+    return img
+
+
+def _rawmode(tile):
+    args = tile[3]
+    return args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str)
+                                                else None)
+
+
+def _with_rawmode(tile, rawmode):
+    args = tile[3]
+    args = rawmode if isinstance(args, str) else (rawmode, *args[1:])
+    return tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)
+
+
+def _split16(img):
+    """The match of :data:`SPLIT16` when Pillow reads ``img`` as colour samples of 16
+    bits of which it keeps the high byte only; else None."""
+    rawmodes = {_rawmode(tile) for tile in img.tile}
+    return SPLIT16.match(rawmodes.pop()) if len(rawmodes) == 1 and None not in rawmodes else None
+
+
+def _full_depth_pil(path, split) -> np.ndarray:
+    """The 16-bit samples of an image that Pillow reads as ``split`` (a
+    :data:`SPLIT16` match): its decoder, which undoes PNG's filters and TIFF's
+    compression, runs twice, unpacking the samples' high bytes, then their low ones."""
+    from PIL import ImageOps
+
+    order = split.group(2)
+    if order == "N":  # libtiff hands over samples in this machine's byte order
+        order = "L" if sys.byteorder == "little" else "B"
+    low = f"{split.group(1)};16{'B' if order == 'L' else 'L'}"
+    planes = []
+    for rawmode in (split.group(0), low):
+        with _open_pil(path) as img:
+            img.tile = [_with_rawmode(tile, rawmode) for tile in img.tile]
+            img.load()
+            planes.append(np.asarray(ImageOps.exif_transpose(img), dtype=np.uint16))
+    return planes[0] << 8 | planes[1]
+
+
+def _check_extra_bands(path, photometric, samples, extras):
+    """A :class:`DataError` when a TIFF holds bands beyond its colour that its
+    ExtraSamples tag does not mark as alpha (a 4th band of data, not transparency)."""
+    colour = TIFF_COLOUR_BANDS.get(photometric)
+    if colour is None or samples <= colour:
+        return
+    extra = samples - colour
+    if len(extras) < extra or any(value not in TIFF_ALPHA for value in extras[:extra]) or extra > 1:
+        raise DataError(f"{path} holds {samples} bands: {'RGB' if colour == 3 else 'gray'} and "
+                        f"{extra} that its ExtraSamples tag does not mark as alpha; save its "
+                        "colour as an image of its own (RGB or gray, with at most an alpha "
+                        "band marked as such)")
+
+
+def _tags(img):
+    """A TIFF's photometric interpretation, samples a pixel, ExtraSamples, bits and
+    sample formats of its first page, as Pillow read them."""
+    tags = img.tag_v2
+
+    def values(tag, default):
+        value = tags.get(tag, default)
+        return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+    return (tags.get(262), int(tags.get(277, 1)), values(338, ()), values(258, (1,)),
+            values(339, (1,)), tags.get(284, 1))
+
+
+def _needs_tifffile(path, img) -> bool:
+    """Whether a TIFF Pillow opened must be read with tifffile (colour of more than 8
+    bits that Pillow's two-pass reading cannot give); refuses unmarked extra bands."""
+    photometric, samples, extras, bits, formats, planar = _tags(img)
+    _check_extra_bands(path, photometric, samples, extras)
+    deep = max(bits) > 8 or any(value != 1 for value in formats)
+    return samples > 1 and deep and (planar == 2 or any(value != 1 for value in formats)
+                                     or _split16(img) is None)
+
+
+# TIFF orientations (tag 274) as numpy turns of an H×W(×bands) array, as Pillow's exif_transpose
+ORIENTATIONS = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+                5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+                7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+def _read_tifffile(path, window, identified=True):
+    """A TIFF's first page read with tifffile at its full depth, as RGB uint8;
+    ``identified``: whether Pillow read its tags (else it could not tell what it is)."""
+    try:
+        import tifffile
+    except ImportError:
+        kinds = "float or 32-bit samples, 16-bit planar colour, 16-bit gray with alpha"
+        what = (f"is a TIFF that Pillow cannot decode at its depth ({kinds}); reading it"
+                if identified else f"cannot be read by Pillow; if it is a TIFF of {kinds}, it")
+        raise DataError(f"{path} {what} needs tifffile: pip install tifffile") from None
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        check_size(path, page.imagewidth, page.imagelength)
+        photometric, samples = int(page.photometric), int(page.samplesperpixel)
+        _check_extra_bands(path, photometric, samples, tuple(int(e) for e in page.extrasamples))
+        if photometric not in TIFF_COLOUR_BANDS:
+            raise DataError(f"{path}: a TIFF of {page.photometric.name} samples of "
+                            f"{page.bitspersample} bits is not read; save it as RGB or gray")
+        try:
+            values = page.asarray()
+        except Exception as exc:  # noqa: BLE001 - a codec tifffile has not
+            if "imagecodecs" not in str(exc):
+                raise
+            raise DataError(f"{path} is compressed as {page.compression.name}, which tifffile "
+                            "reads only with imagecodecs: pip install imagecodecs") from None
+        tag = page.tags.get(274)
+        orientation = int(tag.value) if tag is not None else 1
+        axes = page.axes
+    if axes == "SYX":
+        values = np.moveaxis(values, 0, -1)
+    elif axes not in ("YX", "YXS"):
+        raise DataError(f"{path}: its first page is a {axes} array of shape {values.shape}, "
+                        "not one image")
+    rgb = bands_to_rgb(values, TIFF_COLOUR_BANDS[photometric], window)
+    rgb = 255 - rgb if photometric == 0 else rgb  # MINISWHITE: white is low
+    return ORIENTATIONS.get(orientation, lambda a: a)(rgb)
+
+
+def _read_pil(path, window):
+    from PIL import ImageOps, UnidentifiedImageError
+
+    try:
+        img = _open_pil(path)
+    except UnidentifiedImageError:
+        if Path(path).suffix.lower() in TIFF_EXTENSIONS:
+            return _read_tifffile(path, window, identified=False)
+        raise
+    with img:
+        frames = getattr(img, "n_frames", 1) if img.format in ANIMATED_FORMATS else 1
+        if frames > 1:
+            raise DataError(f"{path} is an animation of {frames} frames; one image per file is "
+                            "read: save the frame to use as a still image")
+        if img.format == "TIFF" and _needs_tifffile(path, img):
+            return _read_tifffile(path, window)
+        if {_rawmode(tile) for tile in img.tile} == {"LA;16B"}:  # no low-byte unpacker
+            raise DataError(f"{path} is a 16-bit gray PNG with alpha, which is read at 8 bits "
+                            "only; save it without its alpha (16-bit gray) or as a TIFF")
+        split = _split16(img)
+        if split is None:
+            img.load()  # a truncated file raises here
+            img = ImageOps.exif_transpose(img)
+    if split is not None:
+        return bands_to_rgb(_full_depth_pil(path, split), 3, window)
     if img.mode in HIGH_DEPTH_MODES or img.mode.startswith("I;16"):
-        return _gray_to_rgb(to_8bit(np.asarray(img), window))
+        return gray_to_rgb(to_8bit(np.asarray(img), window))
     if img.mode in ("P", "PA"):
         img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
-
-
-def _voi_functions():
-    """pydicom's modality and VOI LUT functions: ``pydicom.pixels`` (3.x) or
-    ``pydicom.pixel_data_handlers.util`` (2.x)."""
-    try:
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
-    except ImportError:
-        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
-    return apply_modality_lut, apply_voi_lut
-
-
-def _file_window(values, ds, apply_voi_lut):
-    """``values`` through the file's VOI LUT or window, as uint8; None if it has neither.
-    The output range is the LUT's (its entries' extremes) or the window's (what it maps
-    values far below and far above to), which depends on the file's bit depth."""
-    sequence = ds.get("VOILUTSequence")
-    if sequence and sequence[0].get("LUTDescriptor") and sequence[0].get("LUTData") is not None:
-        descriptor = [int(value) for value in sequence[0].LUTDescriptor]
-        entries, first = descriptor[0] or 2 ** 16, descriptor[1]
-        if descriptor[2] == 8:
-            # NOTE: pydicom indexes an 8-bit LUT with uint8, which wraps past 256 entries;
-            # its entries read as 16 bits are the same values
-            item = copy.copy(sequence[0])
-            item.LUTDescriptor = descriptor[:2] + [16]
-            ds = copy.copy(ds)
-            ds.VOILUTSequence = [item]
-        ends = apply_voi_lut(np.arange(first, first + entries), ds)
-        out = apply_voi_lut(np.rint(values).astype(np.int64), ds)
-        return _stretch(out, float(ends.min()), float(ends.max()))
-    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
-        with np.errstate(over="ignore"):
-            ends = apply_voi_lut(np.array([-1e300, 1e300]), ds)
-            out = apply_voi_lut(np.asarray(values, np.float64), ds)
-        return _stretch(out, float(ends[0]), float(ends[1]))
-    return None
-
-
-def _read_dicom(path, window):
-    try:
-        import pydicom
-    except ImportError:
-        raise DataError(f"reading DICOM ({path}) needs pydicom: "
-                        "pip install 'kandel_repro[dicom]'") from None
-    apply_modality_lut, apply_voi_lut = _voi_functions()
-    ds = pydicom.dcmread(path, force=True)
-    if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
-        raise DataError(f"{path} has no pixel data")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise DataError(f"{path} holds {frames} frames (a multi-frame DICOM); one image per "
-                        "file is read: save the frame to use as a file of its own")
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    pixels = ds.pixel_array
-    if photometric in ("MONOCHROME1", "MONOCHROME2"):
-        values = apply_modality_lut(pixels, ds)
-        gray = to_8bit(values, window) if window is not None else None
-        if gray is None:
-            gray = _file_window(values, ds, apply_voi_lut)
-        if gray is None:
-            gray = to_8bit(values)
-        return _gray_to_rgb(255 - gray if photometric == "MONOCHROME1" else gray)
-    if pixels.ndim == 3 and pixels.shape[-1] == 3:  # RGB (YBR is converted by pydicom)
-        if pixels.dtype != np.uint8:
-            pixels = _stretch(pixels, 0, 2 ** int(ds.get("BitsStored", 16)) - 1)
-        return pixels
-    raise DataError(f"{path}: photometric interpretation {photometric} is not read; save "
-                    "the image as MONOCHROME2 or RGB")
 
 
 def decode_image(path: str | Path, size: int,
@@ -182,19 +375,23 @@ def decode_image(path: str | Path, size: int,
     in the packing workers. A file that cannot be read is a :class:`DataError` naming it."""
     from PIL import Image
 
+    from .dicom import read_dicom  # NOTE: here, not on top: it imports this module
+
     window = check_window(window)
     suffix = Path(path).suffix.lower()
     try:
-        if suffix in DICOM_EXTENSIONS:
-            rgb = _read_dicom(path, window)
-        elif suffix in PIL_EXTENSIONS:
-            rgb = _read_pil(path, window)
-        else:
-            raise DataError(f"{path}: {suffix or 'no extension'} is not an image kind read "
-                            f"here ({', '.join(EXTENSIONS)})")
-        image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
-        return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
-    except DataError:
+        with _pillow_unguarded():
+            if suffix in DICOM_EXTENSIONS:
+                rgb = read_dicom(path, window)
+            elif suffix in PIL_EXTENSIONS:
+                rgb = _read_pil(path, window)
+            else:
+                raise DataError(f"{path}: {suffix or 'no extension'} is not an image kind read "
+                                f"here ({', '.join(EXTENSIONS)})")
+            image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+            return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    except (DataError, ConfigError):
         raise
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the file's
-        raise DataError(f"cannot decode {path}: {exc}") from None
+        # NOTE: a decoder's message may span lines (pydicom lists each plugin's failure)
+        raise DataError(f"cannot decode {path}: {' '.join(str(exc).split())}") from None

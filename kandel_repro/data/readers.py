@@ -21,6 +21,10 @@ from ..core.errors import ConfigError
 if TYPE_CHECKING:  # (the registry stands on nothing but its entries)
     from .packed import PackedData
 
+# The run settings a split of own data reads, handed to the readers that check a split
+# from their index (Reader.checks_split).
+SPLIT_KEYS = ("split", "validation_fraction", "test_fraction", "split_seed")
+
 
 @dataclass(frozen=True)
 class Reader:
@@ -33,12 +37,21 @@ class Reader:
     # config keys passed on to the module's read_index/pack/load as keyword arguments
     # (those not None): how to read the layout (a CSV's column names, a DICOM window)
     options: tuple[str, ...] = ()
+    # a run's split settings (SPLIT_KEYS) go to read_index too, as split_settings, which
+    # draws the split on the index: data too small for it are refused before packing
+    checks_split: bool = False
 
     def options_of(self, config: dict | None) -> dict[str, Any]:
         """The reader options a (resolved) config sets: ``{key: value}`` of
-        :attr:`options` whose value is not None."""
+        :attr:`options` whose value is not None; for a reader that :attr:`checks_split`,
+        and a run's resolved config (it names its ``protocol``), ``split_settings``: its
+        values of :data:`SPLIT_KEYS`, which ``read_index`` checks the index against and
+        ``pack`` and ``load`` take and leave."""
         config = config or {}
-        return {key: config[key] for key in self.options if config.get(key) is not None}
+        options = {key: config[key] for key in self.options if config.get(key) is not None}
+        if self.checks_split and "protocol" in config:
+            options["split_settings"] = {key: config.get(key) for key in SPLIT_KEYS}
+        return options
 
     @property
     def module(self) -> ModuleType:
@@ -81,13 +94,16 @@ READERS = {r.name: r for r in (
     # --- your own data: any number of classes, train/val/test split 80/10/10 -----------
     Reader("folder", "own", "image folders: DATA/<class>/<images>, or pre-split "
            "DATA/{train,val,test}/<class>/<images>", "folder", resizes=True,
-           labelled_test=True, options=("window",)),
+           labelled_test=True, options=("window", "positive_class", "skip_unreadable"),
+           checks_split=True),
     Reader("csv", "own", "a CSV manifest (--data FILE.csv): path,label[,group][,split], "
            "paths relative to the CSV", "manifest", resizes=True, labelled_test=True,
-           options=("path_column", "label_column", "group_column", "window")),
+           options=("path_column", "label_column", "group_column", "window", "positive_class",
+                    "skip_unreadable"), checks_split=True),
     # --- images without labels, for pretraining (kandel-repro pretrain) -----------------
     Reader("images", "own", "unlabelled images: every image under DATA (pretraining only)",
-           "unlabelled", resizes=True, labelled_test=False, options=("window",)),
+           "unlabelled", resizes=True, labelled_test=False,
+           options=("window", "skip_unreadable")),
 )}
 
 

@@ -1,14 +1,16 @@
 """Reader of a folder of unlabelled images (``--dataset images``): any folder, its
 subfolders included, for ``kandel-repro pretrain`` (a VAE or a DCGAN needs no labels).
 
-Every image file under ``DATA`` (the extensions of
-:data:`~kandel_repro.data.images.EXTENSIONS`; hidden entries skipped) is one image of a
-single class, ``unlabelled``; the own-data protocol splits them 80/10/10 as it splits a
+Every image file under ``DATA`` (the files :func:`~kandel_repro.data.images.is_image`
+accepts; hidden entries skipped, links followed as the folder reader follows them, the
+other files counted by extension on the standard error) is one image of a single class,
+``unlabelled``; the own-data protocol splits them 80/10/10 as it splits a
 labelled folder, so that ``pretrain --images train`` leaves the validation part out for
 the judge's real images. Images are decoded and resized to ``image_size`` when packed,
 as the folder reader does (:mod:`kandel_repro.data.folder`), into
-``DATA/.kandel_cache/images-<size>``. A classifier cannot train on it: ``train`` and
-``grid`` refuse it (:func:`check_config`).
+``DATA/.kandel_cache/images-<size>``; with ``skip_unreadable`` the images that cannot be
+decoded are left out and counted, as the folder reader does. A classifier cannot train on
+it: ``train`` and ``grid`` refuse it (:func:`check_config`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 from ..core.errors import ConfigError, DataError
 from ..core.protocol import OWN
 from . import cache, own
-from .folder import image_files
+from .folder import said, walk
 from .images import EXTENSIONS, check_window
 from .own import OwnData
 from .packed import Split, TestSet
@@ -49,15 +51,18 @@ class UnlabelledData(OwnData):
         return Split(train, val, TestSet(self.x, self.ids, indices=test, labels=None))
 
 
-def read_index(root: str | Path, window: Sequence[float] | None = None) -> pd.DataFrame:
+def read_index(root: str | Path, window: Sequence[float] | None = None,
+               skip_unreadable: bool = False) -> pd.DataFrame:
     """One row per image (:func:`~kandel_repro.data.own.index_frame`), all of the one
-    class ``unlabelled``; no image is decoded."""
+    class ``unlabelled``; no image is decoded (``skip_unreadable`` changes nothing here)."""
     check_window(window)
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist (--dataset images reads every "
                         "image under a folder)")
-    images = image_files(root)
+    listing = walk(root)
+    said(listing, root)
+    images = listing.images
     if not images:
         raise DataError(f"{root} holds no image (files {' '.join(EXTENSIONS)}, in it or its "
                         "subfolders)")
@@ -77,25 +82,26 @@ def check_config(config: dict) -> None:
         raise ConfigError(f"--split {config['split']}: --dataset images is split by image")
 
 
-def _source(root, cache_dir, workers, progress, image_size, window) -> cache.Source:
+def _source(root, cache_dir, workers, progress, image_size, window,
+            skip_unreadable) -> cache.Source:
     index = read_index(root, window)
     return own.source("images", root, root, index, cache_dir, "images", image_size,
-                      window=window, workers=workers, progress=progress)
+                      window=window, workers=workers, progress=progress,
+                      skip_unreadable=bool(skip_unreadable))
 
 
 def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
          progress: bool = True, force: bool = False, image_size: int | None = None,
-         verify: bool = False, window: Sequence[float] | None = None) -> Path:
+         verify: bool = False, window: Sequence[float] | None = None,
+         skip_unreadable: bool = False) -> Path:
     """Decode and resize every image once into a uint8 cache (as the folder reader)."""
-    return cache.pack_source(_source(root, cache_dir, workers, progress, image_size, window),
-                             force, verify)[0]
+    return own.pack(_source(root, cache_dir, workers, progress, image_size, window,
+                            skip_unreadable), root, force, verify)
 
 
 def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
          progress: bool = True, image_size: int | None = None,
-         window: Sequence[float] | None = None) -> OwnData:
+         window: Sequence[float] | None = None, skip_unreadable: bool = False) -> OwnData:
     """Pack if needed (at ``image_size``), then load the arrays."""
-    data = cache.load_source(_source(root, cache_dir, workers, progress, image_size, window),
-                             UnlabelledData, legacy=False)
-    data.root = Path(root)
-    return data
+    return own.load(_source(root, cache_dir, workers, progress, image_size, window,
+                            skip_unreadable), root, make=UnlabelledData)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError
+from ..core.protocol import PROTOCOLS
 from ..models.backbones import get_backbone
 from ..models.weights import keras_models_dir
 from ..runs.levels import Study
@@ -194,7 +195,9 @@ def make_kernel(table: str, out: str | Path, user: str,
         if not re.fullmatch(SOURCE, source):
             raise ConfigError(f"--resume-from takes a kernel as OWNER/SLUG, got {source!r}")
     out = Path(out)
-    weight_files = ([file for file in (get_backbone(b).notop_weights_file for b in study.backbones)
+    # NOTE: the file of the runs' input size: MobileNet's and MobileNetV2's depend on it
+    size = int((grid_settings or {}).get("image_size") or PROTOCOLS[study.protocol].image_size)
+    weight_files = ([file for file in (get_backbone(b).notop_file(size) for b in study.backbones)
                      if file] if weights == "imagenet" else [])
     _check_weights(weight_files)  # before anything is written
     study_backbone = study.backbones[0] if study.parametric else None

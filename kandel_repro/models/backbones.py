@@ -5,9 +5,15 @@ to :data:`REGISTRY` with a function that assigns each layer of the built base mo
 to a block. Blocks are numbered from the input (1) to the top (``num_blocks``), as in
 the paper (§4.1): "fine-tune blocks 3–5" of VGG16 means every layer of blocks 3, 4 and
 5 trains and every layer of blocks 1 and 2 is frozen.
+
+:func:`get_backbone` finds an entry under any spelling of its name: the registry's
+(``inception_v4``), the Keras constructor's (``InceptionV4``, ``ResNet50V2``), the
+aliases of :data:`ALIASES`, in any case and with or without ``_``, ``-`` or spaces
+(``inceptionv4``, ``efficientnet-v2-s``); an unknown name is refused with the close ones.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -107,6 +113,9 @@ class Backbone:
     build: Callable | None = None  # our own architecture: input shape -> headless keras Model
     preprocess: Callable | None = None  # images -> model inputs, where module is None
     converted_from: str | None = None  # ImageNet checkpoint `convert-weights` converts (build=)
+    # Keras' ImageNet files per input size (MobileNet, MobileNetV2): the file name with
+    # "{size}" and the sizes that have a file; notop_weights_file is then the 224 one.
+    sized_weights: tuple[str, tuple[int, ...]] | None = None
 
     @property
     def pretrained(self) -> bool:
@@ -135,11 +144,25 @@ class Backbone:
 
         return construct
 
-    def imagenet_weights_file(self) -> Path | None:
+    def notop_file(self, image_size: int | None = None) -> str | None:
+        """The name of the ImageNet notop file that a model of ``image_size`` ×
+        ``image_size`` loads: ``notop_weights_file`` (None: it has no ImageNet weights),
+        but for MobileNet and MobileNetV2, whose Keras constructors load the file of the
+        input size where there is one (``sized_weights``) and the 224 one at any other
+        size (Keras' rule: keras/src/applications/mobilenet.py, mobilenet_v2.py)."""
+        if self.sized_weights is None or image_size is None:
+            return self.notop_weights_file
+        template, sizes = self.sized_weights
+        return template.format(size=image_size if image_size in sizes else KERAS_DEFAULT_SIZE)
+
+    def imagenet_weights_file(self, image_size: int | None = None) -> Path | None:
         """Where this backbone's ImageNet weights lie when they are on this machine: its
-        notop file in the Keras models folder (``KERAS_HOME``; for a converted one, where
-        ``convert-weights`` writes it); None when it has no ImageNet weights at all."""
-        return keras_models_dir() / self.notop_weights_file if self.notop_weights_file else None
+        notop file for inputs of ``image_size`` (:meth:`notop_file`; None: the file of
+        Keras' default size, 224) in the Keras models folder (``KERAS_HOME``; for a
+        converted one, where ``convert-weights`` writes it); None when it has no ImageNet
+        weights at all."""
+        name = self.notop_file(image_size)
+        return keras_models_dir() / name if name else None
 
     def converted_weights_file(self) -> Path:
         """Where ``convert-weights`` writes this backbone's ImageNet weights by default and
@@ -221,6 +244,8 @@ def _vgg(depth):
     )
 
 
+KERAS_DEFAULT_SIZE = 224  # the input size of Keras' ImageNet files where they have several
+
 REGISTRY = {
     "vgg16": _vgg(16),
     "vgg19": _vgg(19),
@@ -263,9 +288,9 @@ REGISTRY["inception_v4"] = Backbone(
     converted_from="timm's inception_v4.tf_in1k model.safetensors "
                    "(https://huggingface.co/timm/inception_v4.tf_in1k)")
 
-ALIASES = {"inceptionv3": "inception_v3", "inception": "inception_v3",
-           "cbr-larget": "cbr_large_t", "cbr-largew": "cbr_large_w", "cbr-small": "cbr_small",
-           "cbr-tiny": "cbr_tiny", "dcgan-small": "dcgan_small"}
+# Names that are neither an entry's nor its Keras constructor's (those resolve by
+# themselves in any spelling: get_backbone)
+ALIASES = {"inception": "inception_v3", "mobilenet_v1": "mobilenet"}
 
 
 # --- every other keras.applications family (block maps: kandel_repro.models.families) ----
@@ -305,18 +330,22 @@ FAMILY_CONVOLUTIONS = {
 
 
 def _family(name, application, module, notop, assign_blocks, assign_units, min_input_size=32,
-            runs_of_convolutions=True):
+            runs_of_convolutions=True, sizes=()):
     """A keras.applications backbone. ``runs_of_convolutions``: whether each block's
     layers with weights are exactly those of its convolutions at the layer granularity
     (:func:`assign_layers`); not so where a block opens with a BatchNormalization before
     its first convolution (ResNetV2's pre-activation, DenseNet's dense layers): there
-    ``block_layers`` stays empty and no layer-wise depth is said to equal a block-wise one."""
+    ``block_layers`` stays empty and no layer-wise depth is said to equal a block-wise one.
+    ``sizes``: the input sizes with an ImageNet file of their own, ``notop`` then naming
+    them with ``{size}`` (:attr:`Backbone.sized_weights`)."""
     convolutions = FAMILY_CONVOLUTIONS[name]
     return Backbone(name=name, application=application, module=module,
                     num_blocks=len(convolutions), num_layers=sum(convolutions),
-                    min_input_size=min_input_size, notop_weights_file=notop,
+                    min_input_size=min_input_size,
+                    notop_weights_file=notop.format(size=KERAS_DEFAULT_SIZE),
                     assign_blocks=assign_blocks, assign_units=assign_units,
-                    block_layers=convolutions if runs_of_convolutions else ())
+                    block_layers=convolutions if runs_of_convolutions else (),
+                    sized_weights=(notop, tuple(sizes)) if sizes else None)
 
 
 def _families():
@@ -344,13 +373,14 @@ def _families():
     for size in ("Tiny", "Small", "Base", "Large", "XLarge"):
         yield _family(f"convnext_{size.lower()}", f"ConvNeXt{size}", "convnext",
                       f"convnext_{size.lower()}_notop.h5", f.convnext_blocks, f.convnext_units)
-    # NOTE: MobileNet and MobileNetV2 have ImageNet weights per input size (96 … 224);
-    # Keras fetches the file of the model's size, or the 224 one for other sizes.
-    yield _family("mobilenet", "MobileNet", "mobilenet", "mobilenet_1_0_224_tf_no_top.h5",
-                  f.mobilenet_v1_blocks, f.mobilenet_v1_units)
+    # NOTE: MobileNet and MobileNetV2 have ImageNet weights per input size (MobileNet
+    # 128 … 224, MobileNetV2 96 … 224, as Keras' constructors list them); Keras fetches
+    # the file of the model's size, or the 224 one for any other size.
+    yield _family("mobilenet", "MobileNet", "mobilenet", "mobilenet_1_0_{size}_tf_no_top.h5",
+                  f.mobilenet_v1_blocks, f.mobilenet_v1_units, sizes=(128, 160, 192, 224))
     yield _family("mobilenet_v2", "MobileNetV2", "mobilenet_v2",
-                  "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-                  f.mobilenet_v2_blocks, f.mobilenet_v2_units)
+                  "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
+                  f.mobilenet_v2_blocks, f.mobilenet_v2_units, sizes=(96, 128, 160, 192, 224))
     for size in ("small", "large"):
         yield _family(f"mobilenet_v3_{size}", f"MobileNetV3{size.title()}", "mobilenet_v3",
                       f"weights_mobilenet_v3_{size}_224_1.0_float_no_top_v2.h5",
@@ -363,24 +393,48 @@ def _families():
 
 
 REGISTRY.update({b.name: b for b in _families()})
-# The Keras constructor's name in lower case (resnet50v2, efficientnetb0, convnexttiny…)
-# and Keras' own model names (efficientnetv2-s).
-ALIASES.update({b.application.lower(): b.name for b in REGISTRY.values()
-                if b.application.lower() != b.name and b.build is None
-                and b.application.lower() not in REGISTRY})
-ALIASES.update({"efficientnetv2-" + b.name.removeprefix("efficientnet_v2_"): b.name
-                for b in REGISTRY.values() if b.name.startswith("efficientnet_v2_")})
-ALIASES.update({"mobilenet_v1": "mobilenet", "mobilenetv1": "mobilenet"})
+
+
+def spelling_key(name: str) -> str:
+    """A backbone's name as :func:`get_backbone` compares it: lower case, without ``_``,
+    ``-``, ``.`` or spaces (``Inception-V4`` → ``inceptionv4``; Keras' own model names
+    such as ``efficientnetv2-s`` and the constructors' ``ResNet50V2`` so meet the
+    registry's ``efficientnet_v2_s`` and ``resnet50_v2``)."""
+    return re.sub(r"[\s_.\-]", "", str(name).lower())
+
+
+def _spellings() -> dict[str, str]:
+    """``{spelling key: registry name}`` of every name, Keras constructor and alias.
+
+    NOTE: built and checked at import, so that a new entry whose spelling would stand
+    for two backbones fails at once instead of resolving to either."""
+    names = {}
+    pairs = [(b.name, b.name) for b in REGISTRY.values()]
+    pairs += [(b.application, b.name) for b in REGISTRY.values()]
+    pairs += list(ALIASES.items())
+    for spelling, name in pairs:
+        key = spelling_key(spelling)
+        if names.setdefault(key, name) != name:
+            raise ValueError(f"backbone spelling {spelling!r} stands for both {names[key]} "
+                             f"and {name}")
+    return names
+
+
+SPELLINGS = _spellings()
 
 
 def get_backbone(name: str) -> Backbone:
-    try:
-        key = str(name).lower()
-        return REGISTRY[ALIASES.get(key, key)]
-    except KeyError:
-        raise ConfigError(
-            f"unknown backbone {name!r}; available: {', '.join(sorted(REGISTRY))}"
-        ) from None
+    """The registry's entry for ``name``, under any of its spellings (module docstring);
+    an unknown name is a :class:`ConfigError` naming the close ones (``difflib``)."""
+    key = spelling_key(name)
+    if key in SPELLINGS:
+        return REGISTRY[SPELLINGS[key]]
+    close = list(dict.fromkeys(SPELLINGS[match] for match in
+                               difflib.get_close_matches(key, list(SPELLINGS), n=6, cutoff=0.6)))
+    if close:
+        raise ConfigError(f"unknown backbone {name!r}; did you mean {', '.join(close[:3])}? "
+                          f"(`kandel-repro blocks --help` lists all {len(REGISTRY)})")
+    raise ConfigError(f"unknown backbone {name!r}; available: {', '.join(sorted(REGISTRY))}")
 
 
 def check_input_size(backbone: Backbone | str, height: int, width: int, what: str) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError, WeightsUnavailable
 from .backbones import REGISTRY, assign_layers, check_input_size, depth_label, get_backbone
+from .generative import TRUNK
 from .weights import keras_models_dir, normalise_weights
 
 if TYPE_CHECKING:  # NOTE: annotations only; Keras loads when a model is built
@@ -35,6 +36,11 @@ def build_base(backbone_name: str, input_shape: Sequence[int],
     to hold this backbone's weights before they are loaded (:func:`_load_file`).
     ``option``: the command-line option that chose them (``--weights``, or
     ``--weights-from`` for Mean-Var's source), which errors name.
+
+    ImageNet weights that cannot be had (no download) or that Keras cannot load (a file
+    of that name cut short) are one line naming the file a model of this input size
+    needs (:meth:`~kandel_repro.models.backbones.Backbone.notop_file`: MobileNet and
+    MobileNetV2 have one per size) and the folder Keras looks in.
     """
     backbone = get_backbone(backbone_name)
     height, width = input_shape[:2]
@@ -53,14 +59,25 @@ def build_base(backbone_name: str, input_shape: Sequence[int],
         return constructor(include_top=False, weights=None if weights == "none" else weights,
                            input_shape=tuple(input_shape))
     except Exception as exc:  # keras raises a bare Exception on URL fetch failure
-        if weights == "imagenet" and "fetch failure" in str(exc).lower():
-            folder = keras_models_dir()
+        if weights != "imagenet" or backbone.build is not None:
+            raise
+        # NOTE: Keras picks MobileNet's file by the input size when it is square only
+        name = backbone.notop_file(height if height == width else None)
+        folder = keras_models_dir()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "fetch failure" in first.lower():
             raise WeightsUnavailable(
-                f"could not download the ImageNet weights of {backbone.name} ({exc}).\n"
-                f"Put the file {backbone.notop_weights_file} into {folder}/ "
+                f"could not download the ImageNet weights of {backbone.name} ({first}). "
+                f"Put the file {name} into {folder}/ "
                 f"(Keras looks there first; set KERAS_HOME to use another folder), "
                 f"or pass {option} PATH to that file, or --weights none to train "
                 f"from random weights (a different experiment)."
+            ) from None
+        if (folder / name).is_file():
+            raise WeightsUnavailable(
+                f"the ImageNet weights of {backbone.name} in {folder / name} cannot be "
+                f"loaded ({first}): a download cut short, or another file of that name; "
+                "delete it so that Keras downloads it again, or put the right file there"
             ) from None
         raise
 
@@ -81,11 +98,7 @@ def _load_file(backbone, constructor, input_shape, path, option):
     if path.is_dir():
         folder, path = path, path / f"{backbone.name}{WEIGHTS_SUFFIX}"
         if not path.is_file():
-            held = sorted(p.name[:-len(WEIGHTS_SUFFIX)] for p in folder.glob(f"*{WEIGHTS_SUFFIX}"))
-            holds = f"the weights of {', '.join(held)}" if held else "no weights"
-            raise WeightsUnavailable(
-                f"{option} {folder}: no {path.name} in that folder (it holds {holds}); "
-                f"`kandel-repro export-weights` of a finished {backbone.name} run writes it")
+            raise WeightsUnavailable(_no_weights_in(folder, path.name, backbone.name, option))
     found = _file_shapes(path, option)
     model = constructor(include_top=False, weights=None, input_shape=input_shape)
     needed = _shapes(model)
@@ -95,7 +108,7 @@ def _load_file(backbone, constructor, input_shape, path, option):
             raise WeightsUnavailable(f"{option} {path} holds {held} weights; this run needs "
                                      f"{backbone.name}'s")
         hint = (f"; a file with the classifier on top? use the notop one "
-                f"({backbone.notop_weights_file})" if backbone.notop_weights_file
+                f"({backbone.notop_file(input_shape[0])})" if backbone.notop_weights_file
                 and not needed - found else "")
         raise WeightsUnavailable(f"{option} {path} does not hold {backbone.name} weights: its "
                                  f"{sum(found.values())} tensors match none of "
@@ -109,6 +122,20 @@ def _load_file(backbone, constructor, input_shape, path, option):
         raise WeightsUnavailable(f"{option} {path}: could not load its weights into "
                                  f"{backbone.name} ({first})") from None
     return model
+
+
+def _no_weights_in(folder, name, backbone_name, option):
+    """Why the folder ``folder`` given as weights has no ``name`` for ``backbone_name``:
+    the backbones whose weights it holds (a pretrain run's checkpoints, which are no
+    backbone's, left out), and where the wanted file comes from."""
+    held = sorted(b for b in (p.name[:-len(WEIGHTS_SUFFIX)]
+                              for p in folder.glob(f"*{WEIGHTS_SUFFIX}")) if b in REGISTRY)
+    holds = f"the weights of {', '.join(held)}" if held else "no weights of any backbone"
+    if TRUNK in held:
+        hint = f"a pretrain run's trunk initialises --backbone {TRUNK} only, not {backbone_name}"
+    else:
+        hint = f"`kandel-repro export-weights` of a finished {backbone_name} run writes it"
+    return f"{option} {folder}: no {name} in that folder (it holds {holds}); {hint}"
 
 
 def _file_shapes(path, option):

@@ -9,12 +9,21 @@ weights file where ``--weights imagenet`` looks for it (:meth:`~kandel_repro.mod
 
 A file that is not that checkpoint is refused before anything is written, naming the
 first tensor that does not fit: one the model needs and the file lacks, one of the
-wrong shape, one the model has no place for. timm's classifier (``last_linear``) and
-BatchNorm's ``num_batches_tracked`` counters have no Keras weight and are dropped: the
-file written is headless ("notop"), as the package's other backbones' ImageNet files.
+wrong shape, one the model has no place for, one of integers (quantised weights, which
+a float model cannot take without their scales), one holding NaN or infinity. timm's
+classifier (``last_linear``) and BatchNorm's ``num_batches_tracked`` counters have no
+Keras weight and are dropped: the file written is headless ("notop"), as the package's
+other backbones' ImageNet files. A PyTorch checkpoint (``torch.save``'s zip or pickle,
+told by its first bytes, whatever its name) is refused with the two lines of PyTorch
+that turn it into a safetensors file: reading a pickle would run its code.
+
+``--out`` names the file to write (``*.weights.h5``), or a folder to hold the backbone's
+notop file under the name ``--weights imagenet`` reads: an existing folder, or a new one
+given with a trailing ``/``, created when the file is written.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -23,7 +32,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from ..core.errors import ConfigError, WeightsUnavailable
-from ..core.files import atomic_path
+from ..core.files import atomic_path, check_writable
 from .backbones import get_backbone
 
 if TYPE_CHECKING:  # NOTE: annotations only; Keras loads when a model is built
@@ -87,10 +96,12 @@ def convert_weights(backbone_name: str, safetensors_file: str | Path,
     # NOTE: checked against the cached names and shapes, before a model is built for it
     _check(path, backbone.name, tensors, expected_tensors(backbone.name),
            _converter(backbone.name)[1])
+    _check_values(path, tensors, expected_tensors(backbone.name), backbone.converted_from)
     model, plan = _converter(backbone.name)[0]()
     for name, (variable, axes) in plan.items():
         values = tensors[name].astype(np.float32)
         variable.assign(values if axes is None else np.transpose(values, axes))
+    check_writable(target.parent, "--out")  # a new folder is made now, once all is checked
     with atomic_path(target, suffix=WEIGHTS_SUFFIX) as tmp:
         model.save_weights(tmp)
     return target
@@ -104,14 +115,21 @@ def _converter(backbone_name):
 
 
 def _target(backbone, out):
+    """The file to write for ``--out``: the default, a ``*.weights.h5`` file, or the
+    backbone's notop file in a folder (existing, or new: spelled with a trailing ``/``)."""
     if out is None:
         return backbone.converted_weights_file()
-    out = Path(out)
-    if out.is_dir():
+    text = os.fspath(out)
+    out = Path(text)
+    folder = text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
+    if out.is_dir() or folder:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {text}: {out} is a file, not a folder")
         return out / backbone.notop_weights_file
     if not out.name.endswith(WEIGHTS_SUFFIX):
         raise ConfigError(f"--out {out}: a Keras weights file must end in {WEIGHTS_SUFFIX} "
-                          f"(e.g. {backbone.notop_weights_file}), or give a folder")
+                          f"(e.g. {backbone.notop_weights_file}), or give a folder (a new one "
+                          "ends in /)")
     return out
 
 
@@ -129,13 +147,60 @@ def _read(path, backbone):
         return load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error and OSErrors
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        # NOTE: told only once safetensors has failed: a safetensors file opens with its
+        # header's length, whose first byte may be 0x80 as a pickle's is.
+        pytorch = _pytorch_format(path)
+        if pytorch:
+            raise WeightsUnavailable(
+                f"{path} is a PyTorch checkpoint ({pytorch}), which this "
+                "package reads only as safetensors (loading a pickle runs its code): on a "
+                f"machine with PyTorch, `state_dict = torch.load(\"{path.name}\", "
+                "map_location=\"cpu\")` (its [\"state_dict\"] if it holds one), then "
+                "`safetensors.torch.save_file(state_dict, \"model.safetensors\")`, and "
+                "convert that file") from None
         raise WeightsUnavailable(f"{path} cannot be read as a safetensors file ({first}): "
                                  "truncated, or not a checkpoint") from None
+
+
+# torch.save writes a zip archive (PyTorch ≥ 1.6) or, before, pickles (protocol 2 on)
+PYTORCH_MAGIC = {b"PK\x03\x04": "torch.save's zip format", b"\x80": "torch.save's pickle format"}
+PYTORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
+def _pytorch_format(path):
+    """How the file shows itself a PyTorch checkpoint: by its first bytes (``torch.save``'s
+    zip or pickle, whatever its name), else by its name (``.pth``…); None if it does not."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    kind = next((kind for magic, kind in PYTORCH_MAGIC.items() if head.startswith(magic)), None)
+    if kind is None and path.suffix.lower() in PYTORCH_SUFFIXES:
+        kind = f"by its name, {path.suffix}"
+    return kind
 
 
 def _source_shape(variable, axes):
     shape = tuple(int(n) for n in variable.shape)
     return shape if axes is None else tuple(shape[a] for a in HWIO_TO_OIHW)
+
+
+def _check_values(path, tensors, expected, source):
+    """Refuse, naming the tensor, a file with a tensor of integers (quantised weights:
+    without their scales no float value can be had) or holding NaN or infinity."""
+    for tensor in expected:
+        values = tensors[tensor]
+        if not np.issubdtype(values.dtype, np.floating):
+            raise WeightsUnavailable(
+                f"{path}: tensor {tensor} is {values.dtype}, not floating point: quantised "
+                f"weights, which a float model cannot take; convert {source}")
+        bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+        if bad:
+            raise WeightsUnavailable(
+                f"{path}: tensor {tensor} holds {bad} non-finite value{'s' * (bad != 1)} (NaN "
+                f"or infinity) of {values.size}: a damaged checkpoint, or the weights of a "
+                f"training that diverged; convert {source}")
 
 
 def _check(path, name, tensors, expected, dropped):

@@ -372,10 +372,13 @@ def _grid(study, runs_dir, frame, configs, metric, bootstrap, tta=False):
             run = mine[mine["seed"] == seed].iloc[0]
             ends = [pd.to_numeric(run.get(f"{ci_key}_{end}", np.nan), errors="coerce")
                     for end in ("low", "high")]
-            if all(np.isfinite(ends)):
+            # NOTE: runs made before the small-split rule may hold an interval of zero
+            # width, or one from a split too small: shown as not assessable all the same
+            note = interval_note(run, metric) or evidence.split_problem() or (
+                "an interval of zero width (the method's spread was 0)"
+                if all(np.isfinite(ends)) and ends[0] == ends[1] else None)
+            if all(np.isfinite(ends)) and note is None:
                 ci = [float(end) for end in ends]
-            else:
-                note = interval_note(run, metric)
         row = {
             "table": study.name, "row": key[0], "column": key[1], "backbone": cell.backbone,
             "first_trainable_block": cell.first_trainable_block,

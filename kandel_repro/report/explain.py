@@ -17,10 +17,18 @@ false positives, false negatives and true negatives — for k ≥ 3 classes the 
 confident correct and wrong predictions, each explained for its predicted class — each
 image beside its map at the end of the backbone's last block (:func:`cam_layer`), and
 writes ``gradcam.png`` and ``gradcam.json`` (what was drawn) into the run folder.
+
+A synthetic PCam's test split is labelled (``synthetic_test_labels.csv``, what
+``synthetic_test_auc`` used): ``--split test`` reads the run's ``submission.csv`` with
+those labels and says so. ``--threshold``, a score from 0 to 1 or ``youden``, applies to
+binary runs only (refused for k classes). Images are titled by their ids as recorded
+(class folder and file name), long ones shortened from the left (:func:`image_label`).
 """
 from __future__ import annotations
 
+import math
 import re
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +45,8 @@ if TYPE_CHECKING:  # NOTE: annotations only; Keras loads when a network is expla
 
 SPLITS = {"val": rundir.VAL_PREDICTIONS, "test": rundir.TEST_PREDICTIONS}
 DEFAULT_COUNT = 4
+DEFAULT_THRESHOLD = 0.5  # binary runs: predicted positive at a score ≥ this
+ID_WIDTH = 24  # characters of an id a panel's title holds on one line (at 7 points)
 # The groups of a binary run: (name, label, predicted positive, explained as negative).
 BINARY_GROUPS = (("true positives", 1, True, False), ("false positives", 0, True, False),
                  ("false negatives", 1, False, True), ("true negatives", 0, False, True))
@@ -188,10 +198,9 @@ def explanation_groups(labels: ArrayLike, scores: ArrayLike, count: int = DEFAUL
     return out
 
 
-def split_images(config: dict, ids: Sequence[str], split: str = "val",
-                 data_dir: str | Path | None = None) -> np.ndarray:
-    """The uint8 images of ``ids`` in a run's data (``data_dir``, default the folder it
-    was trained on), from its labelled images (``split="val"``) or its test set."""
+def run_data(config: dict, data_dir: str | Path | None = None):
+    """``(data, folder)``: a run's packed data (:class:`~kandel_repro.data.packed.PackedData`)
+    from ``data_dir``, default the folder it was trained on."""
     from ..data.readers import get_reader
 
     folder = data_dir or config.get("data_dir")
@@ -199,8 +208,19 @@ def split_images(config: dict, ids: Sequence[str], split: str = "val",
         raise DataError(f"the run's data folder {folder} is not there: give --data DIR, "
                         "where the data is now")
     reader = get_reader(config.get("dataset", "pcam"))
-    data = reader.load(folder, image_size=config.get("image_size"), progress=False,
-                       **reader.options_of(config))
+    return reader.load(folder, image_size=config.get("image_size"), progress=False,
+                       **reader.options_of(config)), folder
+
+
+def split_images(config: dict, ids: Sequence[str], split: str = "val",
+                 data_dir: str | Path | None = None, data=None) -> np.ndarray:
+    """The uint8 images of ``ids`` in a run's data (``data_dir``, default the folder it
+    was trained on; ``data``: those data, already loaded), from its labelled images
+    (``split="val"``) or its test set."""
+    if data is None:
+        data, folder = run_data(config, data_dir)
+    else:
+        folder = data_dir or config.get("data_dir")
     if split == "val":
         x, known = data.x, data.ids
     else:
@@ -217,13 +237,22 @@ def split_images(config: dict, ids: Sequence[str], split: str = "val",
 
 
 def _threshold(run_dir, threshold):
-    """``--threshold``: a number, or ``youden`` (the run's threshold of Youden's J)."""
+    """``--threshold``: a score from 0 to 1, ``youden`` (the run's threshold of Youden's J)
+    or None (the default, :data:`DEFAULT_THRESHOLD`)."""
+    if threshold is None:
+        return DEFAULT_THRESHOLD
     if str(threshold).strip().lower() != "youden":
         try:
-            return float(threshold)
+            value = float(threshold)
         except ValueError:
             raise ConfigError(f"--threshold must be a number or youden, got {threshold!r}") \
                 from None
+        # NOTE: a score is a probability: a cut outside [0, 1] (or NaN) puts every image
+        # on one side, and the figure would show empty groups as if that were an answer.
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise ConfigError(f"--threshold {threshold}: a threshold is a score from 0 to 1 "
+                              "(or youden, the run's threshold of Youden's J)")
+        return value
     value = (rundir.read_metrics(run_dir) or {}).get("youden_threshold")
     if value is None:
         raise ConfigError(f"--threshold youden: {run_dir / rundir.METRICS} records no "
@@ -231,17 +260,48 @@ def _threshold(run_dir, threshold):
     return float(value)
 
 
+# What gradcam.json says of the labels of the synthetic PCam's test split.
+HIDDEN_LABELS_NOTE = ("the synthetic set's hidden test labels ({file}, which "
+                      "synthetic_test_auc was computed from)")
+
+
+def _synthetic_test_predictions(run, config, data, folder):
+    """``(ids, labels, scores)`` of a synthetic PCam run's test split: its scores in
+    ``submission.csv``, its labels those the synthetic set keeps beside the images (the
+    ones ``synthetic_test_auc`` used)."""
+    import pandas as pd
+
+    from ..data.layouts import HIDDEN_LABELS
+
+    test = data.split(config).test
+    if test.labels is None:
+        raise DataError(f"the synthetic set in {folder} has no {HIDDEN_LABELS}, the labels of "
+                        "its test split: give --data, the folder the run was trained on, or "
+                        "use --split val")
+    known = dict(zip((str(i) for i in test.selected_ids()), test.labels))
+    frame = pd.read_csv(run / rundir.SUBMISSION, dtype={"id": str})
+    missing = [i for i in frame["id"] if i not in known or not np.isfinite(known[i])]
+    if missing:
+        raise DataError(f"{len(missing)} id(s) of {run / rundir.SUBMISSION} have no label in "
+                        f"{Path(folder) / HIDDEN_LABELS} (e.g. {missing[0]}): give --data, the "
+                        "folder the run was trained on")
+    labels = np.array([int(known[i]) for i in frame["id"]])
+    return frame["id"].to_numpy(), labels, frame["label"].to_numpy(dtype=float)
+
+
 def explain_command(run: str | Path, split: str = "val", layer: str | None = None,
                     count: int = DEFAULT_COUNT, data_dir: str | Path | None = None,
-                    out: str | Path | None = None, threshold: float | str = 0.5,
+                    out: str | Path | None = None, threshold: float | str | None = None,
                     log: Callable[[str], None] = print) -> list[Path]:
     """What ``kandel-repro explain`` does: the Grad-CAM figure of a finished run's most
     confident right and wrong answers on ``split`` (``val`` or ``test``), written as
     ``gradcam[_<layer>][_test].png`` and ``.json`` into ``out`` (default: the run
-    folder); returns their paths."""
+    folder); returns their paths. ``threshold`` (binary runs only; default 0.5): a score
+    from 0 to 1, or ``youden``."""
     import keras
 
     from ..core.files import check_writable, write_json
+    from ..data.layouts import HIDDEN_LABELS
     from ..models.backbones import get_backbone
 
     run = Path(run)
@@ -249,18 +309,33 @@ def explain_command(run: str | Path, split: str = "val", layer: str | None = Non
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     predictions = run / SPLITS[split]
-    if not predictions.is_file():
+    # NOTE: a synthetic PCam's test split is scored into submission.csv as Kaggle's is, but
+    # its labels are known (the generator keeps them beside the images).
+    hidden = split == "test" and not predictions.is_file() and bool(config.get("synthetic")) \
+        and (run / rundir.SUBMISSION).is_file()
+    if not predictions.is_file() and not hidden:
         raise ConfigError(f"RUN {run} has no {SPLITS[split]}"
                           + (": its data set has no labelled test split; use --split val"
                              if split == "test" else ""))
-    cut = _threshold(run, threshold)
+    data = None
+    if not hidden:
+        ids, labels, scores = rundir.read_predictions(predictions)
+    binary = hidden or scores.ndim == 1  # (PCam is binary)
+    if not binary and threshold is not None:  # (nothing it could change: refused, not ignored)
+        raise ConfigError(f"--threshold {threshold} applies to binary runs: {run} has "
+                          f"{scores.shape[1]} classes, whose prediction is the most probable "
+                          "class; leave --threshold out")
+    cut = _threshold(run, threshold) if binary else None
+    if hidden:
+        data, folder = run_data(config, data_dir)
+        ids, labels, scores = _synthetic_test_predictions(run, config, data, folder)
     out = check_writable(Path(out) if out else run, "--out")
-    ids, labels, scores = rundir.read_predictions(predictions)
-    groups = explanation_groups(labels, scores, count, cut)
+    groups = explanation_groups(labels, scores, count,
+                                DEFAULT_THRESHOLD if cut is None else cut)
     model = keras.saving.load_model(run / rundir.BEST_MODEL, compile=False)
     name, block = cam_layer(model, config["backbone"], layer)
     chosen = np.concatenate([g["rows"] for g in groups]).astype(int)
-    images = split_images(config, list(ids[chosen]), split, data_dir)
+    images = split_images(config, list(ids[chosen]), split, data_dir, data)
     if images.shape[1:3] != tuple(model.input_shape[1:3]):
         raise DataError(f"the images of {data_dir or config.get('data_dir')} are "
                         f"{images.shape[1]}×{images.shape[2]}, the run's network takes "
@@ -277,11 +352,12 @@ def explain_command(run: str | Path, split: str = "val", layer: str | None = Non
         offset += n
     stem = "gradcam" + (f"_{_safe(name)}" if layer is not None else "") + \
         ("_test" if split == "test" else "")
-    binary = scores.ndim == 1
     classes = [str(c) for c in config.get("classes") or []] or \
         [str(k) for k in range(2 if binary else scores.shape[1])]
+    whose = HIDDEN_LABELS_NOTE.format(file=HIDDEN_LABELS) if hidden else None
     record = {"run": str(run), "backbone": config["backbone"], "split": split,
-              "predictions": SPLITS[split], "layer": name, "block": block,
+              "predictions": rundir.SUBMISSION if hidden else SPLITS[split],
+              "labels": whose or f"those of {SPLITS[split]}", "layer": name, "block": block,
               "figure": f"{stem}.png",
               "score": ("logit of the sigmoid unit (negative classes: −logit)" if binary
                         else "logit of the predicted class"),
@@ -302,11 +378,12 @@ def explain_command(run: str | Path, split: str = "val", layer: str | None = Non
         record["groups"].append({"name": group["name"], "images": entries,
                                  "explains": ("predicted class" if not binary else
                                               "negative" if group["negative"] else "positive")})
-    title = _title(run, config, split, name, block, binary, cut)
+    title = _title(run, config, split, name, block, binary, cut, hidden)
     _figure(drawn, ids, labels, scores, classes, binary, cut, title, out / f"{stem}.png")
     write_json(out / f"{stem}.json", record)
     shown = ", ".join(f"{len(g['rows'])} {g['name']}" for g in groups)
-    log(f"{run.name}: Grad-CAM at {name} of {shown} ({split} split)")
+    log(f"{run.name}: Grad-CAM at {name} of {shown} ({split} split)"
+        + (f"; its labels are {whose}" if whose else ""))
     return [out / f"{stem}.png", out / f"{stem}.json"]
 
 
@@ -314,7 +391,7 @@ def _safe(name):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _title(run, config, split, layer, block, binary, cut):
+def _title(run, config, split, layer, block, binary, cut, hidden=False):
     where = f"{layer} (block {block})" if block is not None else layer
     caveat = " — synthetic data" if config.get("synthetic") else ""
     splits = {"val": "validation", "test": "test"}
@@ -323,18 +400,76 @@ def _title(run, config, split, layer, block, binary, cut):
                 "FN/TN 'negative' (−logit)")
     else:
         rule = "prediction: the most probable class; each map explains it (its logit)"
+    labels = " (labels: the synthetic set's hidden test labels)" if hidden else ""
     return (f"Grad-CAM of {run.name} ({config['backbone']}, blocks {config.get('blocks')}) at "
-            f"{where}{caveat}\nmost confident answers on the {splits[split]} split; {rule}")
+            f"{where}{caveat}\nmost confident answers on the {splits[split]} split{labels}; "
+            f"{rule}")
+
+
+def image_label(image_id: str, width: int = ID_WIDTH) -> str:
+    """An image's id as a panel's title shows it: whole where it fits on a line of
+    ``width`` characters; else its class folder and file name (the last two parts of the
+    path) after "…/" where folders above them are left out, wrapped at its slashes onto
+    lines of at most ``width`` characters (a part longer than a line is broken within)."""
+    text = str(image_id)
+    if len(text) <= width:
+        return text
+    parts = text.split("/")
+    if len(parts) > 2:  # NOTE: the folders above the class folder tell images apart least
+        parts = ["…", *parts[-2:]]
+    lines, line = [], ""
+    for piece in [p + "/" for p in parts[:-1]] + [parts[-1]]:
+        if len(line) + len(piece) <= width:
+            line += piece
+        elif len(piece) <= width:
+            lines.append(line)
+            line = piece
+        else:  # a part longer than a line: it continues the line, broken where it is full
+            while len(line) + len(piece) > width:
+                take = width - len(line)
+                lines.append(line + piece[:take])
+                line, piece = "", piece[take:]
+            line = piece
+    return "\n".join(lines + ([line] if line else []))
+
+
+def _fit_title(title, width_inches, points):
+    """``title``'s lines wrapped to a figure ``width_inches`` wide at ``points`` (a
+    character taken as 0.55 of the font size, a little over a proportional font's mean)."""
+    columns = max(20, int(width_inches * 72 / (0.55 * points)))
+    return "\n".join(textwrap.fill(line, columns) for line in title.split("\n"))
 
 
 def _figure(drawn, ids, labels, scores, classes, binary, cut, title, path):
-    """One row per group: each image, then its map over it (jet, red: most evidence)."""
+    """One row per group: each image, then its map over it (jet, red: most evidence);
+    each image titled by its id (:func:`image_label`) and label, the title wrapped to
+    the figure's width, each row as tall as its image and its longest title."""
     from .plots import _pyplot, _save
 
     plt = _pyplot()
     count = max([len(rows) for rows in (g["rows"] for g, _, _ in drawn)] + [1])
+    titles = []  # per row: (image's title, map's title) of each image
+    for group, _, _ in drawn:
+        row_titles = []
+        for i, row in enumerate(group["rows"]):
+            score = (f"p={scores[row]:.3f}" if binary
+                     else f"{classes[group['classes'][i]]} {scores[row].max():.2f}")
+            label = textwrap.fill(f"label {classes[int(labels[row])]}", ID_WIDTH)
+            row_titles.append((f"{image_label(ids[row])}\n{label}",
+                               textwrap.fill(score, ID_WIDTH)))
+        titles.append(row_titles)
+    width = 1.45 * 2 * count + 0.6
+    heading = _fit_title(title, width, 9)
+    # NOTE: a row's height is its square panels' side and its titles' lines (7 points
+    # each, with leading). The constrained layout then keeps each title off the images
+    # above it (tight_layout spaces all rows alike and let a row of long ids run into
+    # the images of a short row above it).
+    lines = [max([t.count("\n") + 1 for pair in row for t in pair] + [1]) for row in titles]
+    heights = [1.35 + 0.125 * n + 0.15 for n in lines]
     fig, axes = plt.subplots(len(drawn), 2 * count, squeeze=False,
-                             figsize=(1.45 * 2 * count + 0.6, 1.9 * len(drawn) + 0.9))
+                             figsize=(width, sum(heights) + 0.19 * (heading.count("\n") + 1)
+                                      + 0.3),
+                             gridspec_kw={"height_ratios": heights}, layout="constrained")
     for r, (group, images, cams) in enumerate(drawn):
         for ax in axes[r]:
             ax.set_xticks([])
@@ -344,19 +479,12 @@ def _figure(drawn, ids, labels, scores, classes, binary, cut, title, path):
         if not len(group["rows"]):
             axes[r, 0].text(0.5, 0.5, "none", ha="center", va="center", color="dimgrey",
                             transform=axes[r, 0].transAxes)
-        for i, row in enumerate(group["rows"]):
+        for i, (image_title, map_title) in enumerate(titles[r]):
             image, overlay = axes[r, 2 * i], axes[r, 2 * i + 1]
             image.imshow(images[i])
             overlay.imshow(images[i])
             overlay.imshow(cams[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            if binary:
-                score = f"p={scores[row]:.3f}"
-            else:
-                score = f"{classes[group['classes'][i]]} {scores[row].max():.2f}"
-            name = str(ids[row]).rsplit("/", 1)[-1]  # a path's file name
-            image.set_title(f"{name[:11] + '…' if len(name) > 12 else name}\n"
-                            f"label {classes[int(labels[row])]}", fontsize=7)
-            overlay.set_title(score, fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+            image.set_title(image_title, fontsize=7)
+            overlay.set_title(map_title, fontsize=7)
+    fig.suptitle(heading, fontsize=9)
     return _save(fig, path)

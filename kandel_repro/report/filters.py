@@ -13,6 +13,11 @@ The first convolution is the first ``Conv2D`` of the backbone in model order (ne
 models searched in their order; the head is not searched). Depthwise and separable
 convolutions are skipped: their filters are one channel each, not colour patches; every
 registered backbone opens with a full ``Conv2D``. Only kernels are compared (no bias).
+
+A run records its initial weights only by how it drew them, so a run that started from
+ImageNet weights (or a weights file) needs that file on this machine to be drawn; without
+it the run is refused in one line naming the file and where to put it
+(:func:`missing_initial_weights`).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, WeightsUnavailable
 from ..runs import rundir
 from .similarity import finished_run, initial_model
 
@@ -75,6 +80,37 @@ def filter_movement(initial: np.ndarray, final: np.ndarray) -> tuple[np.ndarray,
     return per_filter, layer
 
 
+def missing_initial_weights(run_dir: str | Path, config: dict) -> WeightsUnavailable:
+    """The error of a run whose initial weights cannot be rebuilt here: the file they
+    come from (the ImageNet file Keras reads, the one ``convert-weights`` writes, or the
+    weights file the run named) and where to put it.
+
+    NOTE: the loaders' own messages offer ``--weights none``, a choice of a run to be
+    trained; a finished run's weights are fixed, and filters has no such option."""
+    from ..models.backbones import get_backbone
+    from ..models.weights import MEANVAR
+
+    backbone = get_backbone(config["backbone"])
+    weights = config.get("weights")
+    source = (config.get("weights_from") or "imagenet") if weights == MEANVAR else weights
+    if source == "imagenet":
+        what = (f"the ImageNet weights of {backbone.name}" if weights != MEANVAR else
+                f"Mean-Var's draw from the ImageNet weights of {backbone.name}")
+        if backbone.converted_from:
+            path = backbone.converted_weights_file()
+            todo = (f"convert them with `kandel-repro convert-weights {backbone.name} FILE` "
+                    f"(FILE: {backbone.converted_from}; it writes {path.name} into "
+                    f"{path.parent}/)")
+        else:
+            path = backbone.imagenet_weights_file(config.get("image_size"))
+            todo = (f"put {path.name} into {path.parent}/, the folder Keras reads (set "
+                    "KERAS_HOME to use another), or run filters where the file is")
+    else:
+        what, todo = f"the weights in {source}", f"put that file back at {source}"
+    return WeightsUnavailable(f"{run_dir}: filters rebuilds the weights the run started from, "
+                              f"{what}, and they are not on this machine: {todo}")
+
+
 def run_filters(run_dir: str | Path) -> dict:
     """The first convolution of a finished run: ``{"run", "config", "layer", "initial",
     "final", "filter_relative_l2", "layer_relative_l2"}`` (kernels ``[kh, kw, in, n]``)."""
@@ -83,7 +119,10 @@ def run_filters(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     config = finished_run(run_dir)
     final_model = keras.saving.load_model(run_dir / rundir.BEST_MODEL, compile=False)
-    start = initial_model(config, tuple(final_model.input_shape[1:]))
+    try:
+        start = initial_model(config, tuple(final_model.input_shape[1:]))
+    except WeightsUnavailable:
+        raise missing_initial_weights(run_dir, config) from None
     final_layer, initial_layer = first_convolution(final_model), first_convolution(start)
     final = np.asarray(keras.ops.convert_to_numpy(final_layer.kernel))
     initial = np.asarray(keras.ops.convert_to_numpy(initial_layer.kernel))

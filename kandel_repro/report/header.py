@@ -40,7 +40,11 @@ def describe_data(configs: Sequence[dict]) -> str:
         parts = [f"resized to {size}",
                  f"{len(classes) or c.get('num_classes', 2)} classes"
                  + (f" ({', '.join(map(str, classes))})" if classes else ""),
-                 {"given": "the data's own train / val / test split",
+                 {"given": "the data's own train / val / test split" + (
+                     f"; {c['groups_across_split']} group"
+                     f"{'s' if c['groups_across_split'] > 1 else ''} "
+                     f"({c.get('group_column') or 'group'}) on two sides"
+                     if c.get("groups_across_split") else ""),
                   "group": f"80/10/10 split by group (no {c.get('group_column') or 'group'} on "
                            "two sides)",
                   "image": "stratified random 80/10/10 split"}.get(

@@ -92,6 +92,20 @@ OPTIONS = {"max_epochs": "--epochs", "first_trainable_block": "--first-block",
            "augmentation": "--no-augmentation"}
 
 
+def _not_here(key: str, protocol: str) -> str:
+    """Why setting ``key`` is refused under ``protocol``: the data sets it applies to,
+    where it is another protocol's setting."""
+    from ..data.readers import READERS
+
+    takers = [name for name, reader in READERS.items() if key in reader.options] or [
+        name for name, reader in READERS.items() if reader.protocol != protocol
+        and key in {f.name for f in dataclasses.fields(PROTOCOLS[reader.protocol])}]
+    if not takers:
+        return f"unknown setting for the {protocol} protocol: {key}"
+    return (f"{option(key)} does not apply to the {protocol} protocol's data (it applies to "
+            f"--dataset {', '.join(takers)})")
+
+
 def option(key: str) -> str:
     """The command-line option of config key ``key`` (``max_epochs`` → ``--epochs``)."""
     return OPTIONS.get(key, "--" + key.replace("_", "-"))
@@ -111,6 +125,10 @@ def normalise(key: str, value: Any) -> Any:
         return normalise_weights(value)
     if key == "window":
         return _window(value)
+    if key == "positive_class":
+        return str(value)  # a class's name (a CSV's labels and folders' names are text)
+    if key == "skip_unreadable" and not isinstance(value, bool):
+        raise ConfigError(f"--skip-unreadable is on or off (True or False), got {value!r}")
     if key == "stain_jitter":
         return _stain_jitter(value)
     if key == "augmentation" and isinstance(value, dict):
@@ -171,11 +189,10 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
     if protocol == "pcam" and "image_size" in given:
         raise ConfigError("--image-size applies to BreakHis only: PCam patches are used at "
                           "their own size, not resized (paper §4.1)")
-    _from_pretrain_run(given)
+    _from_pretrain_run(given, backbone)
     unknown = set(given) - set(config)
     if unknown:
-        raise ConfigError(f"unknown setting(s) for the {protocol} protocol: "
-                          f"{', '.join(sorted(unknown))}")
+        raise ConfigError("; ".join(_not_here(key, protocol) for key in sorted(unknown)))
     config.update(given)
     bb = get_backbone(backbone)
     try:
@@ -235,8 +252,8 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
 
 
 def _check_colour(config):
-    """The colour and stain settings: numbers in their ranges, and the fused transform to
-    apply them."""
+    """The colour and stain settings: numbers in their ranges, not given with
+    ``--no-augmentation``, and the fused transform to apply them."""
     ranges = {"brightness": (0, 1), "contrast": (0, 1), "saturation": (0, 1), "hue": (0, 0.5),
               "stain_jitter": (0, 1)}
     for key, (low, high) in ranges.items():
@@ -252,6 +269,12 @@ def _check_colour(config):
                           f"crop), got {crop!r}")
     config["crop"] = float(crop)
     used = [option(key) for key, off in COLOUR_OFF.items() if config[key] != off]
+    # NOTE: --no-augmentation turns every training-time augmentation off; a colour, crop or
+    # stain option beside it would still augment, so the two contradict each other and
+    # neither silently wins.
+    if used and config["augmentation"] is None:
+        raise ConfigError(f"--no-augmentation turns every training-time augmentation off, and "
+                          f"{', '.join(used)} would still augment: give one or the other")
     if used and config["augmenter"] != "fast":
         raise ConfigError(f"{', '.join(used)}: colour, crop and stain augmentation are "
                           "implemented in the fused transform only; use --augmenter fast")
@@ -277,16 +300,23 @@ def _check_optimiser(config):
                           "its own moments")
 
 
-def _from_pretrain_run(given):
+def _from_pretrain_run(given, backbone):
     """``--weights-from RUN`` naming a VAE or DCGAN pretrain run (``kandel-repro
     pretrain``): the run's trunk becomes the backbone's weights (``weights`` = the run's
     folder, which holds ``dcgan_small.weights.h5``); with ``--weights meanvar`` Mean-Var
-    draws from its statistics instead."""
+    draws from its statistics instead. Either way the backbone must be the trunk's."""
+    from ..models.generative import TRUNK
     from .rundir import is_pretrain_run
 
     source = given.get("weights_from")
     if source in (None, "none", "imagenet", MEANVAR) or not is_pretrain_run(source):
         return
+    name = get_backbone(backbone).name
+    if name != TRUNK:
+        raise ConfigError(f"--weights-from {source}: a pretrain run initialises --backbone "
+                          f"{TRUNK} (its trunk), not {name}: give --backbone {TRUNK}, or "
+                          f"start {name} from other weights (--weights imagenet, none, or a "
+                          "folder of `kandel-repro export-weights`)")
     weights = given.get("weights")
     if weights is None:
         given["weights"] = given.pop("weights_from")

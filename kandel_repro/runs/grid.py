@@ -10,6 +10,13 @@ reused: the grid refuses it (:func:`kandel_repro.runs.rundir.check_same_experime
 A finished run reused with ``tta`` N (``--tta``, an evaluation setting, not part of the
 experiment) whose metrics lack N views' scores is scored with them then, from its best
 model, not trained again (:func:`add_tta`).
+
+The folder of a grid's runs holds ``grid.json`` (:func:`kandel_repro.runs.rundir.record_grid`):
+its study, data and settings and every backbone it trains (the depth study of
+``--backbone a,b``: each one, run one after the other into the same folder). The depth
+study reads ``--dataset folder`` unless told otherwise; given a folder of one of the
+paper's data sets in its own layout (Kaggle's PCam, the HDF5 release, BreakHis), it says
+which ``--dataset`` reads it (:func:`_paper_layout`).
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, DataError
 from ..core.files import check_writable
 from ..data.readers import get_reader
 from ..models.backbones import check_input_size, get_backbone
@@ -50,20 +57,22 @@ def preflight(study: Study, data_dir: str | Path, configs: Iterable[dict],
 
 
 def check_weights(configs: Iterable[dict]) -> None:
-    """Load, once per backbone and weights, the weights the runs of ``configs`` start
-    from (``--weights``, or Mean-Var's ``--weights-from``), into the backbone at its
-    smallest input size (cheap): the ImageNet weights are downloaded now, or their absence
-    explained; a file or folder that does not hold the backbone's weights (missing,
-    truncated, another backbone's) is named in one line."""
+    """Load, once per backbone, weights and image size, the weights the runs of
+    ``configs`` start from (``--weights``, or Mean-Var's ``--weights-from``), into the
+    backbone at the runs' own input size (MobileNet's and MobileNetV2's ImageNet file
+    depends on it; a headless model costs no more to build at one size than another): the
+    ImageNet weights are downloaded now, or their absence explained; a file or folder
+    that does not hold the backbone's weights (missing, truncated, another backbone's) is
+    named in one line."""
     needed = {}
     for c in configs:
+        size = max(get_backbone(c["backbone"]).min_input_size, int(c.get("image_size") or 0))
         if c["weights"] == MEANVAR:
-            needed.setdefault((c["backbone"], c.get("weights_from") or "imagenet"),
+            needed.setdefault((c["backbone"], c.get("weights_from") or "imagenet", size),
                               "--weights-from")
         elif c["weights"] != "none":
-            needed.setdefault((c["backbone"], c["weights"]), "--weights")
-    for (name, weights), option in sorted(needed.items()):
-        size = get_backbone(name).min_input_size
+            needed.setdefault((c["backbone"], c["weights"], size), "--weights")
+    for (name, weights, size), option in sorted(needed.items()):
         build_base(name, (size, size, 3), weights, option=option)  # loads or explains
 
 
@@ -156,6 +165,12 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     several = parse_backbones(grid.backbone) if get_study(study_name).parametric else []
     if len(several) > 1:
         return _each_backbone(study_name, data_dir, runs_dir, log, several, grid, settings)
+    return _one_grid(study_name, data_dir, runs_dir, log, grid, settings)
+
+
+def _one_grid(study_name, data_dir, runs_dir, log, grid, settings, backbones=None):
+    """The grid of one study (of one backbone); ``backbones``: those of the whole grid
+    this one is part of (``--backbone a,b``), which ``grid.json`` records."""
     study = get_study(study_name, grid.fractions, backbone=grid.backbone,
                       dataset=grid.dataset if get_study(study_name).parametric else None,
                       learning_rates=grid.learning_rates)
@@ -167,7 +182,16 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     configs = study_configs(study, seeds, **settings)
     first = next(iter(configs.values()))
     reader.check_config(first)  # before any packing
-    preflight(study, data_dir, configs.values(), reader.name)
+    try:
+        preflight(study, data_dir, configs.values(), reader.name)
+    except DataError:
+        layout = None if grid.dataset or not study.parametric else _paper_layout(data_dir)
+        if layout is None:
+            raise
+        what, dataset = layout
+        raise DataError(f"{data_dir} holds {what}, and the {study.name} study reads --dataset "
+                        f"{reader.name} (your own class folders) unless told otherwise: give "
+                        f"--dataset {dataset}") from None
     runs_dir = check_writable(runs_dir, "--runs")
     data = reader.load(data_dir, grid.cache_dir, workers=grid.workers,
                        image_size=first["image_size"], **reader.options_of(first))
@@ -176,7 +200,7 @@ def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
     configs = {name: with_data(config, data, data_dir) for name, config in configs.items()}
     check_pretrain_data(study, next(iter(configs.values())), log)
     rundir.record_grid(runs_dir, {"study": study.name, "dataset": reader.name,
-                                  "backbones": list(study.backbones),
+                                  "backbones": list(backbones or study.backbones),
                                   "data_dir": str(data_dir), "settings": settings,
                                   "seeds": list(seeds)}, shard)
     how = Attempt(rerun=grid.rerun, verbose=grid.verbose,
@@ -216,9 +240,32 @@ def _each_backbone(study_name, data_dir, runs_dir, log, backbones, grid, setting
         if left is not None and left <= 0:
             log(f"{study_name} {name}: not started: the time budget is spent")
             continue
-        options = dict(asdict(grid), backbone=name, time_budget=left)
-        statuses.update(run_grid(study_name, data_dir, runs_dir, log, **options, **settings))
+        one = GridOptions(**dict(asdict(grid), backbone=name, time_budget=left))
+        statuses.update(_one_grid(study_name, data_dir, runs_dir, log, one, dict(settings),
+                                  backbones))
     return statuses
+
+
+def _paper_layout(data_dir):
+    """``(what, reader)`` where ``data_dir`` holds one of the paper's data sets in its own
+    layout — the Kaggle PCam (``train/`` of ``.tif`` files and ``train_labels.csv``), the
+    PCam HDF5 release, BreakHis — else None. Read only when the folder reader refused the
+    folder, and cheaply: a file name or two, no listing of a whole folder."""
+    from ..data.layouts import PREFIX
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        return None
+    if (root / "train_labels.csv").is_file() and next(root.glob("train/*.tif"), None):
+        return ("PCam in the Kaggle layout (train/ of .tif files and train_labels.csv)",
+                "pcam")
+    if next(root.glob(f"{PREFIX}*.h5*"), None):
+        return f"the PCam HDF5 release ({PREFIX}*.h5)", "pcam-h5"
+    for breast in (root / "BreaKHis_v1" / "histology_slides" / "breast",
+                   root / "histology_slides" / "breast", root):
+        if (breast / "benign" / "SOB").is_dir() and (breast / "malignant" / "SOB").is_dir():
+            return "BreakHis in its BreaKHis_v1 layout", "breakhis"
+    return None
 
 
 def _finished_and_todo(study, runs, shard, seeds, runs_dir, configs, how, log):

@@ -67,16 +67,18 @@ TAKEN_FOR_REAL = 0.5  # P(real) above this: the classifier says "real"
 FID_NET = "inception_v3"
 
 
-def check_feature_weights(feature_net: str, feature_weights: str | Path | None) -> str:
+def check_feature_weights(feature_net: str, feature_weights: str | Path | None,
+                          size: int | None = None) -> str:
     """``feature_weights`` in one spelling (:func:`normalise_weights`), refused at once
-    when they are ImageNet's and their file is not here (no download is tried)."""
+    when they are ImageNet's and their file (for inputs of ``size``: MobileNet's depends
+    on it) is not here (no download is tried)."""
     net = get_backbone(feature_net).name
     weights = normalise_weights(feature_weights)
     if weights == "meanvar":
         raise ConfigError("--feature-weights: imagenet, none or the path of weights; "
                           "meanvar is a way to initialise training, not features")
     if weights == "imagenet":
-        path = get_backbone(net).imagenet_weights_file()
+        path = get_backbone(net).imagenet_weights_file(size)
         if path is None:
             raise WeightsUnavailable(
                 f"{net} has no ImageNet weights, so its Fréchet distance cannot be an FID: "
@@ -175,7 +177,8 @@ def _scores(run_dir: Path, split: str, threshold: float | None = None) -> dict |
     if threshold is None:
         threshold = float(youden_threshold(real.astype(int), scores))
     part = "validation" if split == "val" else "test"
-    note = interval_note(real.astype(int), [lower, upper], f"the {part} part", ZERO_VARIANCE)
+    note = interval_note(real.astype(int), [lower, upper], f"the {part} part", ZERO_VARIANCE,
+                         [GENERATED, REAL])
     rank_p = None
     if note and not too_small(real.astype(int)):
         from scipy.stats import mannwhitneyu
@@ -313,8 +316,8 @@ def judge_images(real_uint8: np.ndarray, fake_uint8: np.ndarray, out_dir: str | 
                           "does not apply)")
     bb = get_backbone(backbone)
     feature_bb = get_backbone(feature_net)
-    feature_weights = check_feature_weights(feature_bb.name, feature_weights)
     side = feature_size_of(feature_bb.name, real, feature_size)
+    feature_weights = check_feature_weights(feature_bb.name, feature_weights, side)
     if epochs is None or isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"--epochs must be a positive integer, got {epochs!r}")
     out = check_writable(out_dir, "--out")
@@ -421,6 +424,11 @@ def judge(run_dir: str | Path, *, backbone: str = "vgg16", weights: str | Path |
     get_backbone(backbone)
     check_feature_weights(feature_net, feature_weights)  # before any image is made
     real = held_out_images(run_dir, samples, seed=seed)
+    if len(real) < MIN_IMAGES:  # (--samples cannot help: the data set is the limit)
+        raise DataError(f"the data set of {run_dir} holds {len(real)} held-out image(s) (the "
+                        f"validation and test images pretraining did not see), fewer than the "
+                        f"{MIN_IMAGES} of each kind the judge needs: judge a pretrain run of a "
+                        "larger data set")
     if len(real) < samples:
         log(f"judge: the data set holds {len(real)} held-out images, not {samples}: using "
             f"{len(real)} of each kind")

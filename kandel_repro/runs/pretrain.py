@@ -142,12 +142,17 @@ def pretrain(kind: str, data_dir: str | Path, out: str | Path, *, dataset: str |
     options = {k: v for k, v in reader_options.items() if v is not None}
     unknown = sorted(set(options) - set(reader.options))
     if unknown:
-        raise ConfigError(f"{', '.join(unknown)}: not an option of --dataset {reader.name}")
+        raise ConfigError(f"{', '.join('--' + key.replace('_', '-') for key in unknown)}: not "
+                          f"an option of --dataset {reader.name}"
+                          + (" (its images have no classes)" if "positive_class" in unknown
+                             and reader.name == "images" else ""))
     split = _split_settings(reader, options)
     reader.check_config(split)
     if image_size is not None and not reader.resizes:
         raise ConfigError(f"--image-size: --dataset {reader.name} images are used at their "
                           "own size, not resized")
+    if image_size is not None:  # (0 is no size, not "the default")
+        _positive_int(image_size, "--image-size")
     size = (image_size or split["image_size"]) if reader.resizes else None
     step = 2 ** len(settings["widths"])  # (each block halves the side)
     if size is not None and int(size) % step:

@@ -1,11 +1,11 @@
 """One fine-tuning run: one backbone, one depth, one learning rate → one run folder.
 
 :func:`train_run` trains the model a resolved config (:mod:`kandel_repro.runs.config`)
-describes on packed data (:class:`kandel_repro.data.packed.PackedData`) and writes the
-run folder (:mod:`kandel_repro.runs.rundir` lists its files): the config, the split's ids,
-the history of every epoch, the best model, its predictions (with ``tta`` > 1 its
-test-time-augmented ones too, :func:`score_tta`), and ``metrics.json`` last.
-"""
+describes on packed data (:class:`kandel_repro.data.packed.PackedData`) and writes the run
+folder (:mod:`kandel_repro.runs.rundir` lists its files): the config, the split's ids, the
+history of every epoch, the best model, its predictions (with ``tta`` > 1 its TTA ones
+too, :func:`score_tta`), and ``metrics.json`` last (a warning where an interval of it is
+not assessable)."""
 from __future__ import annotations
 
 import os
@@ -46,12 +46,12 @@ def reduce_training(train_idx: np.ndarray, labels: np.ndarray, config: dict) -> 
     split's (the same images at every seed; each fraction's rows hold the smaller
     fractions'), then, with ``balance="downsample"``, the negatives cut to as many as
     the positives. The validation split is never touched."""
-    fraction = config["train_fraction"]
     if config["balance"] == "downsample" and len(np.unique(labels)) > 2:
         raise ConfigError("--balance downsample cuts the negatives of two classes; these data "
                           f"have {len(np.unique(labels))} classes")
-    if fraction < 1.0:
-        train_idx = nested_subset(train_idx, labels, fraction, config["split_seed"])
+    if config["train_fraction"] < 1.0:
+        train_idx = nested_subset(train_idx, labels, config["train_fraction"],
+                                  config["split_seed"])
     if config["balance"] == "downsample":
         train_idx = downsample(train_idx, labels, config["split_seed"])
     return train_idx
@@ -68,9 +68,7 @@ def loss_of(config: dict) -> str:
 
 
 def _auc(labels, scores):
-    if not np.all(np.isfinite(scores)):
-        return float("nan")
-    return auc_of(labels, scores)
+    return auc_of(labels, scores) if np.all(np.isfinite(scores)) else float("nan")
 
 
 class TimeBudgetExceeded(Exception):
@@ -270,7 +268,6 @@ def _check_deadline(deadline, run_dir):
 @dataclass
 class _Run:
     """A run being trained: its folder, its config (with the data's facts), its rows."""
-
     folder: Path
     config: dict
     train_idx: np.ndarray
@@ -294,9 +291,9 @@ def _prepare(run_dir, data, config, splits):
                   replicas=int(strategy.num_replicas_in_sync))
     write_csv(run_dir / rundir.VAL_IDS,
               pd.DataFrame({"id": data.ids[val_idx], "label": data.y[val_idx]}))
-    if test.indices is not None:
-        write_csv(run_dir / rundir.TEST_IDS,
-                  pd.DataFrame({"id": test.selected_ids(), "label": test.labels}))
+    if test.indices is not None:  # (a labelled test split)
+        write_csv(run_dir / rundir.TEST_IDS, pd.DataFrame({"id": test.selected_ids(),
+                                                           "label": test.labels}))
     return _Run(run_dir, config, train_idx, val_idx, test, strategy)
 
 
@@ -411,7 +408,7 @@ def score_tta(run_dir: Path, data: PackedData, predictor: keras.Model, config: d
     test_scores = predict_uint8(model, test.x, batch, indices=test.indices)
     _write_scores(Path(run_dir), data, val_idx, val_scores, test, test_scores, tta=True)
     return tta_metrics(views, data.y[val_idx], val_scores, test.labels, test_scores,
-                       test.auc_key, bootstrap=config.get("bootstrap"))
+                       test.auc_key, config.get("bootstrap"), config.get("classes"))
 
 
 def _record(run, models, log, scores, started):
@@ -440,15 +437,14 @@ def _record(run, models, log, scores, started):
         metrics[test.auc_key] = _auc(test.labels, test_scores)
     if np.isfinite(best_scores).all() and (test.labels is None or np.isfinite(test_scores).all()):
         metrics.update(summary_of(val_y, best_scores, test.labels, test_scores, test.auc_key,
-                                  bootstrap=config.get("bootstrap")))
+                                  config.get("bootstrap"), config.get("classes")))
     metrics.update(tta)  # (none without --tta: the plain figures stay the run's own)
-    for notes in (metrics.get("intervals_not_assessable"),
-                  metrics.get("intervals_not_assessable_tta")):
-        for key, note in (notes or {}).items():
-            print(f"kandel-repro: warning: {run.folder.name}: no interval for its {key}: "
-                  f"{note}", file=sys.stderr, flush=True)
+    for key, note in dict(metrics.get("intervals_not_assessable", {}),
+                          **metrics.get("intervals_not_assessable_tta", {})).items():
+        print(f"kandel-repro: warning: {run.folder.name}: no interval for its {key}: {note}",
+              file=sys.stderr, flush=True)
     rundir.write_metrics(run.folder, metrics)
-    return metrics
+    return rundir.read_metrics(run.folder)  # (as written: NaN is null in JSON, None here)
 
 
 @dataclass(frozen=True)

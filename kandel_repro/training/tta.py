@@ -180,7 +180,8 @@ def tta_cost(predictor: keras.Model, x: np.ndarray, batch_size: int = 64,
 
 def tta_metrics(views: int, val_labels: np.ndarray, val_scores: np.ndarray,
                 test_labels: np.ndarray | None = None, test_scores: np.ndarray | None = None,
-                test_key: str = "test_auc", bootstrap: int | None = None) -> dict:
+                test_key: str = "test_auc", bootstrap: int | None = None,
+                names: list[str] | None = None) -> dict:
     """What a run records of its TTA scores, beside its plain figures: ``tta_views``,
     ``val_auc_tta`` and ``<test_key>_tta`` (where the test labels are known), and their
     95 % intervals ``val_auc_tta_ci``, ``<test_key>_tta_ci`` as
@@ -199,7 +200,7 @@ def tta_metrics(views: int, val_labels: np.ndarray, val_scores: np.ndarray,
         out[f"{test_key}_tta"] = auc(test_labels, test_scores)
     if out["val_auc_tta"] is not None and out.get(f"{test_key}_tta", 0.0) is not None:
         summary = summary_of(val_labels, val_scores, test_labels, test_scores, test_key,
-                             bootstrap=bootstrap)
+                             bootstrap=bootstrap, names=names)
         for key in ("val_auc", test_key):
             if f"{key}_ci" in summary:
                 out[f"{key}_tta_ci"] = summary[f"{key}_ci"]

@@ -65,6 +65,15 @@ def test_pcam_is_not_resized(tiny_pcam, tmp_path):
         P.pretrain("vae", tiny_pcam, tmp_path / "r", image_size=64, **TINY)
 
 
+@pytest.mark.parametrize("size", [0, -3])
+def test_an_image_size_that_is_no_size_is_refused_from_python_too(tmp_path, size):
+    """0 is not "the default" and −3 is no size: refused before anything is read."""
+    with pytest.raises(ConfigError, match="--image-size must be a positive integer"):
+        P.pretrain("vae", tmp_path / "no-data", tmp_path / "r", dataset="folder",
+                   image_size=size, **TINY)
+    assert not (tmp_path / "r").exists()
+
+
 def test_folder_of_one_image(tmp_path):
     from PIL import Image
 

@@ -163,10 +163,10 @@ def test_truncated_and_unknown_files_are_refused_with_their_name(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(DataError, match=r"cannot decode .*text\.png"):
         decode_image(tmp_path / "text.png", 8)
-    Image.fromarray(RGB).save(tmp_path / "a.gif")
-    with pytest.raises(DataError, match=r"a\.gif: \.gif is not an image kind"):
-        decode_image(tmp_path / "a.gif", 8)
-    assert is_image("X.JPG") and is_image("a/b.dcm") and not is_image("a.gif")
+    Image.fromarray(RGB).save(tmp_path / "a.ico")
+    with pytest.raises(DataError, match=r"a\.ico: \.ico is not an image kind"):
+        decode_image(tmp_path / "a.ico", 8)
+    assert is_image("X.JPG") and is_image("a/b.dcm") and not is_image("a.ico")
 
 
 # --- DICOM ---------------------------------------------------------------------------

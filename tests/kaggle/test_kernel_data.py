@@ -204,3 +204,16 @@ def test_the_driver_of_a_pcam_depth_kernel_reads_the_competition(tmp_path, monke
 def test_the_driver_of_a_pcam_table_names_no_dataset_nor_backbone(tmp_path, monkeypatch):
     grid, table = run_on_competition(tmp_path, monkeypatch, "table2")
     assert not {"--dataset", "--backbone"} & set(grid + table)
+
+
+def test_a_mobilenet_v2_kernel_on_pcam_takes_the_weights_file_of_96_pixels(tmp_path, monkeypatch):
+    """MobileNetV2's Keras constructor loads the ImageNet file of its input size: a kernel on
+    PCam's 96-pixel patches attaches that file, not the 224 one."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"
+    (tmp_path / "keras" / "models" / name).write_bytes(b"weights")
+    folders = make_kernel("depth", tmp_path / "k", "tester", wheel=False, log=quiet,
+                          grid_args=(), grid_settings={}, backbone="mobilenet_v2")
+    assert settings_of(folders["kernel"] / "driver.py")["weight_files"] == [name]
+    assert (folders["weights"] / name).read_bytes() == b"weights"

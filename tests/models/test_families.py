@@ -195,8 +195,9 @@ def test_names_follow_the_keras_constructors_and_aliases_resolve():
     assert {"resnet50_v2", "densenet121", "efficientnet_b0", "efficientnet_v2_s",
             "convnext_tiny", "mobilenet_v2", "mobilenet_v3_large", "xception",
             "inception_resnet_v2"} <= set(REGISTRY)
-    assert ALIASES["resnet50v2"] == "resnet50_v2"
-    assert ALIASES["efficientnetv2-s"] == "efficientnet_v2_s"
+    assert get_backbone("resnet50v2").name == "resnet50_v2"
+    assert get_backbone("efficientnetv2-s").name == "efficientnet_v2_s"  # Keras' model name
+    assert get_backbone("mobilenet_v1").name == "mobilenet" == ALIASES["mobilenet_v1"]
     assert get_backbone("vgg16").name == "vgg16" and "inception_v3" in REGISTRY
 
 

@@ -91,7 +91,7 @@ def test_03_table2_trains_what_is_missing_then_reads_the_grid(tmp_path):
     from kandel_repro.data.synthetic.pcam import write_synthetic_pcam
 
     runs, data, demo = tmp_path / "runs" / "table2", tmp_path / "data", dict(
-        n_train=48, n_test=12, size=32, epochs=1)
+        n_train=160, n_test=12, size=32, epochs=1)  # (a validation split of 10+ per class)
     # 14 of the 15 runs finished (as the notebook's own grid would leave them), one missing
     write_synthetic_pcam(data, demo["n_train"], demo["n_test"], seed=0, size=demo["size"],
                          progress=False)

@@ -111,7 +111,8 @@ def test_a_multiclass_depth_table_shows_macro_aucs_intervals_ties_and_answers(de
     tied = cells[cells["tied_with_best"] == True]  # noqa: E712 - a column of objects
     assert {"3–5", "2–5"} - set(best["row"]) <= set(tied["row"])
     assert "5" not in set(tied["row"])
-    assert "**answered**: the best is blocks" in md and "tied with it: blocks" in md
+    assert "**answered** (one run per cell, seed 0): the best is blocks" in md
+    assert "tied with it: blocks" in md
     assert "Is fine-tuning the whole network (blocks 1–5) distinguishable from the top block " \
            "alone (block 5) at each learning rate? — **distinguishable**" in md
     assert "[0." in md  # each cell: its AUC and interval

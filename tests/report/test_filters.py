@@ -107,3 +107,51 @@ def test_one_run_writes_into_its_folder_and_bad_runs_are_refused(runs, tmp_path,
         assert len(err.splitlines()) == 1 and err.startswith("kandel-repro: error: "), err
         assert all(word in err for word in [str(bad), *words]), err
         assert not out.exists()  # refused before anything was built or written
+
+
+@pytest.mark.parametrize("weights", ["imagenet", "a file gone"])
+def test_a_run_whose_initial_weights_are_not_here_says_what_to_do(tmp_path, capsys,
+                                                                   monkeypatch, weights):
+    """filters rebuilds the weights a run started from: without their file (and no way to
+    download it) the message names the file and where it goes, and does not suggest an
+    option filters lacks (--weights none)."""
+    import keras
+
+    from kandel_repro.runs.config import resolve_config
+    from kandel_repro.runs.train import build_network
+
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # no download
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    run = tmp_path / "vgg16_blocks5-5_lr1e-04"
+    run.mkdir()
+    config = resolve_config("vgg16", 5, 1e-4, weights="none", image_size=32, protocol="own")
+    build_network(config, (32, 32, 3))[0].save(run / "best_model.keras")
+    gone = str(tmp_path / "vgg16.weights.h5")
+    (run / "config.json").write_text(json.dumps(
+        {**config, "weights": "imagenet" if weights == "imagenet" else gone}))
+    (run / "metrics.json").write_text(json.dumps({"status": "ok", "val_auc": 0.5}))
+    keras.backend.clear_session()
+    out = tmp_path / "figures"
+    assert cli(["filters", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("kandel-repro: error: "), err
+    words = ([str(run), "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+              str(tmp_path / "keras"), "KERAS_HOME"] if weights == "imagenet"
+             else [str(run), gone, "put that file back"])
+    for word in words:
+        assert word in err, (word, err)
+    assert "--weights" not in err, err
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+
+
+def test_a_mobilenet_v2_run_at_96_pixels_names_the_file_of_96_pixels(tmp_path, monkeypatch):
+    """MobileNetV2's Keras constructor reads the ImageNet file of its input size: filters
+    names that file, not the 224-pixel one."""
+    from kandel_repro.report.filters import missing_initial_weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    config = {"backbone": "mobilenet_v2", "weights": "imagenet", "image_size": 96}
+    message = str(missing_initial_weights(tmp_path / "run", config))
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5" in message
+    assert "_224_" not in message

@@ -69,3 +69,20 @@ def test_a_large_enough_split_keeps_its_intervals_and_ties(tmp_path):
     assert table.cells["ci_low"].notna().all()
     assert not table.cells["text"].str.contains("not assessable").any()
     assert table.evidence.split_problem() is None
+
+
+def test_runs_of_earlier_versions_with_zero_width_intervals_show_none(tmp_path):
+    """Runs recorded before the rule may hold [a, a] from a split too small: the table
+    shows their AUC and "[not assessable]", never the zero-width interval."""
+    import json
+
+    labels = np.array([1] + [0] * 40)
+    _runs(tmp_path, labels, lambda i: 0.5 + 0.4 * i)
+    for metrics in tmp_path.glob("*/metrics.json"):
+        old = json.loads(metrics.read_text())
+        old.pop("intervals_not_assessable")
+        old["val_auc_ci"] = [old["val_auc"], old["val_auc"]]  # as earlier versions wrote
+        metrics.write_text(json.dumps(old))
+    table = collect.assemble("table2", tmp_path)
+    assert table.cells["text"].str.endswith("[not assessable]").sum() >= 13
+    assert not table.cells["text"].str.contains(r"\[\d\.\d{4}, \d\.\d{4}\]").any()

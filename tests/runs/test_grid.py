@@ -234,13 +234,18 @@ def test_a_time_budget_is_checked_when_parsed(tiny_pcam, tmp_path, capsys, value
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("size, message", [("0", "--image-size must be a positive integer"),
+@pytest.mark.parametrize("size, message", [("0", "--image-size: must be a positive integer"),
                                            ("10", "vgg16 needs images of at least 32×32")])
 def test_an_image_size_is_refused_before_anything_is_packed(tiny_breakhis, tmp_path, capsys,
                                                             size, message):
     cache = tmp_path / "cache"
-    assert main(["grid", "table6", "--data", str(tiny_breakhis), "--runs", str(tmp_path / "r"),
-                 "--image-size", size, "--weights", "none", "--cache", str(cache)]) == 2
+    argv = ["grid", "table6", "--data", str(tiny_breakhis), "--runs", str(tmp_path / "r"),
+            "--image-size", size, "--weights", "none", "--cache", str(cache)]
+    if size == "0":  # refused when parsed (argparse's one line)
+        with pytest.raises(SystemExit):
+            main(argv)
+    else:  # refused when resolved, for the backbone
+        assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not cache.exists() and not (tmp_path / "r").exists()
 
@@ -322,3 +327,58 @@ def test_ray_resources_are_checked_before_anything_is_packed(tiny_pcam, tmp_path
                  "--cache", str(cache), "--weights", "none", *argv])
     assert code != 0 and message in capsys.readouterr().err
     assert not cache.exists()
+
+
+# --- the depth study of several backbones, and data of another layout ---------------------
+
+def test_grid_json_records_every_backbone_of_a_depth_grid(tiny_pcam, tmp_path, monkeypatch):
+    runs, calls = tmp_path / "runs", []
+    monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
+    statuses = grid_mod.run_grid("depth", tiny_pcam, runs, backbone="cbr_small,cbr_tiny",
+                                 dataset="pcam", learning_rates="1e-3", weights="none",
+                                 log=quiet)
+    assert {name.split("_blocks")[0] for name in statuses} == {"cbr_small", "cbr_tiny"}
+    record = json.loads((runs / "grid.json").read_text())
+    assert record["backbones"] == ["cbr_small", "cbr_tiny"]
+    assert record["study"] == "depth" and record["dataset"] == "pcam" and record["shard"] is None
+    grid_mod.run_grid("depth", tiny_pcam, runs, backbone="cbr_tiny", dataset="pcam",
+                      learning_rates="1e-3", weights="none", shard="1/2", log=quiet)
+    shard = json.loads((runs / "grid-shard-1of2.json").read_text())
+    assert shard["backbones"] == ["cbr_tiny"] and shard["shard"] == [1, 2]
+    assert set(shard) == set(record)  # one backbone or several: the same keys
+
+
+@pytest.fixture(scope="module")
+def paper_layouts(tiny_pcam, tiny_breakhis, tmp_path_factory):
+    """``{reader: folder}``: the paper's data sets in their own layouts."""
+    from kandel_repro.data.synthetic.pcam_h5 import write_synthetic_pcam_h5
+
+    h5 = write_synthetic_pcam_h5(tmp_path_factory.mktemp("h5") / "h5", n_train=8, n_valid=4,
+                                 n_test=4, size=32, progress=False)
+    return {"pcam": tiny_pcam, "pcam-h5": h5, "breakhis": tiny_breakhis}
+
+
+@pytest.mark.parametrize("reader, words", [
+    ("pcam", ["Kaggle layout", "train_labels.csv"]),
+    ("pcam-h5", ["HDF5 release"]),
+    ("breakhis", ["BreaKHis_v1"])])
+def test_the_depth_study_on_a_paper_layout_without_dataset_names_it(paper_layouts, tmp_path,
+                                                                     capsys, reader, words):
+    data = paper_layouts[reader]
+    assert main(["grid", "depth", "--backbone", "cbr_small", "--data", str(data), "--runs",
+                 str(tmp_path / "r"), "--weights", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("kandel-repro: error: "), err
+    for word in [str(data), "--dataset folder", f"--dataset {reader}", *words]:
+        assert word in err, (word, err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_depth_study_on_a_folder_of_no_known_layout_keeps_the_folder_message(tmp_path,
+                                                                                 capsys):
+    (tmp_path / "data" / "only").mkdir(parents=True)
+    assert main(["grid", "depth", "--backbone", "cbr_small", "--data", str(tmp_path / "data"),
+                 "--runs", str(tmp_path / "r"), "--weights", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "--dataset pcam" not in err and "--dataset breakhis" not in err
+    assert str(tmp_path / "data") in err

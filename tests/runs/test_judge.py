@@ -233,7 +233,27 @@ def test_too_few_images_to_judge_give_no_verdict(tmp_path):
     assert test["n_real"] + test["n_generated"] == 4
     assert result["verdict"] == "not assessable"
     assert test["auc_ci"] == [None, None] or all(np.isnan(test["auc_ci"]))
-    assert "2 images of class" in test["auc_ci_not_assessable"]
+    assert "holds 2 images of class 'generated'" in test["auc_ci_not_assessable"]
     assert "Judge more samples" in result["summary"]
     text = "\n".join(lines)
     assert "[not assessable]" in text and "[1.000, 1.000]" not in text and "warning" in text
+
+
+def test_the_feature_nets_file_is_the_one_of_the_features_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(WeightsUnavailable, match=r"_1\.0_96_no_top\.h5"):
+        judging.check_feature_weights("mobilenet_v2", "imagenet", 96)
+
+
+def test_a_data_set_of_too_few_held_out_images_is_named_not_samples(fake_pretrain, tmp_path,
+                                                                   monkeypatch):
+    """Six held-out images in all: asking for more --samples cannot help, so the message
+    names the data set as the limit."""
+    from kandel_repro.runs import pretrain
+
+    monkeypatch.setattr(pretrain, "held_out_images", lambda run_dir, n, seed=0: _noise()[:6])
+    with pytest.raises(DataError, match="holds 6 held-out image.* fewer than the 8 of each "
+                                        "kind the judge needs: judge a pretrain run of a "
+                                        "larger data set") as err:
+        judging.judge(tmp_path, samples=15, epochs=1, log=lambda _: None, **TINY)
+    assert "--samples" not in str(err.value)

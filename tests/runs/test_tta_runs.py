@@ -46,8 +46,10 @@ def test_a_run_with_tta_records_both_aucs_and_writes_the_tta_files(tta_run, tiny
     np.testing.assert_array_equal(labels, plain[1])
     assert metrics["val_auc_tta"] == pytest.approx(roc_auc_score(labels, scores))
     assert metrics["val_auc"] == pytest.approx(roc_auc_score(plain[1], plain[2]))
-    low, high = metrics["val_auc_tta_ci"]
-    assert low <= metrics["val_auc_tta"] <= high
+    # the tiny set's 12 validation images: too few of a class for an interval, said so
+    assert metrics["val_auc_tta_ci"] == [None, None]
+    assert "the validation split holds" in \
+        metrics["intervals_not_assessable_tta"]["val_auc_tta"]
     # The best model's mean over the eight views, image by image (the rows of the ids).
     data = pcam.load(tiny_pcam, progress=False, workers=1)
     rows = pd.Index(data.ids).get_indexer(ids)
@@ -79,7 +81,11 @@ def test_a_labelled_test_split_gets_its_tta_predictions_and_auc(tta_run, tiny_pc
     metrics = score_tta(tmp_path, data, best_predictor(run), config, np.arange(20),
                         test, make_strategy("none"))
     assert metrics["tta_views"] == 4 and set(metrics) == {
-        "tta_views", "val_auc_tta", "val_auc_tta_ci", "test_auc_tta", "test_auc_tta_ci"}
+        "tta_views", "val_auc_tta", "val_auc_tta_ci", "test_auc_tta", "test_auc_tta_ci",
+        "intervals_not_assessable_tta"}
+    # 20 images each: fewer than 10 of a class, so neither interval is assessable
+    assert set(metrics["intervals_not_assessable_tta"]) == {"val_auc_tta", "test_auc_tta"}
+    assert all(np.isnan(metrics["test_auc_tta_ci"]))
     ids, labels, scores = rundir.read_tta_predictions(tmp_path, "test")
     assert list(ids) == list(data.ids[20:40]) and list(labels) == list(data.y[20:40])
     from sklearn.metrics import roc_auc_score

@@ -123,7 +123,7 @@ def test_tta_metrics_name_the_aucs_and_intervals_of_binary_and_multiclass_scores
     nan[3] = np.nan
     assert tta_metrics(4, labels, nan) == {"tta_views": 4, "val_auc_tta": None}
     classes = np.repeat([0, 1, 2], 10)
-    probs = rng.dirichlet(np.ones(3), 30) + np.eye(3)[classes]
+    probs = rng.dirichlet(np.ones(3), 30) + 0.3 * np.eye(3)[classes]  # (not separated)
     probs /= probs.sum(axis=1, keepdims=True)
     out = tta_metrics(8, classes, probs, bootstrap=50)
     assert out["val_auc_tta"] == pytest.approx(auc_of(classes, probs))
