@@ -237,7 +237,7 @@ def test_the_positive_class_is_a_run_setting_of_own_data():
     config = resolve_config("vgg16", 5, 1e-3, protocol="own", positive_class="tumour")
     assert config["positive_class"] == "tumour"
     assert resolve_config("vgg16", 5, 1e-3, protocol="own")["positive_class"] is None
-    with pytest.raises(ConfigError, match="positive_class"):
+    with pytest.raises(ConfigError, match=r"--positive-class does not apply to the pcam"):
         resolve_config("vgg16", 5, 1e-3, protocol="pcam", positive_class="tumour")
     # the classes in label order decide the experiment, which the positive class acts on
     assert "classes" in EXPERIMENT_KEYS and "positive_class" not in EXPERIMENT_KEYS
