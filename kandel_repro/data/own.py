@@ -418,4 +418,11 @@ def load(source: cache.Source, root: str | Path, make: type = OwnData) -> OwnDat
     data = cache.load_source(source, make, legacy=False)
     data.root = Path(root)
     data.unreadable = said_unreadable(source.cache_dir, root)
+    if data.unreadable and len(data.class_names) > 1:
+        counts = np.bincount(data.y, minlength=len(data.class_names))
+        empty = [str(data.class_names[k]) for k in np.flatnonzero(counts == 0)]
+        if empty:
+            raise DataError(f"--skip-unreadable left class {empty[0]!r} of {root} without an "
+                            f"image: every image of it is among the {data.unreadable} "
+                            "unreadable ones left out; fix them, or remove the class")
     return data

@@ -166,14 +166,21 @@ def filters_command(runs: Sequence[str | Path], out: str | Path | None = None,
         raise ConfigError("give at least one RUN")
     for run in runs:  # every run checked before any network is built
         finished_run(run)
-    out = check_writable(Path(out) if out else runs[0], "--out")
+    out = Path(out) if out else runs[0]
+    made = not out.exists()
+    out = check_writable(out, "--out")
     results = []
-    for run in runs:
-        result = run_filters(run)
-        log(f"{run.name}: {result['layer']} moved {result['layer_relative_l2']:.4g} "
-            f"(relative L2; filters {np.nanmin(result['filter_relative_l2']):.3g}–"
-            f"{np.nanmax(result['filter_relative_l2']):.3g})")
-        results.append(result)
+    try:
+        for run in runs:
+            result = run_filters(run)
+            log(f"{run.name}: {result['layer']} moved {result['layer_relative_l2']:.4g} "
+                f"(relative L2; filters {np.nanmin(result['filter_relative_l2']):.3g}–"
+                f"{np.nanmax(result['filter_relative_l2']):.3g})")
+            results.append(result)
+    except BaseException:
+        if made and not any(out.iterdir()):  # (a folder made for nothing is not left)
+            out.rmdir()
+        raise
     _figure(results, out / "filters.png")
     write_json(out / "filters.json", {"figure": "filters.png", "runs": [{
         "run": str(r["run"]), "backbone": r["config"]["backbone"],

@@ -225,3 +225,11 @@ def test_advice_several_files_share_is_said_once(tmp_path):
         "cannot pack 3 of 10 images of DATA: a.dcm is truncated; b.dcm is truncated (both: "
         "it ends inside its pixel data; copy it again); cannot decode c.png: not an image; fix "
         "or remove them, or pass --skip-unreadable to pack the others")
+
+
+def test_skipping_every_image_of_a_class_is_refused_naming_it(tmp_path):
+    root = classes(tmp_path / "d", {"a": 4, "b": 2})
+    spoil(root, ["b/00.png", "b/01.png"])
+    with pytest.raises(DataError, match="--skip-unreadable left class 'b' of .* without an "
+                                        "image: every image of it is among the 2 unreadable"):
+        folder.load(root, skip_unreadable=True, **LOAD)
