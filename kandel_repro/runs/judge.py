@@ -279,9 +279,9 @@ def _without_interval(result: dict, val: dict, part: str) -> tuple[str, str]:
                                 f"more samples (--samples; the {part} part holds a quarter "
                                 "of them).")
     verdict = "told apart" if p < RANK_LEVEL else "indistinguishable"
-    return verdict, (what + f"DeLong's interval has zero width there ("
-                     f"{val['auc_ci_not_assessable']}), so the verdict rests on the exact "
-                     f"one-sided Mann–Whitney test of AUC > 0.5: p = {p:.2g}, "
+    return verdict, (what + "DeLong's variance is 0 there, so no interval is given, and the "
+                     "verdict rests on the exact one-sided Mann–Whitney test of AUC > 0.5: "
+                     f"p = {p:.2g}, "
                      f"{'below' if p < RANK_LEVEL else 'not below'} {RANK_LEVEL}. It took "
                      f"{val['generated_taken_for_real']:.0%} of the generated images for real "
                      f"at P(real) > 0.5 (and {val['real_taken_for_real']:.0%} of the real "
