@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.images import DEFAULT_PIXEL_LIMIT, LIMIT_VARIABLE, check_pixel_limit
+from ..data.pixels import DEFAULT_PIXEL_LIMIT, LIMIT_VARIABLE, check_pixel_limit
 from ..data.readers import READERS
 from ..kaggle.api import COMPETITION
 from .arguments import checked

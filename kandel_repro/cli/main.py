@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..core.errors import ConfigError, KandelError
 from ..data import pack_notes, pcam, readers
-from ..data.images import pixel_limit
+from ..data.pixels import pixel_limit
 from ..data.synthetic import (breakhis as synthetic_breakhis, folder as synthetic_folder,
                               pcam as synthetic, pcam_h5 as synthetic_h5)
 from ..kaggle import api as kaggle_api, kernel as kaggle_kernel, submission

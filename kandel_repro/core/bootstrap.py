@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike
 
 from .errors import DataError
 from .ranks import midranks
-from .stats import interval_note, too_small
+from .assessable import interval_note, too_small
 
 BOOTSTRAP = 2000  # default number of resamples
 
@@ -214,7 +214,7 @@ def bootstrap_ci(labels: ArrayLike, scores: ArrayLike, n: int = BOOTSTRAP, level
                  seed: int = 0) -> tuple[float, float, float]:
     """``(macro AUC on all images, lower, upper)``: the percentile interval at ``level``
     of :func:`bootstrap_aucs`; the ends are NaN (not assessable) for a split of fewer
-    than :data:`~.stats.MIN_PER_CLASS` images of a class, or where the resampled AUCs do
+    than :data:`~.assessable.MIN_PER_CLASS` images of a class, or where the resampled AUCs do
     not vary (an interval of zero width)."""
     if not 0 < level < 1:
         raise ValueError(f"the interval's level must lie between 0 and 1, got {level}")
@@ -241,7 +241,7 @@ def paired_bootstrap(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike
     adjustment over many cells (a p times the number of comparisons) can still reach
     5 % with the default 2,000 resamples. Identical classifiers (no difference that
     varies) give (0, 0, 1); ``z`` and ``p`` are NaN (not assessable) for a split of
-    fewer than :data:`~.stats.MIN_PER_CLASS` images of a class, or where d* does not
+    fewer than :data:`~.assessable.MIN_PER_CLASS` images of a class, or where d* does not
     vary but the AUCs differ (a spread of 0 is no evidence of certainty)."""
     from scipy.stats import norm
 

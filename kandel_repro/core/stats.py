@@ -18,10 +18,10 @@ the threshold measures of a run.
 
 **What a small split cannot support.** An interval or a paired test is *not assessable*
 (NaN, never a zero-width interval or p = 0) where the split holds fewer than
-:data:`MIN_PER_CLASS` images of a class (:func:`too_small`), and where the method's own
-spread is zero: DeLong's variance at a perfect separation, a bootstrap whose resampled
-AUCs (or differences) do not vary. The rule, its reason and how callers report it:
-:data:`MIN_PER_CLASS`.
+:data:`~.assessable.MIN_PER_CLASS` images of a class (:func:`~.assessable.too_small`),
+and where the method's own spread is zero: DeLong's variance at a perfect separation, a
+bootstrap whose resampled AUCs (or differences) do not vary. The rule, its reason and how
+callers report it: :mod:`.assessable`.
 """
 from __future__ import annotations
 
@@ -31,41 +31,11 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .assessable import interval_note, too_small
 from .errors import DataError
 from .ranks import midranks
 
 MEASURES = ("accuracy", "sensitivity", "specificity", "precision", "f1")
-
-# The fewest images of each class a split must hold for an interval or a paired test of
-# its AUC. Below it, one image moves a class's share of the AUC by a tenth or more, and
-# both methods lose their footing: DeLong's variance is a sample variance of the class's
-# few structural components (from four of them its relative error is about 80 %; at one
-# image per class it is 0, an interval of zero width), and the stratified bootstrap
-# resamples each class within itself (a class of one image never varies: a class of n
-# has only C(2n − 1, n) distinct resamples, 126 at n = 5). Ten of each keeps the
-# intervals' ends from resting on one or two images; a split of fewer gets its AUC, a
-# warning in the run, and "not assessable" in tables and verdicts.
-MIN_PER_CLASS = 10
-NOT_ASSESSABLE = "not assessable"
-
-
-def too_small(labels: ArrayLike, what: str = "the split",
-              names: Sequence[str] | None = None) -> str | None:
-    """Why an interval or a paired test on ``labels`` (class indices) is not assessable
-    (fewer than :data:`MIN_PER_CLASS` images of a class), in words naming ``what`` and
-    the class (``names``: by label index); None when the split is large enough."""
-    labels = np.asarray(labels).reshape(-1)
-    if not len(labels):
-        return f"{what} holds no image"
-    classes, counts = np.unique(labels.astype(int), return_counts=True)
-    if counts.min() >= MIN_PER_CLASS:
-        return None
-    small = int(classes[np.argmin(counts)])
-    name = repr(str(names[small])) if names is not None and small < len(names) else str(small)
-    return (f"{what} holds {int(counts.min())} image{'s' if counts.min() != 1 else ''} of "
-            f"class {name} (an interval or a paired test needs at least {MIN_PER_CLASS} of "
-            "each class)")
-
 
 def _check(labels, scores):
     labels = np.asarray(labels).astype(int).reshape(-1)
@@ -106,20 +76,10 @@ ZERO_VARIANCE = ("DeLong's variance is 0 there (the classes are perfectly separa
                  "no interval of zero width is given")
 
 
-def interval_note(labels: ArrayLike, interval: Sequence[float], what: str,
-                  degenerate: str, names: Sequence[str] | None = None) -> str | None:
-    """Why ``interval`` (of the AUC on ``labels``, the split ``what``) is not assessable,
-    or None when both its ends are finite: the split too small (:func:`too_small`),
-    else ``degenerate`` (the method's spread was 0)."""
-    if all(math.isfinite(value) for value in interval):
-        return None
-    return too_small(labels, what, names) or f"{what}: {degenerate}"
-
-
 def auc_ci(labels: ArrayLike, scores: ArrayLike,
            level: float = 0.95) -> tuple[float, float, float]:
     """``(auc, lower, upper)``: DeLong's interval at ``level`` (default 95 %); the ends
-    are NaN (not assessable) for a split of fewer than :data:`MIN_PER_CLASS` images of
+    are NaN (not assessable) for a split of fewer than :data:`~.assessable.MIN_PER_CLASS` images of
     a class, or where DeLong's variance is 0 (the classes perfectly separated)."""
     from scipy.stats import norm
 
@@ -133,7 +93,7 @@ def auc_ci(labels: ArrayLike, scores: ArrayLike,
 def paired_test(labels: ArrayLike, scores_a: ArrayLike,
                 scores_b: ArrayLike) -> tuple[float, float, float]:
     """``(auc_a − auc_b, z, two-sided p)``: DeLong's test on the same images. ``z`` and
-    ``p`` are NaN (not assessable) for a split of fewer than :data:`MIN_PER_CLASS`
+    ``p`` are NaN (not assessable) for a split of fewer than :data:`~.assessable.MIN_PER_CLASS`
     images of a class, or where the difference's variance is 0 but the AUCs differ (a
     zero variance is no evidence of certainty); identical rankings otherwise give
     (0, 0, 1)."""

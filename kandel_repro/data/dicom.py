@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
-from .images import check_size, gray_to_rgb, to_8bit
+from .pixels import check_size, gray_to_rgb, to_8bit
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # (7FE0,0010), (7FE0,0008), (7FE0,0009) as they are written, little- and big-endian

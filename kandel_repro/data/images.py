@@ -41,10 +41,11 @@ dependency imported only then, so that an install without it (``pip install --no
 reads every other file and names it where it is needed (``pip install tifffile``). A
 16-bit gray PNG with alpha, which neither reads at its depth, is refused.
 
-An image of more than :data:`DEFAULT_PIXEL_LIMIT` pixels (Pillow's own limit) is refused
-as a possible decompression bomb, before it is decoded; the environment variable
-:data:`LIMIT_VARIABLE` (``KANDEL_MAX_IMAGE_PIXELS``) raises the limit — the command
-line's ``--max-image-pixels`` sets it (:func:`pixel_limit`) for the decoding processes.
+An image of more than :data:`~.pixels.DEFAULT_PIXEL_LIMIT` pixels (Pillow's own limit) is
+refused as a possible decompression bomb, before it is decoded; the environment variable
+:data:`~.pixels.LIMIT_VARIABLE` (``KANDEL_MAX_IMAGE_PIXELS``) raises the limit — the
+command line's ``--max-image-pixels`` sets it (:func:`~.pixels.pixel_limit`) for the
+decoding processes.
 
 A file that cannot be decoded (truncated, corrupt) is a one-line :class:`DataError`
 naming it.
@@ -53,7 +54,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -62,6 +62,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ConfigError, DataError
+from .dicom import read_dicom
+from .pixels import check_size, gray_to_rgb, to_8bit
 
 PIL_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 DICOM_EXTENSIONS = (".dcm",)
@@ -69,10 +71,6 @@ EXTENSIONS = PIL_EXTENSIONS + DICOM_EXTENSIONS
 TIFF_EXTENSIONS = (".tif", ".tiff")
 HIGH_DEPTH_MODES = ("I", "F")  # and every "I;16…": PIL's modes of more than 8 bits
 ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")  # Pillow's formats whose frames are an animation
-LIMIT_VARIABLE = "KANDEL_MAX_IMAGE_PIXELS"
-# NOTE: Pillow's own refusal point: it raises DecompressionBombError above twice its
-# Image.MAX_IMAGE_PIXELS (89,478,485); below that it only warns.
-DEFAULT_PIXEL_LIMIT = 178_956_970
 # Pillow's rawmodes of colour samples of 16 bits, whose unpackers keep only the high byte
 SPLIT16 = re.compile(r"^(RGB|RGBA);16([BLN])$")
 # TIFF photometric interpretations read at any depth: their number of colour bands
@@ -110,73 +108,6 @@ def check_window(window: Sequence[float] | None) -> tuple[float, float] | None:
         raise ConfigError(f"--window CENTER,WIDTH needs finite numbers and a width above 0, "
                           f"got {center:g} {width:g}")
     return center, width
-
-
-def check_pixel_limit(value: int | str, source: str = "--max-image-pixels") -> int:
-    """``value`` as the largest number of pixels an image may have, or a
-    :class:`ConfigError` naming ``source`` when it is not a whole number above 0."""
-    try:
-        limit = int(str(value).strip().replace(",", "").replace("_", ""))
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise ConfigError(f"{source} takes a whole number of pixels above 0, got {value!r}")
-    return limit
-
-
-def max_image_pixels() -> int:
-    """The largest image decoded, in pixels: :data:`LIMIT_VARIABLE` when it is set,
-    else :data:`DEFAULT_PIXEL_LIMIT`."""
-    text = os.environ.get(LIMIT_VARIABLE, "").strip()
-    return check_pixel_limit(text, LIMIT_VARIABLE) if text else DEFAULT_PIXEL_LIMIT
-
-
-@contextlib.contextmanager
-def pixel_limit(limit: int | str | None) -> Iterator[None]:
-    """Within it, :func:`decode_image` refuses images of more than ``limit`` pixels, here
-    and in the decoding processes started meanwhile (they inherit the environment:
-    :data:`LIMIT_VARIABLE` is set). None leaves the limit as it is."""
-    if limit is None:
-        yield
-        return
-    previous = os.environ.get(LIMIT_VARIABLE)
-    os.environ[LIMIT_VARIABLE] = str(check_pixel_limit(limit))
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(LIMIT_VARIABLE, None)
-        else:
-            os.environ[LIMIT_VARIABLE] = previous
-
-
-def check_size(path: str | Path, width: int, height: int) -> None:
-    """A :class:`DataError` when an image of ``width``×``height`` is over the limit."""
-    limit = max_image_pixels()
-    if width * height > limit:
-        raise DataError(f"{path}: {width}×{height} = {width * height:,} pixels, over the limit "
-                        f"of {limit:,}: the limit guards against decompression bombs; raise "
-                        f"it with --max-image-pixels N or the environment variable "
-                        f"{LIMIT_VARIABLE}=N")
-
-
-def to_8bit(values: np.ndarray, window: Sequence[float] | None = None) -> np.ndarray:
-    """``values`` (any depth, any number of channels) as uint8: by ``window`` (center,
-    width) when given, else one min–max over all of them (a constant image, or one
-    without a finite value, → 0)."""
-    values = np.asarray(values, dtype=np.float64)
-    if window is not None:
-        center, width = window
-        scaled = (values - (center - width / 2)) / width
-    else:
-        finite = values[np.isfinite(values)]
-        low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
-        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    return np.clip(np.rint(np.nan_to_num(scaled * 255.0, nan=0.0)), 0, 255).astype(np.uint8)
-
-
-def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
-    return np.repeat(gray[..., None], 3, axis=2)
 
 
 def bands_to_rgb(values: np.ndarray, colour: int,
@@ -374,8 +305,6 @@ def decode_image(path: str | Path, size: int,
     a DICOM file's own window). Top-level, so that a ``functools.partial`` of it decodes
     in the packing workers. A file that cannot be read is a :class:`DataError` naming it."""
     from PIL import Image
-
-    from .dicom import read_dicom  # NOTE: here, not on top: it imports this module
 
     window = check_window(window)
     suffix = Path(path).suffix.lower()

@@ -25,7 +25,6 @@ from ..runs import rundir
 from ..runs.levels import Study
 from ..runs.studies import get_study, parse_seeds, run_name, seed_of
 from .compare import CellKey, Evidence, assessable, verdict
-from .curves import best_cell_predictions, run_histories  # noqa: F401 (notebooks read them here)
 from .header import caveat_of
 
 if TYPE_CHECKING:  # NOTE: annotations only; pandas loads when a table is read

@@ -19,7 +19,7 @@ of superiority.
 - A finding's claim (:class:`kandel_repro.core.protocol.Finding`) gets a verdict:
   *supported*, *not distinguishable*, *contradicted*, or *not assessable* (the grid
   lacks the runs, the claim is not one a grid can check, or the split is too small for a
-  paired test: :data:`kandel_repro.core.stats.MIN_PER_CLASS`), with the reason in words.
+  paired test: :data:`kandel_repro.core.assessable.MIN_PER_CLASS`), with the reason in words.
 
 A paired test that is not assessable (p NaN: the split too small, or the difference's
 variance 0 while the AUCs differ) neither ties a cell with the best nor puts it below.
@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.stats import holm, paired_of, too_small
+from ..core.assessable import too_small
+from ..core.stats import holm, paired_of
 from ..runs import rundir
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class Evidence:
 
     def split_problem(self) -> str | None:
         """Why no paired test of this table is assessable — the compared split holds
-        fewer than :data:`~kandel_repro.core.stats.MIN_PER_CLASS` images of a class (every
+        fewer than :data:`~kandel_repro.core.assessable.MIN_PER_CLASS` images of a class (every
         run is scored on the same images) — or None."""
         if self._too_small is ...:
             self._too_small = None

@@ -1,7 +1,6 @@
 """What a table's figures of curves read from its run folders: each finished run's
 learning curves (:func:`run_histories`) and the predictions behind the ROC curves of the
-best cell of each column (:func:`best_cell_predictions`). (Also importable from
-:mod:`kandel_repro.report.collect`, where the notebooks find them.)"""
+best cell of each column (:func:`best_cell_predictions`)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

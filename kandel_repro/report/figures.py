@@ -14,7 +14,8 @@ from ..data.readers import get_reader
 from ..runs import rundir
 from ..models.backbones import get_backbone
 from ..runs.levels import Study
-from .collect import SHORT, TARGET_SHARE, TIED_MARK, Table, best_cell_predictions, run_histories
+from .collect import SHORT, TARGET_SHARE, TIED_MARK, Table
+from .curves import best_cell_predictions, run_histories
 from .plots import (confusion_matrix_figure, depth_lines, heatmap, learning_curves, lines_with_bands, radar,
                     roc_curves, scatter_panels)
 

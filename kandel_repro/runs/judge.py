@@ -21,7 +21,7 @@ and n images its generator made (:func:`~kandel_repro.runs.pretrain.sample_image
    above 0.5, else "indistinguishable": an interval that holds 0.5, or one wholly below it
    (worse than chance on images it did not train on: a failure of the classifier, said
    so in the verdict's paragraph, not a way of telling the images apart). With fewer than
-   :data:`~kandel_repro.core.stats.MIN_PER_CLASS` images of a kind in the part judged
+   :data:`~kandel_repro.core.assessable.MIN_PER_CLASS` images of a kind in the part judged
    there is no interval and the verdict is "not assessable". Where the part is large
    enough but DeLong's variance is 0 (every real image scored above every generated one,
    or every score alike), no interval of zero width is given either: the verdict then
@@ -49,7 +49,8 @@ import numpy as np
 from ..core.errors import ConfigError, DataError, WeightsUnavailable
 from ..core.files import check_writable, read_json, write_json
 from ..core.frechet import frechet_distance
-from ..core.stats import NOT_ASSESSABLE, ZERO_VARIANCE, auc_ci, interval_note, too_small
+from ..core.assessable import NOT_ASSESSABLE, interval_note, too_small
+from ..core.stats import ZERO_VARIANCE, auc_ci
 from ..models.backbones import get_backbone
 from ..models.weights import normalise_weights
 

@@ -7,6 +7,7 @@ from scipy.stats import norm, rankdata
 from sklearn.metrics import roc_auc_score
 
 from kandel_repro.core import ranks, stats
+from kandel_repro.core.assessable import MIN_PER_CLASS, too_small
 from kandel_repro.core.errors import DataError
 
 
@@ -101,16 +102,16 @@ def test_a_split_too_small_has_no_interval_and_no_test():
     assert auc == 1.0 and np.isnan(low) and np.isnan(high)
     diff, z, p = stats.paired_test(labels, a, b)
     assert diff > 0 and np.isnan(z) and np.isnan(p)
-    assert stats.too_small(labels, "the test split", ["normal", "tumour"]) == (
+    assert too_small(labels, "the test split", ["normal", "tumour"]) == (
         "the test split holds 1 image of class 'tumour' (an interval or a paired test "
-        f"needs at least {stats.MIN_PER_CLASS} of each class)")
+        f"needs at least {MIN_PER_CLASS} of each class)")
     summary = stats.run_summary(labels, a, labels, a)
     assert np.isnan(summary["val_auc_ci"]).all() and np.isnan(summary["test_auc_ci"]).all()
     assert set(summary["intervals_not_assessable"]) == {"val_auc", "test_auc"}
     assert "1 image of class 1" in summary["intervals_not_assessable"]["test_auc"]
     # one image fewer than the rule asks is refused, the rule itself is enough
-    edge = np.r_[np.zeros(stats.MIN_PER_CLASS - 1), np.ones(30)].astype(int)
-    assert stats.too_small(edge) and stats.too_small(np.r_[edge, 0]) is None
+    edge = np.r_[np.zeros(MIN_PER_CLASS - 1), np.ones(30)].astype(int)
+    assert too_small(edge) and too_small(np.r_[edge, 0]) is None
 
 
 def test_a_zero_variance_is_not_an_interval_nor_a_certainty():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from kandel_repro.core.errors import DataError
-from kandel_repro.data.images import LIMIT_VARIABLE, decode_image
+from kandel_repro.data.images import decode_image
+from kandel_repro.data.pixels import LIMIT_VARIABLE
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402

@@ -9,8 +9,8 @@ from PIL import Image
 
 from kandel_repro.cli.main import main
 from kandel_repro.core.errors import ConfigError, DataError
-from kandel_repro.data.images import (EXTENSIONS, LIMIT_VARIABLE, decode_image, is_image,
-                                      pixel_limit)
+from kandel_repro.data.images import EXTENSIONS, decode_image, is_image
+from kandel_repro.data.pixels import LIMIT_VARIABLE, pixel_limit
 
 RGB = np.random.default_rng(2).integers(0, 256, (10, 10, 3), dtype=np.uint8)
 

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from kandel_repro.core.errors import ConfigError, DataError
-from kandel_repro.data.images import check_window, decode_image, is_image, to_8bit
+from kandel_repro.data.images import check_window, decode_image, is_image
+from kandel_repro.data.pixels import to_8bit
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (12, 12, 3), dtype=np.uint8)

@@ -223,12 +223,13 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(tiny_pcam, tmp_p
 
 def test_a_run_records_its_intervals_and_threshold_measures(finished_run):
     from kandel_repro.core import stats
+    from kandel_repro.core.assessable import too_small
 
     run_dir, _, metrics = finished_run
     predictions = pd.read_csv(run_dir / "val_predictions.csv")
     # the tiny set's 12 validation images hold fewer than 10 of a class: no interval, and
     # the reason recorded (a zero-width or made-up interval would be worse)
-    assert stats.too_small(predictions["label"])
+    assert too_small(predictions["label"])
     assert metrics["val_auc_ci"] == [None, None]
     assert "the validation split holds" in metrics["intervals_not_assessable"]["val_auc"]
     # synthetic PCam has hidden test labels: the measures are those of the test split
