@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..data.pixels import DEFAULT_PIXEL_LIMIT, LIMIT_VARIABLE, check_pixel_limit
+from ..data.layouts import COMPETITION
 from ..data.readers import READERS
-from ..kaggle.api import COMPETITION
 from .arguments import checked
 
 

@@ -1,17 +1,17 @@
-"""The ``judge`` verb: can a classifier tell a pretrain run's generated images from real
-ones (:mod:`kandel_repro.runs.judge`)?"""
+"""The ``judge`` verb's options: can a classifier tell a pretrain run's generated images
+from real ones (:mod:`kandel_repro.runs.judge`; :func:`kandel_repro.cli.main.cmd_judge`)?"""
 from __future__ import annotations
 
 import argparse
 
-from ..runs import judge as judging
+from ..core.protocol import FID_NET, JUDGE_EPOCHS, JUDGE_MIN_IMAGES, JUDGE_SAMPLES
 from .arguments import backbone
 
 
 def _count(text: str) -> int:
     value = int(text)
-    if value < judging.MIN_IMAGES:
-        raise argparse.ArgumentTypeError(f"must be at least {judging.MIN_IMAGES}, got {value}")
+    if value < JUDGE_MIN_IMAGES:
+        raise argparse.ArgumentTypeError(f"must be at least {JUDGE_MIN_IMAGES}, got {value}")
     return value
 
 
@@ -56,16 +56,16 @@ def add_judge_parser(sub: argparse._SubParsersAction) -> None:
                     help="fine-tune blocks K and above, freezing those below (default: the "
                     "whole network)")
     ju.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
-    ju.add_argument("--samples", type=_count, default=judging.DEFAULT_SAMPLES, metavar="N",
+    ju.add_argument("--samples", type=_count, default=JUDGE_SAMPLES, metavar="N",
                     help=f"real and as many generated images (default "
-                    f"{judging.DEFAULT_SAMPLES}; fewer real ones if the held-out images are "
+                    f"{JUDGE_SAMPLES}; fewer real ones if the held-out images are "
                     "fewer)")
-    ju.add_argument("--epochs", type=_positive, default=judging.DEFAULT_EPOCHS,
-                    help=f"maximum epochs of the classifier (default {judging.DEFAULT_EPOCHS}; "
+    ju.add_argument("--epochs", type=_positive, default=JUDGE_EPOCHS,
+                    help=f"maximum epochs of the classifier (default {JUDGE_EPOCHS}; "
                     "the best on validation AUC is kept)")
-    ju.add_argument("--feature-net", type=backbone, default=judging.FID_NET, metavar="NET",
+    ju.add_argument("--feature-net", type=backbone, default=FID_NET, metavar="NET",
                     help=f"the network whose pooled features the Fréchet distance is taken in "
-                    f"(default {judging.FID_NET}, as the FID)")
+                    f"(default {FID_NET}, as the FID)")
     ju.add_argument("--feature-weights", default="imagenet", metavar="WEIGHTS",
                     help="its weights: 'imagenet' (default; the file must be in Keras' folder, "
                     "nothing is downloaded), 'none' for random weights (then the number is "
@@ -77,10 +77,3 @@ def add_judge_parser(sub: argparse._SubParsersAction) -> None:
                     help="seed of the samples, the real images' choice, the split and the "
                     "classifier (default 0)")
     ju.set_defaults(verb="judge")
-
-
-def cmd_judge(args: argparse.Namespace) -> None:
-    judging.judge(args.run, backbone=args.backbone, weights=args.weights,
-                  first_trainable_block=args.first_block, learning_rate=args.lr,
-                  samples=args.samples, epochs=args.epochs, feature_net=args.feature_net,
-                  feature_weights=args.feature_weights, out=args.out, seed=args.seed)

@@ -18,9 +18,9 @@ from ..kaggle import api as kaggle_api, kernel as kaggle_kernel, submission
 from ..measure import bench, cost
 from ..models import build as model, convert
 from ..report import explain, filters, similarity, tables
-from ..runs import export, grid, pretrain as pretraining, studies
+from ..runs import export, grid, judge as judging, pretrain as pretraining, single, studies
 from ..runs.config import normalise
-from . import console, judge_options, options
+from . import console, options
 
 
 def cmd_synthetic(args: argparse.Namespace) -> None:
@@ -88,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     # NOTE: a layer-wise run trains from a layer, whatever block holds it: its blocks are
     # recorded as a layer-wise study's are (block 1 on, the layers deciding).
     first_block = 1 if args.first_block is None else args.first_block
-    metrics = grid.train_single(args.run_dir, args.data, args.backbone, first_block, args.lr,
+    metrics = single.train_single(args.run_dir, args.data, args.backbone, first_block, args.lr,
                                 dataset=args.dataset, cache_dir=args.cache, workers=args.workers,
                                 first_trainable_layer=args.first_trainable_layer,
                                 **options.settings_from_args(args))
@@ -212,6 +212,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 1 if metrics.get("status") == "stopped" else 0
 
 
+def cmd_judge(args: argparse.Namespace) -> None:
+    judging.judge(args.run, backbone=args.backbone, weights=args.weights,
+                  first_trainable_block=args.first_block, learning_rate=args.lr,
+                  samples=args.samples, epochs=args.epochs, feature_net=args.feature_net,
+                  feature_weights=args.feature_weights, out=args.out, seed=args.seed)
+
+
 HANDLERS = {
     "data synthetic": cmd_synthetic, "data synthetic-breakhis": cmd_synthetic_breakhis,
     "data synthetic-h5": cmd_synthetic_h5, "data synthetic-folder": cmd_synthetic_folder,
@@ -221,7 +228,7 @@ HANDLERS = {
     "kaggle-kernel": cmd_kaggle_kernel, "cost": cmd_cost, "bench": cmd_bench,
     "export-weights": cmd_export_weights, "similarity": cmd_similarity,
     "convert-weights": cmd_convert_weights, "explain": cmd_explain, "filters": cmd_filters,
-    "pretrain": cmd_pretrain, "judge": judge_options.cmd_judge,
+    "pretrain": cmd_pretrain, "judge": cmd_judge,
 }
 
 

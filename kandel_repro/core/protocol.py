@@ -147,6 +147,13 @@ class OwnDataProtocol(Protocol):
 OWN = OwnDataProtocol()
 PROTOCOLS = {"pcam": PCAM, "breakhis": BREAKHIS, "own": OWN}
 
+# The judge's real/fake check of a pretrain run (`kandel-repro judge`,
+# kandel_repro.runs.judge): our defaults, as no paper sets them.
+JUDGE_SAMPLES = 500  # real held-out images, and as many generated ones
+JUDGE_EPOCHS = 10  # the classifier's most epochs (the best on validation AUC is kept)
+JUDGE_MIN_IMAGES = 8  # per kind: enough for every part of the 50/25/25 split to hold both
+FID_NET = "inception_v3"  # the network of the FID's features
+
 # Table 5 marks a from-scratch run "did not converge" by this rule rather than print a
 # misleading AUC (paper §4.2: "the model did not converge at all").
 NOT_CONVERGED_BELOW_AUC = 0.55

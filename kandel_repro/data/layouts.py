@@ -2,6 +2,9 @@
 that write the same layouts."""
 from __future__ import annotations
 
+# The Kaggle competition whose files the Kaggle layout is ("Histopathologic Cancer
+# Detection").
+COMPETITION = "histopathologic-cancer-detection"
 # Written by every synthetic generator at the top of its folder: readers tell synthetic
 # data by it (tables say so in their header).
 MARKER = "SYNTHETIC.json"

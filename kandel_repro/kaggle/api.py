@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.errors import KandelError
+from ..data.layouts import COMPETITION
 from ..data.pcam import KAGGLE_COUNTS, verify
 
 if TYPE_CHECKING:  # NOTE: annotations only; the client loads when Kaggle is called
@@ -22,7 +23,6 @@ if TYPE_CHECKING:  # NOTE: annotations only; the client loads when Kaggle is cal
 
 _T = TypeVar("_T")
 
-COMPETITION = "histopathologic-cancer-detection"
 SESSION_LIMIT_HOURS = 12  # Kaggle's limit for a GPU session
 DEFAULT_BUDGET_HOURS = 11.0  # ours for a kernel: an hour's margin for the last epoch and outputs
 RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"

@@ -38,7 +38,6 @@ from numpy.typing import ArrayLike
 
 from ..core.errors import ConfigError, DataError
 from ..runs import rundir
-from .similarity import finished_run
 
 if TYPE_CHECKING:  # NOTE: annotations only; Keras loads when a network is explained
     import keras
@@ -305,7 +304,7 @@ def explain_command(run: str | Path, split: str = "val", layer: str | None = Non
     from ..models.backbones import get_backbone
 
     run = Path(run)
-    config = finished_run(run)
+    config = rundir.finished_config(run, "RUN", "explain")
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     predictions = run / SPLITS[split]

@@ -1,4 +1,5 @@
-"""The grid: a study's runs trained in order, resumable; and single runs.
+"""The grid: a study's runs trained in order, resumable (a single run outside a study:
+:mod:`kandel_repro.runs.single`).
 
 ``run_grid("table2", data_dir, runs_dir)`` trains the 15 runs of Table 2 (5 depths ×
 3 learning rates; the study is in :mod:`kandel_repro.runs.studies`) into
@@ -30,13 +31,12 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConfigError, DataError
 from ..core.files import check_writable
 from ..data.readers import get_reader
-from ..models.backbones import check_input_size, get_backbone
-from ..models.build import build_base
-from ..models.weights import MEANVAR
+from ..models.backbones import check_input_size
 from ..training.runtime import make_strategy
 from . import rundir, train
-from .config import check_time_budget, resolve_config, resolve_runtime, with_data
+from .config import check_time_budget, resolve_runtime, with_data
 from .levels import Study
+from .single import check_weights
 from .studies import (get_study, parse_backbones, parse_seeds, parse_shard, shard_cells,
                       study_configs, study_runs)
 from .train import Attempt
@@ -49,31 +49,11 @@ if TYPE_CHECKING:
 def preflight(study: Study, data_dir: str | Path, configs: Iterable[dict],
               dataset: str | None = None) -> None:
     """Check data and weights before any work, so a missing piece stops the grid at once
-    (:func:`check_weights`), before any run folder is written."""
+    (:func:`~kandel_repro.runs.single.check_weights`), before any run folder is written."""
     configs = list(configs)
     reader = get_reader(dataset or study.dataset)
     reader.read_index(data_dir, **reader.options_of(configs[0] if configs else None))
     check_weights(configs)
-
-
-def check_weights(configs: Iterable[dict]) -> None:
-    """Load, once per backbone, weights and image size, the weights the runs of
-    ``configs`` start from (``--weights``, or Mean-Var's ``--weights-from``), into the
-    backbone at the runs' own input size (MobileNet's and MobileNetV2's ImageNet file
-    depends on it; a headless model costs no more to build at one size than another): the
-    ImageNet weights are downloaded now, or their absence explained; a file or folder
-    that does not hold the backbone's weights (missing, truncated, another backbone's) is
-    named in one line."""
-    needed = {}
-    for c in configs:
-        size = max(get_backbone(c["backbone"]).min_input_size, int(c.get("image_size") or 0))
-        if c["weights"] == MEANVAR:
-            needed.setdefault((c["backbone"], c.get("weights_from") or "imagenet", size),
-                              "--weights-from")
-        elif c["weights"] != "none":
-            needed.setdefault((c["backbone"], c["weights"], size), "--weights")
-    for (name, weights, size), option in sorted(needed.items()):
-        build_base(name, (size, size, 3), weights, option=option)  # loads or explains
 
 
 def _check_input_size(study, data):
@@ -386,25 +366,3 @@ def _seeds(seeds, settings):
     if seed is not None and seeds is not None:
         raise ConfigError("give --seeds (the seeds of a grid) or --seed (one seed), not both")
     return parse_seeds(seeds if seed is None else [seed])
-
-
-def train_single(run_dir: str | Path, data_dir: str | Path, backbone: str,
-                 first_trainable_block: int, learning_rate: float, dataset: str = "pcam",
-                 cache_dir: str | Path | None = None, workers: int | None = None,
-                 verbose: int | str = "auto", **settings: Any) -> dict:
-    """What ``kandel-repro train`` does: one run outside any study, into ``run_dir``.
-
-    Resolves the settings under the data set's protocol, loads the data (packing it
-    first if needed) and trains; returns the run's metrics.
-    """
-    reader = get_reader(dataset)
-    config = resolve_config(backbone, first_trainable_block, learning_rate,
-                            protocol=reader.protocol, **settings)
-    reader.check_config(config)
-    reader.read_index(data_dir, **reader.options_of(config))
-    check_weights([config])
-    run_dir = check_writable(run_dir, "--run-dir")
-    data = reader.load(data_dir, cache_dir, workers=workers, image_size=config["image_size"],
-                       **reader.options_of(config))
-    with rundir.claim(run_dir):
-        return train.train_run(run_dir, data, with_data(config, data, data_dir), verbose=verbose)

@@ -9,7 +9,7 @@ and n images its generator made (:func:`~kandel_repro.runs.pretrain.sample_image
    layout: ``OUT/images/real/`` and ``OUT/images/generated/``, PNG); the class names sort
    so that ``real`` is the positive class, label 1.
 2. A classifier of the backbone registry is fine-tuned on it (:func:`~kandel_repro.runs.
-   grid.train_single`, the own-data protocol, into ``OUT/classifier/``): transfer
+   single.train_single`, the own-data protocol, into ``OUT/classifier/``): transfer
    learning when it starts from ImageNet's weights (or from a file's), and from random
    weights with ``weights="none"`` — which is then not transfer learning, and said so.
    The folder is split 50/25/25 (train/validation/test, stratified), not the protocol's
@@ -50,6 +50,10 @@ from ..core.errors import ConfigError, DataError, WeightsUnavailable
 from ..core.files import check_writable, read_json, write_json
 from ..core.frechet import frechet_distance
 from ..core.assessable import NOT_ASSESSABLE, interval_note, too_small
+from ..core.protocol import FID_NET
+from ..core.protocol import JUDGE_EPOCHS as DEFAULT_EPOCHS
+from ..core.protocol import JUDGE_MIN_IMAGES as MIN_IMAGES
+from ..core.protocol import JUDGE_SAMPLES as DEFAULT_SAMPLES
 from ..core.stats import ZERO_VARIANCE, auc_ci
 from ..models.backbones import get_backbone
 from ..models.weights import normalise_weights
@@ -58,14 +62,10 @@ JUDGE_FILE = "judge.json"
 IMAGES = "images"  # OUT/images/{generated,real}/: the two-class folder
 CLASSIFIER = "classifier"  # OUT/classifier/: the classifier's run folder
 REAL, GENERATED = "real", "generated"  # class folders; sorted, "real" is label 1
-DEFAULT_SAMPLES = 500
-DEFAULT_EPOCHS = 10
 VALIDATION_FRACTION = 0.25
 TEST_FRACTION = 0.25
-MIN_IMAGES = 8  # per class: enough for every part of the 50/25/25 split to hold both
 FEATURE_BATCH = 64
 TAKEN_FOR_REAL = 0.5  # P(real) above this: the classifier says "real"
-FID_NET = "inception_v3"
 
 
 def check_feature_weights(feature_net: str, feature_weights: str | Path | None,
@@ -303,7 +303,7 @@ def judge_images(real_uint8: np.ndarray, fake_uint8: np.ndarray, out_dir: str | 
     fine-tunes the whole network; ``workers``: image-decoding processes when the folder is
     packed (default: as packing chooses); ``source``: facts of the images' origin,
     recorded."""
-    from .grid import train_single
+    from .single import train_single
 
     real = _check_images(real_uint8, REAL)
     generated = _check_images(fake_uint8, GENERATED)

@@ -54,10 +54,10 @@ def test_verify_says_what_it_checks_and_what_not(capsys):
 def test_train_by_layer_needs_no_block_and_refuses_both(tmp_path, capsys, monkeypatch):
     import pytest
 
-    from kandel_repro.runs import grid
+    from kandel_repro.runs import single
 
     calls = []
-    monkeypatch.setattr(grid, "train_single", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
+    monkeypatch.setattr(single, "train_single", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
     common = ["train", "--data", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--lr", "1e-4"]
     assert main([*common, "--first-layer", "14"]) == 0
     (args, kwargs), = calls

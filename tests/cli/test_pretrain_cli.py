@@ -34,7 +34,7 @@ def test_cli_trains_a_vae(tiny_pcam, cache, tmp_path, capsys):
     import keras
 
     from kandel_repro.models.build import build_base, same_layers
-    from kandel_repro.runs.grid import train_single
+    from kandel_repro.runs.single import train_single
 
     run = tmp_path / "from-vae"
     train_single(run, tiny_pcam, "dcgan_small", 4, 1e-3, weights_from=str(out), max_epochs=1,

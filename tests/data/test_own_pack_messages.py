@@ -175,7 +175,7 @@ def test_the_minimum_per_class_is_the_real_one(tmp_path, counts):
 
 
 def test_too_few_images_are_refused_before_anything_is_packed(tmp_path):
-    from kandel_repro.runs.grid import train_single
+    from kandel_repro.runs.single import train_single
 
     root = classes(tmp_path / "d", {"a": 20, "b": 3})
     with pytest.raises(DataError, match=r"class 'b' has 3 images; it needs \d+"):

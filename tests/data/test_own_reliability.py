@@ -326,7 +326,7 @@ def test_a_run_records_its_positive_class_and_scores_it(tmp_path):
     import pandas as pd
 
     from kandel_repro.runs import rundir
-    from kandel_repro.runs.grid import train_single
+    from kandel_repro.runs.single import train_single
 
     root = classes(tmp_path / "d", {"abnormal": 10, "normal": 10})
     run = tmp_path / "run"

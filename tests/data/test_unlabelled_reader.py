@@ -34,7 +34,7 @@ def test_every_image_under_the_folder_is_one_unlabelled_class(tmp_path):
 
 
 def test_a_classifier_cannot_train_on_it(tmp_path):
-    from kandel_repro.runs.grid import train_single
+    from kandel_repro.runs.single import train_single
 
     root = _folder(tmp_path / "data", 4)
     with pytest.raises(ConfigError, match="holds no labels: it serves `kandel-repro pretrain`"):

@@ -468,10 +468,10 @@ def test_bad_weights_stop_the_grid_before_any_run_folder(tiny_pcam, vgg16_file, 
 
 
 def test_train_checks_its_weights_before_writing_anything(tiny_pcam, vgg16_file, tmp_path):
-    from kandel_repro.runs import grid
+    from kandel_repro.runs import single
 
     run_dir = tmp_path / "out" / "run"
     with pytest.raises(WeightsUnavailable, match="holds vgg16 weights; this run needs vgg19's"):
-        grid.train_single(run_dir, tiny_pcam, "vgg19", 5, 1e-4, weights=str(vgg16_file),
+        single.train_single(run_dir, tiny_pcam, "vgg19", 5, 1e-4, weights=str(vgg16_file),
                           max_epochs=1)
     assert not (tmp_path / "out").exists()

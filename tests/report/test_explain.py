@@ -131,7 +131,7 @@ def cli(argv):
 @pytest.fixture(scope="module")
 def finished(tiny_pcam, tmp_path_factory):
     """A cbr_small run on the tiny set, every block trained, 1 epoch (read-only)."""
-    from kandel_repro.runs.grid import train_single
+    from kandel_repro.runs.single import train_single
 
     run = tmp_path_factory.mktemp("explain") / "cbr_small_blocks1-4_lr1e-03"
     train_single(run, tiny_pcam, "cbr_small", 1, 1e-3, workers=1, verbose=0, weights="none",

@@ -60,7 +60,7 @@ def test_the_first_convolution_is_the_backbones_first_conv2d():
 def runs(tiny_pcam, tmp_path_factory):
     """``{first block: finished run}``: cbr_small trained from block 1 and from block 2
     (block 1 frozen), 1 epoch each on the tiny set (read-only: copy to write into)."""
-    from kandel_repro.runs.grid import train_single
+    from kandel_repro.runs.single import train_single
 
     root = tmp_path_factory.mktemp("filters")
     out = {}

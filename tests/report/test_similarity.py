@@ -71,7 +71,7 @@ def test_the_minibatch_estimate_is_close_to_the_full_one():
 def two_runs(tiny_pcam, tmp_path_factory):
     """``{backbone: finished run}``: a vgg16 run (block 5 trained) and a cbr_tiny run on the
     tiny set, 1 epoch each (read-only for tests: copy to modify)."""
-    from kandel_repro.runs.grid import train_single
+    from kandel_repro.runs.single import train_single
 
     root = tmp_path_factory.mktemp("similarity_runs")
     runs = {"vgg16": (5, root / "vgg16_blocks5-5_lr1e-03"),

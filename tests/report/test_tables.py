@@ -8,7 +8,7 @@ from helpers import GOLDEN
 
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.core.files import write_json
-from kandel_repro.report import collect, curves, figures, header, markdown, tables
+from kandel_repro.report import collect, figures, header, markdown, tables
 from kandel_repro.runs.config import resolve_config
 from kandel_repro.runs.studies import get_study
 
@@ -181,10 +181,10 @@ def test_curves_roc_and_radar_figures_of_a_table(tmp_path):
                       "val_auc": [0.6, auc, auc - 0.01]}).to_csv(run.parent / "history.csv",
                                                                  index=False)
     table = collect.assemble("table2", tmp_path / "runs")
-    histories, colors, styles = curves.run_histories(table)
+    histories, colors, styles = figures.run_histories(table)
     assert len(histories) == 13  # the finished runs
     assert colors["blocks 3–5, lr 1e-4"] == 2 and styles["blocks 3–5, lr 1e-4"] == 1
-    best = curves.best_cell_predictions(table)
+    best = figures.best_cell_predictions(table)
     assert list(best)[1] == "lr 1e-4: blocks 2–5"  # best per column
     paths = tables.write_table("table2", tmp_path / "runs", tmp_path / "out")
     assert [p.name for p in paths[3:]] == ["table2_heatmap.png", "table2_curves.png",

@@ -198,18 +198,19 @@ def test_the_command_line_reaches_judge_with_its_options(monkeypatch, capsys):
     import argparse
 
     from kandel_repro.cli import judge_options
+    from kandel_repro.cli.main import cmd_judge
 
     parser = argparse.ArgumentParser(prog="kandel-repro")
     judge_options.add_judge_parser(parser.add_subparsers(dest="command"))
     seen = {}
     monkeypatch.setattr(judging, "judge", lambda run, **kwargs: seen.update(kwargs, run=run))
     args = parser.parse_args(["judge", "RUN"])
-    judge_options.cmd_judge(args)
+    cmd_judge(args)
     assert seen == dict(run="RUN", backbone="vgg16", weights="imagenet",
                         first_trainable_block=None, learning_rate=1e-4,
                         samples=judging.DEFAULT_SAMPLES, epochs=judging.DEFAULT_EPOCHS,
                         feature_net="inception_v3", feature_weights="imagenet", out=None, seed=0)
-    judge_options.cmd_judge(parser.parse_args(
+    cmd_judge(parser.parse_args(
         ["judge", "RUN", "--backbone", "cbr-small", "--weights", "none", "--first-block", "3",
          "--lr", "1e-3", "--samples", "64", "--epochs", "2", "--feature-net", "cbr_small",
          "--feature-weights", "none", "--out", "J", "--seed", "4"]))

@@ -11,7 +11,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.data.synthetic.folder import write_synthetic_folder
-from kandel_repro.runs import grid, rundir
+from kandel_repro.runs import rundir, single
 from kandel_repro.runs.config import resolve_config
 
 QUICK = dict(weights="none", max_epochs=1, image_size=32, batch_size=16, verbose=0, workers=1)
@@ -26,7 +26,7 @@ def three_classes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def multiclass_run(three_classes, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "vgg16_blocks5-5_lr1e-03"
-    metrics = grid.train_single(run, three_classes / "manifest.csv", "vgg16", 5, 1e-3,
+    metrics = single.train_single(run, three_classes / "manifest.csv", "vgg16", 5, 1e-3,
                                 dataset="csv", bootstrap=200, **QUICK)
     return run, metrics
 
@@ -91,7 +91,7 @@ def test_two_classes_keep_the_sigmoid_head_and_delongs_interval(tmp_path):
     data = write_synthetic_folder(tmp_path / "two", classes=2, images=30, patients=10, size=32,
                                   seed=1, progress=False)
     run = tmp_path / "run"
-    metrics = grid.train_single(run, data, "vgg16", 5, 1e-3, dataset="folder", **QUICK)
+    metrics = single.train_single(run, data, "vgg16", 5, 1e-3, dataset="folder", **QUICK)
     head = keras.saving.load_model(run / rundir.BEST_MODEL).get_layer("head_dense")
     assert head.units == 1 and head.activation.__name__ == "sigmoid"
     frame = pd.read_csv(run / rundir.TEST_PREDICTIONS)
@@ -104,7 +104,7 @@ def test_two_classes_keep_the_sigmoid_head_and_delongs_interval(tmp_path):
 def test_downsampling_is_refused_for_more_than_two_classes(three_classes, tmp_path):
     with pytest.raises(ConfigError, match="--balance downsample cuts the negatives of two "
                                           "classes; these data have 3 classes"):
-        grid.train_single(tmp_path / "run", three_classes, "vgg16", 5, 1e-3, dataset="folder",
+        single.train_single(tmp_path / "run", three_classes, "vgg16", 5, 1e-3, dataset="folder",
                           balance="downsample", **QUICK)
     assert not (tmp_path / "run" / rundir.CONFIG).exists()
 

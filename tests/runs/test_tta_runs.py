@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kandel_repro.runs import grid as grid_mod, rundir
+from kandel_repro.runs import grid as grid_mod, rundir, single
 
 SETTINGS = dict(weights="none", max_epochs=1, batch_size=16, workers=1, verbose=0)
 
@@ -15,7 +15,7 @@ SETTINGS = dict(weights="none", max_epochs=1, batch_size=16, workers=1, verbose=
 def tta_run(tiny_pcam, tmp_path_factory):
     """A cbr_small run on the tiny set with --tta 8, 1 epoch (read-only)."""
     run = tmp_path_factory.mktemp("tta") / "cbr_small_blocks1-4_lr1e-03"
-    metrics = grid_mod.train_single(run, tiny_pcam, "cbr_small", 1, 1e-3, tta=8, **SETTINGS)
+    metrics = single.train_single(run, tiny_pcam, "cbr_small", 1, 1e-3, tta=8, **SETTINGS)
     return run, metrics
 
 

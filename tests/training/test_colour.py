@@ -257,7 +257,7 @@ def test_compiles_with_xla_under_mixed_precision():
 
 
 def test_a_run_trains_with_every_colour_op_and_records_them(tiny_pcam, tmp_path):
-    from kandel_repro.runs.grid import train_single
+    from kandel_repro.runs.single import train_single
 
     run = tmp_path / "run"
     metrics = train_single(run, tiny_pcam, "cbr_small", 1, 1e-3, workers=1, verbose=0,
