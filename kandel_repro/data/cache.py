@@ -195,7 +195,9 @@ def warn(message: str) -> None:
     print(f"kandel-repro: {message}", file=sys.stderr, flush=True)
 
 
-def _alive(pid):
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (another user's counts as
+    running): a lock or temporary folder of a dead one may be taken over."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -207,16 +209,17 @@ def _alive(pid):
 
 def _remove_stale(cache_dir):
     """Remove the temporary folders of packers of this host that died (``kill -9``)."""
-    pattern = re.compile(rf"^\.{re.escape(cache_dir.name)}\.(tmp|old)-{re.escape(_HOST)}-(\d+)$")
+    pattern = re.compile(rf"^\.{re.escape(cache_dir.name)}\.(tmp|old)-{re.escape(HOST)}-(\d+)$")
     if not cache_dir.parent.is_dir():
         return
     for entry in cache_dir.parent.iterdir():
         match = pattern.match(entry.name)
-        if match and not _alive(int(match.group(2))):
+        if match and not process_alive(int(match.group(2))):
             shutil.rmtree(entry, ignore_errors=True)
 
 
-_HOST = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
+# This host's name as it goes into the names of temporary folders and locks.
+HOST = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
 
 
 def _watch_parent(parent):
@@ -308,7 +311,7 @@ def stage(cache_dir: str | Path) -> Path:
     try:
         cache_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale(cache_dir)
-        tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{_HOST}-{os.getpid()}")
+        tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{HOST}-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as exc:
@@ -332,7 +335,7 @@ def commit(tmp: Path, cache_dir: str | Path, manifest: dict, names: Iterable[str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = cache_dir.with_name(f".{cache_dir.name}.old-{_HOST}-{os.getpid()}")
+    old = cache_dir.with_name(f".{cache_dir.name}.old-{HOST}-{os.getpid()}")
     if cache_dir.exists():
         os.replace(cache_dir, old)
     os.replace(tmp, cache_dir)

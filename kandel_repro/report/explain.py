@@ -443,9 +443,9 @@ def _figure(drawn, ids, labels, scores, classes, binary, cut, title, path):
     """One row per group: each image, then its map over it (jet, red: most evidence);
     each image titled by its id (:func:`image_label`) and label, the title wrapped to
     the figure's width, each row as tall as its image and its longest title."""
-    from .plots import _pyplot, _save
+    from .plots import load_pyplot, save_figure
 
-    plt = _pyplot()
+    plt = load_pyplot()
     count = max([len(rows) for rows in (g["rows"] for g, _, _ in drawn)] + [1])
     titles = []  # per row: (image's title, map's title) of each image
     for group, _, _ in drawn:
@@ -486,4 +486,4 @@ def _figure(drawn, ids, labels, scores, classes, binary, cut, title, path):
             image.set_title(image_title, fontsize=7)
             overlay.set_title(map_title, fontsize=7)
     fig.suptitle(heading, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -198,9 +198,9 @@ def filters_command(runs: Sequence[str | Path], out: str | Path | None = None,
 def _figure(results, path):
     """Per run its filters, initial above final on one scale, and beside them the
     relative movement of each filter (bars) and of the layer (dashed line)."""
-    from .plots import _pyplot, _save
+    from .plots import load_pyplot, save_figure
 
-    plt = _pyplot()
+    plt = load_pyplot()
     images, heights = [], []
     for r in results:
         scale = max(np.abs(r["initial"]).max(), np.abs(r["final"]).max())
@@ -234,4 +234,4 @@ def _figure(results, path):
     fig.suptitle("The first convolution's filters before and after training: one colour "
                  "scale per run (grey: 0; ±max |w| of its two rows)" + caveat, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

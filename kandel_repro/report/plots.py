@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # NOTE: annotations only; matplotlib and pandas load when a f
     from matplotlib.figure import Figure
 
 
-def _pyplot():
+def load_pyplot():
     """pyplot; headless (Agg) unless a backend was chosen (Jupyter's inline one, or
     ``MPLBACKEND``), so figures show in notebooks and save anywhere."""
     import os
@@ -53,7 +53,7 @@ def heatmap(values: ArrayLike, row_labels: Sequence[str], col_labels: Sequence[s
 
     Returns the matplotlib Figure; saves it as PNG when ``path`` is given.
     """
-    plt = _pyplot()
+    plt = load_pyplot()
     values = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.3 * len(col_labels)),
                                     1.2 + 0.55 * len(row_labels)))
@@ -92,16 +92,16 @@ def heatmap(values: ArrayLike, row_labels: Sequence[str], col_labels: Sequence[s
                    handleheight=1.4)
     fig.colorbar(image, ax=ax, label=metric)
     fig.tight_layout(rect=(0, 0.07 if best is not None else 0, 1, 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path, tight=False):
+def save_figure(fig, path, tight=False):
     """Save ``fig`` as PNG atomically when ``path`` is given; return the figure.
     ``tight``: crop to what is drawn (labels outside the axes included)."""
     if path is not None:
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=120, bbox_inches="tight" if tight else None)
-        _pyplot().close(fig)
+        load_pyplot().close(fig)
     return fig
 
 
@@ -121,7 +121,7 @@ def learning_curves(histories: dict[str, pd.DataFrame], path: str | Path | None 
     (index → name) for a compact legend of colours and styles instead of one entry per
     run. The best epoch of each run is marked with a dot.
     """
-    plt = _pyplot()
+    plt = load_pyplot()
     from matplotlib.lines import Line2D
 
     cmap = plt.get_cmap("viridis")
@@ -163,7 +163,7 @@ def learning_curves(histories: dict[str, pd.DataFrame], path: str | Path | None 
     else:
         right.legend(fontsize=7, loc="best")
         fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def roc_curves(curves: dict[str, tuple[ArrayLike, ArrayLike]], path: str | Path | None = None,
@@ -171,7 +171,7 @@ def roc_curves(curves: dict[str, tuple[ArrayLike, ArrayLike]], path: str | Path 
     """ROC curves with their AUC: ``{label: (true labels, scores)}``."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    plt = _pyplot()
+    plt = load_pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 5))
     for label, (y, scores) in curves.items():
         y, scores = np.asarray(y), np.asarray(scores, dtype=float)
@@ -186,7 +186,7 @@ def roc_curves(curves: dict[str, tuple[ArrayLike, ArrayLike]], path: str | Path 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def lines_with_bands(series: dict[str, tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]],
@@ -199,7 +199,7 @@ def lines_with_bands(series: dict[str, tuple[ArrayLike, ArrayLike, ArrayLike, Ar
     (arrays; low/high may equal the mean when there is one run). ``marks``: ``{label:
     [(x, y, text)]}`` points to annotate; ``hlines``: ``{label: (y, low, high)}``
     horizontal references (e.g. a model trained from scratch)."""
-    plt = _pyplot()
+    plt = load_pyplot()
     fig, ax = plt.subplots(figsize=(7.2, 4.6))
     cmap = plt.get_cmap("viridis")
     for i, (label, (x, mean, low, high)) in enumerate(series.items()):
@@ -230,7 +230,7 @@ def lines_with_bands(series: dict[str, tuple[ArrayLike, ArrayLike, ArrayLike, Ar
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def depth_lines(series: dict[str, dict], path: str | Path | None = None,
@@ -245,7 +245,7 @@ def depth_lines(series: dict[str, dict], path: str | Path | None = None,
     other — are named in a column to their right, one label per point in the order of
     their values, each with a leader line to its point. The best depth is a star and is
     named in the legend (which no axis cuts and no line crosses), not on the plot."""
-    plt = _pyplot()
+    plt = load_pyplot()
     fig, ax = plt.subplots(figsize=(7.6, 5.0))
     cmap = plt.get_cmap("viridis")
     lines = []
@@ -298,7 +298,7 @@ def depth_lines(series: dict[str, dict], path: str | Path | None = None,
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path, tight=True)
+    return save_figure(fig, path, tight=True)
 
 
 def _log_axis(ax):
@@ -318,7 +318,7 @@ def scatter_panels(points: dict[str, tuple[Sequence[float], float, float, float]
                    title: str | None = None, logx: Sequence[bool] = (True, True)) -> Figure:
     """Side-by-side scatter plots of the same labelled points against different x:
     ``points`` ``{label: ([x per panel], y, low, high)}`` (low/high: the y range)."""
-    plt = _pyplot()
+    plt = load_pyplot()
     fig, axes = plt.subplots(1, len(xlabels), figsize=(6 * len(xlabels), 4.6), squeeze=False)
     cmap = plt.get_cmap("viridis")
     for p, (ax, xlabel) in enumerate(zip(axes[0], xlabels)):
@@ -334,14 +334,14 @@ def scatter_panels(points: dict[str, tuple[Sequence[float], float, float, float]
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def radar(profiles: dict[str, ArrayLike], axes: Sequence[str], path: str | Path | None = None,
           title: str | None = None) -> Figure:
     """A radar (spider) chart: ``profiles`` ``{label: [value per axis]}`` on ``axes``
     (names), each in [0, 1]; one closed outline per profile."""
-    plt = _pyplot()
+    plt = load_pyplot()
     angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False)
     fig, ax = plt.subplots(figsize=(7.2, 7.4), subplot_kw={"projection": "polar"})
     cmap = plt.get_cmap("viridis")
@@ -367,7 +367,7 @@ def radar(profiles: dict[str, ArrayLike], axes: Sequence[str], path: str | Path 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path, tight=True)
+    return save_figure(fig, path, tight=True)
 
 
 def cost_vs_depth(frame: pd.DataFrame, path: str | Path | None = None,
@@ -378,7 +378,7 @@ def cost_vs_depth(frame: pd.DataFrame, path: str | Path | None = None,
     (depth label), ``trainable_parameters``, ``seconds_per_step``; one panel per
     backbone, depths from the top block only (left) to the whole network (right).
     """
-    plt = _pyplot()
+    plt = load_pyplot()
     backbones = list(dict.fromkeys(frame["backbone"]))
     fig, axes = plt.subplots(1, len(backbones), figsize=(4.6 * len(backbones), 4), squeeze=False)
     for ax, name in zip(axes[0], backbones):
@@ -395,7 +395,7 @@ def cost_vs_depth(frame: pd.DataFrame, path: str | Path | None = None,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix_figure(counts: ArrayLike, classes: Sequence[str], title: str,
@@ -403,7 +403,7 @@ def confusion_matrix_figure(counts: ArrayLike, classes: Sequence[str], title: st
     """A confusion matrix: rows the true class, columns the predicted one; each cell its
     count and its share of the true class (the colour), so rare classes read as well as
     common ones."""
-    plt = _pyplot()
+    plt = load_pyplot()
     counts = np.asarray(counts, dtype=float)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     side = max(4.0, 1.2 + 0.6 * len(classes))
@@ -418,4 +418,4 @@ def confusion_matrix_figure(counts: ArrayLike, classes: Sequence[str], title: st
         ax.text(c, r, f"{int(counts[r, c])}\n{share:.0%}", ha="center", va="center",
                 fontsize=8, color="white" if share > 0.5 else "black")
     fig.colorbar(image, ax=ax, label="share of the true class")
-    return _save(fig, path, tight=True)
+    return save_figure(fig, path, tight=True)

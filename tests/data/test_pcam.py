@@ -274,13 +274,13 @@ def test_same_size_garbage_is_found_by_its_checksum(pcam_copy, capsys):
 
 
 def test_a_killed_packers_folders_are_removed_by_the_next(pcam_copy):
-    from kandel_repro.data.cache import _HOST
+    from kandel_repro.data.cache import HOST
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    stale = [pcam_copy / f"..kandel_cache.{kind}-{_HOST}-{dead}" for kind in ("tmp", "old")]
+    stale = [pcam_copy / f"..kandel_cache.{kind}-{HOST}-{dead}" for kind in ("tmp", "old")]
     busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    alive = pcam_copy / f"..kandel_cache.tmp-{_HOST}-{busy.pid}"  # a packer still at work
+    alive = pcam_copy / f"..kandel_cache.tmp-{HOST}-{busy.pid}"  # a packer still at work
     try:
         for folder in stale + [alive]:
             (folder / "x").mkdir(parents=True)

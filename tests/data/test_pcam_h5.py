@@ -209,9 +209,9 @@ def test_a_killed_writers_temporary_folder_is_removed_by_the_next(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    from kandel_repro.data.cache import _HOST
+    from kandel_repro.data.cache import HOST
 
-    for stale in (f".h5.tmp-{_HOST}-{dead}", f".h5.tmp-{dead}"):  # (the latter: older names)
+    for stale in (f".h5.tmp-{HOST}-{dead}", f".h5.tmp-{dead}"):  # (the latter: older names)
         (tmp_path / stale / "half").mkdir(parents=True)
     alive = tmp_path / f".h5.tmp-{os.getppid()}"  # a live process's: left alone
     alive.mkdir()

@@ -21,7 +21,7 @@ from ...core.errors import DataError
 from ...core.files import write_json
 from ..breakhis import MAGNIFICATIONS, SUBTYPES
 from ..layouts import MARKER
-from .pcam import _paint_discs, _smooth_noise, made_before, staging
+from .pcam import paint_discs, smooth_noise, made_before, staging
 
 FORMAT_VERSION = 1
 WIDTH, HEIGHT = 700, 460
@@ -33,15 +33,15 @@ def synthetic_image(rng: np.random.Generator, stain: tuple[np.ndarray, np.ndarra
     h, w = HEIGHT // SCALE, WIDTH // SCALE
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     eosin, haem = stain
-    texture = _smooth_noise(rng, max(h, w), cells=12)[:h, :w]
+    texture = smooth_noise(rng, max(h, w), cells=12)[:h, :w]
     img = eosin[None, None, :] * (0.85 + 0.15 * texture[..., None])
     zoom = magnification / 100.0
     if malignant:
         n = int(rng.integers(60, 110) / zoom ** 0.5)
         centres = rng.uniform(0, [h, w], size=(n, 2))
         radii = rng.uniform(1.5, 3.5, size=n) * zoom ** 0.5
-        _paint_discs(img, rng, yy, xx, centres, radii, haem * 0.6, alpha=0.85)
-        _paint_discs(img, rng, yy, xx, centres + rng.normal(0, 2, centres.shape),
+        paint_discs(img, rng, yy, xx, centres, radii, haem * 0.6, alpha=0.85)
+        paint_discs(img, rng, yy, xx, centres + rng.normal(0, 2, centres.shape),
                      radii * 0.8, haem * 0.45, alpha=0.6)
     else:
         for _ in range(int(rng.integers(3, 7))):
@@ -51,9 +51,9 @@ def synthetic_image(rng: np.random.Generator, stain: tuple[np.ndarray, np.ndarra
             img[lumen] = img[lumen] * 0.3 + np.array([245.0, 235.0, 240.0]) * 0.7
             angles = np.linspace(0, 2 * np.pi, 14, endpoint=False) + rng.uniform(0, 1)
             ring = centre + radius * np.stack([np.sin(angles), np.cos(angles)], 1)
-            _paint_discs(img, rng, yy, xx, ring, np.full(len(ring), 1.2 * zoom ** 0.3), haem, alpha=0.8)
+            paint_discs(img, rng, yy, xx, ring, np.full(len(ring), 1.2 * zoom ** 0.3), haem, alpha=0.8)
         scattered = rng.uniform(0, [h, w], size=(int(rng.integers(20, 40)), 2))
-        _paint_discs(img, rng, yy, xx, scattered, np.full(len(scattered), 1.0), haem, alpha=0.7)
+        paint_discs(img, rng, yy, xx, scattered, np.full(len(scattered), 1.0), haem, alpha=0.7)
     img += rng.normal(0, 3.0, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 

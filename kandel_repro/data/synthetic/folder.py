@@ -24,7 +24,7 @@ import numpy as np
 from ...core.errors import DataError
 from ...core.files import write_json, write_text
 from ..layouts import MARKER
-from .pcam import _paint_discs, _smooth_noise, made_before, staging
+from .pcam import paint_discs, smooth_noise, made_before, staging
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.csv"
@@ -54,7 +54,7 @@ def synthetic_tissue(rng: np.random.Generator, size: int, cls: str, other: str,
     base, density, radius, darkness, fibres, glands, vacuoles = look
     scale = size / 64
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    texture = _smooth_noise(rng, size, cells=max(2, size // 10))
+    texture = smooth_noise(rng, size, cells=max(2, size // 10))
     angle = rng.uniform(0, np.pi)
     waves = 0.5 + 0.5 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 0.9 / scale
                                + 5 * texture)
@@ -69,12 +69,12 @@ def synthetic_tissue(rng: np.random.Generator, size: int, cls: str, other: str,
         img[lumen] = img[lumen] * 0.3 + np.array([245.0, 235.0, 240.0]) * 0.7
         angles = np.linspace(0, 2 * np.pi, 12, endpoint=False) + rng.uniform(0, 1)
         ring = centre + ring_radius * np.stack([np.sin(angles), np.cos(angles)], 1)
-        _paint_discs(img, rng, yy, xx, ring, np.full(len(ring), 1.3 * scale),
+        paint_discs(img, rng, yy, xx, ring, np.full(len(ring), 1.3 * scale),
                      HAEMATOXYLIN * stain, alpha=0.8)
     count = rng.poisson(float(density) * size * size / 100 * rng.uniform(0.6, 1.4))
     centres = rng.uniform(0, size, size=(count, 2))
     radii = float(radius) * scale * rng.uniform(0.7, 1.3, size=count)
-    _paint_discs(img, rng, yy, xx, centres, radii, HAEMATOXYLIN * stain * float(darkness) * 1.4,
+    paint_discs(img, rng, yy, xx, centres, radii, HAEMATOXYLIN * stain * float(darkness) * 1.4,
                  alpha=0.8)
     img *= rng.uniform(0.88, 1.12)
     img += rng.normal(0, 10.0, size=img.shape)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ...core.errors import DataError
 from ...core.files import check_writable, write_json
-from ..cache import _HOST, _alive
+from ..cache import HOST, process_alive
 from ..layouts import HIDDEN_LABELS, MARKER, WSI_MAP
 
 FORMAT_VERSION = 1
@@ -52,12 +52,12 @@ def staging(out: str | Path) -> Iterator[Path]:
     (``kill -9``) are removed (and those of earlier versions, named without the host)."""
     out = Path(os.path.abspath(out))  # (a name, also for "." and "..")
     check_writable(out.parent, "--out")
-    stale = re.compile(rf"^\.{re.escape(out.name)}\.tmp-(?:{re.escape(_HOST)}-)?(\d+)$")
+    stale = re.compile(rf"^\.{re.escape(out.name)}\.tmp-(?:{re.escape(HOST)}-)?(\d+)$")
     for entry in out.parent.iterdir():
         match = stale.match(entry.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
-    tmp = out.with_name(f".{out.name}.tmp-{_HOST}-{os.getpid()}")
+    tmp = out.with_name(f".{out.name}.tmp-{HOST}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -76,7 +76,7 @@ def centre_slice(size: int) -> slice:
     return slice(lo, size - lo)
 
 
-def _smooth_noise(rng, size, cells):
+def smooth_noise(rng, size, cells):
     """A smooth random field in [0, 1] by bilinear upsampling of a coarse grid."""
     grid = rng.random((cells + 1, cells + 1))
     coords = np.linspace(0, cells, size, endpoint=False)
@@ -86,7 +86,10 @@ def _smooth_noise(rng, size, cells):
     return rows[:, i0] * (1 - frac)[None, :] + rows[:, i0 + 1] * frac[None, :]
 
 
-def _paint_discs(img, rng, yy, xx, centres, radii, colour, alpha, mask=None):
+def paint_discs(img, rng, yy, xx, centres, radii, colour, alpha, mask=None):
+    """Blend discs of ``colour`` (at ``alpha``, its shade drawn by ``rng`` per disc) into
+    ``img`` in place, at ``centres`` with ``radii`` on the pixel grid ``yy``, ``xx``
+    (inside ``mask`` where given)."""
     for (cy, cx), r in zip(centres, radii):
         disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
         if mask is not None:
@@ -128,7 +131,7 @@ def synthetic_patch(rng: np.random.Generator, size: int, label: int) -> np.ndarr
     # Stain and brightness vary per image, as between slides and scanners.
     eosin = np.array([232.0, 150.0, 195.0]) * rng.uniform(0.85, 1.08, size=3)
     haem = np.array([105.0, 55.0, 150.0]) * rng.uniform(0.8, 1.2, size=3)
-    texture = _smooth_noise(rng, size, cells=max(2, size // 12))
+    texture = smooth_noise(rng, size, cells=max(2, size // 12))
     angle = rng.uniform(0, np.pi)
     fibres = 0.5 + 0.5 * np.sin(
         (xx * np.cos(angle) + yy * np.sin(angle)) * rng.uniform(0.3, 0.8) * 32 / size * 2
@@ -141,7 +144,7 @@ def synthetic_patch(rng: np.random.Generator, size: int, label: int) -> np.ndarr
     n_nuclei = rng.poisson(density * size * size / 120)
     centres = rng.uniform(0, size, size=(n_nuclei, 2))
     radii = rng.uniform(max(0.7, size / 80), max(1.0, size / 40), size=n_nuclei)
-    _paint_discs(img, rng, yy, xx, centres, radii, haem, alpha=0.75)
+    paint_discs(img, rng, yy, xx, centres, radii, haem, alpha=0.75)
 
     has_tumour = label == 1 or rng.random() < NEGATIVE_WITH_OUTSIDE_TUMOUR
     if has_tumour:
@@ -150,7 +153,7 @@ def synthetic_patch(rng: np.random.Generator, size: int, label: int) -> np.ndarr
         n_tumour = max(3, int(mask.sum() / (size / 16) ** 2 * 0.6))
         t_centres = centre + rng.normal(0, radius * 0.6, size=(n_tumour, 2))
         t_radii = rng.uniform(max(1.0, size / 32), max(1.5, size / 18), size=n_tumour)
-        _paint_discs(img, rng, yy, xx, t_centres, t_radii, haem * 0.55, alpha=0.9, mask=mask)
+        paint_discs(img, rng, yy, xx, t_centres, t_radii, haem * 0.55, alpha=0.9, mask=mask)
     img *= rng.uniform(0.9, 1.1)
     img += rng.normal(0, 4.0, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
