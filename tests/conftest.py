@@ -66,6 +66,23 @@ def tiny_breakhis(tmp_path_factory):
                                     images_per_magnification=2, seed=2, progress=False)
 
 
+@pytest.fixture
+def no_download(monkeypatch, tmp_path):
+    """Keras' downloads fail at once, as offline, and its models folder is an empty one of
+    the test's own; the names of the files asked for."""
+    from keras.src.utils import file_utils
+
+    asked = []
+
+    def fail(fname, *args, **kwargs):
+        asked.append(fname)
+        raise Exception(f"URL fetch failure on https://storage.googleapis.com/{fname}")
+
+    monkeypatch.setattr(file_utils, "get_file", fail)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    return asked
+
+
 KAGGLE_USER, KAGGLE_KEY = "tester", "not-a-real-key"
 
 

@@ -1,5 +1,6 @@
 """What several test folders share: the golden files, a cut-down Table 2, a finished
-PCam run folder. (Fixtures are in conftest.py.)"""
+PCam run folder, a user's own images and DICOM files written by hand. (Fixtures are in
+conftest.py.)"""
 from __future__ import annotations
 
 import json
@@ -96,3 +97,56 @@ def same_weights_files(a, b) -> bool:
 
     a, b = arrays(a), arrays(b)
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+# --- a user's own data, written by hand --------------------------------------------------
+
+# The own-data split of a run config (80/10/10 by the data's split, groups or images) and
+# the reader arguments that pack tiny images quickly, in this process.
+OWN_SPLIT = {"split": "auto", "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0}
+TINY_LOAD = dict(workers=1, progress=False, image_size=8)
+
+
+def png(path, value=0, size=6):
+    """A ``size``×``size`` RGB PNG of one gray ``value`` at ``path`` (folders made)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(path)
+    return path
+
+
+def class_folders(root, layout):
+    """Write ``{class: number of images}`` under ``root`` (image i of gray 10·i); return
+    ``root``."""
+    for name, count in layout.items():
+        for i in range(count):
+            png(root / name / f"{i:02d}.png", (10 * i) % 256)
+    return root
+
+
+def minmax(values):
+    """``values`` brought to 8 bits by their own min–max, as the readers' rule does."""
+    values = values.astype(float)
+    return np.rint((values - values.min()) / (values.max() - values.min()) * 255).astype(np.uint8)
+
+
+def dicom_dataset(pixels, photometric="MONOCHROME2", bits=13, syntax=None):
+    """A one-image DICOM data set of ``pixels`` (a secondary capture; ``syntax``: its
+    transfer syntax, explicit VR little endian by default); the test is skipped without
+    pydicom (the optional extra kandel_repro[dicom])."""
+    import pytest
+
+    pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax or ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.set_pixel_data(pixels, photometric, bits)
+    return ds

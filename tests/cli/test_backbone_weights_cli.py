@@ -3,25 +3,9 @@ input size: MobileNet and MobileNetV2 have a weights file per size."""
 import pytest
 
 
-@pytest.fixture
-def asked(monkeypatch, tmp_path):
-    """Keras' downloads fail at once, as offline; the names of the files asked for."""
-    from keras.src.utils import file_utils
-
-    names = []
-
-    def fail(fname, *args, **kwargs):
-        names.append(fname)
-        raise Exception(f"URL fetch failure on https://storage.googleapis.com/{fname}")
-
-    monkeypatch.setattr(file_utils, "get_file", fail)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    return names
-
-
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined")
-def test_train_checks_the_weights_file_of_its_own_image_size(tiny_breakhis, asked, tmp_path,
-                                                             capsys):
+def test_train_checks_the_weights_file_of_its_own_image_size(tiny_breakhis, no_download,
+                                                             tmp_path, capsys):
     from kandel_repro.cli.main import main
 
     run_dir = tmp_path / "out" / "run"
@@ -31,7 +15,7 @@ def test_train_checks_the_weights_file_of_its_own_image_size(tiny_breakhis, aske
                    "--cache", str(tmp_path / "cache")])
     expected = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"
     error = capsys.readouterr().err.strip()
-    assert status == 2 and asked == [expected]
+    assert status == 2 and no_download == [expected]
     assert error.startswith("kandel-repro: error: could not download the ImageNet weights of "
                             "mobilenet_v2") and "\n" not in error
     assert f"Put the file {expected} into {tmp_path / 'keras' / 'models'}/" in error

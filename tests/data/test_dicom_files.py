@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import dicom_dataset, minmax
 
 from kandel_repro.core.errors import DataError
 from kandel_repro.data.images import decode_image
 from kandel_repro.data.pixels import LIMIT_VARIABLE
 
 pydicom = pytest.importorskip("pydicom")
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import (ExplicitVRLittleEndian, ImplicitVRLittleEndian,  # noqa: E402
-                         JPEG2000Lossless, SecondaryCaptureImageStorage, generate_uid)
+                         JPEG2000Lossless)
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = Path(__file__).with_name("files")
@@ -24,27 +24,10 @@ RAMP16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 100 + 1000)  # 1000 …
 JPEG_LOSSLESS = FILES / "ramp_jpeg_lossless.dcm"
 
 
-def minmax(values):
-    values = values.astype(float)
-    return np.rint((values - values.min()) / (values.max() - values.min()) * 255).astype(np.uint8)
-
-
-def dataset(pixels, photometric="MONOCHROME2", bits=13, syntax=ExplicitVRLittleEndian):
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.set_pixel_data(pixels, photometric, bits)
-    return ds
-
-
 def palette_dataset(indices, colours, bits=16):
     """A PALETTE COLOR file: 8-bit ``indices`` into ``colours`` (n×3 of 0…255), its
     lookup tables of ``bits``-bit entries (16: each 8-bit colour c stored as c × 257)."""
-    ds = dataset(indices.astype(np.uint8), "MONOCHROME2", 8)
+    ds = dicom_dataset(indices.astype(np.uint8), "MONOCHROME2", 8)
     ds.PhotometricInterpretation = "PALETTE COLOR"
     scale = 257 if bits == 16 else 1
     for channel, name in enumerate(("Red", "Green", "Blue")):
@@ -90,7 +73,7 @@ RAMP64 = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) + 1000)  # OpenJPE
 
 
 def jpeg2000_file(path):
-    ds = dataset(RAMP64)
+    ds = dicom_dataset(RAMP64)
     ds.compress(JPEG2000Lossless, RAMP64)
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -109,7 +92,7 @@ def test_jpeg_2000_and_a_truncated_one(tmp_path):
 
 
 def test_truncated_uncompressed_pixel_data_and_header(tmp_path):
-    dataset(RAMP16).save_as(tmp_path / "whole.dcm", enforce_file_format=True)
+    dicom_dataset(RAMP16).save_as(tmp_path / "whole.dcm", enforce_file_format=True)
     data = (tmp_path / "whole.dcm").read_bytes()
     (tmp_path / "cut.dcm").write_bytes(data[:-40])
     with pytest.raises(DataError, match=r"cut\.dcm is truncated: its pixel data hold 88 of "
@@ -127,7 +110,7 @@ def test_truncated_uncompressed_pixel_data_and_header(tmp_path):
 
 def test_a_file_without_a_transfer_syntax(tmp_path):
     for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
-        ds = dataset(RAMP16, syntax=syntax)
+        ds = dicom_dataset(RAMP16, syntax=syntax)
         ds.save_as(tmp_path / "plain.dcm", enforce_file_format=True)
         ds = pydicom.dcmread(tmp_path / "plain.dcm")
         del ds.file_meta.TransferSyntaxUID
@@ -169,7 +152,7 @@ def test_a_decoders_failure_is_one_line():
 
 
 def test_a_dicom_over_the_pixel_limit(tmp_path, monkeypatch):
-    dataset(RAMP16).save_as(tmp_path / "a.dcm", enforce_file_format=True)
+    dicom_dataset(RAMP16).save_as(tmp_path / "a.dcm", enforce_file_format=True)
     monkeypatch.setenv(LIMIT_VARIABLE, "63")
     with pytest.raises(DataError, match=r"a\.dcm: 8×8 = 64 pixels, over the limit of 63: "):
         decode_image(tmp_path / "a.dcm", 8)

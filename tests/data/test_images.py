@@ -2,6 +2,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import dicom_dataset, minmax
 from PIL import Image
 
 from kandel_repro.core.errors import ConfigError, DataError
@@ -14,29 +15,13 @@ RAMP16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 100 + 1000)  # 1000 …
 
 
 def dicom(path, pixels, photometric="MONOCHROME2", bits=13, **tags):
-    """A DICOM file of ``pixels`` (one frame, or a stack of frames); the test is skipped
-    without pydicom (the optional extra kandel_repro[dicom])."""
-    pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.set_pixel_data(pixels, photometric, bits)
+    """A DICOM file of ``pixels`` (one frame, or a stack of frames) with ``tags``; the
+    test is skipped without pydicom (the optional extra kandel_repro[dicom])."""
+    ds = dicom_dataset(pixels, photometric, bits)
     for keyword, value in tags.items():
         setattr(ds, keyword, value)
     ds.save_as(path, enforce_file_format=True)
     return path
-
-
-def minmax(values):
-    values = values.astype(float)
-    return np.rint((values - values.min()) / (values.max() - values.min()) * 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("ext", ["png", "tif", "tiff", "bmp", "PNG"])

@@ -1,20 +1,10 @@
-import numpy as np
 import pytest
-from PIL import Image
+from helpers import OWN_SPLIT, TINY_LOAD, png
 
 from kandel_repro.core.errors import ConfigError, DataError
 from kandel_repro.data import folder, manifest
 from kandel_repro.data.readers import get_reader
 from kandel_repro.data.synthetic.folder import write_synthetic_folder
-
-CONFIG = {"split": "auto", "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0}
-LOAD = dict(workers=1, progress=False, image_size=8)
-
-
-def png(path, value=0):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((6, 6, 3), value, np.uint8)).save(path)
-    return path
 
 
 def csv(root, text, name="list.csv"):
@@ -36,8 +26,8 @@ def tiny(tmp_path_factory):
 
 
 def test_the_manifest_reads_what_the_folder_reader_reads(tiny, tmp_path):
-    data = manifest.load(tiny / "manifest.csv", tmp_path, **LOAD)
-    same = folder.load(tiny, tmp_path, **LOAD)
+    data = manifest.load(tiny / "manifest.csv", tmp_path, **TINY_LOAD)
+    same = folder.load(tiny, tmp_path, **TINY_LOAD)
     assert (data.ids == same.ids).all() and (data.x == same.x).all() and (data.y == same.y).all()
     assert list(data.class_names) == list(same.class_names)
     assert data.root == tiny / "manifest.csv" and data.dataset == "csv" and data.synthetic
@@ -46,41 +36,41 @@ def test_the_manifest_reads_what_the_folder_reader_reads(tiny, tmp_path):
 
 
 def test_groups_are_kept_on_one_side(tiny, tmp_path):
-    data = manifest.load(tiny / "manifest.csv", tmp_path, **LOAD)
-    for config in (CONFIG, dict(CONFIG, split="group")):
+    data = manifest.load(tiny / "manifest.csv", tmp_path, **TINY_LOAD)
+    for config in (OWN_SPLIT, dict(OWN_SPLIT, split="group")):
         train, val, test = data.split(config)
         assert data.split_facts(config) == {"split_used": "group"}
         sides = [set(data.groups[rows]) for rows in (train, val, test.indices)]
         assert not sides[0] & sides[1] and not sides[0] & sides[2] and not sides[1] & sides[2]
         assert len(train) + len(val) + test.size == 30
         assert sorted(set(data.y[val])) == [0, 1, 2] and sorted(set(test.labels)) == [0, 1, 2]
-    image = data.split(dict(CONFIG, split="image"))
-    assert data.split_facts(dict(CONFIG, split="image")) == {"split_used": "image"}
+    image = data.split(dict(OWN_SPLIT, split="image"))
+    assert data.split_facts(dict(OWN_SPLIT, split="image")) == {"split_used": "image"}
     assert set(data.groups[image.train]) & set(data.groups[image.test.indices])
 
 
 def test_too_few_groups_say_so(tmp_path):
     root = tmp_path / "d"
     rows = "".join(f"{c}{i}.png,{c},g{i % 3}\n" for c in "ab" for i in range(10))
-    data = manifest.load(csv(root, "path,label,group\n" + rows), tmp_path / "c", **LOAD)
+    data = manifest.load(csv(root, "path,label,group\n" + rows), tmp_path / "c", **TINY_LOAD)
     with pytest.raises(ConfigError, match=r"--split auto \(by group.*needs at least 10 groups "
                                           r"for a 10% split, found 3"):
-        data.split(CONFIG)
-    assert len(data.split(dict(CONFIG, split="image")).train) == 16
+        data.split(OWN_SPLIT)
+    assert len(data.split(dict(OWN_SPLIT, split="image")).train) == 16
 
 
 def test_given_split_is_used_as_it_is(tmp_path):
     root = tmp_path / "d"
     rows = ("a0.png,x,train\na1.png,y,Train\na2.png,x,valid\na3.png,y,VAL\n"
             "a4.png,x,validation\na5.png,x,test\na6.png,y, test\n")
-    data = manifest.load(csv(root, "path,label,split\n" + rows), tmp_path / "c", **LOAD)
-    train, val, test = data.split(CONFIG)
-    assert data.split_facts(CONFIG) == {"split_used": "given"}
+    data = manifest.load(csv(root, "path,label,split\n" + rows), tmp_path / "c", **TINY_LOAD)
+    train, val, test = data.split(OWN_SPLIT)
+    assert data.split_facts(OWN_SPLIT) == {"split_used": "given"}
     assert train.tolist() == [0, 1] and val.tolist() == [2, 3, 4]
     assert test.indices.tolist() == [5, 6]
     for kind in ("image", "group"):
         with pytest.raises(ConfigError, match=f"brings its own split.*drop --split {kind}"):
-            data.split(dict(CONFIG, split=kind))
+            data.split(dict(OWN_SPLIT, split=kind))
 
 
 @pytest.mark.parametrize("splits, message", [
@@ -90,9 +80,9 @@ def test_given_split_is_used_as_it_is(tmp_path):
 ])
 def test_given_split_missing_a_part_or_a_class_is_refused(tmp_path, splits, message):
     rows = "".join(f"a{i}.png,{'xy'[i % 2]},{part}\n" for i, part in enumerate(splits))
-    data = manifest.load(csv(tmp_path / "d", "path,label,split\n" + rows), tmp_path / "c", **LOAD)
+    data = manifest.load(csv(tmp_path / "d", "path,label,split\n" + rows), tmp_path / "c", **TINY_LOAD)
     with pytest.raises(DataError, match=message):
-        data.split(CONFIG)
+        data.split(OWN_SPLIT)
 
 
 def test_integer_labels_sort_as_numbers_text_labels_as_text(tmp_path):
@@ -108,20 +98,20 @@ def test_column_options_name_the_columns_and_the_cache(tmp_path):
     rows = "".join(f"img/{i}.png,{'ab'[i % 2]},p{i},extra\n" for i in range(6))
     path = csv(root, "file,kind,patient,note\n" + rows, name="scans.csv")
     options = dict(path_column="file", label_column="kind", group_column="patient")
-    data = manifest.load(path, **LOAD, **options)
+    data = manifest.load(path, **TINY_LOAD, **options)
     assert data.ids[0] == "img/0.png" and list(data.groups) == [f"p{i}" for i in range(6)]
     caches = sorted(p.name for p in (root / ".kandel_cache").iterdir() if not p.name.startswith("."))
     assert len(caches) == 1 and caches[0].startswith("csv-scans-8-") and len(caches[0]) == 20
     reader = get_reader("csv")
-    assert reader.options_of(dict(CONFIG, window=None, **options)) == options
+    assert reader.options_of(dict(OWN_SPLIT, window=None, **options)) == options
     assert len(reader.read_index(path, **options)) == 6
 
 
 def test_an_edited_manifest_is_packed_again(tmp_path):
     path = csv(tmp_path / "d", "path,label\na.png,x\nb.png,y\nc.png,x\n")
-    assert manifest.load(path, **LOAD).y.tolist() == [0, 1, 0]
+    assert manifest.load(path, **TINY_LOAD).y.tolist() == [0, 1, 0]
     path.write_text("path,label\na.png,y\nb.png,x\nc.png,y\n")  # relabelled, same images
-    assert manifest.load(path, **LOAD).y.tolist() == [1, 0, 1]
+    assert manifest.load(path, **TINY_LOAD).y.tolist() == [1, 0, 1]
 
 
 def test_paths_are_relative_to_the_csv_folder(tmp_path):
@@ -173,9 +163,9 @@ def test_a_missing_group_column_named_and_a_missing_or_folder_csv(tmp_path):
 
 
 def test_check_config_refuses_unknown_splits():
-    manifest.check_config(dict(CONFIG, split="group", group_column="patient"))
+    manifest.check_config(dict(OWN_SPLIT, split="group", group_column="patient"))
     with pytest.raises(ConfigError, match="--split must be one of"):
-        manifest.check_config(dict(CONFIG, split="slide"))
+        manifest.check_config(dict(OWN_SPLIT, split="slide"))
 
 
 def test_a_truncated_listed_image_leaves_nothing_half_written(tmp_path):
@@ -183,5 +173,5 @@ def test_a_truncated_listed_image_leaves_nothing_half_written(tmp_path):
     data = (tmp_path / "d" / "b.png").read_bytes()
     (tmp_path / "d" / "b.png").write_bytes(data[:20])
     with pytest.raises(DataError, match=r"cannot decode .*b\.png"):
-        manifest.pack(path, **LOAD)
+        manifest.pack(path, **TINY_LOAD)
     assert [p.name for p in (tmp_path / "d" / ".kandel_cache").iterdir()] == [".csv-list-8.lock"]

@@ -6,28 +6,12 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import OWN_SPLIT, TINY_LOAD, class_folders, png
 
 from kandel_repro.cli.main import main
 from kandel_repro.core.errors import DataError
 from kandel_repro.data import folder, manifest
 from kandel_repro.data.split import three_way
-
-CONFIG = {"split": "auto", "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0}
-LOAD = dict(workers=1, progress=False, image_size=8)
-
-
-def png(path, value=0):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((6, 6, 3), value, np.uint8)).save(path)
-    return path
-
-
-def classes(root, layout):
-    for name, count in layout.items():
-        for i in range(count):
-            png(root / name / f"{i:02d}.png", (10 * i) % 256)
-    return root
 
 
 def spoil(root, names):
@@ -40,10 +24,10 @@ def spoil(root, names):
 # --- unreadable files ------------------------------------------------------------------
 
 def test_every_unreadable_image_is_named_in_one_pass(tmp_path):
-    root = classes(tmp_path / "d", {"a": 4, "b": 4})
+    root = class_folders(tmp_path / "d", {"a": 4, "b": 4})
     spoil(root, ["a/01.png", "b/00.png", "b/03.png"])
     with pytest.raises(DataError) as err:
-        folder.pack(root, **LOAD)
+        folder.pack(root, **TINY_LOAD)
     message = str(err.value)
     assert "\n" not in message and "3 of 8 images" in message
     assert re.search(r"a/01\.png is empty \(0 bytes\)", message)
@@ -54,10 +38,10 @@ def test_every_unreadable_image_is_named_in_one_pass(tmp_path):
 
 
 def test_many_unreadable_images_are_listed_in_a_file(tmp_path):
-    root = classes(tmp_path / "d", {"a": 12, "b": 3})
+    root = class_folders(tmp_path / "d", {"a": 12, "b": 3})
     spoil(root, [f"a/{i:02d}.png" for i in range(9)])
     with pytest.raises(DataError, match=r"9 of 15 images") as err:
-        folder.pack(root, **LOAD)
+        folder.pack(root, **TINY_LOAD)
     listed = re.search(r"all \d+ listed in (\S+?\.txt)", str(err.value))
     assert listed, str(err.value)
     lines = open(listed.group(1)).read().splitlines()
@@ -66,9 +50,9 @@ def test_many_unreadable_images_are_listed_in_a_file(tmp_path):
 
 
 def test_unreadable_images_can_be_skipped_and_are_counted(tmp_path, capsys):
-    root = classes(tmp_path / "d", {"a": 5, "b": 5})
+    root = class_folders(tmp_path / "d", {"a": 5, "b": 5})
     spoil(root, ["a/01.png", "b/03.png"])
-    data = folder.load(root, skip_unreadable=True, **LOAD)
+    data = folder.load(root, skip_unreadable=True, **TINY_LOAD)
     assert len(data.y) == len(data.x) == len(data.ids) == 8
     assert "a/01.png" not in set(data.ids) and "b/03.png" not in set(data.ids)
     assert np.bincount(data.y).tolist() == [4, 4]
@@ -79,14 +63,14 @@ def test_unreadable_images_can_be_skipped_and_are_counted(tmp_path, capsys):
     recorded = json.loads((cache / "manifest.json").read_text())
     assert recorded["unreadable_skipped"] == 2
     assert [entry["path"] for entry in recorded["unreadable"]] == ["a/01.png", "b/03.png"]
-    folder.load(root, skip_unreadable=True, **LOAD)  # reused: said again
+    folder.load(root, skip_unreadable=True, **TINY_LOAD)  # reused: said again
     assert "left out 2 unreadable images" in capsys.readouterr().err
     # without the option the same cache does not serve: refused at once from its manifest
     # (the files are those it was packed from), naming them, nothing decoded again
     stamp = (cache / "manifest.json").stat().st_mtime_ns
     with pytest.raises(DataError, match=r"2 images of .* cannot be decoded \(a/01\.png: .*"
                                         r"b/03\.png: .*--skip-unreadable"):
-        folder.load(root, **LOAD)
+        folder.load(root, **TINY_LOAD)
     assert (cache / "manifest.json").stat().st_mtime_ns == stamp
     assert not list(cache.parent.glob("*.unreadable.txt"))
 
@@ -98,7 +82,7 @@ def test_a_manifest_skips_unreadable_images_too(tmp_path):
     (root / "list.csv").write_text("path,label\n" + "".join(
         f"{i}.png,{'xy'[i % 2]}\n" for i in range(6)))
     spoil(root, ["2.png"])
-    data = manifest.load(root / "list.csv", skip_unreadable=True, **LOAD)
+    data = manifest.load(root / "list.csv", skip_unreadable=True, **TINY_LOAD)
     assert data.ids.tolist() == ["0.png", "1.png", "3.png", "4.png", "5.png"]
     assert data.y.tolist() == [0, 1, 1, 0, 1]
 
@@ -106,7 +90,7 @@ def test_a_manifest_skips_unreadable_images_too(tmp_path):
 # --- what data pack says ---------------------------------------------------------------
 
 def test_data_pack_says_packed_or_reused_and_the_images_per_class(tmp_path, capsys):
-    root = classes(tmp_path / "d", {"a": 3, "b": 5})
+    root = class_folders(tmp_path / "d", {"a": 3, "b": 5})
     argv = ["data", "pack", "--data", str(root), "--dataset", "folder", "--image-size", "8",
             "--workers", "1"]
     assert main(argv) == 0
@@ -125,7 +109,7 @@ def test_data_pack_says_packed_or_reused_and_the_images_per_class(tmp_path, caps
 def test_data_pack_shows_each_part_of_a_given_split(tmp_path, capsys):
     root = tmp_path / "d"
     for part, n in (("train", 4), ("val", 2), ("test", 3)):
-        classes(root / part, {"cat": n, "dog": n + 1})
+        class_folders(root / part, {"cat": n, "dog": n + 1})
     assert main(["data", "pack", "--data", str(root), "--dataset", "folder", "--image-size",
                  "8", "--workers", "1"]) == 0
     out = capsys.readouterr().out
@@ -134,7 +118,7 @@ def test_data_pack_shows_each_part_of_a_given_split(tmp_path, capsys):
 
 
 def test_data_pack_takes_the_new_reader_options(tmp_path, capsys):
-    root = classes(tmp_path / "d", {"a": 3, "b": 3})
+    root = class_folders(tmp_path / "d", {"a": 3, "b": 3})
     spoil(root, ["a/00.png"])
     assert main(["data", "pack", "--data", str(root), "--dataset", "folder", "--image-size",
                  "8", "--workers", "1", "--skip-unreadable", "--positive-class", "a"]) == 0
@@ -164,9 +148,9 @@ def _reaches_every_part(counts):
 @pytest.mark.parametrize("counts", [(20, 3), (95, 5), (10, 10, 2)])
 def test_the_minimum_per_class_is_the_real_one(tmp_path, counts):
     names = "abc"[:len(counts)]
-    data = folder.load(classes(tmp_path / "d", dict(zip(names, counts))), **LOAD)
+    data = folder.load(class_folders(tmp_path / "d", dict(zip(names, counts))), **TINY_LOAD)
     with pytest.raises(DataError, match="too few images for its 3-way split") as err:
-        data.split(CONFIG)
+        data.split(OWN_SPLIT)
     has, needs = _minimum(str(err.value), names[-1])
     assert has == counts[-1] and needs > has
     assert _reaches_every_part(counts[:-1] + (needs,))
@@ -177,7 +161,7 @@ def test_the_minimum_per_class_is_the_real_one(tmp_path, counts):
 def test_too_few_images_are_refused_before_anything_is_packed(tmp_path):
     from kandel_repro.runs.single import train_single
 
-    root = classes(tmp_path / "d", {"a": 20, "b": 3})
+    root = class_folders(tmp_path / "d", {"a": 20, "b": 3})
     with pytest.raises(DataError, match=r"class 'b' has 3 images; it needs \d+"):
         train_single(tmp_path / "run", root, "cbr_small", 1, 1e-3, dataset="folder",
                      weights="none", image_size=32, workers=1)
@@ -192,7 +176,7 @@ def test_a_cache_that_cannot_fit_is_refused_before_decoding(tmp_path, monkeypatc
 
     from kandel_repro.data import pack_notes
 
-    root = classes(tmp_path / "d", {"a": 3, "b": 3})
+    root = class_folders(tmp_path / "d", {"a": 3, "b": 3})
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))
     argv = ["data", "pack", "--data", str(root), "--dataset", "folder", "--workers", "1"]
@@ -228,8 +212,8 @@ def test_advice_several_files_share_is_said_once(tmp_path):
 
 
 def test_skipping_every_image_of_a_class_is_refused_naming_it(tmp_path):
-    root = classes(tmp_path / "d", {"a": 4, "b": 2})
+    root = class_folders(tmp_path / "d", {"a": 4, "b": 2})
     spoil(root, ["b/00.png", "b/01.png"])
     with pytest.raises(DataError, match="--skip-unreadable left class 'b' of .* without an "
                                         "image: every image of it is among the 2 unreadable"):
-        folder.load(root, skip_unreadable=True, **LOAD)
+        folder.load(root, skip_unreadable=True, **TINY_LOAD)

@@ -3,30 +3,12 @@ them: split folders of any case, links, numeric labels, the positive class, a gi
 that puts a group on two sides, Windows paths and other separators."""
 import os
 
-import numpy as np
 import pytest
-from PIL import Image
+from helpers import OWN_SPLIT, TINY_LOAD, class_folders, png
 
 from kandel_repro.core.errors import ConfigError, DataError
 from kandel_repro.data import folder, manifest
 from kandel_repro.data.readers import get_reader
-
-CONFIG = {"split": "auto", "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0}
-LOAD = dict(workers=1, progress=False, image_size=8)
-
-
-def png(path, value=0):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((6, 6, 3), value, np.uint8)).save(path)
-    return path
-
-
-def classes(root, layout):
-    """Write ``{class: number of images}`` under ``root``; return ``root``."""
-    for name, count in layout.items():
-        for i in range(count):
-            png(root / name / f"{i:02d}.png", 10 * i)
-    return root
 
 
 def csv(root, text, name="list.csv", images=()):
@@ -45,7 +27,7 @@ def csv(root, text, name="list.csv", images=()):
 def test_split_folders_of_any_case_and_synonym_are_the_split(tmp_path, names):
     root = tmp_path / "d"
     for name, n in zip(names, (4, 2, 2)):
-        classes(root / name, {"cat": n, "dog": n})
+        class_folders(root / name, {"cat": n, "dog": n})
     index = folder.read_index(root)
     assert list(index["label"].cat.categories) == ["cat", "dog"]
     assert sorted(set(index["split"])) == ["test", "train", "val"]
@@ -56,7 +38,7 @@ def test_split_folders_of_any_case_and_synonym_are_the_split(tmp_path, names):
 def test_a_class_folder_named_like_a_split_is_refused(tmp_path):
     root = tmp_path / "d"
     for part in ("train", "val", "test"):
-        classes(root / part, {"cat": 1, "Valid": 1})
+        class_folders(root / part, {"cat": 1, "Valid": 1})
     with pytest.raises(DataError, match=r"class folder .*Valid is named like a split part") as err:
         folder.read_index(root)
     assert "\n" not in str(err.value)
@@ -65,12 +47,12 @@ def test_a_class_folder_named_like_a_split_is_refused(tmp_path):
 def test_two_folders_for_one_part_and_a_missing_part_are_refused(tmp_path):
     root = tmp_path / "d"
     for part in ("train", "val", "Validation", "test"):
-        classes(root / part, {"a": 1, "b": 1})
+        class_folders(root / part, {"a": 1, "b": 1})
     with pytest.raises(DataError, match=r"two folders for the val part \(Validation, val\)"):
         folder.read_index(root)
     other = tmp_path / "e"
     for part in ("Training", "Testing"):
-        classes(other / part, {"a": 1, "b": 1})
+        class_folders(other / part, {"a": 1, "b": 1})
     with pytest.raises(DataError, match=r"split into Testing, Training but has no val folder"):
         folder.read_index(other)
 
@@ -78,8 +60,8 @@ def test_two_folders_for_one_part_and_a_missing_part_are_refused(tmp_path):
 # --- links -----------------------------------------------------------------------------
 
 def test_a_linked_folder_inside_a_class_folder_is_followed(tmp_path):
-    root = classes(tmp_path / "d", {"a": 4, "b": 4})
-    elsewhere = classes(tmp_path / "elsewhere", {"scans": 8})
+    root = class_folders(tmp_path / "d", {"a": 4, "b": 4})
+    elsewhere = class_folders(tmp_path / "elsewhere", {"scans": 8})
     os.symlink(elsewhere / "scans", root / "a" / "more")
     index = folder.read_index(root)
     assert (index["label"] == "a").sum() == 12
@@ -87,7 +69,7 @@ def test_a_linked_folder_inside_a_class_folder_is_followed(tmp_path):
 
 
 def test_a_link_loop_is_read_once_and_said(tmp_path, capsys):
-    root = classes(tmp_path / "d", {"a": 3, "b": 3})
+    root = class_folders(tmp_path / "d", {"a": 3, "b": 3})
     os.symlink(root / "a", root / "a" / "again")  # a loop
     os.symlink(root / "a", root / "a" / "again-too")  # the same folder twice
     os.symlink(root / "b", root / "b" / "self")
@@ -106,7 +88,7 @@ def test_a_link_loop_is_read_once_and_said(tmp_path, capsys):
 def test_a_link_from_one_class_into_another_is_refused(tmp_path, link, target, named):
     """A folder reached from two classes would give its images two labels: refused in one
     line naming both places and the link, not read twice."""
-    root = classes(tmp_path / "d", {"a": 3, "b": 3})
+    root = class_folders(tmp_path / "d", {"a": 3, "b": 3})
     os.symlink(root / target, root / link)
     with pytest.raises(DataError, match="an image has one class and one part") as err:
         folder.read_index(root)
@@ -118,7 +100,7 @@ def test_a_link_from_train_into_test_is_refused(tmp_path):
     """Test images read into the training part as well would leak: refused."""
     root = tmp_path / "d"
     for part in ("train", "val", "test"):
-        classes(root / part, {"a": 2, "b": 2})
+        class_folders(root / part, {"a": 2, "b": 2})
     os.symlink(root / "test" / "a", root / "train" / "a" / "more")
     with pytest.raises(DataError, match=r"train/a/more \(class 'a' of train\) and test/a "
                                         r"\(class 'a' of test\) are the same folder .* through "
@@ -127,7 +109,7 @@ def test_a_link_from_train_into_test_is_refused(tmp_path):
 
 
 def test_one_image_linked_into_two_classes_is_refused(tmp_path):
-    root = classes(tmp_path / "d", {"a": 3, "b": 3})
+    root = class_folders(tmp_path / "d", {"a": 3, "b": 3})
     os.symlink(root / "b" / "00.png", root / "a" / "borrowed.png")
     with pytest.raises(DataError, match=r"a/borrowed\.png \(class 'a'\) and b/00\.png "
                                         r"\(class 'b'\) are the same image .* through the link "
@@ -136,7 +118,7 @@ def test_one_image_linked_into_two_classes_is_refused(tmp_path):
 
 
 def test_a_broken_link_among_the_images_is_named_in_one_line(tmp_path):
-    root = classes(tmp_path / "d", {"a": 3, "b": 3})
+    root = class_folders(tmp_path / "d", {"a": 3, "b": 3})
     os.symlink(tmp_path / "gone.png", root / "a" / "lost.png")
     with pytest.raises(DataError, match=r"a/lost\.png is a broken link") as err:
         folder.read_index(root)
@@ -162,13 +144,13 @@ def test_a_file_gone_before_hashing_is_named_in_one_line(tmp_path):
 # --- files that are not images ---------------------------------------------------------
 
 def test_files_that_are_not_images_are_counted_by_extension(tmp_path, capsys):
-    root = classes(tmp_path / "d", {"a": 3, "b": 3})
+    root = class_folders(tmp_path / "d", {"a": 3, "b": 3})
     (root / "a" / "notes.txt").write_text("x")
     (root / "b" / "more.txt").write_text("x")
     (root / "b" / "scan.json").write_text("{}")
     (root / "b" / ".DS_Store").write_text("x")  # hidden: not counted
     (root / "README.md").write_text("beside the classes: not counted")
-    data = folder.load(root, tmp_path / "c", **LOAD)
+    data = folder.load(root, tmp_path / "c", **TINY_LOAD)
     assert len(data.y) == 6
     assert "skipped 3 files that are not images (.txt ×2, .json ×1)" in capsys.readouterr().err
 
@@ -183,13 +165,13 @@ def test_one_number_written_several_ways_is_refused_naming_the_rows(tmp_path):
                                         r"are one number") as err:
         manifest.read_index(path)
     assert "\n" not in str(err.value)
-    root = classes(tmp_path / "f", {"1": 1, "01": 1, "2": 1})
+    root = class_folders(tmp_path / "f", {"1": 1, "01": 1, "2": 1})
     with pytest.raises(DataError, match=r"class folders '01' and '1' are one number"):
         folder.read_index(root)
 
 
 def test_numeric_class_names_sort_as_numbers_in_both_readers(tmp_path):
-    root = classes(tmp_path / "d", {"0": 1, "1": 1, "2": 1, "10": 1})
+    root = class_folders(tmp_path / "d", {"0": 1, "1": 1, "2": 1, "10": 1})
     assert list(folder.read_index(root)["label"].cat.categories) == ["0", "1", "2", "10"]
     rows = "".join(f"{name}/00.png,{name}\n" for name in ("10", "2", "1", "0"))
     (root / "m.csv").write_text("path,label\n" + rows)
@@ -201,18 +183,18 @@ def test_numeric_class_names_sort_as_numbers_in_both_readers(tmp_path):
 
 
 def test_the_positive_class_is_chosen_and_the_split_stays(tmp_path):
-    root = classes(tmp_path / "d", {"abnormal": 20, "normal": 20})
-    plain = folder.load(root, **LOAD)
+    root = class_folders(tmp_path / "d", {"abnormal": 20, "normal": 20})
+    plain = folder.load(root, **TINY_LOAD)
     assert list(plain.class_names) == ["abnormal", "normal"]  # the second is the positive
-    chosen = folder.load(root, positive_class="abnormal", **LOAD)
+    chosen = folder.load(root, positive_class="abnormal", **TINY_LOAD)
     assert list(chosen.class_names) == ["normal", "abnormal"]
     assert (chosen.y == 1 - plain.y).all() and (chosen.x == plain.x).all()
     assert chosen.fingerprint == plain.fingerprint  # the same images
     caches = sorted(p.name for p in (root / ".kandel_cache").iterdir() if p.name[0] != ".")
     assert len(caches) == 2  # apart: their labels differ
-    a, b = plain.split(CONFIG), chosen.split(CONFIG)
+    a, b = plain.split(OWN_SPLIT), chosen.split(OWN_SPLIT)
     assert (a.val == b.val).all() and (a.test.indices == b.test.indices).all()
-    again = folder.load(root, positive_class="normal", **LOAD)  # the positive already
+    again = folder.load(root, positive_class="normal", **TINY_LOAD)  # the positive already
     assert list(again.class_names) == ["abnormal", "normal"]
     path = csv(tmp_path / "m", "path,label\na.png,0\nb.png,1.0\n", images=["a.png", "b.png"])
     assert manifest.read_index(path, positive_class="0")["y"].tolist() == [1, 0]
@@ -224,7 +206,7 @@ def test_the_positive_class_is_chosen_and_the_split_stays(tmp_path):
     ({"a": 1, "b": 1}, "c", r"--positive-class 'c' is not a class of .*: its classes are a, b"),
 ])
 def test_a_positive_class_that_cannot_be_is_refused_in_one_line(tmp_path, layout, name, message):
-    root = classes(tmp_path / "d", layout)
+    root = class_folders(tmp_path / "d", layout)
     with pytest.raises(ConfigError, match=message) as err:
         folder.read_index(root, positive_class=name)
     assert "\n" not in str(err.value)
@@ -275,22 +257,22 @@ def test_groups_on_two_sides_of_a_given_split_are_counted_and_said(tmp_path, cap
                                          ("test", "P2"), ("test", "P6")]):
         rows.append(f"{i}.png,{'xy'[i % 2]},{patient},{part}")
     path = csv(tmp_path / "d", "\n".join(rows) + "\n", images=[f"{i}.png" for i in range(8)])
-    data = manifest.load(path, tmp_path / "c", group_column="patient", **LOAD)
-    data.split_facts(CONFIG)  # (a run's config is made first)
-    data.split(CONFIG)
-    data.split(CONFIG)  # said once
+    data = manifest.load(path, tmp_path / "c", group_column="patient", **TINY_LOAD)
+    data.split_facts(OWN_SPLIT)  # (a run's config is made first)
+    data.split(OWN_SPLIT)
+    data.split(OWN_SPLIT)  # said once
     err = capsys.readouterr().err
     assert err.count("2 groups (P1, P2) are on two sides of the data's own split") == 1
-    facts = data.split_facts(dict(CONFIG, group_column="patient"))
+    facts = data.split_facts(dict(OWN_SPLIT, group_column="patient"))
     assert facts == {"split_used": "given", "groups_across_split": 2}
-    config = dict(CONFIG, protocol="own", dataset="csv", data_dir="/d", image_size=8,
+    config = dict(OWN_SPLIT, protocol="own", dataset="csv", data_dir="/d", image_size=8,
                   classes=["x", "y"], num_classes=2, n_train=4, n_val=2, n_test=2,
                   group_column="patient", **facts)
     assert "the data's own train / val / test split; 2 groups (patient) on two sides" in \
         describe_data([config])
     alone = manifest.load(csv(tmp_path / "e", "path,label,split\n0.png,x,train\n1.png,y,test\n",
-                              images=["0.png", "1.png"]), tmp_path / "c", **LOAD)
-    assert "groups_across_split" not in alone.split_facts(CONFIG)
+                              images=["0.png", "1.png"]), tmp_path / "c", **TINY_LOAD)
+    assert "groups_across_split" not in alone.split_facts(OWN_SPLIT)
 
 
 # --- CSV as written elsewhere ----------------------------------------------------------
@@ -328,7 +310,7 @@ def test_a_run_records_its_positive_class_and_scores_it(tmp_path):
     from kandel_repro.runs import rundir
     from kandel_repro.runs.single import train_single
 
-    root = classes(tmp_path / "d", {"abnormal": 10, "normal": 10})
+    root = class_folders(tmp_path / "d", {"abnormal": 10, "normal": 10})
     run = tmp_path / "run"
     train_single(run, root, "cbr_small", 1, 1e-3, dataset="folder", weights="none",
                  image_size=32, max_epochs=1, batch_size=8, workers=1, verbose=0,

@@ -211,21 +211,12 @@ def test_keras_refuses_images_below_the_minimum_size(name):
 
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined")  # MobileNetV3 below 224
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "convnext_tiny"])
-def test_missing_weights_name_the_file_keras_downloads(name, monkeypatch):
-    from keras.src.utils import file_utils
-
-    asked = []
-
-    def no_network(fname, *args, **kwargs):
-        asked.append(fname)
-        raise Exception(f"URL fetch failure on https://storage.googleapis.com/{fname}")
-
-    monkeypatch.setattr(file_utils, "get_file", no_network)
+def test_missing_weights_name_the_file_keras_downloads(name, no_download):
     size = REGISTRY[name].min_input_size
     with pytest.raises(WeightsUnavailable) as err:
         build_base(name, (size, size, 3), "imagenet")
-    assert asked == [REGISTRY[name].notop_weights_file]
-    assert f"Put the file {asked[0]} into" in str(err.value)
+    assert no_download == [REGISTRY[name].notop_weights_file]
+    assert f"Put the file {no_download[0]} into" in str(err.value)
 
 
 def test_a_second_model_in_one_process_gives_the_same_map():

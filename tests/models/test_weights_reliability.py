@@ -25,22 +25,6 @@ def _one_line(err):
     return message
 
 
-@pytest.fixture
-def no_download(monkeypatch, tmp_path):
-    """Keras' downloads fail at once, as offline; the names of the files asked for."""
-    from keras.src.utils import file_utils
-
-    asked = []
-
-    def fail(fname, *args, **kwargs):
-        asked.append(fname)
-        raise Exception(f"URL fetch failure on https://storage.googleapis.com/{fname}")
-
-    monkeypatch.setattr(file_utils, "get_file", fail)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    return asked
-
-
 # --- MobileNet and MobileNetV2: ImageNet weights per input size ----------------------------
 
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined")  # Keras' 224 fallback
