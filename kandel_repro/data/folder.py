@@ -317,14 +317,12 @@ def _source(root, cache_dir, workers, progress, image_size, window, positive_cla
 def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
          progress: bool = True, force: bool = False, image_size: int | None = None,
          verify: bool = False, window: Sequence[float] | None = None,
-         positive_class: str | None = None, skip_unreadable: bool = False,
-         split_settings: dict | None = None) -> Path:
+         positive_class: str | None = None, skip_unreadable: bool = False) -> Path:
     """Decode and resize every image once into a uint8 cache; reuse it while unchanged
     and undamaged (``verify``: its checksums too). ``window``: a fixed (center, width)
     for images of more than 8 bits (:mod:`~kandel_repro.data.images`);
     ``positive_class``: the class of label 1; ``skip_unreadable``: leave out, and count,
-    the images that cannot be decoded (else they are refused, all named).
-    ``split_settings`` is :func:`read_index`'s (checked there, not here)."""
+    the images that cannot be decoded (else they are refused, all named)."""
     return own.pack(_source(root, cache_dir, workers, progress, image_size, window,
                             positive_class, skip_unreadable), root, force, verify)
 
@@ -332,7 +330,7 @@ def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | N
 def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
          progress: bool = True, image_size: int | None = None,
          window: Sequence[float] | None = None, positive_class: str | None = None,
-         skip_unreadable: bool = False, split_settings: dict | None = None) -> OwnData:
+         skip_unreadable: bool = False) -> OwnData:
     """Pack if needed (at ``image_size``; the options as :func:`pack`'s), then load the
     arrays as :class:`~kandel_repro.data.own.OwnData`."""
     return own.load(_source(root, cache_dir, workers, progress, image_size, window,

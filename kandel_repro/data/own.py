@@ -178,14 +178,17 @@ def split_kind(has_split: bool, has_groups: bool, root: Any, config: dict) -> st
     return kind
 
 
+def named_for_all(values: np.ndarray) -> bool:
+    """Whether every image has a value (a group, a given part) in ``values``; "" is none."""
+    return bool(len(values)) and bool((values != "").all())
+
+
 def split_rows(y: np.ndarray, groups: np.ndarray, splits: np.ndarray,
                class_names: Sequence[str], root: Any,
                config: dict) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     """``(kind, train, val, test)`` rows of a split of own data (see :class:`OwnData`):
     what :meth:`OwnData.split` draws, and :func:`check_index_split` from an index."""
-    has_split = bool(len(splits)) and bool((splits != "").all())
-    has_groups = bool(len(groups)) and bool((groups != "").all())
-    kind = split_kind(has_split, has_groups, root, config)
+    kind = split_kind(named_for_all(splits), named_for_all(groups), root, config)
     names = [str(name) for name in class_names]
     if kind == "given":
         train, val, test = (np.flatnonzero(splits == part) for part in PARTS)
@@ -255,16 +258,15 @@ class OwnData(PackedData):
     groups: np.ndarray = None
     splits: np.ndarray = None
     unreadable: int = 0
-    _across: list = field(default=None, repr=False)  # groups_across, found once
-    _warned: bool = field(default=False, repr=False)  # ... and said once
+    _warned: bool = field(default=False, repr=False)  # groups on two sides: said once
 
     @property
     def has_split(self) -> bool:
-        return bool(len(self.splits)) and bool((self.splits != "").all())
+        return named_for_all(self.splits)
 
     @property
     def has_groups(self) -> bool:
-        return bool(len(self.groups)) and bool((self.groups != "").all())
+        return named_for_all(self.groups)
 
     def facts(self) -> dict:
         facts = {"classes": [str(name) for name in self.class_names],
@@ -284,15 +286,8 @@ class OwnData(PackedData):
         kind = self.split_kind(config)
         facts = {"split_used": kind}
         if kind == "given" and self.has_groups:
-            facts["groups_across_split"] = len(self.groups_across())
+            facts["groups_across_split"] = len(groups_across(self.groups, self.splits))
         return facts
-
-    def groups_across(self) -> list[str]:
-        """The groups on two sides of the data's own split (:func:`groups_across`), found
-        once per data."""
-        if self._across is None:
-            self._across = groups_across(self.groups, self.splits)
-        return self._across
 
     def split(self, config: dict) -> Split:
         """80/10/10 (``validation_fraction``, ``test_fraction``) by ``config["split"]``
@@ -302,7 +297,7 @@ class OwnData(PackedData):
                                             self.class_names, self.root, config)
         if kind == "given" and self.has_groups and not self._warned:
             self._warned = True
-            across = self.groups_across()
+            across = groups_across(self.groups, self.splits)
             if across:
                 named = ", ".join(across[:5]) + (", …" if len(across) > 5 else "")
                 cache.warn(f"warning: {len(across)} group{'s' if len(across) > 1 else ''} "

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # (the registry stands on nothing but its entries)
     from .packed import PackedData
 
 # The run settings a split of own data reads, handed to the readers that check a split
-# from their index (Reader.checks_split).
+# on their index (Reader.checks_split, Reader.read_index).
 SPLIT_KEYS = ("split", "validation_fraction", "test_fraction", "split_seed")
 
 
@@ -37,27 +37,27 @@ class Reader:
     # config keys passed on to the module's read_index/pack/load as keyword arguments
     # (those not None): how to read the layout (a CSV's column names, a DICOM window)
     options: tuple[str, ...] = ()
-    # a run's split settings (SPLIT_KEYS) go to read_index too, as split_settings, which
-    # draws the split on the index: data too small for it are refused before packing
+    # its read_index takes a run's split settings (SPLIT_KEYS) as split_settings and draws
+    # the split on the index: data too small for it are refused before packing
     checks_split: bool = False
 
     def options_of(self, config: dict | None) -> dict[str, Any]:
         """The reader options a (resolved) config sets: ``{key: value}`` of
-        :attr:`options` whose value is not None; for a reader that :attr:`checks_split`,
-        and a run's resolved config (it names its ``protocol``), ``split_settings``: its
-        values of :data:`SPLIT_KEYS`, which ``read_index`` checks the index against and
-        ``pack`` and ``load`` take and leave."""
+        :attr:`options` whose value is not None."""
         config = config or {}
-        options = {key: config[key] for key in self.options if config.get(key) is not None}
-        if self.checks_split and "protocol" in config:
-            options["split_settings"] = {key: config.get(key) for key in SPLIT_KEYS}
-        return options
+        return {key: config[key] for key in self.options if config.get(key) is not None}
 
     @property
     def module(self) -> ModuleType:
         return importlib.import_module(f"{__package__}.{self.module_name}")
 
-    def read_index(self, root: str | Path, **options: Any) -> Any:  # the index of its layout
+    def read_index(self, root: str | Path, config: dict | None = None, **options: Any) -> Any:
+        """The index of its layout (``options``: the reader's own); given a run's resolved
+        ``config`` (it names its ``protocol``), a reader that :attr:`checks_split` also
+        draws the run's split on the index, refusing data too small for it before
+        anything is packed."""
+        if self.checks_split and config and "protocol" in config:
+            options["split_settings"] = {key: config.get(key) for key in SPLIT_KEYS}
         return self.module.read_index(root, **options)
 
     def check_config(self, config: dict) -> None:

@@ -52,7 +52,8 @@ def preflight(study: Study, data_dir: str | Path, configs: Iterable[dict],
     (:func:`~kandel_repro.runs.single.check_weights`), before any run folder is written."""
     configs = list(configs)
     reader = get_reader(dataset or study.dataset)
-    reader.read_index(data_dir, **reader.options_of(configs[0] if configs else None))
+    first = configs[0] if configs else None
+    reader.read_index(data_dir, first, **reader.options_of(first))
     check_weights(configs)
 
 

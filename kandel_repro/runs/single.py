@@ -49,7 +49,7 @@ def train_single(run_dir: str | Path, data_dir: str | Path, backbone: str,
     config = resolve_config(backbone, first_trainable_block, learning_rate,
                             protocol=reader.protocol, **settings)
     reader.check_config(config)
-    reader.read_index(data_dir, **reader.options_of(config))
+    reader.read_index(data_dir, config, **reader.options_of(config))
     check_weights([config])
     run_dir = check_writable(run_dir, "--run-dir")
     data = reader.load(data_dir, cache_dir, workers=workers, image_size=config["image_size"],
