@@ -292,7 +292,7 @@ def _read_pil(path, window):
     if split is not None:
         return bands_to_rgb(_full_depth_pil(path, split), 3, window)
     if img.mode in HIGH_DEPTH_MODES or img.mode.startswith("I;16"):
-        return gray_to_rgb(to_8bit(np.asarray(img), window))
+        return bands_to_rgb(np.asarray(img), 1, window)
     if img.mode in ("P", "PA"):
         img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
     return np.asarray(img.convert("RGB"), dtype=np.uint8)

@@ -7,9 +7,11 @@ in one pass over the data, not one per attempt: :func:`refuse` names the first
 ``<cache>.unreadable.txt`` beside the cache when there are more. A reader that is told to
 skip them (``skip_unreadable``) packs the others instead: :func:`drop_rows` takes the
 unreadable rows out of the arrays already written, and :func:`record` lists them in the
-cache's manifest (:func:`leave_out` does one or the other). :func:`describe` is what
-``data pack`` prints: whether it packed or reused the cache, and its images per class (per
-part of a given split).
+cache's manifest (:func:`leave_out` does one or the other). A cache that cannot fit the
+disk, or whose decoding would hold more than half the memory, is refused before anything
+is decoded (:func:`check_room`). :func:`describe` is what ``data pack`` prints: whether it
+packed the cache (:data:`PACKED_HERE`) or reused it, and its images per class (per part of
+a given split).
 """
 from __future__ import annotations
 
