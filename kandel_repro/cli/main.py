@@ -49,13 +49,19 @@ def cmd_synthetic_folder(args: argparse.Namespace) -> None:
           f"{Path(out) / 'manifest.csv'})")
 
 
+def _reader_options(args: argparse.Namespace) -> dict:
+    """The reader options a verb that packs was given (None: not given), ``--window``
+    as two numbers."""
+    given = {key: getattr(args, key) for key in ("path_column", "label_column", "group_column",
+                                                 "positive_class", "skip_unreadable")}
+    given["window"] = None if args.window is None else normalise("window", args.window)
+    return given
+
+
 def cmd_pack(args: argparse.Namespace) -> None:
     """Pack (or reuse) the cache; say which, and its images per class."""
     reader = readers.get_reader(args.dataset)
-    given = {key: getattr(args, key) for key in ("path_column", "label_column", "group_column",
-                                                 "positive_class", "skip_unreadable")}
-    if args.window is not None:
-        given["window"] = normalise("window", args.window)
+    given = _reader_options(args)
     unused = [key for key, value in given.items() if value is not None and key not in reader.options]
     if unused:
         raise ConfigError(f"--{unused[0].replace('_', '-')} does not apply to --dataset "
@@ -199,9 +205,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """A VAE or DCGAN pretrained on unlabelled images (:func:`kandel_repro.runs.pretrain.
     pretrain`); status 1 when a non-finite loss stopped it."""
-    given = {key: getattr(args, key) for key in ("path_column", "label_column", "group_column",
-                                                 "positive_class", "skip_unreadable")}
-    given["window"] = None if args.window is None else normalise("window", args.window)
+    given = _reader_options(args)
     metrics = pretraining.pretrain(
         args.kind, args.data, args.out, dataset=args.dataset, images=args.images,
         epochs=args.epochs, batch_size=args.batch_size, latent=args.latent, beta=args.beta,
