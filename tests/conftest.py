@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def tiny_pcam(tmp_path_factory):
     """A small synthetic set in the Kaggle layout (read-only for tests: copy to modify)."""
-    from kandel_repro.data.synthetic.pcam import write_synthetic_pcam
+    from kandel_repro.readers.synthetic.pcam import write_synthetic_pcam
 
     return write_synthetic_pcam(tmp_path_factory.mktemp("pcam") / "tiny", n_train=60,
                                 n_test=20, seed=3, size=TINY, progress=False)
@@ -60,7 +60,7 @@ def tiny_breakhis(tmp_path_factory):
     """A small synthetic BreakHis (2 patients per subtype, 2 images per magnification:
     128 PNGs; read-only for tests: pass a cache folder of the test's own when packing).
     tests/golden/legacy_runs/table6 was made from this set."""
-    from kandel_repro.data.synthetic.breakhis import write_synthetic_breakhis
+    from kandel_repro.readers.synthetic.breakhis import write_synthetic_breakhis
 
     return write_synthetic_breakhis(tmp_path_factory.mktemp("bh") / "bh", patients_per_subtype=2,
                                     images_per_magnification=2, seed=2, progress=False)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kandel_repro.runs import studies
-from kandel_repro.runs.levels import Study
-from kandel_repro.runs.studies import depth_rows, lr_columns
+from kandel_repro.studies.levels import depth_rows, lr_columns
+from kandel_repro.studies.registry import STUDIES
+from kandel_repro.studies.types import Study
 
 GOLDEN = Path(__file__).parent / "golden"  # golden files (tests/golden/README: what each is)
 LEGACY = GOLDEN / "legacy_runs"  # run folders written by earlier versions of the package
@@ -21,7 +21,7 @@ def cut_table2(monkeypatch, learning_rates=(1e-4,), rows=slice(0, 1)):
     """Register a Table 2 cut to the top block (by default) and the given rates."""
     study = Study("table2", "Table 2 — VGG16 fine-tuned on PCam", "pcam",
                   depth_rows("vgg16")[rows], lr_columns(learning_rates), "Fine-tuned blocks")
-    monkeypatch.setitem(studies.STUDIES, "table2", study)
+    monkeypatch.setitem(STUDIES, "table2", study)
     return study
 
 
@@ -48,9 +48,10 @@ def finished_grid(study_name, data_dir, runs_dir, skip=(), **settings):
 
     from kandel_repro.core.files import write_csv, write_json
     from kandel_repro.core.stats import run_summary
-    from kandel_repro.data.readers import get_reader
+    from kandel_repro.readers.registry import get_reader
     from kandel_repro.runs.config import with_data
-    from kandel_repro.runs.studies import get_study, study_configs
+    from kandel_repro.studies.cells import study_configs
+    from kandel_repro.studies.registry import get_study
 
     study = get_study(study_name)
     data = get_reader(study.dataset).load(data_dir, progress=False, workers=1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.pixels import DEFAULT_PIXEL_LIMIT, LIMIT_VARIABLE, check_pixel_limit
 from ..data.layouts import COMPETITION
-from ..data.readers import READERS
+from ..data.pixels import DEFAULT_PIXEL_LIMIT, LIMIT_VARIABLE, check_pixel_limit
+from ..readers.registry import READERS
 from .arguments import checked
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..report.explain import DEFAULT_COUNT, DEFAULT_THRESHOLD, SPLITS
+from ..explain.gradcam import DEFAULT_COUNT, DEFAULT_THRESHOLD, SPLITS
 
 
 def _count(text: str) -> int:

@@ -1,5 +1,5 @@
 """The ``judge`` verb's options: can a classifier tell a pretrain run's generated images
-from real ones (:mod:`kandel_repro.runs.judge`; :func:`kandel_repro.cli.main.cmd_judge`)?"""
+from real ones (:mod:`kandel_repro.pretraining.judge`; :func:`kandel_repro.cli.main.cmd_judge`)?"""
 from __future__ import annotations
 
 import argparse

@@ -10,16 +10,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import ConfigError, KandelError
-from ..data import pack_notes, pcam, readers
+from ..data import pack_notes
 from ..data.pixels import pixel_limit
-from ..data.synthetic import (breakhis as synthetic_breakhis, folder as synthetic_folder,
-                              pcam as synthetic, pcam_h5 as synthetic_h5)
+from ..explain import filters, gradcam as explain, similarity
+from ..grid import grid
 from ..kaggle import api as kaggle_api, kernel as kaggle_kernel, submission
 from ..measure import bench, cost
 from ..models import build as model, convert
-from ..report import explain, filters, similarity, tables
-from ..runs import export, grid, judge as judging, pretrain as pretraining, single, studies
+from ..pretraining import judge as judging, pretrain as pretraining
+from ..readers import pcam, registry as readers
+from ..readers.synthetic import (breakhis as synthetic_breakhis, folder as synthetic_folder,
+                                 pcam as synthetic, pcam_h5 as synthetic_h5)
+from ..report import tables
+from ..runs import export, single
 from ..runs.config import normalise
+from ..studies.registry import get_study, parse_backbones
 from . import console, options
 
 
@@ -102,12 +107,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    """The study's runs (:func:`kandel_repro.runs.grid.run_grid`), then, with ``--submit``,
+    """The study's runs (:func:`kandel_repro.grid.grid.run_grid`), then, with ``--submit``,
     every finished run submitted to Kaggle. Status 1 when a run failed or a submission was
     invalid or unscorable."""
-    first = studies.parse_backbones(args.backbone)[:1] or [None]
-    study = studies.get_study(args.study, args.fractions, backbone=first[0],
-                              dataset=args.dataset if studies.get_study(args.study).parametric
+    first = parse_backbones(args.backbone)[:1] or [None]
+    study = get_study(args.study, args.fractions, backbone=first[0],
+                              dataset=args.dataset if get_study(args.study).parametric
                               else None)
     dataset = args.dataset or study.dataset
     if args.submit and dataset != "pcam":
@@ -203,7 +208,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    """A VAE or DCGAN pretrained on unlabelled images (:func:`kandel_repro.runs.pretrain.
+    """A VAE or DCGAN pretrained on unlabelled images (:func:`kandel_repro.pretraining.pretrain.
     pretrain`); status 1 when a non-finite loss stopped it."""
     given = _reader_options(args)
     metrics = pretraining.pretrain(

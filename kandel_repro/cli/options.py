@@ -4,7 +4,7 @@ the Kaggle kernel (which checks the grid options it will pass on) parse with :fu
 Every subcommand sets ``verb`` (``"grid"``, ``"data pack"``…), the key of its handler
 in :data:`kandel_repro.cli.main.HANDLERS`. Choices come from where the values are defined:
 settings from :data:`kandel_repro.runs.config.CHOICES`, studies from
-:data:`kandel_repro.runs.studies.STUDIES`, backbones and data sets from their registries.
+:data:`kandel_repro.studies.registry.STUDIES`, backbones and data sets from their registries.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 from ..core.errors import ConfigError
 from ..core.protocol import BREAKHIS, LEARNING_RATES, PCAM
-from ..data.readers import READERS
 from ..kaggle.api import COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS
 from ..kaggle.submission import DEFAULT_POLL, DEFAULT_TIMEOUT
 from ..models.backbones import REGISTRY
+from ..readers.registry import READERS
 from ..runs.config import CHOICES, check_time_budget
-from ..runs.studies import STUDIES, parse_backbones
+from ..studies.registry import STUDIES, parse_backbones
 from .arguments import backbone, checked
 from .data_options import add_data_parsers, add_reader_options, image_side
 from .inspect_options import add_inspection_parsers

@@ -1,13 +1,13 @@
 """The ``pretrain`` verb's options: a VAE or a DCGAN trained on a data set's images
-without their labels (:func:`kandel_repro.runs.pretrain.pretrain`)."""
+without their labels (:func:`kandel_repro.pretraining.pretrain.pretrain`)."""
 from __future__ import annotations
 
 import argparse
 
-from ..data.readers import READERS
-from ..runs.pretrain import (BATCH_SIZE, BETA, COLLAPSE_THRESHOLD, EPOCHS, KINDS, LATENT,
-                             LEARNING_RATE)
-from ..runs.pretrain_data import IMAGES
+from ..pretraining.images import IMAGES
+from ..pretraining.pretrain import (BATCH_SIZE, BETA, COLLAPSE_THRESHOLD, EPOCHS, KINDS, LATENT,
+                                    LEARNING_RATE)
+from ..readers.registry import READERS
 from .data_options import add_reader_options, image_side
 
 

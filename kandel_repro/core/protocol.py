@@ -148,7 +148,7 @@ OWN = OwnDataProtocol()
 PROTOCOLS = {"pcam": PCAM, "breakhis": BREAKHIS, "own": OWN}
 
 # The judge's real/fake check of a pretrain run (`kandel-repro judge`,
-# kandel_repro.runs.judge): our defaults, as no paper sets them.
+# kandel_repro.pretraining.judge): our defaults, as no paper sets them.
 JUDGE_SAMPLES = 500  # real held-out images, and as many generated ones
 JUDGE_EPOCHS = 10  # the classifier's most epochs (the best on validation AUC is kept)
 JUDGE_MIN_IMAGES = 8  # per kind: enough for every part of the 50/25/25 split to hold both

@@ -1,6 +1,6 @@
 """The packed data a run trains on, whatever the data set: one type for every reader.
 
-A reader (:mod:`kandel_repro.data.readers`) loads a data set into a :class:`PackedData`:
+A reader (:mod:`kandel_repro.readers.registry`) loads a data set into a :class:`PackedData`:
 the labelled images as one uint8 array (``x``, ``y``, ``ids``) and, through
 :meth:`PackedData.split`, the rows of ``x`` each part of the protocol's split uses —
 training, validation — and the images predicted after training (:class:`TestSet`).

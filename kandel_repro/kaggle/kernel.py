@@ -32,9 +32,10 @@ from ..core.errors import ConfigError
 from ..core.protocol import PROTOCOLS
 from ..models.backbones import get_backbone
 from ..models.weights import keras_models_dir
-from ..runs.levels import Study
-from ..runs.studies import get_study, parse_shard, study_configs
-from ..runs.unlabelled import pretrained_kinds
+from ..studies.cells import parse_shard, study_configs
+from ..studies.registry import get_study
+from ..studies.types import Study
+from ..studies.unlabelled import pretrained_kinds
 from .api import (COMPETITION, DEFAULT_BUDGET_HOURS, SESSION_LIMIT_HOURS, KaggleError, api, call,
                   explain)
 

@@ -19,7 +19,7 @@ import numpy as np
 from ..core.protocol import PCAM
 from ..training.augment import image_data_generator, make_input_stage
 
-# The colour settings measured (kandel_repro.runs.config.COLOUR_KEYS; crop 1 and the
+# The colour settings measured (kandel_repro.training.colour.COLOUR_KEYS; crop 1 and the
 # others 0 are off): all of them together, and the HED stain jitter alone.
 COLOUR = {"brightness": 0.1, "contrast": 0.2, "saturation": 0.2, "hue": 0.05, "crop": 0.875,
           "stain_jitter": 0.2}

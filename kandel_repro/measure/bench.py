@@ -41,11 +41,11 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.files import write_json, write_text
 from ..core.protocol import LEARNING_RATES, PCAM
-from ..data import pcam
 from ..data.layouts import HIDDEN_LABELS, MARKER
-from ..data.readers import get_reader
-from ..data.synthetic.folder import write_synthetic_folder
-from ..data.synthetic.pcam import write_synthetic_pcam
+from ..readers import pcam
+from ..readers.registry import get_reader
+from ..readers.synthetic.folder import write_synthetic_folder
+from ..readers.synthetic.pcam import write_synthetic_pcam
 from ..runs.config import resolve_config, resolve_runtime
 from ..runs.train import build_run_models
 from ..training.pipeline import in_memory_dataset, predict_uint8
@@ -76,7 +76,7 @@ print("RESULT", json.dumps({"peak_rss_bytes": peak}))
 # A fresh training process (argv: root, cache, steps[, batch]).
 RSS_SCRIPT = """
 import json, resource, sys
-from kandel_repro.data import pcam
+from kandel_repro.readers import pcam
 from kandel_repro.runs.config import resolve_config, resolve_runtime
 from kandel_repro.runs.train import build_run_models
 from kandel_repro.training.pipeline import in_memory_dataset, predict_uint8
@@ -95,7 +95,7 @@ predict_uint8(predictor, data.test_x[:512], config["eval_batch_size"])
 # The folder reader packing one folder (argv: root, cache, workers, size), as `data pack`.
 OWN_RSS_SCRIPT = """
 import json, resource, sys
-from kandel_repro.data.readers import get_reader
+from kandel_repro.readers.registry import get_reader
 get_reader("folder").pack(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), force=True,
                           image_size=int(sys.argv[4]), progress=False)
 """ + PEAK_RSS

@@ -19,11 +19,12 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.protocol import NOT_CONVERGED_BELOW_AUC
 from ..core.stats import summary_of
-from ..data.readers import get_reader
 from ..models.backbones import get_backbone
+from ..readers.registry import get_reader
 from ..runs import rundir
-from ..runs.levels import Study
-from ..runs.studies import get_study, parse_seeds, run_name, seed_of
+from ..studies.cells import parse_seeds, run_name, seed_of
+from ..studies.registry import get_study
+from ..studies.types import Study
 from .compare import CellKey, Evidence, assessable, verdict
 from .header import caveat_of
 
@@ -107,7 +108,7 @@ def collect(study_name: str | Study, runs_dir: str | Path,
 
     Refuses (:class:`~kandel_repro.core.errors.ConfigError`) a folder whose finished runs
     were made with different experiment settings (other data, epochs, split…): one
-    table is one experiment, as :func:`kandel_repro.runs.grid.run_grid` keeps it.
+    table is one experiment, as :func:`kandel_repro.grid.grid.run_grid` keeps it.
     """
     import pandas as pd
 

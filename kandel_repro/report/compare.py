@@ -38,7 +38,7 @@ from ..core.stats import holm, paired_of
 from ..runs import rundir
 
 if TYPE_CHECKING:
-    from ..runs.levels import Study
+    from ..studies.types import Study
 
 ALPHA = 0.05
 SUPPORTED, TIED, CONTRADICTED, UNKNOWN = (

@@ -4,20 +4,20 @@ from the run folders (:func:`run_histories`, :func:`best_cell_predictions`)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..core.stats import MEASURES, TABLE_RULE
-from ..data.readers import get_reader
-from ..runs import rundir
 from ..models.backbones import get_backbone
-from ..runs.levels import Study
+from ..readers.registry import get_reader
+from ..runs import rundir
+from ..studies.types import Study
 from .collect import SHORT, TARGET_SHARE, TIED_MARK, Table
-from .plots import (confusion_matrix_figure, depth_lines, heatmap, learning_curves, lines_with_bands, radar,
-                    roc_curves, scatter_panels)
+from .plots import (confusion_matrix_figure, depth_lines, heatmap, learning_curves,
+                    lines_with_bands, radar, roc_curves, scatter_panels)
 
 if TYPE_CHECKING:  # NOTE: annotations only; matplotlib loads when a figure is drawn
     import pandas as pd

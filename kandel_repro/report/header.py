@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..core.protocol import deviations
 
 if TYPE_CHECKING:
-    from ..runs.levels import Study
+    from ..studies.types import Study
 
 
 def describe_data(configs: Sequence[dict]) -> str:

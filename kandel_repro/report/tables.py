@@ -29,8 +29,9 @@ from ..core.errors import ConfigError
 from ..core.files import check_writable, write_csv, write_text
 from ..models.backbones import get_backbone
 from ..runs import rundir
-from ..runs.levels import Study
-from ..runs.studies import get_study, parse_backbones, parse_seeds, seed_of
+from ..studies.cells import parse_seeds, seed_of
+from ..studies.registry import get_study, parse_backbones
+from ..studies.types import Study
 from .collect import assemble, found_seeds
 from .figures import FIGURES, backbones_figure, depth_comparison
 from .markdown import render_markdown

@@ -1,4 +1,4 @@
-"""Runs and many runs: a run's settings (``config``, ``keys``), its folder (``rundir``),
-the training of one run (``train``), the study registry (``studies``, of ``levels``, checked by
-``validation``), the grid that trains a study's runs (``grid``, in-process or on Ray:
-``cluster``), and a run's backbone exported as pretrained weights (``export``)."""
+"""One run: its settings (``config``, across versions ``keys``), its folder (``rundir``),
+its training (``train``), one run outside any study (``single``), and a finished run's
+backbone exported as pretrained weights (``export``). Many runs are
+:mod:`kandel_repro.grid`; what they are, :mod:`kandel_repro.studies`."""

@@ -20,7 +20,7 @@ A run's ``config.json`` holds three kinds of keys:
 
 Words kept apart: ``augmentation`` is the experiment's setting (the paper's transform
 parameters, or None for none), ``augmenter`` the implementation that applies it;
-``dataset`` is the data set a run reads (a reader of :mod:`kandel_repro.data.readers`:
+``dataset`` is the data set a run reads (a reader of :mod:`kandel_repro.readers.registry`:
 ``pcam``, ``breakhis``), ``protocol`` the paper's settings for it, and ``synthetic``
 whether the data were made by this package's generators. Run folders written before
 these names keep being read: :func:`upgrade` translates their ``config.json``.
@@ -37,8 +37,9 @@ from ..core.protocol import PROTOCOLS
 from ..models.backbones import check_input_size, depth_label, get_backbone, layer_label
 from ..models.weights import MEANVAR, normalise_weights
 from ..training.augment import AUGMENTERS, check_fast
-from .keys import RENAMED
+from ..training.colour import COLOUR_OFF, STAIN_JITTER
 from ..training.runtime import default_eval_batch_size, device_description, resolve_precision
+from .keys import RENAMED
 
 if TYPE_CHECKING:
     from ..data.packed import PackedData
@@ -60,14 +61,6 @@ RUNTIME_DEFAULTS = {
 # depend on it, so it is not an experiment setting: a finished run is reused by a grid
 # whatever its ``tta``, and one that lacks the views asked for is scored with them then.
 EVALUATION_DEFAULTS = {"tta": 1}
-
-# The colour and stain settings of the fused augmentation (their meaning: the protocol's
-# fields and kandel_repro.training.colour); the paper's value of each turns it off.
-COLOUR_KEYS = ("brightness", "contrast", "saturation", "hue", "crop", "stain_jitter")
-# Each one's value when off: no crop (the whole side), every other 0.
-COLOUR_OFF = {key: 1.0 if key == "crop" else 0.0 for key in COLOUR_KEYS}
-# --stain-jitter's names for Tellez et al.'s (2019) two settings of σ.
-STAIN_JITTER = {"light": 0.05, "strong": 0.2}
 
 # The values a setting may take; the command line offers exactly these.
 CHOICES = {
@@ -95,7 +88,7 @@ OPTIONS = {"max_epochs": "--epochs", "first_trainable_block": "--first-block",
 def _not_here(key: str, protocol: str) -> str:
     """Why setting ``key`` is refused under ``protocol``: the data sets it applies to,
     where it is another protocol's setting."""
-    from ..data.readers import READERS
+    from ..readers.registry import READERS
 
     takers = [name for name, reader in READERS.items() if key in reader.options] or [
         name for name, reader in READERS.items() if reader.protocol != protocol

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import check_writable
-from ..data.readers import get_reader
 from ..models.backbones import get_backbone
 from ..models.build import build_base
 from ..models.weights import MEANVAR
+from ..readers.registry import get_reader
 from . import rundir, train
 from .config import resolve_config, with_data
 

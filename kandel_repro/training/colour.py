@@ -45,8 +45,15 @@ LOG_ADJUST = -math.log(FLOOR)
 TELLEZ_OFFSET = 2.0
 LANES = 32  # pixels summed side by side in channel_means
 TINY = 1e-20  # the chroma's floor in the HSV ops' divisions (a grey pixel has none)
-# The colour ops' settings (kandel_repro.runs.config.COLOUR_KEYS less the crop, which the
-# warp applies), in the order they are applied.
+# The colour and stain settings of the fused augmentation, as run settings (their
+# meaning: the protocol's fields and the ops here); the paper's value of each turns it off.
+COLOUR_KEYS = ("brightness", "contrast", "saturation", "hue", "crop", "stain_jitter")
+# Each one's value when off: no crop (the whole side), every other 0.
+COLOUR_OFF = {key: 1.0 if key == "crop" else 0.0 for key in COLOUR_KEYS}
+# --stain-jitter's names for Tellez et al.'s (2019) two settings of σ.
+STAIN_JITTER = {"light": 0.05, "strong": 0.2}
+# The colour ops' settings (COLOUR_KEYS less the crop, which the warp applies), in the
+# order they are applied.
 COLOUR_OPS = ("stain_jitter", "brightness", "contrast", "saturation", "hue")
 
 

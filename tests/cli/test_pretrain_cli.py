@@ -6,7 +6,7 @@ import pytest
 
 from kandel_repro.cli.main import main
 from kandel_repro.core.errors import ConfigError
-from kandel_repro.runs import pretrain as P, pretrain_data
+from kandel_repro.pretraining import images as pretrain_data, pretrain as P
 
 TINY = dict(batch_size=8, widths=(8, 16, 16, 16), latent=8, verbose=0, workers=1)
 

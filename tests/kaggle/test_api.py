@@ -20,7 +20,7 @@ def competition_zip(root, drop=None):
 
 
 def test_download_verify_pack(tiny_pcam, kaggle_env, tmp_path):
-    from kandel_repro.data import pcam
+    from kandel_repro.readers import pcam
 
     with kaggle_env(competition_zip(tiny_pcam)) as server:
         out = download(tmp_path / "data" / "pcam", counts=None, quiet=True)

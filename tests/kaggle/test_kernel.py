@@ -12,8 +12,8 @@ from kandel_repro.cli.options import parse_grid_args
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.kaggle.api import COMPETITION
 from kandel_repro.kaggle.kernel import make_kernel
-from kandel_repro.runs import studies
-from kandel_repro.runs.studies import get_study
+from kandel_repro.studies.cells import shard_cells
+from kandel_repro.studies.registry import get_study
 
 QUICK = ["--weights", "none", "--epochs", "1", "--batch-size", "16"]
 
@@ -103,7 +103,7 @@ def test_the_driver_runs_its_shard_on_a_simulated_kaggle_root_and_resumes(kernel
     # leaves it, without training: the driver trains the shard's other run itself).
     earlier = inputs / "kandel-repro-table2-shard-1-of-8" / "runs" / "table2"
     cells = get_study("table2").cells()
-    first = studies.shard_cells(cells, (1, 15))[0][1].folder
+    first = shard_cells(cells, (1, 15))[0][1].folder
     assert finished_grid("table2", inputs / COMPETITION, earlier,
                          skip={c.folder for c in cells} - {first}, weights="none", max_epochs=1,
                          batch_size=16) == [first]
@@ -119,7 +119,7 @@ def test_the_driver_runs_its_shard_on_a_simulated_kaggle_root_and_resumes(kernel
     assert "[1/15] table2: vgg16 blocks 5, lr 1e-3: finished, skipped" in run.stdout
     assert "[9/15] table2: vgg16 blocks 3–5, lr 1e-5: training" in run.stdout
     report = json.loads((root / "working" / "kandel-kernel.json").read_text())
-    expected = [c.folder for _, c in studies.shard_cells(get_study("table2").cells(), (1, 8))]
+    expected = [c.folder for _, c in shard_cells(get_study("table2").cells(), (1, 8))]
     assert report["finished_runs"] == sorted(expected) and "error" not in report
     runs = root / "working" / "runs" / "table2"
     assert (runs / first / "metrics.json").read_text() == before  # copied, not retrained

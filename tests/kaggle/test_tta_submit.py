@@ -9,8 +9,8 @@ from fake_kaggle import score
 from helpers import make_run
 
 from kandel_repro.data.layouts import HIDDEN_LABELS
-from kandel_repro.kaggle.submission import (RECORD, submission_file, submission_state,
-                                            submit_run, submit_runs, validate_path)
+from kandel_repro.kaggle.submission import (RECORD, submission_file, submission_state, submit_run,
+                                            submit_runs, validate_path)
 from kandel_repro.runs import rundir
 
 FAST = dict(poll=0.01, timeout=30)

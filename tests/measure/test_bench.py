@@ -60,7 +60,7 @@ def test_bench_writes_every_figure(tmp_path, capsys):
 
 
 def test_replicated_set_reads_as_the_same_data(tiny_pcam, tmp_path):
-    from kandel_repro.data import pcam
+    from kandel_repro.readers import pcam
 
     root = replicate_pcam(tiny_pcam, tmp_path / "x3", 3)
     index = pcam.read_index(root)
@@ -72,7 +72,7 @@ def test_replicated_set_reads_as_the_same_data(tiny_pcam, tmp_path):
 
 
 UNGUARDED = """
-from kandel_repro.data import pcam
+from kandel_repro.readers import pcam
 from kandel_repro.core.errors import DataError
 try:
     pcam.pack({root!r}, {cache!r}, workers=2, progress=False)

@@ -453,7 +453,7 @@ def test_mean_var_without_usable_weights_asks_for_weights_from(tmp_path, monkeyp
 def test_bad_weights_stop_the_grid_before_any_run_folder(tiny_pcam, vgg16_file, tmp_path, study,
                                                          bad):
     from kandel_repro.core.errors import KandelError
-    from kandel_repro.runs import grid
+    from kandel_repro.grid import grid
 
     cut = _cut(vgg16_file, tmp_path)
     (tmp_path / "empty").mkdir()

@@ -88,7 +88,7 @@ def test_02_blocks(tmp_path):
 def test_03_table2_trains_what_is_missing_then_reads_the_grid(tmp_path):
     from helpers import finished_grid
 
-    from kandel_repro.data.synthetic.pcam import write_synthetic_pcam
+    from kandel_repro.readers.synthetic.pcam import write_synthetic_pcam
 
     runs, data, demo = tmp_path / "runs" / "table2", tmp_path / "data", dict(
         n_train=160, n_test=12, size=32, epochs=1)  # (a validation split of 10+ per class)

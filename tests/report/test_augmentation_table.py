@@ -6,7 +6,7 @@ from kandel_repro.report.tables import write_table
 
 
 def test_the_augmentation_table_names_each_policy_and_answers_its_question(tmp_path):
-    from kandel_repro.data.synthetic.pcam import write_synthetic_pcam
+    from kandel_repro.readers.synthetic.pcam import write_synthetic_pcam
 
     # (a validation split with at least 10 images of each class: paired tests assessable)
     data = write_synthetic_pcam(tmp_path / "pcam", n_train=160, n_test=10, seed=3, size=32,

@@ -15,7 +15,7 @@ from kandel_repro.core import protocol
 from kandel_repro.report import compare
 from kandel_repro.report.compare import CONTRADICTED, SUPPORTED, TIED, UNKNOWN, Evidence, verdict
 from kandel_repro.runs import rundir
-from kandel_repro.runs.studies import get_study
+from kandel_repro.studies.registry import get_study
 
 LABELS = np.array([0, 1] * 100)
 IDS = [f"i{k:03d}" for k in range(len(LABELS))]

@@ -9,12 +9,13 @@ import pytest
 from kandel_repro.core.bootstrap import macro_auc, multiclass_summary
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.core.files import write_csv, write_json
-from kandel_repro.data.readers import get_reader
-from kandel_repro.data.synthetic.folder import write_synthetic_folder
+from kandel_repro.readers.registry import get_reader
+from kandel_repro.readers.synthetic.folder import write_synthetic_folder
 from kandel_repro.report.tables import write_table
 from kandel_repro.runs import rundir
 from kandel_repro.runs.config import with_data
-from kandel_repro.runs.studies import get_study, study_configs
+from kandel_repro.studies.cells import study_configs
+from kandel_repro.studies.registry import get_study
 
 
 def test_the_depth_study_is_made_for_the_backbone_and_data_set_asked_for():
@@ -149,7 +150,7 @@ def test_several_backbones_get_a_table_each_and_a_comparison_of_their_depths(own
 
 
 def test_a_grid_of_several_backbones_checks_them_all_before_training(tmp_path):
-    from kandel_repro.runs.grid import run_grid
+    from kandel_repro.grid.grid import run_grid
 
     data = write_synthetic_folder(tmp_path / "tiles", classes=3, images=12, patients=12,
                                   size=8, seed=0, progress=False)

@@ -3,12 +3,13 @@ its comparisons are "not assessable" — never a zero-width interval or p = 0.""
 import numpy as np
 import pandas as pd
 
-from kandel_repro.core.files import write_json
 from kandel_repro.core.assessable import MIN_PER_CLASS
+from kandel_repro.core.files import write_json
 from kandel_repro.core.stats import run_summary
 from kandel_repro.report import collect, markdown
 from kandel_repro.runs.config import resolve_config
-from kandel_repro.runs.studies import get_study, run_name
+from kandel_repro.studies.cells import run_name
+from kandel_repro.studies.registry import get_study
 
 
 def _runs(root, labels, strength):

@@ -10,7 +10,7 @@ from kandel_repro.core.errors import ConfigError
 from kandel_repro.core.files import write_json
 from kandel_repro.report import collect, figures, header, markdown, tables
 from kandel_repro.runs.config import resolve_config
-from kandel_repro.runs.studies import get_study
+from kandel_repro.studies.registry import get_study
 
 LABELS = np.random.default_rng(1).integers(0, 2, 300)  # one validation split for every run
 IDS = [f"v{k:03d}" for k in range(len(LABELS))]
@@ -30,7 +30,7 @@ def make_runs(root, kaggle=False, seeds=(0,), predictions=True):
     run's val_auc: blocks 3–5 at 1e-4 best, blocks 2–5 at 1e-4 nearly as good."""
     from sklearn.metrics import roc_auc_score
 
-    from kandel_repro.runs.studies import run_name
+    from kandel_repro.studies.cells import run_name
 
     for seed in seeds:
         for i, cell in enumerate(get_study("table2").cells()):
@@ -298,7 +298,7 @@ def _fake_study_runs(root, study_name, seeds=(0, 1), **settings):
     """Finished runs of any study, with histories, predictions and parameter counts."""
     from sklearn.metrics import roc_auc_score
 
-    from kandel_repro.runs.studies import study_configs
+    from kandel_repro.studies.cells import study_configs
 
     study = get_study(study_name)
     configs = study_configs(study, seeds=seeds, **settings)
@@ -373,8 +373,8 @@ def test_partial_transfer_says_how_fast_each_depth_reaches_the_target(tmp_path):
 
 
 def test_one_comparison_is_said_in_the_singular(tmp_path):
-    from kandel_repro.runs.levels import Study
-    from kandel_repro.runs.studies import depth_rows, lr_columns
+    from kandel_repro.studies.levels import depth_rows, lr_columns
+    from kandel_repro.studies.types import Study
 
     study = Study("two-cells", "two cells", "pcam", depth_rows("vgg16")[:1],
                   lr_columns((1e-3, 1e-4)), "Fine-tuned blocks")

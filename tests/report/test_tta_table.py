@@ -14,7 +14,7 @@ from kandel_repro.training.tta import tta_metrics
 def pcam160(tmp_path_factory):
     """A synthetic PCam whose validation split holds at least 10 images of each class
     (the fewest an interval or a paired test is made on)."""
-    from kandel_repro.data.synthetic.pcam import write_synthetic_pcam
+    from kandel_repro.readers.synthetic.pcam import write_synthetic_pcam
 
     return write_synthetic_pcam(tmp_path_factory.mktemp("pcam160") / "d", n_train=160,
                                 n_test=10, seed=3, size=32, progress=False)

@@ -138,8 +138,8 @@ def test_old_config_files_are_read_in_todays_names():
 
 
 def test_the_data_folder_is_recorded_as_an_absolute_path(tiny_pcam, monkeypatch):
-    from kandel_repro.data import pcam
-    from kandel_repro.data.pcam import ids_fingerprint
+    from kandel_repro.readers import pcam
+    from kandel_repro.readers.pcam import ids_fingerprint
     from kandel_repro.runs.config import with_data
 
     data = pcam.load(tiny_pcam, progress=False, workers=1)

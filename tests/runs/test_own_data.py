@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from kandel_repro.core.errors import ConfigError
-from kandel_repro.data.synthetic.folder import write_synthetic_folder
+from kandel_repro.readers.synthetic.folder import write_synthetic_folder
 from kandel_repro.runs import rundir, single
 from kandel_repro.runs.config import resolve_config
 
@@ -130,11 +130,12 @@ def test_a_ray_task_reads_own_data_with_the_grids_reader_options(three_classes, 
     """What a Ray worker does with a run (cluster._run_task, called here without Ray):
     it loads the data with the run's reader options — here a manifest whose label
     column is not called "label" — and trains the run."""
-    from kandel_repro.data.readers import get_reader
-    from kandel_repro.runs.cluster import RayJob, _run_task
+    from kandel_repro.grid.attempt import Attempt
+    from kandel_repro.grid.cluster import RayJob, _run_task
+    from kandel_repro.readers.registry import get_reader
     from kandel_repro.runs.config import with_data
-    from kandel_repro.runs.studies import get_study, study_configs
-    from kandel_repro.runs.train import Attempt
+    from kandel_repro.studies.cells import study_configs
+    from kandel_repro.studies.registry import get_study
 
     manifest = pd.read_csv(three_classes / "manifest.csv").rename(columns={"label": "tissue"})
     csv = three_classes / "renamed.csv"

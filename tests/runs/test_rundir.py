@@ -11,10 +11,12 @@ import pytest
 from helpers import LEGACY
 
 from kandel_repro.core.errors import ConfigError
+from kandel_repro.grid import grid as grid_mod
 from kandel_repro.report import tables
-from kandel_repro.runs import grid as grid_mod, rundir, studies, train as train_mod
-from kandel_repro.runs.levels import Study
-from kandel_repro.runs.studies import depth_rows, lr_columns
+from kandel_repro.runs import rundir, train as train_mod
+from kandel_repro.studies.levels import depth_rows, lr_columns
+from kandel_repro.studies.registry import STUDIES, get_study
+from kandel_repro.studies.types import Study
 
 NAME = "vgg16_blocks5-5_lr1e-04"
 
@@ -47,7 +49,7 @@ def test_a_finished_run_with_other_settings_is_refused(tmp_path):
 
 def _cut(monkeypatch, name, dataset, title):
     """The study ``name`` cut to the one cell the legacy folders hold."""
-    monkeypatch.setitem(studies.STUDIES, name, Study(
+    monkeypatch.setitem(STUDIES, name, Study(
         name, title, dataset, depth_rows("vgg16")[:1], lr_columns((1e-4,)), "Fine-tuned blocks"))
 
 
@@ -180,12 +182,13 @@ def test_two_grids_on_one_folder_train_each_run_once(tiny_pcam, tmp_path):
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out
         trained += json.loads(out.strip().splitlines()[-1])
-    assert sorted(trained) == sorted(c.folder for c in studies.get_study("table2").cells())
+    assert sorted(trained) == sorted(c.folder for c in get_study("table2").cells())
 
 
 TWO_GRIDS = """
 import json, time
-from kandel_repro.runs import grid, rundir, train
+from kandel_repro.grid import grid
+from kandel_repro.runs import rundir, train
 
 def slow_fake(run_dir, data, config, verbose="auto", deadline=None):
     rundir.start(run_dir)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kandel_repro.data import pcam
+from kandel_repro.readers import pcam
 from kandel_repro.runs.config import resolve_config
 from kandel_repro.runs.train import TimeBudgetExceeded, train_run
 
@@ -127,7 +127,7 @@ def test_run_records_how_it_computed(finished_run):
 
 @pytest.mark.slow
 def test_breakhis_run_predicts_the_held_out_test_split(tiny_breakhis, tmp_path):
-    from kandel_repro.data import breakhis
+    from kandel_repro.readers import breakhis
 
     root = tiny_breakhis
     data = breakhis.load(root, tmp_path / "cache", image_size=32, workers=1, progress=False)
@@ -204,7 +204,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(tiny_pcam, tmp_p
     leaves no half-made run folder: `train` leaves none at all, a grid its error.json."""
     import kandel_repro.runs.train as train_mod
     from kandel_repro.cli.main import main
-    from kandel_repro.runs.grid import run_grid
+    from kandel_repro.grid.grid import run_grid
 
     def broken(*args, **kwargs):
         raise RuntimeError("the model cannot be built")

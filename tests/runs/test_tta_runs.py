@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kandel_repro.runs import grid as grid_mod, rundir, single
+from kandel_repro.grid import grid as grid_mod
+from kandel_repro.runs import rundir, single
 
 SETTINGS = dict(weights="none", max_epochs=1, batch_size=16, workers=1, verbose=0)
 
@@ -32,7 +33,7 @@ def best_predictor(run):
 def test_a_run_with_tta_records_both_aucs_and_writes_the_tta_files(tta_run, tiny_pcam):
     from sklearn.metrics import roc_auc_score
 
-    from kandel_repro.data import pcam
+    from kandel_repro.readers import pcam
     from kandel_repro.training.pipeline import predict_uint8
     from kandel_repro.training.tta import VIEW_SETS, apply_view
 
@@ -68,8 +69,8 @@ def test_a_run_with_tta_records_both_aucs_and_writes_the_tta_files(tta_run, tiny
 
 
 def test_a_labelled_test_split_gets_its_tta_predictions_and_auc(tta_run, tiny_pcam, tmp_path):
-    from kandel_repro.data import pcam
     from kandel_repro.data.packed import TestSet
+    from kandel_repro.readers import pcam
     from kandel_repro.runs.config import resolve_config
     from kandel_repro.runs.train import score_tta
     from kandel_repro.training.runtime import make_strategy

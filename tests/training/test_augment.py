@@ -189,7 +189,7 @@ def test_mixed_precision_keeps_head_and_loss_in_float32_and_scales_the_loss():
 
 @pytest.mark.slow
 def test_jit_compiles_the_training_step(tiny_pcam, tmp_path):
-    from kandel_repro.data import pcam
+    from kandel_repro.readers import pcam
     from kandel_repro.runs.config import resolve_config
     from kandel_repro.runs.train import train_run
 
@@ -208,7 +208,7 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from kandel_repro.data import pcam
+from kandel_repro.readers import pcam
 from kandel_repro.training.runtime import make_strategy
 from kandel_repro.runs.config import resolve_config
 from kandel_repro.runs.train import train_run

@@ -8,9 +8,8 @@ import pytest
 from kandel_repro.training.augment import apply_parameters, make_input_stage
 from kandel_repro.training.colour import (adjust_brightness, adjust_contrast,
                                           adjust_saturation_hue, apply_colour, channel_means,
-                                          hed_to_rgb,
-                                          random_colour_parameters, random_stain_jitter,
-                                          rgb_to_hed, stain_jitter)
+                                          hed_to_rgb, random_colour_parameters,
+                                          random_stain_jitter, rgb_to_hed, stain_jitter)
 
 IDENTITY = dict(theta=0.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0,
                 flip_horizontal=0, flip_vertical=0)

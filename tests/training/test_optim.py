@@ -95,7 +95,7 @@ def test_optimiser_settings_are_checked():
 def test_the_learning_rate_decays_every_epoch(tiny_pcam, tmp_path):
     import keras
 
-    from kandel_repro.data import pcam
+    from kandel_repro.readers import pcam
     from kandel_repro.runs.train import train_run
     from kandel_repro.training.optim import epoch_decay
 

@@ -5,8 +5,8 @@ import pytest
 
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.training.pipeline import predict_uint8
-from kandel_repro.training.tta import (VIEW_SETS, VIEWS, apply_view, images_per_batch,
-                                       predict_tta, tta_cost, tta_predictor, view_names)
+from kandel_repro.training.tta import (VIEW_SETS, VIEWS, apply_view, images_per_batch, predict_tta,
+                                       tta_cost, tta_predictor, view_names)
 
 SIDE = 6
 
