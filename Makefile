@@ -79,11 +79,12 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test test-fast test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test test-fast structure test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
 	@echo "make test-fast    - the tests not marked slow, for the edit loop (about 2 minutes)"
+	@echo "make structure    - the longest import chain, cycles, private imports, module sizes"
 	@echo "make test-timm    - InceptionV4 against timm's (installs timm and PyTorch first)"
 	@echo "make data         - download, verify and pack the Kaggle PCam data into DATA=$(DATA)"
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
@@ -137,6 +138,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/lint-imports
 	$(PYTEST) -m "not slow"
+
+# The package's shape (CONTRIBUTING, "How the code is laid out"): the longest import chain,
+# counting imports inside functions, cycles, private imports, the largest modules and the
+# subpackages' sizes; tests/test_structure.py holds them to their limits.
+structure: $(STAMP)
+	$(BIN)/python tests/structure.py
 
 # InceptionV4 against timm's (same features from the same weights): installs timm and
 # PyTorch (a multi-GB download) into the same .venv first.

@@ -69,3 +69,15 @@ def test_package_lines_add_up_subpackages(tmp_path):
                                "y.py": "d = 4\n"})
     assert structure.package_lines(root) == {"pkg.x": 3}
     assert structure.module_lines(root)["pkg.x.deep.two"] == 1
+
+
+def test_contributing_lists_every_module_and_no_other():
+    """CONTRIBUTING's module list (one line each) is the package's modules, less the
+    packages' ``__init__``: a module added, moved or removed shows here until the list
+    says so."""
+    listed = {line.split()[0] for line in
+              (structure.PACKAGE.parent / "CONTRIBUTING.md").read_text().splitlines()
+              if line.startswith("kandel_repro/")}
+    modules = {path.relative_to(structure.PACKAGE.parent).as_posix()
+               for path in structure.PACKAGE.rglob("*.py") if path.name != "__init__.py"}
+    assert listed == modules, (sorted(modules - listed), sorted(listed - modules))

@@ -118,14 +118,14 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.submit and dataset != "pcam":
         raise ConfigError(f"--submit: {study.name} trains on {dataset}, not the Kaggle "
                           "data; only PCam runs are scored by Kaggle")
-    statuses = grid.run_grid(
-        args.study, args.data, args.runs, cache_dir=args.cache, rerun=args.rerun,
-        workers=args.workers, shard=args.shard, time_budget=args.time_budget, seeds=args.seeds,
-        dataset=args.dataset, fractions=args.fractions, backbone=args.backbone,
-        learning_rates=args.learning_rates,
-        executor=args.executor,
-        address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-        **options.settings_from_args(args))
+    how = grid.GridOptions(
+        cache_dir=args.cache, rerun=args.rerun, workers=args.workers, shard=args.shard,
+        time_budget=args.time_budget, seeds=args.seeds, dataset=args.dataset,
+        fractions=args.fractions, backbone=args.backbone, learning_rates=args.learning_rates,
+        executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run)
+    statuses = grid.run_grid(args.study, args.data, args.runs, how,
+                             options.settings_from_args(args))
     status = 1 if "failed" in statuses.values() else 0
     if args.submit:
         runs = [Path(args.runs) / name for name, s in statuses.items() if s in ("ok", "skipped")]
@@ -271,6 +271,12 @@ def _main(argv):
     except KeyboardInterrupt:
         print("kandel-repro: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # NOTE: whoever read the output stopped (`kandel-repro blocks … | head`): what is
+        # left goes nowhere, as with any command, not into a traceback; standard output is
+        # pointed at the null device so that its flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

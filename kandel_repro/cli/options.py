@@ -18,6 +18,7 @@ from ..kaggle.submission import DEFAULT_POLL, DEFAULT_TIMEOUT
 from ..models.backbones import REGISTRY
 from ..readers.registry import READERS
 from ..runs.config import CHOICES, check_time_budget
+from ..runs.settings import UserSettings
 from ..studies.registry import STUDIES, parse_backbones
 from .arguments import backbone, checked
 from .data_options import add_data_parsers, add_reader_options, image_side
@@ -185,12 +186,12 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--workers", type=int, default=None, help="tif decoding processes")
 
 
-def settings_from_args(args: argparse.Namespace) -> dict:
+def settings_from_args(args: argparse.Namespace) -> UserSettings:
     """The run settings given on the command line (None: the protocol's value)."""
     out = {name: getattr(args, name) for name in SETTINGS}
     if args.no_augmentation:
         out["augmentation"] = None
-    return out
+    return UserSettings(**out)
 
 
 def add_submit_options(p: argparse.ArgumentParser, what: str = "") -> None:
@@ -223,7 +224,7 @@ def submit_options(args: argparse.Namespace) -> dict:
             "sample": getattr(args, "sample", None), "data_dir": getattr(args, "sample_data", None)}
 
 
-def parse_grid_args(study: str, argv: Sequence[str]) -> dict:
+def parse_grid_args(study: str, argv: Sequence[str]) -> UserSettings:
     """Run settings of ``kandel-repro grid STUDY … ARGV``, checked now (a Kaggle kernel's
     grid options: a typo must fail here, not on Kaggle)."""
     clash = sorted(set(KERNEL_SETS) & {a.split("=")[0] for a in argv})

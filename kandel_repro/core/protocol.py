@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 # Learning rates of every table (paper §4.1: "10^-3, 10^-4, 10^-5").
 LEARNING_RATES = (1e-3, 1e-4, 1e-5)
@@ -47,7 +48,25 @@ class Augmentation:
 
 @dataclass(frozen=True)
 class Protocol:
-    """Settings of one fine-tuning run on PCam (paper §4.1 unless noted in SOURCES)."""
+    """Settings of one fine-tuning run on PCam (paper §4.1 unless noted in SOURCES).
+
+    The class attributes :attr:`splits`, :attr:`resizes`, :attr:`wsi_map_split` and
+    :attr:`kept_size` are what the protocol's data sets offer, read where only the
+    protocol is known (:func:`kandel_repro.runs.config.resolve_config`); they are not
+    fields, so not settings a run records. Each reader checks its own data further.
+    """
+
+    # NOTE: ClassVar, not fields: dataclasses.asdict (a run's config, paper_settings)
+    # leaves them out, so config.json is what it was before they existed.
+    # The `split` values the protocol's readers serve, together (PCam: pcam, pcam-h5).
+    splits: ClassVar[tuple[str, ...]] = ("image", "slide")
+    # Whether its images are resized to `image_size` when packed (PCam's keep their own).
+    resizes: ClassVar[bool] = False
+    # The split `wsi_map` (the patch → slide map) serves; None where there is none.
+    wsi_map_split: ClassVar[str | None] = "slide"
+    # Why --image-size is refused where the images keep their own size.
+    kept_size: ClassVar[str] = ("--image-size applies to BreakHis only: PCam patches are "
+                                "used at their own size, not resized (paper §4.1)")
 
     batch_size: int = 64
     optimizer: str = "adam"
@@ -105,6 +124,10 @@ class BreakHisProtocol(Protocol):
     on one side (leakage-free). All magnifications are used together by default.
     """
 
+    splits: ClassVar[tuple[str, ...]] = ("image", "patient")
+    resizes: ClassVar[bool] = True
+    wsi_map_split: ClassVar[str | None] = None
+
     patience: int = 50
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -130,6 +153,10 @@ class OwnDataProtocol(Protocol):
     paper's head), sparse categorical cross-entropy behind a softmax of k units for k ≥ 3.
     The reader options (``path_column``… ``window``) say how to read the layout.
     """
+
+    splits: ClassVar[tuple[str, ...]] = ("auto", "given", "image", "group")
+    resizes: ClassVar[bool] = True
+    wsi_map_split: ClassVar[str | None] = None
 
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -282,8 +309,8 @@ class Finding:
 
 
 # The kinds of claim a Finding can make (its claim's first item, see Finding); the study
-# registry refuses others at import. NOTE: kandel_repro.report.compare.CLAIM_KINDS names
-# those it gives verdicts to; a test keeps the two alike (core may not import report).
+# registry refuses others at import, and kandel_repro.report.compare.verdict answers each
+# (a test asks it one claim of every kind).
 CLAIM_KINDS = ("all", "best", "best_in_column", "best_in_row", "worse", "similar_row",
                "not_converged", "tied_with_best", "rows_apart", "best_row_by_column")
 

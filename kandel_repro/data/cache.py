@@ -14,7 +14,8 @@ own data's classes in another order). Every file that cannot be read is named in
 pass, or left out where the reader is told to (:mod:`~kandel_repro.data.pack_notes`);
 a listed file that is gone or a broken link is named in one line
 (:func:`hash_sources`). Temporary folders left by a killed packer are removed by the
-next one, and decoding workers exit when the process that started them dies. Packers of one cache
+next one (their names, host and process id, from :func:`~kandel_repro.core.files.staging_path`),
+and decoding workers exit when the process that started them dies. Packers of one cache
 take turns (:func:`packing`, a file lock beside it): of several processes that find it
 missing at once — grid tasks starting together on a node — one packs and the others
 wait, then use what it packed.
@@ -31,9 +32,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-import re
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -47,7 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.errors import DataError
-from ..core.files import write_json
+from ..core.files import remove_stale_staging, staging_path, write_json
 from . import pack_notes
 from .layouts import MARKER
 from .packed import PackedData
@@ -141,7 +140,8 @@ def check(cache_dir: str | Path, names: Iterable[str], deep: bool = False) -> di
         except (OSError, ValueError) as exc:  # a truncated file cannot be mapped
             raise DataError(f"{path} is damaged ({exc})") from None
         expected = arrays.get(name)
-        if expected and (list(array.shape) != expected["shape"] or str(array.dtype) != expected["dtype"]):
+        if expected and (list(array.shape) != expected["shape"]
+                         or str(array.dtype) != expected["dtype"]):
             raise DataError(f"{path} holds a {array.dtype} array of shape {list(array.shape)}; "
                             f"{expected['dtype']} of shape {expected['shape']} was packed")
         del array
@@ -193,33 +193,6 @@ def current(cache_dir: str | Path, stamp: str, fmt: int, names: Iterable[str] = 
 def warn(message: str) -> None:
     """A note on the standard error (not the results' output)."""
     print(f"kandel-repro: {message}", file=sys.stderr, flush=True)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (another user's counts as
-    running): a lock or temporary folder of a dead one may be taken over."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _remove_stale(cache_dir):
-    """Remove the temporary folders of packers of this host that died (``kill -9``)."""
-    pattern = re.compile(rf"^\.{re.escape(cache_dir.name)}\.(tmp|old)-{re.escape(HOST)}-(\d+)$")
-    if not cache_dir.parent.is_dir():
-        return
-    for entry in cache_dir.parent.iterdir():
-        match = pattern.match(entry.name)
-        if match and not process_alive(int(match.group(2))):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-# This host's name as it goes into the names of temporary folders and locks.
-HOST = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
 
 
 def _watch_parent(parent):
@@ -310,8 +283,10 @@ def stage(cache_dir: str | Path) -> Path:
     cache_dir = Path(cache_dir)
     try:
         cache_dir.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(cache_dir)
-        tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{HOST}-{os.getpid()}")
+        # NOTE: "old" too: a packer killed while moving its cache in leaves the one it
+        # replaced under that name (commit).
+        remove_stale_staging(cache_dir, kinds=("tmp", "old"))
+        tmp = staging_path(cache_dir)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as exc:
@@ -327,7 +302,8 @@ def commit(tmp: Path, cache_dir: str | Path, manifest: dict, names: Iterable[str
     cache_dir = Path(cache_dir)
     try:
         mapped = {name: np.load(tmp / f"{name}.npy", mmap_mode="r") for name in names}
-        described = {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in mapped.items()}
+        described = {name: {"shape": list(a.shape), "dtype": str(a.dtype)}
+                     for name, a in mapped.items()}
         del mapped
         write_json(tmp / "manifest.json", dict(
             manifest, image_shape=list(shape), arrays=described,
@@ -335,7 +311,7 @@ def commit(tmp: Path, cache_dir: str | Path, manifest: dict, names: Iterable[str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = cache_dir.with_name(f".{cache_dir.name}.old-{HOST}-{os.getpid()}")
+    old = staging_path(cache_dir, "old")
     if cache_dir.exists():
         os.replace(cache_dir, old)
     os.replace(tmp, cache_dir)

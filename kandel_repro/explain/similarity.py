@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike
 
 from ..core.errors import ConfigError
 from ..runs import rundir
+from ..runs.settings import RunSettings
 
 if TYPE_CHECKING:  # NOTE: annotations only; Keras loads when a network is compared
     import keras
@@ -88,16 +89,16 @@ class MinibatchCKA:
         return float(self.kl / np.sqrt(self.kk * self.ll))
 
 
-def initial_model(config: dict, image_shape: tuple) -> keras.Model:
+def initial_model(config: RunSettings, image_shape: tuple) -> keras.Model:
     """The network a run started from: its weights before the first step, rebuilt from
-    the run's config and seed as the run drew them
+    the run's settings and seed as the run drew them
     (:func:`kandel_repro.runs.train.build_network`)."""
     import keras
 
     from ..runs.train import build_network
 
-    keras.utils.set_random_seed(config["seed"])
-    return build_network(config, image_shape)[0]
+    keras.utils.set_random_seed(config.seed)
+    return build_network(config, image_shape).model
 
 
 def _validation_images(config, count, data_dir=None):
@@ -110,8 +111,8 @@ def _validation_images(config, count, data_dir=None):
     return data.x[np.sort(val)[:count]]
 
 
-def finished_run(run_dir: str | Path, what: str = "RUN") -> dict:
-    """The config of ``run_dir``, a finished run with a best model to compare
+def finished_run(run_dir: str | Path, what: str = "RUN") -> RunSettings:
+    """The settings of ``run_dir``, a finished run with a best model to compare
     (:func:`kandel_repro.runs.rundir.finished_config`)."""
     return rundir.finished_config(run_dir, what, "compare")
 

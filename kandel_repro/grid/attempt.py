@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..runs import rundir, train
+from ..runs.settings import RunSettings
 from ..runs.train import TimeBudgetExceeded
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class Attempt:
     legacy_fingerprint: str | None = None
 
 
-def train_grid_run(run_dir: Path, data: PackedData, config: dict, label: str,
+def train_grid_run(run_dir: Path, data: PackedData, config: RunSettings, label: str,
                    how: Attempt = Attempt(), log: Callable[[str], None] = print) -> str:
     """Train one run of a grid under its lock; its status: ``ok``, ``skipped`` (finished
     meanwhile by another process), ``busy`` (another process holds it), ``failed`` (it
@@ -47,7 +48,7 @@ def train_grid_run(run_dir: Path, data: PackedData, config: dict, label: str,
                 log(f"{label}: failed before ({earlier['error']}), retrying")
             log(f"{label}: training")
             metrics = train.train_run(run_dir, data, config, verbose=how.verbose,
-                                deadline=how.deadline)
+                                      deadline=how.deadline)
     except rundir.RunBusy as exc:
         log(f"{label}: skipped: {exc}")
         return "busy"

@@ -201,7 +201,7 @@ def _run_task(run_dir, config, job, label):
 
     reader = get_reader(job.dataset)
     data = reader.load(job.data_dir, job.cache_dir, workers=1, progress=False,
-                       image_size=config.get("image_size"), **reader.options_of(config))
+                       image_size=config.image_size, **reader.options_of(config))
     finished = threading.Event()
     marker = os.environ.get(KILL_ONCE)
     if marker and Path(marker).exists():
@@ -209,7 +209,7 @@ def _run_task(run_dir, config, job, label):
         _kill_after_first_epoch(run_dir, finished, marker)
     try:
         status = train_grid_run(run_dir, data, config, f"{label} (on {host})",
-                         replace(job.how, verbose=0), lines.append)
+                                replace(job.how, verbose=0), lines.append)
     finally:
         finished.set()
     return status, lines

@@ -3,11 +3,18 @@
 
 ``run_grid("table2", data_dir, runs_dir)`` trains the 15 runs of Table 2 (5 depths ×
 3 learning rates; the study is in :mod:`kandel_repro.studies.registry`) into
-``runs_dir/<run name>/``. A finished run (its ``metrics.json`` exists) is skipped, so a
-grid killed at any point resumes where it stopped and loses at most the run in
-progress. A run that raises is recorded (``error.json``) and the grid goes on; it is
-retried on the next invocation. A finished run made with other settings is never
-reused: the grid refuses it (:func:`kandel_repro.runs.rundir.check_same_experiment`).
+``runs_dir/<run name>/``; how it runs them is its :class:`GridOptions`, what every run
+computes beyond the study's own settings the user's
+:class:`~kandel_repro.runs.settings.UserSettings`, two typed objects::
+
+    run_grid("table2", data_dir, runs_dir, GridOptions(shard="1/3"),
+             UserSettings(weights="none", max_epochs=3))
+
+A finished run (its ``metrics.json`` exists) is skipped, so a grid killed at any point
+resumes where it stopped and loses at most the run in progress. A run that raises is
+recorded (``error.json``) and the grid goes on; it is retried on the next invocation. A
+finished run made with other settings is never reused: the grid refuses it
+(:func:`kandel_repro.runs.rundir.check_same_experiment`).
 A finished run reused with ``tta`` N (``--tta``, an evaluation setting, not part of the
 experiment) whose metrics lack N views' scores is scored with them then, from its best
 model, not trained again (:func:`add_tta`).
@@ -24,9 +31,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError, DataError
 from ..core.files import check_writable
@@ -34,6 +41,7 @@ from ..models.backbones import check_input_size
 from ..readers.registry import get_reader
 from ..runs import rundir, train
 from ..runs.config import check_time_budget, resolve_runtime, with_data
+from ..runs.settings import RunSettings, UserSettings
 from ..runs.single import check_weights
 from ..studies.cells import parse_seeds, parse_shard, shard_cells, study_configs, study_runs
 from ..studies.registry import get_study, parse_backbones
@@ -46,7 +54,7 @@ if TYPE_CHECKING:
     from ..data.packed import PackedData
 
 
-def preflight(study: Study, data_dir: str | Path, configs: Iterable[dict],
+def preflight(study: Study, data_dir: str | Path, configs: Iterable[RunSettings],
               dataset: str | None = None) -> None:
     """Check data and weights before any work, so a missing piece stops the grid at once
     (:func:`~kandel_repro.runs.single.check_weights`), before any run folder is written."""
@@ -73,12 +81,13 @@ def _describe(study, cell):
 @dataclass(frozen=True)
 class GridOptions:
     """How a grid runs its study, as opposed to the run settings (what each run computes,
-    :func:`kandel_repro.runs.config.resolve_config`): which runs, where, within what time.
+    :class:`~kandel_repro.runs.settings.UserSettings`): which runs, where, within what time.
 
-    ``seeds`` (``3``, ``"0,3,7"``; default seed 0 only, or the ``seed`` setting's value):
+    ``seeds`` (``3``, ``"0,3,7"``; default seed 0 only, or the ``seed`` setting's value,
+    ``--seed S`` alone):
     each cell is trained once per seed (the seed of the head's initialisation, the
     shuffling and the augmentation; the split stays ``split_seed``'s). ``shard="i/n"``:
-    only the i-th of n disjoint shares of the runs (:func:`~kandel_repro.studies.registry.
+    only the i-th of n disjoint shares of the runs (:func:`~kandel_repro.studies.cells.
     shard_cells`), e.g. on n machines or Kaggle kernels, whose run folders are then copied
     into one ``runs_dir``. ``dataset``: the data set ``data_dir`` holds when it is not the
     study's own (one of the same protocol: a PCam study reads ``pcam`` or ``pcam-h5``).
@@ -112,13 +121,6 @@ class GridOptions:
     gpus_per_run: float | None = None
     cpus_per_run: float | None = None
 
-    @classmethod
-    def split(cls, options: dict) -> tuple[GridOptions, dict]:
-        """``(grid options, run settings)`` of a grid's keyword arguments."""
-        names = {f.name for f in fields(cls)}
-        return (cls(**{k: v for k, v in options.items() if k in names}),
-                {k: v for k, v in options.items() if k not in names})
-
     def check_executor(self) -> None:
         """Refuse executor options that do not go together, before any packing."""
         if self.executor not in ("local", "ray"):
@@ -134,14 +136,20 @@ class GridOptions:
 
 
 def run_grid(study_name: str, data_dir: str | Path, runs_dir: str | Path,
-             log: Callable[[str], None] = print, **options: Any) -> dict:
+             options: GridOptions | None = None, settings: UserSettings | None = None,
+             log: Callable[[str], None] = print) -> dict:
     """Train every run of a study that is not finished; return ``{run name: status}``.
 
-    ``options``: the :class:`GridOptions` (``shard=``, ``seeds=``, ``time_budget=``, …)
-    and run settings (:func:`kandel_repro.runs.config.resolve_config`: ``weights=``,
-    ``max_epochs=``, …) applied to every run.
+    ``options``: how the grid runs (:class:`GridOptions`: ``shard``, ``seeds``,
+    ``time_budget``, …; default: all runs, here, one after another); ``settings``: the
+    user's run settings applied to every run (:class:`~kandel_repro.runs.settings.
+    UserSettings`: ``weights``, ``max_epochs``, …; default: the protocol's).
     """
-    grid, settings = GridOptions.split(options)
+    grid = GridOptions() if options is None else options
+    settings = UserSettings() if settings is None else settings
+    if not isinstance(grid, GridOptions) or not isinstance(settings, UserSettings):
+        raise TypeError(f"run_grid takes GridOptions and UserSettings, got "
+                        f"{type(grid).__name__} and {type(settings).__name__}")
     grid.check_executor()
     several = parse_backbones(grid.backbone) if get_study(study_name).parametric else []
     if len(several) > 1:
@@ -159,7 +167,7 @@ def _one_grid(study_name, data_dir, runs_dir, log, grid, settings, backbones=Non
     reader = _reader(study, grid.dataset)
     shard = parse_shard(grid.shard)
     time_budget = check_time_budget(grid.time_budget)
-    seeds = _seeds(grid.seeds, settings)
+    seeds, settings = _seeds(grid.seeds, settings)
     configs = study_configs(study, seeds, **settings)
     first = next(iter(configs.values()))
     reader.check_config(first)  # before any packing
@@ -175,14 +183,14 @@ def _one_grid(study_name, data_dir, runs_dir, log, grid, settings, backbones=Non
                         f"--dataset {dataset}") from None
     runs_dir = check_writable(runs_dir, "--runs")
     data = reader.load(data_dir, grid.cache_dir, workers=grid.workers,
-                       image_size=first["image_size"], **reader.options_of(first))
+                       image_size=first.image_size, **reader.options_of(first))
     _check_input_size(study, data)
     data.split(first)  # data a split cannot serve is refused before any run starts
     configs = {name: with_data(config, data, data_dir) for name, config in configs.items()}
     check_pretrain_data(study, next(iter(configs.values())), log)
     rundir.record_grid(runs_dir, {"study": study.name, "dataset": reader.name,
                                   "backbones": list(backbones or study.backbones),
-                                  "data_dir": str(data_dir), "settings": settings,
+                                  "data_dir": str(data_dir), "settings": dict(settings),
                                   "seeds": list(seeds)}, shard)
     how = Attempt(rerun=grid.rerun, verbose=grid.verbose,
                   deadline=None if time_budget is None else time.time() + time_budget,
@@ -208,22 +216,19 @@ def _each_backbone(study_name, data_dir, runs_dir, log, backbones, grid, setting
     """The depth study of several backbones (``--backbone a,b,c``): each backbone's grid
     in turn into the same ``runs_dir`` (its run folders are named after it), within one
     time budget; every backbone is checked before the first trains."""
-    from dataclasses import asdict
-
+    seeds, rest = _seeds(grid.seeds, settings)
     for name in backbones:  # refuse a setting any of them cannot take, before training
         study_configs(get_study(study_name, grid.fractions, backbone=name,
                                 dataset=grid.dataset, learning_rates=grid.learning_rates),
-                      _seeds(grid.seeds, dict(settings)),
-                      **{k: v for k, v in settings.items() if k != "seed"})
+                      seeds, **rest)
     started, statuses = time.time(), {}
     for name in backbones:
         left = None if grid.time_budget is None else grid.time_budget - (time.time() - started)
         if left is not None and left <= 0:
             log(f"{study_name} {name}: not started: the time budget is spent")
             continue
-        one = GridOptions(**dict(asdict(grid), backbone=name, time_budget=left))
-        statuses.update(_one_grid(study_name, data_dir, runs_dir, log, one, dict(settings),
-                                  backbones))
+        one = replace(grid, backbone=name, time_budget=left)
+        statuses.update(_one_grid(study_name, data_dir, runs_dir, log, one, settings, backbones))
     return statuses
 
 
@@ -293,7 +298,7 @@ def _score_finished_with_tta(statuses, runs_dir, data, configs, log):
             f"val AUC {'n/a' if auc is None else f'{auc:.4f}'}")
 
 
-def add_tta(run_dir: str | Path, data: PackedData, config: dict) -> dict:
+def add_tta(run_dir: str | Path, data: PackedData, config: RunSettings) -> dict:
     """Score a finished run's ``best_model.keras`` on ``config["tta"]`` views without
     training it again: the TTA prediction files written as a run writes them
     (:func:`~kandel_repro.runs.train.score_tta`, through the run's input stage,
@@ -307,7 +312,7 @@ def add_tta(run_dir: str | Path, data: PackedData, config: dict) -> dict:
     run_dir = Path(run_dir)
     rundir.finished_config(run_dir, use="score with test-time augmentation")
     config = resolve_runtime(config)
-    strategy = make_strategy(config["distribute"])
+    strategy = make_strategy(config.distribute)
     _, val_idx, test = data.split(config)
     with strategy.scope():
         predictor = train.predictor_of(keras.saving.load_model(run_dir / rundir.BEST_MODEL),
@@ -362,8 +367,9 @@ def _reader(study, dataset):
 
 
 def _seeds(seeds, settings):
-    """The seeds of a grid: ``--seeds``, or ``--seed S`` alone as the one seed S."""
-    seed = settings.pop("seed", None)
+    """``(the seeds of a grid, the settings less seed)``: ``--seeds``, or ``--seed S``
+    alone as the one seed S."""
+    seed = settings.seed
     if seed is not None and seeds is not None:
         raise ConfigError("give --seeds (the seeds of a grid) or --seed (one seed), not both")
-    return parse_seeds(seeds if seed is None else [seed])
+    return parse_seeds(seeds if seed is None else [seed]), settings.without("seed")

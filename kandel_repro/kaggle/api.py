@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.errors import KandelError
 from ..data.layouts import COMPETITION
-from ..readers.pcam import KAGGLE_COUNTS, verify
+from ..readers.pcam_layout import KAGGLE_COUNTS, verify
 
 if TYPE_CHECKING:  # NOTE: annotations only; the client loads when Kaggle is called
     from kaggle.api.kaggle_api_extended import KaggleApi
@@ -122,7 +122,7 @@ def download(dest: str | Path, competition: str = COMPETITION,
 
     The zip is fetched by the client (resumable, with its progress bar) into
     ``dest``'s parent, unpacked into a temporary folder, verified with
-    :func:`kandel_repro.readers.pcam.verify` (``counts="kaggle"``: the competition's
+    :func:`kandel_repro.readers.pcam_layout.verify` (``counts="kaggle"``: the competition's
     220,025 + 57,458 files; None: consistency only), and only then moved to ``dest``.
     Incomplete or inconsistent data is reported and never put in place.
     """

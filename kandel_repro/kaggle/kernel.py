@@ -24,14 +24,14 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError
-from ..core.protocol import PROTOCOLS
 from ..models.backbones import get_backbone
 from ..models.weights import keras_models_dir
+from ..runs.settings import RunSettings, UserSettings
 from ..studies.cells import parse_shard, study_configs
 from ..studies.registry import get_study
 from ..studies.types import Study
@@ -109,13 +109,13 @@ def _check_data_source(study, data_source, data_path):
                           f"{data_source} (e.g. tiles or labels.csv), not above or outside it")
 
 
-def _weights_of(study, settings):
+def _resolved(study: Study, settings: Mapping[str, Any] | None) -> RunSettings:
     """Resolve the kernel's grid settings here, so a bad value fails now rather than on
-    Kaggle; return the weights they ask for."""
-    settings = dict(settings or {})
-    settings.pop("seed", None)  # the grid's seeds: checked when the kernel's grid starts
-    configs = study_configs(study, **settings)
-    return next(iter(configs.values()))["weights"]
+    Kaggle; the settings of the study's first run (the weights and image size they ask
+    for are those of every run)."""
+    # NOTE: the grid's seeds are checked when the kernel's grid starts
+    settings = UserSettings(**(settings or {})).without("seed")
+    return next(iter(study_configs(study, **settings).values()))
 
 
 def _write_metadata(folder, metadata, name):
@@ -165,7 +165,8 @@ def collect_weights(dest: Path, files: Sequence[str]) -> list[Path]:
 def make_kernel(table: str, out: str | Path, user: str,
                 shard: str | tuple[int, int] | None = None,
                 budget_hours: float = DEFAULT_BUDGET_HOURS, resume_from: Sequence[str] = (),
-                grid_args: Sequence[str] = (), grid_settings: dict | None = None,
+                grid_args: Sequence[str] = (),
+                grid_settings: Mapping[str, Any] | None = None,
                 wheel: bool = True, name: str | None = None,
                 backbone: str | None = None, dataset: str | None = None,
                 data_source: str | None = None, data_path: str = "",
@@ -173,8 +174,9 @@ def make_kernel(table: str, out: str | Path, user: str,
     """Write the kernel, wheel and weights folders for study ``table`` under ``out``.
 
     ``grid_args``: the options the kernel passes to its grid, as typed; ``grid_settings``
-    the run settings they give (``kandel_repro.cli.options.parse_grid_args`` checks and
-    parses them), resolved here before anything is written. The depth study takes
+    the run settings they give (a :class:`~kandel_repro.runs.settings.UserSettings`, or a
+    plain mapping: ``kandel_repro.cli.options.parse_grid_args`` checks and parses them),
+    resolved here before anything is written. The depth study takes
     ``backbone`` (default vgg16) and ``dataset``: ``pcam`` (default, the competition's
     data) or ``folder``/``csv``, the user's Kaggle data set ``data_source``
     (``OWNER/SLUG``, attached to the kernel) with its data at ``data_path`` inside it
@@ -191,13 +193,14 @@ def make_kernel(table: str, out: str | Path, user: str,
     grid_args = list(grid_args)
     if grid_args and grid_settings is None:
         raise TypeError("make_kernel: grid_args need their grid_settings (parse_grid_args)")
-    weights = _weights_of(study, grid_settings)
+    first = _resolved(study, grid_settings)
+    weights = first.weights
     for source in resume_from:
         if not re.fullmatch(SOURCE, source):
             raise ConfigError(f"--resume-from takes a kernel as OWNER/SLUG, got {source!r}")
     out = Path(out)
     # NOTE: the file of the runs' input size: MobileNet's and MobileNetV2's depend on it
-    size = int((grid_settings or {}).get("image_size") or PROTOCOLS[study.protocol].image_size)
+    size = first.image_size
     weight_files = ([file for file in (get_backbone(b).notop_file(size) for b in study.backbones)
                      if file] if weights == "imagenet" else [])
     _check_weights(weight_files)  # before anything is written

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, KandelError
 from ..core.files import read_json, write_json
-from ..readers.pcam import ids_fingerprint
+from ..readers.pcam_layout import ids_fingerprint
 from ..runs import rundir
 from .api import COMPETITION, KaggleError, api, call
 

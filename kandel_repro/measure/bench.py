@@ -42,11 +42,11 @@ from ..core.errors import ConfigError
 from ..core.files import write_json, write_text
 from ..core.protocol import LEARNING_RATES, PCAM
 from ..data.layouts import HIDDEN_LABELS, MARKER
-from ..readers import pcam
 from ..readers.registry import get_reader
 from ..readers.synthetic.folder import write_synthetic_folder
 from ..readers.synthetic.pcam import write_synthetic_pcam
 from ..runs.config import resolve_config, resolve_runtime
+from ..runs.settings import RunSettings
 from ..runs.train import build_run_models
 from ..training.pipeline import in_memory_dataset, predict_uint8
 from ..training.runtime import device_description
@@ -76,21 +76,21 @@ print("RESULT", json.dumps({"peak_rss_bytes": peak}))
 # A fresh training process (argv: root, cache, steps[, batch]).
 RSS_SCRIPT = """
 import json, resource, sys
-from kandel_repro.readers import pcam
+from kandel_repro.readers.registry import get_reader
 from kandel_repro.runs.config import resolve_config, resolve_runtime
 from kandel_repro.runs.train import build_run_models
 from kandel_repro.training.pipeline import in_memory_dataset, predict_uint8
 root, cache, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 batch = {"batch_size": int(sys.argv[4])} if len(sys.argv) > 4 else {}
-data = pcam.load(root, cache, progress=False)
+data = get_reader("pcam").load(root, cache, progress=False)
 config = resolve_runtime(resolve_config("vgg16", 1, 1e-4, weights="none", **batch))
-model, trainer, predictor, _ = build_run_models(config, data.image_shape)
+models = build_run_models(config, data.image_shape)
 train_idx, val_idx, _ = data.split(config)
-ds = in_memory_dataset(data.x, data.y, train_idx, config["batch_size"]).repeat()
-trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+ds = in_memory_dataset(data.x, data.y, train_idx, config.batch_size).repeat()
+models.trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
 # A share of each prediction: memory is that of one batch, however many there are.
-predict_uint8(predictor, data.x, config["eval_batch_size"], indices=val_idx[:1024])
-predict_uint8(predictor, data.test_x[:512], config["eval_batch_size"])
+predict_uint8(models.predictor, data.x, config.eval_batch_size, indices=val_idx[:1024])
+predict_uint8(models.predictor, data.test_x[:512], config.eval_batch_size)
 """ + PEAK_RSS
 # The folder reader packing one folder (argv: root, cache, workers, size), as `data pack`.
 OWN_RSS_SCRIPT = """
@@ -174,22 +174,24 @@ def _train_rate(trainer, dataset, warm, steps, batch_size):
 
 
 def _config(first, batch_size=None):
-    """A resolved VGG16 config at depth ``first``; the paper's batch unless given."""
+    """The resolved settings of a VGG16 run at depth ``first``; the paper's batch unless
+    given."""
     return resolve_runtime(resolve_config("vgg16", first, 1e-4, weights="none",
                                           batch_size=batch_size))
 
 
 def pipeline_vs_preaugmented(data: PackedData, train_idx: np.ndarray, warm: int, steps: int,
                              rounds: int, batch_size: int | None = None
-                             ) -> tuple[float, float, dict]:
-    """Median training images/s of block 5 with the full pipeline and pre-augmented."""
+                             ) -> tuple[float, float, RunSettings]:
+    """Median training images/s of block 5 with the full pipeline and pre-augmented, and
+    the run's settings (Keras' XLA choice resolved)."""
     import keras
     import tensorflow as tf
 
     config = _config(5, batch_size)
-    batch = config["batch_size"]
+    batch = config.batch_size
     model, trainer, _, _ = build_run_models(config, data.image_shape)
-    config["jit"] = "on" if trainer.jit_compile else "off"
+    config = config.updated(jit="on" if trainer.jit_compile else "off")
     pipeline = in_memory_dataset(data.x, data.y, train_idx, batch).repeat()
     # The baseline: the paper's model alone, fed tensors augmented and preprocessed
     # beforehand and held in memory — the input pipeline removed.
@@ -219,8 +221,7 @@ def depth_throughput(data: PackedData, train_idx: np.ndarray, warm: int, steps: 
     out = dict(zip(frame["blocks"], frame["images_per_second"]))
     for blocks, rate in out.items():
         _log(f"VGG16 blocks {blocks}: {rate:.1f} training images/s")
-    _, _, predictor, _ = build_run_models(config, data.image_shape)
-    return out, predictor
+    return out, build_run_models(config, data.image_shape).predictor
 
 
 def eval_throughput(predictor: keras.Model, x: np.ndarray, batch: int,
@@ -337,14 +338,14 @@ def run_bench(out_dir: str | Path = "tables", work_dir: str | Path = "data/bench
     cache = work / f"cache-{size}x{copies}"
     files = len(list((root / "train").iterdir())) + len(list((root / "test").iterdir()))
     t0 = time.perf_counter()
-    pcam.pack(root, cache, progress=False, force=True)
+    get_reader("pcam").pack(root, cache, progress=False, force=True)
     pack_rate = _rate(files, time.perf_counter() - t0)
     _log(f"packing: {files} tifs at {pack_rate:.0f} files/s")
     packed_bytes = sum(p.stat().st_size for p in cache.glob("*_x.npy"))
     own = own_packing(work / "own", own_images, own_size, own_workers, own_distinct)
     _log(f"own-data packing: JPEG {own['own_pack_jpeg_files_per_second']:.0f}, PNG {own['own_pack_png_files_per_second']:.0f}"
          f" files/s; peak RSS 4N/N {own['own_pack_peak_rss_ratio']:.2f}")
-    data = pcam.load(root, cache, progress=False)
+    data = get_reader("pcam").load(root, cache, progress=False)
     train_idx, _, _ = data.split(_config(5))
 
     augment = augment_figures(data.x[train_idx[:2048]], augment_seconds, rounds)

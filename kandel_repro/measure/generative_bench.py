@@ -55,7 +55,8 @@ def generative_figures(size: int = DEFAULTS["size"], batch: int = DEFAULTS["batc
     import tensorflow as tf
 
     from ..models.build import build_model
-    from ..models.generative import TRUNK, build_dcgan, build_vae
+    from ..models.generative import TRUNK
+    from ..models.generative_nets import build_dcgan, build_vae
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)

@@ -1,8 +1,9 @@
 """Pretraining on unlabelled images: a VAE or a DCGAN (``kandel-repro pretrain vae|dcgan``).
 
 :func:`pretrain` trains one of the generative networks of
-:mod:`kandel_repro.models.generative` on the images of a data set without their labels
-(``images``: the split's training rows, the test images, or all) into a run folder::
+:mod:`kandel_repro.models.generative_nets` (built by :func:`build_generative`) on the
+images of a data set without their labels (``images``: the split's training rows, the test
+images, or all) into a run folder::
 
     config.json                 every setting and the data's facts ("pretrain": the kind)
     history.csv                 one row per epoch: the network's metrics, seconds, warning
@@ -20,8 +21,9 @@
 A second call with the same ``out`` resumes after the last finished epoch (the settings
 must be the same; ``epochs`` may grow): each epoch's batch order comes from ``(seed,
 epoch)``, each step's noise from the seed and the optimizers' step count, and the
-checkpoint holds the weights and the optimizers' moments and counts, so an interrupted run (Ctrl-C, ``kill -9``) resumed gives the weights
-of an uninterrupted one on the same machine. A non-finite loss stops the run at once
+checkpoint holds the weights and the optimizers' moments and counts, so an interrupted
+run (Ctrl-C, ``kill -9``) resumed gives the weights of an uninterrupted one on the same
+machine. A non-finite loss stops the run at once
 (status ``stopped``), keeping the last good epoch's checkpoint and trunk. A DCGAN whose
 fixed-noise samples' mean pairwise L2 distance falls below ``collapse_threshold`` × that
 of real images gets a ``mode collapse`` warning in its history and on the console.
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..core.files import atomic_path, check_writable, read_json, write_csv, write_json
+from ..core.files import atomic_path, check_writable, read_json, write_csv, write_json, write_text
 from ..core.protocol import PROTOCOLS
 from ..readers.registry import get_reader
 from ..runs import rundir
@@ -228,22 +230,22 @@ def _clear(out):
         shutil.rmtree(out / folder, ignore_errors=True)
 
 
-def build_network(config: dict) -> Any:
+def build_generative(config: dict) -> Any:
     """The VAE or DCGAN of a pretraining run's ``config``, compiled, its optimizers
     built (so a checkpoint's state loads into them), seeded from the config."""
     import keras
 
-    from ..models import generative
+    from ..models import generative_nets
 
     keras.utils.set_random_seed(config["seed"])
     size, rate, widths = config["image_size"], config["learning_rate"], tuple(config["widths"])
     if config["kind"] == "vae":
-        model = generative.build_vae(size, latent=config["latent"], beta=config["beta"],
-                                     widths=widths, seed=config["seed"])
+        model = generative_nets.build_vae(size, latent=config["latent"], beta=config["beta"],
+                                          widths=widths, seed=config["seed"])
         model.compile(optimizer=keras.optimizers.Adam(rate))
     else:
-        model = generative.build_dcgan(size, latent=config["latent"], widths=widths,
-                                       seed=config["seed"])
+        model = generative_nets.build_dcgan(size, latent=config["latent"], widths=widths,
+                                            seed=config["seed"])
         model.compile(d_optimizer=keras.optimizers.Adam(rate, beta_1=0.5, name="d_adam"),
                       g_optimizer=keras.optimizers.Adam(rate, beta_1=0.5, name="g_adam"))
     model.build_optimizers()
@@ -272,7 +274,7 @@ class _Progress:
 def _train(out, config, data, pool, split, done, verbose, log, started):
     import keras
 
-    model = build_network(config)
+    model = build_generative(config)
     if done:
         _restore(model, out)
     rundir.write_config(out, config)
@@ -392,8 +394,8 @@ def _figure_and_check(out, config, model, real, epoch, row, to_uint8):
     and return the mode-collapse warning ("" when none)."""
     path = out / SAMPLES / f"epoch_{epoch:03d}.png"
     if config["kind"] == "vae":
-        pool_of.write_grid(path, np.concatenate([to_uint8(real), to_uint8(model.reconstruct(real))]),
-                           FIGURE_COLUMNS)
+        pairs = np.concatenate([to_uint8(real), to_uint8(model.reconstruct(real))])
+        pool_of.write_grid(path, pairs, FIGURE_COLUMNS)
         return ""
     samples = np.asarray(model.sample(DCGAN_GRID, seed=config["seed"]), dtype=np.float32)
     pool_of.write_grid(path, to_uint8(samples), FIGURE_COLUMNS)
@@ -410,14 +412,13 @@ def _write_trunk(out, config, model, epoch):
     """The trunk's weights and its description, as ``export-weights`` writes a backbone."""
     with atomic_path(trunk_weights_file(out), suffix=".weights.h5") as tmp:
         model.trunk.save_weights(tmp)
-    from ..core.files import write_text
-
+    trunk_of = "VAE encoder" if config["kind"] == "vae" else "DCGAN discriminator"
     write_text(out / f"{TRUNK}.json", json.dumps({
         "backbone": TRUNK, "source_run": str(Path(out).resolve()), "kind": config["kind"],
         "dataset": config["dataset"], "synthetic": bool(config["synthetic"]), "epochs": epoch,
         "widths": config["widths"], "image_size": config["image_size"],
-        "note": f"the trunk of a {'VAE encoder' if config['kind'] == 'vae' else 'DCGAN discriminator'} "
-                "pretrained by kandel_repro on unlabelled images, not ImageNet's"},
+        "note": f"the trunk of a {trunk_of} pretrained by kandel_repro on unlabelled images, "
+                "not ImageNet's"},
         indent=2) + "\n")
 
 
@@ -458,7 +459,7 @@ def pretrain_config(run_dir: str | Path) -> dict:
 
 def load_pretrained(run_dir: str | Path) -> Any:
     """The VAE or DCGAN of a finished pretraining run, with its last epoch's weights."""
-    model = build_network(pretrain_config(run_dir))
+    model = build_generative(pretrain_config(run_dir))
     _restore(model, run_dir)
     return model
 

@@ -1,4 +1,4 @@
-"""Reader, packer and splits for BreakHis (paper §4.3).
+"""The reader of BreakHis (paper §4.3; ``--dataset breakhis``: :class:`BreakHisReader`).
 
 The real layout (the ``BreaKHis_v1`` archive, unpacked)::
 
@@ -22,16 +22,15 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.errors import ConfigError, DataError
-from ..core.protocol import BREAKHIS
 from ..data import cache
-from ..data.images import resize_side
 from ..data.packed import PackedData, Split, TestSet
 from ..data.split import check_splittable, three_way
+from .base import Reader
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,10 +75,12 @@ def parse_name(path: str | Path) -> dict:
     parts = path.parts
     for expected, where in ((cls, "class"), (subtype, "subtype"), (f"{mag}X", "magnification")):
         if expected not in parts:
-            raise DataError(f"{path}: {where} {expected!r} from the file name is not in its folder path")
+            raise DataError(f"{path}: {where} {expected!r} from the file name is not in its "
+                            "folder path")
     patient = f"{match['year']}-{match['patient']}"
     if len(parts) >= 3 and not parts[-3].endswith(patient):
-        raise DataError(f"{path}: patient {patient!r} from the file name is not its folder {parts[-3]!r}")
+        raise DataError(f"{path}: patient {patient!r} from the file name is not its folder "
+                        f"{parts[-3]!r}")
     return {"class": cls, "subtype": subtype, "patient": patient,
             "magnification": mag, "label": int(cls == "malignant")}
 
@@ -87,7 +88,8 @@ def parse_name(path: str | Path) -> dict:
 def find_breast_root(root: str | Path) -> Path:
     root = Path(root)
     if root.exists() and not root.is_dir():
-        raise DataError(f"{root} is a file; give the folder holding BreaKHis_v1 (expected {LAYOUT})")
+        raise DataError(f"{root} is a file; give the folder holding BreaKHis_v1 (expected "
+                        f"{LAYOUT})")
     for candidate in (root / "BreaKHis_v1" / "histology_slides" / "breast",
                       root / "histology_slides" / "breast", root):
         if (candidate / "benign").is_dir() and (candidate / "malignant").is_dir():
@@ -107,7 +109,8 @@ def read_index(root: str | Path) -> pd.DataFrame:
     rows = []
     for cls in ("benign", "malignant"):
         for path in sorted(p for p in (breast / cls).rglob("*") if p.suffix.lower() == ".png"):
-            rows.append({"path": str(path), "id": path.stem, **parse_name(path.relative_to(breast.parent))})
+            rows.append({"path": str(path), "id": path.stem,
+                         **parse_name(path.relative_to(breast.parent))})
     if not rows:
         raise DataError(f"no PNG images under {breast} (expected {LAYOUT})")
     frame = pd.DataFrame(rows)
@@ -123,7 +126,8 @@ def decode_png(path: str | Path, size: int) -> np.ndarray:
 
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
+            return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR),
+                              dtype=np.uint8)
     except Exception as exc:
         raise DataError(f"cannot decode {path}: {exc}") from None
 
@@ -143,7 +147,8 @@ class BreakHisData(PackedData):
         mag = config.get("magnification", "all")
         if mag != "all":
             if int(mag) not in MAGNIFICATIONS:
-                raise ConfigError(f"magnification must be all or one of {MAGNIFICATIONS}, got {mag!r}")
+                raise ConfigError(f"magnification must be all or one of {MAGNIFICATIONS}, "
+                                  f"got {mag!r}")
             pool = pool[self.magnifications == int(mag)]
             if not len(pool):
                 raise DataError(f"{self.root} holds no {mag}X image; choose another "
@@ -183,41 +188,32 @@ def default_cache_dir(root: str | Path, size: int) -> Path:
 ARRAYS = ("x", "y", "ids", "patients", "magnifications")
 
 
-def _source(root: str | Path, cache_dir: str | Path | None, workers: int | None,
-            progress: bool, image_size: int | None) -> cache.Source:
-    """What this layout packs (:class:`~kandel_repro.data.cache.Source`): every PNG,
-    resized to ``image_size`` (hashed with it) into a cache of that size."""
-    size = resize_side(image_size, BREAKHIS.image_size)
-    index = read_index(root)
-    cache_dir = Path(cache_dir) / f"breakhis-{size}" if cache_dir else default_cache_dir(root, size)
-    paths = index["path"].tolist()
+class BreakHisReader(Reader):
+    """Every PNG of the layout, resized to ``image_size`` (default: the protocol's, 224;
+    hashed with the files) into a cache of that size, and loaded as
+    :class:`BreakHisData`."""
 
-    def build(manifest: dict) -> Path:
-        return cache.build(
-            cache_dir, {"x": paths}, functools.partial(decode_png, size=size), (size, size, 3),
-            dict(manifest, n=len(paths)),
-            extra_arrays={"y": index["label"].to_numpy(np.int8), "ids": index["id"].to_numpy(str),
-                          "patients": index["patient"].to_numpy(str),
-                          "magnifications": index["magnification"].to_numpy(np.int16)},
-            workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}")
+    layout = LAYOUT
+    packed = BreakHisData
+    index = staticmethod(read_index)
 
-    return cache.Source(Path(root), cache_dir, "breakhis", CACHE_FORMAT, ARRAYS, paths, build,
-                        extra=f"size={size}".encode())
+    def source(self, root: str | Path, cache_dir: str | Path | None, workers: int | None,
+               progress: bool, image_size: int | None, **options: Any) -> cache.Source:
+        size = image_size  # (the reader's image_side: the protocol's where not given)
+        index = read_index(root)
+        cache_dir = (Path(cache_dir) / f"breakhis-{size}" if cache_dir
+                     else default_cache_dir(root, size))
+        paths = index["path"].tolist()
 
+        def build(manifest: dict) -> Path:
+            return cache.build(
+                cache_dir, {"x": paths}, functools.partial(decode_png, size=size),
+                (size, size, 3), dict(manifest, n=len(paths)),
+                extra_arrays={"y": index["label"].to_numpy(np.int8),
+                              "ids": index["id"].to_numpy(str),
+                              "patients": index["patient"].to_numpy(str),
+                              "magnifications": index["magnification"].to_numpy(np.int16)},
+                workers=workers, progress=progress, desc=f"packing {root} at {size}×{size}")
 
-def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, force: bool = False, image_size: int | None = None,
-         verify: bool = False) -> Path:
-    """Decode and resize every image once into a uint8 cache; reuse it while unchanged
-    and undamaged (``verify``: its checksums too, else shapes and sizes).
-
-    ``image_size``: the side images are resized to (default: the protocol's, 224)."""
-    return cache.pack_source(_source(root, cache_dir, workers, progress, image_size),
-                             force, verify)[0]
-
-
-def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, image_size: int | None = None) -> BreakHisData:
-    """Pack if needed (at ``image_size``), then load the arrays as :class:`BreakHisData`."""
-    return cache.load_source(_source(root, cache_dir, workers, progress, image_size),
-                             BreakHisData)
+        return cache.Source(Path(root), cache_dir, "breakhis", CACHE_FORMAT, ARRAYS, paths,
+                            build, extra=f"size={size}".encode())

@@ -1,4 +1,5 @@
-"""Reader of image folders (``--dataset folder``): a user's own data, one folder per class.
+"""The reader of image folders (``--dataset folder``: :class:`FolderReader`): a user's own
+data, one folder per class.
 
 Two layouts::
 
@@ -47,7 +48,7 @@ from ..core.errors import ConfigError, DataError
 from ..data import cache
 from ..data.images import EXTENSIONS, check_window, is_image
 from . import own
-from .own import PARTS, OwnData, join_and, split_part
+from .own import PARTS, Listed, OwnReader, join_and, split_part
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,11 +128,6 @@ def walk(folder: str | Path, seen: dict[str, tuple[Path, str]] | None = None,
             elif visit(path, os.path.realpath(path)):
                 found.images.append(path)
     return found
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """The image files under ``folder`` (:func:`walk`)."""
-    return walk(folder).images
 
 
 def said(listing: Listing, root: Path) -> None:
@@ -291,48 +287,31 @@ def read_index(root: str | Path, window: Sequence[float] | None = None,
     return index
 
 
-def check_config(config: dict) -> None:
-    """Refuse what the folder layout cannot serve, before anything is read: the CSV
-    manifest's options, and a split by group (folders name no groups)."""
-    own.check_split_option(config)
-    given = [f"--{key.replace('_', '-')}" for key in ("path_column", "label_column",
-                                                      "group_column")
-             if config.get(key) is not None]
-    if given:
-        raise ConfigError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to "
-                          "a CSV manifest (--dataset csv), not to --dataset folder")
-    if config.get("split") == "group":
-        raise ConfigError("--split group needs a group (patient, slide) per image, which the "
-                          "folder layout has none of: list the images in a CSV manifest with "
-                          "a group column (--dataset csv)")
+class FolderReader(OwnReader):
+    """Image folders (see the module's docstring), packed into
+    ``DATA/.kandel_cache/folder-<size>``."""
 
+    layout = LAYOUT
+    index = staticmethod(read_index)
 
-def _source(root, cache_dir, workers, progress, image_size, window, positive_class,
-            skip_unreadable) -> cache.Source:
-    index = read_index(root, window, positive_class)
-    return own.source("folder", root, root, index, cache_dir, "folder", image_size,
-                      window=window, workers=workers, progress=progress,
-                      skip_unreadable=bool(skip_unreadable))
+    def listed(self, root: str | Path, window: Sequence[float] | None = None,
+               positive_class: str | None = None) -> Listed:
+        return Listed(read_index(root, window, positive_class), root, "folder")
 
+    def check_columns(self, config: dict) -> None:
+        """Refuse the CSV manifest's options."""
+        given = [f"--{key.replace('_', '-')}" for key in ("path_column", "label_column",
+                                                          "group_column")
+                 if config.get(key) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} "
+                              "to a CSV manifest (--dataset csv), not to --dataset folder")
 
-def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, force: bool = False, image_size: int | None = None,
-         verify: bool = False, window: Sequence[float] | None = None,
-         positive_class: str | None = None, skip_unreadable: bool = False) -> Path:
-    """Decode and resize every image once into a uint8 cache; reuse it while unchanged
-    and undamaged (``verify``: its checksums too). ``window``: a fixed (center, width)
-    for images of more than 8 bits (:mod:`~kandel_repro.data.images`);
-    ``positive_class``: the class of label 1; ``skip_unreadable``: leave out, and count,
-    the images that cannot be decoded (else they are refused, all named)."""
-    return own.pack(_source(root, cache_dir, workers, progress, image_size, window,
-                            positive_class, skip_unreadable), root, force, verify)
+    def check_groups(self, config: dict) -> None:
+        """Refuse a split by group: folders name no groups."""
+        if config.get("split") == "group":
+            raise ConfigError("--split group needs a group (patient, slide) per image, which "
+                              "the folder layout has none of: list the images in a CSV "
+                              "manifest with a group column (--dataset csv)")
 
-
-def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, image_size: int | None = None,
-         window: Sequence[float] | None = None, positive_class: str | None = None,
-         skip_unreadable: bool = False) -> OwnData:
-    """Pack if needed (at ``image_size``; the options as :func:`pack`'s), then load the
-    arrays as :class:`~kandel_repro.readers.own.OwnData`."""
-    return own.load(_source(root, cache_dir, workers, progress, image_size, window,
-                            positive_class, skip_unreadable), root)
+    checks = (OwnReader.check_split, check_columns, check_groups)

@@ -1,5 +1,5 @@
-"""Reader of a CSV manifest (``--dataset csv --data FILE.csv``): a user's own images, one
-row each, anywhere under the CSV's folder.
+"""The reader of a CSV manifest (``--dataset csv --data FILE.csv``: :class:`ManifestReader`):
+a user's own images, one row each, anywhere under the CSV's folder.
 
 Columns (a header row first; others are ignored)::
 
@@ -43,17 +43,18 @@ import posixpath
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import DataError
 from ..data import cache
 from ..data.images import EXTENSIONS, check_window, is_image
 from . import own
-from .own import OwnData
+from .own import Listed, OwnReader
 
 if TYPE_CHECKING:
     import pandas as pd
 
+LAYOUT = "a CSV manifest (--data FILE.csv)"  # as its messages name what it reads
 DEFAULTS = {"path_column": "path", "label_column": "label", "group_column": "group"}
 SPLIT_COLUMN = "split"
 SEPARATORS = (";", "\t", "|")  # tried, in this order, where the header holds no comma
@@ -73,8 +74,8 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, bytes]:
     import pandas as pd
 
     if path.is_dir():
-        raise DataError(f"{path} is a folder; --dataset csv reads a CSV manifest "
-                        "(--data FILE.csv); for class folders use --dataset folder")
+        raise DataError(f"{path} is a folder; --dataset csv reads {LAYOUT}; for class folders "
+                        "use --dataset folder")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -193,8 +194,9 @@ def read_index(root: str | Path, path_column: str | None = None,
     """One row per image of the CSV manifest ``root``
     (:func:`~kandel_repro.readers.own.index_frame`: path, id, label, y, group, split), every
     row checked; no image is decoded. ``positive_class``: the class of label 1 (two
-    classes). ``split_settings``: a run's split (:data:`~kandel_repro.readers.registry.SPLIT_KEYS`),
-    which is then drawn on the index and refused here if the data cannot serve it
+    classes). ``split_settings``: a run's split
+    (:data:`~kandel_repro.readers.registry.SPLIT_KEYS`), which is then drawn on the index
+    and refused here if the data cannot serve it
     (``skip_unreadable`` changes nothing here)."""
     check_window(window)
     index = _index(root, path_column, label_column, group_column, positive_class)[0]
@@ -203,47 +205,25 @@ def read_index(root: str | Path, path_column: str | None = None,
     return index
 
 
-def _source(root, cache_dir, workers, progress, image_size, path_column, label_column,
-            group_column, window, positive_class, skip_unreadable) -> cache.Source:
-    csv = Path(root)
-    index, data = _index(csv, path_column, label_column, group_column, positive_class)
-    given = {"path_column": path_column, "label_column": label_column,
-             "group_column": group_column}
-    options = {key: value for key, value in given.items()
-               if value is not None and value != DEFAULTS[key]}
-    return own.source("csv", csv, csv.parent, index, cache_dir, f"csv-{csv.stem}", image_size,
-                      window=window, options=options, workers=workers, progress=progress,
-                      extra=data, skip_unreadable=bool(skip_unreadable))
+class ManifestReader(OwnReader):
+    """A CSV manifest (see the module's docstring), packed into
+    ``<CSV folder>/.kandel_cache/csv-<CSV name>-<size>``, the CSV's bytes hashed with the
+    images."""
 
+    layout = LAYOUT
+    index = staticmethod(read_index)
 
-def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, force: bool = False, image_size: int | None = None,
-         verify: bool = False, path_column: str | None = None, label_column: str | None = None,
-         group_column: str | None = None, window: Sequence[float] | None = None,
-         positive_class: str | None = None, skip_unreadable: bool = False) -> Path:
-    """Decode and resize every listed image once into a uint8 cache; reuse it while the
-    CSV and its images are unchanged and the cache undamaged (``verify``: its checksums
-    too). The column options name the CSV's columns; ``window``: a fixed (center, width)
-    for images of more than 8 bits (:mod:`~kandel_repro.data.images`);
-    ``positive_class``: the class of label 1; ``skip_unreadable``: leave out, and count,
-    the images that cannot be decoded (else they are refused, all named)."""
-    return own.pack(_source(root, cache_dir, workers, progress, image_size, path_column,
-                            label_column, group_column, window, positive_class,
-                            skip_unreadable), root, force, verify)
+    def listed(self, root: str | Path, window: Sequence[float] | None = None,
+               path_column: str | None = None, label_column: str | None = None,
+               group_column: str | None = None, positive_class: str | None = None) -> Listed:
+        csv = Path(root)
+        index, data = _index(csv, path_column, label_column, group_column, positive_class)
+        given = {"path_column": path_column, "label_column": label_column,
+                 "group_column": group_column}
+        options = {key: value for key, value in given.items()
+                   if value is not None and value != DEFAULTS[key]}
+        return Listed(index, csv.parent, f"csv-{csv.stem}", options, data)
 
-
-def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, image_size: int | None = None, path_column: str | None = None,
-         label_column: str | None = None, group_column: str | None = None,
-         window: Sequence[float] | None = None, positive_class: str | None = None,
-         skip_unreadable: bool = False) -> OwnData:
-    """Pack if needed (at ``image_size``; the options as :func:`pack`'s), then load the
-    arrays as :class:`~kandel_repro.readers.own.OwnData` (its ``root``: the CSV)."""
-    return own.load(_source(root, cache_dir, workers, progress, image_size, path_column,
-                            label_column, group_column, window, positive_class,
-                            skip_unreadable), root)
-
-
-def check_config(config: dict) -> None:
-    """Refuse a split option own data cannot serve before anything is read."""
-    own.check_split_option(config)
+    def source(self, root: str | Path, *args: Any, **kwargs: Any) -> cache.Source:
+        # NOTE: the cache's messages name the CSV as a path, as they always have
+        return super().source(Path(root), *args, **kwargs)

@@ -1,11 +1,12 @@
-"""A user's own data: the packed type and the skeleton both of its readers share.
+"""A user's own data: the packed type and the reader both of its readers derive from.
 
 The ``folder`` reader (:mod:`kandel_repro.readers.folder`: ``DATA/<class>/<images>``) and
 the ``csv`` reader (:mod:`kandel_repro.readers.manifest`: a CSV manifest) differ only in how
 they find the images, their classes, groups and given split: each gives an index
-(:func:`index_frame`) and packs and loads it through :func:`source` and :func:`load`,
-which decode every image by :func:`~kandel_repro.data.images.decode_image` into the
-shared uint8 cache (:mod:`kandel_repro.data.cache`). Any number of classes, two at least;
+(:func:`index_frame`, in what :meth:`OwnReader.listed` finds) and packs and loads it as
+:class:`OwnReader` does, through :func:`source`, which decodes every image by
+:func:`~kandel_repro.data.images.decode_image` into the shared uint8 cache
+(:mod:`kandel_repro.data.cache`). Any number of classes, two at least;
 a class's label is its index in ``class_names``.
 
 Both readers follow one rule for classes (:func:`class_order`): class names that all read
@@ -34,6 +35,7 @@ import functools
 import hashlib
 import json
 import re
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -45,9 +47,11 @@ import numpy as np
 from ..core.errors import ConfigError, DataError
 from ..core.protocol import OWN
 from ..data import cache
-from ..data.images import check_window, decode_image, resize_side
+from ..data.images import check_window, decode_image
 from ..data.packed import PackedData, Split, TestSet
 from ..data.split import check_splittable, three_way
+from .base import Reader
+from .registry import OWN_SPLITS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,7 +61,8 @@ if TYPE_CHECKING:
 CACHE_FORMAT = 2
 ARRAYS = ("x", "y", "ids", "groups", "splits", "class_names")
 PARTS = ("train", "val", "test")  # a given split's parts, in the cache's "splits"
-SPLITS = ("auto", "given", "image", "group")  # config["split"] for own data
+# How a split that is none of own data's (OWN_SPLITS) is refused.
+WRONG_SPLIT = "--split must be one of {splits} for your own data, got {split!r}"
 # The names of a given split's parts, lower-cased: split folders and split column values.
 SPLIT_VALUES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                 "validation": "val", "test": "test", "testing": "test"}
@@ -147,20 +152,13 @@ def check_classes(class_names: list[str], what: str, how: str) -> None:
                         f"classes ({how})")
 
 
-def check_split_option(config: dict) -> str:
-    """``config["split"]`` (default auto), refused unless one of :data:`SPLITS`."""
-    kind = config.get("split") or "auto"
-    if kind not in SPLITS:
-        raise ConfigError(f"--split must be one of {', '.join(SPLITS)} for your own data, "
-                          f"got {kind!r}")
-    return kind
-
-
 def split_kind(has_split: bool, has_groups: bool, root: Any, config: dict) -> str:
     """The split ``config["split"]`` asks for, resolved (auto: given, else group, else
-    image), or a :class:`ConfigError` when data of ``root`` that bring (or not) their own
-    split and groups cannot serve it."""
-    kind = check_split_option(config)
+    image), or a :class:`ConfigError` when it is none of own data's (:data:`OWN_SPLITS`)
+    or data of ``root`` that bring (or not) their own split and groups cannot serve it."""
+    kind = config.get("split") or "auto"
+    if kind not in OWN_SPLITS:
+        raise ConfigError(WRONG_SPLIT.format(split=kind, splits=", ".join(OWN_SPLITS)))
     if kind == "auto":
         return "given" if has_split else "group" if has_groups else "image"
     if kind == "given" and not has_split:
@@ -318,12 +316,13 @@ def options_suffix(options: dict[str, Any]) -> str:
 
 
 def source(dataset: str, root: str | Path, data_folder: str | Path, index: pd.DataFrame,
-           cache_dir: str | Path | None, stem: str, image_size: int | None,
+           cache_dir: str | Path | None, stem: str, image_size: int,
            window: Any = None, options: dict[str, Any] | None = None,
            workers: int | None = None, progress: bool = True,
            extra: bytes = b"", skip_unreadable: bool = False) -> cache.Source:
     """What a reader of own data packs (:class:`~kandel_repro.data.cache.Source`): every
-    image of ``index``, decoded and resized to ``image_size`` (default 224) into
+    image of ``index``, decoded and resized to ``image_size`` (the reader's
+    :meth:`~kandel_repro.readers.base.Reader.image_side`) into
     ``<cache_dir or data_folder/.kandel_cache>/<stem>-<size>[-<hash of options>]``.
 
     ``data_folder``: the folder the image ids are relative to (the folder read, or the
@@ -339,7 +338,7 @@ def source(dataset: str, root: str | Path, data_folder: str | Path, index: pd.Da
     decoded are left out of the cache (listed in its manifest) instead of refused; it is
     not hashed either, as it changes nothing where every image can be read, and a cache
     that left images out serves only where it is given."""
-    size = resize_side(image_size, OWN.image_size)
+    size = image_size
     window = check_window(window)
     settings = dict(options or {}, **({"window": list(window)} if window else {}))
     class_names = np.array(index["label"].cat.categories, dtype=str)
@@ -397,27 +396,56 @@ def said_unreadable(cache_dir: str | Path, root: Any) -> int:
     return skipped
 
 
-def pack(source: cache.Source, root: str | Path, force: bool = False,
-         verify: bool = False) -> Path:
-    """``source`` packed if needed (:func:`~kandel_repro.data.cache.pack_source`), the
-    images it leaves out said; the cache folder."""
-    cache_dir = cache.pack_source(source, force, verify)[0]
-    said_unreadable(cache_dir, root)
-    return cache_dir
+@dataclass(frozen=True)
+class Listed:
+    """What a reader of own data found to pack (:meth:`OwnReader.listed`)."""
+
+    index: pd.DataFrame  # one row per image (index_frame)
+    folder: Path  # the folder the image ids are relative to (the data's, the CSV's)
+    stem: str  # the cache folder's name, before its size
+    # the reader options not at their default (window aside), hashed with the files
+    options: dict[str, Any] = field(default_factory=dict)
+    extra: bytes = b""  # hashed with the files too (a CSV's bytes)
 
 
-def load(source: cache.Source, root: str | Path, make: type = OwnData) -> OwnData:
-    """``source`` packed if needed, then loaded as :class:`OwnData` (or ``make``) whose
-    ``root`` is what the user gave (the folder, or the CSV file)."""
+class OwnReader(Reader):
+    """A reader of a user's own data: what it finds (:meth:`listed`) is packed by
+    :func:`source` (resized to ``image_size``, ``window`` and ``skip_unreadable`` as
+    given), the images its cache leaves out said whenever it is used, and loaded as
+    :class:`OwnData` (or :attr:`packed`) whose ``root`` is what the user gave (the folder,
+    or the CSV file). Its splits are own data's (:data:`OWN_SPLITS`)."""
+
+    packed = OwnData
     # NOTE: no legacy fingerprint: every run of these readers records identities
-    data = cache.load_source(source, make, legacy=False)
-    data.root = Path(root)
-    data.unreadable = said_unreadable(source.cache_dir, root)
-    if data.unreadable and len(data.class_names) > 1:
-        counts = np.bincount(data.y, minlength=len(data.class_names))
-        empty = [str(data.class_names[k]) for k in np.flatnonzero(counts == 0)]
-        if empty:
-            raise DataError(f"--skip-unreadable left class {empty[0]!r} of {root} without an "
-                            f"image: every image of it is among the {data.unreadable} "
-                            "unreadable ones left out; fix them, or remove the class")
-    return data
+    legacy = False
+    wrong_split = WRONG_SPLIT
+
+    @abstractmethod
+    def listed(self, root: str | Path, window: Any = None, **options: Any) -> Listed:
+        """The index of ``root`` and how its cache is named and hashed."""
+
+    def source(self, root: str | Path, cache_dir: str | Path | None, workers: int | None,
+               progress: bool, image_size: int | None, window: Any = None,
+               skip_unreadable: bool = False, **options: Any) -> cache.Source:
+        listed = self.listed(root, window=window, **options)
+        return source(self.entry.name, root, listed.folder, listed.index, cache_dir,
+                      listed.stem, image_size, window=window, options=listed.options,
+                      workers=workers, progress=progress, extra=listed.extra,
+                      skip_unreadable=bool(skip_unreadable))
+
+    def packed_here(self, folder: Path, root: str | Path) -> None:
+        said_unreadable(folder, root)
+
+    def loaded(self, data: OwnData, source: cache.Source, root: str | Path) -> OwnData:
+        """``data`` with the user's ``root``; a class every image of which was left out
+        as unreadable is refused."""
+        data.root = Path(root)
+        data.unreadable = said_unreadable(source.cache_dir, root)
+        if data.unreadable and len(data.class_names) > 1:
+            counts = np.bincount(data.y, minlength=len(data.class_names))
+            empty = [str(data.class_names[k]) for k in np.flatnonzero(counts == 0)]
+            if empty:
+                raise DataError(f"--skip-unreadable left class {empty[0]!r} of {root} without "
+                                f"an image: every image of it is among the {data.unreadable} "
+                                "unreadable ones left out; fix them, or remove the class")
+        return data

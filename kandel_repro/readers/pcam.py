@@ -1,61 +1,34 @@
-"""Reader and packer for the Kaggle "Histopathologic Cancer Detection" layout.
+"""The reader of the Kaggle "Histopathologic Cancer Detection" layout (``--dataset pcam``,
+:class:`PCamReader`; its files: :mod:`kandel_repro.readers.pcam_layout`).
 
-Layout (the competition's files, unpacked)::
-
-    DATA/train/<id>.tif        96×96 RGB patches
-    DATA/train_labels.csv      id,label
-    DATA/test/<id>.tif         unlabelled patches
-    DATA/sample_submission.csv id,label — the test ids in submission order
-
-Decoding 277k small TIFF files takes minutes, so :func:`pack` decodes them once, in
-parallel worker processes, into a uint8 cache (``N×H×W×3`` ``.npy`` arrays plus ids and
-labels) that the next run loads in seconds. The cache records a fingerprint of the
-source files (names, sizes, modification times, CSV contents) and is rebuilt when the
-source changes. Decoded images are streamed straight into a memory-mapped ``.npy``
-file, so packing never holds the data set in memory.
+Decoding 277k small TIFF files takes minutes, so they are packed once, in parallel
+worker processes, into a uint8 cache (``N×H×W×3`` ``.npy`` arrays plus ids and labels)
+that the next run loads in seconds. The cache records a fingerprint of the source files
+(names, sizes, modification times, CSV contents) and is rebuilt when the source changes.
+Decoded images are streamed straight into a memory-mapped ``.npy`` file, so packing
+never holds the data set in memory.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..core.errors import ConfigError, DataError
+from ..core.errors import DataError
 from ..data import cache
-from ..data.layouts import HIDDEN_LABELS, MARKER, PREFIX as H5_PREFIX, WSI_MAP
+from ..data.layouts import HIDDEN_LABELS, MARKER, WSI_MAP
 from ..data.packed import PackedData, Split, TestSet
 from ..data.split import group_split, train_val_split
+from .base import Reader
+from .pcam_layout import KAGGLE_COUNTS, LAYOUT, ids_fingerprint, read_index, verify
 
 CACHE_FORMAT = 2
 ARRAYS = ("train_x", "train_y", "train_ids", "test_x", "test_ids")
 PATCH_SIZE = 96  # the Kaggle patches (paper §4.1)
-
-
-
-@dataclass
-class PCamIndex:
-    """Ids, labels and file paths read and checked from the CSVs."""
-
-    root: Path
-    train_ids: list
-    train_labels: np.ndarray
-    test_ids: list
-
-    def train_path(self, image_id: str) -> Path:
-        return self.root / "train" / f"{image_id}.tif"
-
-    def test_path(self, image_id: str) -> Path:
-        return self.root / "test" / f"{image_id}.tif"
-
-
-def ids_fingerprint(ids: Iterable) -> str:
-    """SHA-1 of ids in order: the identity of a ``sample_submission.csv``."""
-    return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
 
 
 @dataclass
@@ -124,7 +97,8 @@ class PCamData(PackedData):
                                      config["split_seed"], what)
         else:
             train, val = train_val_split(self.y, config["validation_fraction"],
-                                         config["split_seed"], config["stratified_split"], what=what)
+                                         config["split_seed"], config["stratified_split"],
+                                         what=what)
         return Split(train, val, TestSet(self.test_x, self.test_ids,
                                          labels=self._hidden_test_labels(),
                                          auc_key="synthetic_test_auc", submission=True))
@@ -138,105 +112,6 @@ class PCamData(PackedData):
             return None
         labels = pd.read_csv(path, dtype={"id": str}).set_index("id")["label"]
         return labels.reindex(self.test_ids).to_numpy()
-
-
-def _read_id_csv(path, want_label):
-    import pandas as pd
-
-    if not path.is_file():
-        raise DataError(f"missing {path}")
-    try:
-        frame = pd.read_csv(path, dtype={"id": str})
-    except Exception as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if list(frame.columns[:2]) != ["id", "label"]:
-        raise DataError(f"{path} must have the header 'id,label', found {','.join(map(str, frame.columns))}")
-    if frame["id"].isna().any():
-        row = int(frame.index[frame["id"].isna()][0]) + 2
-        raise DataError(f"{path} line {row}: empty id")
-    dup = frame["id"][frame["id"].duplicated()]
-    if len(dup):
-        raise DataError(f"{path}: duplicate id {dup.iloc[0]!r} ({len(dup)} duplicate rows in all)")
-    if want_label:
-        labels = pd.to_numeric(frame["label"], errors="coerce")
-        bad = ~labels.isin([0, 1])
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{path} line {i + 2}: label of id {frame['id'].iloc[i]!r} must be 0 or 1, "
-                f"got {str(frame['label'].iloc[i])!r}"
-            )
-        return frame["id"].tolist(), labels.to_numpy().astype(np.int8)
-    return frame["id"].tolist(), None
-
-
-def _check_files(folder, ids, csv_name):
-    if not folder.is_dir():
-        raise DataError(f"missing folder {folder} (the {folder.name}/ tifs of the Kaggle data)")
-    present = {entry.name for entry in os.scandir(folder)}
-    for image_id in ids:
-        if f"{image_id}.tif" not in present:
-            raise DataError(
-                f"id {image_id!r} of {csv_name} has no file {folder / (image_id + '.tif')}"
-            )
-
-
-def read_index(root: str | Path) -> PCamIndex:
-    """Read and check the CSVs of a Kaggle-layout folder; no image is decoded."""
-    root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise DataError(f"{root} is a file; give the folder in the Kaggle layout (train/, "
-                        "test/, train_labels.csv, sample_submission.csv)")
-    if not root.is_dir():
-        raise DataError(
-            f"data folder {root} does not exist. Unpack the Kaggle competition "
-            f"'histopathologic-cancer-detection' there (train/, test/, train_labels.csv, "
-            f"sample_submission.csv), or make a synthetic set with "
-            f"'kandel-repro data synthetic --out {root}'"
-        )
-    if not (root / "train_labels.csv").exists() and any(root.glob(f"{H5_PREFIX}*.h5*")):
-        raise DataError(f"{root} holds the files of the PatchCamelyon HDF5 release "
-                        f"({H5_PREFIX}*.h5[.gz]), not the Kaggle layout; read it with "
-                        "--dataset pcam-h5")
-    train_ids, labels = _read_id_csv(root / "train_labels.csv", want_label=True)
-    test_ids, _ = _read_id_csv(root / "sample_submission.csv", want_label=False)
-    for name, ids in (("train_labels.csv", train_ids), ("sample_submission.csv", test_ids)):
-        if not ids:
-            raise DataError(f"{root / name} lists no image (a header only)")
-    _check_files(root / "train", train_ids, "train_labels.csv")
-    _check_files(root / "test", test_ids, "sample_submission.csv")
-    return PCamIndex(root, train_ids, labels, test_ids)
-
-
-# The competition's files (paper §4.1; Kaggle "Histopathologic Cancer Detection").
-KAGGLE_COUNTS = {"train": 220_025, "test": 57_458}
-
-
-def verify(root: str | Path, counts: dict[str, int] | None = None) -> PCamIndex:
-    """Check an unpacked competition folder completely; return its :class:`PCamIndex`.
-
-    Beyond :func:`read_index` (CSVs well formed, every listed id has its tif): no tif in
-    ``train/`` or ``test/`` that its CSV does not list, so that ``sample_submission.csv``
-    ids equal the test files, and — with ``counts`` (e.g. :data:`KAGGLE_COUNTS`) — the
-    number of files of each split. Every problem found is named.
-    """
-    root = Path(root)
-    index = read_index(root)
-    problems = []
-    for split, ids, csv in (("train", index.train_ids, "train_labels.csv"),
-                            ("test", index.test_ids, "sample_submission.csv")):
-        files = {entry.name[:-4] for entry in os.scandir(root / split) if entry.name.endswith(".tif")}
-        unlisted = sorted(files - set(ids))
-        if unlisted:
-            problems.append(f"{len(unlisted)} tif(s) in {root / split} not listed in {csv}, "
-                            f"e.g. {unlisted[0]}.tif")
-        if counts is not None and len(files) != counts[split]:
-            problems.append(f"{root / split} holds {len(files):,} tifs; the competition has "
-                            f"{counts[split]:,} (incomplete or mixed download?)")
-    if problems:
-        raise DataError(f"{root} is not a complete, consistent copy of the competition data:\n  - "
-                        + "\n  - ".join(problems))
-    return index
 
 
 def verify_folder(root: str | Path, any_size: bool = False,
@@ -291,52 +166,39 @@ def patch_shape(root: str | Path) -> tuple[int, int, int]:
     return (size, size, 3)
 
 
-def _source(root: str | Path, cache_dir: str | Path | None, workers: int | None,
-            progress: bool, image_size: int | None) -> cache.Source:
-    """What this layout packs (:class:`~kandel_repro.data.cache.Source`): the tifs of
-    ``train/`` and ``test/``, hashed with the bytes of both CSVs."""
-    if image_size is not None:
-        raise ConfigError("PCam patches are used at their own size, not resized (paper §4.1); "
-                          f"got image_size={image_size!r}")
-    root = Path(root)
-    index = read_index(root)
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(root)
-    train_paths = [index.train_path(i) for i in index.train_ids]
-    test_paths = [index.test_path(i) for i in index.test_ids]
-    csv_bytes = b"".join((root / n).read_bytes() for n in ("train_labels.csv", "sample_submission.csv"))
+class PCamReader(Reader):
+    """The Kaggle layout: the tifs of ``train/`` and ``test/``, hashed with the bytes of
+    both CSVs, packed at their own size (paper §4.1) and loaded as :class:`PCamData`.
 
-    def build(manifest: dict) -> Path:
-        return cache.build(
-            cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif,
-            patch_shape(root), dict(manifest, n_train=len(train_paths), n_test=len(test_paths)),
-            extra_arrays={"train_y": index.train_labels, "train_ids": np.array(index.train_ids),
-                          "test_ids": np.array(index.test_ids)},
-            workers=workers, progress=progress, desc=f"packing {root}")
+    The cache's fingerprint covers every listed file's path (within the data folder),
+    size and modification time and the bytes of both CSVs; the identity (a run's
+    ``data_fingerprint``) the same without times."""
 
-    return cache.Source(root, cache_dir, "pcam", CACHE_FORMAT, ARRAYS, train_paths + test_paths,
-                        build, extra=csv_bytes)
+    layout = LAYOUT
+    packed = PCamData
+    fields = {"x": "train_x", "y": "train_y", "ids": "train_ids", "test_x": "test_x",
+              "test_ids": "test_ids"}
+    index = staticmethod(read_index)
 
+    def source(self, root: str | Path, cache_dir: str | Path | None, workers: int | None,
+               progress: bool, image_size: int | None, **options: Any) -> cache.Source:
+        root = Path(root)
+        index = read_index(root)
+        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(root)
+        train_paths = [index.train_path(i) for i in index.train_ids]
+        test_paths = [index.test_path(i) for i in index.test_ids]
+        csv_bytes = b"".join((root / n).read_bytes()
+                             for n in ("train_labels.csv", "sample_submission.csv"))
 
-def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, force: bool = False, image_size: int | None = None,
-         verify: bool = False) -> Path:
-    """Decode every tif once into a uint8 cache; reuse it while the source is unchanged
-    and the cache undamaged (``verify``: its checksums too, else shapes and sizes).
+        def build(manifest: dict) -> Path:
+            return cache.build(
+                cache_dir, {"train_x": train_paths, "test_x": test_paths}, decode_tif,
+                patch_shape(root), dict(manifest, n_train=len(train_paths),
+                                        n_test=len(test_paths)),
+                extra_arrays={"train_y": index.train_labels,
+                              "train_ids": np.array(index.train_ids),
+                              "test_ids": np.array(index.test_ids)},
+                workers=workers, progress=progress, desc=f"packing {root}")
 
-    The fingerprint covers every listed file's path (within ``root``), size and
-    modification time and the bytes of both CSVs; the identity (a run's
-    ``data_fingerprint``) the same without times. Returns the cache folder.
-    """
-    return cache.pack_source(_source(root, cache_dir, workers, progress, image_size),
-                             force, verify)[0]
-
-
-def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, image_size: int | None = None) -> PCamData:
-    """Pack if needed, then load the arrays into memory as :class:`PCamData`.
-
-    PCam patches are used at their own size (paper §4.1): ``image_size`` must be None.
-    """
-    return cache.load_source(_source(root, cache_dir, workers, progress, image_size), PCamData,
-                             {"x": "train_x", "y": "train_y", "ids": "train_ids",
-                              "test_x": "test_x", "test_ids": "test_ids"})
+        return cache.Source(root, cache_dir, "pcam", CACHE_FORMAT, ARRAYS,
+                            train_paths + test_paths, build, extra=csv_bytes)

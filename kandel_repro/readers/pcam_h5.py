@@ -1,5 +1,5 @@
-"""Reader and packer for the original PatchCamelyon release (HDF5), with its labelled,
-slide-disjoint test split.
+"""The reader of the original PatchCamelyon release (HDF5), with its labelled,
+slide-disjoint test split (``--dataset pcam-h5``: :class:`PCamH5Reader`).
 
 Layout (the six files of https://github.com/basveeling/pcam, as distributed: gzipped)::
 
@@ -10,11 +10,11 @@ Layout (the six files of https://github.com/basveeling/pcam, as distributed: gzi
     DATA/camelyonpatch_level_2_split_test_x.h5.gz    32,768 …
     DATA/camelyonpatch_level_2_split_test_y.h5.gz
 
-(``.h5`` files, already decompressed, are read as well.) :func:`pack` decompresses each
-file once, with a progress bar, checks its key, shape, dtype and length, and streams the
+(``.h5`` files, already decompressed, are read as well.) Packing decompresses each file
+once, with a progress bar, checks its key, shape, dtype and length, and streams the
 images in blocks into the uint8 cache (``DATA/.kandel_cache/pcam-h5/``); the decompressed
-``.h5`` files are removed once packed. :func:`load` memory-maps the cache, so the 7 GB of
-the real release are never read into the process's memory at once. The release's own
+``.h5`` files are removed once packed. Loading memory-maps the cache, so the 7 GB of the
+real release are never read into the process's memory at once. The release's own
 splits are used as they are: train, valid (model selection) and test (the reported AUC).
 
 The release's README lists an MD5 per file and has been reported to swap two of them;
@@ -29,6 +29,7 @@ import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,8 @@ from ..core.errors import ConfigError, DataError
 from ..data import cache
 from ..data.layouts import MARKER, PREFIX, SPLITS
 from ..data.packed import PackedData, Split, TestSet
+from .base import Reader
+from .registry import get_reader
 
 CACHE_FORMAT = 1
 SIZES = {"train": 262_144, "valid": 32_768, "test": 32_768}  # the release's
@@ -132,56 +135,10 @@ def _check(path, key, data, side):
             raise DataError(f"{path}: dataset 'x' holds {data.dtype}, expected uint8")
     else:
         if data.ndim < 1 or int(np.prod(data.shape[1:])) != 1:
-            raise DataError(f"{path}: dataset 'y' has shape {tuple(data.shape)}, expected N×1×1×1")
+            raise DataError(f"{path}: dataset 'y' has shape {tuple(data.shape)}, expected "
+                            "N×1×1×1")
         if not np.issubdtype(data.dtype, np.integer):
             raise DataError(f"{path}: dataset 'y' holds {data.dtype}, expected integer labels")
-
-
-def _source(root: str | Path, cache_dir: str | Path | None, progress: bool,
-            image_size: int | None) -> cache.Source:
-    """What this layout packs (:class:`~kandel_repro.data.cache.Source`): the six files,
-    copied into the cache by :func:`_copy_all`."""
-    if image_size is not None:
-        raise ConfigError("PCam patches are used at their own size, not resized (paper §4.1); "
-                          f"got image_size={image_size!r}")
-    root = Path(root)
-    files = read_index(root)
-    paths = [files[(s, k)] for s in SPLITS for k in "xy"]
-    cache_dir = Path(cache_dir) / "pcam-h5" if cache_dir else root / ".kandel_cache" / "pcam-h5"
-
-    def build(manifest: dict) -> Path:
-        side = _expected_side(root)
-        for path in doubled(files):
-            cache.warn(f"{root} holds both {path.name} and {path.name}.gz; reading {path.name} "
-                       f"(remove the one that is not the release's file)")
-        work = cache.stage(cache_dir)
-        try:
-            lengths = _copy_all(files, work, side, progress)
-            total = sum(lengths.values())
-            parts = np.concatenate([np.full(lengths[s], i, np.int8) for i, s in enumerate(SPLITS)])
-            ids = np.concatenate([np.char.add(f"{s}-", np.char.zfill(np.arange(lengths[s]).astype(str), 6))
-                                  for s in SPLITS])
-            np.save(work / "part.npy", parts)
-            np.save(work / "ids.npy", ids)
-            manifest = dict(manifest, n=total, lengths=lengths)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        return cache.commit(work, cache_dir, manifest, ARRAYS, (side, side, 3))
-
-    return cache.Source(root, cache_dir, "pcam-h5", CACHE_FORMAT, ARRAYS, paths, build)
-
-
-def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, force: bool = False, image_size: int | None = None,
-         verify: bool = False) -> Path:
-    """Decompress, check and copy the six files into a uint8 cache, once; reuse it while
-    the files are unchanged and the cache undamaged. Returns the cache folder.
-
-    ``workers`` is unused (decompressing a gzip stream is sequential); ``image_size``
-    must be None: the patches are used at their own size (paper §4.1).
-    """
-    return cache.pack_source(_source(root, cache_dir, progress, image_size), force, verify)[0]
 
 
 def _copy_all(files, work, side, progress):
@@ -213,7 +170,8 @@ def _copy_all(files, work, side, progress):
                                       shape=(total, side, side, 3))
         y = np.empty(total, dtype=np.int8)
         start = 0
-        with tqdm(total=total, unit="img", disable=not progress, desc="packing PCam (HDF5)") as bar:
+        with tqdm(total=total, unit="img", disable=not progress,
+                  desc="packing PCam (HDF5)") as bar:
             for split in SPLITS:
                 for i in range(0, lengths[split], BLOCK):
                     block = datasets[(split, "x")][i:i + BLOCK]
@@ -236,6 +194,7 @@ def _copy_all(files, work, side, progress):
     return lengths
 
 
+
 @dataclass
 class PCamH5Data(PackedData):
     """The release packed: ``x``/``y``/``ids`` hold every patch, ``part`` says which of
@@ -245,7 +204,7 @@ class PCamH5Data(PackedData):
 
     def split(self, config: dict) -> Split:
         """The release's own splits: train, valid (model selection), test (reported)."""
-        check_split_options(config)
+        get_reader(self.dataset).check_config(config)  # (no split of the Kaggle layout)
         train, val, test = (np.flatnonzero(self.part == i) for i in range(3))
         for name, rows in (("train", train), ("valid", val), ("test", test)):
             if len(np.unique(self.y[rows])) < 2:
@@ -254,29 +213,67 @@ class PCamH5Data(PackedData):
                                          auc_key="test_auc"))
 
     def split_facts(self, config: dict) -> dict:
-        check_split_options(config)
+        get_reader(self.dataset).check_config(config)
         return {"split": "release"}
 
 
-def check_split_options(config: dict) -> None:
-    """Refuse the split options of the Kaggle layout: the release has its own splits.
-    (``split`` is "image", the PCam protocol's default, until :meth:`PCamH5Data.split_facts`
-    records it as "release".)"""
-    split = config.get("split", "image")
-    given = ([f"--split {split}"] if split not in ("image", "release") else []) \
-        + (["--wsi-map"] if config.get("wsi_map") else [])
-    if given:
-        raise ConfigError(f"{' and '.join(given)} {'do' if len(given) > 1 else 'does'} not apply "
-                          "to --dataset pcam-h5: the release has its own train / valid / test "
-                          "splits; leave it out, or use --dataset pcam (the Kaggle layout)")
+class PCamH5Reader(Reader):
+    """The release's six files, decompressed, checked and copied once into the uint8
+    cache (``DATA/.kandel_cache/pcam-h5/``, or ``pcam-h5/`` in the cache folder given),
+    reused while the files are unchanged and the cache undamaged, and memory-mapped as
+    :class:`PCamH5Data`. The patches keep their own size (paper §4.1); decompressing a
+    gzip stream is sequential, so ``workers`` is unused."""
 
-
-check_config = check_split_options  # (the reader interface's name)
-
-
-def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, image_size: int | None = None) -> PCamH5Data:
-    """Pack if needed, then the cache memory-mapped as :class:`PCamH5Data`."""
+    layout = LAYOUT
+    packed = PCamH5Data
+    mmap = ("x",)
     # NOTE: no legacy fingerprint: every run of this reader records identities
-    return cache.load_source(_source(root, cache_dir, progress, image_size), PCamH5Data,
-                             mmap=("x",), legacy=False)
+    legacy = False
+    index = staticmethod(read_index)
+
+    def check_release(self, config: dict) -> None:
+        """Refuse the split options of the Kaggle layout: the release has its own splits.
+        (``split`` is "image", the PCam protocol's default, until
+        :meth:`PCamH5Data.split_facts` records it as "release".)"""
+        split = config.get("split", self.entry.splits[0])
+        given = ([f"--split {split}"] if split not in self.entry.splits else []) \
+            + (["--wsi-map"] if config.get("wsi_map") else [])
+        if given:
+            raise ConfigError(f"{' and '.join(given)} {'do' if len(given) > 1 else 'does'} not "
+                              f"apply to --dataset {self.entry.name}: the release has its own "
+                              "train / valid / test splits; leave it out, or use --dataset pcam "
+                              "(the Kaggle layout)")
+
+    checks = (check_release,)
+
+    def source(self, root: str | Path, cache_dir: str | Path | None, workers: int | None,
+               progress: bool, image_size: int | None, **options: Any) -> cache.Source:
+        """The six files, copied into the cache by :func:`_copy_all`."""
+        root = Path(root)
+        files = read_index(root)
+        paths = [files[(s, k)] for s in SPLITS for k in "xy"]
+        cache_dir = (Path(cache_dir) / "pcam-h5" if cache_dir
+                     else root / ".kandel_cache" / "pcam-h5")
+
+        def build(manifest: dict) -> Path:
+            side = _expected_side(root)
+            for path in doubled(files):
+                cache.warn(f"{root} holds both {path.name} and {path.name}.gz; reading "
+                           f"{path.name} (remove the one that is not the release's file)")
+            work = cache.stage(cache_dir)
+            try:
+                lengths = _copy_all(files, work, side, progress)
+                total = sum(lengths.values())
+                parts = np.concatenate([np.full(lengths[s], i, np.int8)
+                                        for i, s in enumerate(SPLITS)])
+                ids = np.concatenate([np.char.add(f"{s}-", np.char.zfill(
+                    np.arange(lengths[s]).astype(str), 6)) for s in SPLITS])
+                np.save(work / "part.npy", parts)
+                np.save(work / "ids.npy", ids)
+                manifest = dict(manifest, n=total, lengths=lengths)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            return cache.commit(work, cache_dir, manifest, ARRAYS, (side, side, 3))
+
+        return cache.Source(root, cache_dir, "pcam-h5", CACHE_FORMAT, ARRAYS, paths, build)

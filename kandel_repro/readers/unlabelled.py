@@ -1,5 +1,6 @@
-"""Reader of a folder of unlabelled images (``--dataset images``): any folder, its
-subfolders included, for ``kandel-repro pretrain`` (a VAE or a DCGAN needs no labels).
+"""The reader of a folder of unlabelled images (``--dataset images``:
+:class:`UnlabelledReader`): any folder, its subfolders included, for ``kandel-repro
+pretrain`` (a VAE or a DCGAN needs no labels).
 
 Every image file under ``DATA`` (the files :func:`~kandel_repro.data.images.is_image`
 accepts; hidden entries skipped, links followed as the folder reader follows them, the
@@ -10,7 +11,7 @@ the judge's real images. Images are decoded and resized to ``image_size`` when p
 as the folder reader does (:mod:`kandel_repro.readers.folder`), into
 ``DATA/.kandel_cache/images-<size>``; with ``skip_unreadable`` the images that cannot be
 decoded are left out and counted, as the folder reader does. A classifier cannot train on
-it: ``train`` and ``grid`` refuse it (:func:`check_config`).
+it: ``train`` and ``grid`` refuse it (:meth:`UnlabelledReader.check_labels`).
 """
 from __future__ import annotations
 
@@ -23,17 +24,17 @@ import numpy as np
 
 from ..core.errors import ConfigError, DataError
 from ..core.protocol import OWN
-from ..data import cache
 from ..data.images import EXTENSIONS, check_window
 from ..data.packed import Split, TestSet
 from . import own
 from .folder import said, walk
-from .own import OwnData
+from .own import Listed, OwnData, OwnReader
 
 if TYPE_CHECKING:
     import pandas as pd
 
 CLASS = "unlabelled"
+LAYOUT = "every image under a folder"  # as its messages name what it reads
 
 
 @dataclass
@@ -59,8 +60,8 @@ def read_index(root: str | Path, window: Sequence[float] | None = None,
     check_window(window)
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist (--dataset images reads every "
-                        "image under a folder)")
+        raise DataError(f"image folder {root} does not exist (--dataset images reads "
+                        f"{LAYOUT})")
     listing = walk(root)
     said(listing, root)
     images = listing.images
@@ -72,37 +73,24 @@ def read_index(root: str | Path, window: Sequence[float] | None = None,
     return own.index_frame(rows, [CLASS])
 
 
-def check_config(config: dict) -> None:
-    """Refuse a classifier's run (its config names a backbone): these images have no
-    labels."""
-    if config.get("backbone") is not None:
-        raise ConfigError("--dataset images holds no labels: it serves `kandel-repro pretrain` "
-                          "only; a classifier trains on a labelled layout (--dataset folder, "
-                          "csv, pcam, …)")
-    if (config.get("split") or "auto") not in ("auto", "image"):
-        raise ConfigError(f"--split {config['split']}: --dataset images is split by image")
+class UnlabelledReader(OwnReader):
+    """Every image under a folder, of the one class ``unlabelled``, packed into
+    ``DATA/.kandel_cache/images-<size>`` and loaded as :class:`UnlabelledData`."""
 
+    layout = LAYOUT
+    packed = UnlabelledData
+    wrong_split = "--split {split}: --dataset images is split by image"
+    index = staticmethod(read_index)
 
-def _source(root, cache_dir, workers, progress, image_size, window,
-            skip_unreadable) -> cache.Source:
-    index = read_index(root, window)
-    return own.source("images", root, root, index, cache_dir, "images", image_size,
-                      window=window, workers=workers, progress=progress,
-                      skip_unreadable=bool(skip_unreadable))
+    def listed(self, root: str | Path, window: Sequence[float] | None = None) -> Listed:
+        return Listed(read_index(root, window), root, "images")
 
+    def check_labels(self, config: dict) -> None:
+        """Refuse a classifier's run (its config names a backbone): these images have no
+        labels."""
+        if config.get("backbone") is not None:
+            raise ConfigError("--dataset images holds no labels: it serves `kandel-repro "
+                              "pretrain` only; a classifier trains on a labelled layout "
+                              "(--dataset folder, csv, pcam, …)")
 
-def pack(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, force: bool = False, image_size: int | None = None,
-         verify: bool = False, window: Sequence[float] | None = None,
-         skip_unreadable: bool = False) -> Path:
-    """Decode and resize every image once into a uint8 cache (as the folder reader)."""
-    return own.pack(_source(root, cache_dir, workers, progress, image_size, window,
-                            skip_unreadable), root, force, verify)
-
-
-def load(root: str | Path, cache_dir: str | Path | None = None, workers: int | None = None,
-         progress: bool = True, image_size: int | None = None,
-         window: Sequence[float] | None = None, skip_unreadable: bool = False) -> OwnData:
-    """Pack if needed (at ``image_size``), then load the arrays."""
-    return own.load(_source(root, cache_dir, workers, progress, image_size, window,
-                            skip_unreadable), root, make=UnlabelledData)
+    checks = (check_labels, OwnReader.check_split)

@@ -22,6 +22,7 @@ from ..core.stats import summary_of
 from ..models.backbones import get_backbone
 from ..readers.registry import get_reader
 from ..runs import rundir
+from ..runs.settings import RunSettings
 from ..studies.cells import parse_seeds, run_name, seed_of
 from ..studies.registry import get_study
 from ..studies.types import Study
@@ -101,10 +102,12 @@ def _flat(summary):
 
 
 def collect(study_name: str | Study, runs_dir: str | Path,
-            seeds: int | str | Sequence[int] | None = None) -> tuple[pd.DataFrame, list[dict]]:
+            seeds: int | str | Sequence[int] | None = None
+            ) -> tuple[pd.DataFrame, list[RunSettings]]:
     """One row per run of the study (cell × seed; the seeds found in ``runs_dir``, or
     ``seeds``): status, AUCs, CIs, measures and run facts, as a DataFrame; and the
-    configs of the finished runs.
+    settings of the finished runs, each knowing what its study set for it
+    (:attr:`~kandel_repro.runs.settings.RunSettings.set_by_study`: its cell's settings).
 
     Refuses (:class:`~kandel_repro.core.errors.ConfigError`) a folder whose finished runs
     were made with different experiment settings (other data, epochs, split…): one
@@ -136,7 +139,7 @@ def collect(study_name: str | Study, runs_dir: str | Path,
             if run.config and run.status == "ok":
                 # NOTE: what the study sets for this run (its cell's settings) is the
                 # experiment, not a deviation from the paper; tables read it from here.
-                configs.append(dict(run.config, _set_by_study=frozenset(cell.settings)))
+                configs.append(RunSettings.from_config(run.config, frozenset(cell.settings)))
                 named[name] = run.config
     _refuse_mixed(study, runs_dir, named)
     return pd.DataFrame(rows), configs
@@ -187,12 +190,13 @@ def _refuse_mixed(study, runs_dir, configs):
                       "in its own --runs folder (or retrain the odd runs: grid … --rerun).")
 
 
-def dataset_of(study: Study, configs: Sequence[dict]) -> str:
+def dataset_of(study: Study, configs: Sequence[RunSettings]) -> str:
     """The data set the runs read (the study's when no run has finished)."""
     return configs[0].get("dataset") or study.dataset if configs else study.dataset
 
 
-def choose_metric(frame: pd.DataFrame, study: Study, configs: Sequence[dict] = ()) -> str:
+def choose_metric(frame: pd.DataFrame, study: Study,
+                  configs: Sequence[RunSettings] = ()) -> str:
     """The column a table shows: the test AUC where the data set's test split is
     labelled (BreakHis, the PCam HDF5 release); on Kaggle's PCam the private-leaderboard
     AUC once every finished run is scored, else the validation AUC."""
@@ -213,7 +217,8 @@ def tta_views_of(frame: pd.DataFrame) -> list[int]:
     return sorted({int(v) for v in views})
 
 
-def choose_tta_metric(frame: pd.DataFrame, study: Study, configs: Sequence[dict] = ()) -> str:
+def choose_tta_metric(frame: pd.DataFrame, study: Study,
+                      configs: Sequence[RunSettings] = ()) -> str:
     """The column of a table's TTA grid: the TTA counterpart of :func:`choose_metric`'s —
     on Kaggle's PCam the Kaggle private AUC of the TTA submissions once every finished
     TTA run is scored, else the validation AUC with TTA."""
@@ -236,7 +241,7 @@ class Table:
     study: object
     runs_dir: Path
     frame: object
-    configs: list
+    configs: list[RunSettings]
     cells: object
     metric: str
     seeds: tuple
@@ -282,7 +287,7 @@ class Table:
     @property
     def multiclass(self) -> bool:
         """Whether the runs classify k ≥ 3 classes (macro AUC, bootstrap statistics)."""
-        return any(int(c.get("num_classes") or 2) > 2 for c in self.configs)
+        return any(c.num_classes > 2 for c in self.configs)
 
     @property
     def caveat(self) -> str:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.assessable import too_small
+from ..core.protocol import CLAIM_KINDS
 from ..core.stats import holm, paired_of
 from ..runs import rundir
 
@@ -48,11 +49,6 @@ SUPPORTED, TIED, CONTRADICTED, UNKNOWN = (
 ANSWERED, APART = "answered", "distinguishable"
 # Whether the best row (a depth) is the same in every column (an augmentation policy).
 SAME_BEST, BEST_CHANGES = "does not change", "changes"
-# The claim kinds :func:`verdict` gives a verdict to; the registry checks its findings'
-# claims against :data:`kandel_repro.core.protocol.CLAIM_KINDS` (a test keeps them alike).
-CLAIM_KINDS = ("all", "best", "best_in_column", "best_in_row", "worse", "similar_row",
-               "not_converged", "tied_with_best", "rows_apart", "best_row_by_column")
-
 # For type hints: a cell as (row label, column label); a pair's tests, [(seed, diff, p)].
 CellKey = tuple[str, str]
 SeedTests = list[tuple[int, float, float]]
@@ -199,7 +195,9 @@ def _p(results):
 
 def verdict(claim: tuple | None, evidence: Evidence,
             name: Callable[[CellKey], str]) -> tuple[str, str]:
-    """``(verdict, reason)`` of a finding's claim; ``name(cell)`` says a cell in words."""
+    """``(verdict, reason)`` of a finding's claim; ``name(cell)`` says a cell in words.
+    Its kind (``claim[0]``) is one of :data:`CLAIM_KINDS`, the protocol's list, which the
+    registry checks every finding's claim against: each of them gets a verdict here."""
     if claim is None:
         return UNKNOWN, "not a claim this grid can check"
     kind = claim[0]
@@ -271,7 +269,7 @@ def verdict(claim: tuple | None, evidence: Evidence,
         if all(flags):
             return CONTRADICTED, f"all {len(flags)} run(s) converged"
         return TIED, f"{flags.count(False)} of {len(flags)} run(s) did not converge"
-    raise ValueError(f"unknown claim {claim!r}")
+    raise ValueError(f"unknown claim {claim!r}: its kind is one of {', '.join(CLAIM_KINDS)}")
 
 
 def _best_in(evidence, cells, claimed, where, name):
@@ -289,17 +287,18 @@ def _best_in(evidence, cells, claimed, where, name):
     if claimed == best:
         tied = [c for c in others if not below(results[(c, best)])]
         if not tied:
-            return SUPPORTED, (f"{name(best)} is best of {where} ({evidence.mean(best):.4f}), every "
-                               "other cell significantly below it")
+            return SUPPORTED, (f"{name(best)} is best of {where} ({evidence.mean(best):.4f}), "
+                               "every other cell significantly below it")
         return TIED, (f"{name(best)} is best of {where} ({evidence.mean(best):.4f}), but "
                       + ", ".join(name(c) for c in tied[:3])
                       + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
                       + " are not significantly below it")
     words = (f"the best of {where} is {name(best)} ({evidence.mean(best):.4f}); "
              f"{name(claimed)} {evidence.mean(claimed):.4f}")
+    p = _p(results[(claimed, best)])
     if below(results[(claimed, best)]):
-        return CONTRADICTED, f"{words}, significantly lower (p ≤ {_p(results[(claimed, best)]):.2g})"
-    return TIED, f"{words}, not significantly lower (p up to {_p(results[(claimed, best)]):.2g})"
+        return CONTRADICTED, f"{words}, significantly lower (p ≤ {p:.2g})"
+    return TIED, f"{words}, not significantly lower (p up to {p:.2g})"
 
 
 # --- questions (no paper to check) --------------------------------------------------------
@@ -351,7 +350,8 @@ def _rows_apart(evidence, row_a, row_b, name):
                          f"(p ≤ {_p(r):.2g})")
         else:
             parts.append(f"{words}, not significantly different (p up to {_p(r):.2g})")
-    verdict_word = APART if apart == len(pairs) else (TIED if not apart else "partly distinguishable")
+    verdict_word = (APART if apart == len(pairs)
+                    else TIED if not apart else "partly distinguishable")
     return verdict_word, "; ".join(parts)
 
 

@@ -1,7 +1,9 @@
 """What a table's header says of its runs: the data (:func:`describe_data`), the
 settings that differ from the protocol (:func:`deviations_of`), the caveat of synthetic
 data or other weights (:func:`caveat_of`) and how the runs were computed
-(:func:`computed_with`) — from the runs' configs alone."""
+(:func:`computed_with`) — from the runs' settings alone
+(:class:`~kandel_repro.runs.settings.RunSettings`, as :func:`kandel_repro.report.collect.
+collect` reads them)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -11,10 +13,11 @@ from typing import TYPE_CHECKING
 from ..core.protocol import deviations
 
 if TYPE_CHECKING:
+    from ..runs.settings import RunSettings
     from ..studies.types import Study
 
 
-def describe_data(configs: Sequence[dict]) -> str:
+def describe_data(configs: Sequence[RunSettings]) -> str:
     if not configs:
         return "no finished run yet"
     c = configs[0]
@@ -32,13 +35,13 @@ def describe_data(configs: Sequence[dict]) -> str:
                 else "PatchCamelyon, the original HDF5 release")
         parts = [size, "the release's own train / valid / test splits (slide-disjoint)"]
     elif c.get("protocol") == "own":
-        kind = ((f"synthetic {c.get('num_classes', 2)}-class set made by `kandel-repro data "
+        kind = ((f"synthetic {c.num_classes}-class set made by `kandel-repro data "
                  "synthetic-folder` — not real data") if synthetic
                 else f"{'images in folders' if c.get('dataset') == 'folder' else 'a CSV manifest'}"
                      f" at {c.get('data_dir')}")
         classes = c.get("classes") or []
         parts = [f"resized to {size}",
-                 f"{len(classes) or c.get('num_classes', 2)} classes"
+                 f"{len(classes) or c.num_classes} classes"
                  + (f" ({', '.join(map(str, classes))})" if classes else ""),
                  {"given": "the data's own train / val / test split" + (
                      f"; {c['groups_across_split']} group"
@@ -72,14 +75,15 @@ def describe_data(configs: Sequence[dict]) -> str:
             f"{c['n_test']:,} test images; " + "; ".join(parts))
 
 
-def deviations_of(configs: Iterable[dict], study: Study | None = None) -> list[str]:
+def deviations_of(configs: Iterable[RunSettings], study: Study | None = None) -> list[str]:
     """Differences from the paper's protocol; a study's own fixed settings (Table 5's
-    random weights) are the experiment, not a deviation, and the seeds of the runs are
-    listed on their own line."""
+    random weights) and what it sets for each run (:attr:`~kandel_repro.runs.settings.
+    RunSettings.set_by_study`) are the experiment, not a deviation, and the seeds of the
+    runs are listed on their own line."""
     skip = set(study.fixed if study is not None else ()) | {"seed"}
     seen = []
     for config in configs:
-        mine = skip | set(config.get("_set_by_study", ()))
+        mine = skip | config.set_by_study
         lines = deviations(config)
         seen += [line for line in lines if line.split(":")[0] not in mine and line not in seen]
     return seen
@@ -104,10 +108,10 @@ def column_legend(study: Study) -> list[str]:
     return out
 
 
-def caveat_of(configs: Sequence[dict], study: Study | None = None) -> str:
+def caveat_of(configs: Sequence[RunSettings], study: Study | None = None) -> str:
     """``"synthetic data and random weights (no ImageNet)"`` or ``""`` for the paper's setup."""
     def chosen(c):  # the weights the user chose (not those a study's row sets)
-        return None if "weights" in c.get("_set_by_study", ()) else c.get("weights")
+        return None if "weights" in c.set_by_study else c.get("weights")
 
     sources = sorted({source for c in configs
                       for source in (chosen(c), c.get("weights_from") if chosen(c) == "meanvar"
@@ -126,7 +130,7 @@ AUGMENTER_NAMES = {
 }
 
 
-def computed_with(configs: Sequence[dict]) -> str:
+def computed_with(configs: Sequence[RunSettings]) -> str:
     """How the runs were computed: augmentation implementation, precision, device."""
     def values(key, default):
         return sorted({str(c.get(key, default)) for c in configs})

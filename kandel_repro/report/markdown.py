@@ -36,7 +36,7 @@ def _metric_text(metric, configs):
     the HDF5 release: its own split) — of a run that trained on the whole training
     split (no ``--train-fraction``, no downsampling), else no share."""
     text = METRICS[metric]
-    if any(int(c.get("num_classes") or 2) > 2 for c in configs):
+    if any(c.num_classes > 2 for c in configs):
         text = "macro one-vs-rest " + text
     whole = [c for c in configs if metric == "test_auc" and c.get("train_fraction", 1.0) == 1.0
              and c.get("balance", "none") == "none"

@@ -1,22 +1,25 @@
 """A run's settings, resolved and validated in one place.
 
 :func:`resolve_config` starts from a protocol (:mod:`kandel_repro.core.protocol`), applies the
-user's settings, gives every value one spelling and checks it; the command line's
-``choices=`` come from :data:`CHOICES` here, and nothing downstream normalises again.
+user's settings, gives every value one spelling and checks it, and returns them as a
+:class:`~kandel_repro.runs.settings.RunSettings`; the command line's ``choices=`` come from
+:data:`CHOICES` here, and nothing downstream normalises again. What a protocol's data sets
+offer (their splits, whether images are resized) is read from the protocol, not named here.
 
 A run's ``config.json`` holds three kinds of keys:
 
 - **experiment settings** (:data:`EXPERIMENT_KEYS`): what the run computes. A finished
   run is reused by a grid only when they all match (:mod:`kandel_repro.runs.rundir`).
-- **runtime settings** (:data:`RUNTIME_DEFAULTS`): how it computes — which
-  implementation applies the augmentation (``augmenter``), precision, XLA, distribution,
-  the prediction batch. They change speed, not results, and may differ between the runs
-  of one table.
-- **evaluation settings** (:data:`EVALUATION_DEFAULTS`): how the finished model is scored
-  beyond its plain predictions (test-time augmentation); not part of the experiment.
+- **runtime settings** (:data:`~kandel_repro.runs.settings.RUNTIME_DEFAULTS`): how it
+  computes — which implementation applies the augmentation (``augmenter``), precision,
+  XLA, distribution, the prediction batch. They change speed, not results, and may differ
+  between the runs of one table.
+- **evaluation settings** (:data:`~kandel_repro.runs.settings.EVALUATION_DEFAULTS`): how
+  the finished model is scored beyond its plain predictions (test-time augmentation); not
+  part of the experiment.
 - **facts** the run records: the data (:func:`with_data`: ``dataset``, ``synthetic``,
-  ``data_dir``, ``data_fingerprint``; then ``image_size``, ``n_train``…) and the machine
-  (``device``, ``replicas``).
+  ``data_dir``, ``data_fingerprint``, the side of its images ``image_size``; then
+  ``n_train``…) and the machine (``device``, ``replicas``).
 
 Words kept apart: ``augmentation`` is the experiment's setting (the paper's transform
 parameters, or None for none), ``augmenter`` the implementation that applies it;
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,27 +44,10 @@ from ..training.augment import AUGMENTERS, check_fast
 from ..training.colour import COLOUR_OFF, STAIN_JITTER
 from ..training.runtime import default_eval_batch_size, device_description, resolve_precision
 from .keys import RENAMED
+from .settings import EVALUATION_DEFAULTS, RUNTIME_DEFAULTS, RunSettings
 
 if TYPE_CHECKING:
     from ..data.packed import PackedData
-
-
-# How a run is computed, not what it computes: recorded in config.json, free to differ
-# between the runs of one table (see the README's performance section).
-RUNTIME_DEFAULTS = {
-    "augmenter": "fast",  # or "imagedatagenerator", the paper's own pipeline
-    "precision": "auto",  # mixed_float16 on a GPU, float32 on a CPU
-    "jit": "auto",  # XLA for the whole step: Keras' rule (on with one GPU, off on a CPU)
-    "distribute": "none",  # or "mirrored": every GPU of this machine
-    "eval_batch_size": None,  # validation/test batches: 1024 on a GPU, 64 on a CPU
-    "bootstrap": None,  # k ≥ 3 classes: resamples of the runs' AUC intervals (None: 2,000)
-}
-
-# How a finished model is scored beyond the plain prediction: test-time augmentation
-# (``tta``: 1 = none, 4 or 8 dihedral views averaged). The trained model does not
-# depend on it, so it is not an experiment setting: a finished run is reused by a grid
-# whatever its ``tta``, and one that lacks the views asked for is scored with them then.
-EVALUATION_DEFAULTS = {"tta": 1}
 
 # The values a setting may take; the command line offers exactly these.
 CHOICES = {
@@ -129,7 +116,7 @@ def normalise(key: str, value: Any) -> Any:
     return value
 
 
-def colour_of(config: dict) -> dict | None:
+def colour_of(config: Mapping[str, Any]) -> dict | None:
     """The colour and stain settings a run's fused transform applies (``{key: value}`` of
     :data:`COLOUR_KEYS`), or None when all are off (configs written before they existed
     have none)."""
@@ -165,23 +152,25 @@ def _window(value):
 
 
 def resolve_config(backbone: str, first_trainable_block: int, learning_rate: float,
-                   protocol: str = "pcam", **settings: Any) -> dict:
+                   protocol: str = "pcam", **settings: Any) -> RunSettings:
     """The protocol's settings with the user's ``settings`` applied, each checked once.
 
-    ``protocol`` is "pcam" (paper §4.1) or "breakhis" (§4.3); a setting given as None
-    keeps the protocol's value (``augmentation=None`` turns augmentation off). Raises
-    :class:`~kandel_repro.core.errors.ConfigError` naming the setting and the value at fault.
+    ``protocol`` is "pcam" (paper §4.1), "breakhis" (§4.3) or "own"; a setting given as
+    None keeps the protocol's value (``augmentation=None`` turns augmentation off); the
+    settings of a :class:`~kandel_repro.runs.settings.UserSettings` pass as
+    ``**settings``. Raises :class:`~kandel_repro.core.errors.ConfigError` naming the
+    setting and the value at fault.
     """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
-    config = dict(dataclasses.asdict(PROTOCOLS[protocol]), protocol=protocol, **RUNTIME_DEFAULTS,
+    paper = PROTOCOLS[protocol]
+    config = dict(dataclasses.asdict(paper), protocol=protocol, **RUNTIME_DEFAULTS,
                   **EVALUATION_DEFAULTS)
     settings = {RENAMED.get(k, k): v for k, v in settings.items()}
     given = {k: normalise(k, v) for k, v in settings.items()
              if v is not None or k == "augmentation"}
-    if protocol == "pcam" and "image_size" in given:
-        raise ConfigError("--image-size applies to BreakHis only: PCam patches are used at "
-                          "their own size, not resized (paper §4.1)")
+    if not paper.resizes and "image_size" in given:
+        raise ConfigError(paper.kept_size)
     _from_pretrain_run(given, backbone)
     unknown = set(given) - set(config)
     if unknown:
@@ -219,12 +208,10 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
                               f"{config['first_trainable_layer']!r}")
     if not (isinstance(config["train_fraction"], (int, float)) and 0 < config["train_fraction"] <= 1):
         raise ConfigError(f"--train-fraction must be in (0, 1], got {config['train_fraction']!r}")
-    splits = {"pcam": ("image", "slide"), "breakhis": ("image", "patient"),
-              "own": ("auto", "given", "image", "group")}[protocol]
-    if config["split"] not in splits:
+    if config["split"] not in paper.splits:
         raise ConfigError(f"--split {config['split']} does not apply to {protocol}: one of "
-                          f"{', '.join(splits)}")
-    if config["wsi_map"] is not None and (protocol != "pcam" or config["split"] != "slide"):
+                          f"{', '.join(paper.splits)}")
+    if config["wsi_map"] is not None and config["split"] != paper.wsi_map_split:
         raise ConfigError("--wsi-map applies to PCam's --split slide only")
     if config["augmenter"] == "fast" and config["augmentation"] is not None:
         check_fast(config["augmentation"])
@@ -236,12 +223,12 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
     for key in ("seed", "split_seed"):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
             raise ConfigError(f"{option(key)} must be an integer ≥ 0, got {config[key]!r}")
-    if protocol != "pcam":
+    if paper.resizes:
         # NOTE: PCam patches keep their own size (checked against the data); images that
         # are resized are checked here, before anything is packed at that size.
         size = config["image_size"]
         check_input_size(bb, size, size, f"--image-size {size}")
-    return config
+    return RunSettings.of(config)
 
 
 def _check_colour(config):
@@ -352,20 +339,24 @@ def check_time_budget(seconds: float | str | None) -> float | None:
     return value
 
 
-def with_data(config: dict, data: PackedData, data_dir: str | Path | None = None) -> dict:
+def with_data(config: Mapping[str, Any], data: PackedData,
+              data_dir: str | Path | None = None) -> RunSettings:
     """``config`` with the facts of the data it trains on: which data set, whether
     synthetic, where it was read from (an absolute path; default: the data's root), its
-    identity (``data_fingerprint``) and the reader's own facts (PCam: the fingerprint of
-    the sample submission's ids)."""
+    identity (``data_fingerprint``), the side of its images (``image_size``: the side
+    resized images were packed at, the one the settings resolved; PCam's patches' own)
+    and the reader's own facts (PCam: the fingerprint of the sample submission's ids)."""
     folder = Path(data_dir if data_dir is not None else data.root).expanduser().resolve()
-    return dict(config, dataset=data.dataset, synthetic=bool(data.synthetic),
-                data_dir=str(folder), data_fingerprint=data.fingerprint, **data.facts(),
-                **data.split_facts(config))
+    config = RunSettings.of(config)
+    return config.updated(dataset=data.dataset, synthetic=bool(data.synthetic),
+                          data_dir=str(folder), data_fingerprint=data.fingerprint,
+                          image_size=int(data.image_shape[0]), **data.facts(),
+                          **data.split_facts(config))
 
 
-def resolve_runtime(config: dict) -> dict:
+def resolve_runtime(config: Mapping[str, Any]) -> RunSettings:
     """The config with ``precision``/``eval_batch_size`` resolved and the device named."""
-    config = {**RUNTIME_DEFAULTS, **EVALUATION_DEFAULTS, **config}
-    return dict(config, precision=resolve_precision(config["precision"]),
-                eval_batch_size=config["eval_batch_size"] or default_eval_batch_size(),
-                device=device_description())
+    config = RunSettings.of({**RUNTIME_DEFAULTS, **EVALUATION_DEFAULTS, **config})
+    return config.updated(precision=resolve_precision(config.precision),
+                          eval_batch_size=config.eval_batch_size or default_eval_batch_size(),
+                          device=device_description())

@@ -1,8 +1,8 @@
 """The keys of a run's ``config.json`` across versions: which define the experiment
 (:data:`EXPERIMENT_KEYS`), which were added or renamed since runs were first written, and
 :func:`upgrade`, which reads a ``config.json`` of any version in today's names. Run
-folders (:mod:`kandel_repro.runs.rundir`) and settings (:mod:`kandel_repro.runs.config`)
-both stand on it."""
+folders (:mod:`kandel_repro.runs.rundir`), typed settings (:mod:`kandel_repro.runs.settings`)
+and their resolution (:mod:`kandel_repro.runs.config`) stand on it."""
 from __future__ import annotations
 
 

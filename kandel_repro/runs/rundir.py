@@ -3,6 +3,7 @@
 One training run (one cell of a study, one seed) lives in one folder::
 
     config.json             the fully resolved config (kandel_repro.runs.config) + data facts
+                            (read and written as kandel_repro.runs.settings.RunSettings)
     val_ids.csv             the validation ids and labels of the split
     history.csv             one row per epoch: loss, accuracy, val_auc, seconds
     best_model.keras        the model of the best epoch (by validation ROC AUC)
@@ -37,7 +38,7 @@ import json
 import os
 import socket
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,6 +46,7 @@ from typing import Any, NamedTuple
 from ..core.errors import ConfigError, KandelError
 from ..core.files import read_json, write_json
 from .keys import EXPERIMENT_KEYS, upgrade
+from .settings import RunSettings
 
 
 CONFIG = "config.json"
@@ -158,8 +160,8 @@ def read_run(run_dir: str | Path) -> Run:
     return Run(upgrade(parts["config"]), parts["metrics"], parts["error"])
 
 
-def finished_config(run_dir: str | Path, what: str = "", use: str = "use") -> dict:
-    """The config of ``run_dir``, a finished run with a best model; a :class:`ConfigError`
+def finished_config(run_dir: str | Path, what: str = "", use: str = "use") -> RunSettings:
+    """The settings of ``run_dir``, a finished run with a best model; a :class:`ConfigError`
     naming it (after ``what``, the argument the user gave it as) and what it lacks if not;
     ``use``: what the best model is wanted for (in the message)."""
     run_dir = Path(run_dir)
@@ -174,7 +176,7 @@ def finished_config(run_dir: str | Path, what: str = "", use: str = "use") -> di
                           "training finish first")
     if not (run_dir / BEST_MODEL).is_file():
         raise ConfigError(f"{named} has no {BEST_MODEL} to {use}")
-    return config
+    return RunSettings.of(config)
 
 
 def start(run_dir: str | Path) -> Path:
@@ -205,8 +207,9 @@ def remove_if_empty(folder: str | Path) -> None:
         Path(folder).rmdir()
 
 
-def write_config(run_dir: str | Path, config: dict) -> None:
-    write_json(Path(run_dir) / CONFIG, config)
+def write_config(run_dir: str | Path, config: RunSettings) -> None:
+    """Write a run's ``config.json``: its settings as :meth:`RunSettings.to_config` gives them."""
+    write_json(Path(run_dir) / CONFIG, RunSettings.of(config).to_config())
 
 
 def update_config(run_dir: str | Path, **values: Any) -> None:
@@ -313,7 +316,7 @@ def mixed_settings(runs: dict[str, dict],
     return out
 
 
-def check_same_experiment(run_dir: str | Path, config: dict,
+def check_same_experiment(run_dir: str | Path, config: Mapping[str, Any],
                           legacy_fingerprint: str | None = None) -> None:
     """Refuse to reuse a finished run made with other settings (every
     :data:`EXPERIMENT_KEYS` must match).

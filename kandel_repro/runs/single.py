@@ -14,9 +14,10 @@ from ..models.weights import MEANVAR
 from ..readers.registry import get_reader
 from . import rundir, train
 from .config import resolve_config, with_data
+from .settings import RunSettings, UserSettings
 
 
-def check_weights(configs: Iterable[dict]) -> None:
+def check_weights(configs: Iterable[RunSettings]) -> None:
     """Load, once per backbone, weights and image size, the weights the runs of
     ``configs`` start from (``--weights``, or Mean-Var's ``--weights-from``), into the
     backbone at the runs' own input size (MobileNet's and MobileNetV2's ImageNet file
@@ -26,12 +27,11 @@ def check_weights(configs: Iterable[dict]) -> None:
     named in one line."""
     needed = {}
     for c in configs:
-        size = max(get_backbone(c["backbone"]).min_input_size, int(c.get("image_size") or 0))
-        if c["weights"] == MEANVAR:
-            needed.setdefault((c["backbone"], c.get("weights_from") or "imagenet", size),
-                              "--weights-from")
-        elif c["weights"] != "none":
-            needed.setdefault((c["backbone"], c["weights"], size), "--weights")
+        size = max(get_backbone(c.backbone).min_input_size, c.image_size)
+        if c.weights == MEANVAR:
+            needed.setdefault((c.backbone, c.weights_from or "imagenet", size), "--weights-from")
+        elif c.weights != "none":
+            needed.setdefault((c.backbone, c.weights, size), "--weights")
     for (name, weights, size), option in sorted(needed.items()):
         build_base(name, (size, size, 3), weights, option=option)  # loads or explains
 
@@ -42,17 +42,20 @@ def train_single(run_dir: str | Path, data_dir: str | Path, backbone: str,
                  verbose: int | str = "auto", **settings: Any) -> dict:
     """What ``kandel-repro train`` does: one run outside any study, into ``run_dir``.
 
-    Resolves the settings under the data set's protocol, loads the data (packing it
-    first if needed) and trains; returns the run's metrics.
+    ``settings``: the user's run settings as keywords (a plain mapping; ``**`` a
+    :class:`~kandel_repro.runs.settings.UserSettings` passes one on), each None "the
+    protocol's"; a key that is no run setting is refused at once. Resolves them under the
+    data set's protocol, loads the data (packing it first if needed, at the resolved
+    ``image_size``) and trains; returns the run's metrics.
     """
     reader = get_reader(dataset)
     config = resolve_config(backbone, first_trainable_block, learning_rate,
-                            protocol=reader.protocol, **settings)
+                            protocol=reader.protocol, **UserSettings(**settings))
     reader.check_config(config)
     reader.read_index(data_dir, config, **reader.options_of(config))
     check_weights([config])
     run_dir = check_writable(run_dir, "--run-dir")
-    data = reader.load(data_dir, cache_dir, workers=workers, image_size=config["image_size"],
+    data = reader.load(data_dir, cache_dir, workers=workers, image_size=config.image_size,
                        **reader.options_of(config))
     with rundir.claim(run_dir):
         return train.train_run(run_dir, data, with_data(config, data, data_dir), verbose=verbose)

@@ -1,24 +1,27 @@
 """One fine-tuning run: one backbone, one depth, one learning rate → one run folder.
 
-:func:`train_run` trains the model a resolved config (:mod:`kandel_repro.runs.config`)
-describes on packed data (:class:`kandel_repro.data.packed.PackedData`) and writes the run
+:func:`train_run` trains the model a run's resolved settings
+(:class:`~kandel_repro.runs.settings.RunSettings`, :mod:`kandel_repro.runs.config`) describe
+on packed data (:class:`kandel_repro.data.packed.PackedData`) and writes the run
 folder (:mod:`kandel_repro.runs.rundir` lists its files): the config, the split's ids, the
 history of every epoch, the best model, its predictions (with ``tta`` > 1 its TTA ones
 too, :func:`score_tta`), and ``metrics.json`` last (a warning where an interval of it is
-not assessable)."""
+not assessable). :func:`build_run_models` gives the models of a run as :class:`RunModels`,
+:func:`build_network` the network it starts from as :class:`Network`."""
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..core.files import write_csv
+from ..core.files import staging_path, write_csv
 from ..core.stats import auc_of, summary_of
 from ..data.split import downsample, nested_subset
 from ..models.backbones import assign_layers, get_backbone
@@ -32,6 +35,7 @@ from ..training.runtime import jit_setting, make_strategy, precision_scope
 from ..training.tta import images_per_batch, tta_metrics, tta_predictor
 from . import rundir
 from .config import colour_of, resolve_runtime, with_data
+from .settings import RunSettings
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a run starts
     import keras
@@ -40,7 +44,8 @@ if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a run starts
     from ..data.packed import PackedData
 
 
-def reduce_training(train_idx: np.ndarray, labels: np.ndarray, config: dict) -> np.ndarray:
+def reduce_training(train_idx: np.ndarray, labels: np.ndarray,
+                    config: Mapping[str, Any]) -> np.ndarray:
     """The training rows a run uses: a nested, stratified ``train_fraction`` of the
     split's (the same images at every seed; each fraction's rows hold the smaller
     fractions'), then, with ``balance="downsample"``, the negatives cut to as many as
@@ -56,13 +61,13 @@ def reduce_training(train_idx: np.ndarray, labels: np.ndarray, config: dict) -> 
     return train_idx
 
 
-def loss_of(config: dict) -> str:
+def loss_of(config: RunSettings) -> str:
     """The Keras loss of a run: its ``loss``, where ``"auto"`` (own data) is binary
     cross-entropy for two classes and sparse categorical cross-entropy (integer labels,
     a softmax head) for more."""
-    if config["loss"] != "auto":
-        return config["loss"]
-    return ("binary_crossentropy" if int(config.get("num_classes") or 2) == 2
+    if config.loss != "auto":
+        return config.loss
+    return ("binary_crossentropy" if config.num_classes == 2
             else "sparse_categorical_crossentropy")
 
 
@@ -142,29 +147,48 @@ def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size
 
 
 def _save_model(model, path):
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    # NOTE: staged under a name that still ends in .keras: Keras saves to no other.
+    tmp = staging_path(path, suffix=".keras")
     model.save(tmp)
     os.replace(tmp, path)
 
 
-def build_network(config: dict, image_shape: tuple) -> tuple:
-    """``(model, block map)``: the paper's model of a resolved config with the weights a
+class Network(NamedTuple):
+    """The paper's model (:func:`build_network`) and its backbone's block map."""
+
+    model: keras.Model
+    block_map: dict
+
+
+class RunModels(NamedTuple):
+    """The models of a run (:func:`build_run_models`); unpacking in this order reads well
+    too: ``model, trainer, predictor, trainable = build_run_models(...)``."""
+
+    model: keras.Model  # the paper's model on preprocessed float input (best_model.keras)
+    trainer: keras.Model  # the compiled training model: input stage + model
+    predictor: keras.Model  # uint8 input, augmentation off: what a run predicts with
+    trainable: list  # the names of the layers the run fine-tunes
+
+
+def build_network(config: RunSettings, image_shape: tuple) -> Network:
+    """The paper's model of a run's settings and its block map, with the weights a
     run starts from (its ``weights``, then ``init``'s draw: the head only when the backbone
     is pretrained), drawn from Keras' global seed. The network a run started from is
     rebuilt by this too (:func:`kandel_repro.explain.similarity.initial_model`)."""
-    model, block_map = build_model(config["backbone"], image_shape, config["weights"],
-                                   head_pooling=config["head_pooling"], dropout=config["dropout"],
-                                   weights_from=config["weights_from"],
-                                   transfer_blocks=config["transfer_blocks"],
-                                   classes=int(config.get("num_classes") or 2))
-    if config["init"]:
-        reinitialise(model, config["init"], head_only=config["weights"] != "none")
-    return model, block_map
+    model, block_map = build_model(config.backbone, image_shape, config.weights,
+                                   head_pooling=config.head_pooling, dropout=config.dropout,
+                                   weights_from=config.weights_from,
+                                   transfer_blocks=config.transfer_blocks,
+                                   classes=config.num_classes)
+    if config.init:
+        reinitialise(model, config.init, head_only=config.weights != "none")
+    return Network(model, block_map)
 
 
-def build_run_models(config: dict, image_shape: tuple,
-                     strategy: tf.distribute.Strategy | None = None) -> tuple:
-    """``(model, trainer, predictor, trainable layer names)`` of a resolved config.
+def build_run_models(config: RunSettings, image_shape: tuple,
+                     strategy: tf.distribute.Strategy | None = None) -> RunModels:
+    """The :class:`RunModels` of a run's settings: ``(model, trainer, predictor,
+    trainable layer names)``.
 
     ``model`` is the paper's model (backbone + head) on preprocessed float input — the
     one saved as ``best_model.keras``. ``trainer`` is the compiled training model: the
@@ -208,10 +232,11 @@ def build_run_models(config: dict, image_shape: tuple,
         # NOTE: compiled under the policy, so mixed_float16 gets Keras' loss scaling.
         trainer.compile(optimizer=optimizers[0][0], loss=loss_of(config), metrics=["accuracy"],
                         jit_compile=jit_setting(config["jit"]))
-    return model, trainer, predictor, trainable
+    return RunModels(model, trainer, predictor, trainable)
 
 
-def predictor_of(model: keras.Model, config: dict, image_shape: tuple) -> keras.Model:
+def predictor_of(model: keras.Model, config: Mapping[str, Any],
+                 image_shape: tuple) -> keras.Model:
     """``model`` (the paper's, on preprocessed float input) behind the uint8 input stage
     of a run of ``config``, augmentation off: what a run predicts with, compiled."""
     import keras
@@ -224,15 +249,15 @@ def predictor_of(model: keras.Model, config: dict, image_shape: tuple) -> keras.
     return predictor
 
 
-def train_run(run_dir: str | Path, data: PackedData, config: dict, verbose: int | str = "auto",
-              deadline: float | None = None) -> dict:
+def train_run(run_dir: str | Path, data: PackedData, config: RunSettings,
+              verbose: int | str = "auto", deadline: float | None = None) -> dict:
     """Train one run into ``run_dir``; return its metrics dict.
 
-    ``data`` is a :class:`~kandel_repro.data.packed.PackedData`; ``config`` a dict from
-    :func:`~kandel_repro.runs.config.resolve_config` with the data's facts
-    (:func:`~kandel_repro.runs.config.with_data`). ``deadline`` (a ``time.time()`` value):
-    stop before an epoch that would end after it and raise :class:`TimeBudgetExceeded`,
-    leaving the run unfinished.
+    ``data`` is a :class:`~kandel_repro.data.packed.PackedData`; ``config`` the settings
+    :func:`~kandel_repro.runs.config.resolve_config` gives, with the data's facts
+    (:func:`~kandel_repro.runs.config.with_data`) or without. ``deadline`` (a
+    ``time.time()`` value): stop before an epoch that would end after it and raise
+    :class:`TimeBudgetExceeded`, leaving the run unfinished.
 
     The steps, each a function below: :func:`_prepare` (the split, the config's facts,
     the split's ids written), :func:`_build` (the models, the config written), :func:`_fit`
@@ -266,9 +291,9 @@ def _check_deadline(deadline, run_dir):
 
 @dataclass
 class _Run:
-    """A run being trained: its folder, its config (with the data's facts), its rows."""
+    """A run being trained: its folder, its settings (with the data's facts), its rows."""
     folder: Path
-    config: dict
+    config: RunSettings
     train_idx: np.ndarray
     val_idx: np.ndarray
     test: object  # the split's TestSet
@@ -282,12 +307,11 @@ def _prepare(run_dir, data, config, splits):
     train_idx, val_idx, test = splits
     train_idx = reduce_training(train_idx, data.y, config)
     config = resolve_runtime(with_data(config, data, config.get("data_dir") or data.root))
-    strategy = make_strategy(config["distribute"])
-    config.update(image_size=int(data.image_shape[0]), n_train=len(train_idx),
-                  n_val=len(val_idx), n_test=test.size,
-                  **_shares(data.y[train_idx], data.y[val_idx], test.labels,
-                            int(config.get("num_classes") or 2)),
-                  replicas=int(strategy.num_replicas_in_sync))
+    strategy = make_strategy(config.distribute)
+    config = config.updated(n_train=len(train_idx), n_val=len(val_idx), n_test=test.size,
+                            **_shares(data.y[train_idx], data.y[val_idx], test.labels,
+                                      config.num_classes),
+                            replicas=int(strategy.num_replicas_in_sync))
     write_csv(run_dir / rundir.VAL_IDS,
               pd.DataFrame({"id": data.ids[val_idx], "label": data.y[val_idx]}))
     if test.indices is not None:  # (a labelled test split)
@@ -309,13 +333,14 @@ def _shares(train, val, test, classes):
 
 
 def _build(run, data):
-    """``(model, trainer, predictor, trainable)`` (:func:`build_run_models`), seeded; the
-    config, with Keras' XLA choice resolved, written."""
+    """The run's :class:`RunModels` (:func:`build_run_models`), seeded; the config, with
+    Keras' XLA choice resolved, written."""
     import keras
 
-    keras.utils.set_random_seed(run.config["seed"])
+    keras.utils.set_random_seed(run.config.seed)
     models = build_run_models(run.config, data.image_shape, run.strategy)
-    run.config["jit"] = "on" if models[1].jit_compile else "off"  # Keras' "auto", resolved
+    # (Keras' "auto", resolved)
+    run.config = run.config.updated(jit="on" if models.trainer.jit_compile else "off")
     rundir.write_config(run.folder, run.config)
     return models
 
@@ -393,7 +418,7 @@ def _write_scores(folder, data, val_idx, val_scores, test, test_scores, tta=Fals
                   rundir.prediction_frame(test.selected_ids(), test.labels, test_scores))
 
 
-def score_tta(run_dir: Path, data: PackedData, predictor: keras.Model, config: dict,
+def score_tta(run_dir: Path, data: PackedData, predictor: keras.Model, config: Mapping[str, Any],
               val_idx: np.ndarray, test: object, strategy: tf.distribute.Strategy) -> dict:
     """Score the model behind ``predictor`` on ``config["tta"]`` dihedral views (a forward
     batch of ``eval_batch_size``) of the validation rows ``val_idx`` and the ``test`` set;

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from ..core.errors import ConfigError
 from ..models.weights import MEANVAR
 from ..runs.config import normalise, option, resolve_config
+from ..runs.settings import RunSettings, UserSettings
 from .types import Cell, Study
 
 _T = TypeVar("_T")
@@ -99,11 +100,17 @@ def _refuse_varied(study, settings):
 
 
 def study_configs(study: Study, seeds: Iterable[int] = (0,),
-                  **settings: Any) -> dict[str, dict]:
-    """The resolved config of every run (``{run name: config}``, see :func:`study_runs`):
-    protocol ← the user's ``settings`` ← the study's fixed settings and the cell's own ←
-    the run's seed. A user setting that contradicts a fixed one is refused (compared in
-    its normalised spelling, so ``weights="scratch"`` agrees with Table 5's ``"none"``)."""
+                  **settings: Any) -> dict[str, RunSettings]:
+    """The resolved settings of every run (``{run name: settings}``, see
+    :func:`study_runs`): protocol ← the user's ``settings`` ← the study's fixed settings
+    and the cell's own ← the run's seed. A user setting that contradicts a fixed one is
+    refused (compared in its normalised spelling, so ``weights="scratch"`` agrees with
+    Table 5's ``"none"``).
+
+    ``settings``: the user's run settings as keywords (a plain mapping; ``**`` a
+    :class:`~kandel_repro.runs.settings.UserSettings` passes one on), each None "the
+    protocol's"; a key that is no run setting is refused at once."""
+    settings = UserSettings(**settings)
     for key, value in study.fixed.items():
         given = settings.get(key)
         if given is not None and normalise(key, given) != normalise(key, value):

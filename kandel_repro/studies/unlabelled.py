@@ -1,5 +1,8 @@
-"""The studies of pretraining on unlabelled images (the doctoral plan among the sources:
-VAEs and DCGANs trained on a data set's own images, without their labels).
+"""What the studies of pretraining on unlabelled images stand on (the doctoral plan among
+the sources: VAEs and DCGANs trained on a data set's own images, without their labels):
+their initialisations (:func:`init_levels`), findings and settings, and how their
+pretrained rows find their pretrain runs. The studies themselves are entries of
+:mod:`kandel_repro.studies.registry`.
 
 ``unlabelled``: rows = how the backbone starts (from scratch, from a VAE's encoder, from
 a DCGAN's discriminator trunk — the same small network, ``dcgan_small``, for all three so

@@ -88,3 +88,14 @@ def test_tensorflows_start_up_noise_is_left_out_of_the_console(tmp_path):
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
     # (the two arrive by different paths: their order is not kept)
     assert sorted(done.stderr.splitlines()) == ["native kept", "python kept"]
+
+
+def test_output_cut_short_by_its_reader_is_no_traceback():
+    """``kandel-repro blocks vgg16 --json | head -1``: the reader closes the pipe before
+    the command has written (here: at once), and the command ends without a traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "kandel_repro", "blocks", "vgg16",
+                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

@@ -113,7 +113,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_epoch(tiny_pcam, cache, t
 
 
 def test_mode_collapse_is_warned(tiny_pcam, cache, tmp_path, monkeypatch):
-    from kandel_repro.models import generative
+    from kandel_repro.models import generative_nets
 
     def constant(self, n, seed=0):
         return np.zeros((n, 32, 32, 3), np.float32)
@@ -122,11 +122,11 @@ def test_mode_collapse_is_warned(tiny_pcam, cache, tmp_path, monkeypatch):
         return np.random.default_rng(seed).uniform(-1, 1, (n, 32, 32, 3)).astype(np.float32)
 
     said = []
-    monkeypatch.setattr(generative.DCGAN, "sample", varied)
+    monkeypatch.setattr(generative_nets.DCGAN, "sample", varied)
     P.pretrain("dcgan", tiny_pcam, tmp_path / "varied", epochs=1, cache_dir=cache,
                log=said.append, **TINY)
     assert not any("mode collapse" in line for line in said)
-    monkeypatch.setattr(generative.DCGAN, "sample", constant)
+    monkeypatch.setattr(generative_nets.DCGAN, "sample", constant)
     metrics = P.pretrain("dcgan", tiny_pcam, tmp_path / "constant", epochs=1,
                          cache_dir=cache, log=said.append, **TINY)
     import pandas as pd

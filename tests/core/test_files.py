@@ -1,4 +1,4 @@
-"""Atomic writes (kandel_repro.core.files)."""
+"""Atomic writes and staging names (kandel_repro.core.files)."""
 import os
 import stat
 
@@ -33,3 +33,47 @@ def test_no_nan_is_ever_written_into_json(tmp_path):
     text = (tmp_path / "m.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"val_auc": None, "rates": [None, 0.5], "n": 3}
+
+
+def _dead_pid():
+    """The id of a process that has ended."""
+    import subprocess
+    import sys
+
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+
+
+def test_a_staging_name_lies_beside_its_path_and_names_the_host_and_the_process(tmp_path):
+    from kandel_repro.core.files import HOST, staging_path
+
+    target = tmp_path / "cache"
+    assert staging_path(target) == tmp_path / f".cache.tmp-{HOST}-{os.getpid()}"
+    assert staging_path(str(target), "old") == tmp_path / f".cache.old-{HOST}-{os.getpid()}"
+    model = staging_path(tmp_path / "best_model.keras", suffix=".keras")
+    assert model.name == f".best_model.keras.tmp-{HOST}-{os.getpid()}.keras"
+    assert "/" not in HOST and " " not in HOST
+
+
+def test_only_the_staging_folders_of_dead_processes_of_this_host_are_removed(tmp_path):
+    from kandel_repro.core.files import HOST, remove_stale_staging
+
+    dead, alive = _dead_pid(), os.getpid()
+    names = {f".out.tmp-{HOST}-{dead}": False, f".out.old-{HOST}-{dead}": True,
+             f".out.tmp-{HOST}-{alive}": True, f".out.tmp-elsewhere-{dead}": True,
+             f".out.tmp-{dead}": True, f".other.tmp-{HOST}-{dead}": True, "out": True}
+    for name in names:
+        (tmp_path / name / "half").mkdir(parents=True)
+    remove_stale_staging(tmp_path / "out")
+    assert {name: (tmp_path / name).exists() for name in names} == names
+    remove_stale_staging(tmp_path / "out", kinds=("tmp", "old"), hostless=True)
+    left = {name for name in names if (tmp_path / name).exists()}
+    assert left == {f".out.tmp-{HOST}-{alive}", f".out.tmp-elsewhere-{dead}",
+                    f".other.tmp-{HOST}-{dead}", "out"}
+    remove_stale_staging(tmp_path / "gone" / "out")  # no folder: nothing to remove
+
+
+def test_a_process_is_alive_while_it_runs():
+    from kandel_repro.core.files import process_alive
+
+    assert process_alive(os.getpid()) and not process_alive(_dead_pid())

@@ -16,15 +16,18 @@ from kandel_repro.core.errors import ConfigError  # noqa: E402
 from kandel_repro.grid import cluster  # noqa: E402
 from kandel_repro.grid import grid as grid_mod  # noqa: E402
 from kandel_repro.grid.attempt import Attempt  # noqa: E402
+from kandel_repro.grid.grid import GridOptions  # noqa: E402
 from kandel_repro.report.collect import assemble  # noqa: E402
 from kandel_repro.runs import rundir  # noqa: E402
+from kandel_repro.runs.settings import UserSettings  # noqa: E402
 from kandel_repro.studies.levels import depth_rows, lr_columns  # noqa: E402
 from kandel_repro.studies.registry import STUDIES
 from kandel_repro.studies.types import Study  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-SETTINGS = dict(weights="none", max_epochs=2, batch_size=16, verbose=0)
+SETTINGS = UserSettings(weights="none", max_epochs=2, batch_size=16)
+ON_RAY = GridOptions(executor="ray", verbose=0)
 
 
 def small_grid(monkeypatch, learning_rates, rows):
@@ -131,8 +134,7 @@ def test_a_grid_on_ray_stops_on_ctrl_c_resumes_retries_a_killed_task_and_skips(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        grid_mod.run_grid("table2", tiny_pcam, runs, executor="ray", log=interrupt_after_first,
-                          **SETTINGS)
+        grid_mod.run_grid("table2", tiny_pcam, runs, ON_RAY, SETTINGS, log=interrupt_after_first)
     assert any(line.startswith("interrupted: cancelling") for line in logs)
     done_first = finished()
     assert 1 <= len(done_first) <= 2
@@ -141,8 +143,7 @@ def test_a_grid_on_ray_stops_on_ctrl_c_resumes_retries_a_killed_task_and_skips(
     # 2. the same command resumes; the first task to train dies after its first epoch
     killed = arm_kill(local_ray)
     logs = []
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, executor="ray", log=logs.append,
-                                 **SETTINGS)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, ON_RAY, SETTINGS, log=logs.append)
     assert not local_ray.exists() and killed.exists(), "no task was killed"
     assert statuses[killed.read_text()] == "ok"  # retried, and finished
     assert sorted(statuses.values()) == sorted(["skipped"] * len(done_first)
@@ -163,8 +164,7 @@ def test_a_grid_on_ray_stops_on_ctrl_c_resumes_retries_a_killed_task_and_skips(
 
     # 3. once more: everything is finished, nothing is submitted
     logs = []
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, executor="ray", log=logs.append,
-                                 **SETTINGS)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, ON_RAY, SETTINGS, log=logs.append)
     assert sorted(statuses.values()) == ["skipped"] * 3
     assert sum("finished, skipped" in line for line in logs) == 3
 
@@ -211,8 +211,7 @@ def test_a_task_killed_more_often_than_retried_is_recorded_as_failed(local_ray, 
     runs = tmp_path / "runs"
     note = arm_kill(local_ray)
     logs = []
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, executor="ray", log=logs.append,
-                                 **SETTINGS)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, ON_RAY, SETTINGS, log=logs.append)
     killed = note.read_text()
     assert statuses[killed] == "failed"
     assert [s for n, s in statuses.items() if n != killed] == ["ok"]  # the grid went on

@@ -8,8 +8,10 @@ from kandel_repro.cli.main import main
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.core.files import write_json
 from kandel_repro.grid import grid as grid_mod
-from kandel_repro.readers import pcam
+from kandel_repro.grid.grid import GridOptions
+from kandel_repro.readers.registry import get_reader
 from kandel_repro.runs import train as train_mod
+from kandel_repro.runs.settings import UserSettings
 from kandel_repro.studies.cells import parse_seeds, parse_shard, shard_cells
 from kandel_repro.studies.registry import get_study
 
@@ -27,7 +29,7 @@ def _fake_train(fail_on=(), interrupt_on=None, calls=None):
         if name == interrupt_on:
             raise KeyboardInterrupt
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", config)
+        write_json(run_dir / "config.json", config.to_config())
         if name in fail_on:
             raise RuntimeError(f"boom in {name}")
         metrics = {"status": "ok", "val_auc": 0.5 + config["first_trainable_block"] / 100,
@@ -44,7 +46,8 @@ def test_grid_runs_15_cells_records_failures_and_resumes(tiny_pcam, tmp_path, mo
 
     calls = []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(fail_on={names[4]}, calls=calls))
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, settings=UserSettings(weights="none"),
+                                 log=lambda m: None)
     assert calls == names
     assert statuses[names[4]] == "failed" and list(statuses.values()).count("ok") == 14
     error = json.loads((runs / names[4] / "error.json").read_text())
@@ -52,7 +55,8 @@ def test_grid_runs_15_cells_records_failures_and_resumes(tiny_pcam, tmp_path, mo
 
     calls.clear()
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, settings=UserSettings(weights="none"),
+                                 log=lambda m: None)
     assert calls == [names[4]]  # finished runs skipped, the failed one retried
     assert list(statuses.values()).count("skipped") == 14
 
@@ -63,11 +67,13 @@ def test_interrupted_grid_loses_only_the_run_in_progress(tiny_pcam, tmp_path, mo
     calls = []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(interrupt_on=names[6], calls=calls))
     with pytest.raises(KeyboardInterrupt):
-        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+        grid_mod.run_grid("table2", tiny_pcam, runs, settings=UserSettings(weights="none"),
+                          log=lambda m: None)
     assert sum((runs / n / "metrics.json").exists() for n in names) == 6
     calls.clear()
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
-    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    grid_mod.run_grid("table2", tiny_pcam, runs, settings=UserSettings(weights="none"),
+                      log=lambda m: None)
     assert calls == names[6:]
 
 
@@ -89,8 +95,8 @@ def test_shards_are_disjoint_cover_the_table_and_assemble(tiny_pcam, tmp_path, m
     calls = []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
     for i in (1, 2, 3):  # three machines, one share each, into one folder
-        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard=f"{i}/3",
-                          log=lambda m: None)
+        grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(shard=f"{i}/3"),
+                          UserSettings(weights="none"), log=lambda m: None)
         assert (runs / f"grid-shard-{i}of3.json").exists()
     assert calls == names[0::3] + names[1::3] + names[2::3]
     frame, _ = collect("table2", runs)
@@ -100,10 +106,11 @@ def test_shards_are_disjoint_cover_the_table_and_assemble(tiny_pcam, tmp_path, m
 def test_grid_refuses_to_mix_settings(tiny_pcam, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=[]))
-    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=3, log=lambda m: None)
+    grid_mod.run_grid("table2", tiny_pcam, runs,
+                      settings=UserSettings(weights="none", max_epochs=3), log=lambda m: None)
     with pytest.raises(ConfigError, match="max_epochs: 3 there, 4 now"):
-        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=4,
-                          log=lambda m: None)
+        grid_mod.run_grid("table2", tiny_pcam, runs,
+                          settings=UserSettings(weights="none", max_epochs=4), log=lambda m: None)
 
 
 @pytest.mark.slow
@@ -112,20 +119,23 @@ def test_real_grid_trains_and_skips(tiny_pcam, tmp_path, monkeypatch):
     cut_table2(monkeypatch, learning_rates=(1e-3, 1e-4))
     runs = tmp_path / "runs"
     logs = []
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=1,
-                                 batch_size=16, verbose=0, log=logs.append)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(verbose=0),
+                                 UserSettings(weights="none", max_epochs=1, batch_size=16),
+                                 log=logs.append)
     assert list(statuses.values()) == ["ok", "ok"]
     assert any("[1/2]" in line and "training" in line for line in logs)
     stamp = (runs / "vgg16_blocks5-5_lr1e-03" / "metrics.json").stat().st_mtime_ns
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=1,
-                                 batch_size=16, verbose=0, log=logs.append)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(verbose=0),
+                                 UserSettings(weights="none", max_epochs=1, batch_size=16),
+                                 log=logs.append)
     assert list(statuses.values()) == ["skipped", "skipped"]
     assert (runs / "vgg16_blocks5-5_lr1e-03" / "metrics.json").stat().st_mtime_ns == stamp
 
 
 def test_grid_refuses_images_too_small_for_the_backbone(tiny_pcam, tmp_path):
     with pytest.raises(ConfigError, match="inception_v3 needs images of at least 75×75"):
-        grid_mod.run_grid("table4", tiny_pcam, tmp_path / "runs", weights="none", log=lambda m: None)
+        grid_mod.run_grid("table4", tiny_pcam, tmp_path / "runs",
+                          settings=UserSettings(weights="none"), log=lambda m: None)
 
 
 def test_runs_made_before_data_identities_are_still_reused(tiny_pcam, tmp_path, monkeypatch):
@@ -134,24 +144,27 @@ def test_runs_made_before_data_identities_are_still_reused(tiny_pcam, tmp_path, 
     calls = []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
     runs = tmp_path / "runs"
-    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15", log=lambda m: None)
+    grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(shard="1/15"),
+                      UserSettings(weights="none"), log=lambda m: None)
     (name,) = calls
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     assert data.legacy_fingerprint and data.legacy_fingerprint != data.fingerprint
     config = json.loads((runs / name / "config.json").read_text())
     (runs / name / "config.json").write_text(json.dumps({**config, "data_fingerprint": data.legacy_fingerprint}))
     calls.clear()
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15",
-                                 log=lambda m: None)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(shard="1/15"),
+                                 UserSettings(weights="none"), log=lambda m: None)
     assert statuses == {name: "skipped"} and calls == []
     (runs / name / "config.json").write_text(json.dumps({**config, "data_fingerprint": "other"}))
     with pytest.raises(ConfigError, match="data_fingerprint: 'other' there"):
-        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", shard="1/15", log=lambda m: None)
+        grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(shard="1/15"),
+                          UserSettings(weights="none"), log=lambda m: None)
 
 
 def test_a_grid_with_no_time_left_starts_nothing(tiny_pcam, tmp_path):
-    statuses = grid_mod.run_grid("table2", tiny_pcam, tmp_path / "runs", shard="1/8", log=quiet,
-                                 time_budget=1e-6, weights="none", max_epochs=1)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, tmp_path / "runs",
+                                 GridOptions(shard="1/8", time_budget=1e-6),
+                                 UserSettings(weights="none", max_epochs=1), log=quiet)
     assert set(statuses.values()) == {"out of time"} and len(statuses) == 2
     assert not list((tmp_path / "runs").glob("*/metrics.json"))
 
@@ -220,7 +233,8 @@ def test_a_run_folder_that_cannot_be_written_fails_alone(tiny_pcam, tmp_path, mo
     (runs / names[0]).write_text("a file where the run's folder belongs")
     calls, logs = [], []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=logs.append)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, settings=UserSettings(weights="none"),
+                                 log=logs.append)
     assert statuses[names[0]] == "failed" and calls == names[1:]
     assert any(names[0] in line and "FAILED" in line and "not recorded" in line for line in logs)
 
@@ -232,7 +246,8 @@ def test_a_time_budget_is_checked_when_parsed(tiny_pcam, tmp_path, capsys, value
               "--time-budget", value])
     assert "--time-budget" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--time-budget must be"):
-        grid_mod.run_grid("table2", tiny_pcam, tmp_path / "r", time_budget=value, log=quiet)
+        grid_mod.run_grid("table2", tiny_pcam, tmp_path / "r", GridOptions(time_budget=value),
+                          log=quiet)
     assert not (tmp_path / "r").exists()
 
 
@@ -261,14 +276,15 @@ def test_seeds_train_each_cell_once_per_seed_and_resume_mid_seed(tiny_pcam, tmp_
     interrupt = f"{cells[4]}_seed1"
     monkeypatch.setattr(train_mod, "train_run", _fake_train(interrupt_on=interrupt, calls=calls))
     with pytest.raises(KeyboardInterrupt):
-        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seeds=3, log=quiet)
+        grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(seeds=3),
+                          UserSettings(weights="none"), log=quiet)
     assert calls == order[:order.index(interrupt) + 1]
     seeds = {json.loads((runs / n / "config.json").read_text())["seed"] for n in order[:19]}
     assert seeds == {0, 1}
     calls.clear()
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seeds="0,1,2",
-                                 log=quiet)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(seeds="0,1,2"),
+                                 UserSettings(weights="none"), log=quiet)
     assert calls == order[order.index(interrupt):]  # finished (cell, seed) runs not retrained
     assert list(statuses.values()).count("skipped") == 15 + 4
     config = json.loads((runs / f"{cells[0]}_seed2" / "config.json").read_text())
@@ -280,15 +296,17 @@ def test_shards_and_a_single_seed_of_a_seeded_grid(tiny_pcam, tmp_path, monkeypa
     calls = []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
     for i in (1, 2):
-        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seeds=2, shard=f"{i}/2",
-                          log=quiet)
+        grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(seeds=2, shard=f"{i}/2"),
+                          UserSettings(weights="none"), log=quiet)
     assert len(calls) == len(set(calls)) == 30
     calls.clear()
-    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seed=7, shard="1/15",
+    grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(shard="1/15"),
+                      UserSettings(weights="none", seed=7),
                       log=quiet)  # --seed S alone: the one seed S
     assert calls == ["vgg16_blocks5-5_lr1e-03_seed7"]
     with pytest.raises(ConfigError, match="not both"):
-        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", seed=1, seeds=2, log=quiet)
+        grid_mod.run_grid("table2", tiny_pcam, runs, GridOptions(seeds=2),
+                          UserSettings(weights="none", seed=1), log=quiet)
     for bad in ("0", "-1,2", "a", "1,1"):
         with pytest.raises(ConfigError, match="--seeds"):
             parse_seeds(bad)
@@ -336,15 +354,18 @@ def test_ray_resources_are_checked_before_anything_is_packed(tiny_pcam, tmp_path
 def test_grid_json_records_every_backbone_of_a_depth_grid(tiny_pcam, tmp_path, monkeypatch):
     runs, calls = tmp_path / "runs", []
     monkeypatch.setattr(train_mod, "train_run", _fake_train(calls=calls))
-    statuses = grid_mod.run_grid("depth", tiny_pcam, runs, backbone="cbr_small,cbr_tiny",
-                                 dataset="pcam", learning_rates="1e-3", weights="none",
-                                 log=quiet)
+    statuses = grid_mod.run_grid("depth", tiny_pcam, runs,
+                                 GridOptions(backbone="cbr_small,cbr_tiny", dataset="pcam",
+                                             learning_rates="1e-3"),
+                                 UserSettings(weights="none"), log=quiet)
     assert {name.split("_blocks")[0] for name in statuses} == {"cbr_small", "cbr_tiny"}
     record = json.loads((runs / "grid.json").read_text())
     assert record["backbones"] == ["cbr_small", "cbr_tiny"]
     assert record["study"] == "depth" and record["dataset"] == "pcam" and record["shard"] is None
-    grid_mod.run_grid("depth", tiny_pcam, runs, backbone="cbr_tiny", dataset="pcam",
-                      learning_rates="1e-3", weights="none", shard="1/2", log=quiet)
+    grid_mod.run_grid("depth", tiny_pcam, runs,
+                      GridOptions(backbone="cbr_tiny", dataset="pcam", learning_rates="1e-3",
+                                  shard="1/2"),
+                      UserSettings(weights="none"), log=quiet)
     shard = json.loads((runs / "grid-shard-1of2.json").read_text())
     assert shard["backbones"] == ["cbr_tiny"] and shard["shard"] == [1, 2]
     assert set(shard) == set(record)  # one backbone or several: the same keys

@@ -20,15 +20,16 @@ def competition_zip(root, drop=None):
 
 
 def test_download_verify_pack(tiny_pcam, kaggle_env, tmp_path):
-    from kandel_repro.readers import pcam
+    from kandel_repro.readers import pcam_layout
+    from kandel_repro.readers.registry import get_reader
 
     with kaggle_env(competition_zip(tiny_pcam)) as server:
         out = download(tmp_path / "data" / "pcam", counts=None, quiet=True)
     assert [op for op, _ in server.calls] == ["DownloadDataFiles"]
     assert server.calls[0][1] == {"competitionName": COMPETITION}
-    index = pcam.verify(out)
+    index = pcam_layout.verify(out)
     assert len(index.train_ids) == 60 and len(index.test_ids) == 20
-    data = pcam.load(out, workers=1, progress=False)
+    data = get_reader("pcam").load(out, workers=1, progress=False)
     assert data.x.shape == (60, 32, 32, 3)
     assert not (tmp_path / "data" / ".pcam.download").exists()
     assert not list((tmp_path).rglob("kaggle.json"))  # no credential was written anywhere

@@ -65,7 +65,7 @@ def _kernel_run(tmp_path, sample, recorded=True):
     """A finished run as a Kaggle kernel leaves it: trained on /kaggle/input/…"""
     import json
 
-    from kandel_repro.readers.pcam import ids_fingerprint
+    from kandel_repro.readers.pcam_layout import ids_fingerprint
 
     run = tmp_path / "runs" / "vgg16_blocks5-5_lr1e-04"
     run.mkdir(parents=True)

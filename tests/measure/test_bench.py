@@ -60,11 +60,11 @@ def test_bench_writes_every_figure(tmp_path, capsys):
 
 
 def test_replicated_set_reads_as_the_same_data(tiny_pcam, tmp_path):
-    from kandel_repro.readers import pcam
+    from kandel_repro.readers import pcam_layout
 
     root = replicate_pcam(tiny_pcam, tmp_path / "x3", 3)
-    index = pcam.read_index(root)
-    original = pcam.read_index(tiny_pcam)
+    index = pcam_layout.read_index(root)
+    original = pcam_layout.read_index(tiny_pcam)
     assert len(index.train_ids) == 3 * len(original.train_ids)
     assert list(index.train_labels[:len(original.train_ids)]) == list(original.train_labels)
     assert (root / "SYNTHETIC.json").exists()
@@ -72,10 +72,10 @@ def test_replicated_set_reads_as_the_same_data(tiny_pcam, tmp_path):
 
 
 UNGUARDED = """
-from kandel_repro.readers import pcam
+from kandel_repro.readers.registry import get_reader
 from kandel_repro.core.errors import DataError
 try:
-    pcam.pack({root!r}, {cache!r}, workers=2, progress=False)
+    get_reader("pcam").pack({root!r}, {cache!r}, workers=2, progress=False)
 except DataError as exc:
     print("CAUGHT", exc)
 """

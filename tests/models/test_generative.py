@@ -1,6 +1,8 @@
-"""The VAE and DCGAN of kandel_repro.models.generative: their losses on known values, a
-training step, the shared trunk as the backbone ``dcgan_small`` (block map, freezing,
-weights), output shapes, determinism and exact resume from a checkpoint."""
+"""The VAE and DCGAN (kandel_repro.models.generative_nets) and their parts
+(kandel_repro.models.generative): their losses on known values, a training step, the
+shared trunk as the backbone ``dcgan_small`` (block map, freezing, weights), output shapes,
+determinism, exact resume from a checkpoint, the names a saved model is found by, and a
+parts module that loads without Keras."""
 import json
 import math
 
@@ -11,9 +13,9 @@ from kandel_repro.core.errors import ConfigError
 from kandel_repro.models.backbones import get_backbone, scale_to_symmetric
 from kandel_repro.models.build import build_model
 from kandel_repro.models.freeze import set_trainable_blocks
-from kandel_repro.models.generative import (TRUNK_WIDTHS, build_dcgan, build_trunk, build_vae,
-                                            discriminator_loss, elbo_terms, generator_loss,
-                                            to_uint8)
+from kandel_repro.models.generative import (TRUNK_WIDTHS, build_trunk, discriminator_loss,
+                                            elbo_terms, generator_loss, to_uint8)
+from kandel_repro.models.generative_nets import build_dcgan, build_vae
 
 SMALL = (8, 16)  # two blocks: quick networks for the training tests
 LATENT = 8
@@ -244,3 +246,33 @@ def test_resuming_from_a_checkpoint_equals_training_straight(kind, tmp_path):
     for optimizer, twin in zip(straight._optimizers(), resumed._optimizers()):
         for mine, theirs in zip(optimizer.variables, twin.variables):
             np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+# --- saved models and imports --------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["vae", "dcgan"])
+def test_a_saved_network_loads_back_under_its_registered_name(kind, tmp_path):
+    import keras
+
+    from kandel_repro.models import generative_nets
+
+    model = _model(kind)
+    cls = type(model)
+    # NOTE: the names a saved model finds its class by: runs saved before must still load
+    assert keras.saving.get_registered_name(cls) == f"kandel_repro>{kind.upper()}"
+    assert cls is getattr(generative_nets, kind.upper())
+    model.save(tmp_path / "net.keras")
+    loaded = keras.saving.load_model(tmp_path / "net.keras", compile=False)
+    assert type(loaded) is cls and loaded.get_config() == model.get_config()
+    _equal(model, loaded)
+
+
+def test_importing_the_parts_does_not_import_keras():
+    import subprocess
+    import sys
+
+    code = ("import sys, kandel_repro.models.generative, kandel_repro.models.backbones; "
+            "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -454,6 +454,7 @@ def test_bad_weights_stop_the_grid_before_any_run_folder(tiny_pcam, vgg16_file, 
                                                          bad):
     from kandel_repro.core.errors import KandelError
     from kandel_repro.grid import grid
+    from kandel_repro.runs.settings import UserSettings
 
     cut = _cut(vgg16_file, tmp_path)
     (tmp_path / "empty").mkdir()
@@ -462,7 +463,8 @@ def test_bad_weights_stop_the_grid_before_any_run_folder(tiny_pcam, vgg16_file, 
                 "vgg16 file": {"weights": str(vgg16_file)}}[bad]
     runs = tmp_path / "runs"
     with pytest.raises(KandelError) as err:
-        grid.run_grid(study, tiny_pcam, runs, max_epochs=1, log=lambda m: None, **settings)
+        grid.run_grid(study, tiny_pcam, runs, settings=UserSettings(max_epochs=1, **settings),
+                      log=lambda m: None)
     assert _one_line(err).startswith("--weights")
     assert not runs.exists()  # checked once, before the first run: no error.json per run
 

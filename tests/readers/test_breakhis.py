@@ -8,6 +8,7 @@ from PIL import Image
 from kandel_repro.core.errors import ConfigError, DataError
 from kandel_repro.readers import breakhis
 from kandel_repro.readers.breakhis import MAGNIFICATIONS, SUBTYPES, parse_name, split_three
+from kandel_repro.readers.registry import get_reader
 from kandel_repro.readers.synthetic.breakhis import write_synthetic_breakhis
 
 
@@ -69,13 +70,14 @@ def test_missing_breakhis_says_what_to_do(tmp_path):
 
 
 def test_pack_resizes_and_reuses_cache(breakhis_copy):
-    data = breakhis.load(breakhis_copy, image_size=40, workers=1, progress=False)
+    data = get_reader("breakhis").load(breakhis_copy, image_size=40, workers=1, progress=False)
     assert data.x.shape == (128, 40, 40, 3) and data.synthetic and data.dataset == "breakhis"
     manifest = breakhis.default_cache_dir(breakhis_copy, 40) / "manifest.json"
     stamp = manifest.stat().st_mtime_ns
-    breakhis.load(breakhis_copy, image_size=40, workers=1, progress=False)
+    get_reader("breakhis").load(breakhis_copy, image_size=40, workers=1, progress=False)
     assert manifest.stat().st_mtime_ns == stamp
-    assert breakhis.load(breakhis_copy, image_size=48, workers=1, progress=False).x.shape[1] == 48
+    assert get_reader("breakhis").load(breakhis_copy, image_size=48, workers=1,
+                                       progress=False).x.shape[1] == 48
 
 
 def test_image_split_is_80_10_10_and_stratified():
@@ -100,7 +102,7 @@ def test_patient_split_keeps_patients_on_one_side():
 
 
 def test_magnification_filter(tiny_breakhis):
-    data = breakhis.load(tiny_breakhis, image_size=32, workers=1, progress=False)
+    data = get_reader("breakhis").load(tiny_breakhis, image_size=32, workers=1, progress=False)
     config = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "split_seed": 0, "split": "image"}
     train, val, test = data.split(dict(config, magnification="200"))
     rows = np.concatenate([train, val, test.indices])
@@ -115,7 +117,7 @@ def test_synthetic_breakhis_is_learnable(tmp_path):
     from sklearn.metrics import roc_auc_score
 
     root = write_synthetic_breakhis(tmp_path / "bh", 3, 3, seed=0, progress=False)
-    data = breakhis.load(root, image_size=64, workers=2, progress=False)
+    data = get_reader("breakhis").load(root, image_size=64, workers=2, progress=False)
     config = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "split_seed": 0, "split": "image"}
     train, val, test = data.split(config)
     held_out = np.concatenate([val, test.indices])

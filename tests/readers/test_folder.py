@@ -17,7 +17,7 @@ def tiny(tmp_path_factory):
 
 
 def test_round_trip_of_the_synthetic_set(tiny, tmp_path):
-    data = folder.load(tiny, tmp_path / "cache", **TINY_LOAD)
+    data = get_reader("folder").load(tiny, tmp_path / "cache", **TINY_LOAD)
     assert data.x.shape == (30, 8, 8, 3) and data.x.dtype == np.uint8
     assert list(data.class_names) == ["lymphocytes", "stroma", "tumour"]  # sorted
     assert data.y.dtype == np.int16 and np.bincount(data.y).tolist() == [10, 10, 10]
@@ -33,16 +33,19 @@ def test_round_trip_of_the_synthetic_set(tiny, tmp_path):
 
 def test_cache_beside_the_data_reused_and_apart_per_size_and_window(tmp_path):
     root = class_folders(tmp_path / "d", {"a": 3, "b": 3})
-    folder.load(root, **TINY_LOAD)
+    get_reader("folder").load(root, **TINY_LOAD)
     manifest = root / ".kandel_cache" / "folder-8" / "manifest.json"
     stamp = manifest.stat().st_mtime_ns
-    again = folder.load(root, **TINY_LOAD)  # the cache is not read as a class
+    again = get_reader("folder").load(root, **TINY_LOAD)  # the cache is not read as a class
     assert manifest.stat().st_mtime_ns == stamp and list(again.class_names) == ["a", "b"]
-    assert folder.load(root, workers=1, progress=False).x.shape[1] == 224  # default size
-    windowed = folder.pack(root, workers=1, progress=False, image_size=8, window=[100, 50])
+    # the default size
+    assert get_reader("folder").load(root, workers=1, progress=False).x.shape[1] == 224
+    windowed = get_reader("folder").pack(root, workers=1, progress=False, image_size=8,
+                                         window=[100, 50])
     assert windowed.parent == root / ".kandel_cache"
     assert windowed.name.startswith("folder-8-") and len(windowed.name) == len("folder-8-") + 8
-    other = folder.pack(root, workers=1, progress=False, image_size=8, window=[100, 60])
+    other = get_reader("folder").pack(root, workers=1, progress=False, image_size=8,
+                                      window=[100, 60])
     assert other != windowed
 
 
@@ -61,7 +64,7 @@ def test_images_in_subfolders_count_and_hidden_and_other_files_do_not(tmp_path):
 
 
 def test_image_split_is_stratified_and_seeded(tiny, tmp_path):
-    data = folder.load(tiny, tmp_path, **TINY_LOAD)
+    data = get_reader("folder").load(tiny, tmp_path, **TINY_LOAD)
     train, val, test = data.split(OWN_SPLIT)
     assert data.split_facts(OWN_SPLIT) == {"split_used": "image"}
     assert (len(train), len(val), test.size) == (24, 3, 3)
@@ -78,7 +81,7 @@ def test_pre_split_layout_is_used_as_it_is(tmp_path):
     root = tmp_path / "d"
     for part, n in (("train", 4), ("val", 2), ("test", 3)):
         class_folders(root / part, {"cat": n, "dog": n})
-    data = folder.load(root, tmp_path / "c", **TINY_LOAD)
+    data = get_reader("folder").load(root, tmp_path / "c", **TINY_LOAD)
     assert list(data.class_names) == ["cat", "dog"] and len(data.y) == 18
     assert sorted(set(data.splits)) == ["test", "train", "val"]
     train, val, test = data.split(OWN_SPLIT)
@@ -119,19 +122,19 @@ def test_bad_layouts_are_refused_in_one_line(tmp_path, make, message):
 
 
 def test_check_config_refuses_what_folders_cannot_serve():
-    folder.check_config(dict(OWN_SPLIT, window=[40, 400]))
+    get_reader("folder").check_config(dict(OWN_SPLIT, window=[40, 400]))
     with pytest.raises(ConfigError, match="--group-column applies to a CSV manifest"):
-        folder.check_config(dict(OWN_SPLIT, group_column="patient"))
+        get_reader("folder").check_config(dict(OWN_SPLIT, group_column="patient"))
     with pytest.raises(ConfigError, match="--path-column, --label-column apply"):
-        folder.check_config(dict(OWN_SPLIT, path_column="p", label_column="l"))
+        get_reader("folder").check_config(dict(OWN_SPLIT, path_column="p", label_column="l"))
     with pytest.raises(ConfigError, match="--split group needs a group.*CSV manifest"):
-        folder.check_config(dict(OWN_SPLIT, split="group"))
+        get_reader("folder").check_config(dict(OWN_SPLIT, split="group"))
     with pytest.raises(ConfigError, match="--split must be one of auto, given, image, group"):
-        folder.check_config(dict(OWN_SPLIT, split="patient"))
+        get_reader("folder").check_config(dict(OWN_SPLIT, split="patient"))
 
 
 def test_split_on_folders_refuses_group_and_given(tiny, tmp_path):
-    data = folder.load(tiny, tmp_path, **TINY_LOAD)
+    data = get_reader("folder").load(tiny, tmp_path, **TINY_LOAD)
     with pytest.raises(ConfigError, match="--split group needs a group"):
         data.split(dict(OWN_SPLIT, split="group"))
     with pytest.raises(ConfigError, match="--split given needs the data's own split"):
@@ -139,7 +142,8 @@ def test_split_on_folders_refuses_group_and_given(tiny, tmp_path):
 
 
 def test_too_few_images_of_a_class_for_the_split(tmp_path):
-    data = folder.load(class_folders(tmp_path / "d", {"a": 20, "b": 2}), tmp_path / "c", **TINY_LOAD)
+    data = get_reader("folder").load(class_folders(tmp_path / "d", {"a": 20, "b": 2}),
+                                     tmp_path / "c", **TINY_LOAD)
     with pytest.raises(DataError, match=r"too few images for its 3-way split "
                                         r"\(20 of class 'a', 2 of class 'b'\)"):
         data.split(OWN_SPLIT)
@@ -150,7 +154,7 @@ def test_a_truncated_image_leaves_nothing_half_written(tmp_path):
     data = (root / "b" / "01.png").read_bytes()
     (root / "b" / "01.png").write_bytes(data[:len(data) // 2])
     with pytest.raises(DataError, match=r"cannot decode .*b/01\.png"):
-        folder.pack(root, **TINY_LOAD)
+        get_reader("folder").pack(root, **TINY_LOAD)
     cache = root / ".kandel_cache"
     assert not (cache / "folder-8").exists()
     assert [p.name for p in cache.iterdir()] == [".folder-8.lock"]  # no temporary folder

@@ -2,7 +2,7 @@ import pytest
 from helpers import OWN_SPLIT, TINY_LOAD, png
 
 from kandel_repro.core.errors import ConfigError, DataError
-from kandel_repro.readers import folder, manifest
+from kandel_repro.readers import manifest
 from kandel_repro.readers.registry import get_reader
 from kandel_repro.readers.synthetic.folder import write_synthetic_folder
 
@@ -26,8 +26,8 @@ def tiny(tmp_path_factory):
 
 
 def test_the_manifest_reads_what_the_folder_reader_reads(tiny, tmp_path):
-    data = manifest.load(tiny / "manifest.csv", tmp_path, **TINY_LOAD)
-    same = folder.load(tiny, tmp_path, **TINY_LOAD)
+    data = get_reader("csv").load(tiny / "manifest.csv", tmp_path, **TINY_LOAD)
+    same = get_reader("folder").load(tiny, tmp_path, **TINY_LOAD)
     assert (data.ids == same.ids).all() and (data.x == same.x).all() and (data.y == same.y).all()
     assert list(data.class_names) == list(same.class_names)
     assert data.root == tiny / "manifest.csv" and data.dataset == "csv" and data.synthetic
@@ -36,7 +36,7 @@ def test_the_manifest_reads_what_the_folder_reader_reads(tiny, tmp_path):
 
 
 def test_groups_are_kept_on_one_side(tiny, tmp_path):
-    data = manifest.load(tiny / "manifest.csv", tmp_path, **TINY_LOAD)
+    data = get_reader("csv").load(tiny / "manifest.csv", tmp_path, **TINY_LOAD)
     for config in (OWN_SPLIT, dict(OWN_SPLIT, split="group")):
         train, val, test = data.split(config)
         assert data.split_facts(config) == {"split_used": "group"}
@@ -52,7 +52,8 @@ def test_groups_are_kept_on_one_side(tiny, tmp_path):
 def test_too_few_groups_say_so(tmp_path):
     root = tmp_path / "d"
     rows = "".join(f"{c}{i}.png,{c},g{i % 3}\n" for c in "ab" for i in range(10))
-    data = manifest.load(csv(root, "path,label,group\n" + rows), tmp_path / "c", **TINY_LOAD)
+    data = get_reader("csv").load(csv(root, "path,label,group\n" + rows), tmp_path / "c",
+                                  **TINY_LOAD)
     with pytest.raises(ConfigError, match=r"--split auto \(by group.*needs at least 10 groups "
                                           r"for a 10% split, found 3"):
         data.split(OWN_SPLIT)
@@ -63,7 +64,8 @@ def test_given_split_is_used_as_it_is(tmp_path):
     root = tmp_path / "d"
     rows = ("a0.png,x,train\na1.png,y,Train\na2.png,x,valid\na3.png,y,VAL\n"
             "a4.png,x,validation\na5.png,x,test\na6.png,y, test\n")
-    data = manifest.load(csv(root, "path,label,split\n" + rows), tmp_path / "c", **TINY_LOAD)
+    data = get_reader("csv").load(csv(root, "path,label,split\n" + rows), tmp_path / "c",
+                                  **TINY_LOAD)
     train, val, test = data.split(OWN_SPLIT)
     assert data.split_facts(OWN_SPLIT) == {"split_used": "given"}
     assert train.tolist() == [0, 1] and val.tolist() == [2, 3, 4]
@@ -80,7 +82,8 @@ def test_given_split_is_used_as_it_is(tmp_path):
 ])
 def test_given_split_missing_a_part_or_a_class_is_refused(tmp_path, splits, message):
     rows = "".join(f"a{i}.png,{'xy'[i % 2]},{part}\n" for i, part in enumerate(splits))
-    data = manifest.load(csv(tmp_path / "d", "path,label,split\n" + rows), tmp_path / "c", **TINY_LOAD)
+    data = get_reader("csv").load(csv(tmp_path / "d", "path,label,split\n" + rows),
+                                  tmp_path / "c", **TINY_LOAD)
     with pytest.raises(DataError, match=message):
         data.split(OWN_SPLIT)
 
@@ -98,7 +101,7 @@ def test_column_options_name_the_columns_and_the_cache(tmp_path):
     rows = "".join(f"img/{i}.png,{'ab'[i % 2]},p{i},extra\n" for i in range(6))
     path = csv(root, "file,kind,patient,note\n" + rows, name="scans.csv")
     options = dict(path_column="file", label_column="kind", group_column="patient")
-    data = manifest.load(path, **TINY_LOAD, **options)
+    data = get_reader("csv").load(path, **TINY_LOAD, **options)
     assert data.ids[0] == "img/0.png" and list(data.groups) == [f"p{i}" for i in range(6)]
     caches = sorted(p.name for p in (root / ".kandel_cache").iterdir() if not p.name.startswith("."))
     assert len(caches) == 1 and caches[0].startswith("csv-scans-8-") and len(caches[0]) == 20
@@ -109,9 +112,9 @@ def test_column_options_name_the_columns_and_the_cache(tmp_path):
 
 def test_an_edited_manifest_is_packed_again(tmp_path):
     path = csv(tmp_path / "d", "path,label\na.png,x\nb.png,y\nc.png,x\n")
-    assert manifest.load(path, **TINY_LOAD).y.tolist() == [0, 1, 0]
+    assert get_reader("csv").load(path, **TINY_LOAD).y.tolist() == [0, 1, 0]
     path.write_text("path,label\na.png,y\nb.png,x\nc.png,y\n")  # relabelled, same images
-    assert manifest.load(path, **TINY_LOAD).y.tolist() == [1, 0, 1]
+    assert get_reader("csv").load(path, **TINY_LOAD).y.tolist() == [1, 0, 1]
 
 
 def test_paths_are_relative_to_the_csv_folder(tmp_path):
@@ -163,9 +166,9 @@ def test_a_missing_group_column_named_and_a_missing_or_folder_csv(tmp_path):
 
 
 def test_check_config_refuses_unknown_splits():
-    manifest.check_config(dict(OWN_SPLIT, split="group", group_column="patient"))
+    get_reader("csv").check_config(dict(OWN_SPLIT, split="group", group_column="patient"))
     with pytest.raises(ConfigError, match="--split must be one of"):
-        manifest.check_config(dict(OWN_SPLIT, split="slide"))
+        get_reader("csv").check_config(dict(OWN_SPLIT, split="slide"))
 
 
 def test_a_truncated_listed_image_leaves_nothing_half_written(tmp_path):
@@ -173,5 +176,5 @@ def test_a_truncated_listed_image_leaves_nothing_half_written(tmp_path):
     data = (tmp_path / "d" / "b.png").read_bytes()
     (tmp_path / "d" / "b.png").write_bytes(data[:20])
     with pytest.raises(DataError, match=r"cannot decode .*b\.png"):
-        manifest.pack(path, **TINY_LOAD)
+        get_reader("csv").pack(path, **TINY_LOAD)
     assert [p.name for p in (tmp_path / "d" / ".kandel_cache").iterdir()] == [".csv-list-8.lock"]

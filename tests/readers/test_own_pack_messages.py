@@ -11,7 +11,7 @@ from helpers import OWN_SPLIT, TINY_LOAD, class_folders, png
 from kandel_repro.cli.main import main
 from kandel_repro.core.errors import DataError
 from kandel_repro.data.split import three_way
-from kandel_repro.readers import folder, manifest
+from kandel_repro.readers.registry import get_reader
 
 
 def spoil(root, names):
@@ -27,7 +27,7 @@ def test_every_unreadable_image_is_named_in_one_pass(tmp_path):
     root = class_folders(tmp_path / "d", {"a": 4, "b": 4})
     spoil(root, ["a/01.png", "b/00.png", "b/03.png"])
     with pytest.raises(DataError) as err:
-        folder.pack(root, **TINY_LOAD)
+        get_reader("folder").pack(root, **TINY_LOAD)
     message = str(err.value)
     assert "\n" not in message and "3 of 8 images" in message
     assert re.search(r"a/01\.png is empty \(0 bytes\)", message)
@@ -41,7 +41,7 @@ def test_many_unreadable_images_are_listed_in_a_file(tmp_path):
     root = class_folders(tmp_path / "d", {"a": 12, "b": 3})
     spoil(root, [f"a/{i:02d}.png" for i in range(9)])
     with pytest.raises(DataError, match=r"9 of 15 images") as err:
-        folder.pack(root, **TINY_LOAD)
+        get_reader("folder").pack(root, **TINY_LOAD)
     listed = re.search(r"all \d+ listed in (\S+?\.txt)", str(err.value))
     assert listed, str(err.value)
     lines = open(listed.group(1)).read().splitlines()
@@ -52,7 +52,7 @@ def test_many_unreadable_images_are_listed_in_a_file(tmp_path):
 def test_unreadable_images_can_be_skipped_and_are_counted(tmp_path, capsys):
     root = class_folders(tmp_path / "d", {"a": 5, "b": 5})
     spoil(root, ["a/01.png", "b/03.png"])
-    data = folder.load(root, skip_unreadable=True, **TINY_LOAD)
+    data = get_reader("folder").load(root, skip_unreadable=True, **TINY_LOAD)
     assert len(data.y) == len(data.x) == len(data.ids) == 8
     assert "a/01.png" not in set(data.ids) and "b/03.png" not in set(data.ids)
     assert np.bincount(data.y).tolist() == [4, 4]
@@ -63,14 +63,14 @@ def test_unreadable_images_can_be_skipped_and_are_counted(tmp_path, capsys):
     recorded = json.loads((cache / "manifest.json").read_text())
     assert recorded["unreadable_skipped"] == 2
     assert [entry["path"] for entry in recorded["unreadable"]] == ["a/01.png", "b/03.png"]
-    folder.load(root, skip_unreadable=True, **TINY_LOAD)  # reused: said again
+    get_reader("folder").load(root, skip_unreadable=True, **TINY_LOAD)  # reused: said again
     assert "left out 2 unreadable images" in capsys.readouterr().err
     # without the option the same cache does not serve: refused at once from its manifest
     # (the files are those it was packed from), naming them, nothing decoded again
     stamp = (cache / "manifest.json").stat().st_mtime_ns
     with pytest.raises(DataError, match=r"2 images of .* cannot be decoded \(a/01\.png: .*"
                                         r"b/03\.png: .*--skip-unreadable"):
-        folder.load(root, **TINY_LOAD)
+        get_reader("folder").load(root, **TINY_LOAD)
     assert (cache / "manifest.json").stat().st_mtime_ns == stamp
     assert not list(cache.parent.glob("*.unreadable.txt"))
 
@@ -82,7 +82,7 @@ def test_a_manifest_skips_unreadable_images_too(tmp_path):
     (root / "list.csv").write_text("path,label\n" + "".join(
         f"{i}.png,{'xy'[i % 2]}\n" for i in range(6)))
     spoil(root, ["2.png"])
-    data = manifest.load(root / "list.csv", skip_unreadable=True, **TINY_LOAD)
+    data = get_reader("csv").load(root / "list.csv", skip_unreadable=True, **TINY_LOAD)
     assert data.ids.tolist() == ["0.png", "1.png", "3.png", "4.png", "5.png"]
     assert data.y.tolist() == [0, 1, 1, 0, 1]
 
@@ -148,7 +148,8 @@ def _reaches_every_part(counts):
 @pytest.mark.parametrize("counts", [(20, 3), (95, 5), (10, 10, 2)])
 def test_the_minimum_per_class_is_the_real_one(tmp_path, counts):
     names = "abc"[:len(counts)]
-    data = folder.load(class_folders(tmp_path / "d", dict(zip(names, counts))), **TINY_LOAD)
+    data = get_reader("folder").load(class_folders(tmp_path / "d", dict(zip(names, counts))),
+                                     **TINY_LOAD)
     with pytest.raises(DataError, match="too few images for its 3-way split") as err:
         data.split(OWN_SPLIT)
     has, needs = _minimum(str(err.value), names[-1])
@@ -216,4 +217,4 @@ def test_skipping_every_image_of_a_class_is_refused_naming_it(tmp_path):
     spoil(root, ["b/00.png", "b/01.png"])
     with pytest.raises(DataError, match="--skip-unreadable left class 'b' of .* without an "
                                         "image: every image of it is among the 2 unreadable"):
-        folder.load(root, skip_unreadable=True, **TINY_LOAD)
+        get_reader("folder").load(root, skip_unreadable=True, **TINY_LOAD)

@@ -150,7 +150,7 @@ def test_files_that_are_not_images_are_counted_by_extension(tmp_path, capsys):
     (root / "b" / "scan.json").write_text("{}")
     (root / "b" / ".DS_Store").write_text("x")  # hidden: not counted
     (root / "README.md").write_text("beside the classes: not counted")
-    data = folder.load(root, tmp_path / "c", **TINY_LOAD)
+    data = get_reader("folder").load(root, tmp_path / "c", **TINY_LOAD)
     assert len(data.y) == 6
     assert "skipped 3 files that are not images (.txt ×2, .json ×1)" in capsys.readouterr().err
 
@@ -184,9 +184,9 @@ def test_numeric_class_names_sort_as_numbers_in_both_readers(tmp_path):
 
 def test_the_positive_class_is_chosen_and_the_split_stays(tmp_path):
     root = class_folders(tmp_path / "d", {"abnormal": 20, "normal": 20})
-    plain = folder.load(root, **TINY_LOAD)
+    plain = get_reader("folder").load(root, **TINY_LOAD)
     assert list(plain.class_names) == ["abnormal", "normal"]  # the second is the positive
-    chosen = folder.load(root, positive_class="abnormal", **TINY_LOAD)
+    chosen = get_reader("folder").load(root, positive_class="abnormal", **TINY_LOAD)
     assert list(chosen.class_names) == ["normal", "abnormal"]
     assert (chosen.y == 1 - plain.y).all() and (chosen.x == plain.x).all()
     assert chosen.fingerprint == plain.fingerprint  # the same images
@@ -194,7 +194,8 @@ def test_the_positive_class_is_chosen_and_the_split_stays(tmp_path):
     assert len(caches) == 2  # apart: their labels differ
     a, b = plain.split(OWN_SPLIT), chosen.split(OWN_SPLIT)
     assert (a.val == b.val).all() and (a.test.indices == b.test.indices).all()
-    again = folder.load(root, positive_class="normal", **TINY_LOAD)  # the positive already
+    # (the positive already)
+    again = get_reader("folder").load(root, positive_class="normal", **TINY_LOAD)
     assert list(again.class_names) == ["abnormal", "normal"]
     path = csv(tmp_path / "m", "path,label\na.png,0\nb.png,1.0\n", images=["a.png", "b.png"])
     assert manifest.read_index(path, positive_class="0")["y"].tolist() == [1, 0]
@@ -250,6 +251,7 @@ def test_naming_the_positive_class_the_rule_gives_anyway_is_the_same_experiment(
 
 def test_groups_on_two_sides_of_a_given_split_are_counted_and_said(tmp_path, capsys):
     from kandel_repro.report.header import describe_data
+    from kandel_repro.runs.settings import RunSettings
 
     rows = ["path,label,patient,split"]
     for i, (part, patient) in enumerate([("train", "P1"), ("train", "P2"), ("train", "P3"),
@@ -257,7 +259,7 @@ def test_groups_on_two_sides_of_a_given_split_are_counted_and_said(tmp_path, cap
                                          ("test", "P2"), ("test", "P6")]):
         rows.append(f"{i}.png,{'xy'[i % 2]},{patient},{part}")
     path = csv(tmp_path / "d", "\n".join(rows) + "\n", images=[f"{i}.png" for i in range(8)])
-    data = manifest.load(path, tmp_path / "c", group_column="patient", **TINY_LOAD)
+    data = get_reader("csv").load(path, tmp_path / "c", group_column="patient", **TINY_LOAD)
     data.split_facts(OWN_SPLIT)  # (a run's config is made first)
     data.split(OWN_SPLIT)
     data.split(OWN_SPLIT)  # said once
@@ -269,9 +271,10 @@ def test_groups_on_two_sides_of_a_given_split_are_counted_and_said(tmp_path, cap
                   classes=["x", "y"], num_classes=2, n_train=4, n_val=2, n_test=2,
                   group_column="patient", **facts)
     assert "the data's own train / val / test split; 2 groups (patient) on two sides" in \
-        describe_data([config])
-    alone = manifest.load(csv(tmp_path / "e", "path,label,split\n0.png,x,train\n1.png,y,test\n",
-                              images=["0.png", "1.png"]), tmp_path / "c", **TINY_LOAD)
+        describe_data([RunSettings.of(config)])
+    alone = get_reader("csv").load(csv(tmp_path / "e",
+                                       "path,label,split\n0.png,x,train\n1.png,y,test\n",
+                                       images=["0.png", "1.png"]), tmp_path / "c", **TINY_LOAD)
     assert "groups_across_split" not in alone.split_facts(OWN_SPLIT)
 
 

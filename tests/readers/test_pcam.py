@@ -15,7 +15,8 @@ from kandel_repro.cli.main import main
 from kandel_repro.core.errors import DataError
 from kandel_repro.data.layouts import HIDDEN_LABELS, MARKER
 from kandel_repro.data.split import train_val_split
-from kandel_repro.readers import pcam
+from kandel_repro.readers import pcam, pcam_layout
+from kandel_repro.readers.registry import get_reader
 from kandel_repro.readers.synthetic.pcam import centre_slice, synthetic_patch, write_synthetic_pcam
 
 
@@ -68,7 +69,7 @@ def test_synthetic_label_follows_the_centre_rule():
 
 
 def test_pack_and_load(pcam_copy):
-    data = pcam.load(pcam_copy, progress=False, workers=2)
+    data = get_reader("pcam").load(pcam_copy, progress=False, workers=2)
     labels = pd.read_csv(pcam_copy / "train_labels.csv", dtype={"id": str})
     assert data.x.shape == (60, 32, 32, 3) and data.x.dtype == np.uint8
     assert list(data.ids) == list(labels["id"])
@@ -81,17 +82,17 @@ def test_pack_and_load(pcam_copy):
 
 
 def test_cache_is_reused_then_invalidated(pcam_copy):
-    cache = pcam.pack(pcam_copy, progress=False, workers=1)
+    cache = get_reader("pcam").pack(pcam_copy, progress=False, workers=1)
     manifest = cache / "manifest.json"
     stamp = manifest.stat().st_mtime_ns
-    assert pcam.pack(pcam_copy, progress=False, workers=1) == cache
+    assert get_reader("pcam").pack(pcam_copy, progress=False, workers=1) == cache
     assert manifest.stat().st_mtime_ns == stamp  # reused, not rewritten
 
     first = pd.read_csv(pcam_copy / "train_labels.csv", dtype={"id": str})["id"][0]
     path = pcam_copy / "train" / f"{first}.tif"
     Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(path, format="TIFF")
     os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
-    pcam.pack(pcam_copy, progress=False, workers=1)
+    get_reader("pcam").pack(pcam_copy, progress=False, workers=1)
     assert manifest.stat().st_mtime_ns != stamp
     assert np.load(cache / "train_x.npy")[0].max() == 7
 
@@ -104,7 +105,7 @@ def test_corrupt_tif_is_named(pcam_copy):
     bad = pcam_copy / "train" / f"{_ids(pcam_copy)[5]}.tif"
     bad.write_bytes(b"not a tiff at all")
     with pytest.raises(DataError, match=str(bad.name)):
-        pcam.pack(pcam_copy, progress=False, workers=2)
+        get_reader("pcam").pack(pcam_copy, progress=False, workers=2)
     assert not (pcam_copy / ".kandel_cache").exists()  # nothing half-written
 
 
@@ -112,14 +113,14 @@ def test_wrong_size_tif_is_named(pcam_copy):
     bad = pcam_copy / "train" / f"{_ids(pcam_copy)[9]}.tif"
     Image.fromarray(np.zeros((31, 32, 3), np.uint8)).save(bad, format="TIFF")
     with pytest.raises(DataError, match=rf"{bad.name}.*31×32×3.*expected 32×32×3"):
-        pcam.pack(pcam_copy, progress=False, workers=1)
+        get_reader("pcam").pack(pcam_copy, progress=False, workers=1)
 
 
 def test_id_without_file_is_named(pcam_copy):
     missing = _ids(pcam_copy)[3]
     (pcam_copy / "train" / f"{missing}.tif").unlink()
     with pytest.raises(DataError, match=f"id '{missing}' of train_labels.csv has no file"):
-        pcam.read_index(pcam_copy)
+        pcam_layout.read_index(pcam_copy)
 
 
 def test_duplicate_id_is_named(pcam_copy):
@@ -127,7 +128,7 @@ def test_duplicate_id_is_named(pcam_copy):
     frame = pd.read_csv(csv, dtype={"id": str})
     pd.concat([frame, frame.iloc[[4]]]).to_csv(csv, index=False)
     with pytest.raises(DataError, match=f"duplicate id '{frame['id'][4]}'"):
-        pcam.read_index(pcam_copy)
+        pcam_layout.read_index(pcam_copy)
 
 
 def test_bad_label_and_header_are_named(pcam_copy):
@@ -136,15 +137,15 @@ def test_bad_label_and_header_are_named(pcam_copy):
     frame.loc[2, "label"] = 3
     frame.to_csv(csv, index=False)
     with pytest.raises(DataError, match=r"line 4: label of id .* must be 0 or 1, got .3."):
-        pcam.read_index(pcam_copy)
+        pcam_layout.read_index(pcam_copy)
     frame.rename(columns={"label": "y"}).to_csv(csv, index=False)
     with pytest.raises(DataError, match="header 'id,label'"):
-        pcam.read_index(pcam_copy)
+        pcam_layout.read_index(pcam_copy)
 
 
 def test_missing_data_folder_says_what_to_do(tmp_path):
     with pytest.raises(DataError, match="histopathologic-cancer-detection.*data synthetic"):
-        pcam.read_index(tmp_path / "nowhere")
+        pcam_layout.read_index(tmp_path / "nowhere")
 
 
 def test_split_is_stratified_and_seeded():
@@ -166,7 +167,7 @@ def test_synthetic_is_learnable_but_not_by_mean_colour(tmp_path):
     from sklearn.metrics import roc_auc_score
 
     root = write_synthetic_pcam(tmp_path / "learn", 1000, 1, seed=11, size=32, progress=False)
-    data = pcam.load(root, progress=False, workers=1)
+    data = get_reader("pcam").load(root, progress=False, workers=1)
     train, val = train_val_split(data.y, 0.2, seed=0)
     x = data.x.astype("float32") / 255.0
     y = data.y.astype("float32")
@@ -195,14 +196,14 @@ def test_synthetic_is_learnable_but_not_by_mean_colour(tmp_path):
 
 
 def test_verify_names_unlisted_files_and_wrong_counts(pcam_copy):
-    index = pcam.verify(pcam_copy, counts={"train": 60, "test": 20})
+    index = pcam_layout.verify(pcam_copy, counts={"train": 60, "test": 20})
     assert len(index.train_ids) == 60
     with pytest.raises(DataError, match="holds 60 tifs; the competition has 220,025"):
-        pcam.verify(pcam_copy, counts=pcam.KAGGLE_COUNTS)
+        pcam_layout.verify(pcam_copy, counts=pcam_layout.KAGGLE_COUNTS)
     first = next((pcam_copy / "test").iterdir())
     shutil.copyfile(first, pcam_copy / "test" / "unlisted.tif")
     with pytest.raises(DataError, match="1 tif.* not listed in sample_submission.csv, e.g. unlisted.tif"):
-        pcam.verify(pcam_copy)
+        pcam_layout.verify(pcam_copy)
 
 
 def test_cli_verify_does_not_hold_synthetic_sets_to_kaggle_counts(tiny_pcam, capsys):
@@ -220,7 +221,7 @@ def test_the_first_image_of_the_wrong_size_is_the_one_named(pcam_copy):
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(
         pcam_copy / "train" / f"{first}.tif", format="TIFF")
     with pytest.raises(DataError, match=rf"{first}\.tif is 40×40×3, expected 32×32×3") as caught:
-        pcam.pack(pcam_copy, progress=False, workers=1)
+        get_reader("pcam").pack(pcam_copy, progress=False, workers=1)
     assert second not in str(caught.value)
     assert pcam.patch_shape(pcam_copy) == (32, 32, 3)
     (pcam_copy / MARKER).unlink()  # not synthetic: the Kaggle patch size applies
@@ -239,10 +240,10 @@ def _damage(cache, how):
 
 @pytest.mark.parametrize("how", ["truncated", "missing", "manifest"])
 def test_a_damaged_cache_is_found_and_packed_again(pcam_copy, capsys, how):
-    cache = pcam.pack(pcam_copy, progress=False, workers=1)
+    cache = get_reader("pcam").pack(pcam_copy, progress=False, workers=1)
     expected = np.load(cache / "train_x.npy")
     _damage(cache, how)
-    data = pcam.load(pcam_copy, progress=False, workers=1)
+    data = get_reader("pcam").load(pcam_copy, progress=False, workers=1)
     np.testing.assert_array_equal(data.x, expected)
     err = capsys.readouterr().err
     assert f"the packed cache in {cache} is damaged" in err and "packing it again" in err
@@ -252,14 +253,14 @@ def test_a_damaged_cache_is_found_and_packed_again(pcam_copy, capsys, how):
 def test_loading_a_damaged_cache_says_to_repack(pcam_copy, how):
     from kandel_repro.data import cache as cache_mod
 
-    cache = pcam.pack(pcam_copy, progress=False, workers=1)
+    cache = get_reader("pcam").pack(pcam_copy, progress=False, workers=1)
     _damage(cache, how)
     with pytest.raises(DataError, match="kandel-repro data pack --force"):
         cache_mod.load(cache, pcam.ARRAYS)
 
 
 def test_same_size_garbage_is_found_by_its_checksum(pcam_copy, capsys):
-    cache = pcam.pack(pcam_copy, progress=False, workers=1)
+    cache = get_reader("pcam").pack(pcam_copy, progress=False, workers=1)
     path = cache / "train_x.npy"
     good = path.read_bytes()
     header = len(good) - 60 * 32 * 32 * 3
@@ -274,7 +275,7 @@ def test_same_size_garbage_is_found_by_its_checksum(pcam_copy, capsys):
 
 
 def test_a_killed_packers_folders_are_removed_by_the_next(pcam_copy):
-    from kandel_repro.data.cache import HOST
+    from kandel_repro.core.files import HOST
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -284,7 +285,7 @@ def test_a_killed_packers_folders_are_removed_by_the_next(pcam_copy):
     try:
         for folder in stale + [alive]:
             (folder / "x").mkdir(parents=True)
-        pcam.pack(pcam_copy, progress=False, workers=1)
+        get_reader("pcam").pack(pcam_copy, progress=False, workers=1)
         assert not any(folder.exists() for folder in stale) and alive.exists()
     finally:
         busy.kill()
@@ -330,9 +331,9 @@ def test_decoding_workers_exit_when_the_packer_is_killed(tmp_path):
 
 PACK_SCRIPT = """
 import sys
-from kandel_repro.readers import pcam
+from kandel_repro.readers.registry import get_reader
 if __name__ == "__main__":
-    pcam.pack(sys.argv[1], workers=2, progress=False)
+    get_reader("pcam").pack(sys.argv[1], workers=2, progress=False)
 """
 
 
@@ -385,7 +386,7 @@ def test_synthetic_slides_come_with_their_map_and_their_own_stains(slides_pcam, 
     assert list(slides.columns) == ["id", "wsi"] and slides["wsi"].nunique() == 20
     assert set(slides["id"]) == set(_ids(slides_pcam))
     assert not (tiny_pcam / "patch_id_wsi.csv").exists()  # sets without slides unchanged
-    data = pcam.load(slides_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(slides_pcam, progress=False, workers=1)
     by_slide = pd.Series(list(data.x.reshape(len(data.x), -1, 3).mean(axis=1)),
                          index=slides.set_index("id").loc[data.ids, "wsi"].to_numpy())
     means = np.stack(by_slide.groupby(level=0).apply(lambda s: np.mean(np.stack(s.to_numpy()), 0)))
@@ -396,7 +397,7 @@ def test_synthetic_slides_come_with_their_map_and_their_own_stains(slides_pcam, 
 def test_the_slide_split_never_puts_a_slide_on_both_sides(slides_pcam, split_seed):
     from kandel_repro.runs.config import resolve_config
 
-    data = pcam.load(slides_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(slides_pcam, progress=False, workers=1)
     config = resolve_config("vgg16", 5, 1e-4, split="slide", split_seed=split_seed)
     train, val, _ = data.split(config)
     slides = data.slides(config)
@@ -414,7 +415,7 @@ def test_ids_missing_from_the_slide_map_are_listed(slides_pcam, tmp_path):
     shutil.copytree(slides_pcam, copy, ignore=shutil.ignore_patterns(".kandel_cache"))
     frame = pd.read_csv(copy / "patch_id_wsi.csv", dtype=str)
     frame.iloc[3:].to_csv(copy / "patch_id_wsi.csv", index=False)
-    data = pcam.load(copy, progress=False, workers=1)
+    data = get_reader("pcam").load(copy, progress=False, workers=1)
     config = resolve_config("vgg16", 5, 1e-4, split="slide")
     with pytest.raises(DataError, match=rf"has no slide for 3 id\(s\) .* e\.g\. {frame['id'][0]}"):
         data.split(config)
@@ -434,7 +435,7 @@ def test_a_patch_mapped_to_two_slides_is_named(slides_pcam, tmp_path):
     patch = frame["id"][5]
     extra = pd.DataFrame({"id": [patch, frame["id"][0]], "wsi": ["another_slide", frame["wsi"][0]]})
     pd.concat([frame, extra]).to_csv(copy / "patch_id_wsi.csv", index=False)
-    data = pcam.load(copy, progress=False, workers=1)
+    data = get_reader("pcam").load(copy, progress=False, workers=1)
     with pytest.raises(DataError, match=rf"gives patch {patch} more than one slide "
                        rf"\({frame['wsi'][5]}, another_slide\); a patch comes from one slide"):
         data.split(resolve_config("vgg16", 5, 1e-4, split="slide"))
@@ -456,9 +457,9 @@ def test_nested_subsets_keep_the_class_balance_and_nest():
 
 LOAD_SCRIPT = """
 import sys
-from kandel_repro.readers import pcam
+from kandel_repro.readers.registry import get_reader
 if __name__ == "__main__":
-    data = pcam.load(sys.argv[1], sys.argv[2], workers=1, progress=True)
+    data = get_reader("pcam").load(sys.argv[1], sys.argv[2], workers=1, progress=True)
     print("loaded", len(data.y))
 """
 
@@ -491,11 +492,11 @@ def test_a_cache_is_current_however_the_folder_is_spelled(pcam_copy, monkeypatch
     """A grid's driver (``--data data/pcam``) and its Ray workers (the absolute path)
     must not repack each other's cache."""
     monkeypatch.chdir(pcam_copy.parent)
-    pcam.pack(pcam_copy.name, workers=1, progress=True)
+    get_reader("pcam").pack(pcam_copy.name, workers=1, progress=True)
     assert "packing" in capsys.readouterr().err
     stamp = (pcam_copy / ".kandel_cache" / "manifest.json").stat().st_mtime_ns
     for spelling in (str(pcam_copy), f"./{pcam_copy.name}", f"../{pcam_copy.parent.name}/{pcam_copy.name}"):
-        data = pcam.load(spelling, workers=1, progress=True)
+        data = get_reader("pcam").load(spelling, workers=1, progress=True)
         assert "packing" not in capsys.readouterr().err, spelling
     assert (pcam_copy / ".kandel_cache" / "manifest.json").stat().st_mtime_ns == stamp
     assert data.legacy_fingerprint == cache_fingerprint_as_spelled(data)
@@ -504,7 +505,7 @@ def test_a_cache_is_current_however_the_folder_is_spelled(pcam_copy, monkeypatch
 def cache_fingerprint_as_spelled(data):
     from kandel_repro.data import cache
 
-    index = pcam.read_index(data.root)
+    index = pcam_layout.read_index(data.root)
     paths = [index.train_path(i) for i in index.train_ids] + [index.test_path(i) for i in index.test_ids]
     csv_bytes = b"".join((data.root / n).read_bytes() for n in ("train_labels.csv", "sample_submission.csv"))
     return cache.hash_sources(paths, data.root, extra=csv_bytes).legacy_fingerprint

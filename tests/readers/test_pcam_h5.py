@@ -39,7 +39,7 @@ def test_the_synthetic_set_has_the_release_layout(tiny_h5):
 
 
 def test_packing_keeps_the_release_splits_and_maps_the_images(h5_copy, tmp_path):
-    data = pcam_h5.load(h5_copy, tmp_path / "cache", progress=False)
+    data = get_reader("pcam-h5").load(h5_copy, tmp_path / "cache", progress=False)
     assert isinstance(data.x, np.memmap)  # bounded memory: the images stay on disk
     assert data.x.shape == (64, 32, 32, 3) and data.dataset == "pcam-h5" and data.synthetic
     with gzip.open(h5_copy / FILE.format("valid", "x")) as raw, h5py.File(raw) as f:
@@ -48,7 +48,8 @@ def test_packing_keeps_the_release_splits_and_maps_the_images(h5_copy, tmp_path)
     assert (len(split.train), len(split.val), split.test.size) == (40, 12, 12)
     assert list(split.test.selected_ids()[:2]) == ["test-000000", "test-000001"]
     assert not list((tmp_path / "cache").rglob("*.h5"))  # decompressed copies removed
-    assert pcam_h5.pack(h5_copy, tmp_path / "cache", progress=False) == tmp_path / "cache" / "pcam-h5"
+    assert get_reader("pcam-h5").pack(h5_copy, tmp_path / "cache",
+                                      progress=False) == tmp_path / "cache" / "pcam-h5"
 
 
 def _rewrite(path, key, value):
@@ -83,7 +84,7 @@ def test_each_malformed_file_is_named(h5_copy, tmp_path, damage, message):
     elif damage == "truncated":
         x.write_bytes(x.read_bytes()[: x.stat().st_size // 2])
     with pytest.raises(DataError, match=message):
-        pcam_h5.pack(h5_copy, tmp_path / "cache", progress=False)
+        get_reader("pcam-h5").pack(h5_copy, tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache" / "pcam-h5").exists()  # nothing half-written
     assert not list((tmp_path / "cache").glob(".pcam-h5.tmp-*"))  # no temporary folder left
 
@@ -157,7 +158,7 @@ def test_an_empty_split_is_named(h5_copy, tmp_path):
         _empty(h5_copy / FILE.format("valid", key), key)
     with pytest.raises(DataError, match=r"valid_x\.h5\.gz holds no image: the valid split is "
                                         r"empty"):
-        pcam_h5.pack(h5_copy, tmp_path / "cache", progress=False)
+        get_reader("pcam-h5").pack(h5_copy, tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache" / "pcam-h5").exists()
 
 
@@ -165,7 +166,7 @@ def test_an_h5_beside_its_h5_gz_is_the_one_read_and_said(h5_copy, tmp_path, caps
     gz = h5_copy / FILE.format("test", "y")
     with gzip.open(gz) as src, open(gz.with_suffix(""), "wb") as dst:
         shutil.copyfileobj(src, dst)
-    data = pcam_h5.load(h5_copy, tmp_path / "cache", progress=False)
+    data = get_reader("pcam-h5").load(h5_copy, tmp_path / "cache", progress=False)
     assert data.split({}).test.size == 12
     err = capsys.readouterr().err
     assert f"holds both {gz.with_suffix('').name} and {gz.name}; reading " \
@@ -210,7 +211,7 @@ def test_a_killed_writers_temporary_folder_is_removed_by_the_next(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    from kandel_repro.data.cache import HOST
+    from kandel_repro.core.files import HOST
 
     for stale in (f".h5.tmp-{HOST}-{dead}", f".h5.tmp-{dead}"):  # (the latter: older names)
         (tmp_path / stale / "half").mkdir(parents=True)
@@ -230,9 +231,9 @@ def test_the_table_header_states_the_test_share_the_release_has(tmp_path):
         run = tmp_path / cell.folder
         run.mkdir()
         config = resolve_config("vgg16", cell.first_trainable_block, cell.learning_rate)
-        config.update(dataset="pcam-h5", synthetic=True, split="release", image_size=32,
-                      n_train=160, n_val=40, n_test=40)
-        write_json(run / "config.json", config)
+        config = config.updated(dataset="pcam-h5", synthetic=True, split="release",
+                                image_size=32, n_train=160, n_val=40, n_test=40)
+        write_json(run / "config.json", config.to_config())
         write_json(run / "metrics.json", {"status": "ok", "val_auc": 0.9, "best_epoch": 1,
                                           "test_auc": 0.5 + cell.first_trainable_block / 10})
     md, *_ = tables.write_table("table2", tmp_path, tmp_path / "out")

@@ -7,7 +7,7 @@ from PIL import Image
 
 from kandel_repro.core.errors import DataError
 from kandel_repro.data.layouts import MARKER
-from kandel_repro.readers import folder, manifest
+from kandel_repro.readers.registry import get_reader
 from kandel_repro.readers.synthetic.folder import CLASSES, write_synthetic_folder
 
 SMALL = dict(classes=3, images=6, patients=2, size=16, progress=False)
@@ -51,9 +51,9 @@ def test_is_deterministic_and_reused_but_never_overwritten(tmp_path):
 def test_other_formats_are_read_by_both_readers(tmp_path, image_format, ext):
     out = write_synthetic_folder(tmp_path / "s", **dict(SMALL, classes=2, image_format=image_format))
     assert len(list(out.rglob(f"*.{ext}"))) == 12
-    data = folder.load(out, tmp_path / "c", workers=1, progress=False, image_size=8)
-    listed = manifest.load(out / "manifest.csv", tmp_path / "c", workers=1, progress=False,
-                           image_size=8)
+    data = get_reader("folder").load(out, tmp_path / "c", workers=1, progress=False, image_size=8)
+    listed = get_reader("csv").load(out / "manifest.csv", tmp_path / "c", workers=1,
+                                    progress=False, image_size=8)
     assert list(data.class_names) == ["stroma", "tumour"] and (data.x == listed.x).all()
 
 
@@ -78,7 +78,7 @@ def test_classes_differ_in_colour_but_overlap(tmp_path):
 
     out = write_synthetic_folder(tmp_path / "s", classes=3, images=30, patients=4, size=16,
                                  progress=False)
-    data = folder.load(out, tmp_path / "c", workers=1, progress=False, image_size=16)
+    data = get_reader("folder").load(out, tmp_path / "c", workers=1, progress=False, image_size=16)
     x = data.x.astype(float) / 255
     features = np.concatenate([x.mean((1, 2)), x.std((1, 2))], axis=1)
     scores = cross_val_predict(LogisticRegression(max_iter=2000), features, data.y, cv=4,
@@ -93,7 +93,7 @@ def test_a_small_cnn_learns_it_well_above_chance_but_not_perfectly(tmp_path):
     from sklearn.metrics import roc_auc_score
 
     out = write_synthetic_folder(tmp_path / "s", progress=False)  # 3 classes × 40, 64 px
-    data = folder.load(out, workers=1, progress=False, image_size=64)
+    data = get_reader("folder").load(out, workers=1, progress=False, image_size=64)
     train, val, test = data.split({"split": "image", "validation_fraction": 0.1,
                                    "test_fraction": 0.3, "split_seed": 0})
     held_out = np.concatenate([val, test.indices])

@@ -61,6 +61,24 @@ def test_the_claim_kinds_are_those_verdict_handles_and_the_protocol_names():
     assert len(set(compare.CLAIM_KINDS)) == len(compare.CLAIM_KINDS)
 
 
+def test_verdict_answers_every_claim_kind_the_protocol_names(tmp_path):
+    evidence = make_evidence(tmp_path, {A: {0: (0.98, GOOD)}, B: {0: (0.5, POOR)},
+                                        C: {0: (0.51, POOR)}})
+    evidence.study = get_study("table2")  # (the study's rows and columns, for some kinds)
+    claims = {"all": ("all", [("best", A)]), "best": ("best", A),
+              "best_in_column": ("best_in_column", A[1], A[0]),
+              "best_in_row": ("best_in_row", A[0], A[1]), "worse": ("worse", B, A),
+              "similar_row": ("similar_row", A[0]), "not_converged": ("not_converged", [A]),
+              "tied_with_best": ("tied_with_best",), "rows_apart": ("rows_apart", A[0], B[0]),
+              "best_row_by_column": ("best_row_by_column",)}
+    assert sorted(claims) == sorted(protocol.CLAIM_KINDS)
+    answers = {SUPPORTED, TIED, CONTRADICTED, UNKNOWN, compare.ANSWERED, compare.APART,
+               compare.SAME_BEST, compare.BEST_CHANGES}
+    for kind, claim in claims.items():
+        answer, reason = verdict(claim, evidence, name)
+        assert answer in answers and reason, kind
+
+
 def test_no_claim_is_not_assessable_and_an_unknown_kind_is_a_programming_error(tmp_path):
     evidence = make_evidence(tmp_path, {A: {0: (0.9, GOOD)}})
     assert verdict(None, evidence, name) == (UNKNOWN, "not a claim this grid can check")
@@ -153,7 +171,8 @@ def test_best_in_row_looks_only_at_that_row(tmp_path):
     evidence = make_evidence(tmp_path, {A: {0: (0.97, GOOD)}, C: {0: (0.98, GOOD)},
                                         B: {0: (0.99, POOR)}})
     outcome, reason = verdict(("best_in_row", "3–5", "1e-3"), evidence, name)
-    assert outcome == TIED and reason.startswith("3–5 at 1e-3 is best of row 3–5 (0.9800), but")
+    assert outcome == TIED
+    assert reason.startswith("3–5 at 1e-3 is best of row 3–5 (0.9800), but")
     outcome, reason = verdict(("best_in_row", "3–5", "1e-4"), evidence, name)
     assert outcome == TIED and reason.startswith("the best of row 3–5 is 3–5 at 1e-3")
     assert verdict(("best_in_row", "1–5", "1e-4"), evidence, name) == (
@@ -318,7 +337,8 @@ def test_tied_with_best_names_the_cells_not_significantly_below_the_best(tmp_pat
 
 def test_tied_with_best_when_nothing_is_tied_or_nothing_to_compare(tmp_path):
     alone = depth_evidence(tmp_path / "a", one_seed(**{"3–5|1e-4": (0.98, GOOD)}))
-    assert verdict(("tied_with_best",), alone, name) == (UNKNOWN, "3–5 at 1e-4 is the only result")
+    assert verdict(("tied_with_best",), alone, name) == (
+        UNKNOWN, "3–5 at 1e-4 is the only result")
     apart = depth_evidence(tmp_path / "b", one_seed(**{"3–5|1e-4": (0.98, GOOD),
                                                        "5|1e-4": (0.5, POOR)}))
     assert verdict(("tied_with_best",), apart, name) == (

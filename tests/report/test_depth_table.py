@@ -150,17 +150,20 @@ def test_several_backbones_get_a_table_each_and_a_comparison_of_their_depths(own
 
 
 def test_a_grid_of_several_backbones_checks_them_all_before_training(tmp_path):
-    from kandel_repro.grid.grid import run_grid
+    from kandel_repro.grid.grid import GridOptions, run_grid
+    from kandel_repro.runs.settings import UserSettings
 
     data = write_synthetic_folder(tmp_path / "tiles", classes=3, images=12, patients=12,
                                   size=8, seed=0, progress=False)
     with pytest.raises(ConfigError, match="--image-size 40: inception_v3 needs images of at "
                                           "least 75×75"):
-        run_grid("depth", data, tmp_path / "runs", backbone="vgg16,inception_v3",
-                 dataset="folder", weights="none", image_size=40)
+        run_grid("depth", data, tmp_path / "runs",
+                 GridOptions(backbone="vgg16,inception_v3", dataset="folder"),
+                 UserSettings(weights="none", image_size=40))
     assert not (tmp_path / "runs").exists()
     with pytest.raises(ConfigError, match="names a backbone twice"):
-        run_grid("depth", data, tmp_path / "runs", backbone="vgg16,VGG16", dataset="folder")
+        run_grid("depth", data, tmp_path / "runs",
+                 GridOptions(backbone="vgg16,VGG16", dataset="folder"))
 
 
 def test_the_depth_study_at_chosen_learning_rates_and_its_table_reads_them(own_data, tmp_path):

@@ -23,9 +23,9 @@ def _runs(root, labels, strength):
         run.mkdir(parents=True)
         config = resolve_config("vgg16", cell.first_trainable_block, cell.learning_rate,
                                 weights="none", max_epochs=3, seed=0)
-        config.update(dataset="pcam", synthetic=True, image_size=32, n_train=100,
-                      n_val=len(labels), n_test=10)
-        write_json(run / "config.json", config)
+        config = config.updated(dataset="pcam", synthetic=True, image_size=32, n_train=100,
+                                n_val=len(labels), n_test=10)
+        write_json(run / "config.json", config.to_config())
         noise = np.random.default_rng(i).normal(size=len(labels))
         scores = 1 / (1 + np.exp(-(labels * strength(i) + noise - 1)))
         pd.DataFrame({"id": ids, "label": labels, "prediction": scores}).to_csv(

@@ -39,9 +39,9 @@ def make_runs(root, kaggle=False, seeds=(0,), predictions=True):
             run = root / name
             run.mkdir(parents=True)
             config = resolve_config("vgg16", first, lr, weights="none", max_epochs=3, seed=seed)
-            config.update(dataset="pcam", synthetic=True, image_size=32, n_train=1200, n_val=300,
-                          n_test=300)
-            write_json(run / "config.json", config)
+            config = config.updated(dataset="pcam", synthetic=True, image_size=32,
+                                    n_train=1200, n_val=300, n_test=300)
+            write_json(run / "config.json", config.to_config())
             if cell.folder == "vgg16_blocks2-5_lr1e-03":
                 write_json(run / "error.json", {"status": "failed", "error": "RuntimeError: boom"})
                 continue
@@ -207,11 +207,10 @@ def test_partial_kaggle_scores_fall_back_to_validation_auc(tmp_path):
 
 
 def test_paper_settings_give_no_deviation():
-    config = resolve_config("vgg16", 3, 1e-4)
-    config.update(image_size=96)
+    config = resolve_config("vgg16", 3, 1e-4).updated(image_size=96)
     assert header.deviations_of([config]) == []
-    config = resolve_config("vgg16", 3, 1e-4, augmentation=None, max_epochs=3)
-    config.update(image_size=96)
+    config = resolve_config("vgg16", 3, 1e-4, augmentation=None,
+                            max_epochs=3).updated(image_size=96)
     assert header.deviations_of([config]) == [
         "augmentation: off (paper: on, training split only)", "max_epochs: 3 (our default: 50)"]
 
@@ -221,8 +220,9 @@ def test_table5_marks_runs_that_did_not_converge(tmp_path):
         run = tmp_path / cell.folder
         run.mkdir()
         config = resolve_config(cell.backbone, 1, cell.learning_rate, weights="none")
-        config.update(dataset="pcam", image_size=96, n_train=100, n_val=25, n_test=10)
-        write_json(run / "config.json", config)
+        config = config.updated(dataset="pcam", image_size=96, n_train=100, n_val=25,
+                                n_test=10)
+        write_json(run / "config.json", config.to_config())
         metrics = {"status": "ok", "val_auc": 0.6 + i / 100, "best_epoch": 1, "epochs_run": 3}
         if cell.folder == "vgg16_scratch_lr1e-03":
             metrics["val_auc"] = 0.51  # below the rule's 0.55
@@ -247,8 +247,9 @@ def test_breakhis_tables_show_test_auc(tmp_path):
         run.mkdir()
         config = resolve_config("vgg16", cell.first_trainable_block, cell.learning_rate,
                                 protocol="breakhis", image_size=64, split="patient")
-        config.update(dataset="breakhis", synthetic=True, n_train=100, n_val=12, n_test=12)
-        write_json(run / "config.json", config)
+        config = config.updated(dataset="breakhis", synthetic=True, n_train=100, n_val=12,
+                                n_test=12)
+        write_json(run / "config.json", config.to_config())
         write_json(run / "metrics.json", {"status": "ok", "val_auc": 0.9, "best_epoch": 1,
                                           "test_auc": 0.5 + cell.first_trainable_block / 10})
     md, *_ = tables.write_table("table6", tmp_path, tmp_path / "out")

@@ -138,11 +138,11 @@ def test_old_config_files_are_read_in_todays_names():
 
 
 def test_the_data_folder_is_recorded_as_an_absolute_path(tiny_pcam, monkeypatch):
-    from kandel_repro.readers import pcam
-    from kandel_repro.readers.pcam import ids_fingerprint
+    from kandel_repro.readers.pcam_layout import ids_fingerprint
+    from kandel_repro.readers.registry import get_reader
     from kandel_repro.runs.config import with_data
 
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     monkeypatch.chdir(tiny_pcam.parent)
     config = with_data(resolve_config("vgg16", 5, 1e-4), data, tiny_pcam.name)
     assert config["data_dir"] == str(tiny_pcam.resolve())

@@ -12,8 +12,10 @@ from helpers import LEGACY
 
 from kandel_repro.core.errors import ConfigError
 from kandel_repro.grid import grid as grid_mod
+from kandel_repro.grid.grid import GridOptions
 from kandel_repro.report import tables
 from kandel_repro.runs import rundir, train as train_mod
+from kandel_repro.runs.settings import UserSettings
 from kandel_repro.studies.levels import depth_rows, lr_columns
 from kandel_repro.studies.registry import STUDIES, get_study
 from kandel_repro.studies.types import Study
@@ -65,13 +67,14 @@ def test_a_pcam_run_folder_of_an_earlier_version_resumes_and_renders(tiny_pcam, 
     assert "augment" in old and "augmenter" not in old  # written by the earlier version
     _cut(monkeypatch, "table2", "pcam", "Table 2 — VGG16 fine-tuned on PCam")
     monkeypatch.setattr(train_mod, "train_run", _no_training)
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=1,
-                                 batch_size=16, log=lambda m: None)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, settings=UserSettings(
+        weights="none", max_epochs=1, batch_size=16), log=lambda m: None)
     assert statuses == {NAME: "skipped"}
     # another setting is still told apart from it
     with pytest.raises(ConfigError, match="max_epochs: 1 there, 2 now"):
-        grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", max_epochs=2,
-                          batch_size=16, log=lambda m: None)
+        grid_mod.run_grid("table2", tiny_pcam, runs,
+                          settings=UserSettings(weights="none", max_epochs=2, batch_size=16),
+                          log=lambda m: None)
     md, csv, cells, *figures = tables.write_table("table2", runs, tmp_path / "out")
     text = md.read_text()
     auc = json.loads((runs / NAME / "metrics.json").read_text())["val_auc"]
@@ -88,9 +91,11 @@ def test_a_breakhis_run_folder_of_an_earlier_version_resumes_and_renders(tiny_br
     shutil.copytree(LEGACY / "table6", runs)
     _cut(monkeypatch, "table6", "breakhis", "Table 6 — VGG16 fine-tuned on BreakHis")
     monkeypatch.setattr(train_mod, "train_run", _no_training)
-    statuses = grid_mod.run_grid("table6", root, runs, weights="none", max_epochs=1,
-                                 batch_size=32, image_size=32, workers=1,
-                                 cache_dir=tmp_path / "cache", log=lambda m: None)
+    statuses = grid_mod.run_grid("table6", root, runs,
+                                 GridOptions(workers=1, cache_dir=tmp_path / "cache"),
+                                 UserSettings(weights="none", max_epochs=1, batch_size=32,
+                                              image_size=32),
+                                 log=lambda m: None)
     assert statuses == {NAME: "skipped"}
     md, *_ = tables.write_table("table6", runs, tmp_path / "out")
     test_auc = json.loads((runs / NAME / "metrics.json").read_text())["test_auc"]
@@ -113,7 +118,8 @@ def test_a_damaged_metrics_file_is_named_and_the_run_trained_again(tiny_pcam, tm
 
     _cut(monkeypatch, "table2", "pcam", "Table 2 — VGG16 fine-tuned on PCam")
     monkeypatch.setattr(train_mod, "train_run", fake_train)
-    grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=lambda m: None)
+    grid_mod.run_grid("table2", tiny_pcam, runs, settings=UserSettings(weights="none"),
+                      log=lambda m: None)
     (runs / NAME / "metrics.json").write_text('{"status": "ok", "val_au')  # a full disk
     run = rundir.read_run(runs / NAME)
     assert run.status == "failed" and not rundir.is_finished(runs / NAME)
@@ -122,7 +128,8 @@ def test_a_damaged_metrics_file_is_named_and_the_run_trained_again(tiny_pcam, tm
     assert "| 5 | failed |" in md.read_text()
     assert f"{NAME}: failed ({runs / NAME / 'metrics.json'} is not valid JSON" in capsys.readouterr().out
     logs = []
-    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=logs.append)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, settings=UserSettings(weights="none"),
+                                 log=logs.append)
     assert statuses == {NAME: "ok"} and calls == [NAME, NAME]
     assert any("is not valid JSON" in line and "retrying" in line for line in logs)
 
@@ -156,7 +163,8 @@ def test_a_run_held_by_a_live_process_is_skipped_and_left_alone(tiny_pcam, tmp_p
         _cut(monkeypatch, "table2", "pcam", "Table 2 — VGG16 fine-tuned on PCam")
         monkeypatch.setattr(train_mod, "train_run", _no_training)
         logs = []
-        statuses = grid_mod.run_grid("table2", tiny_pcam, runs, weights="none", log=logs.append)
+        statuses = grid_mod.run_grid("table2", tiny_pcam, runs,
+                                     settings=UserSettings(weights="none"), log=logs.append)
         assert statuses == {NAME: "busy"}
         assert any("being trained by another process" in line for line in logs)
         assert (run_dir / "history.csv").exists()  # not cleared
@@ -189,6 +197,7 @@ TWO_GRIDS = """
 import json, time
 from kandel_repro.grid import grid
 from kandel_repro.runs import rundir, train
+from kandel_repro.runs.settings import UserSettings
 
 def slow_fake(run_dir, data, config, verbose="auto", deadline=None):
     rundir.start(run_dir)
@@ -199,7 +208,8 @@ def slow_fake(run_dir, data, config, verbose="auto", deadline=None):
     return metrics
 
 train.train_run = slow_fake
-statuses = grid.run_grid("table2", {data!r}, {runs!r}, weights="none", log=lambda m: None)
+statuses = grid.run_grid("table2", {data!r}, {runs!r}, settings=UserSettings(weights="none"),
+                         log=lambda m: None)
 print(json.dumps([name for name, status in statuses.items() if status == "ok"]))
 """
 

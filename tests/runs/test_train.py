@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kandel_repro.readers import pcam
+from kandel_repro.readers.registry import get_reader
 from kandel_repro.runs.config import resolve_config
 from kandel_repro.runs.train import TimeBudgetExceeded, train_run
 
@@ -16,9 +16,9 @@ ARTEFACTS = {"config.json", "val_ids.csv", "history.csv", "best_model.keras",
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_pcam, tmp_path_factory):
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=2, batch_size=16)
-    config.update(data_dir=str(tiny_pcam), data_fingerprint=data.fingerprint)
+    config = config.updated(data_dir=str(tiny_pcam), data_fingerprint=data.fingerprint)
     run_dir = tmp_path_factory.mktemp("runs") / "one"
     metrics = train_run(run_dir, data, config, verbose=0)
     return run_dir, data, metrics
@@ -127,14 +127,14 @@ def test_run_records_how_it_computed(finished_run):
 
 @pytest.mark.slow
 def test_breakhis_run_predicts_the_held_out_test_split(tiny_breakhis, tmp_path):
-    from kandel_repro.readers import breakhis
 
     root = tiny_breakhis
-    data = breakhis.load(root, tmp_path / "cache", image_size=32, workers=1, progress=False)
+    data = get_reader("breakhis").load(root, tmp_path / "cache", image_size=32, workers=1,
+                                       progress=False)
     config = resolve_config("vgg16", 5, 1e-4, protocol="breakhis", weights="none",
                             max_epochs=1, batch_size=32, image_size=32)
     assert config["patience"] == 50 and config["test_fraction"] == 0.1
-    config.update(data_dir=str(root), data_fingerprint=data.fingerprint)
+    config = config.updated(data_dir=str(root), data_fingerprint=data.fingerprint)
     metrics = train_run(tmp_path / "run", data, config, verbose=0)
     preds = pd.read_csv(tmp_path / "run" / "test_predictions.csv", dtype={"id": str})
     test_ids = pd.read_csv(tmp_path / "run" / "test_ids.csv", dtype={"id": str})
@@ -171,7 +171,7 @@ def frozen_clock(monkeypatch):
 
 
 def test_a_run_stops_at_the_epoch_that_would_pass_the_deadline(tiny_pcam, tmp_path, frozen_clock):
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=4, batch_size=16)
     with pytest.raises(TimeBudgetExceeded, match="stopped after epoch 1"):
         train_run(tmp_path / "run", data, config, verbose=0, deadline=frozen_clock.now + 1e-3)
@@ -183,7 +183,7 @@ def test_a_run_whose_last_epoch_ends_within_the_budget_is_finished(tiny_pcam, tm
                                                                     frozen_clock):
     """The budget stops a run before an epoch that would not fit; after the last epoch
     there is none, so the run is finished, not thrown away and trained again."""
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=1, batch_size=16)
     metrics = train_run(tmp_path / "run", data, config, verbose=0,
                         deadline=frozen_clock.now + 1e-3)
@@ -191,7 +191,7 @@ def test_a_run_whose_last_epoch_ends_within_the_budget_is_finished(tiny_pcam, tm
 
 
 def test_a_spent_budget_starts_no_epoch_and_leaves_no_folder(tiny_pcam, tmp_path, frozen_clock):
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=1, batch_size=16)
     with pytest.raises(TimeBudgetExceeded, match="not started"):
         train_run(tmp_path / "run", data, config, verbose=0, deadline=frozen_clock.now)
@@ -204,7 +204,8 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(tiny_pcam, tmp_p
     leaves no half-made run folder: `train` leaves none at all, a grid its error.json."""
     import kandel_repro.runs.train as train_mod
     from kandel_repro.cli.main import main
-    from kandel_repro.grid.grid import run_grid
+    from kandel_repro.grid.grid import GridOptions, run_grid
+    from kandel_repro.runs.settings import UserSettings
 
     def broken(*args, **kwargs):
         raise RuntimeError("the model cannot be built")
@@ -214,8 +215,8 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(tiny_pcam, tmp_p
         main(["train", "--run-dir", str(tmp_path / "one"), "--data", str(tiny_pcam),
               "--first-block", "5", "--lr", "1e-4", "--weights", "none"])
     assert not (tmp_path / "one").exists()
-    statuses = run_grid("table2", tiny_pcam, tmp_path / "runs", weights="none", shard="1/15",
-                        log=lambda message: None)
+    statuses = run_grid("table2", tiny_pcam, tmp_path / "runs", GridOptions(shard="1/15"),
+                        UserSettings(weights="none"), log=lambda message: None)
     (name,) = statuses
     assert statuses[name] == "failed"
     assert {p.name for p in (tmp_path / "runs" / name).iterdir()} == {"error.json"}
@@ -243,7 +244,7 @@ def test_a_run_records_its_intervals_and_threshold_measures(finished_run):
 
 
 def test_the_split_does_not_move_with_the_seed(tiny_pcam):
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     first = data.split(resolve_config("vgg16", 5, 1e-4, seed=0))
     other = data.split(resolve_config("vgg16", 5, 1e-4, seed=3))
     moved = data.split(resolve_config("vgg16", 5, 1e-4, seed=0, split_seed=1))
@@ -254,7 +255,7 @@ def test_the_split_does_not_move_with_the_seed(tiny_pcam):
 def test_a_run_can_train_on_a_reduced_or_balanced_training_split(tiny_pcam):
     from kandel_repro.runs.train import reduce_training
 
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     train, val, _ = data.split(resolve_config("vgg16", 5, 1e-4))
     quarter = reduce_training(train, data.y, resolve_config("vgg16", 5, 1e-4, train_fraction=0.25))
     assert set(quarter) <= set(train) and len(quarter) == pytest.approx(len(train) / 4, abs=2)

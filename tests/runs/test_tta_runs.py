@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from kandel_repro.grid import grid as grid_mod
+from kandel_repro.grid.grid import GridOptions
 from kandel_repro.runs import rundir, single
+from kandel_repro.runs.settings import UserSettings
 
 SETTINGS = dict(weights="none", max_epochs=1, batch_size=16, workers=1, verbose=0)
 
@@ -33,7 +35,7 @@ def best_predictor(run):
 def test_a_run_with_tta_records_both_aucs_and_writes_the_tta_files(tta_run, tiny_pcam):
     from sklearn.metrics import roc_auc_score
 
-    from kandel_repro.readers import pcam
+    from kandel_repro.readers.registry import get_reader
     from kandel_repro.training.pipeline import predict_uint8
     from kandel_repro.training.tta import VIEW_SETS, apply_view
 
@@ -52,7 +54,7 @@ def test_a_run_with_tta_records_both_aucs_and_writes_the_tta_files(tta_run, tiny
     assert "the validation split holds" in \
         metrics["intervals_not_assessable_tta"]["val_auc_tta"]
     # The best model's mean over the eight views, image by image (the rows of the ids).
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     rows = pd.Index(data.ids).get_indexer(ids)
     predictor = best_predictor(run)
     by_hand = np.mean([predict_uint8(predictor, np.ascontiguousarray(apply_view(data.x[rows], v)), 8)
@@ -70,13 +72,13 @@ def test_a_run_with_tta_records_both_aucs_and_writes_the_tta_files(tta_run, tiny
 
 def test_a_labelled_test_split_gets_its_tta_predictions_and_auc(tta_run, tiny_pcam, tmp_path):
     from kandel_repro.data.packed import TestSet
-    from kandel_repro.readers import pcam
+    from kandel_repro.readers.registry import get_reader
     from kandel_repro.runs.config import resolve_config
     from kandel_repro.runs.train import score_tta
     from kandel_repro.training.runtime import make_strategy
 
     run, _ = tta_run
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     test = TestSet(data.x, data.ids, indices=np.arange(20, 40), labels=data.y[20:40])
     config = resolve_config("cbr_small", 1, 1e-3, tta=4, eval_batch_size=8)
     metrics = score_tta(tmp_path, data, best_predictor(run), config, np.arange(20),
@@ -98,10 +100,11 @@ def test_a_labelled_test_split_gets_its_tta_predictions_and_auc(tta_run, tiny_pc
 def test_a_finished_run_is_scored_with_tta_by_the_grid_without_training_again(tiny_pcam,
                                                                               tmp_path):
     runs, logs = tmp_path / "runs", []
-    grid = dict(backbone="cbr_small", dataset="pcam", learning_rates="1e-3", shard="1/4",
-                weights="none", max_epochs=1, batch_size=16, workers=1, verbose=0,
-                log=logs.append)
-    statuses = grid_mod.run_grid("depth", tiny_pcam, runs, **grid)
+    grid = GridOptions(backbone="cbr_small", dataset="pcam", learning_rates="1e-3", shard="1/4",
+                       workers=1, verbose=0)
+    settings = dict(weights="none", max_epochs=1, batch_size=16)
+    statuses = grid_mod.run_grid("depth", tiny_pcam, runs, grid, UserSettings(**settings),
+                                 log=logs.append)
     (name,) = statuses
     run = runs / name
     assert statuses[name] == "ok" and "tta_views" not in rundir.read_metrics(run)
@@ -110,7 +113,8 @@ def test_a_finished_run_is_scored_with_tta_by_the_grid_without_training_again(ti
     plain = rundir.read_metrics(run)
 
     logs.clear()
-    statuses = grid_mod.run_grid("depth", tiny_pcam, runs, tta=8, **grid)
+    statuses = grid_mod.run_grid("depth", tiny_pcam, runs, grid,
+                                 UserSettings(tta=8, **settings), log=logs.append)
     assert statuses == {name: "skipped"}
     assert any("scored with test-time augmentation (8 views)" in line for line in logs)
     assert {f: (run / f).read_bytes() for f in before} == before  # not trained again
@@ -122,13 +126,15 @@ def test_a_finished_run_is_scored_with_tta_by_the_grid_without_training_again(ti
 
     logs.clear()  # scored already: left alone
     tta_file = (run / rundir.VAL_PREDICTIONS_TTA).read_bytes()
-    assert grid_mod.run_grid("depth", tiny_pcam, runs, tta=8, **grid) == {name: "skipped"}
+    assert grid_mod.run_grid("depth", tiny_pcam, runs, grid, UserSettings(tta=8, **settings),
+                             log=logs.append) == {name: "skipped"}
     assert not any("test-time" in line for line in logs)
     assert (run / rundir.VAL_PREDICTIONS_TTA).read_bytes() == tta_file
 
     # Other views: scored again with them; Kaggle's score of the old TTA file dropped.
     rundir.update_metrics(run, kaggle_private_auc_tta=0.9, kaggle_submission_ref_tta=7)
-    assert grid_mod.run_grid("depth", tiny_pcam, runs, tta=4, **grid) == {name: "skipped"}
+    assert grid_mod.run_grid("depth", tiny_pcam, runs, grid, UserSettings(tta=4, **settings),
+                             log=logs.append) == {name: "skipped"}
     metrics = rundir.read_metrics(run)
     assert metrics["tta_views"] == 4 and rundir.read_config(run)["tta"] == 4
     assert "kaggle_private_auc_tta" not in metrics and "kaggle_submission_ref_tta" not in metrics
@@ -136,5 +142,6 @@ def test_a_finished_run_is_scored_with_tta_by_the_grid_without_training_again(ti
 
     (run / rundir.BEST_MODEL).unlink()  # a run it cannot score: failed, the grid goes on
     logs.clear()
-    assert grid_mod.run_grid("depth", tiny_pcam, runs, tta=8, **grid) == {name: "failed"}
+    assert grid_mod.run_grid("depth", tiny_pcam, runs, grid, UserSettings(tta=8, **settings),
+                             log=logs.append) == {name: "failed"}
     assert any("FAILED" in line and "best_model.keras" in line for line in logs)

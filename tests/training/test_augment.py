@@ -189,15 +189,15 @@ def test_mixed_precision_keeps_head_and_loss_in_float32_and_scales_the_loss():
 
 @pytest.mark.slow
 def test_jit_compiles_the_training_step(tiny_pcam, tmp_path):
-    from kandel_repro.readers import pcam
+    from kandel_repro.readers.registry import get_reader
     from kandel_repro.runs.config import resolve_config
     from kandel_repro.runs.train import train_run
 
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     # a small backbone: what is checked is that the step compiles (XLA takes half the time)
     config = resolve_config("cbr_small", 4, 1e-4, weights="none", max_epochs=1, batch_size=16,
                             jit="on")
-    config.update(data_fingerprint=data.fingerprint)
+    config = config.updated(data_fingerprint=data.fingerprint)
     metrics = train_run(tmp_path / "run", data, config, verbose=0)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["jit"] == "on"
     assert metrics["val_auc"] is not None and np.isfinite(metrics["val_auc"])
@@ -208,15 +208,15 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from kandel_repro.readers import pcam
+from kandel_repro.readers.registry import get_reader
 from kandel_repro.training.runtime import make_strategy
 from kandel_repro.runs.config import resolve_config
 from kandel_repro.runs.train import train_run
 assert make_strategy("mirrored").num_replicas_in_sync == 2
-data = pcam.load(sys.argv[1], progress=False, workers=1)
+data = get_reader("pcam").load(sys.argv[1], progress=False, workers=1)
 config = resolve_config("cbr_small", 4, 1e-4, weights="none", max_epochs=1, batch_size=16,
                         distribute="mirrored")
-config.update(data_fingerprint=data.fingerprint)
+config = config.updated(data_fingerprint=data.fingerprint)
 metrics = train_run(sys.argv[2], data, config, verbose=0)
 print("RESULT", json.dumps(metrics))
 """

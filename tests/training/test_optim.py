@@ -95,7 +95,7 @@ def test_optimiser_settings_are_checked():
 def test_the_learning_rate_decays_every_epoch(tiny_pcam, tmp_path):
     import keras
 
-    from kandel_repro.readers import pcam
+    from kandel_repro.readers.registry import get_reader
     from kandel_repro.runs.train import train_run
     from kandel_repro.training.optim import epoch_decay
 
@@ -110,7 +110,7 @@ def test_the_learning_rate_decays_every_epoch(tiny_pcam, tmp_path):
     config = resolve_config("vgg16", 5, 1e-3, weights="none", optimizer="sgd", momentum=0.9,
                             lr_decay=0.95, head_lr_mult=10, bias_lr_mult=2, max_epochs=2,
                             batch_size=16)
-    data = pcam.load(tiny_pcam, progress=False, workers=1)
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
     metrics = train_run(tmp_path / "run", data, config, verbose=0)
     import json
 

@@ -51,7 +51,8 @@ def synthetic_image(rng: np.random.Generator, stain: tuple[np.ndarray, np.ndarra
             img[lumen] = img[lumen] * 0.3 + np.array([245.0, 235.0, 240.0]) * 0.7
             angles = np.linspace(0, 2 * np.pi, 14, endpoint=False) + rng.uniform(0, 1)
             ring = centre + radius * np.stack([np.sin(angles), np.cos(angles)], 1)
-            paint_discs(img, rng, yy, xx, ring, np.full(len(ring), 1.2 * zoom ** 0.3), haem, alpha=0.8)
+            paint_discs(img, rng, yy, xx, ring, np.full(len(ring), 1.2 * zoom ** 0.3), haem,
+                        alpha=0.8)
         scattered = rng.uniform(0, [h, w], size=(int(rng.integers(20, 40)), 2))
         paint_discs(img, rng, yy, xx, scattered, np.full(len(scattered), 1.0), haem, alpha=0.7)
     img += rng.normal(0, 3.0, size=img.shape)

@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import DataError
-from ...core.files import check_writable, write_json
-from ...data.cache import HOST, process_alive
+from ...core.files import check_writable, remove_stale_staging, staging_path, write_json
 from ...data.layouts import HIDDEN_LABELS, MARKER, WSI_MAP
 
 FORMAT_VERSION = 1
@@ -52,12 +50,8 @@ def staging(out: str | Path) -> Iterator[Path]:
     (``kill -9``) are removed (and those of earlier versions, named without the host)."""
     out = Path(os.path.abspath(out))  # (a name, also for "." and "..")
     check_writable(out.parent, "--out")
-    stale = re.compile(rf"^\.{re.escape(out.name)}\.tmp-(?:{re.escape(HOST)}-)?(\d+)$")
-    for entry in out.parent.iterdir():
-        match = stale.match(entry.name)
-        if match and not process_alive(int(match.group(1))):
-            shutil.rmtree(entry, ignore_errors=True)
-    tmp = out.with_name(f".{out.name}.tmp-{HOST}-{os.getpid()}")
+    remove_stale_staging(out, hostless=True)
+    tmp = staging_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
