@@ -41,7 +41,6 @@ from .base import Reader
 from .registry import get_reader
 
 CACHE_FORMAT = 1
-SIZES = {"train": 262_144, "valid": 32_768, "test": 32_768}  # the release's
 ARRAYS = ("x", "y", "ids", "part")
 BLOCK = 4096  # images copied per read from an HDF5 file
 LAYOUT = ", ".join(f"{PREFIX}{s}_{k}.h5[.gz]" for s in SPLITS for k in "xy")
