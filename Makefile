@@ -79,12 +79,13 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test test-fast structure test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test docs test-fast structure test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
 	@echo "make test-fast    - the tests not marked slow, for the edit loop (about 2 minutes)"
 	@echo "make structure    - the longest import chain, cycles, private imports, module sizes"
+	@echo "make docs         - the documentation site into site/ (warnings as errors; make test builds it too)"
 	@echo "make test-timm    - InceptionV4 against timm's (installs timm and PyTorch first)"
 	@echo "make data         - download, verify and pack the Kaggle PCam data into DATA=$(DATA)"
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
@@ -120,7 +121,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,ray]"
+	$(BIN)/pip install --quiet -e ".[test,ray,docs]"
 	touch $(STAMP)
 
 # Test processes (pytest-xdist): 2, as the 2-core machines CI runs on; each test file runs
@@ -128,10 +129,22 @@ $(STAMP): setup.cfg pyproject.toml
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# The layers contract (setup.cfg's [importlinter]) first: a wrong import fails in a second.
+# The layers contract (setup.cfg's [importlinter]) first: a wrong import fails in a second;
+# the documentation last (a few seconds), so that CI builds it too.
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(PYTEST)
+	$(MKDOCS) --quiet
+
+# The documentation site (mkdocs.yml, docs/) into site/, any warning an error: its
+# reference pages are generated from the code at each build (docs/gen_reference.py).
+# NOTE: the two variables silence notices that mkdocs-material and a plugin print about
+# MkDocs' future at every build; they change nothing in the site.
+SITE   ?= site
+MKDOCS  = NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --site-dir $(SITE)
+docs: $(STAMP)
+	$(MKDOCS)
+	@echo "the site: $(SITE)/index.html"
 
 # Everything but the tests marked slow (notebooks, bench, kernel driver, real grids,
 # InceptionV3 maps): the edit loop.

@@ -22,7 +22,7 @@ from ..readers import pcam, registry as readers
 from ..readers.synthetic import (breakhis as synthetic_breakhis, folder as synthetic_folder,
                                  pcam as synthetic, pcam_h5 as synthetic_h5)
 from ..report import tables
-from ..runs import export, single
+from ..runs import export, predict as prediction, single
 from ..runs.config import normalise
 from ..studies.registry import get_study, parse_backbones
 from . import console, options
@@ -163,6 +163,25 @@ def cmd_export_weights(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Score new images with a finished run (:func:`kandel_repro.runs.predict.predict`);
+    say what was written, the threshold, and the AUC where the images carry labels."""
+    columns = {key: getattr(args, key) for key in prediction.READER_OPTIONS
+               if getattr(args, key) is not None}
+    frame = prediction.predict(args.run, args.data, args.out, dataset=args.dataset,
+                               tta=args.tta, threshold=args.threshold,
+                               batch_size=args.batch_size, progress=not args.quiet, **columns)
+    cut = frame.attrs.get("threshold")
+    print(f"wrote {args.out}: {len(frame):,} images"
+          + (f", predicted positive from {cut['value']:.4f} ({cut['rule']})" if cut else ""))
+    if "auc" in frame.attrs:
+        print(prediction.auc_line(frame.attrs["auc"]))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    print(f"wrote {export.export_model(args.run, args.out, args.format)}")
+
+
 def cmd_convert_weights(args: argparse.Namespace) -> None:
     print(f"wrote {convert.convert_weights(args.backbone, args.file, args.out)}")
 
@@ -236,6 +255,7 @@ HANDLERS = {
     "grid": cmd_grid, "table": cmd_table, "submit": cmd_submit,
     "kaggle-kernel": cmd_kaggle_kernel, "cost": cmd_cost, "bench": cmd_bench,
     "export-weights": cmd_export_weights, "similarity": cmd_similarity,
+    "predict": cmd_predict, "export": cmd_export,
     "convert-weights": cmd_convert_weights, "explain": cmd_explain, "filters": cmd_filters,
     "pretrain": cmd_pretrain, "judge": cmd_judge,
 }

@@ -25,6 +25,7 @@ from .data_options import add_data_parsers
 from .inspect_options import add_inspection_parsers
 from .judge_options import add_judge_parser
 from .measure_options import add_measurement_parsers
+from .predict_options import add_predict_parsers
 from .pretrain_options import add_pretrain_parsers
 from .training_options import add_training_options
 
@@ -352,4 +353,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_inspection_parsers(sub)
     add_pretrain_parsers(sub)
     add_judge_parser(sub)
+    add_predict_parsers(sub)
     return parser

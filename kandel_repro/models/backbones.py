@@ -10,10 +10,16 @@ the paper (§4.1): "fine-tune blocks 3–5" of VGG16 means every layer of blocks
 (``inception_v4``), the Keras constructor's (``InceptionV4``, ``ResNet50V2``), the
 aliases of :data:`ALIASES`, in any case and with or without ``_``, ``-`` or spaces
 (``inceptionv4``, ``efficientnet-v2-s``); an unknown name is refused with the close ones.
+
+An architecture of ours is an entry's ``build``: the function itself, or its name
+(``"module:function"`` in :mod:`kandel_repro.models`), imported when a model is first
+built, so that the registry, which settings, studies and the public API consult without
+building anything, does not import the networks' code.
 """
 from __future__ import annotations
 
 import difflib
+import importlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,8 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..core.errors import ConfigError, WeightsUnavailable
-from . import families, generative
-from . import inception_v4 as _inception_v4
+from . import families, inception_v4 as _inception_v4
 from .weights import keras_models_dir
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a model is built
@@ -110,7 +115,9 @@ class Backbone:
     assign_blocks: Callable  # list of layers -> OrderedDict{block: [layer names]}
     block_layers: tuple = ()  # convolutions per block, where blocks are runs of them (VGG)
     assign_units: Callable | None = None  # layers -> {unit: [layer names]}, finer than blocks
-    build: Callable | None = None  # our own architecture: input shape -> headless keras Model
+    # our own architecture: input shape -> headless keras Model; or its "module:function"
+    # name in kandel_repro.models, imported on first build (builder)
+    build: Callable | str | None = None
     preprocess: Callable | None = None  # images -> model inputs, where module is None
     converted_from: str | None = None  # ImageNet checkpoint `convert-weights` converts (build=)
     # Keras' ImageNet files per input size (MobileNet, MobileNetV2): the file name with
@@ -122,6 +129,14 @@ class Backbone:
         """Whether ImageNet weights exist for it (keras.applications ones do; ours where
         a checkpoint of another framework converts into them)."""
         return self.build is None or self.converted_from is not None
+
+    def builder(self) -> Callable[..., keras.Model]:
+        """Our own architecture's builder (``input shape -> headless Model``), its module
+        imported the first time where the entry names it (``"module:function"``)."""
+        if not isinstance(self.build, str):
+            return self.build
+        module, _, name = self.build.partition(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
     def constructor(self) -> Callable[..., keras.Model]:
         """``(include_top=False, weights=…, input_shape=…) -> keras Model``."""
@@ -137,7 +152,7 @@ class Backbone:
                 raise ConfigError(f"{self.name} has no ImageNet weights: train it from scratch "
                                   "(--weights none) or from weights a run made here "
                                   "(--weights PATH, see `kandel-repro export-weights`)")
-            model = self.build(tuple(input_shape))
+            model = self.builder()(tuple(input_shape))
             if weights is not None:
                 model.load_weights(weights)
             return model
@@ -272,10 +287,11 @@ REGISTRY.update({b.name: b for b in (
 
 # The DCGAN discriminator's trunk (Radford et al. 2016), shared with the VAE's encoder:
 # pretrained here on unlabelled images (`kandel-repro pretrain`), not on ImageNet.
+# NOTE: named, not imported: the registry stands without the generative networks' code.
 REGISTRY["dcgan_small"] = Backbone(
     name="dcgan_small", application="DCGAN-D", module=None, num_blocks=4, num_layers=4,
     min_input_size=16, notop_weights_file=None, assign_blocks=_vgg_blocks,
-    block_layers=(1, 1, 1, 1), build=generative.build_trunk, preprocess=scale_to_symmetric)
+    block_layers=(1, 1, 1, 1), build="generative:build_trunk", preprocess=scale_to_symmetric)
 
 # InceptionV4 (Szegedy et al. 2016): ours; its ImageNet weights convert from timm's.
 REGISTRY["inception_v4"] = Backbone(

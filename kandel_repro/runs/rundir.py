@@ -6,7 +6,10 @@ One training run (one cell of a study, one seed) lives in one folder::
                             (read and written as kandel_repro.runs.settings.RunSettings)
     val_ids.csv             the validation ids and labels of the split
     history.csv             one row per epoch: loss, accuracy, val_auc, seconds
-    best_model.keras        the model of the best epoch (by validation ROC AUC)
+    best_model.keras        the model of the best epoch (by validation ROC AUC), on preprocessed
+                            float input (its backbone's preprocess_input); `kandel-repro
+                            predict` scores new images with it, `kandel-repro export`
+                            builds from it a model on uint8 images (kandel_repro.runs.export)
     val_predictions.csv     id,label,prediction of the best model on the validation split
                             (k ≥ 3 classes: id,label,score_0 … score_<k-1>, see
                             :func:`prediction_frame`)

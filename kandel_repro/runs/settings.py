@@ -22,7 +22,7 @@ from ..core.protocol import PROTOCOLS
 from .keys import RENAMED, upgrade
 
 # How a run is computed, not what it computes: recorded in config.json, free to differ
-# between the runs of one table (see the README's performance section).
+# between the runs of one table (docs: how-to/performance).
 RUNTIME_DEFAULTS = {
     "augmenter": "fast",  # or "imagedatagenerator", the paper's own pipeline
     "precision": "auto",  # mixed_float16 on a GPU, float32 on a CPU
