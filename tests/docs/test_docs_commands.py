@@ -1,4 +1,4 @@
-"""Every command the README and the documentation show works as written: each
+"""Every command the README, CONTRIBUTING and the documentation show works as written: each
 ``kandel-repro …`` line of their code blocks is accepted by the command's own parser, and
 each ``make TARGET`` names a target of the Makefile."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from kandel_repro.cli.options import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^(```+|~~~+)\s*(\w*)")
 SHELL = {"bash", "sh", "shell", "console"}  # the code blocks that hold commands
 # Words that end one shell command and start the next on the same line.
