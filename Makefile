@@ -79,7 +79,7 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test docs test-fast structure test-timm bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test docs test-fast structure test-timm test-torch bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -87,6 +87,7 @@ help:
 	@echo "make structure    - the longest import chain, cycles, private imports, module sizes"
 	@echo "make docs         - the documentation site into site/ (warnings as errors; make test builds it too)"
 	@echo "make test-timm    - InceptionV4 against timm's (installs timm and PyTorch first)"
+	@echo "make test-torch   - EfficientNet-Lite0 and ResNet-50 against PyTorch's (installs PyTorch first)"
 	@echo "make data         - download, verify and pack the Kaggle PCam data into DATA=$(DATA)"
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
 	@echo "make cost         - parameters and time per step at every depth (tables/cost_vs_depth.*)"
@@ -163,6 +164,12 @@ structure: $(STAMP)
 test-timm: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[timm]"
 	$(BIN)/python -m pytest -q -m timm tests/models
+
+# EfficientNet-Lite0 (its real ImageNet checkpoint) and a random-weight torchvision
+# ResNet-50 against PyTorch's networks; the checkpoint reader against torch.load
+test-torch: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[torch]"
+	KANDEL_TORCH_TESTS=1 $(BIN)/python -m pytest -q -s -m torch tests/models/test_torch_reference.py
 
 data: $(STAMP)
 	@if [ -f $(DATA)/train_labels.csv ]; then $(KR) data verify --data $(DATA); \

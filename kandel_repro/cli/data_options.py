@@ -53,7 +53,7 @@ def add_reader_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_data_parsers(sub: argparse._SubParsersAction) -> None:
-    """``data synthetic…``, ``data pack``, ``data download``, ``data verify``."""
+    """``data synthetic…``, ``data elpv``, ``data pack``, ``data download``, ``data verify``."""
     data = sub.add_parser("data", help="make, check and pack data sets")
     dsub = data.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("synthetic", help="write a synthetic PCam in the Kaggle layout")
@@ -100,6 +100,29 @@ def add_data_parsers(sub: argparse._SubParsersAction) -> None:
     sf.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     sf.add_argument("--quiet", action="store_true", help="no progress bar")
     sf.set_defaults(verb="data synthetic-folder")
+    el = dsub.add_parser("elpv", help="write the ELPV solar-cell set (pip install "
+                         "elpv-dataset) as images and a CSV manifest for --dataset csv",
+                         description="Links (or copies) ELPV's 2,624 electroluminescence "
+                         "images of solar cells into OUT/images and writes OUT/manifest.csv "
+                         "(path,label,cell_type,probability,split), every row in train, val "
+                         "or test, stratified by probability and cell type. ELPV records no "
+                         "module, so one module's cells may lie on both sides of the split.")
+    el.add_argument("--out", required=True, help="folder to write (new or empty; one written "
+                    "with the same options is kept as it is)")
+    el.add_argument("--task", choices=("defective", "levels"), default="defective",
+                    help="'defective' (default): defective (probability >= 0.5) against "
+                    "defect-free, defective the positive class; 'levels': the four "
+                    "probabilities as classes p000, p033, p067, p100")
+    el.add_argument("--test-fraction", type=float, default=0.25, metavar="F",
+                    help="the test part, stratified (default 0.25, as Deitsch et al. 2019)")
+    el.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
+                    help="the validation part, a fraction of all images taken from the rest, "
+                    "stratified (default 0.15: 60/15/25)")
+    el.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    el.add_argument("--source", default=None, metavar="FOLDER",
+                    help="ELPV's data folder, holding labels.csv and images/ (default: the "
+                    "installed elpv_dataset package's)")
+    el.set_defaults(verb="data elpv")
     p = dsub.add_parser("pack", help="decode the images once into a uint8 cache (or check "
                         "the cache's checksums and repack a damaged one)")
     p.add_argument("--data", required=True, help="data folder")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import ConfigError, KandelError
-from ..data import pack_notes
+from ..data import elpv, pack_notes
 from ..data.pixels import pixel_limit
 from ..explain import filters, gradcam as explain, similarity
 from ..grid import grid
@@ -52,6 +52,13 @@ def cmd_synthetic_folder(args: argparse.Namespace) -> None:
         size=args.size, seed=args.seed, image_format=args.image_format, progress=not args.quiet)
     print(f"synthetic {args.classes}-class set in {out} (folder layout; its CSV manifest: "
           f"{Path(out) / 'manifest.csv'})")
+
+
+def cmd_elpv(args: argparse.Namespace) -> None:
+    written = elpv.write_elpv(args.out, task=args.task, test_fraction=args.test_fraction,
+                              val_fraction=args.val_fraction, seed=args.seed,
+                              source=args.source)
+    print(elpv.summary(written))
 
 
 def _reader_options(args: argparse.Namespace) -> dict:
@@ -250,6 +257,7 @@ def cmd_judge(args: argparse.Namespace) -> None:
 HANDLERS = {
     "data synthetic": cmd_synthetic, "data synthetic-breakhis": cmd_synthetic_breakhis,
     "data synthetic-h5": cmd_synthetic_h5, "data synthetic-folder": cmd_synthetic_folder,
+    "data elpv": cmd_elpv,
     "data pack": cmd_pack, "data download": cmd_download, "data verify": cmd_verify,
     "validate-submission": cmd_validate_submission, "blocks": cmd_blocks, "train": cmd_train,
     "grid": cmd_grid, "table": cmd_table, "submit": cmd_submit,

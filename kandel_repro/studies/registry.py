@@ -80,6 +80,42 @@ def depth_study(backbone: str | None = None, dataset: str | None = None,
                  figures=("heatmap", "curves", "roc", "confusion", "radar"))
 
 
+def transfer_study(backbone: str | None = None, dataset: str | None = None,
+                   learning_rates: Sequence[float] | None = None) -> Study:
+    """Pretrained against scratch at every depth: the depth study's rows, two columns —
+    the grid's ``--weights`` (ImageNet by default; the header names them) and random
+    weights (the blocks below the depth then stay at their random values: random
+    features) — at one learning rate (``learning_rates``: one value; 1e-4 by default)."""
+    bb = get_backbone(backbone or DEPTH_DEFAULTS["backbone"])
+    dataset = dataset or DEPTH_DEFAULTS["dataset"]
+    rates = tuple(learning_rates or (TRANSFER_LR,))
+    if len(rates) != 1:
+        raise ConfigError(f"the transfer study trains at one learning rate, got "
+                          f"{', '.join(format_lr(r) for r in rates)}: give --learning-rates "
+                          "with one value")
+    data = {"folder": "your data (folder layout)", "csv": "your data (CSV manifest)"}.get(
+        dataset, f"{dataset} data")
+    whole, top = depth_label(1, bb.num_blocks), depth_label(bb.num_blocks, bb.num_blocks)
+    columns = (Level("pretrained", "pretrained", {}, phrase="pretrained"),
+               Level("scratch", "scratch", {"weights": "none"}, phrase="from scratch"))
+    return Study(
+        "transfer", f"Pretrained against scratch at every depth — {bb.application}, "
+        f"{data}, lr {format_lr(rates[0])}", dataset, depth_rows(bb.name), columns,
+        "Fine-tuned blocks", column_header="Initialisation",
+        fixed={"learning_rate": rates[0]},
+        findings=(Finding("Which depths and initialisations are tied with the best cell?",
+                          ("tied_with_best",)),
+                  Finding("Does the pretrained network beat the same network from scratch "
+                          "at each depth?", ("columns_apart", "pretrained", "scratch")),
+                  Finding(f"Pretrained: is the whole network (blocks {whole}) "
+                          f"distinguishable from the top block alone (block {top})?",
+                          ("rows_apart", whole, top))),
+        paper=False, parametric=True, figures=("heatmap", "curves", "roc", "radar"))
+
+
+TRANSFER_LR = 1e-4  # the paper's best trade-off (§5)
+
+
 def parse_learning_rates(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
     """``--learning-rates 1e-4,1e-5`` as numbers above 0, none twice; None → None."""
     if text is None:
@@ -206,9 +242,14 @@ STUDIES = {s.name: s for s in (
         paper=False, figures=("heatmap", "curves", "radar"), column_legend=True),
     # --- any backbone on any data: the paper's depth × learning-rate grid --------------------
     depth_study(),
+    # --- any backbone on any data: does pretraining beat scratch at every depth? -----------
+    transfer_study(),
     # --- beyond the paper: pretraining on the unlabelled images (studies/unlabelled.py) ------
     *(make() for make in FRACTION_STUDIES.values()),
 )}
+
+# the parametric studies, made anew for a backbone, a data set and learning rates
+PARAMETRIC = {"depth": depth_study, "transfer": transfer_study}
 
 
 def with_fractions(study: Study, fractions: str | None = None) -> Study:
@@ -241,6 +282,13 @@ def with_fractions(study: Study, fractions: str | None = None) -> Study:
     return replace(study, rows=rows)
 
 
+def _learning_rates(study: Study) -> tuple[float, ...]:
+    """The learning rates a study trains at: its columns' (the depth study), else its own."""
+    rates = [level.settings["learning_rate"] for level in study.columns
+             if "learning_rate" in level.settings]
+    return tuple(rates) or (study.fixed["learning_rate"],)
+
+
 def get_study(name: str | Study, fractions: str | None = None, backbone: str | None = None,
               dataset: str | None = None,
               learning_rates: str | Sequence[float] | None = None) -> Study:
@@ -264,9 +312,8 @@ def get_study(name: str | Study, fractions: str | None = None, backbone: str | N
         if len(names) > 1:
             raise ConfigError(f"{study.name}: one backbone at a time here, got {backbone!r} "
                               "(grid and table take a list and go through it)")
-        study = depth_study(names[0], dataset or study.dataset,
-                            rates or tuple(level.settings["learning_rate"]
-                                           for level in study.columns))
+        study = PARAMETRIC[study.name](names[0], dataset or study.dataset,
+                                       rates or _learning_rates(study))
     elif backbone is not None and not study.parametric:
         if get_backbone(backbone).name not in study.backbones:
             raise ConfigError(f"{study.name} trains {', '.join(study.backbones)} itself; "

@@ -23,7 +23,7 @@ FIGURE_NAMES = ("heatmap", "curves", "roc", "radar", "params", "datasize", "conv
 # The number of items of each kind of claim, its kind included (core.protocol.Finding).
 _CLAIM_LENGTHS = {"all": 2, "best": 2, "best_in_column": 3, "best_in_row": 3, "worse": 3,
                   "similar_row": 2, "not_converged": 2, "tied_with_best": 1, "rows_apart": 3,
-                  "best_row_by_column": 1}
+                  "columns_apart": 3, "best_row_by_column": 1}
 
 
 def _claimed_labels(claim: tuple) -> list[tuple[str | None, str | None]]:
@@ -59,6 +59,8 @@ def _claimed_labels(claim: tuple) -> list[tuple[str | None, str | None]]:
         return []
     if kind == "rows_apart":
         return [(claim[1], None), (claim[2], None)]
+    if kind == "columns_apart":
+        return [(None, claim[1]), (None, claim[2])]
     return [cell(c) for c in claim[1]]  # not_converged
 
 
@@ -81,7 +83,7 @@ def validate_study(study: Study) -> None:
         except ValueError as error:
             raise ValueError(f"study {study.name!r}: {error}") from None
         for row, column in labels:
-            if row not in rows:
+            if row is not None and row not in rows:
                 raise ValueError(f"study {study.name!r}: claim {finding.claim!r} names row "
                                  f"{row!r}; its rows are {', '.join(rows)}")
             if column is not None and column not in columns:

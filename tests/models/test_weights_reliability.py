@@ -185,20 +185,25 @@ def test_an_integer_tensor_is_refused_with_its_dtype(tensors, tmp_path):
     assert f"tensor {name} is int8" in message and "quantised" in message
 
 
-def test_a_pytorch_checkpoint_says_how_to_make_a_safetensors_file(tmp_path):
+def test_a_pytorch_file_that_is_not_a_state_dict_is_refused_unread(tmp_path):
+    """PyTorch files are read without PyTorch (models.torch_checkpoint), tensors only:
+    one that holds something else, or names code to run, is refused by name, whatever
+    the file is called, and nothing is written."""
     zipped = tmp_path / "inception_v4.pth"  # torch.save's zip format
     with zipfile.ZipFile(zipped, "w") as archive:
         archive.writestr("archive/data.pkl", pickle.dumps({"a": 1}, protocol=2))
-    legacy = tmp_path / "pytorch_model.bin"  # torch.save's legacy pickle
+    legacy = tmp_path / "pytorch_model.bin"  # a bare pickle, not torch.save's legacy file
     legacy.write_bytes(pickle.dumps({"a": 1}, protocol=2))
     renamed = tmp_path / "model.safetensors"  # the magic bytes tell, not the name
     renamed.write_bytes(legacy.read_bytes())
-    for path in (zipped, legacy, renamed):
+    code = tmp_path / "code.pth"  # a pickle that would run os.system when unpickled
+    code.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    for path in (zipped, legacy, renamed, code):
         with pytest.raises(WeightsUnavailable) as err:
             convert_weights("inception_v4", path, out=tmp_path)
         message = _one_line(err)
-        assert message.startswith(f"{path} is a PyTorch checkpoint")
-        assert "torch.load" in message and "safetensors.torch.save_file(" in message
+        assert message.startswith(str(path))
+    assert "os.system" in message
     assert not list(tmp_path.glob("*.h5"))
 
 
