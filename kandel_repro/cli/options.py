@@ -37,7 +37,7 @@ SETTINGS = ("weights", "max_epochs", "patience", "batch_size", "head_pooling", "
             "transfer_blocks", "path_column", "label_column", "group_column", "window",
             "positive_class", "skip_unreadable",
             "bootstrap", "brightness", "contrast", "saturation", "hue", "crop", "stain_jitter",
-            "tta")
+            "tta", "strategy", "llrd_gamma", "probe_epochs", "ft_lr_mult", "lora_rank")
 # Grid options a Kaggle kernel sets itself.
 KERNEL_SETS = ("--data", "--runs", "--cache", "--shard", "--time-budget", "--submit",
                "--dataset", "--backbone")
@@ -314,6 +314,8 @@ def _similarity_parsers(sub):
                     ".pth/.pt (default: the installed one, for efficientnet_lite0)")
     cw.add_argument("--out", help="a *.weights.h5 file or a folder, created if it ends in / "
                     "(default: where --weights imagenet looks)")
+    cw.add_argument("--strip-prefix", metavar="TEXT", help="removed from the front of every "
+                    "tensor name that has it, e.g. module. (DataParallel) or model.")
     cw.set_defaults(verb="convert-weights")
     si = sub.add_parser(
         "similarity", help="what fine-tuning changed: linear CKA per block between a run's "

@@ -19,6 +19,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     _colour_options(p)
     _tajbakhsh_options(p)
     _transfusion_options(p)
+    _strategy_options(p)
     _speed_options(p)
     _data_options(p)
 
@@ -119,6 +120,24 @@ def _transfusion_options(p: argparse.ArgumentParser) -> None:
     f.add_argument("--transfer-blocks", type=int, default=None, metavar="K",
                    help="partial transfer: the pretrained --weights for blocks 1..K only, the "
                    "backbone's own random initialisation above (every block trains)")
+
+
+def _strategy_options(p: argparse.ArgumentParser) -> None:
+    """How the trainable blocks adapt (kandel_repro.training.strategies)."""
+    from ..training.strategies import STRATEGIES
+
+    s = p.add_argument_group("adaptation strategy (beyond the paper; default blocks, the paper's)")
+    s.add_argument("--strategy", choices=list(STRATEGIES), default=None,
+                   help="; ".join(f"{name}: {entry.summary}" for name, entry in STRATEGIES.items()))
+    s.add_argument("--llrd-gamma", type=float, default=None, metavar="γ",
+                   help="llrd: each block down learns γ× slower (default 0.75)")
+    s.add_argument("--probe-epochs", type=int, default=None, metavar="E",
+                   help="lp-ft: epochs of the head alone before fine-tuning (default 5)")
+    s.add_argument("--ft-lr-mult", type=float, default=None, metavar="M",
+                   help="lp-ft: the fine-tuning rate after the probe, × the learning rate "
+                   "(default 0.1)")
+    s.add_argument("--lora-rank", type=int, default=None, metavar="R",
+                   help="lora: the adapters' rank (default 4)")
 
 
 def _speed_options(p: argparse.ArgumentParser) -> None:

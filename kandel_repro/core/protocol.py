@@ -108,6 +108,12 @@ class Protocol:
     hue: float = 0.0  # rotate the hue by U(−h, h) of the colour circle (h ≤ 0.5)
     crop: float = 1.0  # a random square crop of this share of the side, resized back
     stain_jitter: float = 0.0  # HED jitter σ (Tellez et al. 2019): light 0.05, strong 0.2
+    # --- beyond the paper: how the trainable blocks adapt (kandel_repro.training.strategies)
+    strategy: str = "blocks"  # the paper's: the blocks from the depth train at one rate
+    llrd_gamma: float = 0.75  # llrd: block b of N at lr·γ^(N−b)
+    probe_epochs: int = 5  # lp-ft: epochs of the head alone
+    ft_lr_mult: float = 0.1  # lp-ft: the rate after the probe, × lr
+    lora_rank: int = 4  # lora: the adapters' rank
 
 
 # The paper's PCam protocol (§4.1).
@@ -229,6 +235,15 @@ SOURCES = {
     "variance Mean-Var initialisation draws from (Raghu et al. 2019); default ImageNet",
     "transfer_blocks": "beyond the paper: partial transfer (Raghu et al. 2019), pretrained "
     "weights for blocks 1..k only",
+    "strategy": "beyond the paper: how the trainable blocks adapt — the paper's block-wise "
+    "freezing (blocks), layer-wise rate decay (llrd), Auto-RGN (Lee et al. 2023), LP-FT "
+    "(Kumar et al. 2022), gradual unfreezing (Howard & Ruder 2018), LoRA (Hu et al. 2022)",
+    "llrd_gamma": "beyond the paper: our choice for CNNs, 0.75 per block (BEiT and MAE use "
+    "0.65–0.75 per transformer layer)",
+    "probe_epochs": "beyond the paper: our choice, 5 epochs of linear probe before LP-FT's "
+    "fine-tuning",
+    "ft_lr_mult": "beyond the paper: our choice, LP-FT fine-tunes at a tenth of the rate",
+    "lora_rank": "beyond the paper: our choice, rank-4 adapters (Hu et al. 2022 use 1–64)",
     "brightness": "beyond the paper: the doctoral plan among the sources augments colour "
     "too; brightness shift (tf.image.adjust_brightness's rule, on the 0–255 range)",
     "contrast": "beyond the paper: contrast (the doctoral plan's augmentation; "

@@ -72,15 +72,16 @@ def delong(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray
     return aucs, s10 / m + s01 / n
 
 
-ZERO_VARIANCE = ("DeLong's variance is 0 there (the classes are perfectly separated): "
-                 "no interval of zero width is given")
+ZERO_VARIANCE = ("DeLong's variance is 0 there (the classes are perfectly separated, or every "
+                 "image got the same score): no interval of zero width is given")
 
 
 def auc_ci(labels: ArrayLike, scores: ArrayLike,
            level: float = 0.95) -> tuple[float, float, float]:
     """``(auc, lower, upper)``: DeLong's interval at ``level`` (default 95 %); the ends
     are NaN (not assessable) for a split of fewer than :data:`~.assessable.MIN_PER_CLASS` images of
-    a class, or where DeLong's variance is 0 (the classes perfectly separated)."""
+    a class, or where DeLong's variance is 0 (the classes perfectly separated, or one score
+    for every image)."""
     from scipy.stats import norm
 
     aucs, cov = delong(labels, np.asarray(scores, dtype=float)[None, :])

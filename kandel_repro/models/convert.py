@@ -187,17 +187,21 @@ def expected_tensors(backbone_name: str) -> Mapping[str, tuple[int, ...]]:
 
 
 def convert_weights(backbone_name: str, checkpoint: str | Path | None = None,
-                    out: str | Path | None = None) -> Path:
+                    out: str | Path | None = None, strip_prefix: str | None = None) -> Path:
     """Convert ``checkpoint`` (a safetensors file or a ``torch.save`` file in the
     backbone's layout) into the Keras weights file ``out`` (a ``*.weights.h5`` file, or a
     folder to hold the backbone's notop file; default
     ``Backbone.converted_weights_file()``), written atomically; its path. ``checkpoint``
-    None: the one a pip package installs (EfficientNet-Lite0's), where there is one."""
+    None: the one a pip package installs (EfficientNet-Lite0's), where there is one.
+    ``strip_prefix``: removed from the front of every tensor name that has it (``module.``
+    of ``DataParallel``, ``model.`` of a training framework)."""
     backbone = get_backbone(backbone_name)
     layout = _converter(backbone.name)
     target = _target(backbone, out)
     path = Path(checkpoint) if checkpoint is not None else installed_checkpoint(backbone.name)
     tensors = _read(path, backbone)
+    if strip_prefix:
+        tensors = {name.removeprefix(strip_prefix): value for name, value in tensors.items()}
     # NOTE: checked against the committed manifest, before a model is built for it
     needed = {name: shape for name, shape in manifest(backbone.name).items()
               if not layout.dropped(name)}

@@ -37,8 +37,9 @@ def describe_data(configs: Sequence[RunSettings]) -> str:
     elif c.get("protocol") == "own":
         kind = ((f"synthetic {c.num_classes}-class set made by `kandel-repro data "
                  "synthetic-folder` — not real data") if synthetic
-                else f"{'images in folders' if c.get('dataset') == 'folder' else 'a CSV manifest'}"
-                     f" at {c.get('data_dir')}")
+                else "real images (not made by the package): "
+                     f"{'images in folders' if c.get('dataset') == 'folder' else 'a CSV manifest'}"
+                     f" at {_shown(c.get('data_dir'))}")
         classes = c.get("classes") or []
         parts = [f"resized to {size}",
                  f"{len(classes) or c.num_classes} classes"
@@ -73,6 +74,32 @@ def describe_data(configs: Sequence[RunSettings]) -> str:
                  "training split)")
     return (f"{kind}; {train} / {c['n_val']:,} validation / "
             f"{c['n_test']:,} test images; " + "; ".join(parts))
+
+
+def _shown(path: str | None) -> str | None:
+    """A data path as a table shows it: relative to the working folder where it lies
+    inside it (so that a committed table names no machine's folders), else as recorded."""
+    if not path:
+        return path
+    try:
+        return Path(path).relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path
+
+
+def describe_weights(configs: Sequence[RunSettings]) -> str:
+    """The weights the runs started from, as the header says them: ``imagenet``, ``none``,
+    a file; ImageNet weights of a backbone of ours say which checkpoint they came from."""
+    from ..models.backbones import get_backbone
+
+    words = []
+    for weights in sorted({c.get("weights") for c in configs}):
+        converted = sorted({get_backbone(c["backbone"]).converted_from for c in configs
+                            if c.get("weights") == weights and weights == "imagenet"
+                            and get_backbone(c["backbone"]).build is not None} - {None})
+        words.append(f"{weights} (converted from {'; '.join(converted)})" if converted
+                     else str(weights))
+    return ", ".join(words) or "—"
 
 
 def deviations_of(configs: Iterable[RunSettings], study: Study | None = None) -> list[str]:

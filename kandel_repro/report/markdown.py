@@ -9,7 +9,8 @@ import numpy as np
 from ..core.bootstrap import BOOTSTRAP
 from ..core.protocol import NOT_CONVERGED_BELOW_AUC
 from .collect import METRICS, TARGET_SHARE, TIED_MARK, Table, tta_views_of
-from .header import caveat_of, column_legend, computed_with, describe_data, deviations_of
+from .header import (caveat_of, column_legend, computed_with, describe_data, describe_weights,
+                     deviations_of)
 
 
 # What a TTA grid's metric is ({views}: the views in words, :func:`_views_text`).
@@ -56,13 +57,12 @@ def render_markdown(table: Table, command: str) -> str:
     caveat = caveat_of(configs, study)
     if caveat:
         lines += [f"> **Made from {caveat}: not comparable to the paper.**", ""]
-    weights = sorted({c.get("weights") for c in configs}) or ["—"]
     devs = deviations_of(configs, study)
     done = int((table.frame["status"] == "ok").sum())
     split_seeds = sorted({c.get("split_seed", 0) for c in configs}) or [0]
     lines += [
         f"- Data: {describe_data(configs)}",
-        f"- Backbone: {', '.join(study.backbones)}; weights: {', '.join(weights)}",
+        f"- Backbone: {', '.join(study.backbones)}; weights: {describe_weights(configs)}",
         f"- Metric: {_metric_text(metric, configs)}",
         f"- Runs finished: {done} of {len(table.frame)}",
         _seeds_line(table, split_seeds),
@@ -97,6 +97,7 @@ def render_markdown(table: Table, command: str) -> str:
     if study.note:
         lines += ["", study.note]
     lines += _target_lines(table)
+    lines += _cost_lines(table)
     lines += _tta_lines(table)
     test = _test_name(table)
     if study.paper:
@@ -107,6 +108,7 @@ def render_markdown(table: Table, command: str) -> str:
               else "")
     lines += [f"- {text} — **{v}**{run_of if v != 'not assessable' else ''}: {reason}."
               for text, v, reason in table.findings]
+    lines += _recommendation_lines(table)
     if table.findings and study.paper:
         lines += ["", "Answers are computed from the runs (`kandel_repro/report/compare.py`): "
                   f"*supported* or *contradicted* when {test} separates the cells "
@@ -210,6 +212,26 @@ def _selection_line(table):
             "test split is not used to choose")
 
 
+def _recommendation_lines(table):
+    """The configuration a user acts on, for a study no paper speaks of whose metric is
+    the test split's: chosen on the validation split, its test AUC reported apart."""
+    if table.study.paper or table.metric != "test_auc":
+        return []
+    done = table.frame[(table.frame["status"] == "ok") & table.frame["val_auc"].notna()]
+    if done.empty:
+        return []
+    means = done.groupby(["row", "column"])[["val_auc", "test_auc"]].mean()
+    cell = means["val_auc"].idxmax()
+    bold = ("it is also the bold cell" if table.best == cell else
+            f"the bold cell ({table.describe(table.best)}) is the best on the test split, "
+            "known only after scoring every cell there: the grid's ceiling, not what "
+            "choosing gives")
+    return [f"- **Recommended configuration**, chosen on the validation split: "
+            f"{table.describe(cell)} (validation {means.loc[cell, 'val_auc']:.4f}); its test "
+            f"AUC {means.loc[cell, 'test_auc']:.4f} estimates what this choice gives "
+            f"on new images of the same kind — {bold}."]
+
+
 def _test_name(table):
     """The paired test that compares two cells' runs, in words."""
     if table.multiclass:
@@ -265,3 +287,30 @@ def _ties_line(table):
     return (f"- {TIED_MARK}: tied with the best — not significantly below it by "
             f"{_test_name(table)} on the same {split} images, Holm-adjusted over the table's "
             f"{comparisons}, 5 %{seeds}{skipped}")
+
+
+def _cost_lines(table):
+    """What each cell cost, where a study's rows mix strategies with block-wise depths,
+    and the cheapest cell tied with the best."""
+    if "cost" not in table.study.figures:
+        return []
+    from .costs import cell_costs, cheapest_tied
+
+    costs = cell_costs(table)
+    if costs.empty:
+        return []
+    lines = ["", "## What each cell cost", "",
+             "Training seconds (evaluation left out) and epochs relative to the whole network "
+             "fine-tuned block-wise at the same learning rate, on the machine of these runs; "
+             "trainable parameters averaged over the epochs.", "",
+             "| Row | Column | epochs | training s | × whole network (s) | trainable parameters |",
+             "|---|---|---|---|---|---|"]
+    for _, c in costs.iterrows():
+        relative = f"{c['relative_seconds']:.2f}" if c["relative_seconds"] == c["relative_seconds"] \
+            else "—"
+        lines.append(f"| {c['row']} | {c['column']} | {c['epochs']:.0f} | "
+                     f"{c['train_seconds']:.0f} | {relative} | {c['trainable_parameters']:,.0f} |")
+    _, sentence = cheapest_tied(table, costs)
+    lines += ["", f"Cheapest of the cells tied with the best: {sentence}."]
+    return lines
+

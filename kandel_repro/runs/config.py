@@ -43,6 +43,7 @@ from ..models.weights import MEANVAR, normalise_weights
 from ..training.augment import AUGMENTERS, check_fast
 from ..training.colour import COLOUR_OFF, STAIN_JITTER
 from ..training.runtime import default_eval_batch_size, device_description, resolve_precision
+from ..training.strategies import check_strategy
 from .keys import RENAMED
 from .settings import EVALUATION_DEFAULTS, RUNTIME_DEFAULTS, RunSettings
 
@@ -198,6 +199,7 @@ def resolve_config(backbone: str, first_trainable_block: int, learning_rate: flo
             raise ConfigError(f"{option(key)} must be one of "
                               f"{', '.join(str(c) for c in choices)}, got {config[key]!r}")
     _check_optimiser(config)
+    check_strategy(config)
     _check_transfer(config, bb)
     if config["first_trainable_layer"] is not None:
         layers = bb.num_layers

@@ -15,6 +15,7 @@ EXPERIMENT_KEYS = (
     "magnification", "wsi_map_sha1", "momentum", "lr_decay", "head_lr_mult", "bias_lr_mult",
     "first_trainable_layer", "init", "train_fraction", "balance", "weights_from",
     "transfer_blocks", "brightness", "contrast", "saturation", "hue", "crop", "stain_jitter",
+    "strategy", "llrd_gamma", "probe_epochs", "ft_lr_mult", "lora_rank",
     # own data: the classes in label order (a fact of the data; --positive-class acts
     # through it, so a run that named the positive class the rule gives anyway is the same
     # experiment as one that named none), and the images left out as unreadable
@@ -28,7 +29,9 @@ ADDED = {"momentum": 0.0, "lr_decay": 1.0, "head_lr_mult": 1.0, "bias_lr_mult": 
          "first_trainable_layer": None, "init": None, "train_fraction": 1.0,
          "balance": "none", "wsi_map": None, "weights_from": None, "transfer_blocks": None,
          "brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0, "crop": 1.0,
-         "stain_jitter": 0.0, "positive_class": None, "skip_unreadable": False}
+         "stain_jitter": 0.0, "positive_class": None, "skip_unreadable": False,
+         "strategy": "blocks", "llrd_gamma": 0.75, "probe_epochs": 5, "ft_lr_mult": 0.1,
+         "lora_rank": 4}
 
 
 # Keys of config.json renamed since runs were first written: old name → current name.

@@ -88,6 +88,11 @@ class RunSettings(Mapping):
     balance: str | None = None
     weights_from: str | None = None
     transfer_blocks: int | None = None
+    strategy: str | None = None
+    llrd_gamma: float | None = None
+    probe_epochs: int | None = None
+    ft_lr_mult: float | None = None
+    lora_rank: int | None = None
     brightness: float | None = None
     contrast: float | None = None
     saturation: float | None = None
@@ -236,6 +241,11 @@ class UserSettings(Mapping):
     balance: str | None = None
     weights_from: str | None = None
     transfer_blocks: int | None = None
+    strategy: str | None = None
+    llrd_gamma: float | None = None
+    probe_epochs: int | None = None
+    ft_lr_mult: float | None = None
+    lora_rank: int | None = None
     first_trainable_layer: int | None = None
     path_column: str | None = None
     label_column: str | None = None

@@ -24,12 +24,14 @@ from ..core.errors import ConfigError
 from ..core.files import staging_path, write_csv
 from ..core.stats import auc_of, summary_of
 from ..data.split import downsample, nested_subset
-from ..models.backbones import assign_layers, get_backbone
+from ..models.backbones import HEAD_LAYERS, assign_layers, get_backbone
 from ..models.build import build_model
-from ..models.freeze import set_trainable_blocks, set_trainable_layers
+from ..models.freeze import set_trainable_blocks, set_trainable_layers, trainable_layer_names
 from ..models.initialise import reinitialise
 from ..training.augment import make_input_stage
 from ..training.optim import build_optimizers, epoch_decay, grouped_trainer
+from ..training.strategies import (check_strategy, enable_adapters, scaled_optimizer,
+                                   strategy_callback)
 from ..training.pipeline import idg_batches, in_memory_dataset, predict_uint8
 from ..training.runtime import jit_setting, make_strategy, precision_scope
 from ..training.tta import images_per_batch, tta_metrics, tta_predictor
@@ -214,6 +216,11 @@ def build_run_models(config: RunSettings, image_shape: tuple,
             trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
                                              config["num_blocks"])
 
+        if config["strategy"] == "lora":  # (before the optimiser is built on them)
+            enable_adapters(model, block_map, config["first_trainable_block"],
+                            config["lora_rank"])
+            trainable = trainable_layer_names(model)
+
         def wrap(augmentation, dtype, name, groups=None, colour=None):
             images = keras.Input(tuple(image_shape), dtype=dtype, name="images")
             stage = make_input_stage(augmentation, preprocess, seed=config["seed"],
@@ -223,15 +230,21 @@ def build_run_models(config: RunSettings, image_shape: tuple,
             return keras.Model(images, model(stage(images)), name=name)
 
         optimizers = build_optimizers(model, config)
+        if config["strategy"] != "blocks":  # one optimiser, a rate scale per variable
+            check_strategy(config)  # (precision "auto" is resolved by now)
+            optimizers = [(scaled_optimizer(optimizers[0][0]), None, optimizers[0][2])]
         grouped = None if optimizers[0][1] is None else [(o, v) for o, v, _ in optimizers]
         trainer = wrap(config["augmentation"] if fast else None,
                        "uint8" if fast or config["augmentation"] is None else "float32",
                        "trainer", grouped, colour=colour if fast else None)
         trainer.optimizers_used = optimizers
+        trainer.block_map = block_map  # (what a strategy's callback freezes by)
         predictor = predictor_of(model, config, image_shape)
         # NOTE: compiled under the policy, so mixed_float16 gets Keras' loss scaling.
         trainer.compile(optimizer=optimizers[0][0], loss=loss_of(config), metrics=["accuracy"],
                         jit_compile=jit_setting(config["jit"]))
+        if config["strategy"] != "blocks":  # NOTE: built on all it may ever train
+            trainer.optimizer.build(trainer.trainable_variables)
     return RunModels(model, trainer, predictor, trainable)
 
 
@@ -366,6 +379,11 @@ def _fit(run, data, models, verbose, deadline):
                                 data.y[run.val_idx], config["eval_batch_size"], log), stopping]
     if config["lr_decay"] != 1.0:
         callbacks.insert(0, epoch_decay(trainer.optimizers_used, config["lr_decay"]))
+    if config["strategy"] != "blocks":  # (first: it adds to the logs ValidationAUC writes)
+        probe = run.train_idx[:config["batch_size"]]
+        callbacks.insert(0, strategy_callback(
+            trainer, model, trainer.block_map, HEAD_LAYERS, config,
+            (data.x[probe].astype(trainer.inputs[0].dtype), data.y[probe].astype("float32"))))
     # NOTE: after the AUC callback, which adds val_auc and learning_rate to the epoch's logs.
     callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.folder / rundir.TENSORBOARD),
                                                  write_graph=False, update_freq="epoch"))

@@ -119,6 +119,22 @@ def transfer_rows(backbone: str) -> tuple[Level, ...]:
 COLOUR_POLICY = {"brightness": 0.1, "contrast": 0.2, "saturation": 0.2, "hue": 0.05}
 
 
+def strategy_rows(backbone: str) -> tuple[Level, ...]:
+    """The strategies study's rows: the block-wise depths (the grid's own answer, so that a
+    strategy is compared with the best cell, not a strawman), then each other strategy of
+    :data:`kandel_repro.training.strategies.STRATEGIES`, free to move every block."""
+    from ..training.strategies import STRATEGIES
+
+    bb = get_backbone(backbone)
+    depths = tuple(Level(f"blocks {level.label}", level.folder_part,
+                         {**level.settings, "strategy": "blocks"}, phrase=level.phrase)
+                   for level in depth_rows(backbone))
+    return depths + tuple(
+        Level(name, f"{bb.name}_{name}", {"backbone": bb.name, "first_trainable_block": 1,
+                                          "strategy": name}, phrase=f"{name} (every block)")
+        for name in STRATEGIES if name != "blocks")
+
+
 def policy_columns() -> tuple[Level, ...]:
     """The augmentation study's columns: no augmentation, the paper's (§4.1), the paper's
     with :data:`COLOUR_POLICY`, and the paper's with strong HED stain jitter. Each sets

@@ -21,7 +21,7 @@ from ..core.errors import ConfigError
 from ..core.protocol import FINDINGS, LEARNING_RATES, Finding
 from ..models.backbones import depth_label, get_backbone
 from .levels import (depth_rows, format_lr, fraction_rows, layer_rows, lr_columns, policy_columns,
-                     scratch_level, scratch_rows, transfer_rows, tuned_level)
+                     scratch_level, scratch_rows, strategy_rows, transfer_rows, tuned_level)
 from .types import Level, Study
 from .unlabelled import (FRACTIONS as UNLABELLED_FRACTIONS, LEARNING_RATE as UNLABELLED_LR, TRUNK,
                          findings_at, init_levels)
@@ -114,6 +114,25 @@ def transfer_study(backbone: str | None = None, dataset: str | None = None,
 
 
 TRANSFER_LR = 1e-4  # the paper's best trade-off (§5)
+
+
+def strategies_study(backbone: str | None = None, dataset: str | None = None,
+                     learning_rates: Sequence[float] | None = None) -> Study:
+    """Which way of adapting reaches the best block-wise cell: the block-wise depths and the
+    strategies of :mod:`kandel_repro.training.strategies` (rows) × the learning rates."""
+    bb = get_backbone(backbone or DEPTH_DEFAULTS["backbone"])
+    dataset = dataset or DEPTH_DEFAULTS["dataset"]
+    data = {"folder": "your data (folder layout)", "csv": "your data (CSV manifest)"}.get(
+        dataset, f"{dataset} data")
+    return Study(
+        "strategies", f"Adaptation strategies against block-wise depths — {bb.application}, "
+        f"{data}", dataset, strategy_rows(bb.name), lr_columns(learning_rates or LEARNING_RATES),
+        "Strategy",
+        findings=(Finding("Which strategies and depths are tied with the best cell?",
+                          ("tied_with_best",)),
+                  Finding("Does the best strategy change with the learning rate?",
+                          ("best_row_by_column",))),
+        paper=False, parametric=True, figures=("heatmap", "cost", "curves", "radar"))
 
 
 def parse_learning_rates(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
@@ -244,12 +263,14 @@ STUDIES = {s.name: s for s in (
     depth_study(),
     # --- any backbone on any data: does pretraining beat scratch at every depth? -----------
     transfer_study(),
+    # --- any backbone on any data: the adaptation strategies against the depth grid --------
+    strategies_study(),
     # --- beyond the paper: pretraining on the unlabelled images (studies/unlabelled.py) ------
     *(make() for make in FRACTION_STUDIES.values()),
 )}
 
 # the parametric studies, made anew for a backbone, a data set and learning rates
-PARAMETRIC = {"depth": depth_study, "transfer": transfer_study}
+PARAMETRIC = {"depth": depth_study, "transfer": transfer_study, "strategies": strategies_study}
 
 
 def with_fractions(study: Study, fractions: str | None = None) -> Study:

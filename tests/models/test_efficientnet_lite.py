@@ -250,3 +250,19 @@ def test_a_wrong_preprocessing_changes_the_answer(lite0_imagenet):
                      lambda x: x / 255.0)  # [0, 1] instead of (x − 127) / 128
     tops = [[int(i) for i in np.argsort(-row)[:5]] for row in logits]
     assert tops != [[index for index, _ in top5] for top5 in KNOWN_ANSWER.values()]
+
+
+def test_strip_prefix_reads_a_checkpoint_saved_with_module_names(tmp_path, capsys):
+    from kandel_repro.cli.main import main
+
+    def prefixed(tensors):
+        for name in list(tensors):
+            tensors[f"module.{name}"] = tensors.pop(name)
+
+    path, _ = _random_checkpoint("efficientnet_lite0", tmp_path / "dp.safetensors", prefixed)
+    out = tmp_path / "w.weights.h5"
+    assert main(["convert-weights", "efficientnet_lite0", str(path), "--out", str(out)]) == 2
+    assert "no tensor _conv_stem.weight" in capsys.readouterr().err and not out.exists()
+    assert main(["convert-weights", "efficientnet-lite0", str(path), "--out", str(out),
+                 "--strip-prefix", "module."]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}" and out.is_file()

@@ -70,6 +70,7 @@ def test_verdict_answers_every_claim_kind_the_protocol_names(tmp_path):
               "best_in_row": ("best_in_row", A[0], A[1]), "worse": ("worse", B, A),
               "similar_row": ("similar_row", A[0]), "not_converged": ("not_converged", [A]),
               "tied_with_best": ("tied_with_best",), "rows_apart": ("rows_apart", A[0], B[0]),
+              "columns_apart": ("columns_apart", A[1], C[1]),
               "best_row_by_column": ("best_row_by_column",)}
     assert sorted(claims) == sorted(protocol.CLAIM_KINDS)
     answers = {SUPPORTED, TIED, CONTRADICTED, UNKNOWN, compare.ANSWERED, compare.APART,

@@ -1,0 +1,138 @@
+"""What each cell of a table cost to train, and the cheapest of the cells tied with the best.
+
+A cell's cost comes from its runs' own records: the epochs run (``metrics.json``), the
+seconds spent training (``history.csv``'s ``train_seconds``, evaluation left out) and the
+trainable parameters (per epoch where a strategy changes them, else the run's). Seconds
+and epochs are given relative to the whole network fine-tuned block-wise at the same
+learning rate (the paper's deepest cell: the reference a strategy must beat on cost),
+measured on the same machine as the table's other runs. ``<study>_cost.png`` draws the
+metric against that relative cost: each strategy a point with its interval, the
+block-wise cells as the reference cloud.
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..runs import rundir
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+# NOTE: a table is report.collect's Table, not imported here (the import chain's length)
+Table = Any
+
+
+def cell_costs(table: Table) -> pd.DataFrame:
+    """One row per cell with a finished run: ``row``, ``column``, ``epochs``,
+    ``train_seconds``, ``trainable_parameters`` (mean over its seeds; per-epoch counts
+    averaged over the epochs), ``block_wise`` (a depth of the blocks strategy) and, where
+    the whole network's block-wise cell of that column has run, ``relative_seconds`` and
+    ``relative_epochs``."""
+    import pandas as pd
+
+    rows = []
+    for level in table.study.rows:
+        for column in table.study.columns:
+            cell = (level.label, column.label)
+            epochs, seconds, parameters = [], [], []
+            for name in table.evidence.runs.get(cell, {}).values():
+                metrics = rundir.read_metrics(table.runs_dir / name) or {}
+                history = _history(table.runs_dir / name)
+                if history is None or metrics.get("status") != "ok":
+                    continue
+                epochs.append(float(metrics.get("epochs_run", len(history))))
+                seconds.append(float(history["train_seconds"].sum()))
+                per_epoch = history.get("trainable_parameters")
+                parameters.append(float(per_epoch.mean()) if per_epoch is not None
+                                  else float(metrics.get("trainable_parameters", np.nan)))
+            if epochs:
+                rows.append({"row": level.label, "column": column.label,
+                             "block_wise": level.settings.get("strategy", "blocks") == "blocks",
+                             "first_trainable_block": level.settings.get("first_trainable_block"),
+                             "epochs": np.mean(epochs), "train_seconds": np.mean(seconds),
+                             "trainable_parameters": np.mean(parameters)})
+    frame = pd.DataFrame(rows, columns=["row", "column", "block_wise", "first_trainable_block",
+                                        "epochs", "train_seconds", "trainable_parameters"])
+    whole = frame[frame["block_wise"] & (frame["first_trainable_block"] == 1)]
+    reference = dict(zip(whole["column"], zip(whole["train_seconds"], whole["epochs"])))
+    frame["relative_seconds"] = [s / reference[c][0] if c in reference else np.nan
+                                 for s, c in zip(frame["train_seconds"], frame["column"])]
+    frame["relative_epochs"] = [e / reference[c][1] if c in reference else np.nan
+                                for e, c in zip(frame["epochs"], frame["column"])]
+    return frame
+
+
+def _history(run: Path):
+    import pandas as pd
+
+    path = run / rundir.HISTORY
+    if not path.is_file():
+        return None
+    history = pd.read_csv(path)
+    return history if "train_seconds" in history else None
+
+
+def cheapest_tied(table: Table, costs: pd.DataFrame) -> tuple[tuple[str, str] | None, str]:
+    """The cheapest (fewest training seconds) of the best cell and the cells tied with it,
+    and a sentence saying so; ``(None, why)`` where ties cannot be told."""
+    best, _, tied = table.evidence.ties()
+    if best is None:
+        return None, "no run has finished"
+    if any(value is None for value in tied.values()):
+        return None, "the ties with the best cell are not assessable"
+    candidates = [best] + [cell for cell, value in tied.items() if value]
+    seconds = {(r, c): s for r, c, s in zip(costs["row"], costs["column"], costs["train_seconds"])}
+    known = [cell for cell in candidates if cell in seconds]
+    if not known:
+        return None, "no cost is recorded for the best cell or its ties"
+    cheapest = min(known, key=seconds.get)
+    relative = dict(zip(zip(costs["row"], costs["column"]), costs["relative_seconds"]))
+    share = relative.get(cheapest)
+    cost = (f"{seconds[cheapest]:.0f} s of training"
+            + (f", {share:.2f}× the whole network's block-wise run" if share == share else ""))
+    return cheapest, (f"of the {len(candidates)} cell(s) tied with the best "
+                      f"({best[0]} at {best[1]}), the cheapest is {cheapest[0]} at "
+                      f"{cheapest[1]} ({cost})")
+
+
+def cost_figure(table: Table, path: str | Path | None) -> Figure | None:
+    """``<study>_cost.png``: the metric (with its interval) against the training seconds
+    relative to the whole network's block-wise run; strategies labelled, block-wise cells
+    grey; only for studies whose rows mix strategies with block-wise depths."""
+    costs = cell_costs(table)
+    if costs.empty or costs["block_wise"].all() or costs["relative_seconds"].isna().all():
+        return None
+    import matplotlib.pyplot as plt
+
+    cells = table.cells.set_index(["row", "column"])
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    for _, cost in costs.iterrows():
+        key = (cost["row"], cost["column"])
+        if key not in cells.index or not np.isfinite(cost["relative_seconds"]):
+            continue
+        cell = cells.loc[key]
+        low, high = cell.get("ci_low", np.nan), cell.get("ci_high", np.nan)
+        error = None if not (np.isfinite(low) and np.isfinite(high)) else \
+            [[cell["mean"] - low], [high - cell["mean"]]]
+        style = dict(color="0.6", marker="s", ms=4) if cost["block_wise"] else \
+            dict(color="tab:blue", marker="o", ms=6)
+        ax.errorbar(cost["relative_seconds"], cell["mean"], yerr=error, capsize=2,
+                    lw=0.8, **style)
+        ax.annotate(f"{cost['row']} @ {cost['column']}", (cost["relative_seconds"], cell["mean"]),
+                    fontsize=6 if cost["block_wise"] else 7, xytext=(4, 3),
+                    textcoords="offset points", color="0.45" if cost["block_wise"] else "black")
+    ax.set_xlabel("training seconds ÷ the whole network's block-wise run (same learning rate)")
+    ax.set_ylabel(table.metric.replace("_auc", " ROC AUC").replace("_", " "))
+    title = textwrap.fill(table.study.title, 80)
+    ax.set_title(f"{title}\nquality against cost (grey: the block-wise depths)", fontsize=8)
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=120)
+        plt.close(figure)
+    return figure
