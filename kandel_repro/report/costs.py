@@ -136,3 +136,40 @@ def cost_figure(table: Table, path: str | Path | None) -> Figure | None:
         figure.savefig(path, dpi=120)
         plt.close(figure)
     return figure
+
+
+def scales_figure(table: Table, path: str | Path | None) -> Figure | None:
+    """``<study>_scales.png``: which blocks a per-tensor strategy (Auto-RGN) chose to
+    move — the mean rate scale of each block's tensors at each epoch, one panel per cell
+    whose runs logged them (seed 0's run)."""
+    panels = []
+    for level in table.study.rows:
+        if level.settings.get("strategy") != "auto-rgn":
+            continue
+        for column in table.study.columns:
+            runs = table.evidence.runs.get((level.label, column.label), {})
+            history = _history(table.runs_dir / runs[min(runs)]) if runs else None
+            if history is None:
+                continue
+            blocks = sorted((c for c in history.columns if c.startswith("scale_block")),
+                            key=lambda c: int(c.removeprefix("scale_block")))
+            if blocks:
+                panels.append((f"{level.label} @ {column.label}", history, blocks))
+    if not panels:
+        return None
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for ax, (title, history, blocks) in zip(axes[0], panels):
+        values = history[blocks].to_numpy(float).T  # blocks × epochs
+        image = ax.imshow(values, aspect="auto", cmap="viridis", origin="lower",
+                          extent=(0.5, len(history) + 0.5, 0.5, len(blocks) + 0.5))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("block (1: nearest the input)")
+        ax.set_title(f"{title}: mean rate scale per block", fontsize=8)
+        figure.colorbar(image, ax=ax, fraction=0.046)
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=120)
+        plt.close(figure)
+    return figure

@@ -16,7 +16,7 @@ from ..readers.registry import get_reader
 from ..runs import rundir
 from ..studies.types import Study
 from .collect import SHORT, TARGET_SHARE, TIED_MARK, Table
-from .costs import cost_figure
+from .costs import cost_figure, scales_figure
 from .plots import (confusion_matrix_figure, depth_lines, heatmap, learning_curves,
                     lines_with_bands, radar, roc_curves, scatter_panels)
 
@@ -403,4 +403,4 @@ def convergence_figure(table: Table, path: str | Path | None) -> Figure | None:
 FIGURES = {"heatmap": table_heatmap, "curves": curves_figure, "roc": roc_figure,
            "radar": radar_figure, "params": params_figure, "datasize": datasize_figure,
            "convergence": convergence_figure, "small-nets": smallnets_figure,
-           "confusion": confusion_figure, "cost": cost_figure}
+           "confusion": confusion_figure, "cost": cost_figure, "scales": scales_figure}

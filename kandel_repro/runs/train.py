@@ -33,7 +33,8 @@ from ..training.optim import build_optimizers, epoch_decay, grouped_trainer
 from ..training.strategies import (check_strategy, enable_adapters, scaled_optimizer,
                                    strategy_callback)
 from ..training.pipeline import idg_batches, in_memory_dataset, predict_uint8
-from ..training.runtime import jit_setting, make_strategy, precision_scope
+from ..training.runtime import (jit_setting, make_strategy, memory_peak, precision_scope,
+                                reset_memory_peak)
 from ..training.tta import images_per_batch, tta_metrics, tta_predictor
 from . import rundir
 from .config import colour_of, resolve_runtime, with_data
@@ -351,6 +352,7 @@ def _build(run, data):
     import keras
 
     keras.utils.set_random_seed(run.config.seed)
+    reset_memory_peak()  # (the run's own peak, on a GPU)
     models = build_run_models(run.config, data.image_shape, run.strategy)
     # (Keras' "auto", resolved)
     run.config = run.config.updated(jit="on" if models.trainer.jit_compile else "off")
@@ -472,6 +474,8 @@ def _record(run, models, log, scores, started):
         # Epochs after the first exclude tracing and compilation.
         "steady_images_per_second": (round(log.n_train * (epochs_run - 1) / later, 2)
                                      if epochs_run > 1 and later > 0 else None),
+        "train_seconds": round(log.train_seconds, 2),  # (evaluation left out)
+        "peak_gpu_memory_bytes": memory_peak(),  # (None on a CPU: not measured)
         "trainable_layers": len(trainable),
         "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
     }

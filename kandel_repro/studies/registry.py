@@ -132,7 +132,7 @@ def strategies_study(backbone: str | None = None, dataset: str | None = None,
                           ("tied_with_best",)),
                   Finding("Does the best strategy change with the learning rate?",
                           ("best_row_by_column",))),
-        paper=False, parametric=True, figures=("heatmap", "cost", "curves", "radar"))
+        paper=False, parametric=True, figures=("heatmap", "cost", "scales", "curves", "radar"))
 
 
 def parse_learning_rates(text: str | Sequence[float] | None) -> tuple[float, ...] | None:

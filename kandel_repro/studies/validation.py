@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # (for the hints only: validation works on any study-shaped o
 # kandel_repro.report.figures.FIGURES. NOTE: runs may not import report, so the names are
 # repeated here; a test keeps the two alike.
 FIGURE_NAMES = ("heatmap", "curves", "roc", "radar", "params", "datasize", "convergence",
-                "small-nets", "confusion", "cost")
+                "small-nets", "confusion", "cost", "scales")
 
 
 # The number of items of each kind of claim, its kind included (core.protocol.Finding).

@@ -83,3 +83,23 @@ def default_eval_batch_size() -> int:
     # fits in the memory training already took: a batch of 128 raised a training
     # process's peak memory by 0.33 GiB (make bench's peak-memory figure).
     return 1024 if gpus() else 64
+
+
+def reset_memory_peak() -> None:
+    """Start measuring the first GPU's peak memory anew (nothing on a CPU)."""
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def memory_peak() -> int | None:
+    """The first GPU's peak memory since :func:`reset_memory_peak`, in bytes; None on a
+    CPU, where no per-run figure can be had (the process's peak holds the data set and
+    every earlier run of a grid)."""
+    import tensorflow as tf
+
+    if not tf.config.list_logical_devices("GPU"):
+        return None
+    return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+

@@ -31,7 +31,7 @@ def test_the_strategies_study_has_the_depths_then_the_strategies():
     assert dict(study.rows[5].settings) == {"backbone": "resnet50", "first_trainable_block": 1,
                                             "strategy": "llrd"}
     assert study.rows[0].settings["strategy"] == "blocks"
-    assert "cost" in study.figures
+    assert {"cost", "scales"} <= set(study.figures)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +61,12 @@ def strategy_runs(tmp_path_factory):
         for file in (rundir.TEST_PREDICTIONS, rundir.VAL_PREDICTIONS):
             write_csv(run / file, rundir.prediction_frame(test.selected_ids(), labels, scores))
         auc = macro_auc(labels, scores)
+        scales = ({f"scale_block{b}": [0.1 * b, 0.2 * b] for b in range(1, 6)}
+                  if cell.row.label == "auto-rgn" else {})
         write_csv(run / rundir.HISTORY, pd.DataFrame({
             "epoch": [1, 2], "loss": [1.0, 0.9], "val_auc": [auc - 0.05, auc],
-            "train_seconds": [seconds, seconds], "trainable_parameters": [1000.0, 3000.0]}))
+            "train_seconds": [seconds, seconds], "trainable_parameters": [1000.0, 3000.0],
+            **scales}))
         write_json(run / rundir.METRICS, {"status": "ok", "val_auc": auc, "test_auc": auc,
                                           "best_epoch": 2, "epochs_run": 2, "wall_seconds": 9.0,
                                           "train_images_per_second": 10.0,
@@ -75,7 +78,7 @@ def strategy_runs(tmp_path_factory):
 
 def test_the_table_says_what_each_cell_cost_and_the_cheapest_tied(strategy_runs, tmp_path):
     written = {p.name for p in write_table("strategies", strategy_runs, tmp_path, bootstrap=300)}
-    assert "strategies_cost.png" in written
+    assert {"strategies_cost.png", "strategies_scales.png"} <= written
     md = (tmp_path / "strategies.md").read_text()
     assert "## What each cell cost" in md
     assert "| llrd | 1e-4 | 2 | 6 | 0.50 | 2,000 |" in md  # 2 × 3 s against 2 × 6 s

@@ -167,7 +167,8 @@ def test_a_run_with_a_strategy_records_what_it_trained(tiny_pcam, tmp_path, stra
                             strategy=strategy, probe_epochs=1)
     config = config.updated(data_dir=str(tiny_pcam), data_fingerprint=data.fingerprint)
     metrics = train_run(tmp_path / "run", data, config, verbose=0)
-    assert metrics["status"] == "ok"
+    assert metrics["status"] == "ok" and metrics["train_seconds"] > 0
+    assert metrics["peak_gpu_memory_bytes"] is None  # a CPU: not measured
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert len(history) == 3 and "trainable_parameters" in history
     if strategy in ("llrd", "auto-rgn"):  # every block trains from the first epoch
@@ -205,7 +206,79 @@ def test_lora_keeps_the_base_kernels_and_its_saved_model_predicts_what_it_did(tm
     np.testing.assert_allclose(loaded.predict(images, verbose=0), before, atol=1e-5)
 
 
+def test_lora_on_a_dense_layer_adds_rank_times_in_plus_out():
+    import keras
+
+    from kandel_repro.training.strategies import enable_adapters
+
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(5, name="dense_a")(inputs)
+    x = keras.layers.BatchNormalization(name="bn_a")(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head_dense")(x))
+    assert enable_adapters(model, {1: ["dense_a", "bn_a"]}, 1, 3) == 3 * (6 + 5)
+    assert [v.path for v in model.get_layer("dense_a").trainable_weights] == [
+        "dense_a/lora_kernel_a", "dense_a/lora_kernel_b"]
+    assert not model.get_layer("bn_a").trainable
+
+
 def get_preprocess(config):
     from kandel_repro.models.backbones import get_backbone
 
     return get_backbone(config["backbone"]).preprocess_input()
+
+
+@pytest.mark.slow
+def test_a_strategy_run_killed_mid_way_trains_again_to_the_same_result(tiny_pcam, tmp_path,
+                                                                        monkeypatch):
+    """A killed run leaves no metrics.json; run again (as a grid resumes it), it trains from
+    its start to the same predictions as a run never interrupted."""
+    import keras
+
+    from kandel_repro.readers.registry import get_reader
+    from kandel_repro.runs import train as train_mod
+
+    data = get_reader("pcam").load(tiny_pcam, progress=False, workers=1)
+    config = resolve_config("vgg16", 1, 1e-4, weights="none", max_epochs=3, batch_size=16,
+                            strategy="gradual").updated(data_dir=str(tiny_pcam),
+                                                        data_fingerprint=data.fingerprint)
+    whole = train_mod.train_run(tmp_path / "whole", data, config, verbose=0)
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    real = train_mod._make_callback
+    monkeypatch.setattr(train_mod, "_make_callback", lambda *a, **k: _chain(real(*a, **k), Kill()))
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train_run(tmp_path / "killed", data, config, verbose=0)
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    monkeypatch.setattr(train_mod, "_make_callback", real)
+    again = train_mod.train_run(tmp_path / "killed", data, config, verbose=0)
+    assert again["status"] == "ok" and again["epochs_run"] == 3
+    assert (tmp_path / "killed" / "val_predictions.csv").read_bytes() == \
+        (tmp_path / "whole" / "val_predictions.csv").read_bytes()
+    assert again["val_auc"] == whole["val_auc"]
+
+
+def _chain(first, second):
+    """One callback calling two (the AUC callback, then a kill)."""
+    import keras
+
+    class Both(keras.callbacks.Callback):
+        def set_model(self, model):
+            first.set_model(model)
+            second.set_model(model)
+
+        def set_params(self, params):
+            first.set_params(params)
+            second.set_params(params)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            first.on_epoch_begin(epoch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            first.on_epoch_end(epoch, logs)
+            second.on_epoch_end(epoch, logs)
+
+    return Both()
