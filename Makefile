@@ -90,7 +90,7 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test docs test-fast structure test-timm test-torch bench cost notebooks data demo demo-h5 depth demo-own-data demo-real demo-strategies demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test docs test-fast structure test-timm test-torch bench cost notebooks data demo demo-h5 depth demo-own-data demo-real demo-strategies search-eval demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -107,6 +107,7 @@ help:
 	@echo "make demo-tables  - Tables 3-8 on synthetic data on a CPU (tables/demo/)"
 	@echo "make demo-real    - real images, real ImageNet weights: EfficientNet-Lite0 on ELPV (tables/real/, about 40 minutes)"
 	@echo "make demo-strategies - the adaptation strategies against the block-wise depths, Lite0 on ELPV (tables/real/)"
+	@echo "make search-eval  - block scores before training and successive halving replayed on the real grids (after the two above)"
 	@echo "make demo-h5      - Table 2 on a synthetic set in the PCam HDF5 release's layout, with test AUCs"
 	@echo "make table2 ... table5 - PCam tables from the Kaggle data in DATA=$(DATA) (GPU recommended);"
 	@echo "                  SUBMIT=1 submits each finished run to Kaggle and shows its test AUC;"
@@ -263,6 +264,14 @@ demo-strategies: $(STAMP)
 	$(KR) convert-weights efficientnet_lite0
 	$(KR) grid strategies --backbone efficientnet_lite0 --dataset csv --data $(REAL_DATA)/manifest.csv --image-size $(STRATEGY_SIZE) --epochs $(STRATEGY_EPOCHS) --learning-rates $(REAL_LR) --probe-epochs 2 --runs $(REAL_RUNS)/strategies $(GRID_SEEDS)
 	$(KR) table strategies --runs $(REAL_RUNS)/strategies --out tables/real $(DEMO_SEEDS)
+
+# A cheaper route to the verdict, measured on the real grids above (run those first):
+# LogME, H-score and a linear probe per block, and successive halving replayed
+search-eval: $(STAMP)
+	$(KR) score-blocks efficientnet_lite0 --data $(REAL_DATA)/manifest.csv --dataset csv --image-size $(REAL_SIZE) --out tables/real
+	$(KR) evaluate-search transfer --runs $(REAL_RUNS)/transfer --out tables/real --block-scores tables/real/efficientnet_lite0_block_scores.csv
+	$(KR) evaluate-search transfer --runs $(REAL_RUNS)/transfer-fraction --out tables/real/fraction --block-scores tables/real/efficientnet_lite0_block_scores.csv
+	$(KR) evaluate-search strategies --runs $(REAL_RUNS)/strategies --out tables/real
 
 demo-unlabelled: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_UNL) --train $(DEMO_UNL_TRAIN) --test 100 --size 32 --seed 0

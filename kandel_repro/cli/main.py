@@ -217,6 +217,22 @@ def cmd_cost(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_evaluate_search(args: argparse.Namespace) -> None:
+    from ..measure import search_eval
+
+    search_eval.write_evaluation(args.study, args.runs, args.out,
+                                 search_eval.parse_ints(args.eta, "--eta"),
+                                 search_eval.parse_ints(args.min_epochs, "--min-epochs"),
+                                 args.backbone, args.dataset, block_scores=args.block_scores)
+
+
+def cmd_score_blocks(args: argparse.Namespace) -> None:
+    from ..measure.block_scores import write_block_scores
+
+    write_block_scores(args.backbone, args.data, args.out, args.dataset, args.weights,
+                       args.image_size)
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     if args.only == "generative":
         from ..measure.generative_bench import run_generative_bench
@@ -262,6 +278,7 @@ HANDLERS = {
     "validate-submission": cmd_validate_submission, "blocks": cmd_blocks, "train": cmd_train,
     "grid": cmd_grid, "table": cmd_table, "submit": cmd_submit,
     "kaggle-kernel": cmd_kaggle_kernel, "cost": cmd_cost, "bench": cmd_bench,
+    "evaluate-search": cmd_evaluate_search, "score-blocks": cmd_score_blocks,
     "export-weights": cmd_export_weights, "similarity": cmd_similarity,
     "predict": cmd_predict, "export": cmd_export,
     "convert-weights": cmd_convert_weights, "explain": cmd_explain, "filters": cmd_filters,

@@ -38,6 +38,46 @@ def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
     co.add_argument("--out", default="tables", help="output folder (default tables/)")
     co.set_defaults(verb="cost")
 
+    ev = sub.add_parser(
+        "evaluate-search", help="replay successive halving on a finished grid: the cell it "
+        "would choose, tied with the best or not, its regret and share of the grid's epochs",
+        description="Replays successive halving (train every cell R epochs, keep the best "
+        "1/η by validation AUC, train those η× longer, …) from the per-epoch validation AUCs "
+        "a finished grid recorded, without training; the ties and the metric are the "
+        "table's own. Writes <study>_search.md and .csv.")
+    ev.add_argument("study", metavar="STUDY", help="the study the runs belong to (e.g. table2, depth)")
+    ev.add_argument("--runs", required=True, help="the folder of the grid's run folders")
+    ev.add_argument("--out", default="tables", help="output folder (default tables/)")
+    ev.add_argument("--eta", default="2,3", help="the halving factors to replay (default 2,3)")
+    ev.add_argument("--min-epochs", default="1,2", metavar="R",
+                    help="the first rung's epochs to replay (default 1,2)")
+    ev.add_argument("--backbone", default=None, help="a parametric study's backbone "
+                    "(default: the one its runs record)")
+    ev.add_argument("--dataset", default=None, help="a parametric study's data set (default: "
+                    "the one its runs record)")
+    ev.add_argument("--block-scores", default=None, metavar="CSV",
+                    help="a score-blocks CSV of the grid's backbone: how its scores rank "
+                    "the depths (Spearman's ρ, the top-scored depth tied or not)")
+    ev.set_defaults(verb="evaluate-search")
+
+    sb = sub.add_parser(
+        "score-blocks", help="score each block's features before training: LogME, H-score "
+        "and a linear probe's validation AUC (writes <backbone>_block_scores.md, .csv, .png)",
+        description="Runs the frozen backbone (--weights) once over the training and "
+        "validation splits a run would use, averages each block's output over its positions "
+        "and scores it: LogME (You et al. 2021) and the H-score (Bao et al. 2019) on the "
+        "training split, a logistic-regression probe by its validation ROC AUC; with the "
+        "seconds it took beside one whole-network training epoch's.")
+    sb.add_argument("backbone", type=_backbone_or_all, metavar="BACKBONE")
+    sb.add_argument("--data", required=True, help="the data (as train and grid read it)")
+    sb.add_argument("--dataset", default="folder", help="its reader (default folder)")
+    sb.add_argument("--weights", default="imagenet", help="the backbone's weights "
+                    "(default imagenet; none, or a weights file)")
+    sb.add_argument("--image-size", type=image_side, default=None,
+                    help="image side (default: the data set's protocol's)")
+    sb.add_argument("--out", default="tables", help="output folder (default tables/)")
+    sb.set_defaults(verb="score-blocks")
+
     bn = sub.add_parser("bench", help="measure the input pipeline's cost side by side "
                         "(writes bench.md and bench.json)",
                         description="Benchmark on synthetic PCam-sized data: fused augmentation "

@@ -28,11 +28,11 @@ from pathlib import Path
 from ..core.errors import ConfigError
 from ..core.files import check_writable, write_csv, write_text
 from ..models.backbones import get_backbone
-from ..runs import rundir
 from ..studies.cells import parse_seeds, seed_of
 from ..studies.registry import get_study, parse_backbones
 from ..studies.types import Study
 from .collect import assemble, found_seeds
+from .run_studies import recorded_settings, study_of_runs
 from .figures import FIGURES, backbones_figure, depth_comparison
 from .markdown import render_markdown
 
@@ -59,37 +59,6 @@ def _listed(value):
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-def study_of_runs(study_name: str | Study, runs_dir: str | Path, backbone: str | None = None,
-                  dataset: str | None = None, fractions: str | None = None) -> Study:
-    """The study whose runs ``runs_dir`` holds: a parametric study (the depth study) for
-    the ``backbone`` and ``dataset`` given, else those its run folders record (one of
-    each; several backbones need ``backbone``)."""
-    study = get_study(study_name)
-    rates = None
-    if study.parametric:  # its columns: the learning rates its runs were trained at
-        found = _recorded(runs_dir)
-        rates = sorted({r for b, _, r in found if r and backbone in (None, b)},
-                       reverse=True) or None
-    if study.parametric and (backbone is None or dataset is None):
-        backbones = sorted({b for b, _, _ in found if b and backbone in (None, b)})
-        if len(backbones) > 1:
-            raise ConfigError(f"{runs_dir} holds {study.name} runs of {', '.join(backbones)}: "
-                              "choose one with --backbone (or list them: --backbone a,b)")
-        backbone = backbone or (backbones[0] if backbones else None)
-        datasets = sorted({d for b, d, _ in found if d and b == backbone})
-        dataset = dataset or (datasets[0] if len(datasets) == 1 else None)
-    return get_study(study, fractions, backbone=backbone, dataset=dataset, learning_rates=rates)
-
-
-def _recorded(runs_dir):
-    """``{(backbone, dataset, learning rate)}`` of the run folders in ``runs_dir``."""
-    if not Path(runs_dir).is_dir():
-        return set()
-    return {(c.get("backbone"), c.get("dataset"), c.get("learning_rate")) for c in (
-        rundir.read_config(entry) for entry in sorted(Path(runs_dir).iterdir())
-        if (entry / rundir.CONFIG).is_file()) if c}
-
-
 def backbones_asked(study_name: str | Study, runs_dir: str | Path,
                     backbone: str | None) -> list[str | None]:
     """The backbones a parametric study's table is asked for: ``--backbone a,b``, or
@@ -99,7 +68,7 @@ def backbones_asked(study_name: str | Study, runs_dir: str | Path,
         return [backbone]
     if backbone is not None:
         return [get_backbone(b).name for b in parse_backbones(backbone)]
-    found = sorted({b for b, _, _ in _recorded(runs_dir) if b})
+    found = sorted({b for b, _, _ in recorded_settings(runs_dir) if b})
     return found or [None]
 
 
