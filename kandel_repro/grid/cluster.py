@@ -67,6 +67,17 @@ def _kill_after_first_epoch(run_dir, finished, marker):
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _claim(marker):
+    """Whether this task took the kill marker: removing it is the claim, so that of two
+    tasks starting together exactly one does (checking first, then removing, let both
+    see it and the second fail on a file already gone)."""
+    try:
+        Path(marker).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def require_ray() -> ModuleType:
     try:
         import ray
@@ -204,8 +215,7 @@ def _run_task(run_dir, config, job, label):
                        image_size=config.image_size, **reader.options_of(config))
     finished = threading.Event()
     marker = os.environ.get(KILL_ONCE)
-    if marker and Path(marker).exists():
-        Path(marker).unlink()
+    if marker and _claim(marker):
         _kill_after_first_epoch(run_dir, finished, marker)
     try:
         status = train_grid_run(run_dir, data, config, f"{label} (on {host})",

@@ -218,3 +218,12 @@ def test_a_task_killed_more_often_than_retried_is_recorded_as_failed(local_ray, 
     assert any("FAILED on Ray after 0 retries" in line for line in logs)
     error = rundir.read_run(runs / killed).error
     assert error and "Worker" in error["error"]
+
+
+def test_the_kill_marker_is_taken_by_one_task_only(tmp_path):
+    """Two tasks starting together: the one that removes the marker is killed, the other
+    trains (checking for the marker, then removing it, once failed the second task)."""
+    marker = tmp_path / "kill-once"
+    marker.touch()
+    assert [cluster._claim(str(marker)), cluster._claim(str(marker))] == [True, False]
+    assert not marker.exists()
