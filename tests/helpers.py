@@ -151,3 +151,54 @@ def dicom_dataset(pixels, photometric="MONOCHROME2", bits=13, syntax=None):
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
     ds.set_pixel_data(pixels, photometric, bits)
     return ds
+
+
+def three_class_set(root):
+    """``(data_dir, data)``: a synthetic 3-class folder of 200 images, loaded at 32×32."""
+    from kandel_repro.readers.registry import get_reader
+    from kandel_repro.readers.synthetic.folder import write_synthetic_folder
+
+    data_dir = write_synthetic_folder(root / "tiles", classes=3, images=200, patients=12,
+                                      size=8, seed=0, progress=False)
+    return data_dir, get_reader("folder").load(data_dir, progress=False, workers=1,
+                                               image_size=32)
+
+
+def write_study_runs(runs, study, configs, data, data_dir, strength, history=None,
+                     metrics=None):
+    """The finished runs of ``study`` (``configs``: its cells' settings) as a grid leaves
+    them, without training, seed 0: each cell's test and validation predictions of the
+    3-class ``data`` separate the classes by ``strength(cell)`` (0: none), its history two
+    epochs (more columns: ``history(cell, auc)``), its metrics the macro AUC and summary
+    (more, or other, values: ``metrics(cell)``)."""
+    from kandel_repro.core.bootstrap import macro_auc, multiclass_summary
+    from kandel_repro.core.files import write_csv, write_json
+    from kandel_repro.runs import rundir
+    from kandel_repro.runs.config import with_data
+
+    train, val, test = data.split(next(iter(configs.values())))
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(test.size, 3))
+    labels = test.labels
+    for name, config in configs.items():
+        cell = next(c for c in study.cells() if c.folder == name)
+        scores = np.exp(np.eye(3)[labels] * strength(cell) + base
+                        + rng.normal(0, 0.05, base.shape))
+        scores /= scores.sum(axis=1, keepdims=True)
+        run = runs / name
+        run.mkdir(parents=True)
+        write_json(run / rundir.CONFIG, dict(with_data(config, data, data_dir), n_train=len(train),
+                                              n_val=len(val), n_test=test.size,
+                                              precision="float32", device="CPU (written by a test)"))
+        for file in (rundir.TEST_PREDICTIONS, rundir.VAL_PREDICTIONS):
+            write_csv(run / file, rundir.prediction_frame(test.selected_ids(), labels, scores))
+        auc = macro_auc(labels, scores)
+        write_csv(run / rundir.HISTORY, pd.DataFrame({
+            "epoch": [1, 2], "loss": [1.0, 0.9], "val_auc": [auc - 0.05, auc],
+            **(history(cell, auc) if history else {})}))
+        write_json(run / rundir.METRICS, {
+            "status": "ok", "val_auc": auc, "test_auc": auc, "best_epoch": 2, "epochs_run": 2,
+            "wall_seconds": 1.0, "train_images_per_second": 10.0,
+            **multiclass_summary(labels, scores, labels, scores, n=200),
+            **(metrics(cell) if metrics else {})})
+    return runs

@@ -2,18 +2,13 @@
 learning-rate grid for any backbone on any data set, and its table on multi-class runs
 (macro AUC, bootstrap intervals and paired tests, the confusion matrix, the questions
 it answers). The runs are written as a grid would leave them, without training."""
-import numpy as np
 import pandas as pd
 import pytest
+from helpers import three_class_set, write_study_runs
 
-from kandel_repro.core.bootstrap import macro_auc, multiclass_summary
 from kandel_repro.core.errors import ConfigError
-from kandel_repro.core.files import write_csv, write_json
-from kandel_repro.readers.registry import get_reader
 from kandel_repro.readers.synthetic.folder import write_synthetic_folder
 from kandel_repro.report.tables import write_table
-from kandel_repro.runs import rundir
-from kandel_repro.runs.config import with_data
 from kandel_repro.studies.cells import study_configs
 from kandel_repro.studies.registry import get_study
 
@@ -46,41 +41,17 @@ def write_depth_runs(runs, data, data_dir, backbone, quality):
     test predictions whose quality is ``quality[row label]`` (halved off 1e-4), seed 0;
     trainable parameters growing with the depth."""
     study = get_study("depth", backbone=backbone, dataset="folder")
-    configs = study_configs(study, weights="none", image_size=32)
-    train, val, test = data.split(next(iter(configs.values())))
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=(test.size, 3))
-    for name, config in configs.items():
-        cell = next(c for c in study.cells() if c.folder == name)
-        strength = quality[cell.row.label] * (1.0 if cell.column.label == "1e-4" else 0.5)
-        labels = test.labels
-        scores = np.exp(np.eye(3)[labels] * strength + base + rng.normal(0, 0.05, base.shape))
-        scores /= scores.sum(axis=1, keepdims=True)
-        run = runs / name
-        run.mkdir(parents=True)
-        write_json(run / rundir.CONFIG, dict(with_data(config, data, data_dir), n_train=len(train),
-                                              n_val=len(val), n_test=test.size,
-                                              precision="float32", device="CPU (written by a test)"))
-        for file in (rundir.TEST_PREDICTIONS, rundir.VAL_PREDICTIONS):
-            write_csv(run / file, rundir.prediction_frame(test.selected_ids(), labels, scores))
-        summary = multiclass_summary(labels, scores, labels, scores, n=200)
-        auc = macro_auc(labels, scores)
-        write_csv(run / rundir.HISTORY, pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.9],
-                                                      "val_auc": [auc - 0.05, auc]}))
-        blocks = len(study.rows) - cell.first_trainable_block + 1  # trained blocks
-        write_json(run / rundir.METRICS, {"status": "ok", "val_auc": auc, "test_auc": auc,
-                                          "best_epoch": 2, "epochs_run": 2, "wall_seconds": 1.0,
-                                          "train_images_per_second": 10.0,
-                                          "trainable_parameters": 1000 * 4 ** blocks, **summary})
+    write_study_runs(
+        runs, study, study_configs(study, weights="none", image_size=32), data, data_dir,
+        lambda cell: quality[cell.row.label] * (1.0 if cell.column.label == "1e-4" else 0.5),
+        metrics=lambda cell: {"trainable_parameters": 1000 * 4 ** (
+            len(study.rows) - cell.first_trainable_block + 1)})  # 4 ** (trained blocks)
 
 
 @pytest.fixture(scope="module")
 def own_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("depth")
-    data_dir = write_synthetic_folder(root / "tiles", classes=3, images=200, patients=12,
-                                      size=8, seed=0, progress=False)
-    return root, data_dir, get_reader("folder").load(data_dir, progress=False, workers=1,
-                                                     image_size=32)
+    return (root, *three_class_set(root))
 
 
 @pytest.fixture(scope="module")

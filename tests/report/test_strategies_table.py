@@ -2,17 +2,10 @@
 the adaptation strategies as rows, its cost section, cost figure and cheapest tied cell."""
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
+from helpers import three_class_set, write_study_runs
 
-from kandel_repro.core.bootstrap import macro_auc, multiclass_summary
-from kandel_repro.core.files import write_csv, write_json
-from kandel_repro.readers.registry import get_reader
-from kandel_repro.readers.synthetic.folder import write_synthetic_folder
 from kandel_repro.report.tables import write_table
-from kandel_repro.runs import rundir
-from kandel_repro.runs.config import with_data
 from kandel_repro.studies.cells import study_configs
 from kandel_repro.studies.registry import get_study
 
@@ -37,43 +30,22 @@ def test_the_strategies_study_has_the_depths_then_the_strategies():
 @pytest.fixture(scope="module")
 def strategy_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("strategies")
-    data_dir = write_synthetic_folder(root / "tiles", classes=3, images=200, patients=12,
-                                      size=8, seed=0, progress=False)
-    data = get_reader("folder").load(data_dir, progress=False, workers=1, image_size=32)
+    data_dir, data = three_class_set(root)
     study = get_study("strategies", backbone="vgg16", dataset="folder")
-    configs = study_configs(study, weights="none", image_size=32)
-    train, val, test = data.split(next(iter(configs.values())))
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=(test.size, 3))
-    runs = root / "runs"
-    for name, config in configs.items():
-        cell = next(c for c in study.cells() if c.folder == name)
-        quality, seconds = ROWS[cell.row.label]
-        strength = quality * (1.0 if cell.column.label == "1e-4" else 0.3)
-        labels = test.labels
-        scores = np.exp(np.eye(3)[labels] * strength + base + rng.normal(0, 0.05, base.shape))
-        scores /= scores.sum(axis=1, keepdims=True)
-        run = runs / name
-        run.mkdir(parents=True)
-        write_json(run / rundir.CONFIG, dict(with_data(config, data, data_dir), n_train=len(train),
-                                              n_val=len(val), n_test=test.size,
-                                              precision="float32", device="CPU (written by a test)"))
-        for file in (rundir.TEST_PREDICTIONS, rundir.VAL_PREDICTIONS):
-            write_csv(run / file, rundir.prediction_frame(test.selected_ids(), labels, scores))
-        auc = macro_auc(labels, scores)
+
+    def history(cell, auc):
+        seconds = ROWS[cell.row.label][1]
         scales = ({f"scale_block{b}": [0.1 * b, 0.2 * b] for b in range(1, 6)}
                   if cell.row.label == "auto-rgn" else {})
-        write_csv(run / rundir.HISTORY, pd.DataFrame({
-            "epoch": [1, 2], "loss": [1.0, 0.9], "val_auc": [auc - 0.05, auc],
-            "train_seconds": [seconds, seconds], "trainable_parameters": [1000.0, 3000.0],
-            **scales}))
-        write_json(run / rundir.METRICS, {"status": "ok", "val_auc": auc, "test_auc": auc,
-                                          "best_epoch": 2, "epochs_run": 2, "wall_seconds": 9.0,
-                                          "train_images_per_second": 10.0,
-                                          "trainable_parameters": 3000,
-                                          **multiclass_summary(labels, scores, labels, scores,
-                                                               n=200)})
-    return runs
+        return {"train_seconds": [seconds, seconds], "trainable_parameters": [1000.0, 3000.0],
+                **scales}
+
+    return write_study_runs(
+        root / "runs", study, study_configs(study, weights="none", image_size=32), data,
+        data_dir,
+        lambda cell: ROWS[cell.row.label][0] * (1.0 if cell.column.label == "1e-4" else 0.3),
+        history=history,
+        metrics=lambda cell: {"wall_seconds": 9.0, "trainable_parameters": 3000})
 
 
 def test_the_table_says_what_each_cell_cost_and_the_cheapest_tied(strategy_runs, tmp_path):

@@ -3,19 +3,13 @@ pretrained against scratch in the columns at one learning rate, and its verdict 
 (the ``columns_apart`` claim)."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
+from helpers import three_class_set, write_study_runs
 
 from kandel_repro.cli.options import build_parser
 from kandel_repro.core.errors import ConfigError
-from kandel_repro.core.files import write_csv, write_json
-from kandel_repro.core.bootstrap import macro_auc, multiclass_summary
-from kandel_repro.readers.registry import get_reader
-from kandel_repro.readers.synthetic.folder import write_synthetic_folder
 from kandel_repro.report.tables import write_table
-from kandel_repro.runs import rundir
-from kandel_repro.runs.config import with_data
 from kandel_repro.studies.cells import study_configs
 from kandel_repro.studies.registry import get_study
 
@@ -42,39 +36,13 @@ def transfer_runs(tmp_path_factory):
     """The runs of the transfer study of VGG16 on a 3-class set as a grid leaves them:
     pretrained far better than scratch at the three deepest depths, alike at the others."""
     root = tmp_path_factory.mktemp("transfer")
-    data_dir = write_synthetic_folder(root / "tiles", classes=3, images=200, patients=12,
-                                      size=8, seed=0, progress=False)
-    data = get_reader("folder").load(data_dir, progress=False, workers=1, image_size=32)
+    data_dir, data = three_class_set(root)
     study = get_study("transfer", backbone="vgg16", dataset="folder")
-    configs = study_configs(study, image_size=32)
-    train, val, test = data.split(next(iter(configs.values())))
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=(test.size, 3))
     apart = {"3–5", "2–5", "1–5"}
-    runs = root / "runs"
-    for name, config in configs.items():
-        cell = next(c for c in study.cells() if c.folder == name)
-        strength = 3.0 if cell.column.label == "pretrained" and cell.row.label in apart else 0.4
-        labels = test.labels
-        scores = np.exp(np.eye(3)[labels] * strength + base + rng.normal(0, 0.05, base.shape))
-        scores /= scores.sum(axis=1, keepdims=True)
-        run = runs / name
-        run.mkdir(parents=True)
-        write_json(run / rundir.CONFIG, dict(with_data(config, data, data_dir), n_train=len(train),
-                                              n_val=len(val), n_test=test.size,
-                                              precision="float32", device="CPU (written by a test)"))
-        for file in (rundir.TEST_PREDICTIONS, rundir.VAL_PREDICTIONS):
-            write_csv(run / file, rundir.prediction_frame(test.selected_ids(), labels, scores))
-        summary = multiclass_summary(labels, scores, labels, scores, n=200)
-        auc = macro_auc(labels, scores)
-        write_csv(run / rundir.HISTORY, pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.9],
-                                                      "val_auc": [auc - 0.05, auc]}))
-        write_json(run / rundir.METRICS, {"status": "ok", "val_auc": auc, "test_auc": auc,
-                                          "best_epoch": 2,
-                                          "epochs_run": 2, "wall_seconds": 1.0,
-                                          "train_images_per_second": 10.0,
-                                          "trainable_parameters": 1000, **summary})
-    return runs
+    return write_study_runs(
+        root / "runs", study, study_configs(study, image_size=32), data, data_dir,
+        lambda cell: 3.0 if cell.column.label == "pretrained" and cell.row.label in apart
+        else 0.4, metrics=lambda cell: {"trainable_parameters": 1000})
 
 
 def test_the_table_says_at_which_depths_pretraining_beats_scratch(transfer_runs, tmp_path):
