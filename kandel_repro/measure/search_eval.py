@@ -29,6 +29,8 @@ def _histories(table):
     """``{cell: validation AUC per epoch}`` and ``{cell: training seconds per epoch}`` of
     each cell's seed-0 (first) run, and the protocol's epochs (the largest any run was
     allowed)."""
+    import pandas as pd
+
     histories, seconds, max_epochs = {}, {}, 0
     for cell, runs in table.evidence.runs.items():
         if not runs:
@@ -38,8 +40,6 @@ def _histories(table):
         config = rundir.read_config(run) or {}
         if not path.is_file() or (rundir.read_metrics(run) or {}).get("status") != "ok":
             continue
-        import pandas as pd
-
         history = pd.read_csv(path)
         histories[cell] = [float(v) for v in history["val_auc"]]
         seconds[cell] = [float(v) for v in history.get("train_seconds", [np.nan] * len(history))]

@@ -201,34 +201,41 @@ def _target_lines(table):
 
 def _selection_line(table):
     """Where the test split is labelled: which cell the validation AUC would choose."""
-    done = table.frame[(table.frame["status"] == "ok") & table.frame["val_auc"].notna()]
-    if done.empty:
+    choice = _validation_choice(table)
+    if choice is None:
         return "- Model selection: the validation AUC (nothing finished yet)"
-    means = done.groupby(["row", "column"])[["val_auc", "test_auc"]].mean()
-    cell = means["val_auc"].idxmax()
+    cell, val, test = choice
     return (f"- Model selection: each run keeps the epoch of its best validation AUC; by "
             f"validation AUC the best cell is {table.describe(cell)} (validation "
-            f"{means.loc[cell, 'val_auc']:.4f}, test {means.loc[cell, 'test_auc']:.4f}) — the "
-            "test split is not used to choose")
+            f"{val:.4f}, test {test:.4f}) — the test split is not used to choose")
+
+
+def _validation_choice(table):
+    """``(cell, validation AUC, test AUC)`` of the cell the validation split chooses (its
+    runs' means), or None before any run has finished."""
+    done = table.frame[(table.frame["status"] == "ok") & table.frame["val_auc"].notna()]
+    if done.empty:
+        return None
+    means = done.groupby(["row", "column"])[["val_auc", "test_auc"]].mean()
+    cell = means["val_auc"].idxmax()
+    return cell, means.loc[cell, "val_auc"], means.loc[cell, "test_auc"]
 
 
 def _recommendation_lines(table):
     """The configuration a user acts on, for a study no paper speaks of whose metric is
     the test split's: chosen on the validation split, its test AUC reported apart."""
-    if table.study.paper or table.metric != "test_auc":
+    choice = None if table.study.paper or table.metric != "test_auc" \
+        else _validation_choice(table)
+    if choice is None:
         return []
-    done = table.frame[(table.frame["status"] == "ok") & table.frame["val_auc"].notna()]
-    if done.empty:
-        return []
-    means = done.groupby(["row", "column"])[["val_auc", "test_auc"]].mean()
-    cell = means["val_auc"].idxmax()
+    cell, val, test = choice
     bold = ("it is also the bold cell" if table.best == cell else
             f"the bold cell ({table.describe(table.best)}) is the best on the test split, "
             "known only after scoring every cell there: the grid's ceiling, not what "
             "choosing gives")
     return [f"- **Recommended configuration**, chosen on the validation split: "
-            f"{table.describe(cell)} (validation {means.loc[cell, 'val_auc']:.4f}); its test "
-            f"AUC {means.loc[cell, 'test_auc']:.4f} estimates what this choice gives "
+            f"{table.describe(cell)} (validation {val:.4f}); its test "
+            f"AUC {test:.4f} estimates what this choice gives "
             f"on new images of the same kind — {bold}."]
 
 

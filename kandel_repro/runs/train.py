@@ -30,8 +30,8 @@ from ..models.freeze import set_trainable_blocks, set_trainable_layers, trainabl
 from ..models.initialise import reinitialise
 from ..training.augment import make_input_stage
 from ..training.optim import build_optimizers, epoch_decay, grouped_trainer
-from ..training.strategies import (check_strategy, enable_adapters, scaled_optimizer,
-                                   strategy_callback)
+from ..training.strategies import (check_strategy, enable_adapters, get_strategy,
+                                   scaled_optimizer, strategy_callback)
 from ..training.pipeline import idg_batches, in_memory_dataset, predict_uint8
 from ..training.runtime import (jit_setting, make_strategy, memory_peak, precision_scope,
                                 reset_memory_peak)
@@ -217,7 +217,7 @@ def build_run_models(config: RunSettings, image_shape: tuple,
             trainable = set_trainable_blocks(model, block_map, config["first_trainable_block"],
                                              config["num_blocks"])
 
-        if config["strategy"] == "lora":  # (before the optimiser is built on them)
+        if get_strategy(config["strategy"]).adapters:  # (before the optimiser is built)
             enable_adapters(model, block_map, config["first_trainable_block"],
                             config["lora_rank"])
             trainable = trainable_layer_names(model)

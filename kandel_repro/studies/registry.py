@@ -63,16 +63,22 @@ def parse_backbones(text: str | Sequence[str] | None) -> list[str]:
     return resolved
 
 
+def _subject(backbone, dataset):
+    """``(backbone entry, data set, the data in words)`` of a parametric study, the
+    defaults where not given."""
+    dataset = dataset or DEPTH_DEFAULTS["dataset"]
+    data = {"folder": "your data (folder layout)", "csv": "your data (CSV manifest)"}.get(
+        dataset, f"{dataset} data")
+    return get_backbone(backbone or DEPTH_DEFAULTS["backbone"]), dataset, data
+
+
 def depth_study(backbone: str | None = None, dataset: str | None = None,
                 learning_rates: Sequence[float] | None = None) -> Study:
     """The paper's grid (depth × learning rate, Tables 2–4 and 6–8) for ``backbone`` on
     the data set ``dataset`` (a reader of :mod:`kandel_repro.readers.registry`: a user's
     ``folder`` or ``csv``, or one of the paper's), under that data set's protocol;
     ``learning_rates``: other columns than the paper's three."""
-    bb = get_backbone(backbone or DEPTH_DEFAULTS["backbone"])
-    dataset = dataset or DEPTH_DEFAULTS["dataset"]
-    data = {"folder": "your data (folder layout)", "csv": "your data (CSV manifest)"}.get(
-        dataset, f"{dataset} data")
+    bb, dataset, data = _subject(backbone, dataset)
     return Study("depth", f"How deeply to fine-tune {bb.application} — {data}",
                  dataset, depth_rows(bb.name), lr_columns(learning_rates or LEARNING_RATES),
                  "Fine-tuned blocks",
@@ -86,15 +92,12 @@ def transfer_study(backbone: str | None = None, dataset: str | None = None,
     the grid's ``--weights`` (ImageNet by default; the header names them) and random
     weights (the blocks below the depth then stay at their random values: random
     features) — at one learning rate (``learning_rates``: one value; 1e-4 by default)."""
-    bb = get_backbone(backbone or DEPTH_DEFAULTS["backbone"])
-    dataset = dataset or DEPTH_DEFAULTS["dataset"]
+    bb, dataset, data = _subject(backbone, dataset)
     rates = tuple(learning_rates or (TRANSFER_LR,))
     if len(rates) != 1:
         raise ConfigError(f"the transfer study trains at one learning rate, got "
                           f"{', '.join(format_lr(r) for r in rates)}: give --learning-rates "
                           "with one value")
-    data = {"folder": "your data (folder layout)", "csv": "your data (CSV manifest)"}.get(
-        dataset, f"{dataset} data")
     whole, top = depth_label(1, bb.num_blocks), depth_label(bb.num_blocks, bb.num_blocks)
     columns = (Level("pretrained", "pretrained", {}, phrase="pretrained"),
                Level("scratch", "scratch", {"weights": "none"}, phrase="from scratch"))
@@ -120,10 +123,7 @@ def strategies_study(backbone: str | None = None, dataset: str | None = None,
                      learning_rates: Sequence[float] | None = None) -> Study:
     """Which way of adapting reaches the best block-wise cell: the block-wise depths and the
     strategies of :mod:`kandel_repro.training.strategies` (rows) × the learning rates."""
-    bb = get_backbone(backbone or DEPTH_DEFAULTS["backbone"])
-    dataset = dataset or DEPTH_DEFAULTS["dataset"]
-    data = {"folder": "your data (folder layout)", "csv": "your data (CSV manifest)"}.get(
-        dataset, f"{dataset} data")
+    bb, dataset, data = _subject(backbone, dataset)
     return Study(
         "strategies", f"Adaptation strategies against block-wise depths — {bb.application}, "
         f"{data}", dataset, strategy_rows(bb.name), lr_columns(learning_rates or LEARNING_RATES),

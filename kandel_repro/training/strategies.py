@@ -65,6 +65,9 @@ class Strategy:
     reference: str
     plan: Callable[[int, int, int, Mapping[str, Any]], Plan]  # (epoch, first, N, settings)
     per_tensor: bool = False  # scales per weight tensor recomputed each epoch (auto-rgn)
+    # low-rank adapters (enable_adapters) on the trainable blocks: what trains is set once,
+    # when the model is built, and no plan freezes or scales it afterwards
+    adapters: bool = False
 
     def needs_retrace(self, num_blocks: int, settings: Mapping[str, Any], epochs: int) -> bool:
         """Whether the trainable set changes between epochs (Keras retraces the step)."""
@@ -99,10 +102,6 @@ def _gradual(epoch, first, num_blocks, settings):
                                     for b in range(top, num_blocks + 1)}})
 
 
-def _lora(epoch, first, num_blocks, settings):
-    return Plan(first, _uniform(first, num_blocks))
-
-
 STRATEGIES = {s.name: s for s in (
     Strategy("blocks", "the blocks from --first-block train at the learning rate (the paper)",
              "Kandel & Castelli 2020", _blocks),
@@ -118,7 +117,8 @@ STRATEGIES = {s.name: s for s in (
     Strategy("gradual", "one more block each epoch from the top, block b at lr/2.6^(N−b)",
              "Howard & Ruder 2018 (ULMFiT)", _gradual),
     Strategy("lora", "rank --lora-rank adapters on the trainable blocks' convolutions and "
-             "dense layers, their kernels frozen", "Hu et al. 2022 (LoRA)", _lora),
+             "dense layers, their kernels frozen", "Hu et al. 2022 (LoRA)", _blocks,
+             adapters=True),
 )}
 
 
@@ -245,7 +245,7 @@ def strategy_callback(trainer: keras.Model, model: keras.Model,
 
         def on_epoch_begin(self, epoch, logs=None):
             self.scales = {}
-            if strategy.name == "lora":  # (its trainable set is the adapters', fixed)
+            if strategy.adapters:  # (its trainable set is the adapters', fixed)
                 return
             plan = strategy.plan(epoch, first, num_blocks, settings)
             if plan.first != self.current:
