@@ -90,7 +90,7 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test docs test-fast structure test-timm test-torch bench cost notebooks data demo demo-h5 depth demo-own-data demo-real demo-strategies search-eval demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test docs test-fast structure test-timm test-torch bench cost notebooks data demo demo-h5 depth demo-own-data demo-real demo-strategies search-eval demo-search search-eval-demo demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -108,6 +108,8 @@ help:
 	@echo "make demo-real    - real images, real ImageNet weights: EfficientNet-Lite0 on ELPV (tables/real/, about 40 minutes)"
 	@echo "make demo-strategies - the adaptation strategies against the block-wise depths, Lite0 on ELPV (tables/real/)"
 	@echo "make search-eval  - block scores before training and successive halving replayed on the real grids (after the two above)"
+	@echo "make demo-search  - Table 2's demo grid searched by successive halving as it trains, beside the full one (tables/demo/search/)"
+	@echo "make search-eval-demo - successive halving replayed on every demo grid present (tables/demo/search/<grid>/)"
 	@echo "make demo-h5      - Table 2 on a synthetic set in the PCam HDF5 release's layout, with test AUCs"
 	@echo "make table2 ... table5 - PCam tables from the Kaggle data in DATA=$(DATA) (GPU recommended);"
 	@echo "                  SUBMIT=1 submits each finished run to Kaggle and shows its test AUC;"
@@ -272,6 +274,25 @@ search-eval: $(STAMP)
 	$(KR) evaluate-search transfer --runs $(REAL_RUNS)/transfer --out tables/real --block-scores tables/real/efficientnet_lite0_block_scores.csv
 	$(KR) evaluate-search transfer --runs $(REAL_RUNS)/transfer-fraction --out tables/real/fraction --block-scores tables/real/efficientnet_lite0_block_scores.csv
 	$(KR) evaluate-search strategies --runs $(REAL_RUNS)/strategies --out tables/real
+
+# Successive halving trained as it searches (grid --search halving), beside the full demo
+# grid of `make demo` (made first where runs/demo/table2 is missing): the searched table,
+# and both verdicts and costs side by side in tables/demo/search/table2_search.md
+DEMO_SEARCH ?= --search halving --eta 3 --min-epochs 1
+demo-search: $(STAMP)
+	@test -f $(DEMO_RUNS)/table2/grid.json || $(MAKE) demo
+	$(KR) grid table2 --data $(DEMO_DATA) --runs $(DEMO_RUNS)/table2-halving --weights none --epochs $(DEMO_EPOCHS) $(DEMO_SEARCH)
+	$(KR) table table2 --runs $(DEMO_RUNS)/table2-halving --out tables/demo/search
+	$(KR) evaluate-search table2 --runs $(DEMO_RUNS)/table2 --searched $(DEMO_RUNS)/table2-halving --out tables/demo/search
+
+# Successive halving replayed on every demo grid whose runs are here (make demo, demo-h5,
+# demo-table3 … demo-table8, demo-own-data first): tables/demo/search/<grid>/
+SEARCH_DEMO_GRIDS ?= table2:table2 table2:table2-h5 table3:table3 table4:table4 table5:table5 table6:table6 table7:table7 table8:table8 depth:own
+search-eval-demo: $(STAMP)
+	@for pair in $(SEARCH_DEMO_GRIDS); do study=$${pair%%:*}; runs=$${pair##*:}; \
+	  if [ -f $(DEMO_RUNS)/$$runs/grid.json ]; then \
+	    $(KR) evaluate-search $$study --runs $(DEMO_RUNS)/$$runs --out tables/demo/search/$$runs || exit 1; \
+	  else echo "$(DEMO_RUNS)/$$runs: no grid here (run its demo first), skipped"; fi; done
 
 demo-unlabelled: $(STAMP)
 	$(KR) data synthetic --out $(DEMO_UNL) --train $(DEMO_UNL_TRAIN) --test 100 --size 32 --seed 0

@@ -130,7 +130,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
         time_budget=args.time_budget, seeds=args.seeds, dataset=args.dataset,
         fractions=args.fractions, backbone=args.backbone, learning_rates=args.learning_rates,
         executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
-        cpus_per_run=args.cpus_per_run)
+        cpus_per_run=args.cpus_per_run, search=args.search, eta=args.eta,
+        min_epochs=args.min_epochs)
     statuses = grid.run_grid(args.study, args.data, args.runs, how,
                              options.settings_from_args(args))
     status = 1 if "failed" in statuses.values() else 0
@@ -223,7 +224,8 @@ def cmd_evaluate_search(args: argparse.Namespace) -> None:
     search_eval.write_evaluation(args.study, args.runs, args.out,
                                  search_eval.parse_ints(args.eta, "--eta"),
                                  search_eval.parse_ints(args.min_epochs, "--min-epochs"),
-                                 args.backbone, args.dataset, block_scores=args.block_scores)
+                                 args.backbone, args.dataset, block_scores=args.block_scores,
+                                 searched=args.searched)
 
 
 def cmd_score_blocks(args: argparse.Namespace) -> None:

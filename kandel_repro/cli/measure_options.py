@@ -58,6 +58,9 @@ def add_measurement_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--block-scores", default=None, metavar="CSV",
                     help="a score-blocks CSV of the grid's backbone: how its scores rank "
                     "the depths (Spearman's ρ, the top-scored depth tied or not)")
+    ev.add_argument("--searched", default=None, metavar="RUNS",
+                    help="the run folders of the same grid trained by `grid … --search "
+                    "halving`: a row of what that search chose and spent, against this grid")
     ev.set_defaults(verb="evaluate-search")
 
     sb = sub.add_parser(

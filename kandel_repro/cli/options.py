@@ -178,6 +178,18 @@ def _training_parsers(sub):
     g.add_argument("--submit", action="store_true",
                    help="PCam: submit each finished run to Kaggle and record its score "
                    "(within the daily limit; the rest are queued for the next call)")
+    h = g.add_argument_group("a cheaper search than the full grid")
+    h.add_argument("--search", choices=("halving",), default=None,
+                   help="'halving': successive halving over the cells — every cell trains "
+                   "--min-epochs epochs, the best 1/--eta by validation AUC go on to η times "
+                   "as many, and so on; the survivors train to the end. Dropped cells keep "
+                   "their folders, paused (a later plain grid finishes them); the same "
+                   "command resumes an interrupted search")
+    h.add_argument("--eta", type=int, default=3, metavar="η",
+                   help="with --search halving: keep the best 1/η of the cells at each "
+                   "rung (default 3)")
+    h.add_argument("--min-epochs", type=int, default=1, metavar="R",
+                   help="with --search halving: the epochs of the first rung (default 1)")
     x = g.add_argument_group("where the runs train")
     x.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="'local' (default): one run after another in this process; 'ray': "

@@ -31,11 +31,14 @@ class Attempt:
 
 
 def train_grid_run(run_dir: Path, data: PackedData, config: RunSettings, label: str,
-                   how: Attempt = Attempt(), log: Callable[[str], None] = print) -> str:
+                   how: Attempt = Attempt(), log: Callable[[str], None] = print,
+                   pause_after: int | None = None) -> str:
     """Train one run of a grid under its lock; its status: ``ok``, ``skipped`` (finished
     meanwhile by another process), ``busy`` (another process holds it), ``failed`` (it
-    raised: recorded in ``error.json``, the grid goes on) or ``out of time``. Both
-    executors, in-process and on Ray, train a run through this."""
+    raised: recorded in ``error.json``, the grid goes on), ``out of time`` or, told to
+    ``pause_after`` an epoch (a search's rung), ``paused``. A paused run is resumed from
+    its state unless ``how.rerun``. Both executors, in-process and on Ray, train a run
+    through this."""
     started = time.time()
     try:
         with rundir.claim(run_dir):
@@ -46,9 +49,10 @@ def train_grid_run(run_dir: Path, data: PackedData, config: RunSettings, label: 
             earlier = rundir.read_run(run_dir).error
             if earlier:
                 log(f"{label}: failed before ({earlier['error']}), retrying")
-            log(f"{label}: training")
+            log(f"{label}: training" + (f" to epoch {pause_after}" if pause_after else ""))
             metrics = train.train_run(run_dir, data, config, verbose=how.verbose,
-                                      deadline=how.deadline)
+                                      deadline=how.deadline, pause_after=pause_after,
+                                      resume=not how.rerun)
     except rundir.RunBusy as exc:
         log(f"{label}: skipped: {exc}")
         return "busy"
@@ -65,6 +69,10 @@ def train_grid_run(run_dir: Path, data: PackedData, config: RunSettings, label: 
         log(f"{label}: FAILED ({type(exc).__name__}: {exc}); {where}")
         return "failed"
     auc = metrics["val_auc"]
+    if metrics.get("status") == "paused":
+        log(f"{label}: paused after epoch {metrics['epochs_run']}, best val AUC so far "
+            f"{'n/a' if auc is None else f'{auc:.4f}'}, {time.time() - started:.0f} s")
+        return "paused"
     log(f"{label}: val AUC {'n/a' if auc is None else f'{auc:.4f}'} at epoch "
         f"{metrics['best_epoch']}, {time.time() - started:.0f} s")
     return "ok"

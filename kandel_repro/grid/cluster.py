@@ -196,6 +196,7 @@ class RayJob:
     address: str | None = None
     gpus_per_run: float | None = None
     cpus_per_run: float | None = None
+    pause_after: int | None = None  # a search's rung: each run pauses after that epoch
 
 
 def _run_task(run_dir, config, job, label):
@@ -219,7 +220,8 @@ def _run_task(run_dir, config, job, label):
         _kill_after_first_epoch(run_dir, finished, marker)
     try:
         status = train_grid_run(run_dir, data, config, f"{label} (on {host})",
-                                replace(job.how, verbose=0), lines.append)
+                                replace(job.how, verbose=0), lines.append,
+                                pause_after=job.pause_after)
     finally:
         finished.set()
     return status, lines

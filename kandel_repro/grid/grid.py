@@ -49,6 +49,7 @@ from ..studies.types import Study
 from ..studies.unlabelled import bind_pretrained, check_pretrain_data
 from ..training.runtime import make_strategy
 from .attempt import Attempt, train_grid_run
+from .search import check_search, in_process, run_halving
 
 if TYPE_CHECKING:
     from ..data.packed import PackedData
@@ -120,6 +121,11 @@ class GridOptions:
     address: str | None = None
     gpus_per_run: float | None = None
     cpus_per_run: float | None = None
+    # successive halving over the cells instead of every cell to its end
+    # (kandel_repro.grid.search): None, or "halving" with its η and first rung's epochs
+    search: str | None = None
+    eta: int = 3
+    min_epochs: int = 1
 
     def check_executor(self) -> None:
         """Refuse executor options that do not go together, before any packing."""
@@ -181,6 +187,7 @@ def _one_grid(study_name, data_dir, runs_dir, log, grid, settings, backbones=Non
         raise DataError(f"{data_dir} holds {what}, and the {study.name} study reads --dataset "
                         f"{reader.name} (your own class folders) unless told otherwise: give "
                         f"--dataset {dataset}") from None
+    check_search(grid.search, grid.eta, grid.min_epochs, shard, first.max_epochs)
     runs_dir = check_writable(runs_dir, "--runs")
     data = reader.load(data_dir, grid.cache_dir, workers=grid.workers,
                        image_size=first.image_size, **reader.options_of(first))
@@ -191,25 +198,69 @@ def _one_grid(study_name, data_dir, runs_dir, log, grid, settings, backbones=Non
     rundir.record_grid(runs_dir, {"study": study.name, "dataset": reader.name,
                                   "backbones": list(backbones or study.backbones),
                                   "data_dir": str(data_dir), "settings": dict(settings),
-                                  "seeds": list(seeds)}, shard)
+                                  "seeds": list(seeds),
+                                  "search": None if not grid.search else {
+                                      "method": grid.search, "eta": grid.eta,
+                                      "min_epochs": grid.min_epochs}}, shard)
     how = Attempt(rerun=grid.rerun, verbose=grid.verbose,
                   deadline=None if time_budget is None else time.time() + time_budget,
                   legacy_fingerprint=data.legacy_fingerprint)
     runs = study_runs(study, seeds)
+    if grid.search:
+        statuses = _search(study, runs, seeds, runs_dir, data, configs, how, grid,
+                           reader.name, data_dir, log)
+        _summarise(statuses, log)
+        return statuses
     statuses, todo = _finished_and_todo(study, runs, shard, seeds, runs_dir, configs, how, log)
     _score_finished_with_tta(statuses, runs_dir, data, configs, log)
     if grid.executor == "ray" and todo:  # (nothing to do: no cluster started or reached)
-        from .cluster import RayJob, run_on_ray
+        from .cluster import run_on_ray
 
-        job = RayJob(str(Path(runs_dir).absolute()), str(Path(data_dir).absolute()),
-                     reader.name, None if grid.cache_dir is None
-                     else str(Path(grid.cache_dir).absolute()), how, address=grid.address,
-                     gpus_per_run=grid.gpus_per_run, cpus_per_run=grid.cpus_per_run)
+        job = _ray_job(grid, runs_dir, data_dir, reader.name, how)
         statuses.update(run_on_ray(todo, configs, job, log))
     elif grid.executor == "local":
         statuses.update(_train_in_process(todo, runs, runs_dir, data, configs, how, log))
     _summarise(statuses, log)
     return statuses
+
+
+def _ray_job(grid, runs_dir, data_dir, dataset, how):
+    from .cluster import RayJob
+
+    return RayJob(str(Path(runs_dir).absolute()), str(Path(data_dir).absolute()), dataset,
+                  None if grid.cache_dir is None else str(Path(grid.cache_dir).absolute()),
+                  how, address=grid.address, gpus_per_run=grid.gpus_per_run,
+                  cpus_per_run=grid.cpus_per_run)
+
+
+def _search(study, runs, seeds, runs_dir, data, configs, how, grid, dataset, data_dir, log):
+    """The study's cells searched by successive halving (:mod:`kandel_repro.grid.search`),
+    each rung's runs trained here or as Ray tasks; ``{run name: status}``."""
+    cells = {}
+    for position, (cell, seed, name) in enumerate(runs, 1):
+        label = (f"[{position}/{len(runs)}] {study.name}: {_describe(study, cell)}"
+                 + (f", seed {seed}" if seeds != (0,) else ""))
+        cells.setdefault(cell.folder, (cell, []))[1].append((label, name))
+    for _, names in cells.values():  # a finished run of other settings is refused
+        for _, name in names:
+            if rundir.is_finished(runs_dir / name) and not how.rerun:
+                rundir.check_same_experiment(runs_dir / name, configs[name],
+                                             how.legacy_fingerprint)
+    once = replace(how, rerun=False)  # (run_halving clears the runs once for --rerun)
+    if grid.executor == "ray":
+        from .cluster import run_on_ray
+
+        job = _ray_job(grid, runs_dir, data_dir, dataset, once)
+
+        def train(todo, epoch):
+            return run_on_ray(todo, configs, replace(job, pause_after=epoch), log)
+    else:
+        train = in_process(runs_dir, data, configs, once, log)
+    max_epochs = next(iter(configs.values()))["max_epochs"]
+    log(f"{study.name}: successive halving over {len(cells)} cells (η = {grid.eta}, "
+        f"first rung {grid.min_epochs} epoch(s) of {max_epochs})")
+    return run_halving(list(cells.values()), runs_dir, max_epochs, train, grid.eta,
+                       grid.min_epochs, rerun=how.rerun, log=log)
 
 
 def _each_backbone(study_name, data_dir, runs_dir, log, backbones, grid, settings):

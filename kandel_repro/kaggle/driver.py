@@ -152,12 +152,16 @@ def place_weights(inputs: Path, settings: dict) -> list[Path]:
     return placed
 
 
-def resume(inputs: Path, runs: Path) -> int:
-    """Copy finished runs of earlier kernels (attached as inputs) into ``runs``."""
+def resume(inputs: Path, runs: Path, marker: str = "metrics.json") -> int:
+    """Copy finished runs of earlier kernels (attached as inputs) into ``runs``; with
+    ``marker="resume.npz"``, the runs a search (``--search halving``) paused or stopped
+    there, where this kernel has neither a finished nor a paused copy: they resume from
+    their state, not from their start."""
     copied = 0
-    for metrics in _find(inputs, f"runs/{runs.name}/*/metrics.json"):
-        source = metrics.parent
-        if (runs / source.name / "metrics.json").exists():
+    for found in _find(inputs, f"runs/{runs.name}/*/{marker}"):
+        source = found.parent
+        if (runs / source.name / "metrics.json").exists() or \
+                (runs / source.name / marker).exists():
             continue
         destination = runs / source.name
         if destination.exists():
@@ -192,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             _log(started, f"weights: {path}")
         copied = resume(inputs, runs)
         _log(started, f"resumed {copied} finished run(s) from earlier kernels")
+        paused = resume(inputs, runs, "resume.npz")
+        if paused:
+            _log(started, f"resumed {paused} run(s) a search paused in earlier kernels")
         if settings.get("dataset", "pcam") == "pcam":
             data = find_competition(inputs, settings["competition"])
             _log(started, f"competition data: {data}")

@@ -47,11 +47,46 @@ def _histories(table):
     return histories, seconds, max_epochs
 
 
+def _searched(table, searched):
+    """``(chosen cell, epochs, training seconds, η, R)`` of a grid trained by ``grid
+    --search halving`` into ``searched``, over the same cells as ``table``'s grid: the
+    finished cell with the best validation AUC (the search's choice), and what its runs
+    trained (a stopped run up to the epoch it stopped at)."""
+    import pandas as pd
+
+    request = rundir.read_grid(searched) or {}
+    search = request.get("search") or {}
+    choice, epochs, seconds = {}, 0, 0.0
+    for cell, runs in table.evidence.runs.items():
+        folder = Path(searched) / runs[min(runs)]
+        path = folder / rundir.HISTORY
+        if not path.is_file():
+            continue
+        history = pd.read_csv(path)
+        stopped = rundir.read_search(folder)
+        metrics = rundir.read_metrics(folder)
+        if stopped:
+            history = history.head(int(stopped["stopped_at_epoch"]))
+        elif not metrics:
+            continue  # (unfinished, not stopped: the search is not over)
+        epochs += len(history)
+        seconds += float(history.get("train_seconds", pd.Series([np.nan])).sum())
+        if metrics and metrics.get("val_auc") is not None:
+            choice[cell] = metrics["val_auc"]
+    if not choice:
+        raise ConfigError(f"{searched} holds no finished run of {table.study.name}: run "
+                          "`kandel-repro grid … --search halving` into it first")
+    order = list(table.evidence.runs)
+    chosen = max(choice, key=lambda c: (choice[c], -order.index(c)))
+    return chosen, epochs, seconds, search.get("eta"), search.get("min_epochs")
+
+
 def evaluate(study_name: str, runs_dir: str | Path, etas: Sequence[int] = (2, 3),
              min_epochs: Sequence[int] = (1, 2), backbone: str | None = None,
-             dataset: str | None = None):
+             dataset: str | None = None, searched: str | Path | None = None):
     """``(table, frame)``: the study's table (its ties and metric) and one row per (η, R)
-    of what a replayed search would have done."""
+    of what a replayed search would have done; with ``searched`` (the run folders of the
+    same grid trained by ``grid --search halving``) a row of what that search did."""
     import pandas as pd
 
     study = study_of_runs(study_name, runs_dir, backbone, dataset)
@@ -89,6 +124,10 @@ def evaluate(study_name: str, runs_dir: str | Path, etas: Sequence[int] = (2, 3)
             result = replay(histories, eta, r, max_epochs)
             rows.append(row("successive halving", eta, r, result.chosen, result.epochs,
                             spent(result.stopped_at)))
+    if searched is not None:
+        chosen, epochs, train_seconds, eta, r = _searched(table, searched)
+        rows.append(row("successive halving, trained (--search halving)", eta, r, chosen,
+                        epochs, train_seconds))
     return table, pd.DataFrame(rows)
 
 
@@ -96,11 +135,13 @@ def write_evaluation(study_name: str, runs_dir: str | Path, out_dir: str | Path,
                      etas: Sequence[int] = (2, 3), min_epochs: Sequence[int] = (1, 2),
                      backbone: str | None = None, dataset: str | None = None,
                      log: Callable[[str], None] = print,
-                     block_scores: str | Path | None = None) -> list[Path]:
+                     block_scores: str | Path | None = None,
+                     searched: str | Path | None = None) -> list[Path]:
     """``<study>_search.md`` and ``.csv`` in ``out_dir``; with ``block_scores`` (a
     ``score-blocks`` CSV of the grid's backbone) a section on how its scores rank the
-    depths."""
-    table, frame = evaluate(study_name, runs_dir, etas, min_epochs, backbone, dataset)
+    depths; with ``searched`` a row of a search trained on the same grid (:func:`evaluate`)."""
+    table, frame = evaluate(study_name, runs_dir, etas, min_epochs, backbone, dataset,
+                            searched)
     out_dir = check_writable(out_dir, "--out")
     stem = out_dir / f"{table.study.name}_search"
     write_csv(stem.with_suffix(".csv"), frame)
@@ -111,7 +152,8 @@ def write_evaluation(study_name: str, runs_dir: str | Path, out_dir: str | Path,
              f"cell's {table.metric} minus the chosen one's.",
              f"- Made by: `kandel-repro evaluate-search {table.study.name} --runs {runs_dir} "
              f"--out {out_dir} --eta {','.join(map(str, etas))} --min-epochs "
-             f"{','.join(map(str, min_epochs))}`", "",
+             f"{','.join(map(str, min_epochs))}"
+             + (f" --searched {searched}`" if searched is not None else "`"), "",
              "| search | η | R | chosen | tied with the best | regret | epochs (share of the "
              "grid) | training seconds (share) |", "|---|---|---|---|---|---|---|---|"]
     for _, r in frame.iterrows():
@@ -123,7 +165,7 @@ def write_evaluation(study_name: str, runs_dir: str | Path, out_dir: str | Path,
                      f"| {tied} | {r['regret']:.4f} | {int(r['epochs'])} "
                      f"({r['share_of_grid']:.0%}) | {r['train_seconds']:.0f} "
                      f"({r['seconds_share']:.0%}) |")
-    halving = frame[frame["search"] == "successive halving"]
+    halving = frame[frame["search"].str.startswith("successive halving")]
     reached = halving[halving["tied_with_best"] == True]  # noqa: E712 - object column
     lines += ["", f"The grid's best: {frame['best'].iloc[0]} ({frame['best_value'].iloc[0]:.4f}). "
               f"{len(reached)} of {len(halving)} searches reached a cell tied with it"

@@ -126,11 +126,15 @@ def collect(study_name: str | Study, runs_dir: str | Path,
             metrics = run.metrics or {}
             labelled = get_reader((run.config or {}).get("dataset") or study.dataset).labelled_test
             summary = _summary(runs_dir / name, metrics, labelled) if run.metrics else {}
+            stopped = rundir.read_search(runs_dir / name) or {}
             rows.append({
                 "table": study.name, "run": name, "row": cell.row.label,
                 "column": cell.column.label, "seed": seed, "backbone": cell.backbone,
                 "first_trainable_block": cell.first_trainable_block, **_layer(study, cell),
-                "learning_rate": cell.learning_rate, "status": run.status,
+                "learning_rate": cell.learning_rate,
+                "status": "stopped" if stopped and run.status == "missing" else run.status,
+                "stopped_at_epoch": stopped.get("stopped_at_epoch"),
+                "stopped_val_auc": stopped.get("val_auc"),
                 "converged": _converged(metrics) if run.status == "ok" else None,
                 **{key: metrics.get(key) for key in FACTS},
                 **{key: metrics[key] for key in TTA_FACTS if key in metrics}, **_flat(summary),
@@ -427,6 +431,12 @@ def _cell_text(row, runs, study, ci, no_tta=False, note=None):
     """What the Markdown table shows in a cell (``no_tta``: of a TTA grid, whose runs have
     no TTA scores; ``note``: why its one run's interval is not assessable)."""
     if row["n"] == 0:
+        stopped = runs[runs["status"] == "stopped"]
+        if len(stopped) and not (runs["status"] == "ok").any():
+            auc = stopped["stopped_val_auc"].dropna()
+            return (f"stopped at epoch {stopped['stopped_at_epoch'].max():.0f} (validation "
+                    f"AUC {auc.mean():.4f})" if len(auc) else
+                    f"stopped at epoch {stopped['stopped_at_epoch'].max():.0f}")
         if (runs["status"] == "ok").any() and no_tta:
             return "no TTA"
         if (runs["status"] == "ok").any() and study.marks_non_convergence:

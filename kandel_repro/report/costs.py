@@ -77,6 +77,38 @@ def _history(run: Path):
     return history if "train_seconds" in history else None
 
 
+def search_cost(table: Table) -> dict | None:
+    """What a grid searched by successive halving spent against the full grid, or None
+    where no run was stopped by a search: ``epochs`` and ``seconds`` spent (training
+    only), the full grid's ``full_epochs`` and ``full_seconds``, ``stopped`` and
+    ``finished`` runs, ``mean_epochs`` of the finished. A stopped run's share of the full
+    grid is estimated: the finished runs' mean epochs (at least the epochs it ran), each
+    at its own mean epoch time so far."""
+    frame = table.frame
+    if not (frame["status"] == "stopped").any():
+        return None
+    spent, finished, stopped = [0.0, 0.0], [], []
+    for _, run in frame.iterrows():
+        history = _history(table.runs_dir / run["run"])
+        if history is None or run["status"] not in ("ok", "stopped"):
+            continue
+        if run["status"] == "stopped":
+            history = history.head(int(run["stopped_at_epoch"]))
+        epochs, seconds = len(history), float(history["train_seconds"].sum())
+        spent[0] += epochs
+        spent[1] += seconds
+        (finished if run["status"] == "ok" else stopped).append((epochs, seconds))
+    if not finished:
+        return None
+    mean_epochs = float(np.mean([e for e, _ in finished]))
+    full_epochs = sum(e for e, _ in finished) + sum(max(e, mean_epochs) for e, _ in stopped)
+    full_seconds = sum(s for _, s in finished) + sum(
+        s / e * max(e, mean_epochs) for e, s in stopped if e)
+    return {"epochs": spent[0], "seconds": spent[1], "full_epochs": full_epochs,
+            "full_seconds": full_seconds, "stopped": len(stopped), "finished": len(finished),
+            "mean_epochs": mean_epochs}
+
+
 def cheapest_tied(table: Table, costs: pd.DataFrame) -> tuple[tuple[str, str] | None, str]:
     """The cheapest (fewest training seconds) of the best cell and the cells tied with it,
     and a sentence saying so; ``(None, why)`` where ties cannot be told."""

@@ -93,11 +93,15 @@ def render_markdown(table: Table, command: str) -> str:
         lines.append(f"- Computed with: {computed_with(configs)}")
     lines += [f"- Made by: `{command}`", ""]
     lines += _grid_lines(table)
-    lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV).")
+    lines.append("`—`: not run yet; `failed`: the run raised (its error is in the CSV)."
+                 + (" `stopped at epoch k`: dropped there by the search (successive halving; "
+                    "its validation AUC then), paused: a plain `grid` finishes it."
+                    if (table.frame["status"] == "stopped").any() else ""))
     if study.note:
         lines += ["", study.note]
     lines += _target_lines(table)
     lines += _cost_lines(table)
+    lines += _search_lines(table)
     lines += _tta_lines(table)
     test = _test_name(table)
     if study.paper:
@@ -321,3 +325,21 @@ def _cost_lines(table):
     lines += ["", f"Cheapest of the cells tied with the best: {sentence}."]
     return lines
 
+
+
+def _search_lines(table):
+    """What a grid searched by successive halving spent, against the full grid."""
+    from .costs import search_cost
+
+    cost = search_cost(table)
+    if cost is None:
+        return []
+    return ["", "## What the search cost", "",
+            f"Successive halving trained {cost['finished']} run(s) to their end and stopped "
+            f"{cost['stopped']}: {cost['epochs']:.0f} epochs of an estimated "
+            f"{cost['full_epochs']:.0f} for the full grid ({cost['epochs'] / cost['full_epochs']:.0%}), "
+            f"{cost['seconds']:.0f} training seconds of an estimated {cost['full_seconds']:.0f} "
+            f"({cost['seconds'] / max(cost['full_seconds'], 1e-9):.0%}). Estimated: each stopped "
+            f"run would have trained the finished runs' mean epochs ({cost['mean_epochs']:.1f}), "
+            "each at its own mean epoch time so far; evaluation left out. Whether the search's "
+            "choice is the full grid's: `kandel-repro evaluate-search` on a finished grid."]

@@ -69,11 +69,13 @@ TEST_PREDICTIONS_TTA = "test_predictions_tta.csv"
 KAGGLE_RECORD = "kaggle-submission.json"
 LOCK = ".lock"  # held while a process trains the run (see claim)
 TENSORBOARD = "tensorboard"  # TensorBoard's logs of the run (a folder)
+RESUME = "resume.npz"  # the state of a paused run (kandel_repro.runs.epochs)
+SEARCH = "search.json"  # a run the search stopped: at which epoch, its validation AUC
 # Everything a run writes: cleared when a run (re)starts, so an unfinished earlier
 # attempt cannot leak into it.
 ARTEFACTS = (CONFIG, VAL_IDS, TEST_IDS, HISTORY, BEST_MODEL, VAL_PREDICTIONS, SUBMISSION,
              TEST_PREDICTIONS, VAL_PREDICTIONS_TTA, SUBMISSION_TTA, TEST_PREDICTIONS_TTA,
-             METRICS, ERROR, KAGGLE_RECORD)
+             METRICS, ERROR, KAGGLE_RECORD, RESUME, SEARCH)
 # What `explain` and `filters` write into a run folder: they describe its model, so a run
 # trained again clears them too.
 EXPLANATIONS = ("gradcam*.png", "gradcam*.json", "filters.png", "filters.json")
@@ -131,6 +133,13 @@ def is_pretrain_run(path: str | Path) -> bool:
 def is_finished(run_dir: str | Path) -> bool:
     """True when ``metrics.json`` exists and can be read (a damaged one is unfinished)."""
     return _read_or_none(Path(run_dir) / METRICS) is not None
+
+
+def read_search(run_dir: str | Path) -> dict | None:
+    """What ``search.json`` says of a run a search stopped (``stopped_at_epoch``, its
+    ``val_auc`` there, ``rung``: :mod:`kandel_repro.grid.search`), or None: not stopped,
+    or finished since."""
+    return None if is_finished(run_dir) else _read_or_none(Path(run_dir) / SEARCH)
 
 
 def read_config(run_dir: str | Path) -> dict | None:
@@ -320,7 +329,8 @@ def mixed_settings(runs: dict[str, dict],
 
 
 def check_same_experiment(run_dir: str | Path, config: Mapping[str, Any],
-                          legacy_fingerprint: str | None = None) -> None:
+                          legacy_fingerprint: str | None = None,
+                          what: str = "a finished run") -> None:
     """Refuse to reuse a finished run made with other settings (every
     :data:`EXPERIMENT_KEYS` must match).
 
@@ -347,7 +357,7 @@ def check_same_experiment(run_dir: str | Path, config: Mapping[str, Any],
              for k in EXPERIMENT_KEYS if differs(k)]
     if diffs:
         raise ConfigError(
-            f"{run_dir} holds a finished run made with other settings ("
+            f"{run_dir} holds {what} made with other settings ("
             + "; ".join(diffs) + "). Use another --runs folder, or --rerun to replace it."
         )
 
@@ -365,6 +375,12 @@ def record_grid(runs_dir: str | Path, request: dict,
     run folders of several shards merge without clashes."""
     name = "grid.json" if shard is None else f"grid-shard-{shard[0]}of{shard[1]}.json"
     write_json(Path(runs_dir) / name, dict(request, shard=None if shard is None else list(shard)))
+
+
+def read_grid(runs_dir: str | Path) -> dict | None:
+    """What the (unsharded) grid over ``runs_dir`` was asked to do (:func:`record_grid`),
+    or None."""
+    return _read_or_none(Path(runs_dir) / "grid.json")
 
 
 def finished_runs(folder: str | Path, protocol: str | None = None) -> list[Path]:

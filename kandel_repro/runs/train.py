@@ -14,15 +14,15 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..core.files import staging_path, write_csv
-from ..core.stats import auc_of, summary_of
+from ..core.files import write_csv
+from ..core.stats import summary_of
 from ..data.split import downsample, nested_subset
 from ..models.backbones import HEAD_LAYERS, assign_layers, get_backbone
 from ..models.build import build_model
@@ -37,6 +37,8 @@ from ..training.runtime import (jit_setting, make_strategy, memory_peak, precisi
                                 reset_memory_peak)
 from ..training.tta import images_per_batch, tta_metrics, tta_predictor
 from . import rundir
+from .epochs import (EpochLog, auc_or_nan, fast_forward, pause_callback, paused_epochs,
+                     restore, validation_callback)
 from .config import colour_of, resolve_runtime, with_data
 from .settings import RunSettings
 
@@ -74,86 +76,9 @@ def loss_of(config: RunSettings) -> str:
             else "sparse_categorical_crossentropy")
 
 
-def _auc(labels, scores):
-    return auc_of(labels, scores) if np.all(np.isfinite(scores)) else float("nan")
-
-
 class TimeBudgetExceeded(Exception):
     """A run was stopped at an epoch boundary because the next epoch would pass the
     deadline; it is not finished (no metrics.json) and is trained again next time."""
-
-
-@dataclass
-class EpochLog:
-    """What the epochs of a run have shown so far (kept by :class:`ValidationAUC`)."""
-
-    n_train: int  # training images per epoch
-    deadline: float | None = None  # a time.time() value, or None
-    history: list = field(default_factory=list)  # one row per epoch, as history.csv
-    best_auc: float = -np.inf
-    best_epoch: int = 0
-    best_scores: np.ndarray | None = None  # validation predictions of the best epoch
-    train_seconds: float = 0.0
-    train_images: int = 0
-    first_epoch_seconds: float | None = None
-    stopped_reason: str | None = None
-    out_of_time: bool = False
-
-
-def _make_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size, log):
-    import keras
-
-    class ValidationAUC(keras.callbacks.Callback):
-        """Exact ROC AUC on the validation split each epoch; keeps the best model.
-
-        ``model`` is the paper's model (saved as ``best_model.keras``), ``predictor`` the
-        same model behind the uint8 input stage; ``log`` the :class:`EpochLog` it fills.
-        NOTE: this callback must run before EarlyStopping in the callback list, which
-        reads ``logs["val_auc"]`` added here.
-        """
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            train_seconds = time.perf_counter() - self.started
-            log.train_seconds += train_seconds
-            log.train_images += log.n_train
-            if epoch == 0:
-                log.first_epoch_seconds = train_seconds
-            scores = predict_uint8(predictor, x, eval_batch_size, indices=val_idx)
-            auc = _auc(val_y, scores)
-            logs["val_auc"] = auc
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
-                self.model.optimizer.learning_rate))
-            log.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
-                                "train_seconds": train_seconds})
-            if np.isfinite(auc) and auc > log.best_auc:
-                log.best_auc, log.best_epoch, log.best_scores = auc, epoch + 1, scores
-                _save_model(model, Path(run_dir) / rundir.BEST_MODEL)
-            import pandas as pd
-
-            write_csv(Path(run_dir) / rundir.HISTORY, pd.DataFrame(log.history))
-            if not np.isfinite(logs.get("loss", 0.0)):
-                log.stopped_reason = "non-finite loss"
-                self.model.stop_training = True
-            # NOTE: the budget stops a run only before an epoch that would not fit: the
-            # last epoch, or one after which the run stops anyway, finishes it.
-            epoch_seconds = time.perf_counter() - self.started
-            if (log.deadline is not None and epoch + 1 < self.params["epochs"]
-                    and not self.model.stop_training
-                    and time.time() + epoch_seconds > log.deadline):
-                log.out_of_time = True
-                self.model.stop_training = True
-
-    return ValidationAUC()
-
-
-def _save_model(model, path):
-    # NOTE: staged under a name that still ends in .keras: Keras saves to no other.
-    tmp = staging_path(path, suffix=".keras")
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 class Network(NamedTuple):
@@ -264,7 +189,8 @@ def predictor_of(model: keras.Model, config: Mapping[str, Any],
 
 
 def train_run(run_dir: str | Path, data: PackedData, config: RunSettings,
-              verbose: int | str = "auto", deadline: float | None = None) -> dict:
+              verbose: int | str = "auto", deadline: float | None = None,
+              pause_after: int | None = None, resume: bool = True) -> dict:
     """Train one run into ``run_dir``; return its metrics dict.
 
     ``data`` is a :class:`~kandel_repro.data.packed.PackedData`; ``config`` the settings
@@ -277,17 +203,29 @@ def train_run(run_dir: str | Path, data: PackedData, config: RunSettings,
     the split's ids written), :func:`_build` (the models, the config written), :func:`_fit`
     (the epochs), :func:`_predict` (the best epoch's predictions written) and
     :func:`_record` (``metrics.json``, last).
+
+    ``pause_after`` k: stop after epoch k, unless the run ends there by itself, writing
+    its state (:mod:`kandel_repro.runs.epochs`) and returning ``{"status": "paused",
+    "epochs_run": k, "val_auc": best so far}`` without metrics. A paused run is resumed
+    from that state by the next call (``resume``; False: trained from its start).
     """
     started = time.time()
     _check_deadline(deadline, run_dir)
     splits = data.split(config)  # refuses unusable data before any write
-    run_dir = rundir.start(run_dir)
+    paused = paused_epochs(run_dir) if resume else None
+    run_dir = Path(run_dir) if paused else rundir.start(run_dir)
+    (run_dir / rundir.SEARCH).unlink(missing_ok=True)  # (a stopped run, continued)
     try:
         run = _prepare(run_dir, data, config, splits)
-        models = _build(run, data)
-        log = _fit(run, data, models, verbose, deadline)
+        models = _build(run, data, paused)
+        log = _fit(run, data, models, verbose, deadline, pause_after, paused)
+        if log.paused:
+            return {"status": "paused", "epochs_run": len(log.history),
+                    "val_auc": log.best_auc if np.isfinite(log.best_auc) else None}
         scores = _predict(run, data, models, log)
-        return _record(run, models, log, scores, started)
+        metrics = _record(run, models, log, scores, started)
+        (run_dir / rundir.RESUME).unlink(missing_ok=True)  # (finished: nothing to resume)
+        return metrics
     except BaseException:
         # NOTE: a run that fails before its first epoch ends (bad weights, a setting the
         # model refuses, Ctrl-C while building) leaves nothing behind: the grid records
@@ -346,9 +284,10 @@ def _shares(train, val, test, classes):
             for part, labels in parts.items()}
 
 
-def _build(run, data):
+def _build(run, data, paused=None):
     """The run's :class:`RunModels` (:func:`build_run_models`), seeded; the config, with
-    Keras' XLA choice resolved, written."""
+    Keras' XLA choice resolved, written (a ``paused`` run's checked against the one it
+    wrote: it resumes only into the same experiment)."""
     import keras
 
     keras.utils.set_random_seed(run.config.seed)
@@ -356,13 +295,16 @@ def _build(run, data):
     models = build_run_models(run.config, data.image_shape, run.strategy)
     # (Keras' "auto", resolved)
     run.config = run.config.updated(jit="on" if models.trainer.jit_compile else "off")
+    if paused:
+        rundir.check_same_experiment(run.folder, run.config, data.legacy_fingerprint,
+                                     "a run paused by a search")
     rundir.write_config(run.folder, run.config)
     return models
 
 
-def _fit(run, data, models, verbose, deadline):
-    """Train the epochs; their :class:`EpochLog`. :class:`TimeBudgetExceeded` when the
-    budget stopped the run before its last epoch."""
+def _fit(run, data, models, verbose, deadline, pause_after=None, paused=None):
+    """Train the epochs (a ``paused`` run's from where it stopped); their :class:`EpochLog`.
+    :class:`TimeBudgetExceeded` when the budget stopped the run before its last epoch."""
     import keras
 
     model, trainer, predictor, _ = models
@@ -377,8 +319,14 @@ def _fit(run, data, models, verbose, deadline):
     log = EpochLog(n_train=len(run.train_idx), deadline=deadline)
     stopping = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                              patience=config["patience"])
-    callbacks = [_make_callback(run.folder, model, predictor, data.x, run.val_idx,
-                                data.y[run.val_idx], config["eval_batch_size"], log), stopping]
+    callbacks = [validation_callback(run.folder, model, predictor, data.x, run.val_idx,
+                                     data.y[run.val_idx], config["eval_batch_size"], log),
+                 stopping]
+    done, counters = restore(run.folder, trainer, log) if paused else (0, None)
+    fast_forward(batches, done, run.strategy)
+    if pause_after is not None or counters:  # (after EarlyStopping: it reads its verdict)
+        callbacks.append(pause_callback(run.folder, trainer, stopping, log, pause_after,
+                                        counters))
     if config["lr_decay"] != 1.0:
         callbacks.insert(0, epoch_decay(trainer.optimizers_used, config["lr_decay"]))
     if config["strategy"] != "blocks":  # (first: it adds to the logs ValidationAUC writes)
@@ -394,7 +342,7 @@ def _fit(run, data, models, verbose, deadline):
     _check_deadline(deadline, run.folder)  # building the model took time too
     # NOTE: shuffle=False: both pipelines reshuffle every epoch themselves, from the seed.
     trainer.fit(batches, epochs=config["max_epochs"], callbacks=callbacks, verbose=verbose,
-                shuffle=False)
+                shuffle=False, initial_epoch=done)
     if log.out_of_time and 0 < stopping.stopped_epoch == len(log.history) - 1:
         log.out_of_time = False  # early stopping ended the run at that epoch anyway
     if log.out_of_time:
@@ -480,7 +428,7 @@ def _record(run, models, log, scores, started):
         "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
     }
     if test.labels is not None:
-        metrics[test.auc_key] = _auc(test.labels, test_scores)
+        metrics[test.auc_key] = auc_or_nan(test.labels, test_scores)
     if np.isfinite(best_scores).all() and (test.labels is None or np.isfinite(test_scores).all()):
         metrics.update(summary_of(val_y, best_scores, test.labels, test_scores, test.auc_key,
                                   config.get("bootstrap"), config.get("classes")))

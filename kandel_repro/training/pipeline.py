@@ -90,7 +90,12 @@ def idg_batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, augmentati
             return batch, y[rows].astype(np.float32)
 
         def on_epoch_end(self):
-            self.epoch += 1
+            self.start_at(self.epoch + 1)
+
+        def start_at(self, epoch):
+            """Serve epoch ``epoch`` + 1 next (0: the first), as an uninterrupted run
+            would: a paused run resumed (kandel_repro.runs.epochs.fast_forward)."""
+            self.epoch = epoch
             self.order = self._order()
 
     return AugmentedBatches()

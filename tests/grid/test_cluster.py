@@ -227,3 +227,31 @@ def test_the_kill_marker_is_taken_by_one_task_only(tmp_path):
     marker.touch()
     assert [cluster._claim(str(marker)), cluster._claim(str(marker))] == [True, False]
     assert not marker.exists()
+
+
+def test_a_search_on_ray_trains_each_rung_as_tasks_and_decides_as_the_replay(
+        local_ray, tiny_pcam, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from kandel_repro.grid.halving import replay
+
+    small_grid(monkeypatch, learning_rates=(1e-3, 1e-4), rows=slice(0, 3))  # 6 cells
+    runs = tmp_path / "runs"
+    logs = []
+    options = GridOptions(executor="ray", verbose=0, search="halving", eta=3, min_epochs=1)
+    statuses = grid_mod.run_grid("table2", tiny_pcam, runs, options,
+                                 UserSettings(weights="none", max_epochs=3, batch_size=16),
+                                 log=logs.append)
+    assert sum("submitted to Ray" in line for line in logs) == 2  # the rung, then the end
+    histories = {name: pd.read_csv(runs / name / rundir.HISTORY)["val_auc"].tolist()
+                 for name in statuses}
+    expected = replay(histories, 3, 1, 3)
+    assert sorted(statuses.values()).count("stopped") == 4
+    for name, status in statuses.items():
+        if status == "stopped":
+            assert expected.stopped_at[name] == 1 and len(histories[name]) == 1
+            assert rundir.read_search(runs / name)["stopped_at_epoch"] == 1
+            assert (runs / name / rundir.RESUME).is_file()  # paused: a plain grid resumes it
+        else:
+            assert status == "ok" and expected.stopped_at[name] is None
+            assert rundir.is_finished(runs / name) and not (runs / name / rundir.RESUME).exists()

@@ -23,7 +23,8 @@ def quiet(*args):
 # --- the grid, with a fast stand-in for training ------------------------------------
 
 def _fake_train(fail_on=(), interrupt_on=None, calls=None):
-    def fake(run_dir, data, config, verbose="auto", deadline=None):
+    def fake(run_dir, data, config, verbose="auto", deadline=None, pause_after=None,
+             resume=True):
         name = run_dir.name
         calls.append(name)
         if name == interrupt_on:

@@ -187,3 +187,25 @@ def test_the_kaggle_command_line_pushes_the_kernel_too(kernel, kaggle_env):
                               str(kernel["kernel"])], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "tester/kandel-repro-table2-shard-1-of-8" in server.kernels
+
+
+def test_the_driver_carries_a_search_s_paused_and_stopped_runs_into_the_next_kernel(tmp_path):
+    from kandel_repro.kaggle import driver
+
+    earlier = tmp_path / "input" / "kandel-repro-table2" / "runs" / "table2"
+    for name, files in {"finished": ("metrics.json", "history.csv"),
+                        "paused": ("resume.npz", "history.csv"),
+                        "stopped": ("resume.npz", "search.json", "history.csv"),
+                        "unfinished": ("history.csv",)}.items():
+        (earlier / name).mkdir(parents=True)
+        for file in files:
+            (earlier / name / file).write_text(f"{name} {file}")
+    runs = tmp_path / "working" / "runs" / "table2"
+    (runs / "stopped").mkdir(parents=True)  # this kernel's own copy, further on: kept
+    (runs / "stopped" / "resume.npz").write_text("this kernel's")
+    assert driver.resume(tmp_path / "input", runs) == 1
+    assert driver.resume(tmp_path / "input", runs, "resume.npz") == 1
+    assert sorted(p.name for p in runs.iterdir()) == ["finished", "paused", "stopped"]
+    assert (runs / "paused" / "resume.npz").read_text() == "paused resume.npz"
+    assert (runs / "stopped" / "resume.npz").read_text() == "this kernel's"
+    assert driver.resume(tmp_path / "input", runs, "resume.npz") == 0  # (nothing new)

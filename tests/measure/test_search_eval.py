@@ -64,3 +64,39 @@ def _csv(frame, folder):
     path = folder / f"scores{len(frame.columns)}.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+def test_a_trained_search_is_set_against_the_grid(strategy_runs, tmp_path):  # noqa: F811
+    import shutil
+
+    from kandel_repro.core.files import write_json
+    from kandel_repro.runs import rundir
+
+    searched = tmp_path / "searched"
+    shutil.copytree(strategy_runs, searched)
+    write_json(searched / "grid.json", {"study": "strategies",
+                                        "search": {"method": "halving", "eta": 3,
+                                                   "min_epochs": 1}})
+    folders = sorted(p for p in searched.iterdir() if (p / rundir.METRICS).is_file())
+    validation = {p.name: rundir.read_metrics(p)["val_auc"] for p in folders}
+    stopped = sorted(validation, key=validation.get)[:len(folders) - 3]  # all but 3 stopped
+    for name in stopped:
+        (searched / name / rundir.METRICS).unlink()
+        write_json(searched / name / rundir.SEARCH, {"stopped_at_epoch": 1, "rung": 1,
+                                                      "val_auc": 0.5})
+    table, frame = evaluate("strategies", strategy_runs, etas=(3,), min_epochs=(1,),
+                            searched=searched)
+    row = frame.iloc[-1]
+    assert row["search"] == "successive halving, trained (--search halving)"
+    assert (row["eta"], row["min_epochs"]) == (3, 1)
+    assert row["epochs"] == len(stopped) * 1 + 3 * 2  # the stopped at 1, the rest their 2
+    best_finished = max((n for n in validation if n not in stopped), key=validation.get)
+    assert row["chosen_value"] == pytest.approx(
+        table.evidence.mean(next(c for c, runs in table.evidence.runs.items()
+                                 if runs[min(runs)] == best_finished)))
+    md = write_evaluation("strategies", strategy_runs, tmp_path, (3,), (1,), log=print,
+                          searched=searched)[0].read_text()
+    assert "| successive halving, trained (--search halving) | 3 | 1 |" in md
+    assert f"--searched {searched}`" in md
+    with pytest.raises(ConfigError, match="holds no finished run"):
+        evaluate("strategies", strategy_runs, searched=tmp_path / "empty")

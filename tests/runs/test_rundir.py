@@ -108,7 +108,8 @@ def test_a_damaged_metrics_file_is_named_and_the_run_trained_again(tiny_pcam, tm
     runs = tmp_path / "runs"
     calls = []
 
-    def fake_train(run_dir, data, config, verbose="auto", deadline=None):
+    def fake_train(run_dir, data, config, verbose="auto", deadline=None, pause_after=None,
+                   resume=True):
         calls.append(run_dir.name)
         rundir.start(run_dir)
         rundir.write_config(run_dir, config)
@@ -199,7 +200,8 @@ from kandel_repro.grid import grid
 from kandel_repro.runs import rundir, train
 from kandel_repro.runs.settings import UserSettings
 
-def slow_fake(run_dir, data, config, verbose="auto", deadline=None):
+def slow_fake(run_dir, data, config, verbose="auto", deadline=None, pause_after=None,
+              resume=True):
     rundir.start(run_dir)
     rundir.write_config(run_dir, config)
     time.sleep(0.3)
