@@ -90,7 +90,7 @@ DEMO_STUDY_SEEDS ?= 2
 BREAKHIS_TABLES := table6 table7 table8
 DEMO_TABLES     := demo-table3 demo-table4 demo-table5 demo-table6 demo-table7 demo-table8
 
-.PHONY: tensorboard install test docs test-fast structure test-timm test-torch bench cost notebooks data demo demo-h5 depth demo-own-data demo-real demo-strategies search-eval demo-search search-eval-demo demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
+.PHONY: tensorboard install test docs test-fast structure test-timm test-torch bench cost notebooks data demo demo-h5 depth demo-own-data demo-real demo-strategies demo-vit search-eval demo-search search-eval-demo demo-augmentation unlabelled demo-unlabelled demo-tables tables clean-demo help kaggle-kernel $(PCAM_TABLES) $(BREAKHIS_TABLES) $(DEMO_TABLES) $(PCAM_STUDIES) $(DEMO_STUDIES) $(TRANSFUSION_STUDIES) demo-small-nets demo-partial-transfer demo-similarity demo-weights
 
 help:
 	@echo "make test         - install into $(VENV) and run the whole test suite (CI runs this)"
@@ -98,7 +98,7 @@ help:
 	@echo "make structure    - the longest import chain, cycles, private imports, module sizes"
 	@echo "make docs         - the documentation site into site/ (warnings as errors; make test builds it too)"
 	@echo "make test-timm    - InceptionV4 against timm's (installs timm and PyTorch first)"
-	@echo "make test-torch   - EfficientNet-Lite0 and ResNet-50 against PyTorch's (installs PyTorch first)"
+	@echo "make test-torch   - EfficientNet-Lite0, ResNet-50, ViT and DINOv2 against PyTorch's, timm's, transformers' (installs them first)"
 	@echo "make data         - download, verify and pack the Kaggle PCam data into DATA=$(DATA)"
 	@echo "make bench        - measure the input pipeline (tables/bench.md, tables/bench.json)"
 	@echo "make cost         - parameters and time per step at every depth (tables/cost_vs_depth.*)"
@@ -107,6 +107,7 @@ help:
 	@echo "make demo-tables  - Tables 3-8 on synthetic data on a CPU (tables/demo/)"
 	@echo "make demo-real    - real images, real ImageNet weights: EfficientNet-Lite0 on ELPV (tables/real/, about 40 minutes)"
 	@echo "make demo-strategies - the adaptation strategies against the block-wise depths, Lite0 on ELPV (tables/real/)"
+	@echo "make demo-vit     - a tiny vision transformer on a CPU: depths, strategies, LoRA, linear probe (tables/demo/vit/)"
 	@echo "make search-eval  - block scores before training and successive halving replayed on the real grids (after the two above)"
 	@echo "make demo-search  - Table 2's demo grid searched by successive halving as it trains, beside the full one (tables/demo/search/)"
 	@echo "make search-eval-demo - successive halving replayed on every demo grid present (tables/demo/search/<grid>/)"
@@ -179,13 +180,13 @@ structure: $(STAMP)
 # PyTorch (a multi-GB download) into the same .venv first.
 test-timm: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[timm]"
-	$(BIN)/python -m pytest -q -m timm tests/models
+	KANDEL_TORCH_TESTS=1 $(BIN)/python -m pytest -q -m timm tests/models
 
 # EfficientNet-Lite0 (its real ImageNet checkpoint) and a random-weight torchvision
 # ResNet-50 against PyTorch's networks; the checkpoint reader against torch.load
 test-torch: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[torch]"
-	KANDEL_TORCH_TESTS=1 $(BIN)/python -m pytest -q -s -m torch tests/models/test_torch_reference.py
+	KANDEL_TORCH_TESTS=1 $(BIN)/python -m pytest -q -s -m torch tests/models/test_torch_reference.py tests/models/test_vit_torch_reference.py
 
 data: $(STAMP)
 	@if [ -f $(DATA)/train_labels.csv ]; then $(KR) data verify --data $(DATA); \
@@ -267,6 +268,20 @@ demo-strategies: $(STAMP)
 	$(KR) grid strategies --backbone efficientnet_lite0 --dataset csv --data $(REAL_DATA)/manifest.csv --image-size $(STRATEGY_SIZE) --epochs $(STRATEGY_EPOCHS) --learning-rates $(REAL_LR) --probe-epochs 2 --runs $(REAL_RUNS)/strategies $(GRID_SEEDS)
 	$(KR) table strategies --runs $(REAL_RUNS)/strategies --out tables/real $(DEMO_SEEDS)
 
+# How deeply to fine-tune a vision transformer, at demo scale on 2 CPU cores: the tiny ViT
+# (patch 4, 4 blocks of width 64, random weights) on the synthetic PCam at 32×32, the
+# strategies study at one learning rate — the block-wise depths (the last k blocks … all),
+# the linear probe (the head alone), llrd, auto-rgn, lp-ft, gradual and lora (rank 4 on
+# each attention's query and value) (tables/demo/vit/)
+VIT_BACKBONE ?= vit_tiny_patch4
+VIT_EPOCHS   ?= 3
+VIT_LR       ?= 1e-3
+VIT_RUNS     ?= $(DEMO_RUNS)/vit
+demo-vit: $(STAMP)
+	$(KR) data synthetic --out $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --size $(DEMO_SIZE) --seed 0
+	$(KR) grid strategies --backbone $(VIT_BACKBONE) --dataset pcam --data $(DEMO_DATA) --runs $(VIT_RUNS)/strategies --weights none --epochs $(VIT_EPOCHS) --learning-rates $(VIT_LR) --probe-epochs 1 $(GRID_SEEDS)
+	$(KR) table strategies --runs $(VIT_RUNS)/strategies --out tables/demo/vit $(DEMO_SEEDS)
+
 # A cheaper route to the verdict, measured on the real grids above (run those first):
 # LogME, H-score and a linear probe per block, and successive halving replayed
 search-eval: $(STAMP)
@@ -285,9 +300,9 @@ demo-search: $(STAMP)
 	$(KR) table table2 --runs $(DEMO_RUNS)/table2-halving --out tables/demo/search
 	$(KR) evaluate-search table2 --runs $(DEMO_RUNS)/table2 --searched $(DEMO_RUNS)/table2-halving --out tables/demo/search
 
-# Successive halving replayed on every demo grid whose runs are here (make demo, demo-h5,
+# Successive halving replayed on every demo grid whose runs are here (make demo-h5,
 # demo-table3 … demo-table8, demo-own-data first): tables/demo/search/<grid>/
-SEARCH_DEMO_GRIDS ?= table2:table2 table2:table2-h5 table3:table3 table4:table4 table5:table5 table6:table6 table7:table7 table8:table8 depth:own
+SEARCH_DEMO_GRIDS ?= table2:table2-h5 table3:table3 table4:table4 table5:table5 table6:table6 table7:table7 table8:table8 depth:own
 search-eval-demo: $(STAMP)
 	@for pair in $(SEARCH_DEMO_GRIDS); do study=$${pair%%:*}; runs=$${pair##*:}; \
 	  if [ -f $(DEMO_RUNS)/$$runs/grid.json ]; then \

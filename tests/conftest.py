@@ -4,6 +4,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("KANDEL_TORCH_TESTS"):
+    # NOTE: PyTorch loaded after TensorFlow crashes the process; the reference tests
+    # (make test-torch, make test-timm) load it first, before any test loads TensorFlow
+    import torch  # noqa: F401
 
 TINY = 32  # image side for tests (VGG's minimum input size)
 
@@ -11,7 +15,8 @@ TINY = 32  # image side for tests (VGG's minimum input size)
 # first: `make test` runs the files on two processes (pytest-xdist, --dist loadfile),
 # which take the files in collection order (see pytest_configure), so the long ones do not
 # end the run alone.
-LONGEST_FIRST = ("notebooks/test_notebooks.py", "runs/test_cluster.py", "measure/test_bench.py",
+LONGEST_FIRST = ("notebooks/test_notebooks.py", "grid/test_cluster.py", "runs/test_resume.py",
+                 "models/test_vit.py", "measure/test_bench.py",
                  "kaggle/test_kernel.py", "data/test_breakhis.py", "training/test_augment.py",
                  "models/test_families.py", "runs/test_own_data.py", "models/test_inception_v4.py",
                  "kaggle/test_kaggle_submit.py", "models/test_model.py", "training/test_colour.py",

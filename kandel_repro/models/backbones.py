@@ -31,6 +31,7 @@ from ..core.errors import ConfigError, WeightsUnavailable
 from . import efficientnet_lite as _lite, families, inception_v4 as _inception_v4, \
     resnet_torchvision as _resnet_tv
 from .weights import keras_models_dir
+from ..vit import architecture as _vit
 
 if TYPE_CHECKING:  # NOTE: annotations only; TensorFlow loads when a model is built
     import keras
@@ -60,14 +61,16 @@ def assign_layers(layers: Iterable[keras.layers.Layer]) -> OrderedDict[int, list
     """The layer granularity of a backbone: ``{number: [layer names]}`` where layer
     ``k`` is the k-th convolution from the input (1 …; :func:`is_convolution`), with the
     layers after it that have no convolution of their own (its BatchNormalization,
-    activation, pooling) — fine-tuning "from layer k" trains those and everything above."""
+    activation, pooling) — fine-tuning "from layer k" trains those and everything above.
+    A vision transformer's block opens a layer as a convolution does (its first layer,
+    :func:`kandel_repro.vit.architecture.opens_layer`): its layers are its blocks."""
     out = OrderedDict()
     number = 0
     for layer in layers:
         kind = type(layer).__name__
         if kind == "InputLayer":
             continue
-        if is_convolution(layer):
+        if is_convolution(layer) or _vit.opens_layer(layer.name):
             number += 1
         out.setdefault(max(number, 1), []).append(layer.name)
     return out
@@ -93,6 +96,10 @@ class Backbone:
     # Keras' ImageNet files per input size (MobileNet, MobileNetV2): the file name with
     # "{size}" and the sizes that have a file; notop_weights_file is then the 224 one.
     sized_weights: tuple[str, tuple[int, ...]] | None = None
+    # (model, weights file) -> None where a file may differ from the model (a ViT's grid)
+    load: Callable | None = None
+    # the layers --strategy lora adapts (None: every convolution and dense layer)
+    adapter_targets: Callable[[keras.layers.Layer], bool] | None = None
 
     @property
     def pretrained(self) -> bool:
@@ -124,7 +131,7 @@ class Backbone:
                                   "(--weights PATH, see `kandel-repro export-weights`)")
             model = self.builder()(tuple(input_shape))
             if weights is not None:
-                model.load_weights(weights)
+                (self.load or type(model).load_weights)(model, weights)
             return model
 
         return construct
@@ -290,6 +297,17 @@ REGISTRY["resnet50_torchvision"] = Backbone(
     assign_blocks=families.resnet_blocks, assign_units=families.resnet_units,
     block_layers=(1, 10, 13, 19, 10), build=_resnet_tv.build,
     preprocess=_resnet_tv.preprocess_input, converted_from=_resnet_tv.CONVERTED_FROM)
+
+# Vision transformers (ViT, DeiT, DINOv2): ours (kandel_repro.vit); weights from timm's
+# and transformers' checkpoints; layers = blocks (each transformer block opens one).
+REGISTRY.update({name: Backbone(
+    name=name, application=v.application, module=None, num_blocks=_vit.num_blocks(name),
+    num_layers=v.depth + 1, min_input_size=_vit.min_input_size(name),
+    notop_weights_file=f"{name}_notop.weights.h5" if v.layout else None,
+    assign_blocks=partial(_vit.assign_blocks, name=name), block_layers=_vit.block_layers(name),
+    build=partial(_vit.build, name=name), preprocess=_vit.preprocess_input,
+    converted_from=v.converted_from, load=partial(_vit.load_weights, name=name),
+    adapter_targets=_vit.is_adapter_target) for name, v in _vit.VARIANTS.items()})
 
 # Names that are neither an entry's nor its Keras constructor's (those resolve by
 # themselves in any spelling: get_backbone)

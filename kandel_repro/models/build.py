@@ -102,7 +102,9 @@ def _load_file(backbone, constructor, input_shape, path, option):
     found = _file_shapes(path, option)
     model = constructor(include_top=False, weights=None, input_shape=input_shape)
     needed = _shapes(model)
-    if found != needed:
+    # NOTE: a backbone that loads files itself takes weights of other input sizes (a ViT
+    # resamples its position embeddings); it refuses another network's file in loading
+    if found != needed and backbone.load is None:
         held = _backbone_of(path, found, backbone.name)
         if held:
             raise WeightsUnavailable(f"{option} {path} holds {held} weights; this run needs "
@@ -116,7 +118,7 @@ def _load_file(backbone, constructor, input_shape, path, option):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.load_weights(path)
+            (backbone.load or type(model).load_weights)(model, path)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds; all mean "unusable"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsUnavailable(f"{option} {path}: could not load its weights into "
@@ -265,6 +267,8 @@ def build_model(backbone_name: str, input_shape: Sequence[int] = (96, 96, 3),
            if classes == 2 else
            keras.layers.Dense(classes, activation="softmax", name="head_dense", dtype="float32")(x))
     model = keras.Model(base.input, out, name=f"{backbone.name}_finetune")
+    # NOTE: which layers --strategy lora adapts (training.strategies.enable_adapters)
+    model.adapter_targets = backbone.adapter_targets
     block_map = backbone.assign_blocks(base.layers)
     return model, block_map
 
@@ -368,8 +372,8 @@ def describe_blocks(backbone_name: str, as_json: bool = False, layers: bool = Fa
         mapping = layer_map_of(backbone.name)
         if as_json:
             return json.dumps({str(k): v for k, v in mapping.items()}, indent=2)
-        lines = [f"{backbone.name}: {backbone.num_layers} layers (convolutions; 1 is nearest "
-                 "the input)"]
+        lines = [f"{backbone.name}: {backbone.num_layers} layers (convolutions, a "
+                 "transformer's blocks; 1 is nearest the input)"]
         lines += [f"  layer {k:3d} (block {v['block']}{', ' + v['unit'] if 'unit' in v else ''}"
                   f"): {', '.join(v['layers'])} — {v['parameters']:,} parameters"
                   for k, v in mapping.items()]

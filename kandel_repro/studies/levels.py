@@ -131,8 +131,9 @@ def strategy_rows(backbone: str) -> tuple[Level, ...]:
                    for level in depth_rows(backbone))
     return depths + tuple(
         Level(name, f"{bb.name}_{name}", {"backbone": bb.name, "first_trainable_block": 1,
-                                          "strategy": name}, phrase=f"{name} (every block)")
-        for name in STRATEGIES if name != "blocks")
+                                          "strategy": name},
+              phrase=strategy.phrase or f"{name} (every block)")
+        for name, strategy in STRATEGIES.items() if name != "blocks")
 
 
 def policy_columns() -> tuple[Level, ...]:

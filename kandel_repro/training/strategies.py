@@ -4,6 +4,9 @@ The paper freezes the blocks below a depth and trains the rest at one rate (``bl
 the default: every run folder written before strategies existed reads as it). The field
 has since adapted networks in ways that decide the depth, or make it soft, as they train:
 
+- ``probe`` — a linear probe (the linear evaluation of self-supervised features, Kornblith
+  et al. 2019; DINOv2): the head alone trains, every block frozen, their BatchNorm in
+  inference mode — what eva and Trident measure, here beside the depths it competes with.
 - ``llrd`` — layer-wise learning-rate decay by block (BEiT, MAE): block b of N learns at
   lr · γ^(N−b), the head at lr. γ = 0.75 by default (``--llrd-gamma``): transformers use
   0.65–0.75 over 12–24 layers; a CNN has 5–20 blocks, so 0.75 leaves the lowest block of
@@ -26,8 +29,11 @@ has since adapted networks in ways that decide the depth, or make it soft, as th
   and dense layers (Keras' ``enable_lora``; rank ``--lora-rank``, 4): a kernel W becomes
   W + A·B with A of shape (…, r) and B (r, out), B starting at zero; W, the biases and
   the blocks' BatchNormalization stay frozen, the head trains whole. Keras has no
-  adapter for depthwise convolutions: those stay frozen. ``best_model.keras`` holds the
-  merged kernels (Keras saves W + A·B), so it predicts what the adapted network did.
+  adapter for depthwise convolutions: those stay frozen. A backbone may name its targets
+  (the registry's ``adapter_targets``): a vision transformer's are each attention's query
+  and value projections, as Hu et al. adapt W_q and W_v. ``best_model.keras`` holds the
+  merged kernels (Keras saves W + A·B), so it predicts what the adapted network did; each
+  epoch's logs give ``adapter_parameters``.
 
 Every strategy works within the run's trainable blocks (``--first-block``; 1 by default in
 the strategies study): the blocks below it stay frozen. A rate is applied as a scale of
@@ -68,6 +74,8 @@ class Strategy:
     # low-rank adapters (enable_adapters) on the trainable blocks: what trains is set once,
     # when the model is built, and no plan freezes or scales it afterwards
     adapters: bool = False
+    # how a study's row names it where it is not "<name> (every block)"
+    phrase: str | None = None
 
     def needs_retrace(self, num_blocks: int, settings: Mapping[str, Any], epochs: int) -> bool:
         """Whether the trainable set changes between epochs (Keras retraces the step)."""
@@ -82,6 +90,10 @@ def _uniform(first, num_blocks, scale=1.0):
 
 def _blocks(epoch, first, num_blocks, settings):
     return Plan(first, _uniform(first, num_blocks))
+
+
+def _probe(epoch, first, num_blocks, settings):
+    return Plan(num_blocks + 1, {HEAD: 1.0})
 
 
 def _llrd(epoch, first, num_blocks, settings):
@@ -105,6 +117,9 @@ def _gradual(epoch, first, num_blocks, settings):
 STRATEGIES = {s.name: s for s in (
     Strategy("blocks", "the blocks from --first-block train at the learning rate (the paper)",
              "Kandel & Castelli 2020", _blocks),
+    Strategy("probe", "a linear probe: the head alone on the frozen backbone",
+             "Kornblith et al. 2019 (linear evaluation); Oquab et al. 2024 (DINOv2)", _probe,
+             phrase="the head alone (a linear probe)"),
     Strategy("llrd", "layer-wise rate decay: block b of N at lr·γ^(N−b), the head at lr",
              "Bao et al. 2022 (BEiT); He et al. 2022 (MAE)", _llrd),
     Strategy("auto-rgn", "each tensor's rate × its relative gradient norm ‖g‖/‖w‖, "
@@ -281,7 +296,9 @@ def strategy_callback(trainer: keras.Model, model: keras.Model,
             with tf.GradientTape() as tape:
                 predicted = trainer(images, training=False)
                 loss = trainer.compute_loss(x=images, y=labels, y_pred=predicted)
-            gradients = tape.gradient(loss, variables)
+            # NOTE: an Embedding table's gradient is sparse (a ViT's tokens, positions)
+            gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                         for g in tape.gradient(loss, variables)]
             return {id(v): s for v, s in zip(variables,
                                                relative_gradient_norms(gradients, variables))}
 
@@ -290,6 +307,9 @@ def strategy_callback(trainer: keras.Model, model: keras.Model,
                 return
             logs["trainable_parameters"] = float(sum(
                 int(np.prod(v.shape)) for v in model.trainable_weights))
+            if strategy.adapters:
+                logs["adapter_parameters"] = float(sum(
+                    int(np.prod(v.shape)) for v in model.trainable_weights if "lora" in v.path))
             for block, value in sorted(self.scales.items()):
                 logs["scale_head" if block == HEAD else f"scale_block{block}"] = value
 
@@ -297,12 +317,17 @@ def strategy_callback(trainer: keras.Model, model: keras.Model,
 
 
 def enable_adapters(model: keras.Model, block_map: Mapping[int, list[str]], first: int,
-                    rank: int) -> int:
-    """LoRA on every convolution and dense layer of blocks ``first`` … N: their kernels,
-    biases and the blocks' other weights frozen, the adapters trainable; the number of
-    adapter parameters. One line of refusal on a Keras without adapters for convolutions."""
+                    rank: int, targets: Callable[[keras.layers.Layer], bool] | None = None
+                    ) -> int:
+    """LoRA on every convolution and dense layer of blocks ``first`` … N, or on those of
+    them ``targets`` names (default: the model's ``adapter_targets``, which
+    :func:`kandel_repro.models.build.build_model` sets from the backbone's registry
+    entry): their kernels, biases and the blocks' other weights frozen, the adapters
+    trainable; the number of adapter parameters. One line of refusal on a Keras without
+    adapters for convolutions."""
     import keras
 
+    targets = targets or getattr(model, "adapter_targets", None) or (lambda layer: True)
     if not hasattr(keras.layers.Conv2D, "enable_lora"):
         raise ConfigError(f"--strategy lora needs Keras' adapters for convolutions (Keras "
                           f"3.5 or later); this is Keras {keras.__version__}")
@@ -313,7 +338,7 @@ def enable_adapters(model: keras.Model, block_map: Mapping[int, list[str]], firs
         for name in names:
             layer = model.get_layer(name)
             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) \
-                    and not isinstance(layer, keras.layers.DepthwiseConv2D):
+                    and not isinstance(layer, keras.layers.DepthwiseConv2D) and targets(layer):
                 layer.enable_lora(rank)
                 for variable in layer.weights:
                     if "lora" not in variable.path:

@@ -13,11 +13,11 @@ def test_the_replay_against_the_grid_s_own_verdict(strategy_runs, tmp_path):  # 
     assert list(frame["search"]) == ["full grid (validation's choice)"] + \
         ["successive halving"] * 2
     grid = frame.iloc[0]
-    assert grid["share_of_grid"] == 1.0 and grid["epochs"] == 30 * 2  # 10 rows × 3 rates
+    assert grid["share_of_grid"] == 1.0 and grid["epochs"] == 33 * 2  # 11 rows × 3 rates
     halving = frame.iloc[1:]
-    # every cell trains its first epoch; the better 1/η (15 at η = 2, 10 at η = 3) its
+    # every cell trains its first epoch; the better 1/η (17 at η = 2, 11 at η = 3) its
     # second, the last these runs recorded
-    assert list(halving["epochs"]) == [30 + 15, 30 + 10]
+    assert list(halving["epochs"]) == [33 + 17, 33 + 11]
     assert (halving["share_of_grid"] < 1).all() and (frame["regret"] >= -1e-12).all()
     assert set(frame["tied_with_best"]) <= {True, False}
     assert frame["best"].nunique() == 1 and frame["metric"].iloc[0] == "test_auc"

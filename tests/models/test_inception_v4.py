@@ -6,6 +6,7 @@ the proof that the architecture computes what timm's does (``-m timm``, `make te
 needs timm and PyTorch and is skipped without them.
 """
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,11 @@ def test_features_equal_timms_from_the_same_weights(tmp_path):
     features on the same input. The convolutions are He-initialised and BatchNorm is
     near identity, with every tensor random: the features keep an order-1 scale through
     the 149 layers (no vanishing signal that would make any bound easy to meet)."""
+    if "tensorflow" in sys.modules and "torch" not in sys.modules:
+        # NOTE: PyTorch loaded after TensorFlow crashes the process (where the torch extra
+        # put timm into the same environment); `make test-timm` loads PyTorch first
+        # (tests/conftest.py, KANDEL_TORCH_TESTS)
+        pytest.skip("PyTorch cannot load after TensorFlow in one process: make test-timm")
     timm = pytest.importorskip("timm")
     torch = pytest.importorskip("torch")
     from safetensors.numpy import save_file

@@ -10,9 +10,11 @@ from kandel_repro.studies.cells import study_configs
 from kandel_repro.studies.registry import get_study
 
 # (quality, training seconds per epoch) of each row: llrd as good as the best depths and
-# cheapest of them; lp-ft as good but dearer; the top block alone poor and cheap
+# cheapest of them; lp-ft as good but dearer; the top block alone and the linear probe
+# poor and cheap
 ROWS = {"blocks 5": (0.3, 1.0), "blocks 4–5": (0.5, 2.0), "blocks 3–5": (3.0, 4.0),
-        "blocks 2–5": (3.0, 5.0), "blocks 1–5": (3.0, 6.0), "llrd": (3.0, 3.0),
+        "blocks 2–5": (3.0, 5.0), "blocks 1–5": (3.0, 6.0), "probe": (0.4, 0.5),
+        "llrd": (3.0, 3.0),
         "auto-rgn": (0.6, 7.0), "lp-ft": (3.0, 9.0), "gradual": (0.5, 4.5),
         "lora": (0.4, 2.5)}
 
@@ -21,8 +23,10 @@ def test_the_strategies_study_has_the_depths_then_the_strategies():
     study = get_study("strategies", backbone="resnet50", dataset="folder")
     assert [r.label for r in study.rows] == list(ROWS)
     assert [c.label for c in study.columns] == ["1e-3", "1e-4", "1e-5"]
-    assert dict(study.rows[5].settings) == {"backbone": "resnet50", "first_trainable_block": 1,
+    assert dict(study.rows[6].settings) == {"backbone": "resnet50", "first_trainable_block": 1,
                                             "strategy": "llrd"}
+    assert study.rows[5].settings["strategy"] == "probe"
+    assert study.rows[5].phrase == "the head alone (a linear probe)"
     assert study.rows[0].settings["strategy"] == "blocks"
     assert {"cost", "scales"} <= set(study.figures)
 

@@ -157,7 +157,7 @@ def test_auto_rgn_scales_are_each_tensors_relative_gradient_norm():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["llrd", "lp-ft", "gradual", "auto-rgn", "lora"])
+@pytest.mark.parametrize("strategy", ["probe", "llrd", "lp-ft", "gradual", "auto-rgn", "lora"])
 def test_a_run_with_a_strategy_records_what_it_trained(tiny_pcam, tmp_path, strategy):
     from kandel_repro.readers.registry import get_reader
     from kandel_repro.runs.train import train_run
@@ -175,6 +175,8 @@ def test_a_run_with_a_strategy_records_what_it_trained(tiny_pcam, tmp_path, stra
         assert {f"scale_block{b}" for b in range(1, 6)} <= set(history.columns)
     config_written = pd.read_json(tmp_path / "run" / "config.json", typ="series")
     assert config_written["strategy"] == strategy
+    if strategy == "probe":  # the head alone, every epoch: VGG16's 512 features → 1 unit
+        assert history["trainable_parameters"].tolist() == [513] * 3
     if strategy in ("lp-ft", "gradual"):  # fewer parameters train in the first epoch
         assert history["trainable_parameters"].iloc[0] < history["trainable_parameters"].iloc[-1]
 
@@ -248,12 +250,13 @@ def test_a_strategy_run_killed_mid_way_trains_again_to_the_same_result(tiny_pcam
             if epoch == 1:
                 raise KeyboardInterrupt
 
-    real = train_mod._make_callback
-    monkeypatch.setattr(train_mod, "_make_callback", lambda *a, **k: _chain(real(*a, **k), Kill()))
+    real = train_mod.validation_callback
+    monkeypatch.setattr(train_mod, "validation_callback",
+                        lambda *a, **k: _chain(real(*a, **k), Kill()))
     with pytest.raises(KeyboardInterrupt):
         train_mod.train_run(tmp_path / "killed", data, config, verbose=0)
     assert not (tmp_path / "killed" / "metrics.json").exists()
-    monkeypatch.setattr(train_mod, "_make_callback", real)
+    monkeypatch.setattr(train_mod, "validation_callback", real)
     again = train_mod.train_run(tmp_path / "killed", data, config, verbose=0)
     assert again["status"] == "ok" and again["epochs_run"] == 3
     assert (tmp_path / "killed" / "val_predictions.csv").read_bytes() == \
