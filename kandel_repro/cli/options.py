@@ -169,7 +169,7 @@ def _training_parsers(sub):
     g.add_argument("--time-budget", type=_time_budget, default=None, metavar="SECONDS",
                    help="stop starting runs when the slowest run so far would not fit in "
                    "what is left, and stop a run before an epoch that would pass it (the run "
-                   "stays unfinished and is trained again next time; a run whose last epoch "
+                   "stays unfinished, its state saved, and resumes from there next time; a run whose last epoch "
                    "ends in time is finished); e.g. inside a Kaggle kernel")
     g.add_argument("--seeds", default=None, metavar="N|LIST",
                    help="train each cell once per seed: N for seeds 0 … N-1 (e.g. 3), or a "
@@ -185,10 +185,10 @@ def _training_parsers(sub):
                    "as many, and so on; the survivors train to the end. Dropped cells keep "
                    "their folders, paused (a later plain grid finishes them); the same "
                    "command resumes an interrupted search")
-    h.add_argument("--eta", type=int, default=3, metavar="η",
+    h.add_argument("--eta", type=int, default=None, metavar="η",
                    help="with --search halving: keep the best 1/η of the cells at each "
                    "rung (default 3)")
-    h.add_argument("--min-epochs", type=int, default=1, metavar="R",
+    h.add_argument("--min-epochs", type=int, default=None, metavar="R",
                    help="with --search halving: the epochs of the first rung (default 1)")
     x = g.add_argument_group("where the runs train")
     x.add_argument("--executor", choices=("local", "ray"), default="local",

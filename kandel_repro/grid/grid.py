@@ -97,8 +97,8 @@ class GridOptions:
 
     ``time_budget`` (seconds from now): a run is not started when the slowest finished
     run of the study would not fit in what is left, and a run in progress stops before an
-    epoch that would pass the budget (it stays unfinished; a run whose last epoch ends in
-    time is finished); runs left over get the status ``"out of time"`` and the same call
+    epoch that would pass the budget (it stays unfinished, its state saved at that epoch,
+    and resumes from there; a run whose last epoch ends in time is finished); runs left over get the status ``"out of time"`` and the same call
     later resumes with them.
 
     ``executor="ray"``: each unfinished run becomes a Ray task asking for
@@ -124,8 +124,8 @@ class GridOptions:
     # successive halving over the cells instead of every cell to its end
     # (kandel_repro.grid.search): None, or "halving" with its η and first rung's epochs
     search: str | None = None
-    eta: int = 3
-    min_epochs: int = 1
+    eta: int | None = None  # (3)
+    min_epochs: int | None = None  # (1)
 
     def check_executor(self) -> None:
         """Refuse executor options that do not go together, before any packing."""
@@ -187,7 +187,9 @@ def _one_grid(study_name, data_dir, runs_dir, log, grid, settings, backbones=Non
         raise DataError(f"{data_dir} holds {what}, and the {study.name} study reads --dataset "
                         f"{reader.name} (your own class folders) unless told otherwise: give "
                         f"--dataset {dataset}") from None
-    check_search(grid.search, grid.eta, grid.min_epochs, shard, first.max_epochs)
+    eta, min_epochs = check_search(grid.search, grid.eta, grid.min_epochs, shard,
+                                   first.max_epochs)
+    grid = replace(grid, eta=eta, min_epochs=min_epochs)
     runs_dir = check_writable(runs_dir, "--runs")
     data = reader.load(data_dir, grid.cache_dir, workers=grid.workers,
                        image_size=first.image_size, **reader.options_of(first))
@@ -241,11 +243,16 @@ def _search(study, runs, seeds, runs_dir, data, configs, how, grid, dataset, dat
         label = (f"[{position}/{len(runs)}] {study.name}: {_describe(study, cell)}"
                  + (f", seed {seed}" if seeds != (0,) else ""))
         cells.setdefault(cell.folder, (cell, []))[1].append((label, name))
-    for _, names in cells.values():  # a finished run of other settings is refused
+    for _, names in cells.values():  # a finished or paused run of other settings is refused
         for _, name in names:
-            if rundir.is_finished(runs_dir / name) and not how.rerun:
+            if how.rerun:
+                continue
+            if rundir.is_finished(runs_dir / name):
                 rundir.check_same_experiment(runs_dir / name, configs[name],
                                              how.legacy_fingerprint)
+            elif (runs_dir / name / rundir.RESUME).is_file():
+                rundir.check_same_experiment(runs_dir / name, configs[name],
+                                             how.legacy_fingerprint, "a paused run")
     once = replace(how, rerun=False)  # (run_halving clears the runs once for --rerun)
     if grid.executor == "ray":
         from .cluster import run_on_ray

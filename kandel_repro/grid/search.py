@@ -32,6 +32,7 @@ a grid cannot rank the cells it does not hold, so ``--shard`` is refused
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,11 +51,20 @@ if TYPE_CHECKING:
 SEARCHES = ("halving",)
 
 
-def check_search(search: str | None, eta: int, min_epochs: int, shard: object,
-                 max_epochs: int) -> None:
-    """Refuse a search that cannot run as asked, before the data are loaded."""
+ETA, MIN_EPOCHS = 3, 1  # the defaults of --eta and --min-epochs
+
+
+def check_search(search: str | None, eta: int | None, min_epochs: int | None, shard: object,
+                 max_epochs: int) -> tuple[int, int]:
+    """``(η, R)`` of a search that can run as asked (the defaults where not given);
+    refused before the data are loaded where it cannot."""
     if search is None:
-        return
+        if eta is not None or min_epochs is not None:
+            raise ConfigError("--eta and --min-epochs apply to --search halving; give it, or "
+                              "leave them out")
+        return ETA, MIN_EPOCHS
+    eta = ETA if eta is None else eta
+    min_epochs = MIN_EPOCHS if min_epochs is None else min_epochs
     if search not in SEARCHES:
         raise ConfigError(f"--search must be one of {', '.join(SEARCHES)}, got {search!r}")
     rungs = rung_epochs(min_epochs, eta, max_epochs)
@@ -64,6 +74,7 @@ def check_search(search: str | None, eta: int, min_epochs: int, shard: object,
     if shard is not None:
         raise ConfigError("--search halving ranks every cell at each rung, which a shard of "
                           "the grid cannot: run the search without --shard, on one machine")
+    return eta, min_epochs
 
 
 def score_at(run_dir: Path, epoch: int) -> float:
@@ -93,11 +104,22 @@ TrainRung = Callable[[list, "int | None"], dict]
 def in_process(runs_dir: Path, data: PackedData, configs: dict[str, RunSettings],
                how: Attempt, log: Callable[[str], None] = print) -> TrainRung:
     """The ``train`` of :func:`run_halving` that trains a rung's runs here, one after
-    another; once the time budget stops one, the rest are ``out of time``."""
+    another, within the time budget: a run is not started when the epochs it has to go, at
+    the mean epoch time of the search's runs so far, would not fit in what is left; once
+    the budget stops one, the rest are ``out of time``."""
 
     def train(todo, epoch):
         statuses = {}
         for index, (label, name) in enumerate(todo):
+            if how.deadline is not None:
+                to_go = (epoch or configs[name]["max_epochs"]) - epochs_done(runs_dir / name)
+                expected = to_go * mean_epoch_seconds(runs_dir, [n for _, n in todo])
+                if time.time() + expected > how.deadline:
+                    log(f"{label}: not started: {to_go} epoch(s) of about "
+                        f"{expected / max(to_go, 1):.0f} s would not fit in the "
+                        f"{max(how.deadline - time.time(), 0):.0f} s the time budget has left")
+                    statuses.update({n: "out of time" for _, n in todo[index:]})
+                    break
             statuses[name] = train_grid_run(runs_dir / name, data, configs[name], label, how,
                                             log, pause_after=epoch)
             if statuses[name] == "out of time":
@@ -106,6 +128,21 @@ def in_process(runs_dir: Path, data: PackedData, configs: dict[str, RunSettings]
         return statuses
 
     return train
+
+
+def mean_epoch_seconds(runs_dir: Path, names: list[str]) -> float:
+    """The mean training seconds of an epoch over the histories of ``names`` so far (0:
+    none yet): the search's estimate of what an epoch will take."""
+    import pandas as pd
+
+    seconds = []
+    for name in names:
+        path = runs_dir / name / rundir.HISTORY
+        if path.is_file():
+            history = pd.read_csv(path)
+            if "train_seconds" in history:
+                seconds += history["train_seconds"].dropna().tolist()
+    return sum(seconds) / len(seconds) if seconds else 0.0
 
 
 def run_halving(cells: list[tuple[Cell, list[tuple[str, str]]]], runs_dir: Path,
@@ -158,6 +195,11 @@ def _train_to(cells, alive, runs_dir, train, epoch, statuses, log):
     if left:
         log(f"search: stopped by the time budget with {len(left)} run(s) left at this "
             "rung; the same command resumes it")
+        return False
+    unranked = [name for _, name in todo if statuses.get(name) in ("failed", "busy")]
+    if unranked:  # (a cell cannot be ranked, nor dropped, on a run that did not train)
+        log(f"search: stopped at this rung: {len(unranked)} run(s) failed or were busy "
+            f"({', '.join(unranked)}); see their error.json, then run the same command")
         return False
     return True
 

@@ -154,9 +154,9 @@ def place_weights(inputs: Path, settings: dict) -> list[Path]:
 
 def resume(inputs: Path, runs: Path, marker: str = "metrics.json") -> int:
     """Copy finished runs of earlier kernels (attached as inputs) into ``runs``; with
-    ``marker="resume.npz"``, the runs a search (``--search halving``) paused or stopped
-    there, where this kernel has neither a finished nor a paused copy: they resume from
-    their state, not from their start."""
+    ``marker="resume.npz"``, the unfinished runs whose state was saved there (stopped by
+    the time budget, or paused by a search), where this kernel has neither a finished nor a
+    saved copy: they resume from that epoch, not from their start."""
     copied = 0
     for found in _find(inputs, f"runs/{runs.name}/*/{marker}"):
         source = found.parent
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         _log(started, f"resumed {copied} finished run(s) from earlier kernels")
         paused = resume(inputs, runs, "resume.npz")
         if paused:
-            _log(started, f"resumed {paused} run(s) a search paused in earlier kernels")
+            _log(started, f"resumed {paused} unfinished run(s) of earlier kernels from the "
+                          "epoch they stopped at")
         if settings.get("dataset", "pcam") == "pcam":
             data = find_competition(inputs, settings["competition"])
             _log(started, f"competition data: {data}")

@@ -68,7 +68,9 @@ def _searched(table, searched):
         if stopped:
             history = history.head(int(stopped["stopped_at_epoch"]))
         elif not metrics:
-            continue  # (unfinished, not stopped: the search is not over)
+            raise ConfigError(f"the search in {searched} is not over ({folder.name} is "
+                              "neither finished nor stopped): run its `grid … --search "
+                              "halving` command again first")
         epochs += len(history)
         seconds += float(history.get("train_seconds", pd.Series([np.nan])).sum())
         if metrics and metrics.get("val_auc") is not None:

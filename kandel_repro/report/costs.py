@@ -80,10 +80,11 @@ def _history(run: Path):
 def search_cost(table: Table) -> dict | None:
     """What a grid searched by successive halving spent against the full grid, or None
     where no run was stopped by a search: ``epochs`` and ``seconds`` spent (training
-    only), the full grid's ``full_epochs`` and ``full_seconds``, ``stopped`` and
-    ``finished`` runs, ``mean_epochs`` of the finished. A stopped run's share of the full
-    grid is estimated: the finished runs' mean epochs (at least the epochs it ran), each
-    at its own mean epoch time so far."""
+    only), the full grid's ``full_epochs`` and ``full_seconds``, ``stopped``, ``finished``
+    and ``unfinished`` runs (paused, or not run: the search is not over), ``mean_epochs`` of
+    the finished. A stopped run's share of the full grid is estimated: the finished runs'
+    mean epochs (at least the epochs it ran), each at its own epoch time — its epochs after
+    the first where it ran more than one (the first includes tracing)."""
     frame = table.frame
     if not (frame["status"] == "stopped").any():
         return None
@@ -94,18 +95,22 @@ def search_cost(table: Table) -> dict | None:
             continue
         if run["status"] == "stopped":
             history = history.head(int(run["stopped_at_epoch"]))
-        epochs, seconds = len(history), float(history["train_seconds"].sum())
+        seconds = history["train_seconds"]
+        epochs = len(history)
         spent[0] += epochs
-        spent[1] += seconds
-        (finished if run["status"] == "ok" else stopped).append((epochs, seconds))
+        spent[1] += float(seconds.sum())
+        steady = float(seconds.iloc[1:].mean() if epochs > 1 else seconds.mean())
+        (finished if run["status"] == "ok" else stopped).append(
+            (epochs, float(seconds.sum()), steady))
     if not finished:
         return None
-    mean_epochs = float(np.mean([e for e, _ in finished]))
-    full_epochs = sum(e for e, _ in finished) + sum(max(e, mean_epochs) for e, _ in stopped)
-    full_seconds = sum(s for _, s in finished) + sum(
-        s / e * max(e, mean_epochs) for e, s in stopped if e)
+    mean_epochs = float(np.mean([e for e, _, _ in finished]))
+    full_epochs = sum(e for e, _, _ in finished) + sum(max(e, mean_epochs) for e, _, _ in stopped)
+    full_seconds = sum(s for _, s, _ in finished) + sum(
+        s + epoch_seconds * max(mean_epochs - e, 0) for e, s, epoch_seconds in stopped)
     return {"epochs": spent[0], "seconds": spent[1], "full_epochs": full_epochs,
             "full_seconds": full_seconds, "stopped": len(stopped), "finished": len(finished),
+            "unfinished": int(frame["status"].isin(("missing", "failed")).sum()),
             "mean_epochs": mean_epochs}
 
 

@@ -334,12 +334,19 @@ def _search_lines(table):
     cost = search_cost(table)
     if cost is None:
         return []
+    over = (f" The search is not over: {cost['unfinished']} run(s) paused, failed or not "
+            "run yet; the same `grid … --search halving` command goes on."
+            if cost["unfinished"] else "")
     return ["", "## What the search cost", "",
             f"Successive halving trained {cost['finished']} run(s) to their end and stopped "
             f"{cost['stopped']}: {cost['epochs']:.0f} epochs of an estimated "
             f"{cost['full_epochs']:.0f} for the full grid ({cost['epochs'] / cost['full_epochs']:.0%}), "
             f"{cost['seconds']:.0f} training seconds of an estimated {cost['full_seconds']:.0f} "
-            f"({cost['seconds'] / max(cost['full_seconds'], 1e-9):.0%}). Estimated: each stopped "
-            f"run would have trained the finished runs' mean epochs ({cost['mean_epochs']:.1f}), "
-            "each at its own mean epoch time so far; evaluation left out. Whether the search's "
-            "choice is the full grid's: `kandel-repro evaluate-search` on a finished grid."]
+            f"({cost['seconds'] / max(cost['full_seconds'], 1e-9):.0%}).{over} Estimated: each "
+            f"stopped run is taken to have trained as long as the finished ones did on average "
+            f"({cost['mean_epochs']:.1f} epochs; they are the better cells, and a cell dropped "
+            "early might have stopped early too), at its own epoch time (its epochs after the "
+            "first where it ran more than one). Training seconds only: evaluation, and the "
+            "search's own overhead (each continued run built again and its data order "
+            "replayed), are left out. Whether the search's choice is the full grid's: "
+            "`kandel-repro evaluate-search` on a finished grid."]

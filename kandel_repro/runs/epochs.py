@@ -55,6 +55,8 @@ class EpochLog:
     stopped_reason: str | None = None
     out_of_time: bool = False
     paused: bool = False  # stopped after the epoch the run was told to pause at
+    started: float | None = None  # time.time() when this attempt began
+    earlier_seconds: float = 0.0  # wall seconds of the attempts before a resumption
 
 
 def validation_callback(run_dir, model, predictor, x, val_idx, val_y, eval_batch_size, log):
@@ -154,8 +156,9 @@ def save_state(folder: Path, trainer: keras.Model, stopping: keras.callbacks.Cal
     best = folder / rundir.BEST_MODEL
     if best.is_file():
         arrays["best_model"] = np.frombuffer(best.read_bytes(), dtype=np.uint8)
+    wall = log.earlier_seconds + (time.time() - log.started if log.started else 0.0)
     facts = {"epochs": epochs, "variables": len(arrays) - ("best_scores" in arrays)
-             - ("best_model" in arrays),
+             - ("best_model" in arrays), "wall_seconds": wall,
              "log": {k: getattr(log, k) for k in _LOG_FIELDS},
              "stopping": {k: _plain(getattr(stopping, k, None)) for k in _STOPPING_FIELDS}}
     arrays["facts"] = np.frombuffer(json.dumps(facts).encode(), dtype=np.uint8)
@@ -173,14 +176,17 @@ def _plain(value):
 
 
 def paused_epochs(folder: str | Path) -> int | None:
-    """The epoch a paused run stopped after (its ``resume.npz``), or None."""
+    """The epoch a paused run stopped after (its ``resume.npz``), or None (none, or the
+    run is finished: a state left beside its metrics is not resumed)."""
+    import zipfile
+
     path = Path(folder) / rundir.RESUME
-    if not path.is_file():
+    if not path.is_file() or rundir.is_finished(folder):
         return None
     try:
         with np.load(path) as state:
             return int(json.loads(state["facts"].tobytes())["epochs"])
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ConfigError(f"{path} cannot be read ({exc}); delete it to train the run from "
                           "its start") from None
 
@@ -206,13 +212,16 @@ def restore(folder: Path, trainer: keras.Model, log: EpochLog) -> tuple[int, dic
                                   f"{tuple(variable.shape)}; delete it to train the run anew")
             variable.assign(value)
         log.best_scores = state["best_scores"] if "best_scores" in state else None
+        best = folder / rundir.BEST_MODEL
         if "best_model" in state:
-            best = folder / rundir.BEST_MODEL
             tmp = staging_path(best, suffix=".keras")
             tmp.write_bytes(state["best_model"].tobytes())
             os.replace(tmp, best)
+        else:  # (no finite AUC before the pause: one a later, killed attempt left goes)
+            best.unlink(missing_ok=True)
     for key, value in facts["log"].items():
         setattr(log, key, value)
+    log.earlier_seconds = float(facts.get("wall_seconds") or 0.0)
     epochs = int(facts["epochs"])
     history = pd.read_csv(folder / rundir.HISTORY).head(epochs)
     log.history = history.to_dict("records")
@@ -220,41 +229,42 @@ def restore(folder: Path, trainer: keras.Model, log: EpochLog) -> tuple[int, dic
     return epochs, facts["stopping"]
 
 
-def fast_forward(batches: Any, epochs: int, strategy: Any = None) -> None:
+def fast_forward(batches: Any, epochs: int) -> None:
     """Bring a run's training batches to the order they have at epoch ``epochs`` + 1:
     a :func:`~kandel_repro.training.pipeline.idg_batches` sequence is told its epoch; a
     ``tf.data`` pipeline, whose seeded shuffle draws its next order each time ``fit``
     opens it, is passed through ``fit`` for ``epochs`` epochs by a model whose step does
-    nothing (built under the run's distribution ``strategy``), so that it is opened
-    exactly as the uninterrupted run opened it. That reads the images of those epochs
+    nothing, so that it is opened exactly as the uninterrupted run opened it. That reads the images of those epochs
     once more, and trains nothing."""
     if hasattr(batches, "start_at"):
         batches.start_at(epochs)
         return
     if not epochs:
         return
-    import contextlib
-
     import keras
 
     class Skip(keras.Model):
         def train_step(self, data):
             return {"skipped": keras.ops.zeros(())}
 
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        images = keras.Input(tuple(batches.element_spec[0].shape[1:]),
-                             dtype=batches.element_spec[0].dtype)
-        skip = Skip(images, images, name="fast_forward")
-        skip.compile(jit_compile=False)
+    # NOTE: built under the default strategy whatever the run's: a model of another
+    # strategy opens the data once more to build itself symbolically (Keras' trainer),
+    # which the run's own fit does too, so that the replay would run one order ahead
+    images = keras.Input(tuple(batches.element_spec[0].shape[1:]),
+                         dtype=batches.element_spec[0].dtype)
+    skip = Skip(images, images, name="fast_forward")
+    skip.compile(jit_compile=False)
     skip.fit(batches, epochs=epochs, verbose=0, shuffle=False)
 
 
 def pause_callback(folder: Path, trainer: keras.Model, stopping: keras.callbacks.Callback,
                    log: EpochLog, pause_after: int | None,
                    counters: dict | None = None) -> keras.callbacks.Callback:
-    """The callback that (after ``EarlyStopping`` in the list) pauses the run after epoch
-    ``pause_after`` unless it stopped by itself there, and, on a resumed run, puts early
-    stopping's ``counters`` back once ``fit`` has reset them."""
+    """The callback (after ``EarlyStopping`` in the list) that writes the run's state where
+    it stops unfinished — after epoch ``pause_after`` (a search's rung: the run then
+    pauses) or where the time budget stops it — unless it ended there by itself (early
+    stopping, a non-finite loss); and, on a resumed run, puts early stopping's
+    ``counters`` back once ``fit`` has reset them."""
     import keras
 
     class Pause(keras.callbacks.Callback):
@@ -264,13 +274,16 @@ def pause_callback(folder: Path, trainer: keras.Model, stopping: keras.callbacks
                     setattr(stopping, key, value)
 
         def on_epoch_end(self, epoch, logs=None):
-            if pause_after is None or epoch + 1 != pause_after:
+            if log.stopped_reason or (self.model.stop_training
+                                      and getattr(stopping, "stopped_epoch", 0) == epoch > 0):
+                log.out_of_time = False  # (ended by itself: finished, not paused)
                 return
-            if self.model.stop_training and not log.out_of_time:
-                return  # (early stopping or a non-finite loss ended the run here)
-            log.out_of_time = False
-            save_state(folder, trainer, stopping, log, epoch + 1)
-            log.paused = True
-            self.model.stop_training = True
+            if pause_after is not None and epoch + 1 == pause_after:
+                log.out_of_time = False
+                save_state(folder, trainer, stopping, log, epoch + 1)
+                log.paused = True
+                self.model.stop_training = True
+            elif log.out_of_time:  # (the budget stops it here: the next call resumes)
+                save_state(folder, trainer, stopping, log, epoch + 1)
 
     return Pause()

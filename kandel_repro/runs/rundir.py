@@ -330,7 +330,9 @@ def mixed_settings(runs: dict[str, dict],
 
 def check_same_experiment(run_dir: str | Path, config: Mapping[str, Any],
                           legacy_fingerprint: str | None = None,
-                          what: str = "a finished run") -> None:
+                          what: str = "a finished run",
+                          remedy: str = "Use another --runs folder, or --rerun to replace "
+                                        "it.") -> None:
     """Refuse to reuse a finished run made with other settings (every
     :data:`EXPERIMENT_KEYS` must match).
 
@@ -358,7 +360,7 @@ def check_same_experiment(run_dir: str | Path, config: Mapping[str, Any],
     if diffs:
         raise ConfigError(
             f"{run_dir} holds {what} made with other settings ("
-            + "; ".join(diffs) + "). Use another --runs folder, or --rerun to replace it."
+            + "; ".join(diffs) + f"). {remedy}"
         )
 
 

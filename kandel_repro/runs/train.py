@@ -78,7 +78,8 @@ def loss_of(config: RunSettings) -> str:
 
 class TimeBudgetExceeded(Exception):
     """A run was stopped at an epoch boundary because the next epoch would pass the
-    deadline; it is not finished (no metrics.json) and is trained again next time."""
+    deadline; it is not finished (no metrics.json): its state is saved at that epoch
+    (:mod:`kandel_repro.runs.epochs`) and the next attempt resumes from there."""
 
 
 class Network(NamedTuple):
@@ -213,19 +214,27 @@ def train_run(run_dir: str | Path, data: PackedData, config: RunSettings,
     _check_deadline(deadline, run_dir)
     splits = data.split(config)  # refuses unusable data before any write
     paused = paused_epochs(run_dir) if resume else None
-    run_dir = Path(run_dir) if paused else rundir.start(run_dir)
-    (run_dir / rundir.SEARCH).unlink(missing_ok=True)  # (a stopped run, continued)
+    if paused:  # (refused before anything in the folder changes)
+        rundir.check_same_experiment(
+            run_dir, with_data(config, data, config.get("data_dir") or data.root),
+            data.legacy_fingerprint, "a paused run",
+            remedy=f"Train it with those settings, or delete {Path(run_dir) / rundir.RESUME} "
+                   "(in a grid: --rerun) to train it from its start.")
+        run_dir = Path(run_dir)
+        for stale in (rundir.SEARCH, rundir.ERROR):  # (a stopped or failed run, continued)
+            (run_dir / stale).unlink(missing_ok=True)
+    else:
+        run_dir = rundir.start(run_dir)
     try:
         run = _prepare(run_dir, data, config, splits)
-        models = _build(run, data, paused)
-        log = _fit(run, data, models, verbose, deadline, pause_after, paused)
+        models = _build(run, data)
+        log = _fit(run, data, models, verbose, deadline, pause_after, paused, started)
         if log.paused:
             return {"status": "paused", "epochs_run": len(log.history),
                     "val_auc": log.best_auc if np.isfinite(log.best_auc) else None}
         scores = _predict(run, data, models, log)
-        metrics = _record(run, models, log, scores, started)
         (run_dir / rundir.RESUME).unlink(missing_ok=True)  # (finished: nothing to resume)
-        return metrics
+        return _record(run, models, log, scores, started)
     except BaseException:
         # NOTE: a run that fails before its first epoch ends (bad weights, a setting the
         # model refuses, Ctrl-C while building) leaves nothing behind: the grid records
@@ -284,10 +293,9 @@ def _shares(train, val, test, classes):
             for part, labels in parts.items()}
 
 
-def _build(run, data, paused=None):
+def _build(run, data):
     """The run's :class:`RunModels` (:func:`build_run_models`), seeded; the config, with
-    Keras' XLA choice resolved, written (a ``paused`` run's checked against the one it
-    wrote: it resumes only into the same experiment)."""
+    Keras' XLA choice resolved, written."""
     import keras
 
     keras.utils.set_random_seed(run.config.seed)
@@ -295,14 +303,12 @@ def _build(run, data, paused=None):
     models = build_run_models(run.config, data.image_shape, run.strategy)
     # (Keras' "auto", resolved)
     run.config = run.config.updated(jit="on" if models.trainer.jit_compile else "off")
-    if paused:
-        rundir.check_same_experiment(run.folder, run.config, data.legacy_fingerprint,
-                                     "a run paused by a search")
     rundir.write_config(run.folder, run.config)
     return models
 
 
-def _fit(run, data, models, verbose, deadline, pause_after=None, paused=None):
+def _fit(run, data, models, verbose, deadline, pause_after=None, paused=None,
+         started=None):
     """Train the epochs (a ``paused`` run's from where it stopped); their :class:`EpochLog`.
     :class:`TimeBudgetExceeded` when the budget stopped the run before its last epoch."""
     import keras
@@ -316,17 +322,17 @@ def _fit(run, data, models, verbose, deadline, pause_after=None, paused=None):
     else:
         batches = in_memory_dataset(data.x, data.y, run.train_idx, config["batch_size"],
                                     seed=config["seed"])
-    log = EpochLog(n_train=len(run.train_idx), deadline=deadline)
+    log = EpochLog(n_train=len(run.train_idx), deadline=deadline, started=started)
     stopping = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                              patience=config["patience"])
     callbacks = [validation_callback(run.folder, model, predictor, data.x, run.val_idx,
                                      data.y[run.val_idx], config["eval_batch_size"], log),
                  stopping]
-    done, counters = restore(run.folder, trainer, log) if paused else (0, None)
-    fast_forward(batches, done, run.strategy)
-    if pause_after is not None or counters:  # (after EarlyStopping: it reads its verdict)
-        callbacks.append(pause_callback(run.folder, trainer, stopping, log, pause_after,
-                                        counters))
+    with run.strategy.scope():  # (the optimisers are built where the variables live)
+        done, counters = restore(run.folder, trainer, log) if paused else (0, None)
+    fast_forward(batches, done)
+    # (after EarlyStopping: it reads its verdict)
+    callbacks.append(pause_callback(run.folder, trainer, stopping, log, pause_after, counters))
     if config["lr_decay"] != 1.0:
         callbacks.insert(0, epoch_decay(trainer.optimizers_used, config["lr_decay"]))
     if config["strategy"] != "blocks":  # (first: it adds to the logs ValidationAUC writes)
@@ -347,7 +353,8 @@ def _fit(run, data, models, verbose, deadline, pause_after=None, paused=None):
         log.out_of_time = False  # early stopping ended the run at that epoch anyway
     if log.out_of_time:
         raise TimeBudgetExceeded(f"{run.folder.name}: stopped after epoch {len(log.history)} "
-                                 "to stay within the time budget; not finished")
+                                 "to stay within the time budget; not finished (it resumes "
+                                 "from there)")
     return log
 
 
@@ -417,7 +424,7 @@ def _record(run, models, log, scores, started):
         "epochs_run": epochs_run,
         "stopped_early": epochs_run < config["max_epochs"],
         "stopped_reason": log.stopped_reason,
-        "wall_seconds": round(time.time() - started, 2),
+        "wall_seconds": round(time.time() - started + log.earlier_seconds, 2),
         "train_images_per_second": round(log.train_images / max(log.train_seconds, 1e-9), 2),
         # Epochs after the first exclude tracing and compilation.
         "steady_images_per_second": (round(log.n_train * (epochs_run - 1) / later, 2)

@@ -118,7 +118,10 @@ def test_a_request_no_node_can_meet_is_refused_and_the_grid_s_own_ray_shut_down(
 
 def test_a_grid_on_ray_stops_on_ctrl_c_resumes_retries_a_killed_task_and_skips(
         local_ray, tiny_pcam, tmp_path, monkeypatch):
-    study = small_grid(monkeypatch, learning_rates=(1e-3,), rows=slice(0, 3))  # 3 runs, 2 CPUs
+    # 6 runs on 2 CPUs: when the first is reported, at least two have not started, however
+    # slowly a loaded machine lets the driver read the reports
+    study = small_grid(monkeypatch, learning_rates=(1e-3, 1e-4), rows=slice(0, 3))
+    n = len(study.cells())
     runs = tmp_path / "runs"
 
     def finished():
@@ -137,7 +140,7 @@ def test_a_grid_on_ray_stops_on_ctrl_c_resumes_retries_a_killed_task_and_skips(
         grid_mod.run_grid("table2", tiny_pcam, runs, ON_RAY, SETTINGS, log=interrupt_after_first)
     assert any(line.startswith("interrupted: cancelling") for line in logs)
     done_first = finished()
-    assert 1 <= len(done_first) <= 2
+    assert 1 <= len(done_first) <= n - 2
     stamps = {n: (runs / n / rundir.METRICS).stat().st_mtime_ns for n in done_first}
 
     # 2. the same command resumes; the first task to train dies after its first epoch
@@ -147,9 +150,9 @@ def test_a_grid_on_ray_stops_on_ctrl_c_resumes_retries_a_killed_task_and_skips(
     assert not local_ray.exists() and killed.exists(), "no task was killed"
     assert statuses[killed.read_text()] == "ok"  # retried, and finished
     assert sorted(statuses.values()) == sorted(["skipped"] * len(done_first)
-                                               + ["ok"] * (3 - len(done_first))), logs
+                                               + ["ok"] * (n - len(done_first))), logs
     assert stamps == {n: (runs / n / rundir.METRICS).stat().st_mtime_ns for n in done_first}
-    assert sum("val AUC" in line and "(on " in line for line in logs) == 3 - len(done_first)
+    assert sum("val AUC" in line and "(on " in line for line in logs) == n - len(done_first)
     for name in statuses:
         run = rundir.read_run(runs / name)
         assert run.status == "ok" and run.error is None
@@ -158,15 +161,15 @@ def test_a_grid_on_ray_stops_on_ctrl_c_resumes_retries_a_killed_task_and_skips(
         assert len((runs / name / rundir.HISTORY).read_text().splitlines()) == 3  # 2 epochs
         assert list((runs / name / rundir.TENSORBOARD).rglob("events.out.tfevents.*"))
     table = assemble("table2", runs)
-    assert len(table.cells) == 3 and table.cells["mean"].between(0, 1).all()
+    assert len(table.cells) == n and table.cells["mean"].between(0, 1).all()
     assert main(["table", "table2", "--runs", str(runs), "--out", str(tmp_path / "tables")]) == 0
     assert study.title in (tmp_path / "tables" / "table2.md").read_text()
 
     # 3. once more: everything is finished, nothing is submitted
     logs = []
     statuses = grid_mod.run_grid("table2", tiny_pcam, runs, ON_RAY, SETTINGS, log=logs.append)
-    assert sorted(statuses.values()) == ["skipped"] * 3
-    assert sum("finished, skipped" in line for line in logs) == 3
+    assert sorted(statuses.values()) == ["skipped"] * n
+    assert sum("finished, skipped" in line for line in logs) == n
 
 
 @pytest.mark.parametrize("gpus, cpus, refused", [

@@ -32,16 +32,20 @@ for name, length in ((NAMES[2], 2), (NAMES[9], 5), (NAMES[13], 7)):
     HISTORIES[name] = HISTORIES[name][:length]
 SETTINGS = UserSettings(weights="none", max_epochs=EPOCHS)
 HALVING = GridOptions(search="halving", eta=3, min_epochs=1)
+DEFAULTS = GridOptions(search="halving")  # (η 3, R 1: the same search)
 
 
-def _played(calls, kill_on=None):
+def _played(calls, kill_on=None, fail_on=None):
     """A train_run that plays HISTORIES: epochs from the paused one (resume.npz) to
-    ``pause_after`` or the history's end; a KeyboardInterrupt at call ``kill_on``."""
+    ``pause_after`` or the history's end; a KeyboardInterrupt at call ``kill_on``, an
+    error at call ``fail_on``."""
     def fake(run_dir, data, config, verbose="auto", deadline=None, pause_after=None,
              resume=True):
         calls.append((run_dir.name, pause_after))
         if kill_on is not None and len(calls) == kill_on:
             raise KeyboardInterrupt
+        if fail_on is not None and len(calls) == fail_on:
+            raise RuntimeError("out of memory (a test's)")
         history = HISTORIES[run_dir.name]
         state = run_dir / rundir.RESUME
         done = 0
@@ -71,14 +75,16 @@ def _played(calls, kill_on=None):
     return fake
 
 
-def _search(tiny_pcam, runs, monkeypatch, calls, kill_on=None, options=HALVING):
-    monkeypatch.setattr(train_mod, "train_run", _played(calls, kill_on))
+def _search(tiny_pcam, runs, monkeypatch, calls, kill_on=None, options=HALVING, fail_on=None):
+    monkeypatch.setattr(train_mod, "train_run", _played(calls, kill_on, fail_on))
     return grid_mod.run_grid("table2", tiny_pcam, runs, options, SETTINGS, log=lambda m: None)
 
 
 def test_the_search_decides_as_the_replayed_rule(tiny_pcam, tmp_path, monkeypatch):
     calls = []
-    statuses = _search(tiny_pcam, tmp_path / "runs", monkeypatch, calls)
+    statuses = _search(tiny_pcam, tmp_path / "runs", monkeypatch, calls, options=DEFAULTS)
+    assert json.loads((tmp_path / "runs" / "grid.json").read_text())["search"] == {
+        "method": "halving", "eta": 3, "min_epochs": 1}  # (the defaults)
     expected = replay(HISTORIES, 3, 1, EPOCHS)
     assert expected.rungs[0][0] == 1 and [r[0] for r in expected.rungs] == [1, 3]
     for name in NAMES:
@@ -105,16 +111,19 @@ def test_the_search_decides_as_the_replayed_rule(tiny_pcam, tmp_path, monkeypatc
     assert all(p in (1, 3, None) for _, p in calls)
 
 
-def test_a_search_killed_between_rungs_resumes_to_the_same_end(tiny_pcam, tmp_path,
-                                                               monkeypatch):
+@pytest.mark.parametrize("kill_on", [len(NAMES) + 1, len(NAMES) + 3])
+def test_a_search_killed_between_or_inside_rungs_resumes_to_the_same_end(
+        tiny_pcam, tmp_path, monkeypatch, kill_on):
     whole = _search(tiny_pcam, tmp_path / "whole", monkeypatch, [])
     calls = []
-    with pytest.raises(KeyboardInterrupt):  # the first run of the second rung
-        _search(tiny_pcam, tmp_path / "killed", monkeypatch, calls, kill_on=len(NAMES) + 1)
-    assert calls[-1][1] == 3 and all(p == 1 for _, p in calls[:-1])
+    with pytest.raises(KeyboardInterrupt):  # the second rung's first run, or its third
+        _search(tiny_pcam, tmp_path / "killed", monkeypatch, calls, kill_on=kill_on)
+    assert calls[-1][1] == 3 and all(p == 1 for _, p in calls[:len(NAMES)])
+    done_at_three = [n for n, p in calls[len(NAMES):-1]]
     calls.clear()
     resumed = _search(tiny_pcam, tmp_path / "killed", monkeypatch, calls)
     assert all(p != 1 for _, p in calls)  # no run of the first rung trained again
+    assert not {n for n, p in calls if p == 3} & set(done_at_three)  # nor of the second
     assert resumed == whole
     for name in NAMES:
         assert read_stopped(tmp_path / "killed" / name) == read_stopped(tmp_path / "whole" / name)
@@ -135,11 +144,25 @@ def test_a_plain_grid_finishes_what_the_search_stopped(tiny_pcam, tmp_path, monk
                for n in stopped)
 
 
+def test_a_run_that_fails_at_a_rung_stops_the_search_until_it_trains(tiny_pcam, tmp_path,
+                                                                      monkeypatch):
+    whole = _search(tiny_pcam, tmp_path / "whole", monkeypatch, [])
+    logs = []
+    monkeypatch.setattr(train_mod, "train_run", _played([], fail_on=3))
+    statuses = grid_mod.run_grid("table2", tiny_pcam, tmp_path / "runs", HALVING, SETTINGS,
+                                 log=logs.append)
+    assert statuses[NAMES[2]] == "failed" and "stopped" not in statuses.values()
+    assert any("search: stopped at this rung: 1 run(s) failed" in line for line in logs)
+    assert (tmp_path / "runs" / NAMES[2] / rundir.ERROR).is_file()
+    assert _search(tiny_pcam, tmp_path / "runs", monkeypatch, []) == whole  # once it trains
+
+
 @pytest.mark.parametrize("options, message", [
     (GridOptions(search="halving", shard="1/2"), "cannot: run the search without --shard"),
     (GridOptions(search="halving", min_epochs=9), "leaves no rung below"),
     (GridOptions(search="halving", eta=1), "--eta must be a whole number ≥ 2"),
     (GridOptions(search="random"), "--search must be one of halving"),
+    (GridOptions(eta=2), "--eta and --min-epochs apply to --search halving"),
 ])
 def test_a_search_it_cannot_run_is_refused_before_any_run(tiny_pcam, tmp_path, options,
                                                           message):

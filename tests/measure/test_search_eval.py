@@ -100,3 +100,6 @@ def test_a_trained_search_is_set_against_the_grid(strategy_runs, tmp_path):  # n
     assert f"--searched {searched}`" in md
     with pytest.raises(ConfigError, match="holds no finished run"):
         evaluate("strategies", strategy_runs, searched=tmp_path / "empty")
+    (searched / stopped[0] / rundir.SEARCH).unlink()  # paused, not stopped: not over
+    with pytest.raises(ConfigError, match=f"is not over \\({stopped[0]} is neither"):
+        evaluate("strategies", strategy_runs, searched=searched)

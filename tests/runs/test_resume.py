@@ -2,7 +2,8 @@
 (kandel_repro.runs.epochs): the histories, the best model and the predictions equal an
 uninterrupted run's, with the fused augmentation, with ImageDataGenerator's, with a
 strategy that changes what trains each epoch, with an optimiser per group of variables
-(SGD's momentum), and after a kill in the epochs that followed the pause."""
+(SGD's momentum), under a distribution strategy, after a kill in the epochs that followed
+the pause, and after the time budget stopped the run."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +15,8 @@ from kandel_repro.runs.train import train_run
 
 CASES = {"fast": {}, "imagedatagenerator": {"augmenter": "imagedatagenerator"},
          "gradual": {"strategy": "gradual"},
-         "two optimisers": {"head_lr_mult": 10.0, "optimizer": "sgd", "momentum": 0.9}}
+         "two optimisers": {"head_lr_mult": 10.0, "optimizer": "sgd", "momentum": 0.9},
+         "mirrored": {"distribute": "mirrored"}}
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +85,50 @@ def test_a_run_killed_after_its_pause_resumes_from_the_pause(data, tiny_pcam, tm
     _same_run(tmp_path / "whole", tmp_path / "killed")
 
 
+@pytest.mark.slow
+def test_a_run_the_time_budget_stopped_resumes_from_that_epoch(data, tiny_pcam, tmp_path,
+                                                               monkeypatch):
+    import time as real_time
+    import types
+
+    from kandel_repro.runs.train import TimeBudgetExceeded
+
+    config = _config(data, tiny_pcam)
+    train_run(tmp_path / "whole", data, config, verbose=0)
+    late = {"by": 0.0}
+    real = epochs.write_csv
+
+    def after_epoch_two_the_clock_jumps(path, frame):
+        real(path, frame)
+        if len(frame) == 2:
+            late["by"] = 10.0 ** 7
+
+    monkeypatch.setattr(epochs, "write_csv", after_epoch_two_the_clock_jumps)
+    monkeypatch.setattr(epochs, "time", types.SimpleNamespace(
+        time=lambda: real_time.time() + late["by"], perf_counter=real_time.perf_counter))
+    with pytest.raises(TimeBudgetExceeded, match=r"after epoch 2 .*\(it resumes from there\)"):
+        train_run(tmp_path / "budget", data, config, verbose=0,
+                  deadline=real_time.time() + 10.0 ** 6)
+    monkeypatch.undo()
+    assert epochs.paused_epochs(tmp_path / "budget") == 2
+    assert not rundir.is_finished(tmp_path / "budget")
+    metrics = train_run(tmp_path / "budget", data, config, verbose=0)
+    _same_run(tmp_path / "whole", tmp_path / "budget")
+    assert metrics["wall_seconds"] > 0
+
+
 def test_a_paused_run_with_other_settings_is_refused(data, tiny_pcam, tmp_path):
     from kandel_repro.core.errors import ConfigError
 
     config = _config(data, tiny_pcam)
     assert train_run(tmp_path / "run", data, config.updated(max_epochs=2), verbose=0,
                      pause_after=1)["status"] == "paused"
-    with pytest.raises(ConfigError, match="paused by a search made with other settings"):
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="a paused run made with other settings .*"
+                                          "delete .*resume.npz"):
         train_run(tmp_path / "run", data, config.updated(learning_rate=1e-4), verbose=0)
-    assert epochs.paused_epochs(tmp_path / "run") == 1  # nothing lost
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert after == before and epochs.paused_epochs(tmp_path / "run") == 1  # nothing touched
     # --rerun's way: trained from its start, the paused state dropped
     metrics = train_run(tmp_path / "run", data, config.updated(learning_rate=1e-4,
                                                                max_epochs=2),
@@ -99,9 +136,27 @@ def test_a_paused_run_with_other_settings_is_refused(data, tiny_pcam, tmp_path):
     assert metrics["epochs_run"] == 2 and not (tmp_path / "run" / rundir.RESUME).exists()
 
 
-def test_a_damaged_pause_file_is_named(tmp_path):
+@pytest.mark.parametrize("damage", ["not a zip", "truncated"])
+def test_a_damaged_pause_file_is_named(tmp_path, damage):
+    import io
+
     from kandel_repro.core.errors import ConfigError
 
-    (tmp_path / rundir.RESUME).write_bytes(b"not a zip")
+    if damage == "truncated":  # (a real state cut short: zipfile's own error)
+        buffer = io.BytesIO()
+        np.savez(buffer, facts=np.frombuffer(b'{"epochs": 2}', dtype=np.uint8),
+                 v0=np.zeros(1000))
+        (tmp_path / rundir.RESUME).write_bytes(buffer.getvalue()[:200])
+    else:
+        (tmp_path / rundir.RESUME).write_bytes(b"not a zip")
     with pytest.raises(ConfigError, match="resume.npz cannot be read"):
         epochs.paused_epochs(tmp_path)
+
+
+def test_a_state_left_beside_a_finished_run_is_not_resumed(tmp_path):
+    from kandel_repro.core.files import write_json
+
+    np.savez(tmp_path / rundir.RESUME, facts=np.frombuffer(b'{"epochs": 2}', dtype=np.uint8))
+    assert epochs.paused_epochs(tmp_path) == 2
+    write_json(tmp_path / rundir.METRICS, {"status": "ok", "val_auc": 0.9})
+    assert epochs.paused_epochs(tmp_path) is None

@@ -163,10 +163,12 @@ class FrozenClock:
 
 @pytest.fixture
 def frozen_clock(monkeypatch):
+    import kandel_repro.runs.epochs as epochs_mod
     import kandel_repro.runs.train as train_mod
 
     clock = FrozenClock(time.time())
     monkeypatch.setattr(train_mod, "time", clock)
+    monkeypatch.setattr(epochs_mod, "time", clock)  # (each epoch's deadline check)
     return clock
 
 
@@ -175,8 +177,13 @@ def test_a_run_stops_at_the_epoch_that_would_pass_the_deadline(tiny_pcam, tmp_pa
     config = resolve_config("vgg16", 5, 1e-4, weights="none", max_epochs=4, batch_size=16)
     with pytest.raises(TimeBudgetExceeded, match="stopped after epoch 1"):
         train_run(tmp_path / "run", data, config, verbose=0, deadline=frozen_clock.now + 1e-3)
-    assert not (tmp_path / "run" / "metrics.json").exists()  # unfinished: trained again next time
+    assert not (tmp_path / "run" / "metrics.json").exists()  # unfinished
     assert len((tmp_path / "run" / "history.csv").read_text().strip().splitlines()) == 2
+    # its state saved at epoch 1: the next attempt resumes from there
+    # (tests/runs/test_resume.py: equal to an uninterrupted run)
+    from kandel_repro.runs.epochs import paused_epochs
+
+    assert paused_epochs(tmp_path / "run") == 1
 
 
 def test_a_run_whose_last_epoch_ends_within_the_budget_is_finished(tiny_pcam, tmp_path,
