@@ -156,10 +156,13 @@ def resume(inputs: Path, runs: Path, marker: str = "metrics.json") -> int:
     """Copy finished runs of earlier kernels (attached as inputs) into ``runs``; with
     ``marker="resume.npz"``, the unfinished runs whose state was saved there (stopped by
     the time budget, or paused by a search), where this kernel has neither a finished nor a
-    saved copy: they resume from that epoch, not from their start."""
+    saved copy: they resume from that epoch, not from their start. Of several earlier
+    copies of one run, the one that trained the most epochs is taken."""
     copied = 0
-    for found in _find(inputs, f"runs/{runs.name}/*/{marker}"):
-        source = found.parent
+    found = sorted(_find(inputs, f"runs/{runs.name}/*/{marker}"),
+                   key=lambda path: -_epochs_recorded(path.parent))
+    for path in found:
+        source = path.parent
         if (runs / source.name / "metrics.json").exists() or \
                 (runs / source.name / marker).exists():
             continue
@@ -169,6 +172,15 @@ def resume(inputs: Path, runs: Path, marker: str = "metrics.json") -> int:
         shutil.copytree(source, destination)
         copied += 1
     return copied
+
+
+def _epochs_recorded(run: Path) -> int:
+    """The epochs a run folder's history.csv records (its lines less the header)."""
+    try:
+        with open(run / "history.csv", encoding="utf-8") as history:
+            return max(sum(1 for _ in history) - 1, 0)
+    except OSError:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

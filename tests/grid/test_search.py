@@ -194,3 +194,38 @@ def test_the_table_of_a_searched_grid_shows_the_stopped_cells_and_the_cost(
     assert (f"stopped {len(dropped)}: {expected.epochs} epochs of an estimated {full:.0f} "
             f"for the full grid ({expected.epochs / full:.0%})") in markdown
     assert f"{2 * expected.epochs} training seconds" in markdown
+
+
+def test_with_two_seeds_a_cell_is_ranked_by_its_seeds_mean_and_they_share_its_fate(
+        tiny_pcam, tmp_path, monkeypatch):
+    import math
+
+    # seed 1 of each cell: seed 0's history with noise, so that the mean of the two, not
+    # either seed alone, ranks the cells
+    rng = np.random.default_rng(11)
+    for name in NAMES:
+        monkeypatch.setitem(HISTORIES, f"{name}_seed1", list(np.round(
+            np.array(HISTORIES[name]) + rng.normal(0, 0.05, len(HISTORIES[name])), 4)))
+    statuses = _search(tiny_pcam, tmp_path / "runs", monkeypatch, [],
+                       options=GridOptions(search="halving", seeds=2))
+
+    def runs(cell):
+        return (cell, f"{cell}_seed1")
+
+    def score(cell, epoch):
+        return np.mean([max(HISTORIES[n][:epoch]) for n in runs(cell)])
+
+    alive, stopped_at = list(NAMES), {}
+    for epoch in (1, 3):  # the rungs of R 1, η 3 below 9 epochs
+        keep = math.ceil(len(alive) / 3)
+        ranked = sorted(alive, key=lambda c: (-score(c, epoch), NAMES.index(c)))
+        stopped_at.update({c: epoch for c in ranked[keep:]})
+        alive = ranked[:keep]
+    assert len(alive) == 2 and len(stopped_at) == 13
+    for cell in NAMES:
+        for name in runs(cell):
+            if cell in stopped_at and len(HISTORIES[name]) > stopped_at[cell]:
+                expected = "stopped"  # dropped with its cell while it could still train
+            else:
+                expected = "ok"  # a survivor's, or one that ended by itself before the rung
+            assert statuses[name] == expected, (name, statuses[name])

@@ -209,3 +209,12 @@ def test_the_driver_carries_a_search_s_paused_and_stopped_runs_into_the_next_ker
     assert (runs / "paused" / "resume.npz").read_text() == "paused resume.npz"
     assert (runs / "stopped" / "resume.npz").read_text() == "this kernel's"
     assert driver.resume(tmp_path / "input", runs, "resume.npz") == 0  # (nothing new)
+    # two earlier kernels hold the same paused run: the one further on is taken
+    further = tmp_path / "input" / "kandel-repro-table2-later" / "runs" / "table2" / "later"
+    (earlier / "later").mkdir()
+    further.mkdir(parents=True)
+    for folder, epochs in ((earlier / "later", 1), (further, 3)):
+        (folder / "resume.npz").write_text(f"{epochs} epochs")
+        (folder / "history.csv").write_text("epoch\n" + "".join(f"{e}\n" for e in range(epochs)))
+    assert driver.resume(tmp_path / "input", runs, "resume.npz") == 1
+    assert (runs / "later" / "resume.npz").read_text() == "3 epochs"
