@@ -79,6 +79,13 @@ def _describe(study, cell):
     return prefix + cell.description
 
 
+def _label(study, cell, seed, seeds, position, total):
+    """A run's progress lines' label: ``[3/15] table2: vgg16 blocks 3–5, lr 1e-4``, with
+    its seed where the grid has others."""
+    return (f"[{position}/{total}] {study.name}: {_describe(study, cell)}"
+            + (f", seed {seed}" if seeds != (0,) else ""))
+
+
 @dataclass(frozen=True)
 class GridOptions:
     """How a grid runs its study, as opposed to the run settings (what each run computes,
@@ -240,8 +247,7 @@ def _search(study, runs, seeds, runs_dir, data, configs, how, grid, dataset, dat
     each rung's runs trained here or as Ray tasks; ``{run name: status}``."""
     cells = {}
     for position, (cell, seed, name) in enumerate(runs, 1):
-        label = (f"[{position}/{len(runs)}] {study.name}: {_describe(study, cell)}"
-                 + (f", seed {seed}" if seeds != (0,) else ""))
+        label = _label(study, cell, seed, seeds, position, len(runs))
         cells.setdefault(cell.folder, (cell, []))[1].append((label, name))
     for _, names in cells.values():  # a finished or paused run of other settings is refused
         for _, name in names:
@@ -320,8 +326,7 @@ def _finished_and_todo(study, runs, shard, seeds, runs_dir, configs, how, log):
         log(f"{study.name}: shard {shard[0]}/{shard[1]} runs {len(mine)} of {len(runs)} runs")
     statuses, todo = {}, []
     for position, (cell, seed, name) in mine:
-        label = (f"[{position}/{len(runs)}] {study.name}: {_describe(study, cell)}"
-                 + (f", seed {seed}" if seeds != (0,) else ""))
+        label = _label(study, cell, seed, seeds, position, len(runs))
         if rundir.is_finished(runs_dir / name) and not how.rerun:
             rundir.check_same_experiment(runs_dir / name, configs[name], how.legacy_fingerprint)
             log(f"{label}: finished, skipped")

@@ -67,18 +67,21 @@ def replay(histories: Mapping[Hashable, Sequence[float]], eta: int, min_epochs: 
             break
         rungs.append((epoch, tuple(alive)))
         keep = max(1, math.ceil(len(alive) / eta))
-        ranked = sorted(alive, key=lambda c: (-_best(histories[c], epoch), order.index(c)))
+        ranked = sorted(alive, key=lambda c: (-best_up_to(histories[c], epoch), order.index(c)))
         for cell in ranked[keep:]:
             stopped[cell] = min(epoch, len(histories[cell]))
         alive = ranked[:keep]
     for cell in alive:
         stopped[cell] = None
-    chosen = max(alive, key=lambda c: (_best(histories[c], None), -order.index(c)))
+    chosen = max(alive, key=lambda c: (best_up_to(histories[c], None), -order.index(c)))
     spent = sum(len(histories[c]) if at is None else at for c, at in stopped.items())
     return SearchResult(chosen, spent, sum(len(h) for h in histories.values()), stopped,
                         tuple(rungs))
 
 
-def _best(history: Sequence[float], epoch: int | None) -> float:
+def best_up_to(history: Sequence[float], epoch: int | None) -> float:
+    """A cell's score at a rung: its best validation AUC over its first ``epoch`` epochs
+    (None: all), NaN left out; −inf where there is none. The replay and the search as it
+    trains (:mod:`kandel_repro.grid.search`) rank by this one rule."""
     values = [v for v in (history if epoch is None else history[:epoch]) if v == v]
     return max(values) if values else -math.inf

@@ -41,7 +41,7 @@ from ..core.errors import ConfigError
 from ..core.files import write_json
 from ..runs import rundir
 from .attempt import Attempt, train_grid_run
-from .halving import rung_epochs
+from .halving import best_up_to, rung_epochs
 
 if TYPE_CHECKING:
     from ..data.packed import PackedData
@@ -78,14 +78,14 @@ def check_search(search: str | None, eta: int | None, min_epochs: int | None, sh
 
 
 def score_at(run_dir: Path, epoch: int) -> float:
-    """A run's best validation AUC over its first ``epoch`` epochs (−inf: none yet)."""
+    """A run's best validation AUC over its first ``epoch`` epochs (−inf: none yet), as
+    the replay scores it (:func:`~kandel_repro.grid.halving.best_up_to`)."""
     import pandas as pd
 
     path = run_dir / rundir.HISTORY
     if not path.is_file():
         return -math.inf
-    values = pd.read_csv(path)["val_auc"].head(epoch).dropna()
-    return float(values.max()) if len(values) else -math.inf
+    return best_up_to(pd.read_csv(path)["val_auc"].tolist(), epoch)
 
 
 def epochs_done(run_dir: Path) -> int:

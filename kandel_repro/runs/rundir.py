@@ -71,6 +71,7 @@ LOCK = ".lock"  # held while a process trains the run (see claim)
 TENSORBOARD = "tensorboard"  # TensorBoard's logs of the run (a folder)
 RESUME = "resume.npz"  # the state of a paused run (kandel_repro.runs.epochs)
 SEARCH = "search.json"  # a run the search stopped: at which epoch, its validation AUC
+GRID = "grid.json"  # in a folder of runs: what the (unsharded) grid over it was asked
 # Everything a run writes: cleared when a run (re)starts, so an unfinished earlier
 # attempt cannot leak into it.
 ARTEFACTS = (CONFIG, VAL_IDS, TEST_IDS, HISTORY, BEST_MODEL, VAL_PREDICTIONS, SUBMISSION,
@@ -375,14 +376,14 @@ def record_grid(runs_dir: str | Path, request: dict,
                 shard: tuple[int, int] | None = None) -> None:
     """Write what a grid over ``runs_dir`` was asked to do; one file per shard, so the
     run folders of several shards merge without clashes."""
-    name = "grid.json" if shard is None else f"grid-shard-{shard[0]}of{shard[1]}.json"
+    name = GRID if shard is None else f"grid-shard-{shard[0]}of{shard[1]}.json"
     write_json(Path(runs_dir) / name, dict(request, shard=None if shard is None else list(shard)))
 
 
 def read_grid(runs_dir: str | Path) -> dict | None:
     """What the (unsharded) grid over ``runs_dir`` was asked to do (:func:`record_grid`),
     or None."""
-    return _read_or_none(Path(runs_dir) / "grid.json")
+    return _read_or_none(Path(runs_dir) / GRID)
 
 
 def finished_runs(folder: str | Path, protocol: str | None = None) -> list[Path]:

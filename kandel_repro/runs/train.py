@@ -213,11 +213,11 @@ def train_run(run_dir: str | Path, data: PackedData, config: RunSettings,
     started = time.time()
     _check_deadline(deadline, run_dir)
     splits = data.split(config)  # refuses unusable data before any write
+    config = with_data(config, data, config.get("data_dir") or data.root)
     paused = paused_epochs(run_dir) if resume else None
     if paused:  # (refused before anything in the folder changes)
         rundir.check_same_experiment(
-            run_dir, with_data(config, data, config.get("data_dir") or data.root),
-            data.legacy_fingerprint, "a paused run",
+            run_dir, config, data.legacy_fingerprint, "a paused run",
             remedy=f"Train it with those settings, or delete {Path(run_dir) / rundir.RESUME} "
                    "(in a grid: --rerun) to train it from its start.")
         run_dir = Path(run_dir)
@@ -267,7 +267,7 @@ def _prepare(run_dir, data, config, splits):
 
     train_idx, val_idx, test = splits
     train_idx = reduce_training(train_idx, data.y, config)
-    config = resolve_runtime(with_data(config, data, config.get("data_dir") or data.root))
+    config = resolve_runtime(config)  # (with the data's facts: train_run)
     strategy = make_strategy(config.distribute)
     config = config.updated(n_train=len(train_idx), n_val=len(val_idx), n_test=test.size,
                             **_shares(data.y[train_idx], data.y[val_idx], test.labels,

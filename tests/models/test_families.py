@@ -104,6 +104,13 @@ def test_no_layer_feeds_an_earlier_block(member):
 
 def test_freezing_from_block_b_trains_exactly_blocks_b_to_top_and_the_head(member):
     backbone, model, blocks, _ = member
+    check_freezing_from_each_block(backbone, model, blocks)
+
+
+def check_freezing_from_each_block(backbone, model, blocks):
+    """Freezing from each block b trains exactly the layers of blocks b … top and the head
+    (a nested model's layers too), their weights and no others (tests/models/test_vit.py
+    checks the transformers with it)."""
     full = {layer.name: len(layer.trainable_weights) for layer in model.layers}
     try:
         for first in range(1, backbone.num_blocks + 1):

@@ -21,7 +21,7 @@ from kandel_repro.models.freeze import set_trainable_blocks
 from kandel_repro.training.strategies import enable_adapters
 from kandel_repro.vit import architecture as vit
 from kandel_repro.vit.resample import resize_grid, resize_positions
-from tests.models.test_families import _inputs
+from tests.models.test_families import _inputs, check_freezing_from_each_block
 
 TRANSFORMERS = tuple(vit.VARIANTS)
 FAMILIES = {"vit_tiny_patch4": 32, "dinov2_small_reg": 28}  # one of each, at a small size
@@ -64,15 +64,7 @@ def test_every_layer_is_in_exactly_one_block_in_graph_order(family):
 
 def test_freezing_from_block_b_trains_exactly_blocks_b_to_top_and_the_head(family):
     backbone, model, blocks, _ = family
-    full = {layer.name: len(layer.trainable_weights) for layer in model.layers}
-    try:
-        for first in range(1, backbone.num_blocks + 1):
-            trained = {n for b, names in blocks.items() if b >= first for n in names}
-            expected = {n for n in trained if full[n]} | {"head_dense"}
-            assert set(set_trainable_blocks(model, blocks, first)) == expected
-            assert len(model.trainable_weights) == sum(full[n] for n in expected)
-    finally:
-        set_trainable_blocks(model, blocks, 1)
+    check_freezing_from_each_block(backbone, model, blocks)
 
 
 def test_the_layer_granularity_is_the_blocks(family):

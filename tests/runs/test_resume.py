@@ -62,23 +62,34 @@ def test_a_paused_run_resumed_equals_an_uninterrupted_one(data, tiny_pcam, tmp_p
     _same_run(tmp_path / "whole", tmp_path / "paused")
 
 
+def _after_epoch(monkeypatch, epoch, action):
+    """Call ``action`` once a run has written the history of ``epoch`` epochs (the end of
+    that epoch's validation, its best model saved)."""
+    real = epochs.write_csv
+
+    def write_then_act(path, frame):
+        real(path, frame)
+        if len(frame) == epoch:
+            action()
+
+    monkeypatch.setattr(epochs, "write_csv", write_then_act)
+
+
 @pytest.mark.slow
 def test_a_run_killed_after_its_pause_resumes_from_the_pause(data, tiny_pcam, tmp_path,
                                                              monkeypatch):
     config = _config(data, tiny_pcam)
     train_run(tmp_path / "whole", data, config, verbose=0)
     train_run(tmp_path / "killed", data, config, verbose=0, pause_after=2)
-    real = epochs.write_csv
 
-    def kill_at_epoch_three(path, frame):
-        real(path, frame)  # (the third epoch's row and best model are written, then…)
-        if len(frame) == 3:
-            raise KeyboardInterrupt
+    def kill():
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(epochs, "write_csv", kill_at_epoch_three)
+    # (the third epoch's row and best model are written, then…)
+    _after_epoch(monkeypatch, 3, kill)
     with pytest.raises(KeyboardInterrupt):
         train_run(tmp_path / "killed", data, config, verbose=0)
-    monkeypatch.setattr(epochs, "write_csv", real)
+    monkeypatch.undo()
     assert len(pd.read_csv(tmp_path / "killed" / rundir.HISTORY)) == 3
     assert epochs.paused_epochs(tmp_path / "killed") == 2  # the pause's state, intact
     train_run(tmp_path / "killed", data, config, verbose=0)
@@ -96,14 +107,7 @@ def test_a_run_the_time_budget_stopped_resumes_from_that_epoch(data, tiny_pcam, 
     config = _config(data, tiny_pcam)
     train_run(tmp_path / "whole", data, config, verbose=0)
     late = {"by": 0.0}
-    real = epochs.write_csv
-
-    def after_epoch_two_the_clock_jumps(path, frame):
-        real(path, frame)
-        if len(frame) == 2:
-            late["by"] = 10.0 ** 7
-
-    monkeypatch.setattr(epochs, "write_csv", after_epoch_two_the_clock_jumps)
+    _after_epoch(monkeypatch, 2, lambda: late.update(by=10.0 ** 7))  # the clock jumps
     monkeypatch.setattr(epochs, "time", types.SimpleNamespace(
         time=lambda: real_time.time() + late["by"], perf_counter=real_time.perf_counter))
     with pytest.raises(TimeBudgetExceeded, match=r"after epoch 2 .*\(it resumes from there\)"):
